@@ -1,0 +1,18 @@
+# The README's two commands: `make demo` (main job) and `make test` (the suite). Both set up first.
+PY ?= python3
+
+.PHONY: setup demo test lint unit
+.setup-done: pyproject.toml scripts/setup.sh
+	bash scripts/setup.sh
+setup: .setup-done
+
+demo: .setup-done
+	autoscaler demo
+
+lint: .setup-done
+	ruff check autoscaler tests benchmarks
+	mypy
+	$(PY) -m autoscaler.tools.check_layers
+
+test: lint
+	$(PY) -m pytest -q

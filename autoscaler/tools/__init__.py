@@ -1,0 +1,1 @@
+"""Project tooling (layer checks)."""
