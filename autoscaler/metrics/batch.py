@@ -1,0 +1,70 @@
+"""Run one query per metric kind for all leases using it, and split the answer per pod.
+
+This is the batching the controller relies on: the number of PromQL queries per loop equals the
+number of metric kinds in use, whatever the number of leases. Kinds are queried concurrently.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+
+from autoscaler.metrics.client import PrometheusClient
+from autoscaler.metrics.kinds.base import MetricKind, PodSeries
+from autoscaler.metrics.promql import PART_LABEL, LeaseIndex, LeaseTarget, PodTarget
+from autoscaler.metrics.results import BatchResult, Empty, InstantVector, Outcome, QueryError, Sample
+
+log = logging.getLogger(__name__)
+
+
+def split(kind: MetricKind, leases: Sequence[LeaseTarget], answer: InstantVector,
+          query: str = "") -> BatchResult:
+    """Group an answer by (namespace, pod), keep only the batch's pods, and interpret each pod."""
+    index = LeaseIndex(leases)
+    values: dict[PodTarget, list[Sample]] = {}
+    parts: dict[PodTarget, dict[str, list[Sample]]] = {}
+    unkeyed = 0
+    for sample in answer.samples:
+        ns, pod = sample.labels.get("namespace"), sample.labels.get("pod")
+        if not ns or not pod:
+            unkeyed += 1
+            continue
+        key = PodTarget(ns, pod)
+        if key not in index:
+            continue
+        part = sample.labels.get(PART_LABEL)
+        if part is None:
+            values.setdefault(key, []).append(sample)
+        else:
+            parts.setdefault(key, {}).setdefault(part, []).append(sample)
+    eval_time = answer.eval_time if answer.eval_time is not None else 0.0
+    outcomes: dict[PodTarget, Outcome] = {}
+    for key in values.keys() | parts.keys():
+        pod_parts = {name: tuple(s) for name, s in parts.get(key, {}).items()}
+        outcomes[key] = kind.interpret(PodSeries(tuple(values.get(key, ())), pod_parts), eval_time)
+    for key in index.explicit - outcomes.keys():
+        outcomes[key] = Empty()
+    if unkeyed:
+        log.warning("metric %s: %d series without namespace/pod labels ignored", kind.name, unkeyed)
+    return BatchResult(kind.name, query, outcomes, None, answer.latency_s, answer.eval_time, unkeyed)
+
+
+async def fetch(client: PrometheusClient, kind: MetricKind, leases: Sequence[LeaseTarget], *,
+                at: float | None = None) -> BatchResult:
+    """One query for every pod of every lease in `leases` (no query at all for an empty batch)."""
+    if not leases:
+        return BatchResult(kind.name, "", {})
+    query = kind.build(leases)
+    answer = await client.query(query, at=at)
+    if isinstance(answer, QueryError):
+        return BatchResult(kind.name, query, {}, answer, answer.latency_s, at)
+    return split(kind, leases, answer, query)
+
+
+async def fetch_all(client: PrometheusClient,
+                    batches: Sequence[tuple[MetricKind, Sequence[LeaseTarget]]], *,
+                    at: float | None = None) -> dict[str, BatchResult]:
+    """`fetch` for several kinds concurrently, keyed by kind name."""
+    results = await asyncio.gather(*(fetch(client, kind, leases, at=at) for kind, leases in batches))
+    return {r.metric: r for r in results}
