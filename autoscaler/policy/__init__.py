@@ -1,1 +1,36 @@
-"""policy"""
+"""The pure decision core: no I/O, no clock, no asyncio. Time and state come in as arguments.
+
+``decide(snapshot, state)`` reproduces the Kubernetes HPA exactly when configured like it
+(``hpa.py``, ``replicas.py``, ``behavior.py``); ``snapshot_json`` is the ``autoscaler decide``
+contract.
+"""
+
+from autoscaler.policy.behavior import record_scale_event
+from autoscaler.policy.hpa import decide, state_without_event
+from autoscaler.policy.types import (
+    Behavior,
+    Decision,
+    DecisionState,
+    MetricInput,
+    MetricResult,
+    MetricType,
+    Pod,
+    PodPhase,
+    PodSample,
+    Reason,
+    Recommendation,
+    ScaleEvent,
+    ScalingPolicy,
+    ScalingRules,
+    Snapshot,
+    Target,
+    TargetType,
+    Tolerances,
+    to_milli,
+)
+
+__all__ = [
+    "Behavior", "Decision", "DecisionState", "MetricInput", "MetricResult", "MetricType", "Pod", "PodPhase",
+    "PodSample", "Reason", "Recommendation", "ScaleEvent", "ScalingPolicy", "ScalingRules", "Snapshot", "Target",
+    "TargetType", "Tolerances", "decide", "record_scale_event", "state_without_event", "to_milli",
+]
