@@ -62,10 +62,18 @@ def staleness(series: PodSeries, eval_time: float, max_age_s: float, value: floa
     return Stale(age_s=age, max_age_s=max_age_s, value=value) if age > max_age_s else None
 
 
+def no_value(series: PodSeries, eval_time: float, max_age_s: float | None) -> Stale | Empty:
+    """No value series: `Stale` when raw samples exist but are too old (e.g. rate() found fewer than
+    two samples in its window), else `Empty`."""
+    if max_age_s is not None and (stale := staleness(series, eval_time, max_age_s, math.nan)) is not None:
+        return stale
+    return Empty("no value series")
+
+
 def single_value(series: PodSeries, eval_time: float, max_age_s: float | None) -> Outcome:
     """The usual rule: exactly one value series, finite, not stale."""
     if not series.values:
-        return Empty("no value series")
+        return no_value(series, eval_time, max_age_s)
     if len(series.values) > 1:
         return MultiSeries(len(series.values))
     value = series.values[0].value

@@ -12,9 +12,9 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from autoscaler.metrics.kinds.base import SAMPLE_AGE_S, PodSeries, join_matchers, staleness
+from autoscaler.metrics.kinds.base import SAMPLE_AGE_S, PodSeries, join_matchers, no_value, staleness
 from autoscaler.metrics.promql import LeaseTarget, duration, selector, tag
-from autoscaler.metrics.results import Empty, MultiSeries, NotFinite, Ok, Outcome
+from autoscaler.metrics.results import MultiSeries, NotFinite, Ok, Outcome
 
 
 @dataclass(frozen=True)
@@ -40,7 +40,7 @@ class CpuUtilization:
     def interpret(self, series: PodSeries, eval_time: float) -> Outcome:
         """Sum the containers; one series per container; stale if the newest sample is too old."""
         if not series.values:
-            return Empty("no container series")
+            return no_value(series, eval_time, self.max_sample_age_s)
         containers: dict[str, float] = {}
         for sample in series.values:
             name = sample.labels.get("container", "")

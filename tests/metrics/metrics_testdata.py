@@ -1,0 +1,107 @@
+"""The backfilled data set of the metrics tests, queried at time T0.
+
+Pods (namespace/pod) and what each metric holds at T0 (samples every 15 s from T0-600 s):
+
+* team-a/llm-a-0 (lease A, by name): CPU triton 1.5 + envoy 0.25 cores (plus cgroup artefacts that
+  must be excluded); DCGM pod style on 2 GPUs 80/60; queue 600 us/request over 2 GPUs; KV 0.5 (new
+  vLLM name); inflight 3+4 over two workers; Triton nv_gpu_utilization 0.33.
+* team-a/llm-a-1 (lease A): CPU 0.5; DCGM 50 (pod style) and 90 (exported style, must be ignored);
+  no Triton traffic; KV 0.25 (old vLLM name); inflight 5.
+* team-b/llm-b-0 (lease B, regex ``llm-b-[0-9]+``): CPU 2.0; DCGM 40 exported style only; queue
+  2000 us/request; KV 0.4 (new name) and 0.75 (NIM name, must be ignored).
+* team-b/llm-b-1 (lease B): CPU samples end at T0-240; DCGM samples end at T0-180 (stale); queue
+  counter grows with no success (+Inf); KV NaN.
+* team-b/llm-a-1, team-b/llm-b-x, team-a/noise-0: decoys that no lease asks for.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+from autoscaler.metrics.localprom import OpenMetricsWriter
+
+T0 = 1_700_003_600.0
+STEP = 15.0
+START = T0 - 600.0
+RULES = Path(__file__).resolve().parents[2] / "config" / "rules" / "queue-time.rules.yaml"
+
+
+def times(end: float = T0) -> list[float]:
+    """Sample times from START to `end`."""
+    n = int((end - START) // STEP)
+    return [START + i * STEP for i in range(n + 1)]
+
+
+def counter(rate: float, end: float = T0, base: float = 1000.0) -> list[tuple[float, float]]:
+    """A counter growing at `rate` per second."""
+    return [(t, base + rate * (t - START)) for t in times(end)]
+
+
+def gauge(value: float, end: float = T0) -> list[tuple[float, float]]:
+    """A constant gauge."""
+    return [(t, value) for t in times(end)]
+
+
+def dataset() -> OpenMetricsWriter:
+    """The data set described in the module docstring."""
+    w = OpenMetricsWriter()
+    cpu = "container_cpu_usage_seconds_total"
+
+    def cadvisor(ns: str, pod: str, container: str, cores: float, end: float = T0, image: str = "img") -> None:
+        w.add(cpu, {"namespace": ns, "pod": pod, "container": container, "image": image, "cpu": "total",
+                    "id": f"/kubepods/{pod}/{container}"}, counter(cores, end))
+
+    cadvisor("team-a", "llm-a-0", "triton", 1.5)
+    cadvisor("team-a", "llm-a-0", "envoy", 0.25)
+    cadvisor("team-a", "llm-a-0", "", 1.75, image="")      # pod-level cgroup
+    cadvisor("team-a", "llm-a-0", "POD", 0.01, image="")   # sandbox
+    cadvisor("team-a", "llm-a-1", "triton", 0.5)
+    cadvisor("team-b", "llm-b-0", "triton", 2.0)
+    cadvisor("team-b", "llm-b-1", "triton", 1.0, end=T0 - 240)
+    cadvisor("team-b", "llm-a-1", "triton", 9.0)           # decoy: same name, other namespace
+    cadvisor("team-b", "llm-b-x", "triton", 9.0)           # decoy: does not match the regex
+    cadvisor("team-a", "noise-0", "triton", 9.0)           # decoy: in no lease
+
+    dcgm = "DCGM_FI_DEV_GPU_UTIL"
+    exporter = {"namespace": "gpu-operator", "pod": "dcgm-exporter-abc", "job": "dcgm"}
+
+    def gpu(gpu_id: str, value: float, end: float = T0, **labels: str) -> None:
+        w.add(dcgm, {"gpu": gpu_id, "UUID": f"GPU-{gpu_id}", "modelName": "H100", **labels}, gauge(value, end))
+
+    gpu("0", 80, namespace="team-a", pod="llm-a-0", container="triton")
+    gpu("1", 60, namespace="team-a", pod="llm-a-0", container="triton")
+    gpu("2", 50, namespace="team-a", pod="llm-a-1", container="triton")
+    gpu("2", 90, exported_namespace="team-a", exported_pod="llm-a-1", **exporter)
+    gpu("3", 40, exported_namespace="team-b", exported_pod="llm-b-0", **exporter)
+    gpu("4", 70, end=T0 - 180, exported_namespace="team-b", exported_pod="llm-b-1", **exporter)
+    gpu("5", 0, **exporter)                                # unallocated GPU
+    gpu("6", 99, namespace="team-b", pod="llm-a-1")        # decoy
+    w.add("nv_gpu_utilization", {"namespace": "team-a", "pod": "llm-a-0", "gpu_uuid": "GPU-0"}, gauge(0.33))
+
+    def triton(ns: str, pod: str, success: float, queue_us: float, **labels: str) -> None:
+        base = {"namespace": ns, "pod": pod, "model": "m", "version": "1", **labels}
+        w.add("nv_inference_request_success", base, counter(success))
+        w.add("nv_inference_queue_duration_us", base, counter(queue_us))
+
+    triton("team-a", "llm-a-0", 2.0, 600.0, gpu_uuid="GPU-0")
+    triton("team-a", "llm-a-0", 1.0, 1200.0, gpu_uuid="GPU-1")
+    triton("team-a", "llm-a-1", 0.0, 0.0)
+    triton("team-b", "llm-b-0", 4.0, 8000.0)
+    triton("team-b", "llm-b-1", 0.0, 100.0)
+    # What the recording rule would have written (rules never evaluate over backfilled history).
+    for pod, ns, q, r in [("llm-a-0", "team-a", 600.0, 3.0), ("llm-a-1", "team-a", math.nan, 0.0),
+                          ("llm-b-0", "team-b", 2000.0, 4.0)]:
+        w.add("inference_autoscaler:queue_time_us:rate1m", {"namespace": ns, "pod": pod}, gauge(q))
+        w.add("inference_autoscaler:request_success:rate1m", {"namespace": ns, "pod": pod}, gauge(r))
+
+    vllm = {"model_name": "llama", "engine": "0"}
+    w.add("vllm:kv_cache_usage_perc", {"namespace": "team-a", "pod": "llm-a-0", **vllm}, gauge(0.5))
+    w.add("vllm:gpu_cache_usage_perc", {"namespace": "team-a", "pod": "llm-a-1", **vllm}, gauge(0.25))
+    w.add("vllm:kv_cache_usage_perc", {"namespace": "team-b", "pod": "llm-b-0", **vllm}, gauge(0.4))
+    w.add("gpu_cache_usage_perc", {"namespace": "team-b", "pod": "llm-b-0", "model_name": "x"}, gauge(0.75))
+    w.add("vllm:kv_cache_usage_perc", {"namespace": "team-b", "pod": "llm-b-1", **vllm}, gauge(math.nan))
+
+    for pod, worker, value in [("llm-a-0", "w1", 3), ("llm-a-0", "w2", 4), ("llm-a-1", "w1", 5)]:
+        w.add("app_inflight_requests", {"namespace": "team-a", "pod": pod, "worker": worker}, gauge(value))
+    return w

@@ -1,0 +1,170 @@
+"""Each metric kind against the real Prometheus: right per-pod values for a batch, typed failures."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+from metrics_testdata import T0
+
+from autoscaler.metrics import (
+    CpuUtilization,
+    CustomPromQL,
+    Empty,
+    GpuUtilization,
+    KvCacheUsage,
+    LeaseTarget,
+    MultiSeries,
+    NotFinite,
+    NoTraffic,
+    Ok,
+    Outcome,
+    PodTarget,
+    PrometheusClient,
+    QueryError,
+    QueueTime,
+    Stale,
+    default_registry,
+    fetch,
+    fetch_all,
+)
+
+pytestmark = pytest.mark.prometheus
+
+LEASE_A = LeaseTarget.of("team-a", ["llm-a-0", "llm-a-1", "llm-a-9"])
+LEASE_B = LeaseTarget("team-b", pod_regex="llm-b-[0-9]+")
+LEASES = [LEASE_A, LEASE_B]
+A0, A1, A9 = (PodTarget("team-a", p) for p in ("llm-a-0", "llm-a-1", "llm-a-9"))
+B0, B1 = PodTarget("team-b", "llm-b-0"), PodTarget("team-b", "llm-b-1")
+DECOYS = {PodTarget("team-b", "llm-a-1"), PodTarget("team-b", "llm-b-x"), PodTarget("team-a", "noise-0")}
+
+
+def ok(value: float) -> Ok:
+    """An Ok compared approximately."""
+    return Ok(pytest.approx(value))
+
+
+def assert_outcomes(actual: dict[PodTarget, Outcome], expected: dict[PodTarget, Outcome]) -> None:
+    """Compare outcomes, with NaN values equal to NaN."""
+    assert set(actual) == set(expected)
+    for key, want in expected.items():
+        got = actual[key]
+        if isinstance(want, NotFinite) and isinstance(got, NotFinite) and math.isnan(want.value):
+            assert math.isnan(got.value), key
+        else:
+            assert got == want, key
+
+
+async def test_cpu_returns_cores_per_container_and_excludes_cgroup_series(client: PrometheusClient) -> None:
+    """CPU: sums real containers only (no pod-level or sandbox cgroup), stale pods are flagged."""
+    result = await fetch(client, CpuUtilization(), LEASES, at=T0)
+    assert result.error is None
+    a0 = result.for_pod(A0)
+    assert isinstance(a0, Ok)
+    assert a0.value == pytest.approx(1.75)
+    assert dict(a0.containers or {}) == pytest.approx({"triton": 1.5, "envoy": 0.25})
+    assert result.for_pod(A1) == Ok(pytest.approx(0.5), {"triton": pytest.approx(0.5)})
+    assert result.for_pod(B0) == Ok(pytest.approx(2.0), {"triton": pytest.approx(2.0)})
+    b1 = result.for_pod(B1)
+    assert isinstance(b1, Stale) and b1.age_s == pytest.approx(240.0)
+    assert result.for_pod(A9) == Empty()
+    assert not DECOYS & set(result.outcomes)
+
+
+@pytest.mark.parametrize(
+    ("kind", "expected"),
+    [
+        pytest.param(GpuUtilization(), {A0: ok(70), A1: ok(50), A9: Empty(), B0: ok(40)}, id="dcgm-both-styles"),
+        pytest.param(GpuUtilization(label_style="pod"), {A0: ok(70), A1: ok(50), A9: Empty()}, id="dcgm-pod-style"),
+        pytest.param(GpuUtilization(label_style="exported"), {A0: Empty(), A1: ok(90), A9: Empty(), B0: ok(40)},
+                     id="dcgm-exported-style"),
+        pytest.param(GpuUtilization(aggregation="max", label_style="pod"), {A0: ok(80), A1: ok(50), A9: Empty()},
+                     id="dcgm-max-over-gpus"),
+        pytest.param(GpuUtilization(source="triton"), {A0: ok(33), A1: Empty(), A9: Empty()},
+                     id="triton-ratio-to-percent"),
+    ],
+)
+async def test_gpu_utilization_label_styles(client: PrometheusClient, kind: GpuUtilization,
+                                            expected: dict[PodTarget, Outcome]) -> None:
+    """GPU: both DCGM label styles, no double counting when a pod shows in both, multi-GPU average."""
+    result = await fetch(client, kind, LEASES, at=T0)
+    outcomes = dict(result.outcomes)
+    stale = outcomes.pop(B1, None)
+    if kind.source == "dcgm" and kind.label_style != "pod":
+        assert isinstance(stale, Stale) and stale.age_s == pytest.approx(180.0) and stale.value == 70
+    assert_outcomes(outcomes, expected)
+
+
+@pytest.mark.parametrize("source", ["recorded", "raw"])
+async def test_queue_time_per_request_and_no_traffic(client: PrometheusClient, source: str) -> None:
+    """Queue time: request-weighted over gpu_uuid splits; 0/0 is NoTraffic, x/0 is NotFinite."""
+    result = await fetch(client, QueueTime(source=source), LEASES, at=T0)  # type: ignore[arg-type]
+    expected: dict[PodTarget, Outcome] = {A0: ok(600), A1: NoTraffic(0.0), A9: Empty(), B0: ok(2000)}
+    if source == "raw":
+        expected[B1] = NotFinite(math.inf)
+    assert_outcomes(dict(result.outcomes), expected)
+
+
+async def test_kv_cache_fallback_names_in_percent(client: PrometheusClient) -> None:
+    """KV cache: new vLLM name first, then old vLLM, then NIM; fraction becomes percent; NaN flagged."""
+    result = await fetch(client, KvCacheUsage(), LEASES, at=T0)
+    assert_outcomes(dict(result.outcomes), {A0: ok(50), A1: ok(25), A9: Empty(), B0: ok(40),
+                                            B1: NotFinite(math.nan)})
+
+
+@pytest.mark.parametrize(
+    ("template", "expected"),
+    [
+        pytest.param("sum by (namespace, pod) (app_inflight_requests{ {{selector}} })",
+                     {A0: ok(7), A1: ok(5), A9: Empty()}, id="grouped"),
+        pytest.param("app_inflight_requests{ {{namespace}}, {{pods}} }",
+                     {A0: MultiSeries(2), A1: ok(5), A9: Empty()}, id="ungrouped-is-multi-series"),
+        pytest.param('sum by (namespace, pod) (rate(container_cpu_usage_seconds_total{container="triton", '
+                     "{{selector}}}[{{window}}]))",
+                     {A0: ok(1.5), A1: ok(0.5), A9: Empty()}, id="window-placeholder"),
+    ],
+)
+async def test_custom_template(client: PrometheusClient, template: str,
+                               expected: dict[PodTarget, Outcome]) -> None:
+    """Custom: placeholders become escaped matchers; several series for one pod are MultiSeries."""
+    result = await fetch(client, CustomPromQL(name="inflight", template=template), [LEASE_A], at=T0)
+    assert_outcomes(dict(result.outcomes), expected)
+
+
+async def test_bad_custom_query_is_a_query_error_for_every_pod(client: PrometheusClient) -> None:
+    """A query Prometheus rejects gives QueryError for each pod, after one attempt (4xx is not retried)."""
+    kind = CustomPromQL(name="broken", template="sum by (namespace, pod) (rate(x{ {{selector}} }))")
+    result = await fetch(client, kind, [LEASE_A], at=T0)
+    assert isinstance(result.error, QueryError)
+    assert result.error.kind == "prometheus" and result.error.status == 400 and result.error.attempts == 1
+    assert isinstance(result.for_pod(A0), QueryError)
+    assert all(isinstance(o, QueryError) for o in result.for_lease(LEASE_A).values())
+
+
+async def test_one_query_per_kind_for_many_leases(prometheus_url: str) -> None:
+    """fetch_all issues exactly one query per kind, whatever the number of leases."""
+    from autoscaler.metrics import ClientSettings, QueryStats
+
+    seen: list[QueryStats] = []
+    leases = [LeaseTarget.of("team-a", [f"llm-a-{i}"]) for i in range(50)] + [LEASE_B]
+    registry = default_registry()
+    kinds = [registry.create(name) for name in registry]
+    async with PrometheusClient(ClientSettings(url=prometheus_url), observer=seen.append) as c:
+        results = await fetch_all(c, [(k, leases) for k in kinds], at=T0)
+    assert len(seen) == len(kinds) == 4
+    assert all(s.outcome == "ok" and s.latency_s > 0 for s in seen)
+    assert results["kvCacheUsage"].for_pod(A0) == ok(50)
+    assert results["kvCacheUsage"].for_lease(LEASE_B)[B0] == ok(40)
+
+
+async def test_for_lease_lists_regex_matches_and_named_pods(client: PrometheusClient) -> None:
+    """for_lease: every named pod (Empty when absent), and the answered pods matching a regex."""
+    result = await fetch(client, KvCacheUsage(), LEASES, at=T0)
+    assert set(result.for_lease(LEASE_A)) == {A0, A1, A9}
+    assert set(result.for_lease(LEASE_B)) == {B0, B1}
+
+
+async def test_empty_batch_sends_no_query(client: PrometheusClient) -> None:
+    """No lease uses a kind: no query at all."""
+    result = await fetch(client, KvCacheUsage(), [], at=T0)
+    assert result.query == "" and result.outcomes == {} and result.error is None
