@@ -1,0 +1,520 @@
+"""Configuration models: the cluster policy (ConfigMap), the lease spec (annotations), their resolution.
+
+The cluster policy's ``autoscaling:`` block accepts NVIDIA Triton Management Service's
+``server.autoscaling`` Helm values verbatim, with TMS's defaults (autoscaling off, every metric
+disallowed), plus this project's extensions (``kvCacheUsage``, custom PromQL metrics, HPA-style
+``behavior`` defaults, the loop interval, the Prometheus connection and a failure fallback).
+
+A lease opts in with ``inference-autoscaler.io/enabled: "true"`` on its Deployment. Its annotations
+are resolved against the policy with TMS semantics (:func:`resolve_lease`); every adjustment and every
+malformed value becomes a :class:`LeaseIssue` naming the annotation key, the value and the rule, so
+the controller can post them as Warning Events. Malformed values make the lease invalid (left
+untouched); out-of-range values are clamped to the nearest bound and reported.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from autoscaler import ANNOTATION_PREFIX
+from autoscaler.policy.types import (
+    DEFAULT_SCALE_DOWN,
+    DEFAULT_SCALE_UP,
+    Behavior,
+    PolicyType,
+    ScalingPolicy,
+    ScalingRules,
+    SelectPolicy,
+    Tolerances,
+)
+
+BUILTIN_METRICS = ("cpuUtilization", "gpuUtilization", "queueTime", "kvCacheUsage")
+STATUS_ANNOTATION = ANNOTATION_PREFIX + "status"
+STATE_ANNOTATION = ANNOTATION_PREFIX + "state"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, frozen=True)
+
+
+# ------------------------------------------------------------------------------ cluster policy
+
+
+class ReplicaDefaults(_Strict):
+    minimum: int = Field(1, ge=0, description="minimum replicas when a lease names none")
+    maximum: int = Field(5, ge=1, description="maximum replicas when a lease names none")
+
+
+class MinimumLimits(_Strict):
+    lower_bound: int = Field(1, alias="lowerBound", ge=0, description="lowest minimum a lease may ask for")
+    upper_bound: int = Field(2, alias="upperBound", ge=0, description="highest minimum a lease may ask for")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> MinimumLimits:
+        if self.lower_bound > self.upper_bound:
+            raise ValueError(f"lowerBound ({self.lower_bound}) is greater than upperBound ({self.upper_bound})")
+        return self
+
+
+class ReplicaLimits(_Strict):
+    maximum: int = Field(10, ge=1, description="the most replicas any lease may ask for")
+    minimum: MinimumLimits = MinimumLimits()
+
+
+class Replicas(_Strict):
+    default: ReplicaDefaults = ReplicaDefaults()
+    limits: ReplicaLimits = ReplicaLimits()
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Replicas:
+        if self.default.minimum > self.default.maximum:
+            raise ValueError(f"default.minimum ({self.default.minimum}) is greater than default.maximum "
+                             f"({self.default.maximum})")
+        if self.default.maximum > self.limits.maximum:
+            raise ValueError(f"default.maximum ({self.default.maximum}) is greater than limits.maximum "
+                             f"({self.limits.maximum})")
+        return self
+
+
+class Threshold(_Strict):
+    default: float = Field(description="target used when the lease names none")
+    minimum: float = Field(0.0, description="lowest target a lease may ask for")
+    maximum: float = Field(0.0, description="highest target a lease may ask for; 0 means no upper bound")
+
+    def clamp(self, value: float) -> float:
+        lo = self.minimum
+        hi = self.maximum if self.maximum > 0 else math.inf
+        return min(max(value, lo), hi)
+
+
+class MetricPolicy(_Strict):
+    allowed: bool = Field(False, description="a lease may turn this metric on itself")
+    enabled: bool = Field(False, description="used for every lease that names no metrics")
+    threshold: Threshold
+    query: str | None = Field(
+        None,
+        description="custom metrics only: PromQL template giving one value per pod, with {{namespace}} and "
+                    "{{pods}} placeholders (label matchers), aggregated `by (namespace, pod)`",
+    )
+    unit: str = Field("", description="unit of the threshold, for messages and status (e.g. 'us', '%')")
+
+
+def _default_metrics() -> dict[str, MetricPolicy]:
+    # TMS defaults (all off), plus kvCacheUsage (percent of the KV cache, NIM/vLLM).
+    return {
+        "cpuUtilization": MetricPolicy(threshold=Threshold(default=90, minimum=50, maximum=100), unit="%"),
+        "gpuUtilization": MetricPolicy(threshold=Threshold(default=90, minimum=50, maximum=100), unit="%"),
+        "queueTime": MetricPolicy(threshold=Threshold(default=10000, minimum=10000, maximum=0), unit="us"),
+        "kvCacheUsage": MetricPolicy(threshold=Threshold(default=80, minimum=10, maximum=100), unit="%"),
+    }
+
+
+class PrometheusSettings(_Strict):
+    pod_monitor_labels: dict[str, str] = Field(default_factory=lambda: {"release": "prometheus"},
+                                               alias="podMonitorLabels")
+    rule_labels: dict[str, str] = Field(default_factory=lambda: {"release": "prometheus"}, alias="ruleLabels")
+    create_objects: bool = Field(False, alias="createObjects",
+                                 description="create a PodMonitor and PrometheusRule per lease (TMS feature)")
+    metrics_port: str = Field("metrics", alias="metricsPort", description="Triton metrics port name for PodMonitors")
+    url: str = Field("http://prometheus-operated.monitoring.svc:9090", description="Prometheus base URL")
+    bearer_token_file: str | None = Field(None, alias="bearerTokenFile")
+    ca_file: str | None = Field(None, alias="caFile")
+    insecure_skip_verify: bool = Field(False, alias="insecureSkipVerify")
+    timeout_s: float = Field(5.0, alias="timeoutSeconds", gt=0)
+    max_sample_age_s: float = Field(120.0, alias="maxSampleAgeSeconds", gt=0,
+                                    description="older samples are treated as stale (missing)")
+    queue_time_rule: bool = Field(True, alias="queueTimeRecordingRule",
+                                  description="read queue time from the shipped recording rule")
+
+
+class PolicyIn(_Strict):
+    type: Literal["Pods", "Percent"]
+    value: int = Field(gt=0)
+    period_seconds: int = Field(alias="periodSeconds", gt=0, le=1800)
+
+
+class RulesIn(_Strict):
+    stabilization_window_seconds: int | None = Field(None, alias="stabilizationWindowSeconds", ge=0, le=3600)
+    select_policy: Literal["Max", "Min", "Disabled"] = Field("Max", alias="selectPolicy")
+    policies: list[PolicyIn] | None = None
+    tolerance: float | None = Field(None, ge=0, le=1)
+
+    def to_rules(self, default: ScalingRules) -> ScalingRules:
+        return ScalingRules(
+            stabilization_window_s=(default.stabilization_window_s if self.stabilization_window_seconds is None
+                                    else self.stabilization_window_seconds),
+            select_policy=SelectPolicy(self.select_policy),
+            policies=default.policies if not self.policies else tuple(
+                ScalingPolicy(PolicyType(p.type), p.value, p.period_seconds) for p in self.policies),
+        )
+
+
+class BehaviorSettings(_Strict):
+    """HPA-style ``behavior`` defaults applied to every lease."""
+
+    scale_up: RulesIn = Field(default_factory=RulesIn, alias="scaleUp")
+    scale_down: RulesIn = Field(default_factory=RulesIn, alias="scaleDown")
+    tolerance: float = Field(0.1, ge=0, le=1)
+    cpu_initialization_period_s: float = Field(300.0, alias="cpuInitializationPeriodSeconds", ge=0)
+    initial_readiness_delay_s: float = Field(30.0, alias="initialReadinessDelaySeconds", ge=0)
+
+    def to_behavior(self) -> Behavior:
+        up = self.scale_up.to_rules(DEFAULT_SCALE_UP)
+        down = self.scale_down.to_rules(DEFAULT_SCALE_DOWN)
+        tol = Tolerances(
+            scale_down=self.scale_down.tolerance if self.scale_down.tolerance is not None else self.tolerance,
+            scale_up=self.scale_up.tolerance if self.scale_up.tolerance is not None else self.tolerance,
+        )
+        return Behavior(scale_up=up, scale_down=down, tolerances=tol,
+                        cpu_initialization_period_s=self.cpu_initialization_period_s,
+                        initial_readiness_delay_s=self.initial_readiness_delay_s)
+
+
+class Fallback(_Strict):
+    """What to do after ``failureThreshold`` consecutive failed decisions (KEDA-style)."""
+
+    failure_threshold: int = Field(3, alias="failureThreshold", ge=1)
+    action: Literal["hold", "replicas"] = Field("hold", description="hold the current count, or go to `replicas`")
+    replicas: int | None = Field(None, ge=0, description="replica count for action `replicas` (clamped to bounds)")
+
+    @model_validator(mode="after")
+    def _needs_replicas(self) -> Fallback:
+        if self.action == "replicas" and self.replicas is None:
+            raise ValueError("fallback action 'replicas' needs 'replicas'")
+        return self
+
+
+class Autoscaling(_Strict):
+    enable: bool = Field(False, validation_alias=AliasChoices("enable", "enabled"),
+                         description="autoscaling on for the cluster (TMS: off unless the administrator turns it on)")
+    replicas: Replicas = Replicas()
+    metrics: dict[str, MetricPolicy] = Field(default_factory=_default_metrics)
+    prometheus: PrometheusSettings = PrometheusSettings()
+    behavior: BehaviorSettings = BehaviorSettings()
+    loop_interval_s: float = Field(5.0, alias="loopIntervalSeconds", gt=0, le=600)
+    fallback: Fallback = Fallback()
+    algorithm: Literal["hpa", "predictive"] = Field(
+        "hpa", description="default decision algorithm for leases: the HPA-exact core or the predictive policy")
+
+    @field_validator("metrics", mode="before")
+    @classmethod
+    def _merge_defaults(cls, v: Any) -> Any:
+        # Partial metric blocks (e.g. only `allowed: true` for queueTime) keep TMS's thresholds.
+        if not isinstance(v, dict):
+            return v
+        merged: dict[str, Any] = {k: m.model_dump(by_alias=True) for k, m in _default_metrics().items()}
+        for name, block in v.items():
+            if isinstance(block, dict) and name in merged:
+                base = dict(merged[name])
+                th = dict(base["threshold"])
+                if isinstance(block.get("threshold"), dict):
+                    th.update(block["threshold"])
+                base.update({k: val for k, val in block.items() if k != "threshold"})
+                base["threshold"] = th
+                merged[name] = base
+            else:
+                merged[name] = block
+        return merged
+
+    @model_validator(mode="after")
+    def _custom_need_queries(self) -> Autoscaling:
+        for name, m in self.metrics.items():
+            if name not in BUILTIN_METRICS and not m.query:
+                raise ValueError(f"metrics.{name}: a custom metric needs 'query' (a PromQL template)")
+            if m.threshold.maximum > 0 and m.threshold.minimum > m.threshold.maximum:
+                raise ValueError(f"metrics.{name}.threshold: minimum ({m.threshold.minimum}) is greater than "
+                                 f"maximum ({m.threshold.maximum})")
+        return self
+
+
+class ClusterPolicy(_Strict):
+    autoscaling: Autoscaling = Autoscaling()
+
+
+class PolicyError(ValueError):
+    """The cluster policy is invalid; ``errors`` lists each problem with its location."""
+
+    def __init__(self, source: str, errors: list[str]) -> None:
+        self.source = source
+        self.errors = errors
+        super().__init__(f"invalid cluster policy ({source}):\n  " + "\n  ".join(errors))
+
+
+def parse_policy(text: str, source: str = "policy.yaml") -> ClusterPolicy:
+    """Parse policy YAML; raise :class:`PolicyError` naming every bad field."""
+    try:
+        doc = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise PolicyError(source, [f"not valid YAML: {exc}"]) from None
+    if doc is None:
+        doc = {}
+    if not isinstance(doc, dict):
+        raise PolicyError(source, ["the document must be a mapping with an 'autoscaling' key"])
+    # Accept the Helm values nesting too: server.autoscaling
+    if "server" in doc and isinstance(doc["server"], dict) and "autoscaling" not in doc:
+        doc = {"autoscaling": doc["server"].get("autoscaling", {})}
+    try:
+        return ClusterPolicy.model_validate(doc)
+    except ValidationError as exc:
+        errs = []
+        for e in exc.errors():
+            loc = ".".join(str(p) for p in e["loc"] if p != "function-after[_merge_defaults(), dict[str,MetricPolicy]]")
+            msg = e["msg"].removeprefix("Value error, ")
+            value = e.get("input")
+            shown = "" if isinstance(value, dict | list) or value is None else f" (got {value!r})"
+            errs.append(f"{loc or '(document)'}: {msg}{shown}")
+        raise PolicyError(source, errs) from None
+
+
+def load_policy(path: str | Path) -> ClusterPolicy:
+    p = Path(path)
+    return parse_policy(p.read_text(encoding="utf-8"), source=str(p))
+
+
+# ------------------------------------------------------------------------------ lease spec
+
+
+class Mode(StrEnum):
+    ENFORCE = "enforce"
+    SHADOW = "shadow"
+
+
+class Severity(StrEnum):
+    ADJUSTED = "adjusted"  # value clamped / ignored by a rule: Warning Event, lease proceeds
+    INVALID = "invalid"  # malformed: Warning Event, lease left untouched
+
+
+@dataclass(frozen=True, slots=True)
+class LeaseIssue:
+    key: str  # full annotation key (or policy key)
+    value: str
+    rule: str
+    severity: Severity
+
+    @property
+    def message(self) -> str:
+        return f"{self.key}={self.value!r}: {self.rule}"
+
+
+@dataclass(frozen=True, slots=True)
+class EffectiveMetric:
+    name: str  # cpuUtilization | gpuUtilization | queueTime | kvCacheUsage | custom name
+    target: float  # in the metric's unit (percent, microseconds, ...)
+    unit: str
+    query: str | None = None  # custom PromQL template
+
+
+@dataclass(frozen=True, slots=True)
+class LeasePolicy:
+    """The effective policy of one lease after resolution against the cluster policy."""
+
+    namespace: str
+    name: str
+    min_replicas: int
+    max_replicas: int
+    metrics: tuple[EffectiveMetric, ...]
+    behavior: Behavior
+    mode: Mode = Mode.ENFORCE
+    paused: bool = False
+    algorithm: str = "hpa"
+    issues: tuple[LeaseIssue, ...] = ()
+
+    @property
+    def key(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+
+@dataclass(frozen=True, slots=True)
+class Resolution:
+    """Outcome of resolving one Deployment's annotations."""
+
+    lease: LeasePolicy | None  # None: not a lease, or invalid (see issues)
+    opted_in: bool
+    issues: tuple[LeaseIssue, ...] = field(default_factory=tuple)
+
+    @property
+    def invalid(self) -> bool:
+        return any(i.severity == Severity.INVALID for i in self.issues)
+
+
+_TRUE = {"true", "yes", "1", "on"}
+_FALSE = {"false", "no", "0", "off", ""}
+KNOWN_KEYS = {"enabled", "min-replicas", "max-replicas", "metrics", "paused", "mode", "algorithm", "status", "state"}
+
+
+def _bool(raw: str) -> bool | None:
+    v = raw.strip().lower()
+    if v in _TRUE:
+        return True
+    if v in _FALSE:
+        return False
+    return None
+
+
+def _int(raw: str) -> int | None:
+    try:
+        v = int(raw.strip(), 10)
+    except ValueError:
+        return None
+    return v
+
+
+def is_opted_in(annotations: dict[str, str] | None) -> bool:
+    raw = (annotations or {}).get(ANNOTATION_PREFIX + "enabled")
+    return raw is not None and _bool(raw) is True
+
+
+def resolve_lease(namespace: str, name: str, annotations: dict[str, str] | None,
+                  policy: ClusterPolicy) -> Resolution:
+    """Resolve a Deployment's annotations against the cluster policy (TMS semantics)."""
+    ann = {k[len(ANNOTATION_PREFIX):]: v for k, v in (annotations or {}).items() if k.startswith(ANNOTATION_PREFIX)}
+    issues: list[LeaseIssue] = []
+
+    def issue(key: str, value: str, rule: str, sev: Severity) -> None:
+        issues.append(LeaseIssue(ANNOTATION_PREFIX + key, value, rule, sev))
+
+    raw_enabled = ann.get("enabled")
+    if raw_enabled is None:
+        return Resolution(None, False)
+    enabled = _bool(raw_enabled)
+    if enabled is None:
+        issue("enabled", raw_enabled, "must be true or false", Severity.INVALID)
+        return Resolution(None, True, tuple(issues))
+    if not enabled:
+        return Resolution(None, False)
+    a = policy.autoscaling
+    if not a.enable:
+        issues.append(LeaseIssue("policy:autoscaling.enable", "false",
+                                 "autoscaling is disabled in the cluster policy; the lease is not scaled",
+                                 Severity.INVALID))
+        return Resolution(None, True, tuple(issues))
+
+    for key in ann:
+        if key not in KNOWN_KEYS and not key.startswith("threshold."):
+            issue(key, ann[key], "unknown annotation (ignored); known: " + ", ".join(sorted(KNOWN_KEYS)) +
+                  ", threshold.<metric>", Severity.ADJUSTED)
+
+    # --- replicas
+    lim = a.replicas.limits
+    max_r = a.replicas.default.maximum
+    if "max-replicas" in ann:
+        v = _int(ann["max-replicas"])
+        if v is None or v < 1:
+            issue("max-replicas", ann["max-replicas"], "must be a whole number >= 1", Severity.INVALID)
+        elif v > lim.maximum:
+            issue("max-replicas", ann["max-replicas"],
+                  f"above the cluster limit replicas.limits.maximum={lim.maximum}; using {lim.maximum}",
+                  Severity.ADJUSTED)
+            max_r = lim.maximum
+        else:
+            max_r = v
+    min_r = a.replicas.default.minimum
+    if "min-replicas" in ann:
+        v = _int(ann["min-replicas"])
+        if v is None or v < 0:
+            issue("min-replicas", ann["min-replicas"], "must be a whole number >= 0", Severity.INVALID)
+        elif v < lim.minimum.lower_bound:
+            issue("min-replicas", ann["min-replicas"],
+                  f"below replicas.limits.minimum.lowerBound={lim.minimum.lower_bound}; using "
+                  f"{lim.minimum.lower_bound}", Severity.ADJUSTED)
+            min_r = lim.minimum.lower_bound
+        elif v > lim.minimum.upper_bound:
+            issue("min-replicas", ann["min-replicas"],
+                  f"above replicas.limits.minimum.upperBound={lim.minimum.upper_bound}; using "
+                  f"{lim.minimum.upper_bound}", Severity.ADJUSTED)
+            min_r = lim.minimum.upper_bound
+        else:
+            min_r = v
+    if min_r > max_r:
+        issue("min-replicas", str(min_r), f"greater than the effective maximum {max_r}; using {max_r}",
+              Severity.ADJUSTED)
+        min_r = max_r
+
+    # --- metrics
+    if "metrics" in ann:
+        names = [n.strip() for n in ann["metrics"].split(",") if n.strip()]
+        if not names:
+            issue("metrics", ann["metrics"], "names no metric", Severity.INVALID)
+        chosen = []
+        for n in names:
+            mp = a.metrics.get(n)
+            if mp is None:
+                issue("metrics", ann["metrics"], f"unknown metric {n!r} (ignored); the policy defines: " +
+                      ", ".join(sorted(a.metrics)), Severity.ADJUSTED)
+            elif not (mp.enabled or mp.allowed):
+                issue("metrics", ann["metrics"], f"metric {n!r} is neither enabled nor allowed by the cluster "
+                      "policy (ignored)", Severity.ADJUSTED)
+            elif n not in chosen:
+                chosen.append(n)
+    else:
+        chosen = [n for n, mp in a.metrics.items() if mp.enabled]
+
+    thresholds: dict[str, float] = {}
+    for key, raw in ann.items():
+        if not key.startswith("threshold."):
+            continue
+        mname = key[len("threshold."):]
+        mp = a.metrics.get(mname)
+        if mp is None:
+            issue(key, raw, f"unknown metric {mname!r} (ignored)", Severity.ADJUSTED)
+            continue
+        try:
+            val = float(raw.strip())
+        except ValueError:
+            issue(key, raw, "must be a number", Severity.INVALID)
+            continue
+        if not math.isfinite(val) or val <= 0:
+            issue(key, raw, "must be a positive finite number", Severity.INVALID)
+            continue
+        clamped = mp.threshold.clamp(val)
+        if clamped != val:
+            hi = "none" if mp.threshold.maximum <= 0 else f"{mp.threshold.maximum:g}"
+            issue(key, raw, f"outside the allowed range [{mp.threshold.minimum:g}, {hi}]; using {clamped:g}",
+                  Severity.ADJUSTED)
+        if mname not in chosen:
+            issue(key, raw, f"metric {mname!r} is not in use for this lease (ignored)", Severity.ADJUSTED)
+        thresholds[mname] = clamped
+
+    metrics = tuple(
+        EffectiveMetric(n, thresholds.get(n, a.metrics[n].threshold.clamp(a.metrics[n].threshold.default)),
+                        a.metrics[n].unit, a.metrics[n].query)
+        for n in chosen
+    )
+    if not metrics and not any(i.severity == Severity.INVALID for i in issues):
+        issue("metrics", ann.get("metrics", ""), "no usable metric: name one that the cluster policy enables or "
+              "allows", Severity.INVALID)
+
+    paused = False
+    if "paused" in ann:
+        p = _bool(ann["paused"])
+        if p is None:
+            issue("paused", ann["paused"], "must be true or false", Severity.INVALID)
+        else:
+            paused = p
+    mode = Mode.ENFORCE
+    if "mode" in ann:
+        try:
+            mode = Mode(ann["mode"].strip().lower())
+        except ValueError:
+            issue("mode", ann["mode"], "must be 'enforce' or 'shadow'", Severity.INVALID)
+    algorithm = a.algorithm
+    if "algorithm" in ann:
+        if ann["algorithm"].strip() in ("hpa", "predictive"):
+            algorithm = ann["algorithm"].strip()
+        else:
+            issue("algorithm", ann["algorithm"], "must be 'hpa' or 'predictive'", Severity.INVALID)
+
+    res_issues = tuple(issues)
+    if any(i.severity == Severity.INVALID for i in res_issues):
+        return Resolution(None, True, res_issues)
+    lease = LeasePolicy(namespace=namespace, name=name, min_replicas=min_r, max_replicas=max_r, metrics=metrics,
+                        behavior=a.behavior.to_behavior(), mode=mode, paused=paused, algorithm=algorithm,
+                        issues=res_issues)
+    return Resolution(lease, True, res_issues)

@@ -1,0 +1,173 @@
+"""Cluster policy parsing and lease resolution with TMS semantics."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from autoscaler.config import (
+    ClusterPolicy,
+    PolicyError,
+    Severity,
+    load_policy,
+    parse_policy,
+    resolve_lease,
+)
+
+ROOT = Path(__file__).resolve().parents[1]
+P = "inference-autoscaler.io/"
+
+TMS_VALUES = """
+server:
+  autoscaling:
+    enabled: true
+    replicas:
+      default: {minimum: 1, maximum: 5}
+      limits: {maximum: 10, minimum: {lowerBound: 1, upperBound: 2}}
+    metrics:
+      cpuUtilization: {allowed: false, enabled: false, threshold: {default: 90, minimum: 50, maximum: 100}}
+      gpuUtilization: {allowed: true, enabled: false, threshold: {default: 90, minimum: 50, maximum: 100}}
+      queueTime: {allowed: false, enabled: true, threshold: {default: 10000, minimum: 10000, maximum: 0}}
+    prometheus:
+      podMonitorLabels: {release: prometheus}
+      ruleLabels: {release: prometheus}
+"""
+
+
+@pytest.fixture
+def tms() -> ClusterPolicy:
+    return parse_policy(TMS_VALUES)
+
+
+def ann(**kw: str) -> dict[str, str]:
+    out = {P + "enabled": "true"}
+    out.update({P + k.replace("_", "-").replace("threshold-", "threshold."): v for k, v in kw.items()})
+    return out
+
+
+def test_shipped_policy_is_valid_and_enables_queue_time_and_gpu() -> None:
+    """config/policy.yaml loads; unlike TMS it turns autoscaling, queueTime and gpuUtilization on."""
+    p = load_policy(ROOT / "config" / "policy.yaml").autoscaling
+    assert p.enable
+    assert p.metrics["queueTime"].enabled and p.metrics["queueTime"].allowed
+    assert p.metrics["gpuUtilization"].enabled and p.metrics["gpuUtilization"].allowed
+
+
+def test_tms_defaults_when_empty() -> None:
+    """An empty policy has TMS's defaults: autoscaling off, all metrics disallowed, 1..5 default, limit 10."""
+    a = parse_policy("").autoscaling
+    assert not a.enable
+    assert (a.replicas.default.minimum, a.replicas.default.maximum, a.replicas.limits.maximum) == (1, 5, 10)
+    assert not any(m.allowed or m.enabled for m in a.metrics.values())
+    assert a.metrics["queueTime"].threshold.default == 10000
+
+
+def test_helm_values_nesting_and_enable_spelling(tms: ClusterPolicy) -> None:
+    """`server.autoscaling` Helm values are accepted verbatim, `enabled` as a synonym of `enable`."""
+    assert tms.autoscaling.enable
+
+
+def test_partial_metric_block_keeps_tms_thresholds() -> None:
+    """Only `allowed: true` for a metric keeps TMS's threshold defaults."""
+    a = parse_policy("autoscaling: {metrics: {queueTime: {allowed: true}}}").autoscaling
+    assert a.metrics["queueTime"].allowed and a.metrics["queueTime"].threshold.minimum == 10000
+
+
+@pytest.mark.parametrize(("text", "fragment"), [
+    ("autoscaling: {replicas: {limits: {maximum: 0}}}", "autoscaling.replicas.limits.maximum"),
+    ("autoscaling: {replicas: {default: {maximum: 20}}}", "default.maximum (20) is greater than limits.maximum (10)"),
+    ("autoscaling: {replicas: {limits: {minimum: {lowerBound: 3, upperBound: 2}}}}", "lowerBound (3) is greater"),
+    ("autoscaling: {metrics: {myQps: {threshold: {default: 5}}}}", "metrics.myQps: a custom metric needs 'query'"),
+    ("autoscaling: {enable: maybe}", "autoscaling.enable"),
+    ("autoscaling: {unknownKey: 1}", "autoscaling.unknownKey"),
+    ("autoscaling: [", "not valid YAML"),
+    ("- a\n- b", "must be a mapping"),
+], ids=["limit zero", "default above limit", "bounds reversed", "custom without query", "bad bool",
+        "unknown key", "bad yaml", "not a mapping"])
+def test_bad_policy_is_rejected_with_location(text: str, fragment: str) -> None:
+    """Every policy error names the field (and value) that is wrong."""
+    with pytest.raises(PolicyError) as err:
+        parse_policy(text, source="configmap/policy.yaml")
+    assert fragment in str(err.value) and "configmap/policy.yaml" in str(err.value)
+
+
+def test_not_asked_is_never_scaled(tms: ClusterPolicy) -> None:
+    """A Deployment without the opt-in annotation is not a lease."""
+    r = resolve_lease("ns", "d", {P + "max-replicas": "3"}, tms)
+    assert r.lease is None and not r.opted_in and not r.issues
+
+
+def test_cluster_disabled_means_no_lease() -> None:
+    """With `enable: false` in the policy an opted-in Deployment is reported, not scaled."""
+    r = resolve_lease("ns", "d", ann(), parse_policy(""))
+    assert r.lease is None and r.opted_in and "disabled in the cluster policy" in r.issues[0].rule
+
+
+@pytest.mark.parametrize(("annotations", "min_r", "max_r", "fragment"), [
+    ({}, 1, 5, None),
+    ({"max_replicas": "8"}, 1, 8, None),
+    ({"max_replicas": "50"}, 1, 10, "above the cluster limit replicas.limits.maximum=10; using 10"),
+    ({"min_replicas": "0"}, 1, 5, "below replicas.limits.minimum.lowerBound=1; using 1"),
+    ({"min_replicas": "4"}, 2, 5, "above replicas.limits.minimum.upperBound=2; using 2"),
+    ({"min_replicas": "2", "max_replicas": "1"}, 1, 1, "greater than the effective maximum 1"),
+], ids=["no bounds -> defaults", "max within limit", "max above limit -> limit", "min below lowerBound",
+        "min above upperBound", "min above max"])
+def test_replica_bounds(tms: ClusterPolicy, annotations: dict[str, str], min_r: int, max_r: int,
+                        fragment: str | None) -> None:
+    """Replica bounds follow TMS: default max, limit, and the minimum's allowed range, with a message."""
+    r = resolve_lease("ns", "d", ann(**annotations), tms)
+    assert r.lease is not None
+    assert (r.lease.min_replicas, r.lease.max_replicas) == (min_r, max_r)
+    if fragment:
+        assert any(fragment in i.rule and i.severity == Severity.ADJUSTED for i in r.issues), r.issues
+    else:
+        assert not r.issues
+
+
+def test_metrics_enabled_by_default_and_allowed_on_request(tms: ClusterPolicy) -> None:
+    """No `metrics` annotation: the enabled ones; asking: allowed or enabled ones; others ignored with a reason."""
+    assert [m.name for m in resolve_lease("ns", "d", ann(), tms).lease.metrics] == ["queueTime"]  # type: ignore[union-attr]
+    r = resolve_lease("ns", "d", ann(metrics="gpuUtilization,cpuUtilization"), tms)
+    assert r.lease is not None and [m.name for m in r.lease.metrics] == ["gpuUtilization"]
+    assert any("'cpuUtilization' is neither enabled nor allowed" in i.rule for i in r.issues)
+
+
+def test_threshold_clamped_to_range(tms: ClusterPolicy) -> None:
+    """A threshold outside [minimum, maximum] goes to the nearest bound (maximum 0 = unbounded)."""
+    r = resolve_lease("ns", "d", ann(threshold_queueTime="500"), tms)
+    assert r.lease is not None and r.lease.metrics[0].target == 10000
+    assert "outside the allowed range [10000, none]; using 10000" in r.issues[0].message
+    r = resolve_lease("ns", "d", ann(threshold_queueTime="250000"), tms)
+    assert r.lease is not None and r.lease.metrics[0].target == 250000 and not r.issues
+
+
+@pytest.mark.parametrize(("annotations", "key", "fragment"), [
+    ({"enabled": "yes please"}, "enabled", "must be true or false"),
+    ({"max_replicas": "ten"}, "max-replicas", "must be a whole number >= 1"),
+    ({"min_replicas": "-1"}, "min-replicas", "must be a whole number >= 0"),
+    ({"threshold_queueTime": "fast"}, "threshold.queueTime", "must be a number"),
+    ({"threshold_queueTime": "nan"}, "threshold.queueTime", "positive finite"),
+    ({"mode": "yolo"}, "mode", "must be 'enforce' or 'shadow'"),
+    ({"paused": "sometimes"}, "paused", "must be true or false"),
+    ({"metrics": "cpuUtilization"}, "metrics", "no usable metric"),
+], ids=["enabled", "max", "min", "threshold text", "threshold nan", "mode", "paused", "no usable metric"])
+def test_malformed_annotation_invalidates_lease(tms: ClusterPolicy, annotations: dict[str, str], key: str,
+                                                fragment: str) -> None:
+    """Malformed values make the lease invalid, with a message naming the key, the value and the rule."""
+    r = resolve_lease("ns", "d", ann(**annotations), tms)
+    assert r.lease is None and r.invalid
+    bad = [i for i in r.issues if i.severity == Severity.INVALID]
+    assert bad and bad[0].key == P + key and fragment in bad[0].message
+
+
+def test_all_problems_collected(tms: ClusterPolicy) -> None:
+    """Several bad annotations are all reported at once, not just the first."""
+    r = resolve_lease("ns", "d", ann(max_replicas="x", mode="y", threshold_queueTime="z"), tms)
+    assert {i.key for i in r.issues} >= {P + "max-replicas", P + "mode", P + "threshold.queueTime"}
+
+
+def test_shadow_and_paused(tms: ClusterPolicy) -> None:
+    """mode and paused are carried into the effective lease policy."""
+    r = resolve_lease("ns", "d", ann(mode="shadow", paused="true"), tms)
+    assert r.lease is not None and r.lease.mode == "shadow" and r.lease.paused
