@@ -504,7 +504,7 @@ def resolve_lease(namespace: str, name: str, annotations: dict[str, str] | None,
             mode = Mode(ann["mode"].strip().lower())
         except ValueError:
             issue("mode", ann["mode"], "must be 'enforce' or 'shadow'", Severity.INVALID)
-    algorithm = a.algorithm
+    algorithm: str = a.algorithm
     if "algorithm" in ann:
         if ann["algorithm"].strip() in ("hpa", "predictive"):
             algorithm = ann["algorithm"].strip()
