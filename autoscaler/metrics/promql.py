@@ -114,9 +114,19 @@ class Selector:
         return f"{self.namespace}, {self.pods}"
 
 
+POD_NAMES_LIMIT = 500
+"""Above this many pod names in one batch, select by namespace only (see `selector`)."""
+
+
 def selector(leases: Sequence[LeaseTarget], namespace_label: str = "namespace",
-             pod_label: str = "pod") -> Selector:
-    """One selector covering every pod of every lease in the batch (see the module docstring)."""
+             pod_label: str = "pod", pod_names_limit: int | None = None) -> Selector:
+    """One selector covering every pod of every lease in the batch (see the module docstring).
+
+    With more than `pod_names_limit` (default `POD_NAMES_LIMIT`) pod names the pod matcher becomes
+    ``pod!=""``: Prometheus spends far more compiling and matching a regex of thousands of names than
+    returning the few extra series of unleased pods in the same namespaces, which `LeaseIndex` drops.
+    """
+    limit = POD_NAMES_LIMIT if pod_names_limit is None else pod_names_limit
     if not leases:
         raise ValueError("selector needs at least one lease")
     namespaces = sorted({lease.namespace for lease in leases})
@@ -124,6 +134,8 @@ def selector(leases: Sequence[LeaseTarget], namespace_label: str = "namespace",
     patterns = sorted({lease.pod_regex for lease in leases if lease.pod_regex is not None})
     ns = _matcher(namespace_label, [regex_quote(n) for n in namespaces] if len(namespaces) > 1
                   else namespaces, literal=len(namespaces) == 1)
+    if len(names) + len(patterns) > limit:
+        return Selector(namespace=ns, pods=f'{pod_label}!=""')
     if not patterns and len(names) == 1:
         pods = _matcher(pod_label, names, literal=True)
     else:

@@ -128,3 +128,16 @@ def test_registry_creates_known_kinds_and_names_bad_options() -> None:
         registry.create("gpuUtilization", {"label_style": "weird"})
     with pytest.raises(ValueError, match="already registered"):
         registry.register("queueTime", lambda: KvCacheUsage())
+
+
+@pytest.mark.prometheus
+async def test_large_batch_selects_by_namespace_and_still_returns_only_leased_pods(
+        client: PrometheusClient) -> None:
+    """Above POD_NAMES_LIMIT names the query matches pod!="" and the client drops unleased pods."""
+    names = ["llm-a-0", *(f"gone-{i}" for i in range(600))]
+    result = await fetch(client, KvCacheUsage(), [LeaseTarget.of("team-a", names)], at=T0)
+    assert 'pod!=""' in result.query and "gone-1" not in result.query
+    assert result.for_pod(PodTarget("team-a", "llm-a-0")) == Ok(pytest.approx(50))
+    assert PodTarget("team-a", "llm-a-1") not in result.outcomes  # answered by Prometheus, not leased
+    assert result.for_pod(PodTarget("team-a", "gone-7")) == Empty()
+    assert len(result.outcomes) == len(names)
