@@ -28,6 +28,7 @@ from autoscaler.metrics import (
     PrometheusClient,
     default_registry,
     fetch,
+    fetch_all,
 )
 from autoscaler.metrics.localprom import LocalPrometheus, OpenMetricsWriter, backfill
 
@@ -110,6 +111,13 @@ async def run(url: str, leases: list[LeaseTarget], concurrency: int, repeats: in
         await fetch(client, registry.create("kvCacheUsage"), leases, at=T0)  # warm caches
         for name in registry:
             out[name] = await time_kind(client, registry.create(name), leases, concurrency, repeats)
+        kinds = [registry.create(name) for name in registry]
+        together: list[float] = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            await fetch_all(client, [(kind, leases) for kind in kinds], at=T0)
+            together.append(time.perf_counter() - start)
+        out["allKindsConcurrent"] = {"queries": len(kinds), "seconds": round(statistics.median(together), 4)}
         raw = registry.create("queueTime", {"source": "raw"})
         out["queueTime(raw)"] = await time_kind(client, raw, leases, concurrency, repeats)
     return out
