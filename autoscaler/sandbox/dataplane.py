@@ -1,0 +1,274 @@
+"""The sandbox's data plane: simulated pods, their metrics endpoints, the load, and the real Prometheus.
+
+The control plane (API server, deployment controller, kubelet stand-in) tells the data plane about
+pod lifecycle events with full Kubernetes pod objects; the data plane does the rest:
+
+* ``pod_running``: a :class:`~autoscaler.sandbox.pods.SimPod` with its own metrics port, added as a
+  scrape target (file SD) with the labels a PodMonitor would give; its GPU appears on the node's
+  dcgm-exporter and its container on the node's kubelet cAdvisor endpoint.
+* ``pod_ready``: the pod starts receiving traffic from the deployment's load.
+* ``pod_terminating``: no new traffic; what it holds drains (``pod_drained`` tells when it is empty).
+* ``pod_deleted``: its endpoint closes and its targets go (Prometheus writes stale markers).
+
+A pod belongs to the deployment named by its ``ownerReferences`` (a ``Deployment`` owner, or a
+``ReplicaSet`` owner ``<deployment>-<hash>``) or else by its ``app`` label. Pod annotations
+``sandbox.inference-autoscaler.io/kind`` (``triton`` | ``nim``) and
+``sandbox.inference-autoscaler.io/serving`` (JSON, see :class:`~autoscaler.serving.ServingConfig`)
+configure it; the container name and CPU request come from ``spec.containers[0]``.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from autoscaler.sandbox.load import LoadDriver, LoadSpec, LoadStats
+from autoscaler.sandbox.pods import (
+    DEFAULT_NODE,
+    MetricsServer,
+    NodeExporters,
+    SimPod,
+    node_dcgm_page,
+    node_kubelet_page,
+    pod_page,
+)
+from autoscaler.sandbox.prometheus import JOB_DCGM, JOB_KUBELET, JOB_PODS, PrometheusServer
+from autoscaler.serving import ServingConfig
+
+log = logging.getLogger(__name__)
+
+ANNOTATION_KIND = "sandbox.inference-autoscaler.io/kind"
+ANNOTATION_SERVING = "sandbox.inference-autoscaler.io/serving"
+RESERVED_TARGET_LABELS = {"namespace", "pod", "container", "endpoint", "job", "instance"}
+DCGM_NAMESPACE = "gpu-operator"
+
+PodKey = tuple[str, str]
+
+
+def parse_cpu(q: Any) -> float:
+    """Kubernetes CPU quantity -> cores ("500m" -> 0.5, "2" -> 2.0)."""
+    if q is None:
+        return 1.0
+    s = str(q).strip()
+    try:
+        if s.endswith("m"):
+            return float(s[:-1]) / 1000.0
+        return float(s)
+    except ValueError:
+        return 1.0
+
+
+def sanitize_label(name: str) -> str:
+    out = re.sub(r"[^a-zA-Z0-9_]", "_", name)
+    return "_" + out if out[:1].isdigit() else out
+
+
+def deployment_of(pod: dict[str, Any]) -> str:
+    """The deployment a pod belongs to: owner reference, else the ``app`` label, else its name's prefix."""
+    meta = pod.get("metadata") or {}
+    for ref in meta.get("ownerReferences") or []:
+        kind = ref.get("kind")
+        if kind == "Deployment":
+            return str(ref["name"])
+        if kind == "ReplicaSet":
+            return str(ref["name"]).rsplit("-", 1)[0]
+    labels = meta.get("labels") or {}
+    if labels.get("app"):
+        return str(labels["app"])
+    parts = str(meta.get("name", "")).rsplit("-", 2)
+    return parts[0]
+
+
+def pod_key(pod: dict[str, Any]) -> PodKey:
+    meta = pod.get("metadata") or {}
+    return (str(meta.get("namespace") or "default"), str(meta["name"]))
+
+
+class DataPlane:
+    """Simulated inference pods + load generator + real Prometheus, driven by pod lifecycle events."""
+
+    def __init__(self, *, prometheus_port: int = 0, workdir: Path | None = None, scrape_interval_s: float = 1.0,
+                 rule_files: Sequence[Path] | None = None, clock: Callable[[], float] = time.monotonic,
+                 start_prometheus: bool = True) -> None:
+        self.prometheus = PrometheusServer(port=prometheus_port, workdir=workdir, scrape_interval_s=scrape_interval_s,
+                                           rule_files=rule_files)
+        self.start_prometheus = start_prometheus
+        self.clock = clock
+        self.metrics = MetricsServer()
+        self.pods: dict[PodKey, SimPod] = {}
+        self.nodes: dict[str, NodeExporters] = {}
+        self.loads: dict[PodKey, LoadDriver] = {}
+        self.stats: dict[PodKey, LoadStats] = {}
+        self._seed = 0
+
+    @property
+    def prometheus_url(self) -> str:
+        return self.prometheus.url
+
+    async def start(self) -> None:
+        await self.metrics.start()
+        if self.start_prometheus:
+            await self.prometheus.start()
+        else:
+            self.prometheus.workdir.mkdir(parents=True, exist_ok=True)
+            self.prometheus.write_config()
+
+    async def stop(self) -> None:
+        for driver in list(self.loads.values()):
+            await driver.stop()
+        self.loads.clear()
+        try:
+            await self.prometheus.stop()
+        finally:
+            await self.metrics.stop()
+            self.pods.clear()
+            self.nodes.clear()
+
+    async def __aenter__(self) -> DataPlane:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    # -- pod lifecycle -----------------------------------------------------------------------------
+
+    async def pod_running(self, pod: dict[str, Any]) -> None:
+        key = pod_key(pod)
+        if key in self.pods:
+            return
+        meta = pod.get("metadata") or {}
+        spec = pod.get("spec") or {}
+        ann = meta.get("annotations") or {}
+        containers = spec.get("containers") or [{}]
+        c0 = containers[0]
+        kind = str(ann.get(ANNOTATION_KIND, "triton")).lower()
+        if kind not in ("triton", "nim"):
+            log.warning("pod %s/%s: unknown %s %r, using triton", *key, ANNOTATION_KIND, kind)
+            kind = "triton"
+        try:
+            serving = ServingConfig.from_annotation(ann.get(ANNOTATION_SERVING))
+        except (ValueError, TypeError) as exc:
+            log.warning("pod %s/%s: bad %s (%s); using defaults", *key, ANNOTATION_SERVING, exc)
+            serving = ServingConfig()
+        requests = (c0.get("resources") or {}).get("requests") or {}
+        self._seed += 1
+        node_name = str(spec.get("nodeName") or DEFAULT_NODE)
+        sim = SimPod(namespace=key[0], name=key[1], deployment=deployment_of(pod),
+                     container=str(c0.get("name") or kind), kind=kind, uid=str(meta.get("uid") or ""),
+                     node=node_name, labels=dict(meta.get("labels") or {}), serving=serving,
+                     cpu_request_cores=parse_cpu(requests.get("cpu")), clock=self.clock, seed=self._seed)
+        node = await self._node(node_name)
+        sim.gpu_index = node.next_gpu_index()
+        sim.port = await self.metrics.open(pod_page(sim))
+        self.pods[key] = sim
+        node.pods[key] = sim
+        self.prometheus.set_target(JOB_PODS, f"127.0.0.1:{sim.port}", self._target_labels(sim))
+        if _is_ready(pod):
+            sim.ready = True
+
+    def _target_labels(self, sim: SimPod) -> dict[str, str]:
+        labels = {}
+        for k, v in sim.labels.items():  # podTargetLabels: the pod's own labels
+            name = sanitize_label(k)
+            if name not in RESERVED_TARGET_LABELS and not name.startswith("__"):
+                labels[name] = str(v)
+        labels.update({
+            "namespace": sim.namespace, "pod": sim.name, "container": sim.container, "endpoint": "metrics",
+            "job": f"{sim.namespace}/{sim.deployment}",
+            "__metrics_path__": "/v1/metrics" if sim.kind == "nim" else "/metrics",
+        })
+        return labels
+
+    async def _node(self, name: str) -> NodeExporters:
+        node = self.nodes.get(name)
+        if node is not None:
+            return node
+        node = NodeExporters(name)
+        node.dcgm_port = await self.metrics.open(node_dcgm_page(node))
+        node.kubelet_port = await self.metrics.open(node_kubelet_page(node))
+        self.nodes[name] = node
+        self.prometheus.set_target(JOB_DCGM, f"127.0.0.1:{node.dcgm_port}", {
+            "namespace": DCGM_NAMESPACE, "pod": node.dcgm_pod, "container": "exporter", "endpoint": "metrics",
+            "service": "dcgm-exporter", "job": "dcgm-exporter", "node": name})
+        self.prometheus.set_target(JOB_KUBELET, f"127.0.0.1:{node.kubelet_port}", {
+            "job": "kubelet", "metrics_path": "/metrics/cadvisor", "node": name, "service": "kubelet",
+            "endpoint": "https-metrics"})
+        return node
+
+    async def pod_ready(self, pod: dict[str, Any]) -> None:
+        sim = self.pods.get(pod_key(pod))
+        if sim is None:
+            await self.pod_running(pod)
+            sim = self.pods[pod_key(pod)]
+        if not sim.terminating:
+            sim.ready = True
+
+    async def pod_terminating(self, pod: dict[str, Any]) -> None:
+        sim = self.pods.get(pod_key(pod))
+        if sim is not None:
+            sim.terminate()
+
+    def pod_drained(self, namespace: str, name: str) -> bool:
+        """True when the pod holds no request (or is unknown): safe to delete after terminating."""
+        sim = self.pods.get((namespace, name))
+        return sim is None or sim.drained
+
+    async def pod_deleted(self, pod: dict[str, Any]) -> None:
+        key = pod_key(pod)
+        sim = self.pods.pop(key, None)
+        if sim is None:
+            return
+        sim.terminate()
+        self.prometheus.remove_target(JOB_PODS, f"127.0.0.1:{sim.port}")
+        await self.metrics.close(sim.port)
+        node = self.nodes.get(sim.node)
+        if node is not None:
+            node.pods.pop(key, None)
+
+    # -- load --------------------------------------------------------------------------------------
+
+    def deployment_pods(self, namespace: str, deployment: str) -> list[SimPod]:
+        return [p for (ns, _), p in self.pods.items() if ns == namespace and p.deployment == deployment]
+
+    async def start_load(self, namespace: str, deployment: str, load: dict[str, Any]) -> None:
+        """Start (or replace) the load on a deployment, from a scenario ``load`` block."""
+        spec = LoadSpec.from_dict(load)
+        key = (namespace, deployment)
+        old = self.loads.pop(key, None)
+        if old is not None:
+            await old.stop()
+        stats = self.stats.setdefault(key, LoadStats())
+        driver = LoadDriver(spec, lambda: self.deployment_pods(namespace, deployment), stats=stats, clock=self.clock)
+        self.loads[key] = driver
+        driver.start()
+
+    async def stop_load(self, namespace: str, deployment: str) -> None:
+        driver = self.loads.pop((namespace, deployment), None)
+        if driver is not None:
+            await driver.stop()
+
+    def load_stats(self, namespace: str, deployment: str) -> LoadStats:
+        """What the load generator did for a deployment (arrivals, queue times, SLO counts)."""
+        return self.stats.setdefault((namespace, deployment), LoadStats(started_at=self.clock()))
+
+    def load_summary(self, target_queue_time_us: float = 10000.0) -> dict[str, dict[str, Any]]:
+        """Per ``namespace/deployment``: requests, mean request rate, SLO-violation fraction, ..."""
+        out: dict[str, dict[str, Any]] = {}
+        now = self.clock()
+        for (ns, dep), st in self.stats.items():
+            slo = st.slo(target_queue_time_us)
+            elapsed = max(1e-9, now - st.started_at)
+            out[f"{ns}/{dep}"] = {**slo, "requestRate": st.requests / elapsed, "elapsedS": elapsed}
+        return out
+
+
+def _is_ready(pod: dict[str, Any]) -> bool:
+    for cond in (pod.get("status") or {}).get("conditions") or []:
+        if cond.get("type") == "Ready" and cond.get("status") == "True":
+            return True
+    return False
