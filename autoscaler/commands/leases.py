@@ -1,0 +1,226 @@
+"""``autoscaler status`` and ``autoscaler explain``: what the controller decided, read from the cluster.
+
+Both read the Deployments' ``inference-autoscaler.io/status`` annotation (written by the controller
+when its decision changes), so they work from any kubeconfig without reaching the controller pod.
+``explain`` also re-resolves the annotations against the policy to show every adjustment made.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import time
+from typing import Any
+
+from autoscaler.config import (
+    STATUS_ANNOTATION,
+    ClusterPolicy,
+    PolicyError,
+    is_opted_in,
+    load_policy,
+    parse_policy,
+    resolve_lease,
+)
+from autoscaler.controller import DEFAULT_POLICY
+from autoscaler.kube.api import KubeApi, KubeError
+from autoscaler.kube.workloads import annotations_of, deployment_path, deployments_path
+from autoscaler.observe import parse_time
+
+
+def add_common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--kubeconfig")
+    p.add_argument("--context")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+
+
+def _age(seconds: float | None) -> str:
+    if seconds is None:
+        return "<unknown>"
+    s = int(max(0, seconds))
+    for unit, n in (("d", 86400), ("h", 3600), ("m", 60)):
+        if s >= n:
+            return f"{s // n}{unit}"
+    return f"{s}s"
+
+
+def _fmt(v: Any) -> str:
+    if v is None:
+        return "<unknown>"
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    return str(v)
+
+
+def targets(status: dict[str, Any]) -> str:
+    parts = []
+    for m in status.get("metrics") or []:
+        unit = {"%": "%", "percent": "%"}.get(m.get("unit") or "", m.get("unit") or "")
+        parts.append(f"{m.get('name')}: {_fmt(m.get('value'))}/{_fmt(m.get('target'))}{unit}")
+    return ", ".join(parts) or "<none>"
+
+
+async def _deployments(args: argparse.Namespace, namespace: str | None) -> list[dict[str, Any]]:
+    api = await KubeApi.connect(args.kubeconfig, args.context)
+    try:
+        doc = await api.get(deployments_path(namespace))
+    finally:
+        await api.close()
+    return [d for d in doc.get("items") or [] if STATUS_ANNOTATION in annotations_of(d)
+            or is_opted_in(annotations_of(d))]
+
+
+def status_rows(items: list[dict[str, Any]], now: float) -> list[dict[str, Any]]:
+    rows = []
+    for d in sorted(items, key=lambda d: (d["metadata"].get("namespace", ""), d["metadata"]["name"])):
+        md = d["metadata"]
+        raw = annotations_of(d).get(STATUS_ANNOTATION)
+        try:
+            st = json.loads(raw) if raw else {}
+        except ValueError:
+            st = {}
+        rows.append({
+            "namespace": md.get("namespace", ""), "name": md["name"], "targets": targets(st),
+            "min": st.get("min"), "max": st.get("max"),
+            "replicas": (d.get("spec") or {}).get("replicas"), "desired": st.get("desired"),
+            "mode": st.get("mode", "-"), "reason": st.get("reason", "NotYetDecided" if not st else "-"),
+            "age": _age(now - (parse_time(md.get("creationTimestamp")) or now)),
+            "lastScale": st.get("lastScaleTime"), "status": st,
+        })
+    return rows
+
+
+def print_table(rows: list[dict[str, Any]], all_ns: bool) -> None:
+    headers = (["NAMESPACE"] if all_ns else []) + ["NAME", "TARGETS", "MINPODS", "MAXPODS", "REPLICAS",
+                                                      "DESIRED", "MODE", "REASON", "AGE"]
+    table = [headers]
+    for r in rows:
+        table.append(([r["namespace"]] if all_ns else []) + [
+            r["name"], r["targets"], _fmt(r["min"]), _fmt(r["max"]), _fmt(r["replicas"]), _fmt(r["desired"]),
+            r["mode"], r["reason"], r["age"]])
+    widths = [max(len(str(row[i])) for row in table) for i in range(len(headers))]
+    for row in table:
+        print("   ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:  # status
+    add_common(p)
+    p.add_argument("-n", "--namespace", default=None)
+    p.add_argument("-A", "--all-namespaces", action="store_true")
+
+
+def run(args: argparse.Namespace) -> int:  # status
+    ns = None if args.all_namespaces else (args.namespace or "default")
+    try:
+        items = asyncio.run(_deployments(args, ns))
+    except KubeError as exc:
+        print(f"autoscaler status: {exc}", file=sys.stderr)
+        return 1
+    rows = status_rows(items, time.time())
+    if args.json:
+        print(json.dumps([{k: v for k, v in r.items()} for r in rows], indent=2))
+    elif not rows:
+        print(f"No leases found in {'any namespace' if ns is None else 'namespace ' + ns}.")
+    else:
+        print_table(rows, ns is None)
+    return 0
+
+
+# ---------------------------------------------------------------------------------------- explain
+
+
+def add_explain_arguments(p: argparse.ArgumentParser) -> None:
+    add_common(p)
+    p.add_argument("lease", metavar="NAMESPACE/NAME")
+    p.add_argument("--policy-file", help="resolve against this policy instead of the cluster's ConfigMap")
+    p.add_argument("--policy-namespace", default="inference-autoscaler")
+    p.add_argument("--configmap", default="inference-autoscaler-policy")
+
+
+async def _explain_data(args: argparse.Namespace, ns: str, name: str) -> tuple[dict[str, Any], ClusterPolicy, str]:
+    api = await KubeApi.connect(args.kubeconfig, args.context)
+    try:
+        dep = await api.get(deployment_path(ns, name))
+        if args.policy_file:
+            return dep, load_policy(args.policy_file), args.policy_file
+        try:
+            cm = await api.get(f"/api/v1/namespaces/{args.policy_namespace}/configmaps/{args.configmap}")
+            src = f"configmap/{args.policy_namespace}/{args.configmap}"
+            return dep, parse_policy((cm.get("data") or {}).get("policy.yaml", ""), src), src
+        except KubeError as exc:
+            if not exc.not_found:
+                raise
+            return dep, load_policy(DEFAULT_POLICY), f"{DEFAULT_POLICY} (no ConfigMap found)"
+    finally:
+        await api.close()
+
+
+def explain_lines(dep: dict[str, Any], policy: ClusterPolicy, source: str) -> list[str]:
+    md = dep["metadata"]
+    ns, name = md.get("namespace", ""), md["name"]
+    ann = annotations_of(dep)
+    res = resolve_lease(ns, name, ann, policy)
+    out = [f"Lease {ns}/{name}", f"  policy: {source}"]
+    if not res.opted_in:
+        out.append("  not a lease: the annotation inference-autoscaler.io/enabled is not \"true\"")
+    for i in res.issues:
+        out.append(f"  {'INVALID' if i.severity == 'invalid' else 'adjusted'}: {i.message}")
+    if res.lease is not None:
+        lp = res.lease
+        out.append(f"  effective: min {lp.min_replicas}, max {lp.max_replicas}, mode {lp.mode.value}"
+                   f"{', PAUSED' if lp.paused else ''}, algorithm {lp.algorithm}")
+        for m in lp.metrics:
+            out.append(f"    metric {m.name}: target {m.target:g}{m.unit}")
+        b = lp.behavior
+        if b.scale_up and b.scale_down:
+            out.append(f"  behaviour: scale-up window {b.scale_up.stabilization_window_s}s, scale-down window "
+                       f"{b.scale_down.stabilization_window_s}s, tolerance {b.tolerances.scale_up:g}")
+    raw = ann.get(STATUS_ANNOTATION)
+    if not raw:
+        out.append("  no decision recorded yet (the controller writes inference-autoscaler.io/status)")
+        return out
+    st = json.loads(raw)
+    out.append(f"  last decision ({st.get('updated', '?')}): replicas {st.get('current')} "
+               f"(ready {st.get('ready')}) -> desired {st.get('desired')}  [{st.get('reason')}]")
+    out.append(f"    {st.get('message', '')}")
+    for m in st.get("metrics") or []:
+        line = (f"    {m['name']}: value {_fmt(m.get('value'))} vs target {_fmt(m.get('target'))}{m.get('unit', '')}"
+                f" -> proposes {_fmt(m.get('proposed'))} replicas")
+        if m.get("error"):
+            line += f"  (error: {m['error']})"
+        out.append(line)
+    if st.get("limitedBy"):
+        out.append(f"  limited by: {st['limitedBy']}")
+    if st.get("lastScaleTime"):
+        out.append(f"  last scale: {st['lastScaleTime']}")
+    recent = st.get("recent") or []
+    if recent:
+        out.append("  recent decisions:")
+        for r in recent:
+            when = time.strftime("%H:%M:%S", time.gmtime(r.get("time", 0)))
+            out.append(f"    {when}Z  {r.get('current')} -> {r.get('desired')}  {r.get('reason')}"
+                       f"{' (applied)' if r.get('applied') else ''}: {r.get('message', '')}")
+    return out
+
+
+def run_explain(args: argparse.Namespace) -> int:
+    ns, _, name = args.lease.partition("/")
+    if not name:
+        print("autoscaler explain: give the lease as NAMESPACE/NAME", file=sys.stderr)
+        return 2
+    try:
+        dep, policy, source = asyncio.run(_explain_data(args, ns, name))
+    except KubeError as exc:
+        print(f"autoscaler explain: {exc}", file=sys.stderr)
+        return 1
+    except PolicyError as exc:
+        print(f"autoscaler explain: {exc}", file=sys.stderr)
+        return 1
+    if args.json:
+        raw = annotations_of(dep).get(STATUS_ANNOTATION)
+        print(json.dumps({"lease": args.lease, "status": json.loads(raw) if raw else None,
+                          "explanation": explain_lines(dep, policy, source)}, indent=2))
+    else:
+        print("\n".join(explain_lines(dep, policy, source)))
+    return 0

@@ -1,0 +1,66 @@
+"""Leader election on a coordination.k8s.io/v1 Lease (kubernetes-asyncio's implementation).
+
+Only the leader writes (scale patches, annotations, Events). ``is_leader`` flips as the library
+calls back; a standby takes over within ``lease_duration_s`` after the leader stops renewing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+import uuid
+
+from kubernetes_asyncio.client.api_client import ApiClient
+from kubernetes_asyncio.leaderelection import electionconfig, leaderelection
+from kubernetes_asyncio.leaderelection.resourcelock.leaselock import LeaseLock
+
+log = logging.getLogger(__name__)
+
+
+def default_identity() -> str:
+    return f"{socket.gethostname()}-{uuid.uuid4().hex[:6]}"
+
+
+class LeaderElector:
+    def __init__(self, api_client: ApiClient, *, namespace: str, name: str = "inference-autoscaler",
+                 identity: str | None = None, lease_duration_s: float = 15.0, renew_deadline_s: float = 10.0,
+                 retry_period_s: float = 2.0) -> None:
+        self.identity = identity or default_identity()
+        self.namespace = namespace
+        self.name = name
+        self.is_leader = False
+        self.transitions = 0
+        self.changed = asyncio.Event()
+        self._lock = LeaseLock(name, namespace, self.identity, api_client)
+        self._config = electionconfig.Config(
+            self._lock, lease_duration_s, renew_deadline_s, retry_period_s,
+            self._on_started, self._on_stopped,
+        )
+
+    async def _on_started(self) -> None:
+        log.info("leader election: %s is now the leader of %s/%s", self.identity, self.namespace, self.name)
+        self.is_leader = True
+        self.transitions += 1
+        self.changed.set()
+        # The library cancels this task when leadership is lost; park here until then.
+        await asyncio.Event().wait()
+
+    async def _on_stopped(self) -> None:
+        if self.is_leader:
+            log.warning("leader election: %s lost the lease %s/%s", self.identity, self.namespace, self.name)
+        self.is_leader = False
+        self.changed.set()
+
+    async def run(self) -> None:
+        """Campaign forever: after losing the lease, campaign again."""
+        while True:
+            try:
+                await leaderelection.LeaderElection(self._config).run()
+            except asyncio.CancelledError:
+                self.is_leader = False
+                raise
+            except Exception:
+                log.exception("leader election round failed")
+            self.is_leader = False
+            await asyncio.sleep(self._config.retry_period)

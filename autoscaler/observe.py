@@ -1,0 +1,133 @@
+"""Observation adapters: Kubernetes objects and PromQL outcomes -> the decision core's input types.
+
+This is the seam between the I/O world (dicts from the API server, typed PromQL outcomes) and the
+pure core: pods are converted once per resourceVersion, and each lease's metric outcomes become
+``MetricInput``s with explicit missing values. Conservative mapping (STYLE habit 4): only ``Ok`` is a
+value; ``NoTraffic`` is 0 only for a Ready pod; Empty, Stale, NaN/Inf and multi-series answers are
+*missing* (never 0), and a failed query makes the whole metric an error (the core then refuses to
+scale down).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from autoscaler.config import EffectiveMetric
+from autoscaler.metrics import BatchResult, Empty, MultiSeries, NotFinite, NoTraffic, Ok, PodTarget, QueryError, Stale
+from autoscaler.policy.snapshot_json import parse_quantity
+from autoscaler.policy.types import (
+    MetricInput,
+    MetricType,
+    Pod,
+    PodPhase,
+    PodSample,
+    Target,
+    TargetType,
+    to_milli,
+)
+
+
+def parse_time(value: Any) -> float | None:
+    if not value:
+        return None
+    try:
+        return datetime.fromisoformat(str(value).replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None
+
+
+def pod_from_k8s(obj: dict[str, Any]) -> Pod:
+    """The HPA's view of a pod: phase, deletion, start time, Ready condition, container requests."""
+    md = obj.get("metadata") or {}
+    status = obj.get("status") or {}
+    ready: bool | None = None
+    transition: float | None = None
+    for c in status.get("conditions") or []:
+        if c.get("type") == "Ready":
+            ready = c.get("status") == "True" if c.get("status") in ("True", "False") else None
+            transition = parse_time(c.get("lastTransitionTime"))
+    try:
+        phase = PodPhase(status.get("phase") or "Pending")
+    except ValueError:
+        phase = PodPhase.UNKNOWN
+    requests: dict[str, dict[str, int]] = {}
+    names = []
+    for c in (obj.get("spec") or {}).get("containers") or []:
+        cname = str(c.get("name") or "")
+        names.append(cname)
+        for res, q in ((c.get("resources") or {}).get("requests") or {}).items():
+            try:
+                requests.setdefault(res, {})[cname] = to_milli(float(parse_quantity(q)))
+            except (TypeError, ValueError):
+                continue
+    return Pod(
+        name=str(md.get("name") or ""), phase=phase, deleting=md.get("deletionTimestamp") is not None,
+        start_time=parse_time(status.get("startTime")), ready=ready, ready_transition_time=transition,
+        requests_milli=requests, containers=tuple(names),
+    )
+
+
+@dataclass(slots=True)
+class MetricObservation:
+    """What one lease's metric looked like this loop, for status, explain and safety rules."""
+
+    name: str
+    target: float
+    unit: str
+    value: float | None = None  # average over pods with a value
+    pods_ok: int = 0
+    missing: Counter[str] = field(default_factory=Counter)  # outcome kind -> pods
+    error: str | None = None
+
+    @property
+    def imputed(self) -> bool:
+        return bool(self.missing)
+
+
+def metric_input(metric: EffectiveMetric, namespace: str, pods: list[Pod], result: BatchResult | None,
+                 eval_time: float, window_s: float) -> tuple[MetricInput, MetricObservation]:
+    """Build the core's input for one metric of one lease from the batched query result."""
+    obs = MetricObservation(metric.name, metric.target, metric.unit)
+    is_cpu = metric.name == "cpuUtilization"
+    if is_cpu:
+        target = Target(TargetType.UTILIZATION, average_utilization=max(1, round(metric.target)))
+        mtype, resource = MetricType.RESOURCE, "cpu"
+    else:
+        target = Target(TargetType.AVERAGE_VALUE, average_value_milli=max(1, to_milli(metric.target)))
+        mtype, resource = MetricType.PODS, ""
+    if result is None or result.error is not None:
+        err = result.error.message if result is not None and result.error is not None else "metric not queried"
+        obs.error = err
+        return MetricInput(mtype, target, name=metric.name, resource=resource, error=err), obs
+    samples: list[PodSample] = []
+    total = 0.0
+    for pod in pods:
+        outcome = result.for_pod(PodTarget(namespace, pod.name))
+        value: float | None = None
+        containers: dict[str, int | None] | None = None
+        if isinstance(outcome, Ok):
+            value = outcome.value
+            if is_cpu:
+                conts = outcome.containers or {"": outcome.value}
+                containers = {k: to_milli(v) for k, v in conts.items()}
+        elif isinstance(outcome, NoTraffic):
+            if pod.ready:
+                value = 0.0
+                containers = {"": 0} if is_cpu else None
+            else:
+                obs.missing["NoTrafficUnready"] += 1
+        elif isinstance(outcome, Empty | Stale | NotFinite | MultiSeries | QueryError):
+            if pod.phase == PodPhase.RUNNING and not pod.deleting:
+                obs.missing[type(outcome).__name__] += 1
+        if value is None:
+            continue
+        obs.pods_ok += 1
+        total += value
+        samples.append(PodSample(pod=pod.name, value_milli=None if is_cpu else to_milli(value),
+                                 containers_milli=containers, timestamp=eval_time, window_s=window_s))
+    if obs.pods_ok:
+        obs.value = total / obs.pods_ok
+    return MetricInput(mtype, target, name=metric.name, resource=resource, samples=tuple(samples)), obs

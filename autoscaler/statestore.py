@@ -1,0 +1,100 @@
+"""Persisting the stabilisation state across restarts, with no API write when nothing matters changed.
+
+The HPA keeps its recommendation history in memory, so a restarted controller forgets that load was
+high a minute ago and may scale down early; Knative has the same gap. We persist the part of the state
+that can change a future decision, in the annotation ``inference-autoscaler.io/state``:
+
+* recommendations *different from the current replica count*: on a restart without state the core
+  records the current count as a fresh recommendation, which already holds scale-downs below it for a
+  full window, so only recommendations above (down window) or below (up window) the current count add
+  information; per value only the newest timestamp matters (windows take max/min over samples newer
+  than a cutoff);
+* scale events inside the longest policy period (the rate limits).
+
+Timestamps are quantised: a value's newest timestamp is written again only when it advanced by at
+least ``granularity_s``. On restore, timestamps are moved *forward* by ``granularity_s`` (capped at
+now), which bounds the real newest timestamp from above: a restored window can only last longer than
+the lost one, never shorter. A steady lease (all recommendations equal to its replica count) has
+nothing to persist, so it costs no writes.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from autoscaler.policy.types import Behavior, DecisionState, Recommendation, ScaleEvent
+
+VERSION = 1
+
+
+@dataclass(frozen=True, slots=True)
+class Persisted:
+    """The compact form: newest timestamp per recommended value, and recent scale events."""
+
+    recommendations: tuple[tuple[int, float], ...]  # (replicas, newest timestamp), sorted by replicas
+    events: tuple[tuple[float, int], ...]
+
+    def to_annotation(self) -> str:
+        return json.dumps({"v": VERSION, "r": [[v, round(t, 1)] for v, t in self.recommendations],
+                           "e": [[round(t, 1), c] for t, c in self.events]}, separators=(",", ":"))
+
+
+EMPTY = Persisted((), ())
+
+
+def _windows(b: Behavior) -> tuple[float, float, float]:
+    if b.legacy:
+        return 0.0, float(b.legacy_downscale_window_s), 0.0
+    assert b.scale_up is not None and b.scale_down is not None
+    longest = max([p.period_s for p in b.scale_up.policies + b.scale_down.policies], default=0)
+    return float(b.scale_up.stabilization_window_s), float(b.scale_down.stabilization_window_s), float(longest)
+
+
+def significant(state: DecisionState, current: int, behavior: Behavior, now: float) -> Persisted:
+    """The part of ``state`` that a restart would otherwise lose."""
+    up_w, down_w, longest = _windows(behavior)
+    newest: dict[int, float] = {}
+    for r in state.recommendations or ():
+        if r.replicas == current:
+            continue
+        window = down_w if r.replicas > current else up_w
+        if r.timestamp <= now - window:
+            continue
+        if r.timestamp > newest.get(r.replicas, -1.0):
+            newest[r.replicas] = r.timestamp
+    events = tuple((e.timestamp, e.change) for e in state.scale_events if e.timestamp > now - longest)
+    return Persisted(tuple(sorted(newest.items())), events)
+
+
+def needs_write(new: Persisted, old: Persisted, granularity_s: float) -> bool:
+    """True when the persisted form would change materially."""
+    if new.events != old.events:
+        return True
+    if [v for v, _ in new.recommendations] != [v for v, _ in old.recommendations]:
+        return True
+    return any(t - ot >= granularity_s for (_, t), (_, ot) in zip(new.recommendations, old.recommendations,
+                                                                  strict=True))
+
+
+def parse(text: str | None) -> Persisted | None:
+    """Read the annotation; ``None`` if absent or unreadable (then the core starts fresh)."""
+    if not text:
+        return None
+    try:
+        doc: Any = json.loads(text)
+        if not isinstance(doc, dict) or doc.get("v") != VERSION:
+            return None
+        recs = tuple(sorted((int(v), float(t)) for v, t in doc.get("r", [])))
+        events = tuple((float(t), int(c)) for t, c in doc.get("e", []))
+    except (ValueError, TypeError):
+        return None
+    return Persisted(recs, events)
+
+
+def restore(p: Persisted, current: int, now: float, granularity_s: float) -> DecisionState:
+    """A state to resume from: persisted values (timestamps pushed forward) plus the current count now."""
+    recs = [Recommendation(min(now, t + granularity_s), v) for v, t in p.recommendations]
+    recs.append(Recommendation(now, current))
+    return DecisionState(tuple(recs), tuple(ScaleEvent(t, c) for t, c in p.events))

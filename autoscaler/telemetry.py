@@ -1,0 +1,119 @@
+"""The controller's own observability: Prometheus metrics, health endpoints and a JSON lease view.
+
+A dedicated ``CollectorRegistry`` per controller (not the process-global one), so several controllers
+can live in one test process. ``/healthz`` is liveness (the loop ticked recently), ``/readyz``
+readiness (caches synced and a policy loaded), ``/leases`` the last decisions for ``status``/``explain``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from aiohttp import web
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily
+from prometheus_client.registry import Collector
+
+log = logging.getLogger(__name__)
+
+
+class _ApiCalls(Collector):
+    def __init__(self, source: Callable[[], dict[str, int]]) -> None:
+        self.source = source
+
+    def collect(self) -> Any:
+        fam = CounterMetricFamily("autoscaler_kube_api_requests", "Kubernetes API requests by verb", labels=["verb"])
+        for verb, n in sorted(self.source().items()):
+            fam.add_metric([verb], n)
+        yield fam
+
+
+class Telemetry:
+    def __init__(self) -> None:
+        r = self.registry = CollectorRegistry()
+        self.loop_seconds = Histogram("autoscaler_loop_duration_seconds", "Wall time of one control loop",
+                                      registry=r, buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10))
+        self.loop_cpu_seconds = Gauge("autoscaler_loop_cpu_seconds", "CPU time of the last control loop", registry=r)
+        self.decisions = Counter("autoscaler_decisions", "Decisions by reason and mode", ["reason", "mode"],
+                                 registry=r)
+        self.rescales = Counter("autoscaler_rescales", "Scale patches applied", ["direction"], registry=r)
+        self.errors = Counter("autoscaler_errors", "Errors by kind", ["kind"], registry=r)
+        self.query_seconds = Histogram("autoscaler_prometheus_query_seconds", "PromQL query latency", ["metric"],
+                                       registry=r, buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5))
+        self.query_outcomes = Counter("autoscaler_prometheus_pod_outcomes", "Per-pod PromQL outcomes",
+                                      ["metric", "outcome"], registry=r)
+        self.leases = Gauge("autoscaler_leases", "Leases by state", ["state"], registry=r)
+        self.desired = Gauge("autoscaler_lease_desired_replicas", "Desired replicas per lease",
+                             ["namespace", "lease", "mode"], registry=r)
+        self.current = Gauge("autoscaler_lease_current_replicas", "Current replicas per lease",
+                             ["namespace", "lease"], registry=r)
+        self.metric_value = Gauge("autoscaler_lease_metric_value", "Metric value per lease (average over pods)",
+                                  ["namespace", "lease", "metric"], registry=r)
+        self.metric_target = Gauge("autoscaler_lease_metric_target", "Metric target per lease",
+                                   ["namespace", "lease", "metric"], registry=r)
+        self.is_leader = Gauge("autoscaler_is_leader", "1 when this instance is the leader", registry=r)
+        self.policy_reloads = Counter("autoscaler_policy_reloads", "Policy ConfigMap reloads", ["result"],
+                                      registry=r)
+        self.last_tick = Gauge("autoscaler_last_loop_timestamp_seconds", "Time of the last completed loop",
+                               registry=r)
+
+    def watch_api_calls(self, source: Callable[[], dict[str, int]]) -> None:
+        self.registry.register(_ApiCalls(source))
+
+    def forget_lease(self, namespace: str, lease: str, metrics: list[str]) -> None:
+        for g, labels in ((self.current, (namespace, lease)),):
+            try:
+                g.remove(*labels)
+            except KeyError:
+                pass
+        for mode in ("enforce", "shadow"):
+            try:
+                self.desired.remove(namespace, lease, mode)
+            except KeyError:
+                pass
+        for m in metrics:
+            for g in (self.metric_value, self.metric_target):
+                try:
+                    g.remove(namespace, lease, m)
+                except KeyError:
+                    pass
+
+
+def make_app(telemetry: Telemetry, *, healthy: Callable[[], tuple[bool, str]],
+             ready: Callable[[], tuple[bool, str]], leases: Callable[[], list[dict[str, Any]]]) -> web.Application:
+    async def metrics(_: web.Request) -> web.Response:
+        return web.Response(body=generate_latest(telemetry.registry),
+                            headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"})
+
+    async def healthz(_: web.Request) -> web.Response:
+        ok, why = healthy()
+        return web.Response(status=200 if ok else 503, text=why + "\n")
+
+    async def readyz(_: web.Request) -> web.Response:
+        ok, why = ready()
+        return web.Response(status=200 if ok else 503, text=why + "\n")
+
+    async def lease_view(_: web.Request) -> web.Response:
+        return web.Response(text=json.dumps(leases(), indent=1), content_type="application/json")
+
+    app = web.Application()
+    app.router.add_get("/metrics", metrics)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/leases", lease_view)
+    return app
+
+
+async def serve(app: web.Application, host: str, port: int) -> tuple[web.AppRunner, int]:
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port)
+    await site.start()
+    server: Any = site._server
+    bound = port
+    if server is not None and getattr(server, "sockets", None):
+        bound = int(server.sockets[0].getsockname()[1])
+    return runner, bound
