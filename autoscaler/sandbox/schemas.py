@@ -1,0 +1,171 @@
+"""OpenAPI v3 schemas of the kinds the sandbox serves, named as in the real ``/openapi/v3`` documents.
+
+They serve twice: published under ``/openapi/v3`` (kubectl reads them to learn that the server does
+field validation, and for ``kubectl explain``), and used by :mod:`autoscaler.sandbox.validation` to
+decode request bodies: wrong types give 400, unknown and duplicate fields are rejected, warned about or
+dropped according to ``fieldValidation``. Deep, rarely written structs (affinity, probes, volumes, ...)
+are left open (``x-kubernetes-preserve-unknown-fields``) so that valid manifests are never rejected.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+Obj = dict[str, Any]
+
+PREFIX = "#/components/schemas/"
+META = "io.k8s.apimachinery.pkg.apis.meta.v1."
+
+
+def ref(name: str) -> Obj:
+    return {"$ref": PREFIX + name}
+
+
+def obj(props: Obj, required: tuple[str, ...] = (), description: str = "") -> Obj:
+    s: Obj = {"type": "object", "properties": props}
+    if required:
+        s["required"] = list(required)
+    if description:
+        s["description"] = description
+    return s
+
+
+def arr(items: Obj) -> Obj:
+    return {"type": "array", "items": items}
+
+
+STR: Obj = {"type": "string"}
+BOOL: Obj = {"type": "boolean"}
+I32: Obj = {"type": "integer", "format": "int32"}
+I64: Obj = {"type": "integer", "format": "int64"}
+TIME: Obj = {"type": "string", "format": "date-time"}
+MICROTIME: Obj = {"type": "string", "format": "date-time"}
+MAP_STR: Obj = {"type": "object", "additionalProperties": {"type": "string"}}
+STRS: Obj = arr(STR)
+OPEN: Obj = {"type": "object", "x-kubernetes-preserve-unknown-fields": True}
+INT_OR_STRING: Obj = {"x-kubernetes-int-or-string": True}
+QUANTITY: Obj = {"x-kubernetes-int-or-string": True}
+MAP_QUANTITY: Obj = {"type": "object", "additionalProperties": QUANTITY}
+
+
+def kind_schema(group: str, version: str, kind: str, props: Obj, description: str = "") -> Obj:
+    s = obj({"apiVersion": STR, "kind": STR, "metadata": ref(META + "ObjectMeta"), **props},
+            description=description)
+    s["x-kubernetes-group-version-kind"] = [{"group": group, "kind": kind, "version": version}]
+    return s
+
+
+CONTAINER = obj({
+    "args": STRS, "command": STRS, "env": arr(OPEN), "envFrom": arr(OPEN), "image": STR,
+    "imagePullPolicy": STR, "lifecycle": OPEN, "livenessProbe": OPEN, "name": STR,
+    "ports": arr(obj({"containerPort": I32, "hostIP": STR, "hostPort": I32, "name": STR, "protocol": STR},
+                     ("containerPort",))),
+    "readinessProbe": OPEN, "resizePolicy": arr(OPEN),
+    "resources": obj({"claims": arr(OPEN), "limits": MAP_QUANTITY, "requests": MAP_QUANTITY}),
+    "restartPolicy": STR, "securityContext": OPEN, "startupProbe": OPEN, "stdin": BOOL, "stdinOnce": BOOL,
+    "terminationMessagePath": STR, "terminationMessagePolicy": STR, "tty": BOOL, "volumeDevices": arr(OPEN),
+    "volumeMounts": arr(OPEN), "workingDir": STR,
+}, ("name",))
+
+POD_SPEC = obj({
+    "activeDeadlineSeconds": I64, "affinity": OPEN, "automountServiceAccountToken": BOOL,
+    "containers": arr(ref("io.k8s.api.core.v1.Container")), "dnsConfig": OPEN, "dnsPolicy": STR,
+    "enableServiceLinks": BOOL, "ephemeralContainers": arr(OPEN), "hostAliases": arr(OPEN), "hostIPC": BOOL,
+    "hostNetwork": BOOL, "hostPID": BOOL, "hostUsers": BOOL, "hostname": STR, "imagePullSecrets": arr(OPEN),
+    "initContainers": arr(ref("io.k8s.api.core.v1.Container")), "nodeName": STR, "nodeSelector": MAP_STR,
+    "os": OPEN, "overhead": MAP_QUANTITY, "preemptionPolicy": STR, "priority": I32, "priorityClassName": STR,
+    "readinessGates": arr(OPEN), "resourceClaims": arr(OPEN), "resources": OPEN, "restartPolicy": STR,
+    "runtimeClassName": STR, "schedulerName": STR, "schedulingGates": arr(OPEN), "securityContext": OPEN,
+    "serviceAccount": STR, "serviceAccountName": STR, "setHostnameAsFQDN": BOOL,
+    "shareProcessNamespace": BOOL, "subdomain": STR, "terminationGracePeriodSeconds": I64,
+    "tolerations": arr(OPEN), "topologySpreadConstraints": arr(OPEN), "volumes": arr(OPEN),
+}, ("containers",))
+
+LABEL_SELECTOR = obj({
+    "matchExpressions": arr(obj({"key": STR, "operator": STR, "values": STRS}, ("key", "operator"))),
+    "matchLabels": MAP_STR,
+})
+
+CONDITION_COMMON = {"lastTransitionTime": TIME, "message": STR, "reason": STR, "status": STR, "type": STR}
+
+OBJECT_REFERENCE = obj({"apiVersion": STR, "fieldPath": STR, "kind": STR, "name": STR, "namespace": STR,
+                        "resourceVersion": STR, "uid": STR})
+
+SCHEMAS: dict[str, Obj] = {
+    META + "ObjectMeta": obj({
+        "annotations": MAP_STR, "creationTimestamp": TIME, "deletionGracePeriodSeconds": I64,
+        "deletionTimestamp": TIME, "finalizers": STRS, "generateName": STR, "generation": I64,
+        "labels": MAP_STR, "managedFields": arr(OPEN), "name": STR, "namespace": STR,
+        "ownerReferences": arr(ref(META + "OwnerReference")), "resourceVersion": STR, "selfLink": STR,
+        "uid": STR,
+    }),
+    META + "OwnerReference": obj({"apiVersion": STR, "blockOwnerDeletion": BOOL, "controller": BOOL,
+                                  "kind": STR, "name": STR, "uid": STR},
+                                 ("apiVersion", "kind", "name", "uid")),
+    META + "LabelSelector": LABEL_SELECTOR,
+    META + "Status": obj({"apiVersion": STR, "code": I32, "details": OPEN, "kind": STR, "message": STR,
+                          "metadata": OPEN, "reason": STR, "status": STR}),
+    META + "DeleteOptions": obj({"apiVersion": STR, "dryRun": STRS, "gracePeriodSeconds": I64, "kind": STR,
+                                 "orphanDependents": BOOL, "preconditions": OPEN, "propagationPolicy": STR}),
+    META + "Patch": {"type": "object", "description": "A patch document (JSON patch, merge patch, strategic "
+                                                       "merge patch or apply configuration)."},
+    "io.k8s.api.core.v1.Container": CONTAINER,
+    "io.k8s.api.core.v1.PodSpec": POD_SPEC,
+    "io.k8s.api.core.v1.PodTemplateSpec": obj({"metadata": ref(META + "ObjectMeta"),
+                                               "spec": ref("io.k8s.api.core.v1.PodSpec")}),
+    "io.k8s.api.core.v1.Pod": kind_schema("", "v1", "Pod", {
+        "spec": ref("io.k8s.api.core.v1.PodSpec"), "status": OPEN}),
+    "io.k8s.api.core.v1.Namespace": kind_schema("", "v1", "Namespace", {
+        "spec": obj({"finalizers": STRS}), "status": obj({"conditions": arr(OPEN), "phase": STR})}),
+    "io.k8s.api.core.v1.ConfigMap": kind_schema("", "v1", "ConfigMap", {
+        "binaryData": MAP_STR, "data": MAP_STR, "immutable": BOOL}),
+    "io.k8s.api.core.v1.ObjectReference": OBJECT_REFERENCE,
+    "io.k8s.api.core.v1.Event": kind_schema("", "v1", "Event", {
+        "action": STR, "count": I32, "eventTime": MICROTIME, "firstTimestamp": TIME,
+        "involvedObject": ref("io.k8s.api.core.v1.ObjectReference"), "lastTimestamp": TIME, "message": STR,
+        "reason": STR, "related": ref("io.k8s.api.core.v1.ObjectReference"), "reportingComponent": STR,
+        "reportingInstance": STR, "series": obj({"count": I32, "lastObservedTime": MICROTIME}),
+        "source": obj({"component": STR, "host": STR}), "type": STR}),
+    "io.k8s.api.events.v1.Event": kind_schema("events.k8s.io", "v1", "Event", {
+        "action": STR, "deprecatedCount": I32, "deprecatedFirstTimestamp": TIME,
+        "deprecatedLastTimestamp": TIME, "deprecatedSource": obj({"component": STR, "host": STR}),
+        "eventTime": MICROTIME, "note": STR, "reason": STR,
+        "regarding": ref("io.k8s.api.core.v1.ObjectReference"),
+        "related": ref("io.k8s.api.core.v1.ObjectReference"), "reportingController": STR,
+        "reportingInstance": STR, "series": obj({"count": I32, "lastObservedTime": MICROTIME}), "type": STR}),
+    "io.k8s.api.apps.v1.Deployment": kind_schema("apps", "v1", "Deployment", {
+        "spec": obj({
+            "minReadySeconds": I32, "paused": BOOL, "progressDeadlineSeconds": I32, "replicas": I32,
+            "revisionHistoryLimit": I32, "selector": ref(META + "LabelSelector"),
+            "strategy": obj({"rollingUpdate": obj({"maxSurge": INT_OR_STRING, "maxUnavailable": INT_OR_STRING}),
+                             "type": STR}),
+            "template": ref("io.k8s.api.core.v1.PodTemplateSpec"),
+        }, ("selector", "template")),
+        "status": obj({
+            "availableReplicas": I32, "collisionCount": I32,
+            "conditions": arr(obj({**CONDITION_COMMON, "lastUpdateTime": TIME}, ("type", "status"))),
+            "observedGeneration": I64, "readyReplicas": I32, "replicas": I32, "terminatingReplicas": I32,
+            "unavailableReplicas": I32, "updatedReplicas": I32}),
+    }),
+    "io.k8s.api.apps.v1.ReplicaSet": kind_schema("apps", "v1", "ReplicaSet", {
+        "spec": obj({"minReadySeconds": I32, "replicas": I32, "selector": ref(META + "LabelSelector"),
+                     "template": ref("io.k8s.api.core.v1.PodTemplateSpec")}, ("selector",)),
+        "status": obj({"availableReplicas": I32, "conditions": arr(OPEN), "fullyLabeledReplicas": I32,
+                       "observedGeneration": I64, "readyReplicas": I32, "replicas": I32,
+                       "terminatingReplicas": I32}),
+    }),
+    "io.k8s.api.autoscaling.v1.Scale": kind_schema("autoscaling", "v1", "Scale", {
+        "spec": obj({"replicas": I32}), "status": obj({"replicas": I32, "selector": STR}, ("replicas",))}),
+    "io.k8s.api.coordination.v1.Lease": kind_schema("coordination.k8s.io", "v1", "Lease", {
+        "spec": obj({"acquireTime": MICROTIME, "holderIdentity": STR, "leaseDurationSeconds": I32,
+                     "leaseTransitions": I32, "preferredHolder": STR, "renewTime": MICROTIME,
+                     "strategy": STR})}),
+    "io.k8s.api.authorization.v1.SelfSubjectAccessReview": kind_schema(
+        "authorization.k8s.io", "v1", "SelfSubjectAccessReview", {
+            "spec": obj({"nonResourceAttributes": OPEN, "resourceAttributes": OPEN}),
+            "status": obj({"allowed": BOOL, "denied": BOOL, "evaluationError": STR, "reason": STR})}),
+    "com.coreos.monitoring.v1.PodMonitor": kind_schema("monitoring.coreos.com", "v1", "PodMonitor", {
+        "spec": OPEN, "status": OPEN}),
+    "com.coreos.monitoring.v1.PrometheusRule": kind_schema("monitoring.coreos.com", "v1", "PrometheusRule", {
+        "spec": OPEN, "status": OPEN}),
+}

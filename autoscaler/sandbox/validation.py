@@ -1,0 +1,452 @@
+"""Decoding, defaulting and validation of request bodies, as kube-apiserver does them.
+
+* :func:`parse_json` keeps track of duplicate keys (the real decoder reports them under
+  ``fieldValidation=Strict``/``Warn``).
+* :func:`decode` walks the body against the kind's OpenAPI schema: a value of the wrong type is a 400
+  ("cannot be handled as a Deployment"), unknown and duplicate fields are rejected (Strict, 400),
+  reported in ``Warning`` headers (Warn, the default) or silently dropped (Ignore). Unknown fields never
+  reach storage, as with the Go structs of the real server.
+* :func:`apply_defaults` fills in the defaults the real server fills in (replicas, strategy, pod spec
+  defaults, ...).
+* :func:`validate` returns the 422 causes (names, selectors, required fields, immutable fields).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+from autoscaler.sandbox.errors import ApiError, bad_request
+from autoscaler.sandbox.resources import ResourceType
+from autoscaler.sandbox.schemas import PREFIX, SCHEMAS
+from autoscaler.sandbox.selectors import from_label_selector_object
+
+Obj = dict[str, Any]
+Cause = tuple[str, str, str]  # (field, reason, message)
+
+DNS1123_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+QUALIFIED_NAME = re.compile(r"^([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]$")
+LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
+CONFIG_KEY = re.compile(r"^[-._a-zA-Z0-9]+$")
+
+SUBDOMAIN_MSG = ("a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or "
+                 "'.', and must start and end with an alphanumeric character (e.g. 'example.com', regex used "
+                 "for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')")
+LABEL_MSG = ("a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must "
+             "start and end with an alphanumeric character (e.g. 'my-name',  or '123-abc', regex used for "
+             "validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?')")
+
+
+class _Dict(dict[str, Any]):
+    """A JSON object that remembers which keys appeared more than once."""
+
+    dups: list[str]
+
+
+def _pairs(pairs: list[tuple[str, Any]]) -> _Dict:
+    d = _Dict()
+    d.dups = []
+    for k, v in pairs:
+        if k in d:
+            d.dups.append(k)
+        d[k] = v
+    return d
+
+
+def parse_json(raw: bytes | str) -> Any:
+    """json.loads that records duplicate keys; raises ValueError on malformed input."""
+    return json.loads(raw, object_pairs_hook=_pairs)
+
+
+# ---------------------------------------------------------------------------------------------------
+# schema walk
+
+_GO_TYPES = {"string": "string", "integer": "int64", "number": "float64", "boolean": "bool", "object": "map",
+             "array": "slice"}
+
+
+def _json_type(value: Any) -> str:
+    if isinstance(value, bool):
+        return "bool"
+    if isinstance(value, (int, float)):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, list):
+        return "array"
+    if isinstance(value, dict):
+        return "object"
+    return "null"
+
+
+class _Walk:
+    def __init__(self) -> None:
+        self.unknown: list[str] = []
+        self.duplicate: list[str] = []
+        self.type_errors: list[str] = []
+
+    def resolve(self, schema: Obj) -> Obj:
+        while "$ref" in schema:
+            schema = SCHEMAS[schema["$ref"][len(PREFIX):]]
+        return schema
+
+    def type_error(self, value: Any, path: str, want: str) -> None:
+        self.type_errors.append(f"json: cannot unmarshal {_json_type(value)} into Go struct field "
+                                f"{path or '.'} of type {_GO_TYPES.get(want, want)}")
+
+    def walk(self, value: Any, schema: Obj, path: str) -> Any:
+        schema = self.resolve(schema)
+        if value is None:
+            return None
+        if schema.get("x-kubernetes-int-or-string"):
+            if isinstance(value, bool) or not isinstance(value, (int, str, float)):
+                self.type_errors.append(f"json: cannot unmarshal {_json_type(value)} into Go struct field "
+                                        f"{path} of type intstr.IntOrString")
+            return value
+        want = schema.get("type")
+        if want == "object" or "properties" in schema:
+            if not isinstance(value, dict):
+                self.type_error(value, path, "object")
+                return value
+            for dup in getattr(value, "dups", []):
+                self.duplicate.append(f"{path}.{dup}" if path else dup)
+            props: Obj = schema.get("properties", {})
+            extra = schema.get("additionalProperties")
+            preserve = schema.get("x-kubernetes-preserve-unknown-fields", False)
+            out: Obj = {}
+            for k, v in value.items():
+                sub = f"{path}.{k}" if path else k
+                if k in props:
+                    walked = self.walk(v, props[k], sub)
+                elif isinstance(extra, dict):
+                    walked = self.walk(v, extra, sub)
+                elif preserve:
+                    walked = _plain(v)
+                else:
+                    self.unknown.append(sub)
+                    continue
+                if walked is not None:
+                    out[k] = walked
+            return out
+        if want == "array":
+            if not isinstance(value, list):
+                self.type_error(value, path, "array")
+                return value
+            items = schema.get("items", {})
+            return [self.walk(v, items, f"{path}[{i}]") for i, v in enumerate(value)]
+        if want == "string" and not isinstance(value, str):
+            self.type_error(value, path, "string")
+        elif want == "integer" and (isinstance(value, bool) or not isinstance(value, int)):
+            if not (isinstance(value, float) and value.is_integer()):
+                self.type_error(value, path, "integer")
+            else:
+                return int(value)
+        elif want == "number" and (isinstance(value, bool) or not isinstance(value, (int, float))):
+            self.type_error(value, path, "number")
+        elif want == "boolean" and not isinstance(value, bool):
+            self.type_error(value, path, "boolean")
+        return _plain(value)
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return value
+
+
+def decode(rt: ResourceType, body: Any, field_validation: str, schema_name: str | None = None,
+           kind: str | None = None, api_version: str | None = None) -> tuple[Obj, list[str]]:
+    """Check apiVersion/kind and the schema; returns the pruned object and any warnings."""
+    kind = kind or rt.kind
+    api_version = api_version or rt.api_version
+    if not isinstance(body, dict):
+        raise bad_request(f"the object provided is unrecognized (must be of type {kind}): "
+                          f"couldn't get version/kind; json parse error: expected an object")
+    got_version, got_kind = body.get("apiVersion"), body.get("kind")
+    if got_kind not in (None, "", kind):
+        raise bad_request(f"the object provided is unrecognized (must be of type {kind}): "
+                          f"{got_kind} in version {got_version!r} cannot be handled as a {kind}")
+    if got_version not in (None, "", api_version):
+        raise bad_request(f"the API version in the data ({got_version}) does not match the expected API "
+                          f"version ({api_version})")
+    mode = (field_validation or "Warn").capitalize()
+    if mode not in ("Strict", "Warn", "Ignore"):
+        raise bad_request(f"fieldValidation parameter unsupported: {field_validation}")
+    w = _Walk()
+    out = w.walk(body, SCHEMAS[schema_name or rt.schema], "")
+    if w.type_errors:
+        raise bad_request(f'{kind} in version "{api_version.split("/")[-1]}" cannot be handled as a {kind}: '
+                          f"{w.type_errors[0]}")
+    problems = [f'unknown field "{p}"' for p in w.unknown] + [f'duplicate field "{p}"' for p in w.duplicate]
+    warnings: list[str] = []
+    if problems and mode == "Strict":
+        raise ApiError(400, "BadRequest", "strict decoding error: " + ", ".join(problems))
+    if problems and mode == "Warn":
+        warnings = problems
+    out.pop("apiVersion", None)
+    out.pop("kind", None)
+    if not isinstance(out.get("metadata"), dict):
+        out["metadata"] = {}
+    return out, warnings
+
+
+# ---------------------------------------------------------------------------------------------------
+# defaults
+
+def _default_pod_spec(spec: Obj) -> None:
+    spec.setdefault("restartPolicy", "Always")
+    spec.setdefault("terminationGracePeriodSeconds", 30)
+    spec.setdefault("dnsPolicy", "ClusterFirst")
+    spec.setdefault("securityContext", {})
+    spec.setdefault("schedulerName", "default-scheduler")
+    for c in [*spec.get("containers", []), *spec.get("initContainers", [])]:
+        if not isinstance(c, dict):
+            continue
+        c.setdefault("resources", {})
+        c.setdefault("terminationMessagePath", "/dev/termination-log")
+        c.setdefault("terminationMessagePolicy", "File")
+        image = str(c.get("image", ""))
+        tag = image.rsplit("/", 1)[-1]
+        latest = "@" not in tag and (":" not in tag or tag.endswith(":latest"))
+        c.setdefault("imagePullPolicy", "Always" if latest else "IfNotPresent")
+        for p in c.get("ports") or []:
+            if isinstance(p, dict):
+                p.setdefault("protocol", "TCP")
+
+
+def apply_defaults(rt: ResourceType, obj: Obj) -> None:
+    spec = obj.get("spec")
+    if rt.kind == "Deployment" and isinstance(spec, dict):
+        spec.setdefault("replicas", 1)
+        strategy = spec.setdefault("strategy", {})
+        strategy.setdefault("type", "RollingUpdate")
+        if strategy["type"] == "RollingUpdate":
+            ru = strategy.setdefault("rollingUpdate", {})
+            ru.setdefault("maxUnavailable", "25%")
+            ru.setdefault("maxSurge", "25%")
+        spec.setdefault("revisionHistoryLimit", 10)
+        spec.setdefault("progressDeadlineSeconds", 600)
+    if rt.kind == "ReplicaSet" and isinstance(spec, dict):
+        spec.setdefault("replicas", 1)
+    if rt.kind in ("Deployment", "ReplicaSet") and isinstance(spec, dict):
+        tmpl = spec.get("template")
+        if isinstance(tmpl, dict):
+            tmpl.setdefault("metadata", {})
+            if isinstance(tmpl.get("spec"), dict):
+                _default_pod_spec(tmpl["spec"])
+    if rt.kind == "Pod" and isinstance(spec, dict):
+        _default_pod_spec(spec)
+        spec.setdefault("enableServiceLinks", True)
+    if rt.kind == "Namespace":
+        obj.setdefault("spec", {}).setdefault("finalizers", ["kubernetes"])
+        obj.setdefault("status", {}).setdefault("phase", "Active")
+        obj["metadata"].setdefault("labels", {})["kubernetes.io/metadata.name"] = obj["metadata"].get("name", "")
+
+
+# ---------------------------------------------------------------------------------------------------
+# validation (422)
+
+def _required(field: str) -> Cause:
+    return (field, "FieldValueRequired", "Required value")
+
+
+def _invalid(field: str, value: Any, why: str) -> Cause:
+    shown = json.dumps(value) if isinstance(value, str) else repr(value)
+    return (field, "FieldValueInvalid", f"Invalid value: {shown}: {why}")
+
+
+def validate_name(name: str, field: str, *, label: bool = False) -> list[Cause]:
+    if label:
+        if len(name) > 63 or not DNS1123_LABEL.match(name):
+            return [_invalid(field, name, LABEL_MSG)]
+    elif len(name) > 253 or not DNS1123_SUBDOMAIN.match(name):
+        return [_invalid(field, name, SUBDOMAIN_MSG)]
+    return []
+
+
+def _validate_key(key: str, field: str) -> list[Cause]:
+    prefix, _, name = key.rpartition("/")
+    bad = (not name or len(name) > 63 or not QUALIFIED_NAME.match(name)
+           or (prefix and (len(prefix) > 253 or not DNS1123_SUBDOMAIN.match(prefix))))
+    if bad:
+        return [_invalid(field, key, "name part must consist of alphanumeric characters, '-', '_' or '.', and "
+                                     "must start and end with an alphanumeric character")]
+    return []
+
+
+def _validate_meta(rt: ResourceType, meta: Obj, path: str = "metadata") -> list[Cause]:
+    causes: list[Cause] = []
+    for key, value in (meta.get("labels") or {}).items():
+        causes += _validate_key(key, f"{path}.labels")
+        if not isinstance(value, str) or len(value) > 63 or not LABEL_VALUE.match(value):
+            causes.append(_invalid(f"{path}.labels", value, "a valid label must be an empty string or consist "
+                                   "of alphanumeric characters, '-', '_' or '.', and must start and end with "
+                                   "an alphanumeric character"))
+    for key in (meta.get("annotations") or {}):
+        causes += _validate_key(key, f"{path}.annotations")
+    if len(json.dumps(meta.get("annotations") or {})) > 256 * 1024:
+        causes.append((f"{path}.annotations", "FieldValueTooLong", "Too long: must have at most 262144 bytes"))
+    for i, ref in enumerate(meta.get("ownerReferences") or []):
+        for f in ("apiVersion", "kind", "name", "uid"):
+            if not ref.get(f):
+                causes.append(_required(f"{path}.ownerReferences[{i}].{f}"))
+    return causes
+
+
+def _validate_pod_spec(spec: Any, path: str) -> list[Cause]:
+    if not isinstance(spec, dict):
+        return [_required(path)]
+    causes: list[Cause] = []
+    containers = spec.get("containers") or []
+    if not containers:
+        causes.append(_required(f"{path}.containers"))
+    seen: set[str] = set()
+    for i, c in enumerate([*containers, *(spec.get("initContainers") or [])]):
+        cp = f"{path}.containers[{i}]" if i < len(containers) else f"{path}.initContainers[{i - len(containers)}]"
+        name = c.get("name") if isinstance(c, dict) else None
+        if not name:
+            causes.append(_required(f"{cp}.name"))
+        else:
+            causes += validate_name(str(name), f"{cp}.name", label=True)
+            if name in seen:
+                causes.append((f"{cp}.name", "FieldValueDuplicate", f'Duplicate value: "{name}"'))
+            seen.add(str(name))
+        if isinstance(c, dict) and not c.get("image"):
+            causes.append(_required(f"{cp}.image"))
+        for j, p in enumerate((c.get("ports") or []) if isinstance(c, dict) else []):
+            port = p.get("containerPort")
+            if not isinstance(port, int) or not 0 < port < 65536:
+                causes.append(_invalid(f"{cp}.ports[{j}].containerPort", port, "must be between 1 and 65535, "
+                                                                               "inclusive"))
+    policy = spec.get("restartPolicy")
+    if policy not in (None, "Always", "OnFailure", "Never"):
+        causes.append((f"{path}.restartPolicy", "FieldValueNotSupported",
+                       f'Unsupported value: "{policy}": supported values: "Always", "OnFailure", "Never"'))
+    return causes
+
+
+def _validate_workload(rt: ResourceType, obj: Obj, old: Obj | None) -> list[Cause]:
+    spec = obj.get("spec")
+    if not isinstance(spec, dict):
+        return [_required("spec")]
+    causes: list[Cause] = []
+    replicas = spec.get("replicas")
+    if isinstance(replicas, int) and replicas < 0:
+        causes.append(_invalid("spec.replicas", replicas, "must be greater than or equal to 0"))
+    selector = spec.get("selector")
+    if not selector or not (selector.get("matchLabels") or selector.get("matchExpressions")):
+        causes.append(_required("spec.selector"))
+        if not selector:
+            return [*causes, ("spec.selector", "FieldValueInvalid", 'Invalid value: "null": empty selector '
+                              "is invalid for deployment")]
+    try:
+        matcher = from_label_selector_object(selector)
+    except ValueError as exc:
+        return [*causes, _invalid("spec.selector", selector, str(exc))]
+    template = spec.get("template")
+    if not isinstance(template, dict):
+        return [*causes, _required("spec.template")]
+    labels = (template.get("metadata") or {}).get("labels") or {}
+    if not matcher.empty and not matcher.matches(labels):
+        causes.append(("spec.template.metadata.labels", "FieldValueInvalid",
+                       f"Invalid value: {json.dumps(labels)}: `selector` does not match template `labels`"))
+    causes += _validate_meta(rt, template.get("metadata") or {}, "spec.template.metadata")
+    causes += _validate_pod_spec(template.get("spec"), "spec.template.spec")
+    tspec = template.get("spec")
+    if isinstance(tspec, dict) and tspec.get("restartPolicy") not in (None, "Always"):
+        causes.append(("spec.template.spec.restartPolicy", "FieldValueNotSupported",
+                       f'Unsupported value: "{tspec.get("restartPolicy")}": supported values: "Always"'))
+    strategy = (spec.get("strategy") or {}).get("type")
+    if rt.kind == "Deployment" and strategy not in (None, "RollingUpdate", "Recreate"):
+        causes.append(("spec.strategy.type", "FieldValueNotSupported",
+                       f'Unsupported value: "{strategy}": supported values: "Recreate", "RollingUpdate"'))
+    if old is not None and (old.get("spec") or {}).get("selector") != selector:
+        causes.append(_invalid("spec.selector", selector, "field is immutable"))
+    return causes
+
+
+_MUTABLE_POD_FIELDS = ("activeDeadlineSeconds", "tolerations", "terminationGracePeriodSeconds")
+
+
+def _pod_spec_for_compare(spec: Obj) -> Obj:
+    s = {k: v for k, v in spec.items() if k not in _MUTABLE_POD_FIELDS}
+    for key in ("containers", "initContainers"):
+        if isinstance(s.get(key), list):
+            s[key] = [{k: v for k, v in c.items() if k != "image"} for c in s[key] if isinstance(c, dict)]
+    return s
+
+
+def validate(rt: ResourceType, obj: Obj, old: Obj | None = None) -> list[Cause]:
+    """422 causes for ``obj`` (``old`` is the stored object on update)."""
+    meta = obj["metadata"]
+    causes: list[Cause] = []
+    name = meta.get("name") or ""
+    if not name:
+        causes.append(("metadata.name", "FieldValueRequired", "Required value: name or generateName is required"))
+    elif rt.kind == "Namespace":
+        causes += validate_name(name, "metadata.name", label=True)
+    elif rt.kind != "SelfSubjectAccessReview":
+        causes += validate_name(name, "metadata.name")
+    causes += _validate_meta(rt, meta)
+    if rt.kind in ("Deployment", "ReplicaSet"):
+        causes += _validate_workload(rt, obj, old)
+    elif rt.kind == "Pod":
+        causes += _validate_pod_spec(obj.get("spec"), "spec")
+        if old is not None and isinstance(obj.get("spec"), dict):
+            if _pod_spec_for_compare(obj["spec"]) != _pod_spec_for_compare(old.get("spec") or {}):
+                causes.append(("spec", "Forbidden", "Forbidden: pod updates may not change fields other than "
+                               "`spec.containers[*].image`,`spec.initContainers[*].image`,"
+                               "`spec.activeDeadlineSeconds`,`spec.tolerations` (only additions to existing "
+                               "tolerations),`spec.terminationGracePeriodSeconds` (allow it to be set to 1 if "
+                               "it was previously negative)"))
+    elif rt.kind == "ConfigMap":
+        for section in ("data", "binaryData"):
+            for key in obj.get(section) or {}:
+                if not CONFIG_KEY.match(key) or len(key) > 253:
+                    causes.append(_invalid(f"{section}", key, "a valid config key must consist of alphanumeric "
+                                           "characters, '-', '_' or '.'"))
+        if old is not None and old.get("immutable"):
+            for f in ("data", "binaryData", "immutable"):
+                if obj.get(f) != old.get(f):
+                    causes.append(("", "FieldValueForbidden", f"{f}: Forbidden: field is immutable when "
+                                   "`immutable` is set"))
+    elif rt.kind == "Lease":
+        duration = (obj.get("spec") or {}).get("leaseDurationSeconds")
+        if isinstance(duration, int) and duration <= 0:
+            causes.append(_invalid("spec.leaseDurationSeconds", duration, "must be greater than 0"))
+        transitions = (obj.get("spec") or {}).get("leaseTransitions")
+        if isinstance(transitions, int) and transitions < 0:
+            causes.append(_invalid("spec.leaseTransitions", transitions, "must be greater than or equal to 0"))
+    elif rt.kind == "Event":
+        causes += _validate_event(rt, obj)
+    return causes
+
+
+def _validate_event(rt: ResourceType, obj: Obj) -> list[Cause]:
+    causes: list[Cause] = []
+    etype = obj.get("type")
+    if etype not in (None, "", "Normal", "Warning") or (rt.group and not etype):
+        causes.append(("type", "FieldValueNotSupported",
+                       f'Unsupported value: "{etype or ""}": supported values: "Normal", "Warning"'))
+    if rt.group:  # events.k8s.io/v1 is stricter than core/v1
+        for f in ("eventTime", "reportingController", "reportingInstance", "action", "reason"):
+            if not obj.get(f):
+                causes.append(_required(f))
+    else:
+        involved = obj.get("involvedObject") or {}
+        ns = obj["metadata"].get("namespace", "")
+        if involved.get("namespace") and involved.get("namespace") != ns:
+            causes.append(_invalid("involvedObject.namespace", involved.get("namespace"),
+                                   "does not match event.namespace"))
+    return causes
+
+
+def validate_scale(scale: Obj) -> list[Cause]:
+    replicas = (scale.get("spec") or {}).get("replicas", 0)
+    if isinstance(replicas, int) and replicas < 0:
+        return [_invalid("spec.replicas", replicas, "must be greater than or equal to 0")]
+    return []
