@@ -41,7 +41,6 @@ The scenario ``load`` block (camelCase; snake_case accepted)::
 from __future__ import annotations
 
 import asyncio
-import bisect
 import contextlib
 import itertools
 import math
@@ -274,7 +273,7 @@ class ArrivalSchedule:
                     return _EMPTY
                 j %= len(tr.requests)
             mean = tr.requests[j] * self.scale
-            n = int(math.floor(mean)) + int(rng.random() < mean - math.floor(mean))
+            n = math.floor(mean) + int(rng.random() < mean - math.floor(mean))
             cnt = max(tr.requests[j], 1.0)
             p = tr.prompt_tokens[j] / cnt if tr.prompt_tokens is not None else self.prompt
             o = tr.output_tokens[j] / cnt if tr.output_tokens is not None else self.output
@@ -294,8 +293,8 @@ class ArrivalSchedule:
     def window(self, t0: float, t1: float) -> Arrivals:
         if t1 <= t0:
             return _EMPTY
-        b0 = max(0, int(math.floor(t0 / self.bucket_wall)))
-        b1 = int(math.ceil(t1 / self.bucket_wall))
+        b0 = max(0, math.floor(t0 / self.bucket_wall))
+        b1 = math.ceil(t1 / self.bucket_wall)
         parts = [self._bucket(i) for i in range(b0, b1)]
         parts = [p for p in parts if len(p)]
         if not parts:
@@ -315,7 +314,7 @@ def step_counts(schedule: ArrivalSchedule, step_s: float = 1.0, duration_s: floa
     end = duration_s if duration_s is not None else schedule.duration_s
     if end is None:
         raise ValueError("duration_s is needed for an endless schedule")
-    n = int(math.ceil(end / step_s))
+    n = math.ceil(end / step_s)
     counts = np.zeros(n)
     chunk = 3600.0
     t = 0.0
@@ -336,7 +335,7 @@ def trace_step_counts(trace: Trace, step_s: float = 1.0, rate_scale: float = 1.0
     per = trace.bucket_s / step_s
     if abs(per - round(per)) > 1e-9 or per < 1:
         raise ValueError(f"step {step_s}s must divide the bucket {trace.bucket_s}s")
-    m = int(round(per))
+    m = round(per)
     if m == 1:
         return n.astype(np.float64)
     out = rng.multinomial(n.astype(np.int64), np.full(m, 1.0 / m))
@@ -471,7 +470,7 @@ class LoadStats:
         t = np.frombuffer(self.arrival_times, dtype=np.float64) - self.started_at
         n = int(t.max() // bucket_s) + 1
         counts = np.bincount(np.maximum(0, (t // bucket_s).astype(np.int64)), minlength=n)
-        return np.arange(n) * bucket_s, counts / bucket_s
+        return np.arange(n, dtype=np.float64) * bucket_s, counts.astype(np.float64) / bucket_s
 
     def violation_series(self, target_us: float, bucket_s: float = 1.0) -> tuple[FloatArray, FloatArray]:
         """(bucket start, fraction of that bucket's arrivals over the target)."""
@@ -484,7 +483,8 @@ class LoadStats:
         n = int(idx.max()) + 1
         tot = np.bincount(idx, minlength=n)
         over = np.bincount(idx, weights=bad.astype(np.float64), minlength=n)
-        return np.arange(n) * bucket_s, np.divide(over, tot, out=np.zeros(n), where=tot > 0)
+        frac: FloatArray = np.divide(over, tot, out=np.zeros(n), where=tot > 0)
+        return np.arange(n, dtype=np.float64) * bucket_s, frac
 
 
 # --------------------------------------------------------------------------------------------------
@@ -568,7 +568,7 @@ class LoadDriver:
         """Route and submit one request; returns its finish time (wall) or None if nobody took it."""
         pod = self.router.pick(at)
         adm = pod.submit(at, prompt, output) if pod is not None else None
-        if adm is None or not adm.accepted:
+        if pod is None or adm is None or not adm.accepted:
             self.stats.record(at, math.nan, math.nan)
             return None
         self.stats.record(at, adm.queue_seconds, adm.latency_seconds)
@@ -607,7 +607,3 @@ class LoadDriver:
 
         await asyncio.gather(*(client(i) for i in range(spec.clients)))
 
-
-def merge_sorted(times: Sequence[float], t: float) -> int:
-    """Index where ``t`` goes in sorted ``times`` (helper for callers slicing :class:`LoadStats`)."""
-    return bisect.bisect_left(times, t)

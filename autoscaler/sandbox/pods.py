@@ -422,7 +422,7 @@ class MetricsServer:
     def __init__(self) -> None:
         self._app = web.Application()
         self._app.router.add_get("/{tail:.*}", self._handle)
-        self._runner = web.AppRunner(self._app, access_log=None, handle_signals=False)
+        self._runner = web.AppRunner(self._app, access_log=None, handle_signals=False, shutdown_timeout=0.5)
         self._sites: dict[int, web.SockSite] = {}
         self._routes: dict[int, Callable[[str], str | None]] = {}
         self._started = False
@@ -444,17 +444,25 @@ class MetricsServer:
         await self.start()
         sock = _bind_loopback()
         port: int = sock.getsockname()[1]
-        site = web.SockSite(self._runner, sock, shutdown_timeout=0.5)
+        site = web.SockSite(self._runner, sock)
         self._routes[port] = render
         await site.start()
         self._sites[port] = site
         return port
 
     async def close(self, port: int) -> None:
+        """Stop listening on ``port`` and drop its open (keep-alive) connections, as a deleted pod would."""
         self._routes.pop(port, None)
         site = self._sites.pop(port, None)
         if site is not None:
             await site.stop()
+        server = self._runner.server
+        for conn in list(server.connections) if server is not None else []:
+            tr = conn.transport
+            name: Any = tr.get_extra_info("sockname") if tr is not None else None
+            if tr is not None and name and name[1] == port:
+                conn.force_close()
+                tr.close()
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         sockname: Any = request.transport.get_extra_info("sockname") if request.transport else None

@@ -217,16 +217,14 @@ class PrometheusServer:
     # -- process -----------------------------------------------------------------------------------
 
     async def start(self, timeout_s: float = 30.0) -> None:
-        if not Path(self.binary).exists() and shutil.which(self.binary) is None:
-            raise PrometheusError(MISSING_HELP.format(path=self.binary))
-        self.workdir.mkdir(parents=True, exist_ok=True)
-        self.write_config()
+        self._prepare()
         attempts = 1 if self.requested_port else 3
         last_err: Exception | None = None
         for _ in range(attempts):
             self.port = self.requested_port or free_port()
             try:
-                await self._spawn(timeout_s)
+                self._popen()
+                await self._wait_ready(timeout_s)
                 return
             except PrometheusError as exc:  # e.g. the port was taken in between: try another one
                 last_err = exc
@@ -234,7 +232,13 @@ class PrometheusServer:
         assert last_err is not None
         raise last_err
 
-    async def _spawn(self, timeout_s: float) -> None:
+    def _prepare(self) -> None:
+        if not Path(self.binary).exists() and shutil.which(self.binary) is None:
+            raise PrometheusError(MISSING_HELP.format(path=self.binary))
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.write_config()
+
+    def _popen(self) -> None:
         tsdb = self.workdir / "tsdb"
         shutil.rmtree(tsdb, ignore_errors=True)
         args = [
@@ -246,18 +250,21 @@ class PrometheusServer:
             "--web.enable-lifecycle",
             "--log.level=warn",
         ]
-        self._log = open(self.log_path, "ab")  # noqa: SIM115 - closed in _kill
+        self._log = open(self.log_path, "ab")  # closed in _kill
         self.proc = subprocess.Popen(
             args, stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT, cwd=self.workdir,
             preexec_fn=_set_pdeathsig if sys.platform.startswith("linux") else None,
         )
         atexit.register(self._kill)
+
+    async def _wait_ready(self, timeout_s: float) -> None:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout_s
         async with aiohttp.ClientSession() as session:
             while True:
-                if self.proc.poll() is not None:
-                    raise PrometheusError(f"prometheus exited with code {self.proc.returncode}: {self._log_tail()}")
+                if self.proc is None or self.proc.poll() is not None:
+                    code = None if self.proc is None else self.proc.returncode
+                    raise PrometheusError(f"prometheus exited with code {code}: {self._log_tail()}")
                 with contextlib.suppress(aiohttp.ClientError, OSError):
                     async with session.get(f"{self.url}/-/ready", timeout=aiohttp.ClientTimeout(total=1)) as r:
                         if r.status == 200:
