@@ -23,12 +23,12 @@ The scenario ``load`` block (camelCase; snake_case accepted)::
       rateScale: 0.5                # default 1
       startS: 0                     # where in the trace to start (trace seconds)
       durationS: 300                # stop after this many wall seconds (default: end of the trace)
-      loop: false                   # start the trace over at its end
+      loop: false                   # start the trace (or a profile: see Profile.period_s) over at its end
       routing: least-queue          # or round-robin
       seed: 1
     # or a synthetic profile (rates in requests per second, times in seconds):
       profile: {type: constant, rate: 20}
-      profile: {type: step, base: 5, peak: 60, atS: 30, untilS: 90}
+      profile: {type: step, base: 5, peak: 60, atS: 30, untilS: 90}   # or just `profile: step`
       profile: {type: ramp, from: 1, to: 80, durationS: 120}
       profile: {type: sine, mean: 30, amplitude: 20, periodS: 120}
       profile: {type: bursts, base: 5, burstRate: 100, everyS: 60, burstS: 5, jitterS: 10}
@@ -176,14 +176,31 @@ class Profile:
             return np.where((t >= p["offset_s"]) & (phase < p["burst_s"]), p["burst_rate"], p["base"])
         raise ValueError(f"unknown profile type {self.kind!r}")
 
+    @property
+    def period_s(self) -> float | None:
+        """How long one pass of the profile lasts, for ``loop: true`` (None: it never changes or repeats)."""
+        p = self.params
+        if self.kind == "step" and math.isfinite(p["until_s"]):
+            return p["until_s"] + p["at_s"]  # base, peak, then base again as long as before the step
+        if self.kind == "ramp":
+            return p["start_s"] + p["duration_s"]
+        if self.kind == "sine":
+            return p["period_s"]
+        if self.kind == "bursts":
+            return p["every_s"]
+        return None
+
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> Profile:
+    def from_dict(cls, d: Mapping[str, Any] | str) -> Profile:
+        """From a mapping with ``type`` and its parameters, or just the type name (defaults)."""
+        if isinstance(d, str):
+            d = {"type": d}
         kind = str(d.get("type", "constant")).lower()
         if kind == "constant":
             params = {"rate": float(_get(d, "rate", default=10.0))}
         elif kind == "step":
-            params = {"base": float(_get(d, "base", default=0.0)), "peak": float(_get(d, "peak", "rate", default=10.0)),
-                      "at_s": float(_get(d, "atS", "at_s", "at", default=0.0)),
+            params = {"base": float(_get(d, "base", default=5.0)), "peak": float(_get(d, "peak", "rate", default=50.0)),
+                      "at_s": float(_get(d, "atS", "at_s", "at", default=30.0)),
                       "until_s": float(_get(d, "untilS", "until_s", default=math.inf))}
         elif kind == "ramp":
             params = {"from": float(_get(d, "from", "from_", default=0.0)), "to": float(_get(d, "to", default=10.0)),
@@ -280,6 +297,9 @@ class ArrivalSchedule:
         else:
             assert self.profile is not None
             t_mid = self.start_s + (lo + self.bucket_wall / 2) * self.k
+            period = self.profile.period_s
+            if self.loop and period:
+                t_mid %= period
             lam = float(self.profile.rate(t_mid)) * self.scale * self.k * self.bucket_wall
             n = int(rng.poisson(max(lam, 0.0)))
             p, o = self.prompt, self.output

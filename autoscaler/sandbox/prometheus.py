@@ -13,6 +13,11 @@ Jobs and target labels (what the Prometheus Operator would give):
   so the GPU user's labels arrive as ``exported_*``.
 * kubelet cAdvisor (per node): ``honor_labels: true``, ``metrics_path="/metrics/cadvisor"``, ``node``.
 
+Timing: a target file change reaches the scrape manager within about 5 s (Prometheus's discovery
+manager sends updates at most every 5 s), so a new pod's first scrape and a deleted pod's removal
+lag its event by up to ~5 s plus one scrape interval. A target that goes away gets stale markers,
+so its series stop answering queries at once instead of lingering for the 5 min lookback.
+
 Prometheus is stopped with SIGTERM (then SIGKILL) by :meth:`PrometheusServer.stop`, at interpreter
 exit, and, on Linux, by the kernel when the parent dies (``PR_SET_PDEATHSIG``), so no orphan is left.
 """

@@ -75,6 +75,17 @@ def test_profile_rates(profile: dict[str, object], t: list[float], rate: list[fl
     assert Profile.from_dict(profile).rate(t) == pytest.approx(rate)
 
 
+def test_profile_by_name_and_loop() -> None:
+    """A profile may be named alone; loop repeats it (a step every atS + untilS seconds)."""
+    step = Profile.from_dict("step")
+    assert step.kind == "step" and step.params["peak"] > step.params["base"]
+    prof = Profile.from_dict({"type": "step", "base": 0, "peak": 100, "atS": 1, "untilS": 2})
+    assert prof.period_s == 3
+    s = ArrivalSchedule(profile=prof, loop=True, duration_s=9, seed=1)
+    counts = step_counts(s, 1.0)
+    assert counts[[0, 2, 3, 5, 6, 8]].sum() == 0 and min(counts[[1, 4, 7]]) > 50
+
+
 def test_profile_arrivals_match_rate_with_scaling() -> None:
     """Poisson arrivals of a constant profile average rate x rateScale x timeCompression."""
     s = ArrivalSchedule(profile=Profile.from_dict({"type": "constant", "rate": 20}), rate_scale=1.5,
