@@ -66,6 +66,15 @@ counts are fluid, i.e. floats). ``pending`` (the ``nv_inference_pending_request_
 the fluid backlog plus the stationary mean queue length ``lambda * Wq``; the latter is counted as
 served in its step and is not part of ``queued``.
 
+Use in a replay (sketch)::
+
+    fleet = FleetState(ServingConfig.from_annotation(serving_json), replicas=0, slo_target_us=10000)
+    rows = fleet.add(2)                                   # pods created (route nothing until Ready)
+    per_replica = split_evenly(counts[t0:t1], n_ready)    # [T, n_ready] from the trace's per-step counts
+    res = fleet.run(arrivals_matrix, dt=1.0)              # [T, R] results; fleet.counters are Triton's counters
+    violations += res.slo_violations.sum(); served += res.served.sum()
+    fleet.remove(rows_of_drained_pods)                    # once fleet.idle[row] after scale-down
+
 Other outputs
 -------------
 * ``busy`` (``nv_gpu_utilization``, 0-1) is the fraction of slot-time in use. Real DCGM utilisation
@@ -271,8 +280,10 @@ class Replica:
     ``arrive(t)`` with ``t`` earlier than the replica's clock is treated as arriving at the clock.
     """
 
-    def __init__(self, config: ServingConfig, *, seed: int = 0, start_time: float = 0.0) -> None:
+    def __init__(self, config: ServingConfig, *, seed: int = 0, start_time: float = 0.0,
+                 record_queue_times: bool = False) -> None:
         self.config = config
+        self.record_queue_times = record_queue_times
         self.now = start_time
         self.draining = False
         self.counters = ReplicaCounters()
@@ -327,7 +338,8 @@ class Replica:
         self._seq += 1
         heapq.heappush(self._waiting, (start, self._seq, req))
         self._last_tail = max(self._last_tail, finish)
-        self._queue_hist.append(start - t)
+        if self.record_queue_times:
+            self._queue_hist.append(start - t)
         self.advance_to(t)  # a request that starts at once is running at once
         return Admission(True, t, start, finish)
 
@@ -399,7 +411,8 @@ class Replica:
         return min(1.0, self._running_tokens / self.config.kv_capacity_tokens)
 
     def take_queue_times(self) -> list[float]:
-        """Per-request queue times (seconds) of the arrivals since the previous call."""
+        """Per-request queue times (seconds) of the arrivals since the previous call
+        (kept only with ``record_queue_times=True``; :class:`Admission` has each one too)."""
         out, self._queue_hist = self._queue_hist, []
         return out
 
@@ -588,7 +601,11 @@ class FleetState:
 
         # 1. fluid backlog: Lindley q_t = max(0, q_{t-1} + a_t - cap_t), with rejection above max_queue
         q0 = self.queue
-        if cfg.max_queue is None:
+        if cfg.max_queue is None and a.shape[0] == 1:
+            q_end = np.maximum(q0 + (a - cap), 0.0)
+            admitted = a
+            dropped = np.zeros_like(a)
+        elif cfg.max_queue is None:
             S = np.cumsum(a - cap, axis=0)
             # q_t = max(q0 + S_t, max_{j<=t} (S_t - S_j)) = S_t - min(-q0, min_{j<=t} S_j)
             q_end = S - np.minimum(-q0, np.minimum.accumulate(S, axis=0))
@@ -685,6 +702,9 @@ def _ewma(x: FloatArray, y0: FloatArray, alpha: float) -> FloatArray:
     """``y_t = alpha x_t + (1 - alpha) y_{t-1}`` down axis 0 (chunks of <= 64 rows keep it stable)."""
     if alpha >= 1.0:
         return x.copy()
+    if x.shape[0] == 1:
+        one: FloatArray = alpha * x + (1.0 - alpha) * y0[None, :]
+        return one
     T = x.shape[0]
     beta = 1.0 - alpha
     pw = beta ** np.arange(1, T + 1)[:, None]  # beta^t

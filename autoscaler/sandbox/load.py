@@ -448,7 +448,13 @@ class LoadStats:
     """Queue time in seconds; NaN for a request that no pod accepted."""
     latencies: array[float] = field(default_factory=lambda: array("d"))
 
+    max_records: int = 4_000_000
+    """The record is a rolling window: past this many requests the oldest half is dropped."""
+
     def record(self, t: float, queue_s: float, latency_s: float) -> None:
+        if len(self.arrival_times) >= self.max_records:
+            half = self.max_records // 2
+            del self.arrival_times[:half], self.queue_times[:half], self.latencies[:half]
         self.arrival_times.append(t)
         self.queue_times.append(queue_s)
         self.latencies.append(latency_s)

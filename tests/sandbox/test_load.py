@@ -187,3 +187,11 @@ def test_stats_series() -> None:
     _, viol = st.violation_series(10000, 1.0)
     assert viol.tolist() == [0.5, 0.5]
     assert st.slo(10000, since=101.0)["violations"] == 1
+
+
+def test_stats_record_is_bounded() -> None:
+    """The per-request record is a rolling window, so a long-running sandbox does not grow without end."""
+    st = LoadStats(max_records=10)
+    for i in range(25):
+        st.record(float(i), 0.0, 0.0)
+    assert 5 <= st.requests <= 10 and st.arrival_times[-1] == 24.0
