@@ -131,7 +131,9 @@ class PrometheusSettings(_Strict):
     max_sample_age_s: float = Field(120.0, alias="maxSampleAgeSeconds", gt=0,
                                     description="older samples are treated as stale (missing)")
     queue_time_rule: bool = Field(True, alias="queueTimeRecordingRule",
-                                  description="read queue time from the shipped recording rule")
+                                  description="read queue time from the shipped recording rule (1m window)")
+    rate_window_s: float = Field(60.0, alias="rateWindowSeconds", gt=0,
+                                 description="rate() window for CPU and raw queue-time queries")
 
 
 class PolicyIn(_Strict):

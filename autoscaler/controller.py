@@ -35,6 +35,7 @@ from autoscaler.config import (
     Mode,
     PolicyError,
     Resolution,
+    Severity,
     is_opted_in,
     load_policy,
     parse_policy,
@@ -186,6 +187,8 @@ class Controller:
         self.last_tick_at: float | None = None
         self._kinds: dict[tuple[str, str | None], MetricKind] = {}
         self._pending_events: list[Awaitable[None]] = []
+        self.conflicts = 0
+        self.bound_port: int | None = None
 
     # ------------------------------------------------------------------------------ set-up
 
@@ -283,6 +286,10 @@ class Controller:
                 kind = CustomPromQL(name=name, template=query)
             elif name == "queueTime":
                 kind = self.registry.create(name, {"source": "recorded" if prom.queue_time_rule else "raw",
+                                                   "window_s": prom.rate_window_s,
+                                                   "max_sample_age_s": prom.max_sample_age_s})
+            elif name == "cpuUtilization":
+                kind = self.registry.create(name, {"window_s": prom.rate_window_s,
                                                    "max_sample_age_s": prom.max_sample_age_s})
             else:
                 kind = self.registry.create(name, {"max_sample_age_s": prom.max_sample_age_s})
@@ -311,7 +318,12 @@ class Controller:
             res = self._resolve(obj, policy)
             if res.issues and leader:
                 for issue in res.issues:
-                    reason = "InvalidAnnotation" if issue.key.startswith(ANNOTATION_PREFIX) else "AutoscalingDisabled"
+                    if not issue.key.startswith(ANNOTATION_PREFIX):
+                        reason = "AutoscalingDisabled"
+                    elif issue.severity == Severity.INVALID:
+                        reason = "InvalidAnnotation"
+                    else:
+                        reason = "AnnotationAdjusted"
                     await self.events.record(obj, "Warning", reason, issue.message, now)
             if res.lease is None:
                 if res.opted_in:
@@ -388,7 +400,7 @@ class Controller:
         spec_r = int(raw_spec) if raw_spec is not None else 1
         status_r = int((obj.get("status") or {}).get("replicas") or 0)
         inputs, observations = [], []
-        window = 60.0
+        window = self.policy.policy.autoscaling.prometheus.rate_window_s
         for m in lease.metrics:
             mi, ob = metric_input(m, lease.namespace, pods, results.get(m.name) if pods else None, now, window)
             if not pods:
@@ -480,6 +492,8 @@ class Controller:
                 await patch_scale(self.api, ns, name, desired, rv)
             except KubeError as exc:
                 if exc.conflict and attempt == 0:
+                    self.conflicts += 1
+                    self.telemetry.errors.labels("conflict").inc()
                     # Someone changed the Deployment since we looked: re-read and re-decide, never overwrite.
                     try:
                         fresh = await self.api.get(deployment_path(ns, name))
@@ -628,14 +642,15 @@ class Controller:
 
     async def run(self, *, api_client: Any = None, serve_http: bool = True) -> None:
         """Run everything under one supervisor until ``stop`` is set or a root task dies."""
-        tasks: dict[str, Awaitable[None]] = {
-            "deployments": self.deployments.run(), "pods": self.pods.run(), "configmap": self.configmaps.run(),
-        }
         if self.settings.leader_election and api_client is not None:
             self.elector = LeaderElector(api_client, namespace=self.settings.namespace, name=self.settings.lease_name,
                                          identity=self.settings.identity, lease_duration_s=self.settings.lease_duration_s,
                                          renew_deadline_s=self.settings.renew_deadline_s,
                                          retry_period_s=self.settings.retry_period_s)
+        tasks: dict[str, Awaitable[None]] = {
+            "deployments": self.deployments.run(), "pods": self.pods.run(), "configmap": self.configmaps.run(),
+        }
+        if self.elector is not None:
             tasks["leader"] = self.elector.run()
         runner = None
         if serve_http:

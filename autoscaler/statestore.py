@@ -7,8 +7,8 @@ that can change a future decision, in the annotation ``inference-autoscaler.io/s
 * recommendations *different from the current replica count*: on a restart without state the core
   records the current count as a fresh recommendation, which already holds scale-downs below it for a
   full window, so only recommendations above (down window) or below (up window) the current count add
-  information; per value only the newest timestamp matters (windows take max/min over samples newer
-  than a cutoff);
+  information; we keep the highest above and the lowest below, each with the newest timestamp on its
+  side (a conservative envelope of what the windows could return);
 * scale events inside the longest policy period (the rate limits).
 
 Timestamps are quantised: a value's newest timestamp is written again only when it advanced by at
@@ -53,19 +53,22 @@ def _windows(b: Behavior) -> tuple[float, float, float]:
 
 
 def significant(state: DecisionState, current: int, behavior: Behavior, now: float) -> Persisted:
-    """The part of ``state`` that a restart would otherwise lose."""
+    """The part of ``state`` that a restart would otherwise lose, in its most compact conservative form.
+
+    Above the current count only the highest value matters for the scale-down window, and below it
+    only the lowest for the scale-up window; each is kept with the *newest* timestamp of any value on
+    its side, which over-approximates every window the full history could produce.
+    """
     up_w, down_w, longest = _windows(behavior)
-    newest: dict[int, float] = {}
-    for r in state.recommendations or ():
-        if r.replicas == current:
-            continue
-        window = down_w if r.replicas > current else up_w
-        if r.timestamp <= now - window:
-            continue
-        if r.timestamp > newest.get(r.replicas, -1.0):
-            newest[r.replicas] = r.timestamp
+    above = [r for r in state.recommendations or () if r.replicas > current and r.timestamp > now - down_w]
+    below = [r for r in state.recommendations or () if r.replicas < current and r.timestamp > now - up_w]
+    recs: list[tuple[int, float]] = []
+    if below:
+        recs.append((min(r.replicas for r in below), max(r.timestamp for r in below)))
+    if above:
+        recs.append((max(r.replicas for r in above), max(r.timestamp for r in above)))
     events = tuple((e.timestamp, e.change) for e in state.scale_events if e.timestamp > now - longest)
-    return Persisted(tuple(sorted(newest.items())), events)
+    return Persisted(tuple(recs), events)
 
 
 def needs_write(new: Persisted, old: Persisted, granularity_s: float) -> bool:

@@ -34,7 +34,8 @@ class LeaderElector:
         self.changed = asyncio.Event()
         self._lock = LeaseLock(name, namespace, self.identity, api_client)
         self._config = electionconfig.Config(
-            self._lock, lease_duration_s, renew_deadline_s, retry_period_s,
+            # the library stores the duration as a string and int()s it: it must be a whole number
+            self._lock, max(2, round(lease_duration_s)), renew_deadline_s, retry_period_s,
             self._on_started, self._on_stopped,
         )
 

@@ -1,0 +1,116 @@
+"""A small HTTP fault proxy for tests and the soak: put it in front of Prometheus or the API server.
+
+It forwards every request to ``upstream`` (streaming responses, so Kubernetes watches work) unless a
+fault is set: ``down`` (connection reset), ``status`` (an HTTP error answer), ``delay`` (sleep before
+forwarding), ``garbage`` (200 with an unparsable body) or ``cut`` (end streamed responses after
+``cut_after_s``). Faults apply to paths matching ``path_filter`` (substring), all paths by default.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+
+HOP_BY_HOP = {"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailers",
+              "transfer-encoding", "upgrade", "content-length", "content-encoding", "host"}
+
+
+@dataclass
+class Fault:
+    mode: str = "pass"  # pass | down | status | delay | garbage | cut
+    status: int = 503
+    delay_s: float = 0.0
+    cut_after_s: float = 1.0
+    path_filter: str = ""
+
+
+@dataclass
+class FaultProxy:
+    upstream: str
+    host: str = "127.0.0.1"
+    port: int = 0
+    fault: Fault = field(default_factory=Fault)
+    requests: int = 0
+    faulted: int = 0
+
+    async def start(self) -> None:
+        self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None, sock_connect=5))
+        app = web.Application(client_max_size=64 * 1024 * 1024)
+        app.router.add_route("*", "/{tail:.*}", self._handle)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.host, self.port)
+        await site.start()
+        server: Any = site._server
+        self.port = int(server.sockets[0].getsockname()[1])
+
+    async def stop(self) -> None:
+        await self._runner.cleanup()
+        await self._session.close()
+
+    async def __aenter__(self) -> FaultProxy:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def set(self, mode: str = "pass", **kw: Any) -> None:
+        self.fault = Fault(mode=mode, **kw)
+
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
+        self.requests += 1
+        f = self.fault
+        applies = f.mode != "pass" and f.path_filter in request.path_qs
+        if applies:
+            self.faulted += 1
+            if f.mode == "down":
+                if request.transport is not None:
+                    request.transport.close()
+                raise ConnectionResetError("fault proxy: down")
+            if f.mode == "status":
+                return web.json_response({"status": "error", "errorType": "unavailable", "error": "fault proxy",
+                                          "kind": "Status", "apiVersion": "v1", "code": f.status,
+                                          "reason": "ServiceUnavailable", "message": "fault proxy"},
+                                         status=f.status)
+            if f.mode == "garbage":
+                return web.Response(status=200, body=b"\x00not json{{", content_type="application/json")
+            if f.mode == "delay":
+                await asyncio.sleep(f.delay_s)
+        body = await request.read()
+        headers = {k: v for k, v in request.headers.items() if k.lower() not in HOP_BY_HOP}
+        try:
+            upstream = await self._session.request(request.method, self.upstream + request.path_qs, data=body or None,
+                                                   headers=headers, allow_redirects=False)
+        except aiohttp.ClientError as exc:
+            return web.Response(status=502, text=f"fault proxy: upstream error {exc}")
+        async with upstream:
+            resp = web.StreamResponse(status=upstream.status, headers={
+                k: v for k, v in upstream.headers.items() if k.lower() not in HOP_BY_HOP})
+            await resp.prepare(request)
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + f.cut_after_s if applies and f.mode == "cut" else None
+            with contextlib.suppress(ConnectionResetError, aiohttp.ClientError, asyncio.TimeoutError):
+                while True:
+                    if deadline is not None:
+                        remaining = deadline - loop.time()
+                        if remaining <= 0:
+                            break
+                        chunk = await asyncio.wait_for(upstream.content.readany(), remaining)
+                    else:
+                        chunk = await upstream.content.readany()
+                    if not chunk:
+                        break
+                    await resp.write(chunk)
+            with contextlib.suppress(ConnectionResetError):
+                await resp.write_eof()
+            return resp

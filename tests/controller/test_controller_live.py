@@ -1,0 +1,170 @@
+"""The controller against the sandbox API server and a real Prometheus scraping simulated Triton pods."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+
+import pytest
+
+from autoscaler.config import STATE_ANNOTATION, STATUS_ANNOTATION
+from autoscaler.sandbox.faultproxy import FaultProxy
+from tests.controller.conftest import HEAVY, Env, wait_for
+
+pytestmark = pytest.mark.asyncio(loop_scope="module")
+P = "inference-autoscaler.io/"
+
+
+def status(env: Env, name: str) -> dict:
+    raw = env.get(name)["metadata"].get("annotations", {}).get(STATUS_ANNOTATION)
+    return json.loads(raw) if raw else {}
+
+
+async def test_scale_up_under_load_then_down_only_after_window(env: Env) -> None:
+    """A load step scales the lease up; after the load stops, scale-down waits for the stabilisation window."""
+    env.deployment("step", {P + "max-replicas": "4"})
+    await env.cluster.wait_for_ready("default", "step")
+    async with env.controller() as ctl:
+        await env.load("step", HEAVY)
+        await wait_for(lambda: env.replicas("step") >= 3, 25, "scale-up under load")
+        await env.dataplane.stop_load("default", "step")
+        stopped = time.monotonic()
+        await wait_for(lambda: env.replicas("step") < 3, 40, "scale-down after the load stopped")
+        waited = time.monotonic() - stopped
+        history = ctl.runtime[("default", "step")].history
+    assert waited >= 8 - 1.0, f"scaled down {waited:.1f}s after the load stopped, inside the 8 s window"
+    assert any(h["reason"] == "ScaleDownStabilized" for h in history)
+    st = status(env, "step")
+    assert st["max"] == 4 and st["metrics"][0]["name"] == "queueTime"
+    kinds = [e["reason"] for e in env.events("step")]
+    assert "SuccessfulRescale" in kinds
+
+
+async def test_fleet_policy_semantics_shadow_paused_and_bad_annotations(env: Env) -> None:
+    """One loop, many leases: TMS limits/defaults, shadow, paused and invalid leases are each handled alone."""
+    env.deployment("limited", {P + "max-replicas": "9", P + "metrics": "queueTime,cpuUtilization"})
+    env.deployment("defaults", {})
+    env.deployment("shadow", {P + "mode": "shadow"})
+    env.deployment("paused", {P + "paused": "true"})
+    env.deployment("broken", {P + "max-replicas": "ten", P + "mode": "yolo"})
+    names = ["limited", "defaults", "shadow", "paused", "broken"]
+    for n in names:
+        await env.cluster.wait_for_ready("default", n)
+    async with env.controller() as ctl:
+        for n in names:
+            await env.load(n, HEAVY)
+        await wait_for(lambda: env.replicas("limited") == 4 and env.replicas("defaults") == 3, 30,
+                       "limited at the cluster limit 4 and defaults at the default maximum 3")
+        await asyncio.sleep(3)
+        assert ctl.last_report.invalid == 1 and ctl.last_report.paused == 1
+    for n in names:
+        await env.dataplane.stop_load("default", n)
+    assert env.replicas("limited") == 4 and env.replicas("defaults") == 3
+    assert env.replicas("shadow") == 1 and env.replicas("paused") == 1 and env.replicas("broken") == 1
+    # adjustments and invalid values become Warning Events naming key, value and rule
+    limited_msgs = [e["message"] for e in env.events("limited") if e["type"] == "Warning"]
+    assert any("max-replicas='9'" in m and "replicas.limits.maximum=4" in m for m in limited_msgs)
+    assert any("'cpuUtilization' is neither enabled nor allowed" in m for m in limited_msgs)
+    broken = [e for e in env.events("broken") if e["reason"] == "InvalidAnnotation"]
+    assert {e["message"].split("=")[0] for e in broken} == {P + "max-replicas", P + "mode"}
+    assert STATUS_ANNOTATION not in env.get("broken")["metadata"].get("annotations", {})
+    # shadow reports what it would do, in its status, an Event and the metric; paused is untouched
+    sh = status(env, "shadow")
+    assert sh["mode"] == "shadow" and sh["desired"] > 1 and sh["current"] == 1
+    assert any(e["reason"] == "ShadowRescale" for e in env.events("shadow"))
+    assert STATUS_ANNOTATION not in env.get("paused")["metadata"].get("annotations", {})
+
+
+async def test_prometheus_outage_never_scales_down_and_recovers(env: Env) -> None:
+    """With Prometheus unreachable the lease holds its size; when it returns, the loop resumes."""
+    env.deployment("outage", {P + "max-replicas": "4"}, replicas=3)
+    await env.cluster.wait_for_ready("default", "outage")
+    async with FaultProxy(env.dataplane.prometheus_url) as proxy:
+        proxy.set("down")
+        async with env.controller(prometheus_url=proxy.url) as ctl:
+            await asyncio.sleep(12)  # longer than the 8 s scale-down window
+            assert env.replicas("outage") == 3
+            assert status(env, "outage")["reason"] == "FailedGetPodsMetric"
+            assert ctl.runtime[("default", "outage")].failures >= 2
+            proxy.set("pass")
+            await wait_for(lambda: env.replicas("outage") < 3, 25, "scale-down once metrics are back (no load)")
+
+
+async def test_manual_scale_is_taken_as_current(env: Env) -> None:
+    """A human's kubectl scale is noticed, reported, and not reverted at once."""
+    env.deployment("manual", {P + "max-replicas": "4"})
+    await env.cluster.wait_for_ready("default", "manual")
+    async with env.controller():
+        await wait_for(lambda: bool(status(env, "manual")), 10, "first decision")
+        _scale(env, "manual", 3)
+        await wait_for(lambda: any(e["reason"] == "ManualScaleDetected" for e in env.events("manual")), 10,
+                       "ManualScaleDetected event")
+        await asyncio.sleep(4)  # inside the 8 s window: held
+        assert env.replicas("manual") == 3
+
+
+def _scale(env: Env, name: str, replicas: int) -> None:
+    from autoscaler.sandbox.resources import DEPLOYMENTS
+    obj = env.get(name)
+    obj["spec"]["replicas"] = replicas
+    env.cluster.registry.update(DEPLOYMENTS, "default", name, obj)
+
+
+async def test_conflict_rereads_and_redecides(env: Env) -> None:
+    """A scale patch based on a stale view gets 409; the controller re-reads and decides on fresh data."""
+    env.deployment("conflict", {P + "min-replicas": "2", P + "max-replicas": "4"})
+    await env.cluster.wait_for_ready("default", "conflict")
+    from autoscaler.controller import Controller
+    from autoscaler.kube.api import KubeApi
+    api = await KubeApi.connect(str(env.kubeconfig))
+    ctl = Controller(api, env.settings())
+    try:
+        for cache in (ctl.deployments, ctl.pods, ctl.configmaps):
+            await cache.relist()
+        _scale(env, "conflict", 3)  # the controller's cache still says 1 (no watch running)
+        await ctl.tick()
+        assert ctl.conflicts == 1
+        rt = ctl.runtime[("default", "conflict")]
+        assert rt.last_seen_replicas == 3 and rt.last["current"] in (1, 3)
+        assert env.replicas("conflict") == 3  # not blindly overwritten to 2 from the stale view
+    finally:
+        await ctl.prometheus.close()
+        await api.close()
+
+
+async def test_restart_keeps_scale_down_rate_limit(env: Env) -> None:
+    """A restarted controller restores scale events, so it does not scale down faster than the policy."""
+    policy = env.policy_file.read_text().replace(
+        "scaleDown: {stabilizationWindowSeconds: 8}",
+        "scaleDown: {stabilizationWindowSeconds: 0, policies: [{type: Pods, value: 1, periodSeconds: 12}]}")
+    pfile = env.policy_file.with_name("policy-ratelimit.yaml")
+    pfile.write_text(policy)
+    env.deployment("restart", {P + "max-replicas": "4"}, replicas=4)
+    await env.cluster.wait_for_ready("default", "restart")
+    async with env.controller(policy_file=str(pfile)):
+        await wait_for(lambda: env.replicas("restart") == 3, 20, "first scale-down 4 -> 3")
+        first = time.monotonic()
+        await wait_for(lambda: STATE_ANNOTATION in env.get("restart")["metadata"].get("annotations", {}), 5,
+                       "state persisted")
+    async with env.controller(policy_file=str(pfile)):
+        await wait_for(lambda: env.replicas("restart") == 2, 30, "second scale-down 3 -> 2")
+        second = time.monotonic()
+    assert second - first >= 12 - 1.5, f"second scale-down after {second - first:.1f}s, policy allows 1 per 12 s"
+
+
+async def test_two_controllers_one_leader_and_failover(env: Env) -> None:
+    """Two controllers: exactly one leads and writes; the standby takes over when the leader stops."""
+    env.deployment("ha", {P + "max-replicas": "4"})
+    await env.cluster.wait_for_ready("default", "ha")
+    election = {"leader_election": True, "lease_duration_s": 4.0, "renew_deadline_s": 3.0, "retry_period_s": 1.0,
+                "namespace": "default"}
+    async with env.controller(identity="a", **election) as a:
+        await wait_for(lambda: a.is_leader, 10, "a leads")
+        async with env.controller(identity="b", **election) as b:
+            await asyncio.sleep(3)
+            assert a.is_leader and not b.is_leader
+            assert b.api.writes == 0
+            a.stop.set()
+            took = await wait_for(lambda: b.is_leader, 15, "b takes over")
+    assert took <= 4.0 + 2 * 1.0 + 1.0  # lease duration + retry periods + polling
