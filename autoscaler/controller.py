@@ -67,6 +67,7 @@ from autoscaler.metrics import (
 from autoscaler.metrics.registry import MetricRegistry, default_registry
 from autoscaler.observe import MetricObservation, metric_input, pod_from_k8s
 from autoscaler.policy import Decision, DecisionState, Recommendation, Snapshot, decide, state_without_event
+from autoscaler.policy.batch import decide_many
 from autoscaler.statestore import EMPTY, Persisted, needs_write, parse, restore, significant
 from autoscaler.telemetry import Telemetry, make_app, serve
 
@@ -118,6 +119,17 @@ class LeaseRuntime:
     history: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=20))
     last: dict[str, Any] = field(default_factory=dict)
     metric_names: list[str] = field(default_factory=list)
+
+
+@dataclass
+class _Prepared:
+    obj: dict[str, Any]
+    lease: LeasePolicy
+    pods: list[Any]
+    rt: LeaseRuntime
+    snap: Snapshot
+    observations: list[MetricObservation]
+    state: DecisionState
 
 
 @dataclass
@@ -358,18 +370,33 @@ class Controller:
                         self.telemetry.errors.labels("prometheus").inc()
         report.queries = len(batches)
 
+        # Observe every lease, decide them all at once (vectorised core), then act with bounded concurrency.
+        prepared: list[_Prepared] = []
+        for obj, lease, pods in leases:
+            try:
+                prepared.append(self._prepare(obj, lease, pods, results, now, leader))
+            except Exception as exc:  # isolation: one lease's bad data must not stop the loop
+                report.errors += 1
+                self.telemetry.errors.labels("lease").inc()
+                log.exception("lease %s/%s could not be observed: %s", lease.namespace, lease.name, exc)
+        try:
+            decisions = decide_many([p.snap for p in prepared], [p.state for p in prepared], now)
+        except Exception:
+            log.exception("batch decision failed; deciding lease by lease")
+            decisions = [decide(p.snap, p.state, now) for p in prepared]
+        await self._flush_events()
         sem = asyncio.Semaphore(self.settings.write_concurrency)
 
-        async def one(obj: dict[str, Any], lease: LeasePolicy, pods: list[Any]) -> None:
+        async def one(p: _Prepared, d: Decision) -> None:
             async with sem:
                 try:
-                    await self._lease_tick(obj, lease, pods, results, now, leader, report)
+                    await self._act(p, d, now, leader, report)
                 except Exception as exc:  # isolation: a lease's bug must not stop the loop
                     report.errors += 1
                     self.telemetry.errors.labels("lease").inc()
-                    log.exception("lease %s/%s failed this loop: %s", lease.namespace, lease.name, exc)
+                    log.exception("lease %s/%s failed this loop: %s", p.lease.namespace, p.lease.name, exc)
 
-        await asyncio.gather(*(one(*x) for x in leases))
+        await asyncio.gather(*(one(p, d) for p, d in zip(prepared, decisions, strict=True)))
         self.telemetry.leases.labels("active").set(len(leases))
         self.telemetry.leases.labels("invalid").set(invalid_n)
         self.telemetry.leases.labels("paused").set(paused_n)
@@ -422,27 +449,31 @@ class Controller:
         rt.restored = True
         return restore(persisted, current, now, self.settings.state_granularity_s)
 
-    async def _lease_tick(self, obj: dict[str, Any], lease: LeasePolicy, pods: list[Any],
-                          results: dict[str, BatchResult], now: float, leader: bool, report: TickReport) -> None:
+    def _prepare(self, obj: dict[str, Any], lease: LeasePolicy, pods: list[Any], results: dict[str, BatchResult],
+                 now: float, leader: bool) -> _Prepared:
+        """Observe one lease: its snapshot and the state to decide from (pure bookkeeping, no I/O)."""
         key = (lease.namespace, lease.name)
         rt = self.runtime.setdefault(key, LeaseRuntime(history=deque(maxlen=self.settings.history)))
         rt.metric_names = [m.name for m in lease.metrics]
         snap, observations = self._snapshot(obj, lease, pods, results, now)
         current = snap.current_replicas
         state = self._state_for(rt, obj, current, now)
-
         # A human changed the replica count (not us): take it as the new current value and hold it for the
         # scale-down window instead of fighting back at once.
         if rt.last_seen_replicas is not None and current != rt.last_seen_replicas and current != rt.last_written_replicas:
-            recs = (*(state.recommendations or ()), Recommendation(now, current))
-            state = DecisionState(recs, state.scale_events)
+            state = DecisionState((*(state.recommendations or ()), Recommendation(now, current)), state.scale_events)
             if leader:
-                await self.events.record(obj, "Normal", "ManualScaleDetected",
-                                         f"replicas changed from {rt.last_seen_replicas} to {current} outside the "
-                                         "autoscaler; taking it as the current count", now)
+                self._pending_events.append(self.events.record(
+                    obj, "Normal", "ManualScaleDetected",
+                    f"replicas changed from {rt.last_seen_replicas} to {current} outside the autoscaler; "
+                    "taking it as the current count", now))
         rt.last_seen_replicas = current
+        return _Prepared(obj, lease, pods, rt, snap, observations, state)
 
-        decision = decide(snap, state, now)
+    async def _act(self, p: _Prepared, decision: Decision, now: float, leader: bool, report: TickReport) -> None:
+        """Apply the controller's safety rules on top of the core's decision, then act and report."""
+        obj, lease, pods, rt, snap, state = p.obj, p.lease, p.pods, p.rt, p.snap, p.state
+        current = snap.current_replicas
         desired, reason, message = decision.desired_replicas, decision.reason, decision.message
         all_failed = bool(snap.metrics) and all(m.error is not None for m in decision.metrics)
         rt.failures = rt.failures + 1 if all_failed else 0
@@ -453,7 +484,7 @@ class Controller:
                 desired, reason = target, "FallbackReplicas"
                 message = f"{rt.failures} consecutive loops without metrics; fallback to {target} replicas"
         if desired < current:
-            imputed = [o for o in observations if o.imputed]
+            imputed = [o for o in p.observations if o.imputed]
             if imputed:
                 desired, reason = current, "MissingMetrics"
                 message = "not scaling down while metrics are missing for some pods: " + "; ".join(
@@ -477,7 +508,7 @@ class Controller:
         rt.state = new_state
         report.decided += 1
         self.telemetry.decisions.labels(reason, lease.mode.value).inc()
-        self._record(rt, lease, obj, snap, decision, observations, desired, reason, message, applied, now)
+        self._record(rt, lease, obj, snap, decision, p.observations, desired, reason, message, applied, now)
         if leader:
             await self._write_annotations(obj, lease, rt, snap, now)
 
