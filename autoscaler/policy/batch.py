@@ -50,7 +50,7 @@ import numpy as np
 import numpy.typing as npt
 
 from autoscaler.policy.hpa import _metric_label, decide
-from autoscaler.policy.replicas import MetricError, _pod_metrics, _positive, _requests, _whole_value
+from autoscaler.policy.replicas import MetricError, _positive, _requests, _whole_value
 from autoscaler.policy.types import (
     FAILED_REASON,
     Behavior,
@@ -62,6 +62,7 @@ from autoscaler.policy.types import (
     MetricType,
     Pod,
     PodPhase,
+    PodSample,
     PolicyType,
     Reason,
     Recommendation,
@@ -570,17 +571,54 @@ def _classify(m: MetricInput, pods: tuple[Pod, ...]) -> tuple[int, int, str | No
         return K_ERROR, 0, str(exc)
 
 
+def _resource_values(m: MetricInput) -> tuple[dict[str, int], dict[str, PodSample]]:
+    """``replicas._pod_metrics`` for Resource / ContainerResource metrics, with fewer Python calls."""
+    values: dict[str, int] = {}
+    by_pod: dict[str, PodSample] = {}
+    container = m.container
+    for s in m.samples:
+        by_pod[s.pod] = s
+        conts = s.containers_milli
+        if conts is not None:
+            if container:
+                v = conts.get(container)
+                if v is not None:
+                    values[s.pod] = v
+            elif conts and None not in conts.values():
+                values[s.pod] = sum(conts.values())  # type: ignore[arg-type]
+        elif s.value_milli is not None:
+            values[s.pod] = s.value_milli
+    return values, by_pod
+
+
+def _fast_requests(pods: tuple[Pod, ...], resource: str) -> list[int] | None:
+    """Per-pod requests summed over all containers; None when some is missing (then ``_requests`` says why)."""
+    out: list[int] = []
+    for pod in pods:
+        reqs = pod.requests_milli.get(resource, {})
+        total = 0
+        for c in pod.containers:
+            v = reqs.get(c)
+            if v is None:
+                return None
+            total += v
+        out.append(total)
+    return out
+
+
 def _fits(*xs: int) -> bool:
     return all(-_BOUND < x < _BOUND for x in xs)
 
 
+_PHASE_CODES = {PodPhase.RUNNING: 1, PodPhase.PENDING: 2, PodPhase.FAILED: 3}
 _TS = attrgetter("timestamp")
 _REPLICAS = attrgetter("replicas")
 _CHANGE = attrgetter("change")
 _NAME = attrgetter("name")
 
 
-def _padded(counts: list[int], flat_t: list[float], flat_v: list[int], extra: int) -> tuple[F8, I8, I8]:
+def _padded(counts: list[int], items: Sequence[tuple[Any, ...]], t_get: Any, v_get: Any,
+            extra: int) -> tuple[F8, I8, I8]:
     L = len(counts)
     cnt = np.array(counts, dtype=np.int64)
     C = (int(cnt.max()) if L else 0) + extra
@@ -589,14 +627,35 @@ def _padded(counts: list[int], flat_t: list[float], flat_v: list[int], extra: in
     rows = np.repeat(np.arange(L), cnt)
     starts = np.cumsum(cnt) - cnt
     cols = np.arange(rows.size) - np.repeat(starts, cnt)
-    times[rows, cols] = np.array(flat_t, dtype=np.float64)
-    values[rows, cols] = np.array(flat_v, dtype=np.int64)
+    n = rows.size
+    times[rows, cols] = np.fromiter(map(t_get, chain.from_iterable(items)), dtype=np.float64, count=n)
+    values[rows, cols] = np.fromiter(map(v_get, chain.from_iterable(items)), dtype=np.int64, count=n)
     return times, values, cnt
 
 
-def build_batch(snapshots: Sequence[Snapshot], states: Sequence[DecisionState],
-                now: float | None = None) -> tuple[BatchInput, B1]:
+@dataclass(frozen=True, slots=True)
+class StateArrays:
+    """The stabilisation state of L leases as padded arrays (see :class:`BatchInput`)."""
+
+    rec_time: F8
+    rec_replicas: I8
+    rec_count: I8
+    event_time: F8
+    event_change: I8
+    event_count: I8
+
+    @classmethod
+    def of(cls, out: BatchOutput) -> StateArrays:
+        """The new state of a batch, to feed into the next round's :func:`build_batch` (same leases, same order)."""
+        return cls(out.rec_time, out.rec_replicas, out.rec_count, out.event_time, out.event_change, out.event_count)
+
+
+def build_batch(snapshots: Sequence[Snapshot], states: Sequence[DecisionState] | None,
+                now: float | None = None, carried: StateArrays | None = None) -> tuple[BatchInput, B1]:
     """Flatten snapshots and states into a :class:`BatchInput`; also returns the fallback mask [L].
+
+    A caller that keeps the state as arrays between rounds passes ``carried`` (e.g.
+    ``StateArrays.of(previous_output)``) and ``states=None``; the state objects are then not read.
 
     Leases flagged in the mask are present in the arrays but must be decided by :func:`decide`
     (see the module docstring). Raises ``OverflowError`` if some integer does not fit in int64.
@@ -630,7 +689,11 @@ def build_batch(snapshots: Sequence[Snapshot], states: Sequence[DecisionState],
     ev_lists: list[tuple[ScaleEvent, ...]] = []
     nan = math.nan
     n_samples = 0
-    for i, (snap, state) in enumerate(zip(snapshots, states, strict=True)):
+    if carried is None and states is None:
+        raise ValueError("build_batch needs states or carried state arrays")
+    no_state = DecisionState(())
+    for i, snap in enumerate(snapshots):
+        state = no_state if states is None else states[i]
         t = snap.now if now is None else now
         nows[i] = t
         b = snap.behavior
@@ -646,17 +709,19 @@ def build_batch(snapshots: Sequence[Snapshot], states: Sequence[DecisionState],
         ints[i] = (cur, snap.status_replicas, snap.min_replicas, snap.max_replicas)
         if not _fits(cur, snap.status_replicas, snap.min_replicas, snap.max_replicas):
             fallback[i] = True
-        recs = state.recommendations
-        if recs is None:
-            recs = (Recommendation(t, cur),)
-        rec_lists.append(recs)
-        rec_counts.append(len(recs))
-        ev_lists.append(state.scale_events)
+        if carried is None:
+            recs = state.recommendations
+            if recs is None:
+                recs = (Recommendation(t, cur),)
+            rec_lists.append(recs)
+            rec_counts.append(len(recs))
+            ev_lists.append(state.scale_events)
         pods = snap.pods
         first_pod = len(pods_flat)
         pods_flat.extend(pods)
         pod_lease.extend([i] * len(pods))
         names: list[str] | None = None
+        name_set: set[str] = set()
         for pos, m in enumerate(snap.metrics):
             kind, target, error = _classify(m, pods)
             row = len(m_lease)
@@ -673,13 +738,18 @@ def build_batch(snapshots: Sequence[Snapshot], states: Sequence[DecisionState],
                 value = m.value_milli or 0
             else:
                 cpu = m.resource == "cpu" and m.type != MetricType.PODS
-                values, by_pod = _pod_metrics(m)
+                if m.type == MetricType.PODS:  # what _pod_metrics does for non-resource metrics
+                    values = {x.pod: x.value_milli for x in m.samples if x.value_milli is not None}
+                    by_pod: dict[str, PodSample] = {}
+                else:
+                    values, by_pod = _resource_values(m)
                 if names is None:
                     names = list(map(_NAME, pods))
-                    if len(set(names)) != len(names):
+                    name_set = set(names)
+                    if len(name_set) != len(names):
                         fallback[i] = True
                 vals = [values.get(n) for n in names]
-                if sum(v is not None for v in vals) != len(values):
+                if not name_set.issuperset(values):
                     fallback[i] = True  # a value for a pod the lease does not know
                 s_val.extend(vals)
                 s_pod.extend(range(first_pod, first_pod + len(pods)))
@@ -697,8 +767,12 @@ def build_batch(snapshots: Sequence[Snapshot], states: Sequence[DecisionState],
                     s_win.extend([0.0] * len(pods))
                 if kind == K_UTIL:
                     try:
-                        reqs = _requests(pods, m.resource, m.container)
-                        s_req.extend([reqs[n] for n in names])
+                        fast = _fast_requests(pods, m.resource) if m.container is None else None
+                        if fast is not None:
+                            s_req.extend(fast)
+                        else:
+                            reqs = _requests(pods, m.resource, m.container)
+                            s_req.extend([reqs[n] for n in names])
                     except MetricError as exc:
                         errors[row] = str(exc)
                         code = E_DEFERRED
@@ -712,25 +786,26 @@ def build_batch(snapshots: Sequence[Snapshot], states: Sequence[DecisionState],
             m_value.append(value)
             m_err.append(code)
 
-    pod_phase = np.array([p.phase for p in pods_flat], dtype=object) if pods_flat else np.zeros(0, dtype=object)
+    codes = _PHASE_CODES
+    pod_phase = np.fromiter((codes.get(p.phase, 0) for p in pods_flat), dtype=np.int8, count=len(pods_flat))
     pod_deleting = np.array([p.deleting for p in pods_flat], dtype=bool)
     ready_raw = [p.ready for p in pods_flat]
     pod_ready = np.array([-1 if r is None else int(r) for r in ready_raw], dtype=np.int8)
     present = np.array([v is not None for v in s_val], dtype=bool)
-    rec_t = list(map(_TS, chain.from_iterable(rec_lists)))
-    rec_v = list(map(_REPLICAS, chain.from_iterable(rec_lists)))
-    ev_t = list(map(_TS, chain.from_iterable(ev_lists)))
-    ev_c = list(map(_CHANGE, chain.from_iterable(ev_lists)))
-    rec_time, rec_replicas, rec_count = _padded(rec_counts, rec_t, rec_v, 1)
-    event_time, event_change, event_count = _padded([len(e) for e in ev_lists], ev_t, ev_c, 1)
+    if carried is None:
+        rec_time, rec_replicas, rec_count = _padded(rec_counts, rec_lists, _TS, _REPLICAS, 1)
+        event_time, event_change, event_count = _padded([len(e) for e in ev_lists], ev_lists, _TS, _CHANGE, 1)
+    else:
+        rec_time, rec_replicas, rec_count = carried.rec_time, carried.rec_replicas, carried.rec_count
+        event_time, event_change, event_count = carried.event_time, carried.event_change, carried.event_count
     inp = BatchInput(
         behaviors=tuple(behaviors), group=group, now=nows,
         current=ints[:, 0].copy(), status=ints[:, 1].copy(), min_replicas=ints[:, 2].copy(),
         max_replicas=ints[:, 3].copy(),
         pod_lease=np.array(pod_lease, dtype=np.int64),
-        pod_ignored=pod_deleting | (pod_phase == PodPhase.FAILED),
-        pod_pending=np.asarray(pod_phase == PodPhase.PENDING, dtype=bool),
-        pod_running_ready=(pod_phase == PodPhase.RUNNING) & (pod_ready == 1),
+        pod_ignored=pod_deleting | (pod_phase == _PHASE_CODES[PodPhase.FAILED]),
+        pod_pending=pod_phase == _PHASE_CODES[PodPhase.PENDING],
+        pod_running_ready=(pod_phase == _PHASE_CODES[PodPhase.RUNNING]) & (pod_ready == 1),
         pod_start=np.array([nan if p.start_time is None else p.start_time for p in pods_flat], dtype=np.float64),
         pod_ready=pod_ready,
         pod_transition=np.array([0.0 if p.ready_transition_time is None else p.ready_transition_time
