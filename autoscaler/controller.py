@@ -45,6 +45,7 @@ from autoscaler.kube.api import KubeApi, KubeError
 from autoscaler.kube.cache import WatchCache, obj_key
 from autoscaler.kube.events import EventRecorder, rfc3339
 from autoscaler.kube.leader import LeaderElector
+from autoscaler.kube.promobjects import PrometheusObjects
 from autoscaler.kube.selectors import Selector
 from autoscaler.kube.workloads import (
     annotations_of,
@@ -201,6 +202,7 @@ class Controller:
         self._pending_events: list[Awaitable[None]] = []
         self.conflicts = 0
         self.bound_port: int | None = None
+        self.prom_objects = PrometheusObjects(api)  # per-lease PodMonitor/PrometheusRule (createObjects)
 
     # ------------------------------------------------------------------------------ set-up
 
@@ -310,8 +312,12 @@ class Controller:
 
     # ------------------------------------------------------------------------------ the tick
 
-    async def tick(self, now: float | None = None) -> TickReport:
-        """One pass over every lease. Never raises for a single lease's problem."""
+    async def tick(self, now: float | None = None, query_at: float | None = None) -> TickReport:
+        """One pass over every lease. Never raises for a single lease's problem.
+
+        ``now`` is the decision time (default: the clock); ``query_at`` pins the PromQL evaluation time
+        (default: Prometheus's now), for deterministic runs over backfilled data.
+        """
         t0, c0 = time.perf_counter(), time.process_time()
         now = self.clock() if now is None else now
         writes0 = self.api.writes
@@ -349,6 +355,9 @@ class Controller:
             leases.append((obj, res.lease, self.pods_for(key[0], selector)))
         self._forget(set(self.runtime) - seen)
         report.leases, report.invalid, report.paused = len(leases), invalid_n, paused_n
+        if leader:  # per-lease Prometheus objects (policy prometheus.createObjects); writes only on change
+            await self.prom_objects.sync([self.deployments.objects[k] for k in sorted(seen)],
+                                         policy.autoscaling.prometheus)
 
         # One query per metric kind in use.
         batches: dict[tuple[str, str | None], list[LeaseTarget]] = {}
@@ -360,7 +369,7 @@ class Controller:
         kinds = {key: self._kind(*key) for key in batches}
         results: dict[str, BatchResult] = {}
         if batches:
-            by_name = await fetch_all(self.prometheus, [(kinds[k], v) for k, v in batches.items()])
+            by_name = await fetch_all(self.prometheus, [(kinds[k], v) for k, v in batches.items()], at=query_at)
             for (name, _), kind in kinds.items():
                 r = by_name.get(kind.name)
                 if r is not None:

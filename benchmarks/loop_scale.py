@@ -1,0 +1,182 @@
+"""Control-loop cost at scale: N leases on the sandbox API server and a real Prometheus (backfilled).
+
+    python benchmarks/loop_scale.py --leases 10000 --json
+
+Prints ``{"leases", "loopSeconds", "cpuSeconds", "queriesPerLoop", "apiWritesPerLoop", "rssMB",
+"baselineLoopSeconds", "baselineQueriesPerLoop"}`` (plus details). The sandbox API server runs in a child
+process, so the controller's CPU time and RSS are its own. Prometheus serves backfilled recorded
+queue-time series for every pod (values at the target, so a steady loop decides "no change"), and
+queries are pinned to the end of the backfilled range.
+
+The baseline is what HPA + Prometheus Adapter does per loop: for every lease, GET its /scale and run one
+PromQL query for its own pods (the adapter translates each custom-metrics API call into one query), then
+decide; 16 at a time (HPA's default is 5 concurrent syncs, so this flatters the baseline).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import multiprocessing as mp
+import os
+import resource
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+POLICY = """
+autoscaling:
+  enable: true
+  replicas: {default: {minimum: 1, maximum: 4}, limits: {maximum: 10, minimum: {lowerBound: 1, upperBound: 2}}}
+  metrics:
+    queueTime: {allowed: true, enabled: true, threshold: {default: 10000, minimum: 1000, maximum: 0}}
+    gpuUtilization: {allowed: true, enabled: false, threshold: {default: 90, minimum: 50, maximum: 100}}
+  prometheus: {queueTimeRecordingRule: true, maxSampleAgeSeconds: 600}
+"""
+
+
+def _sandbox(n: int, pods_per_lease: int, kubeconfig: str, ready: Any, stop: Any) -> None:
+    """Child process: the sandbox API server with n Deployments, until told to stop."""
+    from autoscaler.sandbox.cluster import SandboxCluster
+
+    async def main() -> None:
+        async with SandboxCluster(startup_seconds=0.0, pending_seconds=0.0, history_size=200_000) as c:
+            for i in range(n):
+                ns = f"team-{i % 20}"
+                c.ensure_namespace(ns)
+                c.create_deployment(f"model-{i}", namespace=ns, replicas=pods_per_lease, kind="triton",
+                                    annotations={"inference-autoscaler.io/enabled": "true"})
+            c.write_kubeconfig(kubeconfig)
+            deadline = time.monotonic() + 600
+            from autoscaler.sandbox.resources import PODS
+            def running() -> int:
+                return sum(1 for p in c.store.iter(PODS.storage_key) if p.get("status", {}).get("phase") == "Running")
+
+            while running() < n * pods_per_lease and time.monotonic() < deadline:  # noqa: ASYNC110 (polls a store)
+                await asyncio.sleep(0.5)
+            ready.set()
+            while not stop.is_set():  # noqa: ASYNC110 (a multiprocessing event, not an asyncio one)
+                await asyncio.sleep(0.2)
+
+    asyncio.run(main())
+
+
+async def _run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
+    from autoscaler.controller import Controller, Settings
+    from autoscaler.kube.api import KubeApi
+    from autoscaler.kube.selectors import Selector
+    from autoscaler.kube.workloads import deployment_path
+    from autoscaler.metrics import ClientSettings, LeaseTarget, PrometheusClient, default_registry, fetch
+    from autoscaler.metrics.localprom import LocalPrometheus, OpenMetricsWriter, backfill
+    from autoscaler.policy import DecisionState, decide
+
+    kubeconfig = work / "kubeconfig"
+    (work / "policy.yaml").write_text(POLICY)
+    ctx = mp.get_context("spawn")
+    ready, stop = ctx.Event(), ctx.Event()
+    child = ctx.Process(target=_sandbox, args=(args.leases, args.pods, str(kubeconfig), ready, stop), daemon=True)
+    t0 = time.monotonic()
+    child.start()
+    try:
+        if not ready.wait(900):
+            raise RuntimeError("sandbox did not become ready")
+        print(f"sandbox: {args.leases} leases ready in {time.monotonic() - t0:.0f}s", file=sys.stderr)
+        api = await KubeApi.connect(str(kubeconfig), timeout_s=120)
+        pods = (await api.get("/api/v1/pods"))["items"]
+        end = float(int(time.time()) // 60 * 60)
+        w = OpenMetricsWriter()
+        points = [(end - 600 + 15 * k, 0.0) for k in range(41)]
+        for p in pods:
+            labels = {"namespace": p["metadata"]["namespace"], "pod": p["metadata"]["name"]}
+            w.add("inference_autoscaler:queue_time_us:rate1m", labels, [(t, 10000.0) for t, _ in points])
+            w.add("inference_autoscaler:request_success:rate1m", labels, [(t, 5.0) for t, _ in points])
+        w.write(work / "data.om")
+        backfill(work / "data.om", work / "tsdb")
+        print(f"prometheus: backfilled {len(pods)} pods", file=sys.stderr)
+        with LocalPrometheus(work / "tsdb") as prom:
+            settings = Settings(policy_file=str(work / "policy.yaml"), prometheus_url=prom.url,
+                                leader_election=False, listen_port=0, write_concurrency=64)
+            ctl = Controller(api, settings)
+            for cache in (ctl.deployments, ctl.pods, ctl.configmaps):
+                await cache.relist()
+            warm = await ctl.tick(now=end, query_at=end)  # first loop: writes every lease's status once
+            print(f"first loop: {warm.wall_s:.2f}s, {warm.api_writes} API writes (initial status)", file=sys.stderr)
+            loops = [await ctl.tick(now=end + 5 * (k + 1), query_at=end) for k in range(args.loops)]
+            rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+            await ctl.prometheus.close()
+
+            # Baseline: per lease GET /scale + one PromQL query for its pods + decide.
+            kind = default_registry().create("queueTime", {"max_sample_age_s": 600})
+            keys = sorted(ctl.runtime)[: args.baseline_leases or None]
+            async with PrometheusClient(ClientSettings(url=prom.url, timeout_s=60)) as client:
+                sem = asyncio.Semaphore(16)
+                calls_before = sum(api.calls.values())
+
+                async def one(key: tuple[str, str]) -> None:
+                    async with sem:
+                        obj = ctl.deployments.objects[key]
+                        lease = ctl._resolutions[key][1].lease
+                        assert lease is not None
+                        pods = ctl.pods_for(key[0], Selector.from_label_selector(obj["spec"]["selector"]))
+                        await api.get(deployment_path(*key) + "/scale")
+                        result = await fetch(client, kind, [LeaseTarget.of(key[0], [p.name for p in pods])], at=end)
+                        snap, _ = ctl._snapshot(obj, lease, pods, {"queueTime": result}, end)
+                        decide(snap, DecisionState(), end)
+
+                b0, bc0 = time.perf_counter(), time.process_time()
+                await asyncio.gather(*(one(k) for k in keys))
+                base_wall, base_cpu = time.perf_counter() - b0, time.process_time() - bc0
+                base_calls = sum(api.calls.values()) - calls_before
+        await api.close()
+    finally:
+        stop.set()
+        child.join(10)
+        if child.is_alive():
+            child.kill()
+    scale = args.leases / max(1, len(keys))
+    return {
+        "leases": args.leases,
+        "pods": len(pods),
+        "loopSeconds": round(statistics.median(r.wall_s for r in loops), 3),
+        "cpuSeconds": round(statistics.median(r.cpu_s for r in loops), 3),
+        "queriesPerLoop": loops[-1].queries,
+        "apiWritesPerLoop": max(r.api_writes for r in loops),
+        "rssMB": round(rss_mb, 1),
+        "baselineLoopSeconds": round(base_wall * scale, 3),
+        "baselineCpuSeconds": round(base_cpu * scale, 3),
+        "baselineQueriesPerLoop": round(len(keys) * scale),
+        "baselineApiCallsPerLoop": int(base_calls * scale),
+        "baselineMeasuredLeases": len(keys),
+        "firstLoopApiWrites": warm.api_writes,
+        "loops": [{"wall": round(r.wall_s, 3), "cpu": round(r.cpu_s, 3), "writes": r.api_writes,
+                   "decided": r.decided} for r in loops],
+        "ratioLoopSeconds": round(base_wall * scale / max(1e-9, statistics.median(r.wall_s for r in loops)), 1),
+    }
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--leases", type=int, default=10000)
+    ap.add_argument("--pods", type=int, default=1, help="pods per lease")
+    ap.add_argument("--loops", type=int, default=3, help="measured loops after the warm-up loop")
+    ap.add_argument("--baseline-leases", type=int, default=0,
+                    help="measure the baseline on this many leases and extrapolate (0 = all)")
+    ap.add_argument("--json", action="store_true")
+    args = ap.parse_args()
+    os.environ.setdefault("PYTHONWARNINGS", "ignore")
+    with tempfile.TemporaryDirectory(prefix="loop-scale-") as tmp:
+        out = asyncio.run(_run(args, Path(tmp)))
+    if args.json:
+        print(json.dumps(out))
+    else:
+        for k, v in out.items():
+            print(f"{k:>24}: {v}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
