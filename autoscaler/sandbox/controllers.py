@@ -24,6 +24,7 @@ import asyncio
 import hashlib
 import json
 import logging
+import secrets
 from collections import defaultdict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -33,7 +34,7 @@ from typing import Any
 from autoscaler.sandbox.errors import ApiError
 from autoscaler.sandbox.hooks import NoHooks, PodHooks
 from autoscaler.sandbox.registry import RANDOM_ALPHABET, Registry, now_time, random_suffix
-from autoscaler.sandbox.resources import DEPLOYMENTS, NAMESPACES, PODS, REPLICASETS, RESOURCES
+from autoscaler.sandbox.resources import DEPLOYMENTS, EVENTS, NAMESPACES, PODS, REPLICASETS, RESOURCES
 from autoscaler.sandbox.store import Change, clone
 
 Obj = dict[str, Any]
@@ -261,7 +262,12 @@ class Controllers:
                   "spec": {"replicas": desired, "minReadySeconds": int(spec.get("minReadySeconds", 0)),
                            "selector": selector, "template": template}}
             self.registry.system_create(REPLICASETS, rs)
+            self._event("Deployment", dep, "ScalingReplicaSet", f"Scaled up replica set {rs_name} from 0 to {desired}",
+                        "deployment-controller")
         elif int((current.get("spec") or {}).get("replicas", 0)) != desired:
+            before = int((current.get("spec") or {}).get("replicas", 0))
+            self._event("Deployment", dep, "ScalingReplicaSet", f"Scaled {'up' if desired > before else 'down'} replica set "
+                        f"{current['metadata']['name']} from {before} to {desired}", "deployment-controller")
             current["spec"]["replicas"] = desired
             current["metadata"].setdefault("annotations", {})["deployment.kubernetes.io/desired-replicas"] = str(
                 desired)
@@ -270,6 +276,8 @@ class Controllers:
         old = [rs for rs in owned if rs is not current and (rs["metadata"].get("labels") or {}).get(HASH_LABEL) != h]
         for rs in old:
             if int((rs.get("spec") or {}).get("replicas", 0)) != 0:
+                self._event("Deployment", dep, "ScalingReplicaSet", f"Scaled down replica set {rs['metadata']['name']} from "
+                            f"{rs['spec']['replicas']} to 0", "deployment-controller")
                 rs["spec"]["replicas"] = 0
                 rs["metadata"]["generation"] = int(rs["metadata"].get("generation", 1)) + 1
                 self.registry.system_update(REPLICASETS, rs)
@@ -337,6 +345,25 @@ class Controllers:
             dep["status"] = status
             self.registry.system_update(DEPLOYMENTS, dep)
 
+    def _event(self, kind: str, obj: Obj, reason: str, message: str, component: str) -> None:
+        """Record a core/v1 Event about ``obj``, as the real controllers do (not in terminating namespaces)."""
+        meta = obj["metadata"]
+        ns = self.store.get(NAMESPACES.storage_key, "", meta["namespace"])
+        if ns is None or ns["metadata"].get("deletionTimestamp"):
+            return
+        stamp = now_time()
+        event = {"metadata": {"name": f"{meta['name']}.{secrets.token_hex(8)}", "namespace": meta["namespace"]},
+                 "involvedObject": {"apiVersion": "apps/v1", "kind": kind, "name": meta["name"],
+                                    "namespace": meta["namespace"], "uid": meta["uid"],
+                                    "resourceVersion": meta.get("resourceVersion", "")},
+                 "reason": reason, "message": message, "type": "Normal", "count": 1,
+                 "source": {"component": component}, "firstTimestamp": stamp, "lastTimestamp": stamp,
+                 "reportingComponent": component, "reportingInstance": ""}
+        try:
+            self.registry.system_create(EVENTS, event)
+        except ApiError as exc:
+            log.debug("event not recorded: %s", exc.message)
+
     # ------------------------------------------------------------------ replica sets
     def _reconcile_replicaset(self, rs: Obj, pods: list[Obj]) -> None:
         meta, spec = rs["metadata"], rs.get("spec") or {}
@@ -359,6 +386,7 @@ class Controllers:
                 if tmeta.get("annotations"):
                     pod["metadata"]["annotations"] = clone(tmeta["annotations"])
                 active.append(self.registry.system_create(PODS, pod))
+                self._event("ReplicaSet", rs, "SuccessfulCreate", f"Created pod: {name}", "replicaset-controller")
         elif len(active) > want:
             # not-ready pods go first, then the most recently created
             newest_first = sorted(active, key=lambda p: p["metadata"].get("creationTimestamp", ""), reverse=True)
@@ -366,6 +394,8 @@ class Controllers:
             for pod in doomed[: len(active) - want]:
                 try:
                     self.registry.delete(PODS, ns, pod["metadata"]["name"])
+                    self._event("ReplicaSet", rs, "SuccessfulDelete", f"Deleted pod: {pod['metadata']['name']}",
+                                "replicaset-controller")
                 except ApiError:
                     pass
                 active.remove(pod)
