@@ -1,0 +1,1 @@
+"""``autoscaler doctor``: the TMS / NIM+HPA troubleshooting list as one command, each finding with its fix."""

@@ -1,0 +1,489 @@
+"""The doctor's checks, in the order a human would debug "why does my lease not scale".
+
+1. Prometheus reachable, and its version (``/api/v1/status/buildinfo``).
+2. The policy ConfigMap exists and is valid.
+3. Every annotated lease's annotations are valid (the same resolution the controller does).
+4. Per lease and enabled metric: does the controller's own PromQL return series for the lease's pods?
+   If not, which labels are wrong: series labelled ``exported_pod``/``exported_namespace`` (scraped
+   with ``honorLabels: false``), series in another namespace, series not matching the pods at all,
+   or the metric absent from Prometheus altogether.
+5. The queue-time recording rule is loaded (``/api/v1/rules``) when the policy reads it.
+6. When Prometheus Operator kinds exist: PodMonitor / PrometheusRule labels against the Prometheus
+   objects' ``podMonitorSelector`` / ``ruleSelector`` and the namespace selectors (or, with no
+   Prometheus object visible, against the policy's ``podMonitorLabels`` / ``ruleLabels``).
+7. RBAC: SelfSubjectAccessReview for what the controller does (scale get/patch, watch, events).
+
+Every check yields :class:`Finding` values: ``ok``, ``warn``, ``fail`` or ``skip``, a detail and a fix.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import aiohttp
+
+from autoscaler import ANNOTATION_PREFIX
+from autoscaler.config import ClusterPolicy, LeasePolicy, PolicyError, Severity, parse_policy, resolve_lease
+from autoscaler.controller import DEFAULT_POLICY
+from autoscaler.kube.api import KubeApi, KubeError
+from autoscaler.kube.selectors import Selector
+from autoscaler.metrics import ClientSettings, LeaseTarget, MetricKind, NoTraffic, Ok, PrometheusClient, fetch
+from autoscaler.metrics.kinds.queue_time import RECORDED_QUEUE_TIME
+from autoscaler.metrics.registry import default_registry
+
+OK, WARN, FAIL, SKIP = "ok", "warn", "fail", "skip"
+ENABLED = ANNOTATION_PREFIX + "enabled"
+
+# The raw series each built-in kind reads (to tell "absent" from "labelled differently").
+RAW_SERIES: dict[str, tuple[str, ...]] = {
+    "queueTime": ("nv_inference_queue_duration_us", "nv_inference_request_success"),
+    "gpuUtilization": ("DCGM_FI_DEV_GPU_UTIL",),
+    "kvCacheUsage": ("vllm:kv_cache_usage_perc", "vllm:gpu_cache_usage_perc", "gpu_cache_usage_perc"),
+    "cpuUtilization": ("container_cpu_usage_seconds_total",),
+}
+EXPORTERS = {
+    "queueTime": "Triton's metrics endpoint (port 8002, /metrics)",
+    "gpuUtilization": "NVIDIA dcgm-exporter (GPU Operator)",
+    "kvCacheUsage": "the vLLM / NIM metrics endpoint (/metrics or NIM's /v1/metrics)",
+    "cpuUtilization": "the kubelet's cAdvisor endpoint (/metrics/cadvisor)",
+}
+RBAC_NEEDS: tuple[tuple[str, str, str, str], ...] = (
+    # verb, group, resource, subresource
+    ("get", "apps", "deployments", "scale"),
+    ("patch", "apps", "deployments", "scale"),
+    ("patch", "apps", "deployments", ""),
+    ("watch", "apps", "deployments", ""),
+    ("list", "", "pods", ""),
+    ("watch", "", "pods", ""),
+    ("create", "", "events", ""),
+)
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One line of the checklist."""
+
+    check: str
+    status: str
+    detail: str
+    fix: str = ""
+    subject: str = ""
+
+    def to_dict(self) -> dict[str, str]:
+        return asdict(self)
+
+
+@dataclass
+class Context:
+    """What the checks share: the API, the Prometheus URL and the policy in force."""
+
+    api: KubeApi
+    prometheus_url: str | None
+    policy_namespace: str = "inference-autoscaler"
+    configmap: str = "inference-autoscaler-policy"
+    configmap_key: str = "policy.yaml"
+    lease_namespace: str | None = None
+    policy: ClusterPolicy | None = None
+    prometheus_ok: bool = False
+
+
+# ------------------------------------------------------------------------------------------ 1. Prometheus
+
+async def check_prometheus(ctx: Context) -> list[Finding]:
+    """Prometheus answers ``/api/v1/status/buildinfo``: report its version."""
+    url = (ctx.prometheus_url or "").rstrip("/")
+    fix = ("pass --prometheus-url (or set prometheus.url in the policy) to an address this machine reaches, e.g. "
+           "`kubectl -n monitoring port-forward svc/prometheus-operated 9090` and --prometheus-url "
+           "http://127.0.0.1:9090; check the Prometheus pod is Running")
+    try:
+        async with aiohttp.ClientSession() as s, s.get(f"{url}/api/v1/status/buildinfo",
+                                                       timeout=aiohttp.ClientTimeout(total=5)) as r:
+            if r.status != 200:
+                return [Finding("prometheus", FAIL, f"{url} answered HTTP {r.status} to /api/v1/status/buildinfo",
+                                fix)]
+            body = await r.json()
+    except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+        return [Finding("prometheus", FAIL, f"Prometheus at {url} is not reachable: {exc or type(exc).__name__}",
+                        fix)]
+    version = str((body.get("data") or {}).get("version", "?"))
+    ctx.prometheus_ok = True
+    major = version.split(".")[0]
+    if major.isdigit() and int(major) < 2:
+        return [Finding("prometheus", WARN, f"Prometheus {version} at {url} is too old", "use Prometheus 2.x or newer")]
+    return [Finding("prometheus", OK, f"Prometheus {version} at {url}")]
+
+
+# ------------------------------------------------------------------------------------------ 2. policy
+
+async def check_policy(ctx: Context) -> list[Finding]:
+    """The policy ConfigMap exists and parses; its policy is used by the later checks."""
+    name = f"configmap/{ctx.policy_namespace}/{ctx.configmap}"
+    create = (f"kubectl -n {ctx.policy_namespace} create configmap {ctx.configmap} "
+              f"--from-file={ctx.configmap_key}=config/policy.yaml")
+    try:
+        cm = await ctx.api.get(f"/api/v1/namespaces/{ctx.policy_namespace}/configmaps/{ctx.configmap}")
+    except KubeError as exc:
+        ctx.policy = parse_policy(DEFAULT_POLICY.read_text(), source=str(DEFAULT_POLICY))
+        if exc.not_found:
+            return [Finding("policy", WARN, f"{name} not found; the controller uses its --policy-file or the "
+                            "built-in default policy (checked with the built-in default here)", create)]
+        return [Finding("policy", FAIL, f"cannot read {name}: {exc}", "see the RBAC check below")]
+    text = (cm.get("data") or {}).get(ctx.configmap_key)
+    if text is None:
+        ctx.policy = parse_policy(DEFAULT_POLICY.read_text(), source=str(DEFAULT_POLICY))
+        return [Finding("policy", FAIL, f"{name} has no key {ctx.configmap_key!r}", create)]
+    try:
+        ctx.policy = parse_policy(text, source=f"{name} key {ctx.configmap_key}")
+    except PolicyError as exc:
+        ctx.policy = parse_policy(DEFAULT_POLICY.read_text(), source=str(DEFAULT_POLICY))
+        return [Finding("policy", FAIL, str(exc), f"fix the keys named above, then `kubectl -n "
+                        f"{ctx.policy_namespace} apply` the ConfigMap; the controller keeps its last good policy "
+                        "meanwhile")]
+    if not ctx.policy.autoscaling.enable:
+        return [Finding("policy", WARN, f"{name} is valid but autoscaling.enable is false: no lease scales",
+                        "set autoscaling.enable: true")]
+    return [Finding("policy", OK, f"{name} is valid")]
+
+
+# ------------------------------------------------------------------------------------------ 3. leases
+
+@dataclass
+class Lease:
+    obj: dict[str, Any]
+    policy: LeasePolicy | None
+    pods: list[str]
+
+    @property
+    def key(self) -> str:
+        md = self.obj.get("metadata") or {}
+        return f"{md.get('namespace')}/{md.get('name')}"
+
+
+async def find_leases(ctx: Context) -> tuple[list[Lease], list[Finding]]:
+    """Deployments carrying the opt-in annotation, resolved against the policy, with their pods."""
+    path = (f"/apis/apps/v1/namespaces/{ctx.lease_namespace}/deployments" if ctx.lease_namespace
+            else "/apis/apps/v1/deployments")
+    try:
+        items = (await ctx.api.get(path)).get("items") or []
+    except KubeError as exc:
+        return [], [Finding("leases", FAIL, f"cannot list Deployments: {exc}", "see the RBAC check below")]
+    assert ctx.policy is not None
+    leases: list[Lease] = []
+    findings: list[Finding] = []
+    for obj in items:
+        md = obj.get("metadata") or {}
+        ann = md.get("annotations") or {}
+        if ENABLED not in ann:
+            continue
+        ns, name = str(md.get("namespace")), str(md.get("name"))
+        res = resolve_lease(ns, name, ann, ctx.policy)
+        subject = f"{ns}/{name}"
+        if not res.opted_in:
+            continue
+        for issue in res.issues:
+            if issue.severity == Severity.INVALID:
+                findings.append(Finding("annotations", FAIL, f"{issue.message} (the lease is left untouched)",
+                                        _annotation_fix(ns, name, issue.key), subject))
+            else:
+                findings.append(Finding("annotations", WARN, issue.message, _annotation_fix(ns, name, issue.key),
+                                        subject))
+        if res.lease is not None and not res.issues:
+            metrics = ", ".join(f"{m.name}<={m.target:g}{m.unit}" for m in res.lease.metrics)
+            findings.append(Finding("annotations", OK, f"valid: {res.lease.min_replicas}..{res.lease.max_replicas} "
+                                    f"replicas, {res.lease.mode.value}, {metrics}", subject=subject))
+        pods: list[str] = []
+        sel = Selector.from_label_selector((obj.get("spec") or {}).get("selector"))
+        try:
+            plist = (await ctx.api.get(f"/api/v1/namespaces/{ns}/pods")).get("items") or []
+            pods = sorted(str(p["metadata"]["name"]) for p in plist
+                          if sel.matches((p.get("metadata") or {}).get("labels") or {})
+                          and not (p.get("metadata") or {}).get("deletionTimestamp"))
+        except KubeError as exc:
+            findings.append(Finding("leases", FAIL, f"cannot list pods in {ns}: {exc}", "see the RBAC check below",
+                                    subject))
+        leases.append(Lease(obj, res.lease, pods))
+    if not leases:
+        where = f"namespace {ctx.lease_namespace}" if ctx.lease_namespace else "any namespace"
+        findings.append(Finding("leases", WARN, f"no Deployment in {where} has {ENABLED}",
+                                f"kubectl annotate deployment <name> {ENABLED}=true"))
+    return leases, findings
+
+
+def _annotation_fix(ns: str, name: str, key: str) -> str:
+    if not key.startswith(ANNOTATION_PREFIX):
+        return "change the cluster policy (see the policy check)"
+    examples = {"max-replicas": "4", "min-replicas": "1", "mode": "enforce", "paused": "false", "enabled": "true",
+                "metrics": "queueTime,gpuUtilization", "algorithm": "hpa"}
+    short = key[len(ANNOTATION_PREFIX):]
+    value = examples.get(short, "<value>" if not short.startswith("threshold.") else "<number>")
+    return f"kubectl -n {ns} annotate deployment {name} --overwrite {key}={value}  (or remove it: {key}-)"
+
+
+# ------------------------------------------------------------------------------------------ 4. series
+
+def kind_for(name: str, query: str | None, policy: ClusterPolicy) -> MetricKind:
+    """The same metric kind (and options) the controller builds for this metric."""
+    from autoscaler.metrics import CustomPromQL
+
+    prom = policy.autoscaling.prometheus
+    reg = default_registry()
+    if query is not None:
+        return CustomPromQL(name=name, template=query)
+    if name == "queueTime":
+        return reg.create(name, {"source": "recorded" if prom.queue_time_rule else "raw", "window_s": prom.rate_window_s,
+                                 "max_sample_age_s": prom.max_sample_age_s})
+    if name == "cpuUtilization":
+        return reg.create(name, {"window_s": prom.rate_window_s, "max_sample_age_s": prom.max_sample_age_s})
+    return reg.create(name, {"max_sample_age_s": prom.max_sample_age_s})
+
+
+async def _count(client: PrometheusClient, promql: str) -> list[dict[str, str]]:
+    ans = await client.query(promql)
+    samples = getattr(ans, "samples", None)
+    if samples is None:
+        return []
+    return [dict(s.labels) for s in samples]
+
+
+async def check_series(ctx: Context, leases: Sequence[Lease]) -> list[Finding]:
+    """For each lease and metric: the controller's query answers for the pods, else why not."""
+    if not ctx.prometheus_ok:
+        return [Finding("series", SKIP, "Prometheus is not reachable", "fix the prometheus check first")]
+    assert ctx.policy is not None
+    out: list[Finding] = []
+    async with PrometheusClient(ClientSettings(url=str(ctx.prometheus_url), timeout_s=10)) as client:
+        for lease in leases:
+            if lease.policy is None:
+                continue
+            ns = lease.policy.namespace
+            if not lease.pods:
+                out.append(Finding("series", WARN, "no running pods match the Deployment's selector",
+                                   "scale the Deployment up or check its pods", lease.key))
+                continue
+            for m in lease.policy.metrics:
+                kind = kind_for(m.name, m.query, ctx.policy)
+                result = await fetch(client, kind, [LeaseTarget.of(ns, lease.pods)])
+                if result.error is not None:
+                    out.append(Finding("series", FAIL, f"{m.name}: query failed: {result.error}",
+                                       "check the query in the Prometheus UI", lease.key))
+                    continue
+                good = [p for p, o in result.outcomes.items() if isinstance(o, (Ok, NoTraffic))]
+                bad = {p.pod: type(o).__name__ for p, o in result.outcomes.items() if not isinstance(o, (Ok, NoTraffic))}
+                if not bad:
+                    out.append(Finding("series", OK, f"{m.name}: series for all {len(good)} pod(s)", subject=lease.key))
+                    continue
+                detail, fix = await _diagnose(client, ctx.policy, m.name, ns, lease.pods)
+                status = FAIL if not good else WARN
+                out.append(Finding("series", status, f"{m.name}: no usable value for {len(bad)} of "
+                                   f"{len(lease.pods)} pod(s) ({', '.join(sorted(set(bad.values())))}); {detail}",
+                                   fix, lease.key))
+    return out
+
+
+async def _diagnose(client: PrometheusClient, policy: ClusterPolicy, metric: str, ns: str,
+                    pods: Sequence[str]) -> tuple[str, str]:
+    """Why the controller's query finds nothing: absent metric, exported_* labels, wrong namespace, no pod label."""
+    names = RAW_SERIES.get(metric)
+    if names is None:
+        return ("the custom query returns nothing for these pods",
+                "run the policy's query in the Prometheus UI with the pods filled in; it must return one series "
+                "per pod labelled namespace and pod")
+    pod_re = "|".join(pods)
+    name_re = "|".join(names)
+    exporter = EXPORTERS.get(metric, "its exporter")
+    anywhere = await _count(client, f'count by (__name__) ({{__name__=~"{name_re}"}})')
+    if not anywhere:
+        return (f"Prometheus has no {' / '.join(names)} series at all: the metric is absent",
+                f"make Prometheus scrape {exporter}: a PodMonitor whose labels match the Prometheus object's "
+                "podMonitorSelector (see the operator check), or a scrape job; check Status > Targets; if these pods "
+                f"do not export it, do not enable {metric} for this lease (annotation {ANNOTATION_PREFIX}metrics)")
+    by_pod = await _count(client, f'count by (__name__, namespace) ({{__name__=~"{name_re}", pod=~"{pod_re}"}})')
+    if by_pod:
+        other = sorted({x.get("namespace", "") for x in by_pod} - {ns})
+        if other and not any(x.get("namespace") == ns for x in by_pod):
+            return (f"the series have pod=<pod> but namespace={other}, not {ns!r}",
+                    "keep the target's namespace label: honorLabels: true (or relabel namespace from "
+                    "__meta_kubernetes_namespace) in the scrape config")
+        if metric == "queueTime" and policy.autoscaling.prometheus.queue_time_rule:
+            return (f"the raw series exist but the recorded series {RECORDED_QUEUE_TIME} does not answer for "
+                    "these pods", "load the queue-time recording rule (see the rules check) or set "
+                    "prometheus.queueTimeRecordingRule: false in the policy")
+        return ("the series exist with pod and namespace labels but their values are unusable (stale, NaN or "
+                "several series per pod)", "check the exporter on these pods; see docs/metrics.md (outcomes)")
+    exported = await _count(client, f'count by (__name__, exported_namespace) '
+                                    f'({{__name__=~"{name_re}", exported_pod=~"{pod_re}"}})')
+    if exported:
+        return ("the series carry the pods as exported_pod / exported_namespace (scraped with honorLabels: false), "
+                "while the 'pod' label names the exporter",
+                "set honorLabels: true on the PodMonitor/ServiceMonitor (or relabel exported_pod -> pod and "
+                "exported_namespace -> namespace); only gpuUtilization reads exported_* by itself")
+    sample = await _count(client, f'topk(1, {{__name__=~"{name_re}"}})')
+    seen = sorted(k for k in (sample[0] if sample else {}) if k != "__name__")
+    return (f"{' / '.join(names)} exist, but no series is labelled with these pods (pod or exported_pod); "
+            f"labels seen on a series: {', '.join(seen) or 'none'}",
+            "the scrape must attach the pod's namespace and pod labels (a PodMonitor does; for a plain scrape job "
+            "relabel from __meta_kubernetes_namespace and __meta_kubernetes_pod_name)")
+
+
+# ------------------------------------------------------------------------------------------ 5. rules
+
+async def check_rules(ctx: Context, leases: Sequence[Lease]) -> list[Finding]:
+    """The queue-time recording rule is loaded when the policy reads it and a lease uses queueTime."""
+    assert ctx.policy is not None
+    uses = any(lease.policy and any(m.name == "queueTime" for m in lease.policy.metrics) for lease in leases)
+    if not ctx.policy.autoscaling.prometheus.queue_time_rule:
+        return [Finding("rules", OK, "queueTimeRecordingRule is false: queue time is computed from the raw "
+                        "counters, no rule needed")]
+    if not uses:
+        return [Finding("rules", SKIP, "no lease uses queueTime")]
+    if not ctx.prometheus_ok:
+        return [Finding("rules", SKIP, "Prometheus is not reachable", "fix the prometheus check first")]
+    url = str(ctx.prometheus_url).rstrip("/")
+    try:
+        async with aiohttp.ClientSession() as s, s.get(f"{url}/api/v1/rules", params={"type": "record"},
+                                                       timeout=aiohttp.ClientTimeout(total=5)) as r:
+            body = await r.json()
+    except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+        return [Finding("rules", FAIL, f"cannot read {url}/api/v1/rules: {exc}", "check Prometheus")]
+    names = {str(rule.get("name")) for g in (body.get("data") or {}).get("groups") or [] for rule in g.get("rules") or []}
+    if RECORDED_QUEUE_TIME in names:
+        return [Finding("rules", OK, f"recording rule {RECORDED_QUEUE_TIME} is loaded")]
+    return [Finding("rules", FAIL, f"recording rule {RECORDED_QUEUE_TIME} is not loaded, so queueTime has no value",
+                    "load config/rules/queue-time.rules.yaml: as a PrometheusRule whose labels match the Prometheus "
+                    "object's ruleSelector (and whose namespace matches ruleNamespaceSelector), or via rule_files; "
+                    "or set prometheus.queueTimeRecordingRule: false in the policy")]
+
+
+# ------------------------------------------------------------------------------------------ 6. operator
+
+def _selector_matches(sel: dict[str, Any] | None, labels: dict[str, str]) -> bool:
+    """Prometheus Operator semantics: a nil selector selects nothing, ``{}`` selects everything."""
+    if sel is None:
+        return False
+    if not sel.get("matchLabels") and not sel.get("matchExpressions"):
+        return True
+    return Selector.from_label_selector(sel).matches(labels)
+
+
+async def check_operator(ctx: Context, leases: Sequence[Lease]) -> list[Finding]:
+    """PodMonitor/PrometheusRule labels against the Prometheus objects' selectors (the TMS troubleshooting list)."""
+    assert ctx.policy is not None
+    try:
+        disc = await ctx.api.get("/apis/monitoring.coreos.com/v1")
+    except KubeError:
+        return [Finding("operator", SKIP, "Prometheus Operator kinds (monitoring.coreos.com) are not installed")]
+    served = {str(r.get("name")) for r in disc.get("resources") or []}
+    prom = ctx.policy.autoscaling.prometheus
+
+    async def items(plural: str) -> list[dict[str, Any]]:
+        if plural not in served:
+            return []
+        try:
+            return list((await ctx.api.get(f"/apis/monitoring.coreos.com/v1/{plural}")).get("items") or [])
+        except KubeError:
+            return []
+
+    podmonitors, rules, prometheuses = await asyncio.gather(items("podmonitors"), items("prometheusrules"),
+                                                            items("prometheuses"))
+    out: list[Finding] = []
+    lease_ns = sorted({lease.key.split("/")[0] for lease in leases})
+    ns_labels: dict[str, dict[str, str]] = {}
+    for ns in lease_ns:
+        try:
+            ns_labels[ns] = ((await ctx.api.get(f"/api/v1/namespaces/{ns}")).get("metadata") or {}).get("labels") or {}
+        except KubeError:
+            ns_labels[ns] = {}
+    if not prometheuses:
+        # No Prometheus object visible: compare with what the policy says the selectors are.
+        for kind, objs, want, key in (("PodMonitor", podmonitors, prom.pod_monitor_labels, "podMonitorLabels"),
+                                      ("PrometheusRule", rules, prom.rule_labels, "ruleLabels")):
+            for o in objs:
+                md = o.get("metadata") or {}
+                labels = md.get("labels") or {}
+                missing = {k: v for k, v in want.items() if labels.get(k) != v}
+                subject = f"{kind} {md.get('namespace')}/{md.get('name')}"
+                if missing:
+                    out.append(Finding("operator", WARN, f"labels {labels or '{}'} lack {missing} (the policy's "
+                                       f"prometheus.{key}, which should match the Prometheus selector)",
+                                       f"kubectl -n {md.get('namespace')} label {kind.lower()} {md.get('name')} " +
+                                       " ".join(f"{k}={v}" for k, v in missing.items()), subject))
+                else:
+                    out.append(Finding("operator", OK, f"labels match prometheus.{key}", subject=subject))
+        if not out:
+            out.append(Finding("operator", SKIP, "no Prometheus, PodMonitor or PrometheusRule objects found"))
+        return out
+    for p in prometheuses:
+        pmd = p.get("metadata") or {}
+        spec = p.get("spec") or {}
+        pname = f"Prometheus {pmd.get('namespace')}/{pmd.get('name')}"
+        for kind, objs, sel_key, ns_key in (("PodMonitor", podmonitors, "podMonitorSelector",
+                                             "podMonitorNamespaceSelector"),
+                                            ("PrometheusRule", rules, "ruleSelector", "ruleNamespaceSelector")):
+            sel, ns_sel = spec.get(sel_key), spec.get(ns_key)
+            for o in objs:
+                md = o.get("metadata") or {}
+                subject = f"{kind} {md.get('namespace')}/{md.get('name')}"
+                if not _selector_matches(sel, md.get("labels") or {}):
+                    out.append(Finding("operator", FAIL, f"labels {md.get('labels') or {}} do not match {pname} "
+                                       f"{sel_key} {sel}", f"label the {kind} to match {sel_key} (or set the "
+                                       f"policy's prometheus.{'podMonitorLabels' if kind == 'PodMonitor' else 'ruleLabels'} "
+                                       "to it)", subject))
+                    continue
+                ns = str(md.get("namespace"))
+                in_ns = ns == pmd.get("namespace") if ns_sel is None else _selector_matches(ns_sel, ns_labels.get(ns) or {})
+                if not in_ns:
+                    out.append(Finding("operator", FAIL, f"namespace {ns} is not selected by {pname} {ns_key} "
+                                       f"{ns_sel}", f"kubectl label namespace {ns} <key>=<value> to match {ns_key}",
+                                       subject))
+                else:
+                    out.append(Finding("operator", OK, f"selected by {pname}", subject=subject))
+    return out
+
+
+# ------------------------------------------------------------------------------------------ 7. RBAC
+
+async def check_rbac(ctx: Context, leases: Sequence[Lease]) -> list[Finding]:
+    """SelfSubjectAccessReview for every verb the controller needs, in every lease namespace."""
+    namespaces = sorted({lease.key.split("/")[0] for lease in leases}) or [ctx.lease_namespace or "default"]
+    denied: list[str] = []
+    for ns in namespaces:
+        for verb, group, resource, sub in RBAC_NEEDS:
+            attrs = {"namespace": ns, "verb": verb, "group": group, "resource": resource}
+            if sub:
+                attrs["subresource"] = sub
+            body = {"apiVersion": "authorization.k8s.io/v1", "kind": "SelfSubjectAccessReview",
+                    "spec": {"resourceAttributes": attrs}}
+            try:
+                res = await ctx.api.post("/apis/authorization.k8s.io/v1/selfsubjectaccessreviews", body)
+            except KubeError as exc:
+                return [Finding("rbac", WARN, f"SelfSubjectAccessReview not available: {exc}",
+                                "check with `kubectl auth can-i patch deployments/scale --as "
+                                "system:serviceaccount:<ns>:inference-autoscaler`")]
+            if not (res.get("status") or {}).get("allowed"):
+                denied.append(f"{verb} {resource}{'/' + sub if sub else ''} in {ns}")
+    if denied:
+        return [Finding("rbac", FAIL, "these credentials may not: " + "; ".join(denied),
+                        "bind the controller's ClusterRole (manifests/) to its ServiceAccount, e.g. "
+                        "`kubectl create clusterrolebinding inference-autoscaler --clusterrole=inference-autoscaler "
+                        "--serviceaccount=inference-autoscaler:inference-autoscaler`")]
+    return [Finding("rbac", OK, f"allowed: get/patch deployments/scale, watch deployments and pods, create events "
+                    f"in {', '.join(namespaces)}")]
+
+
+async def run_checks(ctx: Context) -> list[Finding]:
+    """Every check, in order; later checks use what the earlier ones found."""
+    findings = await check_policy(ctx)
+    if not ctx.prometheus_url:
+        assert ctx.policy is not None
+        ctx.prometheus_url = ctx.policy.autoscaling.prometheus.url
+    findings = await check_prometheus(ctx) + findings
+    leases, lf = await find_leases(ctx)
+    findings += lf
+    findings += await check_series(ctx, leases)
+    findings += await check_rules(ctx, leases)
+    findings += await check_operator(ctx, leases)
+    findings += await check_rbac(ctx, leases)
+    return findings

@@ -1,0 +1,169 @@
+"""``autoscaler doctor`` on the sandbox with a real Prometheus and deliberately broken set-ups."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+import pytest_asyncio
+
+from autoscaler.doctor.checks import FAIL, OK, SKIP, WARN, Context, Finding, run_checks
+from autoscaler.kube.api import KubeApi
+from autoscaler.sandbox.cluster import SandboxCluster
+from autoscaler.sandbox.dataplane import DataPlane
+from autoscaler.sandbox.faultproxy import FaultProxy
+from autoscaler.sandbox.prometheus import JOB_PODS
+
+pytestmark = pytest.mark.asyncio(loop_scope="module")
+P = "inference-autoscaler.io/"
+NS = "doc"
+POLICY = """
+autoscaling:
+  enable: true
+  metrics:
+    queueTime: {allowed: true, enabled: true, threshold: {default: 20000, minimum: 1000, maximum: 0}}
+    gpuUtilization: {allowed: true, enabled: false, threshold: {default: 90, minimum: 50, maximum: 100}}
+    kvCacheUsage: {allowed: true, enabled: false, threshold: {default: 80, minimum: 10, maximum: 100}}
+  prometheus: {queueTimeRecordingRule: false, rateWindowSeconds: 3, maxSampleAgeSeconds: 20}
+"""
+LEASES = {
+    "good": {P + "metrics": "queueTime,gpuUtilization"},
+    "relabelled": {P + "metrics": "queueTime"},
+    "absent": {P + "metrics": "kvCacheUsage"},
+    "typo": {P + "max-replicas": "ten"},
+}
+
+
+@dataclass
+class Env:
+    cluster: SandboxCluster
+    dataplane: DataPlane
+    kubeconfig: Path
+
+    async def findings(self, **kw: Any) -> list[Finding]:
+        api = await KubeApi.connect(str(self.kubeconfig))
+        try:
+            return await run_checks(Context(api, kw.pop("prometheus_url", self.dataplane.prometheus_url), **kw))
+        finally:
+            await api.close()
+
+
+async def _query(url: str, q: str) -> list[Any]:
+    async with aiohttp.ClientSession() as s, s.get(f"{url}/api/v1/query", params={"query": q}) as r:
+        return list((await r.json())["data"]["result"])
+
+
+async def _until(url: str, q: str, want: bool, timeout_s: float = 25.0) -> None:
+    t0 = time.monotonic()
+    while bool(await _query(url, q)) != want:
+        assert time.monotonic() - t0 < timeout_s, f"timed out waiting for {q} to be {'non-' if want else ''}empty"
+        await asyncio.sleep(0.5)
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def env(tmp_path_factory: Any) -> AsyncIterator[Env]:
+    work = tmp_path_factory.mktemp("doctor")
+    async with DataPlane(workdir=work / "dp") as dp, \
+            SandboxCluster(hooks=dp, startup_seconds=0.5, pending_seconds=0.1, terminating_seconds=0.2) as c:
+        c.ensure_namespace(NS)
+        c.ensure_namespace("inference-autoscaler")
+        c.create({"apiVersion": "v1", "kind": "ConfigMap",
+                  "metadata": {"name": "inference-autoscaler-policy", "namespace": "inference-autoscaler"},
+                  "data": {"policy.yaml": POLICY}})
+        for name, ann in LEASES.items():
+            c.create_deployment(name, namespace=NS, replicas=1, kind="triton",
+                                annotations={P + "enabled": "true", **ann})
+        for name in LEASES:
+            await c.wait_for_ready(NS, name)
+        # Break "relabelled": its target now carries the pod as exported_pod/exported_namespace, as a
+        # ServiceMonitor with honorLabels: false in front of a proxy would.
+        (_key, sim), = [(k, p) for k, p in dp.pods.items() if p.deployment == "relabelled"]
+        labels = {k: v for k, v in dp._target_labels(sim).items() if k not in ("pod", "namespace")}
+        labels.update({"exported_pod": sim.name, "exported_namespace": NS, "pod": "metrics-proxy",
+                       "namespace": "monitoring"})
+        dp.prometheus.set_target(JOB_PODS, f"127.0.0.1:{sim.port}", labels)
+        url = dp.prometheus_url
+        await _until(url, f'rate(nv_inference_request_success{{namespace="{NS}", pod=~"good-.*"}}[3s])', True)
+        await _until(url, f'nv_inference_request_success{{exported_pod="{sim.name}"}}', True)
+        await _until(url, f'nv_inference_request_success{{pod="{sim.name}"}}', False)
+        await _until(url, f'DCGM_FI_DEV_GPU_UTIL{{exported_namespace="{NS}"}}', True)
+        yield Env(c, dp, c.write_kubeconfig(work / "kubeconfig"))
+
+
+def pick(findings: list[Finding], check: str, subject: str = "") -> list[Finding]:
+    return [f for f in findings if f.check == check and (not subject or f.subject == subject)]
+
+
+async def test_healthy_lease_passes_every_check(env: Env) -> None:
+    """Prometheus, the policy ConfigMap, a valid lease's annotations and series, and RBAC all pass."""
+    fs = await env.findings(lease_namespace=NS)
+    assert pick(fs, "prometheus")[0].status == OK and "Prometheus 2." in pick(fs, "prometheus")[0].detail
+    assert pick(fs, "policy")[0].status == OK
+    assert pick(fs, "annotations", f"{NS}/good")[0].status == OK
+    assert {f.status for f in pick(fs, "series", f"{NS}/good")} == {OK}, pick(fs, "series", f"{NS}/good")
+    assert pick(fs, "rules")[0].status == OK  # recording rule off in this policy: not needed
+    assert pick(fs, "rbac")[0].status == OK
+
+
+async def test_bad_annotation_is_reported_with_the_annotate_fix(env: Env) -> None:
+    """max-replicas=ten fails, names key and rule, and the fix is the kubectl annotate command."""
+    (f,) = pick(await env.findings(lease_namespace=NS), "annotations", f"{NS}/typo")
+    assert f.status == FAIL and "max-replicas='ten'" in f.detail and "whole number" in f.detail
+    assert f.fix.startswith(f"kubectl -n {NS} annotate deployment typo --overwrite {P}max-replicas=")
+
+
+async def test_labels_not_matching_point_to_exported_pod_and_honor_labels(env: Env) -> None:
+    """Series labelled exported_pod instead of pod are found and the fix is honorLabels: true."""
+    (f,) = pick(await env.findings(lease_namespace=NS), "series", f"{NS}/relabelled")
+    assert f.status == FAIL and "exported_pod" in f.detail
+    assert "honorLabels: true" in f.fix
+
+
+async def test_absent_metric_is_reported_as_absent(env: Env) -> None:
+    """kvCacheUsage on pods that do not export it: the metric is absent, fix the scrape or the annotation."""
+    (f,) = pick(await env.findings(lease_namespace=NS), "series", f"{NS}/absent")
+    assert f.status == FAIL and "absent" in f.detail and "vllm:kv_cache_usage_perc" in f.detail
+    assert "PodMonitor" in f.fix and f"{P}metrics" in f.fix
+
+
+async def test_prometheus_down_fails_first_and_skips_the_series(env: Env) -> None:
+    """With Prometheus unreachable the first finding says so with the port-forward fix; PromQL checks are skipped."""
+    async with FaultProxy(env.dataplane.prometheus_url) as proxy:
+        proxy.set("down")
+        fs = await env.findings(prometheus_url=proxy.url, lease_namespace=NS)
+    assert fs[0].check == "prometheus" and fs[0].status == FAIL and "not reachable" in fs[0].detail
+    assert "--prometheus-url" in fs[0].fix and "port-forward" in fs[0].fix
+    assert {f.status for f in pick(fs, "series")} == {SKIP}
+
+
+async def test_podmonitor_labels_against_the_policy_selector_labels(env: Env) -> None:
+    """A PodMonitor without the labels Prometheus selects on (policy podMonitorLabels) gets a label fix."""
+    env.cluster.create({"apiVersion": "monitoring.coreos.com/v1", "kind": "PodMonitor",
+                        "metadata": {"name": "triton", "namespace": NS, "labels": {"release": "other"}},
+                        "spec": {"selector": {"matchLabels": {"app": "good"}},
+                                 "podMetricsEndpoints": [{"port": "metrics"}]}})
+    (f,) = pick(await env.findings(lease_namespace=NS), "operator", f"PodMonitor {NS}/triton")
+    assert f.status == WARN and "release" in f.detail
+    assert f.fix == f"kubectl -n {NS} label podmonitor triton release=prometheus"
+
+
+async def test_cli_checklist_json_and_exit_code(env: Env) -> None:
+    """The command prints JSON findings and exits 1 because some checks fail."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "autoscaler.cli", "doctor", "--kubeconfig", str(env.kubeconfig), "--prometheus-url",
+        env.dataplane.prometheus_url, "--namespace", NS, "--json",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    out, err = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode == 1, err.decode()[-2000:]
+    doc = json.loads(out)
+    assert doc["ok"] is False
+    assert {f["check"] for f in doc["findings"]} >= {"prometheus", "policy", "annotations", "series", "rbac"}
+    assert all(f["fix"] for f in doc["findings"] if f["status"] == FAIL)
