@@ -71,6 +71,11 @@ class RecordingProxy(FaultProxy):
             await self.before(request.method, request.path)
         return await super()._handle(request)
 
+    async def start(self) -> None:
+        await super().start()
+        # Open watch streams would hold the shutdown for the runner's default grace: keep it short.
+        self._runner._shutdown_timeout = 0.5
+
     def attributes(self) -> set[Attrs]:
         return {attributes(m, p) for m, p in self.seen}
 
