@@ -101,7 +101,8 @@ class ApiServer:
         return self.port
 
     async def stop(self) -> None:
-        self._closing.set()  # watch streams end within a second
+        self._closing.set()
+        self.store.close_subscriptions()  # wakes every watch stream, which then ends
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
@@ -399,7 +400,7 @@ class ApiServer:
                 last_bookmark = time.monotonic()
                 while not self._closing.is_set():
                     remaining = deadline - time.monotonic()
-                    if remaining <= 0 or sub.overflowed:
+                    if remaining <= 0 or sub.overflowed or sub.closed:
                         break
                     if request.transport is None or request.transport.is_closing():
                         break

@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from typing import Any
@@ -224,7 +225,9 @@ def openapi_gv_key(group: str, version: str) -> str:
     return f"apis/{group}/{version}" if group else f"api/{version}"
 
 
+@functools.cache
 def openapi_hash(group: str, version: str) -> str:
+    """Content hash for the document URL (the documents are static, so computed once)."""
     doc = json.dumps(openapi_document(group, version), sort_keys=True).encode()
     return hashlib.sha512(doc).hexdigest()[:128].upper()
 

@@ -51,7 +51,7 @@ class Subscription:
     def __init__(self, store: Store, storage: str, maxsize: int) -> None:
         self._store = store
         self.storage = storage
-        self._queue: asyncio.Queue[Change] = asyncio.Queue(maxsize)
+        self._queue: asyncio.Queue[Change | None] = asyncio.Queue(maxsize)
         self.overflowed = False
         self.closed = False
 
@@ -64,21 +64,22 @@ class Subscription:
             self.overflowed = True
 
     async def get(self, wait_s: float) -> Change | None:
-        """The next change, or None after ``wait_s`` seconds without one."""
+        """The next change, or None after ``wait_s`` seconds without one (or once closed)."""
         try:
             return await asyncio.wait_for(self._queue.get(), wait_s)
         except TimeoutError:
             return None
 
-    def get_nowait(self) -> Change | None:
-        try:
-            return self._queue.get_nowait()
-        except asyncio.QueueEmpty:
-            return None
-
     def close(self) -> None:
+        """Stop the feed and wake a reader blocked in :meth:`get`."""
+        if self.closed:
+            return
         self.closed = True
         self._store._subs.discard(self)
+        try:
+            self._queue.put_nowait(None)
+        except asyncio.QueueFull:
+            pass  # a reader with a full queue is not blocked
 
 
 class Store:
@@ -165,6 +166,11 @@ class Store:
         if rv < self.compacted_rv:
             raise gone(f"too old resource version: {rv} ({self.compacted_rv + 1})")
         return [c for c in self._history if c.rv > rv and c.storage == storage]
+
+    def close_subscriptions(self) -> None:
+        """End every live feed (server shutdown)."""
+        for sub in list(self._subs):
+            sub.close()
 
     def subscribe(self, storage: str) -> Subscription:
         sub = Subscription(self, storage, self._subscriber_queue)
