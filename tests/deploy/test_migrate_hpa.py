@@ -1,0 +1,148 @@
+"""migrate-hpa: HPAs become lease annotations plus policy snippets, with a warning for each lost feature."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from autoscaler.cli import main
+from autoscaler.commands.migrate_hpa import convert, parse_quantity, policy_snippet
+from autoscaler.config import ClusterPolicy, Severity, load_policy, parse_policy, resolve_lease
+from autoscaler.sandbox.cluster import SandboxCluster
+
+REPO = Path(__file__).resolve().parents[2]
+POLICY = load_policy(REPO / "config" / "policy.yaml")
+P = "inference-autoscaler.io/"
+
+
+def hpa(metrics: list[dict[str, Any]] | None = None, **spec: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"},
+                            "minReplicas": 1, "maxReplicas": 4, **spec}
+    if metrics is not None:
+        body["metrics"] = metrics
+    return {"apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler",
+            "metadata": {"name": "web-hpa", "namespace": "shop"}, "spec": body}
+
+
+def pods(name: str, value: str) -> dict[str, Any]:
+    return {"type": "Pods", "pods": {"metric": {"name": name}, "target": {"type": "AverageValue", "averageValue": value}}}
+
+
+def resolves(annotations: dict[str, str], policy: ClusterPolicy = POLICY) -> None:
+    res = resolve_lease("shop", "web", annotations, policy)
+    assert res.lease is not None, [i.message for i in res.issues]
+    assert not [i for i in res.issues if i.severity == Severity.INVALID]
+
+
+CASES = [
+    ("cpu-utilisation", hpa([{"type": "Resource", "resource": {"name": "cpu", "target": {
+        "type": "Utilization", "averageUtilization": 70}}}]), {"cpuUtilization": "70"}, []),
+    ("v1-cpu", {**hpa(targetCPUUtilizationPercentage=60), "apiVersion": "autoscaling/v1"}, {"cpuUtilization": "60"}, []),
+    ("default-metrics-are-80-percent-cpu", hpa(), {"cpuUtilization": "80"}, []),
+    ("nim-kv-cache-fraction", hpa([pods("gpu_cache_usage_perc", "500m")]), {"kvCacheUsage": "50"}, ["percent"]),
+    ("tms-queue-time", hpa([pods("tms_avg_request_queue_duration", "20000")]), {"queueTime": "20000"}, []),
+    ("memory-dropped", hpa([pods("DCGM_FI_DEV_GPU_UTIL", "80"), {"type": "Resource", "resource": {
+        "name": "memory", "target": {"type": "Utilization", "averageUtilization": 70}}}]),
+     {"gpuUtilization": "80"}, ["memory has no equivalent"]),
+    ("object-dropped", hpa([pods("DCGM_FI_DEV_GPU_UTIL", "80"), {"type": "Object", "object": {
+        "describedObject": {"kind": "Ingress", "name": "web"}, "metric": {"name": "rps"},
+        "target": {"type": "Value", "value": "10"}}}]), {"gpuUtilization": "80"}, ["Object metric"]),
+    ("external-dropped", hpa([pods("DCGM_FI_DEV_GPU_UTIL", "80"), {"type": "External", "external": {
+        "metric": {"name": "queue_depth"}, "target": {"type": "AverageValue", "averageValue": "30"}}}]),
+     {"gpuUtilization": "80"}, ["External metric"]),
+    ("scale-to-zero", hpa([pods("DCGM_FI_DEV_GPU_UTIL", "80")], minReplicas=0), {"gpuUtilization": "80"},
+     ["scale to zero"]),
+    ("own-behaviour", hpa([pods("DCGM_FI_DEV_GPU_UTIL", "80")], behavior={
+        "scaleDown": {"stabilizationWindowSeconds": 60}}), {"gpuUtilization": "80"}, ["cluster-wide"]),
+    ("max-above-limit", hpa([pods("DCGM_FI_DEV_GPU_UTIL", "80")], maxReplicas=50), {"gpuUtilization": "80"},
+     ["clamped"]),
+]
+
+
+@pytest.mark.parametrize(("hpa_obj", "thresholds", "warnings"), [c[1:] for c in CASES], ids=[c[0] for c in CASES])
+def test_conversion_table(hpa_obj: dict[str, Any], thresholds: dict[str, str], warnings: list[str]) -> None:
+    """Each HPA shape gives the expected metric thresholds and warns about what has no equivalent."""
+    c = convert(hpa_obj, POLICY)
+    assert c.target == "web"
+    assert c.annotations[P + "mode"] == "shadow"
+    assert c.annotations[P + "metrics"] == ",".join(thresholds)
+    assert {k.removeprefix(P + "threshold."): v for k, v in c.annotations.items()
+            if k.startswith(P + "threshold.")} \
+        == thresholds
+    for w in warnings:
+        assert any(w in x for x in c.warnings), (w, c.warnings)
+    if not warnings:
+        assert c.warnings == []
+    resolves(c.annotations)
+
+
+def test_custom_pods_metric_becomes_a_policy_metric() -> None:
+    """An unknown Pods metric becomes a custom PromQL metric; with the snippet merged the lease is valid."""
+    m = pods("triton_pending", "5")
+    m["pods"]["metric"]["selector"] = {"matchLabels": {"model": "resnet"}}
+    c = convert(hpa([m]), POLICY)
+    assert c.annotations[P + "metrics"] == "custom_triton_pending"
+    snippet = policy_snippet([c])
+    q = snippet["autoscaling"]["metrics"]["custom_triton_pending"]["query"]
+    assert q == 'avg by (namespace, pod) (triton_pending{model="resnet", {{selector}}})'
+    assert any("Prometheus Adapter" in w for w in c.warnings)
+    merged = yaml.safe_load((REPO / "config" / "policy.yaml").read_text())
+    merged["autoscaling"]["metrics"].update(snippet["autoscaling"]["metrics"])
+    resolves(c.annotations, parse_policy(yaml.safe_dump(merged)))
+
+
+def test_disallowed_metric_and_out_of_range_threshold_need_policy() -> None:
+    """A metric the policy does not allow, or a target outside its range, yields a snippet that fixes it."""
+    strict = parse_policy("autoscaling: {enable: true, metrics: {kvCacheUsage: {allowed: false, enabled: false}}}")
+    c = convert(hpa([pods("vllm:kv_cache_usage_perc", "0.05")]), strict)
+    assert c.metrics["kvCacheUsage"]["allowed"] is True
+    assert c.metrics["kvCacheUsage"]["threshold"]["minimum"] == 5
+    assert any("neither allows nor enables" in w for w in c.warnings)
+
+
+def test_not_a_deployment_and_nothing_convertible_are_skipped() -> None:
+    """A StatefulSet target, or an HPA with only memory, is not converted (keep the HPA) and says why."""
+    sts = hpa()
+    sts["spec"]["scaleTargetRef"]["kind"] = "StatefulSet"
+    c = convert(sts, POLICY)
+    assert c.target is None and c.annotations == {} and "only Deployments" in c.warnings[0]
+    mem = convert(hpa([{"type": "Resource", "resource": {"name": "memory", "target": {
+        "type": "AverageValue", "averageValue": "1Gi"}}}]), POLICY)
+    assert mem.target is None and any("keep the HPA" in w for w in mem.warnings)
+
+
+def test_quantities() -> None:
+    """Kubernetes quantities parse like the API server reads them."""
+    assert [parse_quantity(q) for q in ("500m", "2", "1.5k", "1Ki", 3, "2e3")] == [0.5, 2, 1500, 1024, 3, 2000]
+    with pytest.raises(ValueError):
+        parse_quantity("12 apples")
+
+
+def test_cli_from_files(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`autoscaler migrate-hpa -f` reads a `kubectl get hpa -o yaml` List and prints commands, snippet, advice."""
+    f = tmp_path / "hpas.yaml"
+    f.write_text(yaml.safe_dump({"apiVersion": "v1", "kind": "List", "items": [
+        hpa([pods("gpu_cache_usage_perc", "0.7")]), hpa([pods("my_metric", "3")])]}))
+    assert main(["migrate-hpa", "-f", str(f)]) == 0
+    out = capsys.readouterr().out
+    assert "kubectl annotate --overwrite -n shop deployment/web" in out
+    assert "inference-autoscaler.io/mode=shadow" in out and "custom_my_metric:" in out
+    assert "compare" in out and "enforce" in out
+    assert main(["migrate-hpa", "-f", str(f), "-o", "json", "--enforce"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["mode"] == "enforce" and doc["leases"][0]["annotations"][P + "threshold.kvCacheUsage"] == "70"
+
+
+async def test_cli_from_a_cluster_without_hpas(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """From a cluster that does not serve autoscaling/v2 (the sandbox), the command fails clearly, exit 2."""
+
+    async with SandboxCluster() as c:
+        kc = c.write_kubeconfig(tmp_path / "kubeconfig")
+        rc = await asyncio.to_thread(main, ["migrate-hpa", "--kubeconfig", str(kc), "-A"])
+    assert rc == 2
+    assert "reading HPAs from the cluster failed" in capsys.readouterr().err
