@@ -39,14 +39,14 @@ autoscaling:
 """
 
 
-def _sandbox(n: int, pods_per_lease: int, kubeconfig: str, ready: Any, stop: Any) -> None:
+def _sandbox(n: int, pods_per_lease: int, namespaces: int, kubeconfig: str, ready: Any, stop: Any) -> None:
     """Child process: the sandbox API server with n Deployments, until told to stop."""
     from autoscaler.sandbox.cluster import SandboxCluster
 
     async def main() -> None:
         async with SandboxCluster(startup_seconds=0.0, pending_seconds=0.0, history_size=200_000) as c:
             for i in range(n):
-                ns = f"team-{i % 20}"
+                ns = f"team-{i % namespaces}"
                 c.ensure_namespace(ns)
                 c.create_deployment(f"model-{i}", namespace=ns, replicas=pods_per_lease, kind="triton",
                                     annotations={"inference-autoscaler.io/enabled": "true"})
@@ -58,6 +58,8 @@ def _sandbox(n: int, pods_per_lease: int, kubeconfig: str, ready: Any, stop: Any
 
             while running() < n * pods_per_lease and time.monotonic() < deadline:  # noqa: ASYNC110 (polls a store)
                 await asyncio.sleep(0.5)
+            # Pods are Running and Ready; stop the simulated controllers so the API server serves only us.
+            await c.controllers.stop()
             ready.set()
             while not stop.is_set():  # noqa: ASYNC110 (a multiprocessing event, not an asyncio one)
                 await asyncio.sleep(0.2)
@@ -78,7 +80,7 @@ async def _run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     (work / "policy.yaml").write_text(POLICY)
     ctx = mp.get_context("spawn")
     ready, stop = ctx.Event(), ctx.Event()
-    child = ctx.Process(target=_sandbox, args=(args.leases, args.pods, str(kubeconfig), ready, stop), daemon=True)
+    child = ctx.Process(target=_sandbox, args=(args.leases, args.pods, args.namespaces, str(kubeconfig), ready, stop), daemon=True)
     t0 = time.monotonic()
     child.start()
     try:
@@ -162,6 +164,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--leases", type=int, default=10000)
     ap.add_argument("--pods", type=int, default=1, help="pods per lease")
+    ap.add_argument("--namespaces", type=int, default=500, help="leases are spread over this many namespaces")
     ap.add_argument("--loops", type=int, default=3, help="measured loops after the warm-up loop")
     ap.add_argument("--baseline-leases", type=int, default=0,
                     help="measure the baseline on this many leases and extrapolate (0 = all)")
