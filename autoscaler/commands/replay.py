@@ -1,0 +1,98 @@
+"""``autoscaler replay``: replay a request trace through scaling policies side by side.
+
+Prints a Markdown table (or ``--json``), optionally writes PNG plots. See docs/replay.md. A progress
+bar goes to stderr when it is a terminal; stdout carries only the result.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from autoscaler.config import ClusterPolicy, PolicyError, load_policy
+from autoscaler.replay.policies import ReplaySettings, policy_names
+from autoscaler.replay.report import markdown_table, plot
+from autoscaler.replay.run import DEFAULT_POLICIES, replay
+from autoscaler.replay.workload import DEFAULT_SERVING
+from autoscaler.serving import ServingConfig
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--trace", required=True, help="trace CSV (t_seconds,requests[,prompt_tokens,output_tokens]) "
+                   "or a packaged trace name")
+    p.add_argument("--policies", default=",".join(DEFAULT_POLICIES),
+                   help="comma-separated: hpa, hpa-gpu, keda, kpa, default, oracle (default: %(default)s)")
+    p.add_argument("--config", type=Path, default=None,
+                   help="cluster policy YAML; `default` uses its algorithm (default: the shipped config/policy.yaml)")
+    p.add_argument("--peak-replicas", type=float, default=20.0,
+                   help="rescale the trace so its peak (60 s average) needs N replicas at the target; 0 = as is")
+    p.add_argument("--startup-seconds", type=float, default=120.0, help="pod creation to Ready (default 120)")
+    p.add_argument("--target-queue-time-us", type=float, default=10000.0, help="SLO queue-time target (default 10000)")
+    p.add_argument("--scrape-interval", type=float, default=15.0, help="Prometheus scrape interval, s (default 15)")
+    p.add_argument("--rate-window", type=float, default=60.0, help="rate() window, s (default 60)")
+    p.add_argument("--min-replicas", type=int, default=1)
+    p.add_argument("--max-replicas", type=int, default=None, help="default: twice --peak-replicas")
+    p.add_argument("--slo-budget", type=float, default=0.01,
+                   help="fraction of requests the oracle may let exceed the target (default 0.01)")
+    p.add_argument("--serving", default=None, help="serving model JSON (the sandbox's serving annotation keys)")
+    p.add_argument("--duration", type=float, default=None, help="replay only the first S seconds of the trace")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--plot", type=Path, default=None, help="write a PNG (load, replicas, queue time) here")
+    p.add_argument("--json", action="store_true", help="print JSON instead of the Markdown table")
+
+
+def _bar(name: str, frac: float) -> None:
+    width = 30
+    done = int(frac * width)
+    sys.stderr.write(f"\r{name:>8s} [{'#' * done}{'.' * (width - done)}] {frac * 100:5.1f}%")
+    if frac >= 1.0:
+        sys.stderr.write("\n")
+    sys.stderr.flush()
+
+
+def run(args: argparse.Namespace) -> int:
+    names = [n.strip() for n in args.policies.split(",") if n.strip()]
+    known = policy_names()
+    bad = [n for n in names if n not in known]
+    if bad:
+        print(f"autoscaler replay: unknown policies {bad} (known: {', '.join(known)})", file=sys.stderr)
+        return 2
+    try:
+        cluster = load_policy(args.config) if args.config else _shipped_policy()
+        serving = ServingConfig.from_annotation(args.serving) if args.serving else DEFAULT_SERVING
+    except (PolicyError, ValueError, OSError) as exc:
+        print(f"autoscaler replay: {exc}", file=sys.stderr)
+        return 2
+    peak = args.peak_replicas if args.peak_replicas and args.peak_replicas > 0 else None
+    max_r = args.max_replicas or max(args.min_replicas + 1, round(2 * (peak or 20)))
+    settings = ReplaySettings(serving=serving, target_queue_time_us=args.target_queue_time_us,
+                              startup_s=args.startup_seconds, scrape_interval_s=args.scrape_interval,
+                              rate_window_s=args.rate_window, min_replicas=args.min_replicas, max_replicas=max_r,
+                              seed=args.seed)
+    try:
+        result = replay(args.trace, names, settings, cluster, peak_replicas=peak, slo_budget=args.slo_budget,
+                        duration_s=args.duration, progress=_bar if sys.stderr.isatty() else None)
+    except (FileNotFoundError, ValueError) as exc:
+        print(f"autoscaler replay: {exc}", file=sys.stderr)
+        return 2
+    if args.plot:
+        plot(result.workload, result.runs, args.plot, args.target_queue_time_us)
+    if args.json:
+        print(json.dumps(result.to_json(), indent=2))
+    else:
+        w = result.workload
+        print(f"trace {w.name}: {w.steps} s, {w.counts.sum():,.0f} requests (x{w.rate_scale:.3g}), peak "
+              f"{w.peak_rate_rps:.1f} req/s, {w.replica_capacity_rps:.1f} req/s per replica at the target\n")
+        print(markdown_table(result.summaries))
+    return 0
+
+
+def _shipped_policy() -> ClusterPolicy:
+    from importlib import resources
+
+    from autoscaler.config import parse_policy
+
+    text = (resources.files("autoscaler") / "data" / "policy.yaml").read_text(encoding="utf-8")
+    return parse_policy(text, "autoscaler/data/policy.yaml")

@@ -1,0 +1,130 @@
+"""``oracle``: the cheapest replica schedule for its SLO level, knowing the future and the start-up delay.
+
+Why: a table of policies says which is better, not how much better is possible. The oracle is the
+bound: a schedule of Ready replicas ``n_t`` chosen with the whole trace in hand, paying for each pod
+from its creation (``startup_s`` before it is Ready), judged by the same serving model.
+
+How (exact for the problem it solves, a lower bound for the replay's; see docs/replay.md):
+
+1. ``V[t, n]``: expected SLO violations in step ``t`` with ``n`` Ready replicas, from
+   :class:`autoscaler.serving.FleetState` run with ``n`` replicas all along (each column is one
+   replica of an ``n``-fleet receiving ``a_t / n``: a perfectly even, fluid split);
+2. minimise ``sum_t (n_t + kappa V[t, n_t]) + startup_s * sum_t max(0, n_t - n_{t-1})`` exactly by
+   dynamic programming over ``n`` in ``[min, max]`` (O(T * N) with prefix minima for the creation
+   cost): ``n_t`` pod-seconds of Ready time plus ``startup_s`` per pod created. Scale-down is free
+   and immediate (no draining);
+3. ``kappa`` (GPU-seconds per violating request) is set so that the schedule without creation costs
+   meets the SLO budget (``slo_budget``, default 1 % of requests over the target), by bisection.
+
+Because the schedule minimises ``cost + kappa * violations`` over every schedule, no schedule has
+both a lower cost and no more violations (else it would have a lower objective). A policy in the
+replay is a schedule plus frictions the oracle does not pay (draining, uneven integer routing,
+backlog carried across a change of ``n``), so a policy that beats the oracle on both numbers would
+mean a bug; ``tests/replay`` checks it. The carried-backlog point is the one approximation:
+``V[t, n]`` assumes the backlog of a fleet that always had ``n`` replicas.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import numpy as np
+import numpy.typing as npt
+
+from autoscaler.replay.policies import ReplaySettings
+from autoscaler.replay.sim import PolicyRun
+from autoscaler.replay.workload import Workload
+from autoscaler.serving import FleetState
+
+FloatArray = npt.NDArray[np.float64]
+CHUNK = 8192
+
+
+def violation_table(workload: Workload, settings: ReplaySettings) -> tuple[npt.NDArray[np.float32],
+                                                                           npt.NDArray[np.float32]]:
+    """``V[t, j]`` violations and ``W[t, j]`` summed queue time (µs) of step t with ``n = min + j`` replicas."""
+    lo, hi = max(1, settings.min_replicas), settings.max_replicas
+    ns = np.arange(lo, hi + 1, dtype=np.float64)
+    T, N = workload.steps, len(ns)
+    V = np.empty((T, N), dtype=np.float32)
+    W = np.empty((T, N), dtype=np.float32)
+    fleet = FleetState(settings.serving, replicas=N, slo_target_us=settings.target_queue_time_us)
+    for t0 in range(0, T, CHUNK):
+        t1 = min(T, t0 + CHUNK)
+        a = workload.counts[t0:t1, None] / ns[None, :]
+        p = None if workload.prompt_per_request is None else a * workload.prompt_per_request[t0:t1, None]
+        o = None if workload.output_per_request is None else a * workload.output_per_request[t0:t1, None]
+        res = fleet.run(a, 1.0, p, o)
+        V[t0:t1] = res.slo_violations * ns[None, :]
+        W[t0:t1] = res.arrived * res.mean_queue_time_us * ns[None, :]
+    return V, W
+
+
+def _kappa_for_budget(V: npt.NDArray[np.float32], ns: FloatArray, budget: float) -> float:
+    """Smallest kappa whose per-step optimum (no creation cost) meets the budget."""
+    def viol(kappa: float) -> float:
+        j = np.argmin(ns[None, :] + kappa * V, axis=1)
+        return float(V[np.arange(V.shape[0]), j].sum())
+
+    lo, hi = 1e-6, 1.0
+    while viol(hi) > budget and hi < 1e12:
+        hi *= 4
+    for _ in range(40):
+        mid = math.sqrt(lo * hi)
+        if viol(mid) > budget:
+            lo = mid
+        else:
+            hi = mid
+    return hi
+
+
+def schedule(V: npt.NDArray[np.float32], ns: FloatArray, kappa: float, startup_s: float,
+             progress: Callable[[float], None] | None = None) -> npt.NDArray[np.int64]:
+    """Exact DP: the column index per step minimising Ready pod-seconds + creations + kappa * violations."""
+    T, N = V.shape
+    S = float(startup_s)
+    idx = np.arange(N, dtype=np.float64)
+    D = np.empty((T, N), dtype=np.float64)
+    cur = ns + kappa * V[0]
+    D[0] = cur
+    every = max(1, T // 50)
+    for t in range(1, T):
+        up = S * idx + np.minimum.accumulate(cur - S * idx)  # came from below: pay S per pod created
+        down = np.minimum.accumulate(cur[::-1])[::-1]  # came from above: free
+        cur = np.minimum(up, down) + ns + kappa * V[t]
+        D[t] = cur
+        if progress is not None and t % every == 0:
+            progress(0.5 * t / T)
+    path = np.empty(T, dtype=np.int64)
+    j = int(np.argmin(D[-1]))
+    path[-1] = j
+    for t in range(T - 1, 0, -1):
+        prev = D[t - 1] + S * np.maximum(0.0, j - idx)
+        j = int(np.argmin(prev))
+        path[t - 1] = j
+        if progress is not None and t % every == 0:
+            progress(0.5 + 0.5 * (T - t) / T)
+    return path
+
+
+def run_oracle(workload: Workload, settings: ReplaySettings, slo_budget: float = 0.01,
+               progress: Callable[[float], None] | None = None) -> PolicyRun:
+    """The oracle's schedule and outcome, in the same shape as a policy's."""
+    V, W = violation_table(workload, settings)
+    lo = max(1, settings.min_replicas)
+    ns = np.arange(lo, settings.max_replicas + 1, dtype=np.float64)
+    total = float(workload.counts.sum())
+    kappa = _kappa_for_budget(V, ns, slo_budget * total)
+    path = schedule(V, ns, kappa, settings.startup_s, progress)
+    T = workload.steps
+    rows = np.arange(T)
+    n = ns[path]
+    created = np.maximum(0.0, np.diff(n, prepend=n[0])).sum()
+    viol = V[rows, path].astype(np.float64)
+    return PolicyRun(
+        policy="oracle", arrived=workload.counts.astype(np.float64), served=workload.counts.astype(np.float64),
+        dropped=np.zeros(T), violations=viol, queue_wait_sum_us=W[rows, path].astype(np.float64),
+        spec_replicas=n, ready_replicas=n, gpu_seconds=float(n.sum() + settings.startup_s * created),
+        scale_events=int(np.count_nonzero(np.diff(n))), queued_end=0.0, end_s=float(T),
+        extra={"kappa": kappa, "sloBudget": slo_budget})

@@ -1,0 +1,140 @@
+"""Replay outputs: per-policy summary figures, the Markdown table with ratios, PNG plots.
+
+Why separate: the simulator produces per-step arrays; users and the benchmark want a few numbers per
+policy (SLO-violation fraction, GPU-seconds, p50/p99 queue time, scale events, peak replicas), their
+ratios to ``hpa`` and to ``oracle``, and pictures small enough to commit.
+
+The queue-time percentiles are over requests, of each request's *expected* queue time in its second
+(the serving model's per-step mean wait on its replica): they show sustained queueing, not the tail
+of individual requests inside a second (that tail is what ``sloViolationFraction`` counts exactly).
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from autoscaler.replay.sim import PolicyRun
+from autoscaler.replay.workload import Workload
+
+FloatArray = npt.NDArray[np.float64]
+
+
+def _weighted_quantile(values: FloatArray, weights: FloatArray, q: float) -> float:
+    keep = weights > 0
+    if not keep.any():
+        return 0.0
+    v, w = values[keep], weights[keep]
+    order = np.argsort(v)
+    c = np.cumsum(w[order])
+    i = int(np.searchsorted(c, q * c[-1]))
+    return float(v[order][min(i, len(v) - 1)])
+
+
+def summarize(run: PolicyRun) -> dict[str, Any]:
+    """The JSON figures of one policy (camelCase, the ``--json`` contract plus extras)."""
+    arrived = float(run.arrived.sum())
+    viol = float(run.violations.sum() + run.dropped.sum())
+    with np.errstate(divide="ignore", invalid="ignore"):
+        wait = np.where(run.arrived > 0, run.queue_wait_sum_us / run.arrived, 0.0)
+    return {
+        "sloViolationFraction": viol / arrived if arrived else 0.0,
+        "gpuSeconds": run.gpu_seconds,
+        "p50QueueTimeUs": _weighted_quantile(wait, run.arrived, 0.50),
+        "p99QueueTimeUs": _weighted_quantile(wait, run.arrived, 0.99),
+        "meanQueueTimeUs": float(run.queue_wait_sum_us.sum() / arrived) if arrived else 0.0,
+        "scaleEvents": int(run.scale_events),
+        "peakReplicas": int(run.spec_replicas.max()) if run.spec_replicas.size else 0,
+        "meanReadyReplicas": float(run.ready_replicas.mean()) if run.ready_replicas.size else 0.0,
+        "requests": arrived,
+        "droppedRequests": float(run.dropped.sum()),
+        "wallSeconds": run.wall_s,
+        **run.extra,
+    }
+
+
+def _ratio(a: float, b: float) -> str:
+    if b == 0:
+        return "-" if a == 0 else "inf"
+    return f"{a / b:.2f}"
+
+
+def markdown_table(summaries: dict[str, dict[str, Any]]) -> str:
+    """One row per policy, with cost and violation ratios to ``hpa`` and ``oracle`` when present."""
+    head = ("| policy | SLO viol. | GPU-s | p50 queue (ms) | p99 queue (ms) | scale events | peak | "
+            "viol/hpa | GPU/hpa | viol/oracle | GPU/oracle |")
+    lines = [head, "|" + "---|" * 11]
+    base, orc = summaries.get("hpa"), summaries.get("oracle")
+    for name, s in summaries.items():
+        v, g = s["sloViolationFraction"], s["gpuSeconds"]
+        cells = [name, f"{v:.4f}", f"{g:,.0f}", f"{s['p50QueueTimeUs'] / 1000:.1f}",
+                 f"{s['p99QueueTimeUs'] / 1000:.1f}", str(s["scaleEvents"]), str(s["peakReplicas"])]
+        for ref in (base, orc):
+            if ref is None:
+                cells += ["-", "-"]
+            else:
+                cells += [_ratio(v, ref["sloViolationFraction"]), _ratio(g, ref["gpuSeconds"])]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def plot(workload: Workload, runs: dict[str, PolicyRun], path: Path, target_queue_time_us: float) -> Path:
+    """Load, replicas per policy and queue time, one panel each; a small PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    T = workload.steps
+    step = max(1, T // 1500)  # ~1500 points per line keeps the PNG small
+    n = T // step
+    hours = T > 3 * 3600
+    x = (np.arange(n) * step + step / 2) / (3600.0 if hours else 60.0)
+    xlabel = "time (hours)" if hours else "time (minutes)"
+
+    def agg(a: FloatArray, how: str = "mean") -> FloatArray:
+        b = a[: n * step].reshape(n, step)
+        out: FloatArray = b.max(axis=1) if how == "max" else b.mean(axis=1)
+        return out
+
+    fig, axes = plt.subplots(3, 1, figsize=(9, 8), sharex=True, dpi=80)
+    ax = axes[0]
+    ax.plot(x, agg(workload.counts), color="black", lw=0.8, label="arrivals")
+    ax.set_ylabel("requests / s")
+    ax2 = ax.twinx()
+    ax2.plot(x, agg(workload.needed_replicas(workload.counts)), color="grey", lw=0, alpha=0)
+    ax2.set_ylabel("replicas needed")
+    lo, hi = ax.get_ylim()
+    ax2.set_ylim(lo / workload.replica_capacity_rps, hi / workload.replica_capacity_rps)
+    ax.set_title(f"{workload.name}: load (x{workload.rate_scale:.3g}, peak {workload.peak_rate_rps:.0f} req/s)")
+    ax = axes[1]
+    for name, r in runs.items():
+        ax.plot(x, agg(r.ready_replicas), lw=1.0 if name != "oracle" else 1.6,
+                ls="--" if name == "oracle" else "-", label=name)
+    ax.set_ylabel("Ready replicas")
+    ax.legend(loc="upper left", fontsize=8, ncol=min(6, len(runs)))
+    ax.set_title("Ready replicas per policy")
+    ax = axes[2]
+    for name, r in runs.items():
+        with np.errstate(divide="ignore", invalid="ignore"):
+            w = agg(r.queue_wait_sum_us) / np.maximum(agg(r.arrived), 1e-9) / 1000.0
+        ax.plot(x, np.maximum(w, 1e-3), lw=0.8, label=name)
+    ax.axhline(target_queue_time_us / 1000.0, color="red", ls=":", lw=1, label="target")
+    ax.set_yscale("log")
+    ax.set_ylabel("mean queue time (ms)")
+    ax.set_xlabel(xlabel)
+    ax.set_title("Queue time (mean over requests, per interval)")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def finite(x: float) -> float | None:
+    """JSON-safe float (NaN / inf -> None)."""
+    return x if math.isfinite(x) else None
