@@ -20,7 +20,7 @@ from aiohttp import web
 
 from autoscaler.sandbox import discovery, errors, tables
 from autoscaler.sandbox.errors import ApiError
-from autoscaler.sandbox.protobuf import ProtobufError, decode_self_subject_access_review
+from autoscaler.sandbox.protobuf import ProtobufError, UnsupportedKind, decode_object
 from autoscaler.sandbox.registry import Registry, parse_body
 from autoscaler.sandbox.resources import ResourceType, group_versions, lookup
 from autoscaler.sandbox.selectors import (
@@ -233,8 +233,8 @@ class ApiServer:
             return json_response(obj)
         if verb == "delete":
             options = await self._delete_options(request)
-            body, code = self.registry.delete(rt, ns_value, name, options, dry_run=dry_run)
-            return json_response(body, code)
+            deleted, code = self.registry.delete(rt, ns_value, name, options, dry_run=dry_run)
+            return json_response(deleted, code)
         raw = await request.read()
         if verb == "patch":
             ctype = request.headers.get("Content-Type", "").split(";")[0].strip().lower()
@@ -245,13 +245,14 @@ class ApiServer:
         if ctype not in ("application/json", "application/yaml", "application/x-yaml", "text/yaml", "*/*",
                          "application/octet-stream", "text/plain", "", PROTOBUF):
             raise errors.unsupported_media_type(ctype, ["application/json", "application/yaml"])
-        if ctype == PROTOBUF and rt.kind == "SelfSubjectAccessReview" and verb == "create":
+        if ctype == PROTOBUF:
             try:
-                body = decode_self_subject_access_review(raw)
+                body: Any = decode_object(raw)
+            except UnsupportedKind as exc:
+                raise errors.unsupported_media_type(f"{ctype}: {exc}", ["application/json", "application/yaml"]) \
+                    from exc
             except ProtobufError as exc:
                 raise errors.bad_request(f"cannot decode the protobuf body: {exc}") from exc
-        elif ctype == PROTOBUF:  # client-go falls back to JSON on 415
-            raise errors.unsupported_media_type(ctype, ["application/json", "application/yaml"])
         else:
             body = parse_body(raw, ctype)
         if verb == "create":

@@ -1,19 +1,99 @@
-"""Just enough of the Kubernetes protobuf encoding to read a SelfSubjectAccessReview.
+"""Reading request bodies in the Kubernetes protobuf encoding.
 
-``kubectl auth can-i`` sends its review as ``application/vnd.kubernetes.protobuf`` (the ``k8s\\0``
-magic, then a ``runtime.Unknown`` envelope holding the message) while accepting JSON back. Other
-protobuf bodies get 415, which makes client-go fall back to JSON.
+client-go's typed clients (``kubectl create namespace|configmap|deployment``, ``kubectl auth can-i``)
+send ``application/vnd.kubernetes.protobuf``: the ``k8s\\0`` magic, then a ``runtime.Unknown``
+envelope (type meta + the message bytes). They accept JSON back, so only decoding is needed. The
+tables below give the field numbers of the upstream ``generated.proto`` files (fields are never
+renumbered there) for the messages those clients send; fields outside them are dropped, as an older
+server would. Zero values of non-pointer fields are dropped too, which is what JSON's ``omitempty``
+gives, so the decoded object equals the JSON the same client would have sent.
 """
 
 from __future__ import annotations
 
+import base64
+from datetime import UTC, datetime
 from typing import Any
 
 MAGIC = b"k8s\x00"
 
+# field number -> (json name, type, flags). Types: str, int, bool, bytes, time, intorstr, quantity,
+# map (string->string), mapq (string->Quantity), mapb (string->bytes) or a message name below.
+# Flags: "rep" repeated, "ptr" pointer field (its zero value is kept).
+Field = tuple[str, str, str]
+MESSAGES: dict[str, dict[int, Field]] = {
+    "ObjectMeta": {1: ("name", "str", ""), 2: ("generateName", "str", ""), 3: ("namespace", "str", ""),
+                   5: ("uid", "str", ""), 6: ("resourceVersion", "str", ""), 7: ("generation", "int", ""),
+                   10: ("deletionGracePeriodSeconds", "int", "ptr"), 11: ("labels", "map", ""),
+                   12: ("annotations", "map", ""), 13: ("ownerReferences", "OwnerReference", "rep"),
+                   14: ("finalizers", "str", "rep")},
+    "OwnerReference": {1: ("kind", "str", ""), 3: ("name", "str", ""), 4: ("uid", "str", ""),
+                       5: ("apiVersion", "str", ""), 6: ("controller", "bool", "ptr"),
+                       7: ("blockOwnerDeletion", "bool", "ptr")},
+    "LabelSelector": {1: ("matchLabels", "map", ""), 2: ("matchExpressions", "LabelSelectorRequirement", "rep")},
+    "LabelSelectorRequirement": {1: ("key", "str", ""), 2: ("operator", "str", ""), 3: ("values", "str", "rep")},
+    "Namespace": {1: ("metadata", "ObjectMeta", ""), 2: ("spec", "NamespaceSpec", ""),
+                  3: ("status", "NamespaceStatus", "")},
+    "NamespaceSpec": {1: ("finalizers", "str", "rep")},
+    "NamespaceStatus": {1: ("phase", "str", "")},
+    "ConfigMap": {1: ("metadata", "ObjectMeta", ""), 2: ("data", "map", ""), 3: ("binaryData", "mapb", ""),
+                  4: ("immutable", "bool", "ptr")},
+    "Pod": {1: ("metadata", "ObjectMeta", ""), 2: ("spec", "PodSpec", ""), 3: ("status", "PodStatus", "")},
+    "PodStatus": {},
+    "PodTemplateSpec": {1: ("metadata", "ObjectMeta", ""), 2: ("spec", "PodSpec", "")},
+    "PodSpec": {2: ("containers", "Container", "rep"), 3: ("restartPolicy", "str", ""),
+                4: ("terminationGracePeriodSeconds", "int", "ptr"), 5: ("activeDeadlineSeconds", "int", "ptr"),
+                6: ("dnsPolicy", "str", ""), 7: ("nodeSelector", "map", ""), 8: ("serviceAccountName", "str", ""),
+                9: ("serviceAccount", "str", ""), 10: ("nodeName", "str", ""), 11: ("hostNetwork", "bool", ""),
+                12: ("hostPID", "bool", ""), 13: ("hostIPC", "bool", ""), 16: ("hostname", "str", ""),
+                17: ("subdomain", "str", ""), 19: ("schedulerName", "str", ""),
+                20: ("initContainers", "Container", "rep"), 21: ("automountServiceAccountToken", "bool", "ptr"),
+                24: ("priorityClassName", "str", ""), 25: ("priority", "int", "ptr"),
+                29: ("runtimeClassName", "str", "ptr"), 30: ("enableServiceLinks", "bool", "ptr"),
+                31: ("preemptionPolicy", "str", "ptr")},
+    "Container": {1: ("name", "str", ""), 2: ("image", "str", ""), 3: ("command", "str", "rep"),
+                  4: ("args", "str", "rep"), 5: ("workingDir", "str", ""), 6: ("ports", "ContainerPort", "rep"),
+                  7: ("env", "EnvVar", "rep"), 8: ("resources", "ResourceRequirements", ""),
+                  13: ("terminationMessagePath", "str", ""), 14: ("imagePullPolicy", "str", ""),
+                  16: ("stdin", "bool", ""), 17: ("stdinOnce", "bool", ""), 18: ("tty", "bool", ""),
+                  20: ("terminationMessagePolicy", "str", ""), 24: ("restartPolicy", "str", "ptr")},
+    "ContainerPort": {1: ("name", "str", ""), 2: ("hostPort", "int", ""), 3: ("containerPort", "int", ""),
+                      4: ("protocol", "str", ""), 5: ("hostIP", "str", "")},
+    "EnvVar": {1: ("name", "str", ""), 2: ("value", "str", "")},
+    "ResourceRequirements": {1: ("limits", "mapq", ""), 2: ("requests", "mapq", "")},
+    "Deployment": {1: ("metadata", "ObjectMeta", ""), 2: ("spec", "DeploymentSpec", ""),
+                   3: ("status", "DeploymentStatus", "")},
+    "DeploymentStatus": {},
+    "DeploymentSpec": {1: ("replicas", "int", "ptr"), 2: ("selector", "LabelSelector", ""),
+                       3: ("template", "PodTemplateSpec", ""), 4: ("strategy", "DeploymentStrategy", ""),
+                       5: ("minReadySeconds", "int", ""), 6: ("revisionHistoryLimit", "int", "ptr"),
+                       7: ("paused", "bool", ""), 9: ("progressDeadlineSeconds", "int", "ptr")},
+    "DeploymentStrategy": {1: ("type", "str", ""), 2: ("rollingUpdate", "RollingUpdateDeployment", "")},
+    "RollingUpdateDeployment": {1: ("maxUnavailable", "intorstr", ""), 2: ("maxSurge", "intorstr", "")},
+    "Lease": {1: ("metadata", "ObjectMeta", ""), 2: ("spec", "LeaseSpec", "")},
+    "LeaseSpec": {1: ("holderIdentity", "str", "ptr"), 2: ("leaseDurationSeconds", "int", "ptr"),
+                  3: ("acquireTime", "microtime", ""), 4: ("renewTime", "microtime", ""),
+                  5: ("leaseTransitions", "int", "ptr"), 6: ("strategy", "str", "ptr"),
+                  7: ("preferredHolder", "str", "ptr")},
+    "SelfSubjectAccessReview": {1: ("metadata", "ObjectMeta", ""), 2: ("spec", "SelfSubjectAccessReviewSpec", "")},
+    "SelfSubjectAccessReviewSpec": {1: ("resourceAttributes", "ResourceAttributes", ""),
+                                    2: ("nonResourceAttributes", "NonResourceAttributes", "")},
+    "ResourceAttributes": {1: ("namespace", "str", ""), 2: ("verb", "str", ""), 3: ("group", "str", ""),
+                           4: ("version", "str", ""), 5: ("resource", "str", ""), 6: ("subresource", "str", ""),
+                           7: ("name", "str", "")},
+    "NonResourceAttributes": {1: ("path", "str", ""), 2: ("verb", "str", "")},
+}
+KINDS = {("v1", "Namespace"): "Namespace", ("v1", "ConfigMap"): "ConfigMap", ("v1", "Pod"): "Pod",
+         ("apps/v1", "Deployment"): "Deployment", ("coordination.k8s.io/v1", "Lease"): "Lease",
+         ("authorization.k8s.io/v1", "SelfSubjectAccessReview"): "SelfSubjectAccessReview"}
+
 
 class ProtobufError(ValueError):
     pass
+
+
+class UnsupportedKind(ProtobufError):
+    """The sandbox has no protobuf table for this kind (the client should use JSON)."""
 
 
 def _varint(buf: bytes, i: int) -> tuple[int, int]:
@@ -31,9 +111,9 @@ def _varint(buf: bytes, i: int) -> tuple[int, int]:
             raise ProtobufError("varint too long")
 
 
-def fields(buf: bytes) -> dict[int, list[Any]]:
-    """Field number -> values (ints for varints, bytes for length-delimited)."""
-    out: dict[int, list[Any]] = {}
+def fields(buf: bytes) -> list[tuple[int, Any]]:
+    """(field number, value) pairs in order: ints for varints, bytes for length-delimited."""
+    out: list[tuple[int, Any]] = []
     i = 0
     while i < len(buf):
         key, i = _varint(buf, i)
@@ -46,44 +126,89 @@ def fields(buf: bytes) -> dict[int, list[Any]]:
             if i + length > len(buf):
                 raise ProtobufError("truncated field")
             value, i = buf[i:i + length], i + length
-        elif wire == 1:
-            value, i = buf[i:i + 8], i + 8
-        elif wire == 5:
-            value, i = buf[i:i + 4], i + 4
+        elif wire in (1, 5):
+            size = 8 if wire == 1 else 4
+            if i + size > len(buf):
+                raise ProtobufError("truncated field")
+            value, i = buf[i:i + size], i + size
         else:
             raise ProtobufError(f"unsupported wire type {wire}")
-        out.setdefault(number, []).append(value)
+        out.append((number, value))
     return out
 
 
-def _str(f: dict[int, list[Any]], n: int) -> str:
-    v = f.get(n)
-    return v[-1].decode() if v and isinstance(v[-1], bytes) else ""
+def _signed(v: int) -> int:
+    return v - (1 << 64) if v >= 1 << 63 else v
 
 
-def _strings(raw: bytes, names: dict[int, str]) -> dict[str, str]:
-    f = fields(raw)
-    return {name: _str(f, n) for n, name in names.items() if _str(f, n)}
+def _scalar(kind: str, raw: Any) -> Any:
+    if kind == "str":
+        if not isinstance(raw, bytes):
+            raise ProtobufError("expected a string")
+        return raw.decode("utf-8", errors="replace")
+    if kind == "int":
+        if not isinstance(raw, int):
+            raise ProtobufError("expected a varint")
+        return _signed(raw)
+    if kind == "bool":
+        return bool(raw)
+    if not isinstance(raw, bytes):
+        raise ProtobufError(f"expected a length-delimited {kind}")
+    sub = dict(fields(raw))
+    if kind in ("time", "microtime"):
+        seconds, nanos = _signed(int(sub.get(1, 0))), int(sub.get(2, 0))
+        if not seconds and not nanos:
+            return None
+        stamp = datetime.fromtimestamp(seconds + nanos / 1e9, UTC)
+        return stamp.strftime("%Y-%m-%dT%H:%M:%S.%fZ" if kind == "microtime" else "%Y-%m-%dT%H:%M:%SZ")
+    if kind == "quantity":
+        return _scalar("str", sub.get(1, b""))
+    if kind == "intorstr":
+        return _signed(int(sub.get(2, 0))) if int(sub.get(1, 0)) == 0 else _scalar("str", sub.get(3, b""))
+    return decode_message(kind, raw)
 
 
-def decode_self_subject_access_review(body: bytes) -> dict[str, Any]:
-    """The JSON form of a protobuf-encoded authorization.k8s.io/v1 SelfSubjectAccessReview."""
+def _empty(value: Any) -> bool:
+    return value in ("", 0, False, None) and not isinstance(value, dict)
+
+
+def decode_message(name: str, buf: bytes) -> dict[str, Any]:
+    table = MESSAGES[name]
+    out: dict[str, Any] = {}
+    for number, raw in fields(buf):
+        spec = table.get(number)
+        if spec is None:
+            continue  # a field this table does not know: dropped
+        key, kind, flags = spec
+        if kind in ("map", "mapq", "mapb"):
+            entry = dict(fields(raw))
+            k = _scalar("str", entry.get(1, b""))
+            v_raw = entry.get(2, b"")
+            if kind == "map":
+                v: Any = _scalar("str", v_raw)
+            elif kind == "mapq":
+                v = _scalar("quantity", v_raw)
+            else:
+                v = base64.b64encode(v_raw).decode()
+            out.setdefault(key, {})[k] = v
+            continue
+        value = _scalar(kind, raw)
+        if "rep" in flags:
+            out.setdefault(key, []).append(value)
+        elif "ptr" in flags or not _empty(value):
+            out[key] = value
+    return out
+
+
+def decode_object(body: bytes) -> dict[str, Any]:
+    """The JSON form of a protobuf-encoded object of a kind in :data:`KINDS`."""
     if not body.startswith(MAGIC):
         raise ProtobufError("missing the k8s protobuf magic number")
-    envelope = fields(body[len(MAGIC):])
-    type_meta = fields(envelope.get(1, [b""])[-1])
-    kind = _str(type_meta, 2)
-    if kind and kind != "SelfSubjectAccessReview":
-        raise ProtobufError(f"unexpected kind {kind}")
-    review = fields(envelope.get(2, [b""])[-1])
-    meta = _strings(review.get(1, [b""])[-1], {1: "name", 2: "generateName", 3: "namespace"})
-    spec_fields = fields(review.get(2, [b""])[-1])
-    spec: dict[str, Any] = {}
-    if 1 in spec_fields:
-        spec["resourceAttributes"] = _strings(spec_fields[1][-1], {1: "namespace", 2: "verb", 3: "group",
-                                                                   4: "version", 5: "resource",
-                                                                   6: "subresource", 7: "name"})
-    if 2 in spec_fields:
-        spec["nonResourceAttributes"] = _strings(spec_fields[2][-1], {1: "path", 2: "verb"})
-    return {"apiVersion": "authorization.k8s.io/v1", "kind": "SelfSubjectAccessReview", "metadata": meta,
-            "spec": spec}
+    envelope = dict(fields(body[len(MAGIC):]))
+    type_meta = dict(fields(envelope.get(1, b"")))
+    api_version, kind = _scalar("str", type_meta.get(1, b"")), _scalar("str", type_meta.get(2, b""))
+    message = KINDS.get((api_version, kind))
+    if message is None:
+        raise UnsupportedKind(f"no protobuf support for {api_version} {kind}")
+    obj = decode_message(message, envelope.get(2, b""))
+    return {"apiVersion": api_version, "kind": kind, **obj}

@@ -72,12 +72,13 @@ async def test_stale_replace_is_409(cluster: SandboxCluster, api: client.ApiClie
     with pytest.raises(ApiException) as err:
         await apps.replace_namespaced_deployment_scale("triton-a", "default", mine)
     assert err.value.status == 409
-    dep = await apps.read_namespaced_deployment("triton-a", "default")
-    dep.spec.replicas = 5
-    await apps.replace_namespaced_deployment("triton-a", "default", dep)
-    dep.spec.replicas = 6
+    core = client.CoreV1Api(api)  # no controller writes ConfigMaps, so the race below is ours alone
+    cm = await core.create_namespaced_config_map("default", {"metadata": {"name": "policy"}, "data": {"a": "1"}})
+    cm.data = {"a": "2"}
+    await core.replace_namespaced_config_map("policy", "default", cm)
+    cm.data = {"a": "3"}
     with pytest.raises(ApiException) as err:
-        await apps.replace_namespaced_deployment("triton-a", "default", dep)
+        await core.replace_namespaced_config_map("policy", "default", cm)
     assert err.value.status == 409
 
 

@@ -54,22 +54,26 @@ async def test_errors_are_status_objects(http: Http) -> None:
 
 async def test_stale_update_conflicts(http: Http) -> None:
     """PUT with an old resourceVersion gets 409 Conflict; with the current one it succeeds."""
-    created = (await http.post(DEPLOYMENTS, deployment("a"))).body
-    fresh = dict(created)
-    fresh["metadata"] = {**created["metadata"], "labels": {"app": "a", "x": "1"}}
-    ok = await http.put(f"{DEPLOYMENTS}/a", fresh)
+    path = "/api/v1/namespaces/default/configmaps"
+    created = (await http.post(path, {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}})).body
+    created["data"] = {"k": "1"}
+    ok = await http.put(f"{path}/c", created)
     assert ok.status == 200
-    stale = await http.put(f"{DEPLOYMENTS}/a", fresh)
+    created["data"] = {"k": "2"}
+    stale = await http.put(f"{path}/c", created)
     assert stale.status == 409 and stale.reason == "Conflict"
     assert "the object has been modified" in stale.body["message"]
 
 
 async def test_put_without_content_type_and_generation(http: Http) -> None:
-    """PUT without Content-Type is read as JSON; spec changes bump generation, metadata changes do not."""
+    """PUT without Content-Type is read as JSON; spec changes bump generation, metadata changes do not.
+    (No resourceVersion in the body: an unconditional update, since the controller writes status.)"""
     created = (await http.post(DEPLOYMENTS, deployment("a"))).body
+    del created["metadata"]["resourceVersion"]
     created["metadata"]["labels"]["tier"] = "gpu"
     r1 = await http.put(f"{DEPLOYMENTS}/a", created, content_type=None)
     assert r1.status == 200 and r1.body["metadata"]["generation"] == 1
+    del r1.body["metadata"]["resourceVersion"]
     r1.body["spec"]["replicas"] = 3
     r2 = await http.put(f"{DEPLOYMENTS}/a", r1.body, content_type=None)
     assert r2.body["metadata"]["generation"] == 2
@@ -98,9 +102,10 @@ async def test_status_subresource_separation(cluster: SandboxCluster, http: Http
     assert r.status == 200 and r.body["status"]["observedGeneration"] == 42 and r.body["spec"]["replicas"] == 1
 
 
-async def test_scale_subresource(http: Http) -> None:
+async def test_scale_subresource(cluster: SandboxCluster, http: Http) -> None:
     """GET /scale gives autoscaling/v1 Scale; PUT with a stale resourceVersion is 409; PATCH works."""
     await http.post(DEPLOYMENTS, deployment("a", replicas=2))
+    await cluster.wait_for_ready("default", "a")  # the controller's status writes are over
     scale = (await http.get(f"{DEPLOYMENTS}/a/scale")).body
     assert scale["kind"] == "Scale" and scale["apiVersion"] == "autoscaling/v1"
     assert scale["spec"]["replicas"] == 2 and scale["status"]["selector"] == "app=a"
@@ -362,6 +367,10 @@ async def test_self_subject_access_review(http: Http) -> None:
     garbage = await http.post("/apis/authorization.k8s.io/v1/selfsubjectaccessreviews", raw=b"k8s\x00\xff",
                               content_type="application/vnd.kubernetes.protobuf")
     assert garbage.status == 400
+    unknown_kind = b"k8s\x00" + ld(1, ld(1, b"v1") + ld(2, b"Secret")) + ld(2, b"")
+    r = await http.post("/api/v1/namespaces/default/configmaps", raw=unknown_kind,
+                        content_type="application/vnd.kubernetes.protobuf")
+    assert r.status == 415
 
 
 async def test_events_in_both_api_groups(http: Http) -> None:

@@ -144,3 +144,18 @@ async def test_custom_resources_and_leases(kubectl: Kubectl) -> None:
     await kubectl.ok("create", "-f", "-", stdin=pm)
     assert "triton" in await kubectl.ok("get", "podmonitors")
     await kubectl.ok("get", "leases", "-A")
+
+
+async def test_imperative_create_commands(cluster: SandboxCluster, kubectl: Kubectl) -> None:
+    """create namespace/configmap/deployment send protobuf bodies; they arrive whole."""
+    await kubectl.ok("create", "namespace", "team")
+    await kubectl.ok("create", "configmap", "policy", "-n", "team", "--from-literal=enable=true")
+    assert (await kubectl.ok("get", "cm", "policy", "-n", "team", "-o", "jsonpath={.data.enable}")) == "true"
+    await kubectl.ok("create", "deployment", "d1", "-n", "team", "--image=triton:1", "--replicas=2",
+                     "--port=8000")
+    await cluster.wait_for_ready("team", "d1")
+    obj = json.loads(await kubectl.ok("get", "deployment", "d1", "-n", "team", "-o", "json"))
+    [container] = obj["spec"]["template"]["spec"]["containers"]
+    assert container["image"] == "triton:1" and container["ports"][0]["containerPort"] == 8000
+    await kubectl.ok("create", "deployment", "zero", "--image=x", "--replicas=0")
+    assert (await kubectl.ok("get", "deploy", "zero", "-o", "jsonpath={.spec.replicas}")) == "0"
