@@ -2,14 +2,25 @@
 
 It forwards every request to ``upstream`` (streaming responses, so Kubernetes watches work) unless a
 fault is set: ``down`` (connection reset), ``status`` (an HTTP error answer), ``delay`` (sleep before
-forwarding), ``garbage`` (200 with an unparsable body) or ``cut`` (end streamed responses after
-``cut_after_s``). Faults apply to paths matching ``path_filter`` (substring), all paths by default.
+forwarding), ``garbage`` (200 with an unparsable body), ``cut`` (end streamed responses after
+``cut_after_s``) or ``rewrite`` (forward, then pass the upstream JSON body through ``rewrite``: how the
+fault suite makes a real Prometheus answer empty, NaN, multi-series or stale). Faults apply to paths
+matching ``path_filter`` (substring of path and query), to ``methods`` (all when empty), with
+``probability`` (storms: some requests fail, some pass).
+
+``observer`` sees every request (method, path with query, body) before it is forwarded, and
+``inflight`` holds the requests being forwarded right now: the invariant checker uses them to tell
+which controller (one proxy per controller) made a write it sees landing in the sandbox store.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
+import random
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,11 +33,27 @@ HOP_BY_HOP = {"connection", "keep-alive", "proxy-authenticate", "proxy-authoriza
 
 @dataclass
 class Fault:
-    mode: str = "pass"  # pass | down | status | delay | garbage | cut
+    mode: str = "pass"  # pass | down | status | delay | garbage | cut | rewrite
     status: int = 503
     delay_s: float = 0.0
     cut_after_s: float = 1.0
     path_filter: str = ""
+    methods: frozenset[str] = frozenset()
+    probability: float = 1.0
+    rewrite: Callable[[Any], Any] | None = None
+
+    def applies(self, method: str, path_qs: str) -> bool:
+        if self.mode == "pass" or self.path_filter not in path_qs:
+            return False
+        if self.methods and method not in self.methods:
+            return False
+        return self.probability >= 1.0 or random.random() < self.probability
+
+
+Observer = Callable[[str, str, bytes], None]  # (method, path with query, body)
+
+REASONS = {409: "Conflict", 410: "Expired", 429: "TooManyRequests", 500: "InternalError", 503: "ServiceUnavailable",
+           504: "Timeout"}
 
 
 @dataclass
@@ -37,12 +64,15 @@ class FaultProxy:
     fault: Fault = field(default_factory=Fault)
     requests: int = 0
     faulted: int = 0
+    observer: Observer | None = None
+    inflight: list[tuple[str, str]] = field(default_factory=list)
+    fault_set_at: float = 0.0  # time.monotonic() of the last set()
 
     async def start(self) -> None:
         self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None, sock_connect=5))
         app = web.Application(client_max_size=64 * 1024 * 1024)
         app.router.add_route("*", "/{tail:.*}", self._handle)
-        self._runner = web.AppRunner(app, access_log=None)
+        self._runner = web.AppRunner(app, access_log=None, handler_cancellation=True)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.host, self.port)
         await site.start()
@@ -65,28 +95,42 @@ class FaultProxy:
         return f"http://{self.host}:{self.port}"
 
     def set(self, mode: str = "pass", **kw: Any) -> None:
+        if "methods" in kw:
+            kw["methods"] = frozenset(kw["methods"])
         self.fault = Fault(mode=mode, **kw)
+        self.fault_set_at = time.monotonic()
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         self.requests += 1
         f = self.fault
-        applies = f.mode != "pass" and f.path_filter in request.path_qs
+        body = await request.read()
+        if self.observer is not None:
+            self.observer(request.method, request.path_qs, body)
+        applies = f.applies(request.method, request.path_qs)
+        entry = (request.method, request.path)
+        self.inflight.append(entry)
+        try:
+            return await self._forward(request, body, f, applies)
+        finally:
+            self.inflight.remove(entry)
+
+    async def _forward(self, request: web.Request, body: bytes, f: Fault, applies: bool) -> web.StreamResponse:
         if applies:
             self.faulted += 1
             if f.mode == "down":
-                if request.transport is not None:
-                    request.transport.close()
-                raise ConnectionResetError("fault proxy: down")
+                if request.transport is not None:  # drop the connection: the client sees a reset
+                    request.transport.abort()
+                await asyncio.sleep(3600)  # cancelled at once: the runner cancels handlers of lost connections
             if f.mode == "status":
                 return web.json_response({"status": "error", "errorType": "unavailable", "error": "fault proxy",
                                           "kind": "Status", "apiVersion": "v1", "code": f.status,
-                                          "reason": "ServiceUnavailable", "message": "fault proxy"},
+                                          "reason": REASONS.get(f.status, "InternalError"),
+                                          "message": "fault proxy"},
                                          status=f.status)
             if f.mode == "garbage":
                 return web.Response(status=200, body=b"\x00not json{{", content_type="application/json")
             if f.mode == "delay":
                 await asyncio.sleep(f.delay_s)
-        body = await request.read()
         headers = {k: v for k, v in request.headers.items() if k.lower() not in HOP_BY_HOP}
         try:
             upstream = await self._session.request(request.method, self.upstream + request.path_qs, data=body or None,
@@ -94,6 +138,13 @@ class FaultProxy:
         except aiohttp.ClientError as exc:
             return web.Response(status=502, text=f"fault proxy: upstream error {exc}")
         async with upstream:
+            if applies and f.mode == "rewrite" and f.rewrite is not None:
+                raw = await upstream.read()
+                try:
+                    doc = f.rewrite(json.loads(raw))
+                except ValueError:
+                    return web.Response(status=upstream.status, body=raw)
+                return web.json_response(doc, status=upstream.status)
             resp = web.StreamResponse(status=upstream.status, headers={
                 k: v for k, v in upstream.headers.items() if k.lower() not in HOP_BY_HOP})
             await resp.prepare(request)

@@ -1,0 +1,147 @@
+"""The fault suite's live sandbox: API server + simulated Triton pods + a real Prometheus, each controller
+talking to the API server through its own FaultProxy, Prometheus behind one more, and the invariant
+checker listening to every write throughout.
+
+Module-scoped (one Prometheus per module); each test uses its own Deployments and its own checker.
+Timings are compressed: 0.5 s loop, 1 s scrape and pod start-up, 3 s rate window, no scale-down window
+(so a blind controller that wanted to scale down would do it at once: holding is the controller's doing).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest_asyncio
+import yaml
+
+from autoscaler.controller import Controller, Settings
+from autoscaler.kube.api import KubeApi
+from autoscaler.sandbox.cluster import SandboxCluster
+from autoscaler.sandbox.dataplane import DataPlane
+from autoscaler.sandbox.faultproxy import FaultProxy
+from autoscaler.sandbox.invariants import InvariantChecker
+from autoscaler.sandbox.resources import DEPLOYMENTS, EVENTS
+
+P = "inference-autoscaler.io/"
+POLICY = """
+autoscaling:
+  enable: true
+  replicas: {default: {minimum: 1, maximum: 3}, limits: {maximum: 4, minimum: {lowerBound: 1, upperBound: 2}}}
+  metrics:
+    queueTime: {allowed: true, enabled: true, threshold: {default: 20000, minimum: 1000, maximum: 0}}
+  prometheus: {queueTimeRecordingRule: false, rateWindowSeconds: 3, maxSampleAgeSeconds: 20, timeoutSeconds: 1}
+  behavior:
+    scaleDown: {stabilizationWindowSeconds: 0}
+  loopIntervalSeconds: 0.5
+  fallback: {failureThreshold: 2, action: hold}
+"""
+SERVING = {"concurrency": 2, "serviceTimeMs": 50}  # 40 requests/s per ready pod
+HEAVY = {"profile": {"type": "constant", "rate": 150}}
+INTERVAL_S = 0.5
+
+
+@dataclass
+class Env:
+    cluster: SandboxCluster
+    dataplane: DataPlane
+    work: Path
+    policy_file: Path
+    checkers: list[InvariantChecker] = field(default_factory=list)
+
+    def deployment(self, name: str, annotations: dict[str, str] | None = None, replicas: int = 1,
+                   namespace: str = "default", **fields: Any) -> None:
+        self.cluster.ensure_namespace(namespace)
+        ann = {P + "enabled": "true", **(annotations or {})}
+        self.cluster.create_deployment(name, namespace=namespace, replicas=replicas, kind="triton", serving=SERVING,
+                                       annotations=ann, **fields)
+
+    def get(self, name: str, namespace: str = "default") -> dict[str, Any] | None:
+        return self.cluster.store.get(DEPLOYMENTS.storage_key, namespace, name)
+
+    def replicas(self, name: str, namespace: str = "default") -> int:
+        obj = self.get(name, namespace)
+        assert obj is not None, f"{namespace}/{name} is gone"
+        return int(obj["spec"]["replicas"])
+
+    def scale(self, name: str, replicas: int, namespace: str = "default") -> None:
+        """A human's ``kubectl scale`` (straight into the registry, not through any controller's proxy)."""
+        obj = self.cluster.registry.get(DEPLOYMENTS, namespace, name)
+        obj["spec"]["replicas"] = replicas
+        self.cluster.registry.update(DEPLOYMENTS, namespace, name, obj)
+
+    def events(self, name: str, namespace: str = "default") -> list[dict[str, Any]]:
+        items = self.cluster.store.list_objects(EVENTS.storage_key, namespace)
+        return [e for e in items if (e.get("involvedObject") or {}).get("name") == name]
+
+    def checker(self, **kw: Any) -> InvariantChecker:
+        c = InvariantChecker(self.cluster, POLICY, **kw)
+        c.capture_logs()
+        c.start()
+        self.checkers.append(c)
+        return c
+
+    def kubeconfig_via(self, proxy: FaultProxy, name: str) -> Path:
+        cfg = self.cluster.kubeconfig()
+        cfg["clusters"][0]["cluster"]["server"] = proxy.url
+        path = self.work / f"kubeconfig-{name}"
+        path.write_text(yaml.safe_dump(cfg))
+        return path
+
+    def settings(self, **kw: Any) -> Settings:
+        base: dict[str, Any] = {"policy_file": str(self.policy_file), "prometheus_url": self.dataplane.prometheus_url,
+                                "leader_election": False, "listen_port": 0, "state_granularity_s": 2.0,
+                                "status_min_interval_s": 1.0}
+        base.update(kw)
+        return Settings(**base)
+
+    @contextlib.asynccontextmanager
+    async def controller(self, identity: str, checker: InvariantChecker | None, *, api_timeout_s: float = 10.0,
+                         **kw: Any) -> AsyncIterator[tuple[Controller, FaultProxy, asyncio.Task[None]]]:
+        """A controller whose API traffic goes through its own FaultProxy (attached to ``checker``)."""
+        async with FaultProxy(self.cluster.url) as proxy:
+            if checker is not None:
+                checker.attach(identity, proxy)
+            api = await KubeApi.connect(str(self.kubeconfig_via(proxy, identity)), timeout_s=api_timeout_s)
+            ctl = Controller(api, self.settings(identity=identity, **kw))
+            task = asyncio.create_task(ctl.run(api_client=api.api_client, serve_http=False))
+            try:
+                yield ctl, proxy, task
+            finally:
+                ctl.stop.set()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await asyncio.wait_for(task, 15)
+                await api.close()
+
+
+async def wait_for(cond: Callable[[], bool], timeout_s: float, what: str, step_s: float = 0.1) -> float:
+    """Poll ``cond`` until true; return the seconds it took; fail with ``what`` after the timeout."""
+    t0 = time.monotonic()
+    while not cond():
+        if time.monotonic() - t0 > timeout_s:
+            raise AssertionError(f"timed out after {timeout_s}s waiting for: {what}")
+        await asyncio.sleep(step_s)
+    return time.monotonic() - t0
+
+
+def assert_clean(checker: InvariantChecker) -> None:
+    violations = checker.finish()
+    assert violations == [], "invariant violations:\n" + "\n".join(map(str, violations))
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def env(tmp_path_factory: Any) -> AsyncIterator[Env]:
+    work = tmp_path_factory.mktemp("faults-env")
+    policy = work / "policy.yaml"
+    policy.write_text(POLICY)
+    async with DataPlane(workdir=work / "dataplane") as dp:
+        async with SandboxCluster(hooks=dp, startup_seconds=1.0, pending_seconds=0.2, terminating_seconds=0.5) as c:
+            e = Env(c, dp, work, policy)
+            yield e
+            for ch in e.checkers:
+                ch.stop()
