@@ -91,7 +91,7 @@ def record(url: str, lease: str, since_s: float, end: float, step_s: float) -> t
         if got:
             cols[col] = got
     header = ["t_seconds", *cols]
-    n = int(round((last_end - first_end) / step_s)) + 1
+    n = round((last_end - first_end) / step_s) + 1
     rows = []
     for i in range(max(0, n)):
         t = round(first_end + i * step_s, 3)

@@ -173,7 +173,7 @@ class ClusterView:
         return self._arr
 
     def _scraped(self, at: float) -> npt.NDArray[np.bool_]:
-        ready, first, _off, _slot = self._arrays()
+        _ready, first, _off, _slot = self._arrays()
         out: npt.NDArray[np.bool_] = first <= at
         return out
 
@@ -188,7 +188,7 @@ class ClusterView:
             return names, {c: np.zeros(0) for c in counters}
         _ready, first, off, slot = self._arrays()
         iv = self.settings.scrape_interval_s
-        count = int(math.ceil(window / iv)) + 1
+        count = math.ceil(window / iv) + 1
         times = scrape_times(at, off[mask], first[mask], iv, count)
         times = np.where(times > at - RING + 2, times, np.nan)
         ok = np.isfinite(times)

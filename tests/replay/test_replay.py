@@ -1,0 +1,157 @@
+"""Replay: conservation, steady state, the HPA core's decisions, the oracle bound, the CLI contract."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from autoscaler.cli import main
+from autoscaler.commands.decide import decide_document
+from autoscaler.config import ClusterPolicy, load_policy
+from autoscaler.replay import policies as policies_pkg
+from autoscaler.replay.oracle import run_oracle
+from autoscaler.replay.policies import PolicyContext, ReplaySettings, make_policy, register_algorithm
+from autoscaler.replay.policies.hpa import HpaPolicy, snapshot_to_json
+from autoscaler.replay.promql import extrapolated_rate
+from autoscaler.replay.report import summarize
+from autoscaler.replay.sim import simulate
+from autoscaler.replay.workload import DEFAULT_SERVING, Workload, build_workload, replica_capacity_rps
+
+REPO = Path(__file__).resolve().parents[2]
+SHIPPED = load_policy(REPO / "config" / "policy.yaml")
+SETTINGS = ReplaySettings(serving=DEFAULT_SERVING, startup_s=60.0, max_replicas=16)
+
+
+def workload(counts: np.ndarray, name: str = "synthetic") -> Workload:
+    svc = DEFAULT_SERVING.service_seconds()
+    cap = replica_capacity_rps(DEFAULT_SERVING, svc, 10000.0)
+    return Workload(name, counts.astype(np.float64), None, None, 1.0, float(counts.max()), cap, svc, 1.0)
+
+
+def poisson(rates: np.ndarray, seed: int = 1) -> np.ndarray:
+    out: np.ndarray = np.random.default_rng(seed).poisson(rates).astype(np.float64)
+    return out
+
+
+@pytest.mark.parametrize("policy", ["hpa", "hpa-gpu", "keda", "kpa", "default"])
+def test_requests_are_conserved(policy: str) -> None:
+    """Every arrival is served, still queued at the end, or dropped: nothing appears or vanishes."""
+    rates = np.concatenate([np.full(300, 20.0), np.full(300, 150.0), np.full(300, 5.0), np.full(300, 90.0)])
+    w = workload(poisson(rates))
+    run = simulate(w, make_policy(policy, PolicyContext(SETTINGS, SHIPPED)), SETTINGS)
+    assert run.arrived.sum() == pytest.approx(run.served.sum() + run.queued_end + run.dropped.sum(), rel=1e-9)
+    assert run.gpu_seconds >= run.ready_replicas.sum() - 1e-6
+
+
+def test_constant_load_with_enough_replicas_keeps_the_queue_empty() -> None:
+    """A constant 40 req/s on 6 replicas (~80 req/s of capacity at the target) never queues."""
+    w = workload(np.full(900, 40.0))
+    s = ReplaySettings(serving=DEFAULT_SERVING, min_replicas=6, max_replicas=6, initial_replicas=6)
+    run = simulate(w, make_policy("hpa", PolicyContext(s)), s)
+    assert run.queued_end == pytest.approx(0.0, abs=1e-9)
+    assert run.dropped.sum() == 0
+    assert run.served.sum() == pytest.approx(run.arrived.sum())
+    assert summarize(run)["sloViolationFraction"] < 1e-3
+    assert run.scale_events == 0
+
+
+def test_hpa_decisions_equal_autoscaler_decide() -> None:
+    """Each replayed hpa decision equals `autoscaler decide` on the same snapshot and state."""
+    rates = np.concatenate([np.full(200, 30.0), np.linspace(30, 200, 400), np.full(400, 20.0)])
+    w = workload(poisson(rates, seed=3))
+    policy = make_policy("hpa", PolicyContext(SETTINGS))
+    assert isinstance(policy, HpaPolicy)
+    policy.record = []
+    run = simulate(w, policy, SETTINGS)
+    assert run.scale_events >= 2  # the trace makes it scale both ways
+    assert len(policy.record) == len(w.counts) // 15
+    for snap, state, decision in policy.record:
+        out = decide_document(json.loads(json.dumps(snapshot_to_json(snap, state))))
+        assert out["desiredReplicas"] == decision.desired_replicas, snap.now
+        assert out["reason"] == decision.reason
+        assert out["state"]["scaleEvents"] == [{"timestamp": e.timestamp, "change": e.change}
+                                               for e in decision.state.scale_events]
+
+
+@pytest.mark.parametrize(("trace", "start", "length"), [
+    ("azure_conv_2023_1s", 600, 900), ("azure_code_2023_1s", 1200, 900), ("synthetic-steps", 0, 1200),
+])
+def test_the_oracle_is_never_beaten(trace: str, start: int, length: int) -> None:
+    """No policy has both fewer GPU-seconds and no more SLO violations than the oracle."""
+    if trace == "synthetic-steps":
+        w = workload(poisson(np.repeat([10.0, 120.0, 40.0, 200.0, 15.0], 240), seed=7))
+    else:
+        full = build_workload(trace, DEFAULT_SERVING, peak_replicas=8, duration_s=start + length)
+        w = Workload(trace, full.counts[start:], None if full.prompt_per_request is None else
+                     full.prompt_per_request[start:], None if full.output_per_request is None else
+                     full.output_per_request[start:], full.rate_scale, full.peak_rate_rps,
+                     full.replica_capacity_rps, full.mean_service_s, 1.0)
+    oracle = summarize(run_oracle(w, SETTINGS))
+    for name in ("hpa", "hpa-gpu", "keda", "kpa", "default"):
+        s = summarize(simulate(w, make_policy(name, PolicyContext(SETTINGS, SHIPPED)), SETTINGS))
+        beats = (s["gpuSeconds"] < oracle["gpuSeconds"]
+                 and s["sloViolationFraction"] <= oracle["sloViolationFraction"])
+        assert not beats, (name, s["gpuSeconds"], s["sloViolationFraction"], oracle)
+
+
+def test_default_resolves_to_the_configured_algorithm() -> None:
+    """`default` is whatever the cluster policy's algorithm names; a new algorithm is one registration."""
+    seen: list[str] = []
+    saved = dict(policies_pkg._ALGORITHMS)
+
+    @register_algorithm("predictive")
+    def make(ctx: PolicyContext) -> HpaPolicy:
+        seen.append(ctx.cluster_policy.autoscaling.algorithm)
+        return HpaPolicy("p", 5.0, {"queueTime": 10000.0}, SHIPPED.autoscaling.behavior.to_behavior(), 1, 4)
+
+    cp = ClusterPolicy.model_validate({"autoscaling": {"algorithm": "predictive"}})
+    try:
+        policy = make_policy("default", PolicyContext(SETTINGS, cp))
+    finally:
+        policies_pkg._ALGORITHMS.clear()
+        policies_pkg._ALGORITHMS.update(saved)
+    assert policy.name == "default" and seen == ["predictive"]
+    assert make_policy("default", PolicyContext(SETTINGS, SHIPPED)).interval_s == SHIPPED.autoscaling.loop_interval_s
+
+
+@pytest.mark.parametrize(("times", "values", "end", "expected"), [
+    ([15, 30, 45, 60], [10, 20, 30, 40], 60, 40 / 60),  # aligned: extrapolate 15 s to the start
+    ([5, 20, 35, 50], [0, 15, 30, 45], 60, 45 * (45 + 0 + 10) / 45 / 60),  # from zero: no extrapolation back
+    ([50, 58], [3, 5], 60, 2 * (8 + 4 + 2) / 8 / 60),  # far from the start: half an interval
+    ([59], [7], 60, float("nan")),  # one sample: no result
+], ids=["aligned", "counter-starts-in-window", "two-samples", "one-sample"])
+def test_rate_extrapolates_like_prometheus(times: list[float], values: list[float], end: float,
+                                           expected: float) -> None:
+    """rate() over 1 m follows Prometheus's extrapolatedRate, including the cap at the counter's zero."""
+    got = extrapolated_rate(np.array([times], float), np.array([values], float), end, 60.0)[0]
+    if np.isnan(expected):
+        assert np.isnan(got)
+    else:
+        assert got == pytest.approx(expected)
+
+
+def test_cli_json_shape(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`autoscaler replay --json` prints the contract's fields for every policy and nothing else."""
+    trace = tmp_path / "t.csv"
+    rng = np.random.default_rng(5)
+    rows = "\n".join(f"{i},{n}" for i, n in enumerate(rng.poisson(np.repeat([3.0, 12.0, 4.0], 200))))
+    trace.write_text(f"# bucket_seconds=1\nt_seconds,requests\n{rows}\n")
+    png = tmp_path / "p.png"
+    rc = main(["replay", "--trace", str(trace), "--policies", "hpa,keda,kpa,default,oracle", "--peak-replicas", "6",
+               "--startup-seconds", "30", "--json", "--plot", str(png)])
+    out = json.loads(capsys.readouterr().out)
+    assert rc == 0 and out["trace"] == "t" and png.stat().st_size < 200_000
+    assert set(out["policies"]) == {"hpa", "keda", "kpa", "default", "oracle"}
+    for fig in out["policies"].values():
+        assert 0.0 <= fig["sloViolationFraction"] <= 1.0
+        assert fig["gpuSeconds"] > 0 and fig["p99QueueTimeUs"] >= 0
+        assert isinstance(fig["scaleEvents"], int) and 1 <= fig["peakReplicas"] <= 12
+
+
+def test_cli_rejects_unknown_policy(capsys: pytest.CaptureFixture[str]) -> None:
+    """An unknown policy name exits 2 with the list of known ones."""
+    assert main(["replay", "--trace", "azure_conv_2023_1s", "--policies", "nope"]) == 2
+    assert "known" in capsys.readouterr().err
