@@ -90,7 +90,7 @@ def plot(workload: Workload, runs: dict[str, PolicyRun], path: Path, target_queu
     import matplotlib.pyplot as plt
 
     T = workload.steps
-    step = max(1, T // 1500)  # ~1500 points per line keeps the PNG small
+    step = max(1, T // 900)  # ~900 points per line keeps the PNG small (< 200 KB)
     n = T // step
     hours = T > 3 * 3600
     x = (np.arange(n) * step + step / 2) / (3600.0 if hours else 60.0)
@@ -101,7 +101,7 @@ def plot(workload: Workload, runs: dict[str, PolicyRun], path: Path, target_queu
         out: FloatArray = b.max(axis=1) if how == "max" else b.mean(axis=1)
         return out
 
-    fig, axes = plt.subplots(3, 1, figsize=(9, 8), sharex=True, dpi=80)
+    fig, axes = plt.subplots(3, 1, figsize=(9, 8), sharex=True, dpi=72)
     ax = axes[0]
     ax.plot(x, agg(workload.counts), color="black", lw=0.8, label="arrivals")
     ax.set_ylabel("requests / s")
