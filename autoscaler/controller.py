@@ -507,6 +507,8 @@ class Controller:
         if desired != current and enforce and leader:
             applied, desired, reason, message, new_state = await self._rescale(
                 obj, lease, snap, state, desired, reason, message, new_state, now)
+            if not applied:  # a failed patch scaled nothing: its scale event must not rate-limit later ones
+                new_state = DecisionState(new_state.recommendations, state.scale_events)
             report.rescales += int(applied)
         elif desired != current and leader:
             what = "shadow mode" if lease.mode == Mode.SHADOW else "dry run"
