@@ -67,6 +67,7 @@ class FaultProxy:
     observer: Observer | None = None
     inflight: list[tuple[str, str]] = field(default_factory=list)
     fault_set_at: float = 0.0  # time.monotonic() of the last set()
+    streams: dict[asyncio.Event, str] = field(default_factory=dict)  # open streamed responses -> path_qs
 
     async def start(self) -> None:
         self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None, sock_connect=5))
@@ -99,6 +100,10 @@ class FaultProxy:
             kw["methods"] = frozenset(kw["methods"])
         self.fault = Fault(mode=mode, **kw)
         self.fault_set_at = time.monotonic()
+        if mode in ("cut", "down", "status", "garbage"):  # streams opened before the fault end now too
+            for ended, path_qs in self.streams.items():
+                if self.fault.path_filter in path_qs:
+                    ended.set()
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         self.requests += 1
@@ -150,18 +155,31 @@ class FaultProxy:
             await resp.prepare(request)
             loop = asyncio.get_running_loop()
             deadline = loop.time() + f.cut_after_s if applies and f.mode == "cut" else None
-            with contextlib.suppress(ConnectionResetError, aiohttp.ClientError, asyncio.TimeoutError):
-                while True:
-                    if deadline is not None:
-                        remaining = deadline - loop.time()
-                        if remaining <= 0:
+            ended = asyncio.Event()
+            self.streams[ended] = request.path_qs
+            try:
+                with contextlib.suppress(ConnectionResetError, aiohttp.ClientError, asyncio.TimeoutError):
+                    while not ended.is_set():
+                        remaining = None if deadline is None else deadline - loop.time()
+                        if remaining is not None and remaining <= 0:
                             break
-                        chunk = await asyncio.wait_for(upstream.content.readany(), remaining)
-                    else:
-                        chunk = await upstream.content.readany()
-                    if not chunk:
-                        break
-                    await resp.write(chunk)
+                        read = asyncio.ensure_future(upstream.content.readany())
+                        stop = asyncio.ensure_future(ended.wait())
+                        try:
+                            done, _ = await asyncio.wait({read, stop}, timeout=remaining,
+                                                         return_when=asyncio.FIRST_COMPLETED)
+                        finally:
+                            stop.cancel()
+                            if not read.done():
+                                read.cancel()
+                        if read not in done or read.cancelled():
+                            break
+                        chunk = read.result()
+                        if not chunk:
+                            break
+                        await resp.write(chunk)
+            finally:
+                del self.streams[ended]
             with contextlib.suppress(ConnectionResetError):
                 await resp.write_eof()
             return resp
