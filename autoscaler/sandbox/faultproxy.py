@@ -112,12 +112,7 @@ class FaultProxy:
         if self.observer is not None:
             self.observer(request.method, request.path_qs, body)
         applies = f.applies(request.method, request.path_qs)
-        entry = (request.method, request.path)
-        self.inflight.append(entry)
-        try:
-            return await self._forward(request, body, f, applies)
-        finally:
-            self.inflight.remove(entry)
+        return await self._forward(request, body, f, applies)
 
     async def _forward(self, request: web.Request, body: bytes, f: Fault, applies: bool) -> web.StreamResponse:
         if applies:
@@ -137,11 +132,16 @@ class FaultProxy:
             if f.mode == "delay":
                 await asyncio.sleep(f.delay_s)
         headers = {k: v for k, v in request.headers.items() if k.lower() not in HOP_BY_HOP}
+        # In flight while the upstream handles it (until its response headers: a write commits before those).
+        entry = (request.method, request.path)
+        self.inflight.append(entry)
         try:
             upstream = await self._session.request(request.method, self.upstream + request.path_qs, data=body or None,
                                                    headers=headers, allow_redirects=False)
         except aiohttp.ClientError as exc:
             return web.Response(status=502, text=f"fault proxy: upstream error {exc}")
+        finally:
+            self.inflight.remove(entry)
         async with upstream:
             if applies and f.mode == "rewrite" and f.rewrite is not None:
                 raw = await upstream.read()
