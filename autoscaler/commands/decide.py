@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 from typing import Any
 
 from autoscaler.policy import decide
@@ -30,7 +31,7 @@ def run(args: argparse.Namespace) -> int:
     rc = 0
     for path in args.files:
         try:
-            text = sys.stdin.read() if path == "-" else open(path, encoding="utf-8").read()
+            text = sys.stdin.read() if path == "-" else Path(path).read_text(encoding="utf-8")
         except OSError as exc:
             print(f"autoscaler decide: cannot read {path}: {exc.strerror}", file=sys.stderr)
             rc = 2
