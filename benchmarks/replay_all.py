@@ -49,9 +49,10 @@ def main() -> int:
     machine = f"{platform.machine()}, {os.cpu_count()} cores (shared), Python {platform.python_version()}"
     head = (f"# Replay benchmark\n\nCommand: `python benchmarks/replay_all.py` (= `autoscaler replay --trace T "
             f"--policies {','.join(POLICIES)}` per trace, default settings)\n\nMachine: {machine}\n\n")
-    notes_path = args.out.parent / "RESULTS.notes.md"
-    notes = notes_path.read_text() if notes_path.exists() else ""
-    args.out.write_text(head + "\n".join(sections) + ("\n" + notes if notes else ""))
+    # keep the hand-written "## Notes" section of the previous RESULTS.md
+    old = args.out.read_text() if args.out.exists() else ""
+    notes = old[old.index("\n## Notes"):] if "\n## Notes" in old else ""
+    args.out.write_text(head + "\n".join(sections) + notes)
     return 0
 
 

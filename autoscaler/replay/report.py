@@ -130,8 +130,16 @@ def plot(workload: Workload, runs: dict[str, PolicyRun], path: Path, target_queu
     ax.set_title("Queue time (mean over requests, per interval)")
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
+    import io
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
     plt.close(fig)
+    buf.seek(0)
+    # a 64-colour palette keeps a week of noisy lines well under 200 KB
+    Image.open(buf).convert("RGB").quantize(colors=64).save(path, optimize=True)
     return path
 
 
