@@ -40,26 +40,42 @@ autoscaling:
 
 
 def _sandbox(n: int, pods_per_lease: int, namespaces: int, kubeconfig: str, ready: Any, stop: Any) -> None:
-    """Child process: the sandbox API server with n Deployments, until told to stop."""
+    """Child process: the sandbox API server with n Deployments and their Ready pods, until told to stop.
+
+    The objects are written straight into the sandbox's store (the simulated deployment controller and
+    kubelet are stopped): building 10,000 Deployments through them takes many minutes, and the benchmark
+    measures the autoscaler's loop, not the sandbox's controllers.
+    """
+    from datetime import UTC, datetime
+
     from autoscaler.sandbox.cluster import SandboxCluster
+    from autoscaler.sandbox.resources import DEPLOYMENTS, PODS
 
     async def main() -> None:
         async with SandboxCluster(startup_seconds=0.0, pending_seconds=0.0, history_size=200_000) as c:
+            await c.controllers.stop()
+            stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
             for i in range(n):
                 ns = f"team-{i % namespaces}"
                 c.ensure_namespace(ns)
-                c.create_deployment(f"model-{i}", namespace=ns, replicas=pods_per_lease, kind="triton",
-                                    annotations={"inference-autoscaler.io/enabled": "true"})
+                dep = c.create_deployment(f"model-{i}", namespace=ns, replicas=pods_per_lease, kind="triton",
+                                          annotations={"inference-autoscaler.io/enabled": "true"})
+                dep["status"] = {"replicas": pods_per_lease, "readyReplicas": pods_per_lease,
+                                 "availableReplicas": pods_per_lease, "updatedReplicas": pods_per_lease,
+                                 "observedGeneration": dep["metadata"].get("generation", 1)}
+                c.store.replace(DEPLOYMENTS.storage_key, dep)
+                tmpl = dep["spec"]["template"]
+                for k in range(pods_per_lease):
+                    pod = {"apiVersion": "v1", "kind": "Pod",
+                           "metadata": {"name": f"model-{i}-5d8f7c9b4-p{k:04d}", "namespace": ns,
+                                        "labels": dict(tmpl["metadata"]["labels"]),
+                                        "annotations": dict(tmpl["metadata"].get("annotations") or {})},
+                           "spec": tmpl["spec"]}
+                    obj = c.create(pod)
+                    obj["status"] = {"phase": "Running", "startTime": stamp, "podIP": "127.0.0.1",
+                                     "conditions": [{"type": "Ready", "status": "True", "lastTransitionTime": stamp}]}
+                    c.store.replace(PODS.storage_key, obj)
             c.write_kubeconfig(kubeconfig)
-            deadline = time.monotonic() + 600
-            from autoscaler.sandbox.resources import PODS
-            def running() -> int:
-                return sum(1 for p in c.store.iter(PODS.storage_key) if p.get("status", {}).get("phase") == "Running")
-
-            while running() < n * pods_per_lease and time.monotonic() < deadline:  # noqa: ASYNC110 (polls a store)
-                await asyncio.sleep(0.5)
-            # Pods are Running and Ready; stop the simulated controllers so the API server serves only us.
-            await c.controllers.stop()
             ready.set()
             while not stop.is_set():  # noqa: ASYNC110 (a multiprocessing event, not an asyncio one)
                 await asyncio.sleep(0.2)
