@@ -24,6 +24,7 @@ import yaml
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from autoscaler import ANNOTATION_PREFIX
+from autoscaler.policy.predictive import PredictiveParams
 from autoscaler.policy.types import (
     DEFAULT_SCALE_DOWN,
     DEFAULT_SCALE_UP,
@@ -193,6 +194,71 @@ class Fallback(_Strict):
         return self
 
 
+
+class PredictiveSettings(_Strict):
+    """The ``predictive`` algorithm's parameters (extension; docs/predictive.md). Every field has a safe default."""
+
+    violation_target: float = Field(0.03, alias="violationTarget", gt=0, lt=1,
+                                    description="allowed probability that a request queues longer than the "
+                                                "queueTime threshold, at the forecast rate")
+    arrival_cv2: float = Field(1.0, alias="arrivalCv2", gt=0, le=100,
+                               description="squared CV of inter-arrival times for the queueing formula (1 = Poisson)")
+    service_time_cv: float = Field(0.0, alias="serviceTimeCv", ge=0, le=10,
+                                   description="CV of service times for the queueing formula (0 = constant)")
+    rate_window_s: float = Field(30.0, alias="rateWindowSeconds", ge=15, le=600,
+                                 description="rate() window of the request-rate query, seconds")
+    burst_window_s: float = Field(900.0, alias="burstWindowSeconds", ge=0, le=3600,
+                                  description="keep the capacity the largest rate of this window needed, seconds (0: off)")
+    trend_window_s: float = Field(300.0, alias="trendWindowSeconds", ge=0, le=3600,
+                                  description="window of the rate's linear-trend fit, seconds (0: no trend)")
+    trend_damping: float = Field(0.5, alias="trendDamping", ge=0, le=1,
+                                 description="fraction of the fitted trend extrapolated over the start-up horizon")
+    lag_s: float = Field(30.0, alias="lagSeconds", ge=0, le=600,
+                         description="metric delay added to the start-up horizon, seconds")
+    startup_s: float = Field(120.0, alias="startupSeconds", gt=0, le=3600,
+                             description="pod creation-to-Ready delay when none has been measured yet, seconds")
+    seasonal: bool = Field(True, description="use the lease's daily shape (FFT) once a full period of history exists")
+    season_period_s: float = Field(86400.0, alias="seasonPeriodSeconds", ge=600,
+                                   description="period of the seasonality, seconds")
+    season_bucket_s: float = Field(600.0, alias="seasonBucketSeconds", ge=60, le=3600,
+                                   description="resolution of the seasonal history, seconds")
+    season_harmonics: int = Field(4, alias="seasonHarmonics", ge=1, le=48,
+                                  description="daily harmonics kept from the FFT")
+    season_history_periods: int = Field(7, alias="seasonHistoryPeriods", ge=1, le=28,
+                                        description="periods of history kept for the seasonal fit")
+    drain_s: float = Field(60.0, alias="drainSeconds", ge=0, le=3600,
+                           description="drain the pending backlog within this time, seconds (0: ignore it)")
+    scale_down_window_s: float = Field(120.0, alias="scaleDownWindowSeconds", ge=0, le=3600,
+                                       description="scale down only to the largest target of this window, seconds")
+    scale_down_max_fraction: float = Field(0.5, alias="scaleDownMaxFraction", gt=0, le=1,
+                                           description="largest fraction of the replicas removed per decision")
+    reactive_queue_factor: float = Field(1.0, alias="reactiveQueueFactor", ge=0, le=100,
+                                         description="no scale-down while queue time exceeds this multiple of the "
+                                                     "threshold (0: off)")
+
+    @model_validator(mode="after")
+    def _bucket_divides_period(self) -> PredictiveSettings:
+        if self.season_period_s < 2 * self.season_bucket_s:
+            raise ValueError(f"predictive.seasonPeriodSeconds ({self.season_period_s}) must be at least twice "
+                             f"seasonBucketSeconds ({self.season_bucket_s})")
+        return self
+
+    def to_params(self, target_queue_time_us: float) -> PredictiveParams:
+        """The pure policy's parameters, with the lease's queue-time target (µs)."""
+        return PredictiveParams(
+            target_queue_time_us=target_queue_time_us, violation_target=self.violation_target,
+            arrival_cv2=self.arrival_cv2, service_time_cv=self.service_time_cv, burst_window_s=self.burst_window_s,
+            trend_window_s=self.trend_window_s, trend_damping=self.trend_damping, lag_s=self.lag_s,
+            seasonal=self.seasonal, season_period_s=self.season_period_s, season_bucket_s=self.season_bucket_s,
+            season_harmonics=self.season_harmonics, season_history_periods=self.season_history_periods,
+            drain_s=self.drain_s, scale_down_window_s=self.scale_down_window_s,
+            scale_down_max_fraction=self.scale_down_max_fraction, reactive_queue_factor=self.reactive_queue_factor)
+
+    def with_options(self, overrides: dict[str, float]) -> PredictiveSettings:
+        """These settings with fields overridden by camelCase key (``--policy-option predictive.KEY=V``)."""
+        return self.model_validate({**self.model_dump(by_alias=True), **overrides})
+
+
 class Autoscaling(_Strict):
     enable: bool = Field(False, validation_alias=AliasChoices("enable", "enabled"),
                          description="autoscaling on for the cluster (TMS: off unless the administrator turns it on)")
@@ -204,6 +270,8 @@ class Autoscaling(_Strict):
     fallback: Fallback = Fallback()
     algorithm: Literal["hpa", "predictive"] = Field(
         "hpa", description="default decision algorithm for leases: the HPA-exact core or the predictive policy")
+    predictive: PredictiveSettings = Field(default_factory=PredictiveSettings,
+                                           description="parameters of the predictive algorithm (extension)")
 
     @field_validator("metrics", mode="before")
     @classmethod

@@ -1,0 +1,322 @@
+"""The predictive policy for GPU inference servers: capacity targets from queueing, ahead of start-up.
+
+Why: the HPA scales proportionally on a queue time that stays near zero until a replica is almost
+saturated and then explodes, and it ignores that a GPU pod takes minutes to become Ready. An inference
+server tells us more: its request rate and its service time per request (Triton's success and
+compute-duration counters). From these the replicas needed at the SLO follow directly from queueing
+theory, and they can be provisioned for the load expected when new pods will be Ready.
+
+The decision, in order (each step is a parameter of :class:`PredictiveParams`):
+
+1. **Rate** ``lam``: the lease's request rate (short window). With a backlog (``pending`` requests) the
+   fleet must also drain it within ``drain_s``: ``lam += pending / drain_s`` (``Backlog``).
+2. **Burst envelope**: the largest rate seen over the last ``burst_window_s`` (``BurstEnvelope``);
+   a bursty lease keeps the capacity its bursts needed instead of chasing each one.
+3. **Forecast** over the horizon ``startup_s + lag_s`` (what a pod created now will meet): a damped
+   linear trend of the recent rate (``Trend``) and, once a full period of history exists, the
+   lease's own daily shape (a few FFT harmonics, as Crane's predictive HPA) as a multiplicative
+   change from now to the horizon (``Seasonal``). Forecasts only *raise* the target: the measured
+   rate is the floor.
+4. **Capacity target**: the fewest replicas whose per-replica queue (``slots`` servers, Allen-Cunneen
+   G/G/c, :func:`autoscaler.serving.erlang_c`) keeps ``P(queue time > target) <= violation_target``
+   at that rate (``Capacity``).
+5. **Reactive floor**: while the measured queue time exceeds the target, never scale down
+   (``ReactiveQueueTime``).
+6. **Start-up aware**: the target is a *total*: pods still starting count as coming capacity, so
+   nothing is added for load they will absorb (``StartupAware`` when they cover the target).
+7. **Asymmetric scale-down**: up at once; down only to the largest target of the last
+   ``scale_down_window_s`` and by at most ``scale_down_max_fraction`` per decision (``ScaleDownHeld``).
+8. Bounds ``[min, max]`` (``TooFewReplicas`` / ``TooManyReplicas``); missing rate data holds the
+   current count (``MissingData``), never scales down.
+
+Pure: numpy only, time and state come in as arguments, state goes out as a frozen value.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, replace
+from enum import StrEnum
+
+import numpy as np
+
+from autoscaler.serving import RHO_MAX, erlang_c
+
+
+class PredictiveReason(StrEnum):
+    """Which part of the policy drove the decision (for logs, Events and ``explain``)."""
+
+    CAPACITY = "Capacity"
+    BACKLOG = "Backlog"
+    BURST_ENVELOPE = "BurstEnvelope"
+    TREND = "Trend"
+    SEASONAL = "Seasonal"
+    REACTIVE_QUEUE_TIME = "ReactiveQueueTime"
+    STARTUP_AWARE = "StartupAware"
+    SCALE_DOWN_HELD = "ScaleDownHeld"
+    SCALE_DOWN_LIMIT = "ScaleDownLimit"
+    TOO_FEW_REPLICAS = "TooFewReplicas"
+    TOO_MANY_REPLICAS = "TooManyReplicas"
+    MISSING_DATA = "MissingData"
+
+
+@dataclass(frozen=True)
+class PredictiveParams:
+    """Every choice of the policy, with its safe default (units in the names)."""
+
+    target_queue_time_us: float = 10000.0
+    violation_target: float = 0.03
+    """Allowed probability that a request queues longer than the target, at the forecast rate."""
+    arrival_cv2: float = 1.0
+    """Squared CV of inter-arrival times (1 = Poisson) for the queueing formula."""
+    service_time_cv: float = 0.0
+    """CV of service times for the queueing formula (0 = constant)."""
+    burst_window_s: float = 900.0
+    """Keep the capacity the largest rate of this window needed (0 = off)."""
+    trend_window_s: float = 300.0
+    """Fit the rate's linear trend over this window (0 = no trend)."""
+    trend_damping: float = 0.5
+    """Fraction of the fitted trend extrapolated over the horizon (0-1)."""
+    lag_s: float = 30.0
+    """Metric delay added to the start-up horizon (rate window / 2)."""
+    seasonal: bool = True
+    """Use the lease's daily shape once a full period of history exists."""
+    season_period_s: float = 86400.0
+    season_bucket_s: float = 600.0
+    season_harmonics: int = 4
+    season_history_periods: int = 7
+    drain_s: float = 60.0
+    """Backlog (pending requests) is drained within this time (0 = ignore the backlog)."""
+    scale_down_window_s: float = 120.0
+    """Scale down only to the largest target of this window."""
+    scale_down_max_fraction: float = 0.5
+    """At most this fraction of the replicas is removed per decision."""
+    reactive_queue_factor: float = 1.0
+    """No scale-down while the measured queue time exceeds this multiple of the target (0 = off)."""
+
+
+@dataclass(frozen=True)
+class PredictiveObservation:
+    """One lease at one instant, as the replay or the controller measures it from Prometheus."""
+
+    now: float
+    current_replicas: int
+    """The scale's spec (ready + starting)."""
+    ready_replicas: int
+    starting_replicas: int
+    min_replicas: int
+    max_replicas: int
+    request_rate_rps: float | None
+    """Lease arrivals per second (success + failure counters, short ``rate()`` window); None = no data."""
+    service_time_s: float | None
+    """Mean compute time per request (compute-duration / success counters); None = unknown."""
+    slots_per_replica: int
+    """Requests a replica executes at once (instances x max batch size)."""
+    startup_s: float
+    """Measured pod creation-to-Ready delay."""
+    queue_time_us: float | None = None
+    """Lease mean queue time per request (queue-duration / success counters)."""
+    pending_requests: float | None = None
+    """Requests waiting in the lease's queues (sum of ``nv_inference_pending_request_count``)."""
+
+
+@dataclass(frozen=True)
+class PredictiveState:
+    """What the policy carries between decisions (persist it to survive restarts)."""
+
+    rates: tuple[tuple[float, float], ...] = ()
+    """(time, rate) samples over the longest of the burst and trend windows."""
+    targets: tuple[tuple[float, int], ...] = ()
+    """(time, capacity target) over the scale-down window."""
+    service_time_s: float | None = None
+    """Last known service time (kept through gaps in the counters)."""
+    season: tuple[float, ...] = ()
+    """Mean rate per completed season bucket, oldest first, ending at ``season_bucket_end``."""
+    season_bucket_end: float | None = None
+    bucket_sum: float = 0.0
+    bucket_n: int = 0
+    season_fit: tuple[float, ...] = ()
+    """The fitted daily shape, one value per bucket of a period (empty: not enough history)."""
+
+
+@dataclass(frozen=True)
+class PredictiveDecision:
+    desired_replicas: int
+    reason: PredictiveReason
+    state: PredictiveState
+    details: dict[str, float] = field(default_factory=dict)
+    """Intermediate figures (rate, forecast, capacity target...) for ``explain``."""
+
+
+# --------------------------------------------------------------------------------------- queueing
+
+
+def violation_probability(rate_rps: float, replicas: np.ndarray, service_s: float, slots: int,
+                          target_s: float, k: float) -> np.ndarray:
+    """``P(queue time > target)`` per replica count when ``rate_rps`` is split evenly (Allen-Cunneen)."""
+    mu_c = slots / service_s
+    rho = rate_rps / (replicas * mu_c)
+    gap = mu_c * (1.0 - np.minimum(rho, RHO_MAX))
+    p = erlang_c(slots, np.minimum(rho, RHO_MAX)) * np.exp(-gap * target_s / k)
+    out: np.ndarray = np.where(rho >= RHO_MAX, 1.0, p)
+    return out
+
+
+def replicas_needed(rate_rps: float, service_s: float, slots: int, params: PredictiveParams, limit: int) -> int:
+    """Fewest replicas (up to ``limit``) that meet ``violation_target`` at ``rate_rps``; 0 for no load."""
+    if rate_rps <= 0:
+        return 0
+    k = max(1e-6, (params.arrival_cv2 + params.service_time_cv**2) / 2.0)
+    ns = np.arange(1, max(1, limit) + 1, dtype=np.float64)
+    p = violation_probability(rate_rps, ns, service_s, slots, params.target_queue_time_us / 1e6, k)
+    ok = np.nonzero(p <= params.violation_target)[0]
+    return int(ns[ok[0]]) if ok.size else max(1, limit)
+
+
+# --------------------------------------------------------------------------------------- forecast
+
+
+def _trend_slope(rates: tuple[tuple[float, float], ...], now: float, window_s: float) -> float:
+    pts = [(t, r) for t, r in rates if t > now - window_s]
+    if len(pts) < 4 or pts[-1][0] - pts[0][0] < window_s / 2:
+        return 0.0
+    t = np.array([p[0] for p in pts])
+    r = np.array([p[1] for p in pts])
+    t = t - t.mean()
+    den = float((t * t).sum())
+    return float((t * (r - r.mean())).sum() / den) if den > 0 else 0.0
+
+
+def fit_season(history: tuple[float, ...], per_period: int, harmonics: int) -> tuple[float, ...]:
+    """The daily shape from whole periods of bucket means: the mean and the first ``harmonics``
+    daily harmonics of the FFT (Crane's approach, on the period's own frequency grid)."""
+    periods = len(history) // per_period
+    if periods < 1:
+        return ()
+    x = np.array(history[-periods * per_period:], dtype=np.float64)
+    spec = np.fft.rfft(x)
+    keep = np.zeros_like(spec)
+    keep[0] = spec[0]
+    for h in range(1, harmonics + 1):
+        i = h * periods
+        if i < spec.size:
+            keep[i] = spec[i]
+    y = np.fft.irfft(keep, n=x.size)[-per_period:]
+    return tuple(float(v) for v in y)
+
+
+def _season_ratio(state: PredictiveState, now: float, horizon_s: float, params: PredictiveParams) -> float:
+    """Expected rate change (ratio, >= 0) from now to the horizon from the fitted daily shape."""
+    if not state.season_fit or state.season_bucket_end is None:
+        return 1.0
+    b = params.season_bucket_s
+    n = len(state.season_fit)
+    fit = state.season_fit
+    # fit[-1] is the bucket that ended at season_bucket_end; index by buckets since then
+    def at(t: float) -> float:
+        off = (t - (state.season_bucket_end or 0.0)) / b
+        i = math.floor(off) % n
+        return fit[i]
+    cur, fut = at(now), max(at(now + horizon_s * f) for f in (0.5, 1.0))
+    if cur <= 0:
+        return 1.0
+    return max(0.0, fut / cur)
+
+
+def _update_season(state: PredictiveState, now: float, rate: float, params: PredictiveParams) -> PredictiveState:
+    if not params.seasonal:
+        return state
+    b = params.season_bucket_s
+    end = state.season_bucket_end
+    if end is None:
+        return replace(state, season_bucket_end=math.floor(now / b) * b, bucket_sum=rate, bucket_n=1)
+    if now < end + b:
+        return replace(state, bucket_sum=state.bucket_sum + rate, bucket_n=state.bucket_n + 1)
+    per = max(1, round(params.season_period_s / b))
+    mean = state.bucket_sum / state.bucket_n if state.bucket_n else rate
+    gaps = min(per, int((now - end) // b) - 1)
+    season = (*state.season, mean, *([mean] * gaps))[-per * params.season_history_periods:]
+    new_end = end + b * (1 + gaps) if gaps < per else math.floor(now / b) * b
+    fit = fit_season(season, per, params.season_harmonics) if len(season) >= per else ()
+    return replace(state, season=season, season_bucket_end=new_end, bucket_sum=rate, bucket_n=1, season_fit=fit)
+
+
+# --------------------------------------------------------------------------------------- decision
+
+
+def decide_predictive(obs: PredictiveObservation, state: PredictiveState,
+                      params: PredictiveParams) -> PredictiveDecision:
+    """One decision: desired replicas, the part that drove it, the new state."""
+    now = obs.now
+    lo, hi = obs.min_replicas, max(obs.min_replicas, obs.max_replicas)
+    current = obs.current_replicas
+    svc = obs.service_time_s if obs.service_time_s and obs.service_time_s > 0 else state.service_time_s
+    if obs.request_rate_rps is None or svc is None or obs.request_rate_rps != obs.request_rate_rps:
+        desired = min(hi, max(lo, current))
+        reason = PredictiveReason.MISSING_DATA if desired == current else (
+            PredictiveReason.TOO_FEW_REPLICAS if desired > current else PredictiveReason.TOO_MANY_REPLICAS)
+        return PredictiveDecision(desired, reason, replace(state, service_time_s=svc))
+
+    rate = max(0.0, obs.request_rate_rps)
+    keep_s = max(params.burst_window_s, params.trend_window_s)
+    rates = (*((t, r) for t, r in state.rates if t > now - keep_s), (now, rate))
+    st = _update_season(replace(state, rates=rates, service_time_s=svc), now, rate, params)
+
+    horizon = obs.startup_s + params.lag_s
+    reason = PredictiveReason.CAPACITY
+    lam = rate
+    details: dict[str, float] = {"rate_rps": rate, "service_s": svc, "horizon_s": horizon}
+    # burst envelope: the largest recent rate
+    if params.burst_window_s > 0:
+        env = max(r for t, r in rates if t > now - params.burst_window_s)
+        if env > lam * 1.0001:
+            lam, reason = env, PredictiveReason.BURST_ENVELOPE
+    # forecast (raises only)
+    if params.trend_window_s > 0:
+        slope = _trend_slope(rates, now, params.trend_window_s)
+        details["trend_rps_per_s"] = slope
+        f = rate + params.trend_damping * max(0.0, slope) * horizon
+        if f > lam * 1.0001:
+            lam, reason = f, PredictiveReason.TREND
+    ratio = _season_ratio(st, now, horizon, params)
+    details["season_ratio"] = ratio
+    if rate * ratio > lam * 1.0001:
+        lam, reason = rate * ratio, PredictiveReason.SEASONAL
+    # backlog to drain
+    if params.drain_s > 0 and obs.pending_requests:
+        extra = obs.pending_requests / params.drain_s
+        if extra > 0.05 * max(lam, 1e-9):
+            lam, reason = lam + extra, PredictiveReason.BACKLOG
+    details["forecast_rps"] = lam
+    target = max(lo, replicas_needed(lam, svc, obs.slots_per_replica, params, hi))
+    details["capacity_target"] = float(target)
+    kept = ((t, n) for t, n in st.targets if t > now - params.scale_down_window_s)
+    st = replace(st, targets=(*kept, (now, target)))
+
+    desired = target
+    if target < current:
+        held = max(n for _t, n in st.targets)
+        if not state.targets or state.targets[0][0] > now - params.scale_down_window_s:
+            held = current  # too little history to trust a lower target (e.g. right after a restart)
+        floor_frac = math.ceil(current * (1.0 - params.scale_down_max_fraction))
+        queue_high = (params.reactive_queue_factor > 0 and obs.queue_time_us is not None
+                      and obs.queue_time_us > params.reactive_queue_factor * params.target_queue_time_us)
+        if queue_high:
+            desired, reason = current, PredictiveReason.REACTIVE_QUEUE_TIME
+        elif held > target:
+            desired, reason = min(current, held), PredictiveReason.SCALE_DOWN_HELD
+        if desired < floor_frac:
+            desired, reason = floor_frac, PredictiveReason.SCALE_DOWN_LIMIT
+    elif target == current and obs.starting_replicas > 0 and reason == PredictiveReason.CAPACITY:
+        reason = PredictiveReason.STARTUP_AWARE
+    if desired < lo:
+        desired, reason = lo, PredictiveReason.TOO_FEW_REPLICAS
+    if desired > hi:
+        desired, reason = hi, PredictiveReason.TOO_MANY_REPLICAS
+    return PredictiveDecision(int(desired), reason, st, details)
+
+
+__all__ = [
+    "PredictiveDecision", "PredictiveObservation", "PredictiveParams", "PredictiveReason", "PredictiveState",
+    "decide_predictive", "fit_season", "replicas_needed", "violation_probability",
+]

@@ -1,0 +1,101 @@
+"""The ``predictive`` algorithm under replay: a thin adapter from the cluster view to the pure policy.
+
+It builds a :class:`~autoscaler.policy.predictive.PredictiveObservation` from exactly what the
+controller would query from Prometheus (see ``docs/predictive.md``):
+
+* request rate: ``sum(rate(nv_inference_request_success[W])) + sum(rate(nv_inference_request_failure[W]))``
+  over the lease's pods, ``W`` = the policy's ``rateWindowSeconds`` (30 s);
+* service time: ``sum(rate(nv_inference_compute_infer_duration_us[1m])) / sum(rate(..._success[1m]))``;
+* queue time: the same ratio for ``nv_inference_queue_duration_us``;
+* pending: ``sum(nv_inference_pending_request_count)``;
+* ready / starting / spec replicas from the API server, slots from the serving annotation, the
+  start-up delay as measured (here: the replay's ``--startup-seconds``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from autoscaler.policy.predictive import (
+    PredictiveDecision,
+    PredictiveObservation,
+    PredictiveParams,
+    PredictiveState,
+    decide_predictive,
+)
+from autoscaler.replay.policies import PolicyContext, ReplayPolicy, register_algorithm, register_policy
+from autoscaler.replay.sim import ClusterView
+
+SUCCESS = "nv_inference_request_success"
+FAILURE = "nv_inference_request_failure"
+COMPUTE = "nv_inference_compute_infer_duration_us"
+QUEUE = "nv_inference_queue_duration_us"
+
+
+def _sum(v: np.ndarray) -> float | None:
+    v = v[np.isfinite(v)]
+    return float(v.sum()) if v.size else None
+
+
+def observe(view: ClusterView, rate_window_s: float, min_replicas: int, max_replicas: int) -> PredictiveObservation:
+    """The policy's observation from the simulated cluster's Prometheus and API server."""
+    _n, short = view.pod_rates((SUCCESS, FAILURE), window_s=rate_window_s)
+    _n, long = view.pod_rates((SUCCESS, COMPUTE, QUEUE))
+    ok, fail = _sum(short[SUCCESS]), _sum(short[FAILURE])
+    rate = None if ok is None else ok + (fail or 0.0)
+    s_long, c_long, q_long = _sum(long[SUCCESS]), _sum(long[COMPUTE]), _sum(long[QUEUE])
+    svc = c_long / s_long / 1e6 if s_long and c_long is not None and s_long > 0 else None
+    qt = q_long / s_long if s_long and q_long is not None and s_long > 0 else None
+    _g, pend = view.pod_gauge("nv_inference_pending_request_count")
+    return PredictiveObservation(
+        now=view.now, current_replicas=view.spec_replicas, ready_replicas=view.ready_replicas,
+        starting_replicas=view.starting_replicas, min_replicas=min_replicas, max_replicas=max_replicas,
+        request_rate_rps=rate, service_time_s=svc, slots_per_replica=view.settings.serving.slots,
+        startup_s=view.settings.startup_s, queue_time_us=qt, pending_requests=float(pend.sum()) if pend.size else None)
+
+
+@dataclass
+class PredictivePolicy:
+    """Replay adapter: observe, decide, carry the state."""
+
+    name: str
+    interval_s: float
+    params: PredictiveParams
+    rate_window_s: float
+    min_replicas: int
+    max_replicas: int
+    state: PredictiveState = field(default_factory=PredictiveState)
+    record: list[tuple[PredictiveObservation, PredictiveDecision]] | None = None
+
+    def decide(self, view: ClusterView) -> int:
+        obs = observe(view, self.rate_window_s, self.min_replicas, self.max_replicas)
+        d = decide_predictive(obs, self.state, self.params)
+        self.state = d.state
+        if self.record is not None:
+            self.record.append((obs, d))
+        return d.desired_replicas
+
+
+def _make(ctx: PolicyContext, name: str) -> PredictivePolicy:
+    s = ctx.settings
+    cfg = ctx.cluster_policy.autoscaling.predictive
+    overrides = {k.removeprefix("predictive."): v for k, v in ctx.options.items() if k.startswith("predictive.")}
+    if overrides:  # --policy-option predictive.violationTarget=0.05
+        cfg = cfg.with_options(overrides)
+    params = cfg.to_params(s.target_queue_time_us)
+    return PredictivePolicy(name, ctx.cluster_policy.autoscaling.loop_interval_s, params, cfg.rate_window_s,
+                            s.min_replicas, s.max_replicas)
+
+
+@register_algorithm("predictive")
+def make_predictive_algorithm(ctx: PolicyContext) -> ReplayPolicy:
+    """``default`` when the cluster policy says ``algorithm: predictive``."""
+    return _make(ctx, "predictive")
+
+
+@register_policy("predictive")
+def make_predictive(ctx: PolicyContext) -> ReplayPolicy:
+    """The predictive policy by name, whatever the cluster policy's algorithm."""
+    return _make(ctx, "predictive")
