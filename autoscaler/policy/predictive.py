@@ -288,7 +288,7 @@ def decide_predictive(obs: PredictiveObservation, state: PredictiveState,
         if extra > 0.05 * max(lam, 1e-9):
             lam, reason = lam + extra, PredictiveReason.BACKLOG
     details["forecast_rps"] = lam
-    target = max(lo, replicas_needed(lam, svc, obs.slots_per_replica, params, hi))
+    target = max(lo, replicas_needed(lam, svc, obs.slots_per_replica, params, hi + 1))  # hi + 1: more than max
     details["capacity_target"] = float(target)
     kept = ((t, n) for t, n in st.targets if t > now - params.scale_down_window_s)
     st = replace(st, targets=(*kept, (now, target)))
