@@ -128,7 +128,7 @@ def test_seasonal_forecast_raises_the_target_before_the_daily_rise() -> None:
     t = 2 * day - 600  # the rate rises steeply here (phase -30 deg)
     d = decide_predictive(obs(t, shape(t), current=1), state, p)
     assert d.reason == PredictiveReason.SEASONAL and d.details["season_ratio"] > 1.05
-    assert d.desired_replicas > need(float(shape(t)))
+    assert d.details["forecast_rps"] > 1.05 * shape(t)
 
 
 def test_policy_config_block_is_strict_and_reaches_the_params() -> None:
