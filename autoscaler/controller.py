@@ -36,7 +36,6 @@ from autoscaler.config import (
     PolicyError,
     Resolution,
     Severity,
-    is_opted_in,
     load_policy,
     parse_policy,
     resolve_lease,
@@ -120,6 +119,7 @@ class LeaseRuntime:
     history: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=20))
     last: dict[str, Any] = field(default_factory=dict)
     metric_names: list[str] = field(default_factory=list)
+    gauges: dict[tuple[str, str], Any] = field(default_factory=dict)  # labelled gauge children, cached
 
 
 @dataclass
@@ -330,8 +330,10 @@ class Controller:
         leases: list[tuple[dict[str, Any], LeasePolicy, list[Any]]] = []
         seen: set[tuple[str, str]] = set()
         invalid_n = paused_n = 0
+        enabled_key = ANNOTATION_PREFIX + "enabled"
         for key, obj in list(self.deployments.objects.items()):
-            if not is_opted_in(annotations_of(obj)) and (ANNOTATION_PREFIX + "enabled") not in annotations_of(obj):
+            ann = (obj.get("metadata") or {}).get("annotations")
+            if not ann or enabled_key not in ann:
                 continue
             res = self._resolve(obj, policy)
             if res.issues and leader:
@@ -394,18 +396,37 @@ class Controller:
             log.exception("batch decision failed; deciding lease by lease")
             decisions = [decide(p.snap, p.state, now) for p in prepared]
         await self._flush_events()
+        # Most leases need no I/O this loop: finish them synchronously; only changes become tasks.
+        jobs: list[tuple[_Prepared, Awaitable[None]]] = []
+        for p, d in zip(prepared, decisions, strict=True):
+            try:
+                desired, reason, message = self._safety(p, d)
+                if desired != p.snap.current_replicas and leader:
+                    jobs.append((p, self._act_io(p, d, desired, reason, message, now, leader, report)))
+                    continue
+                new_state = d.state if desired == d.desired_replicas else state_without_event(d, p.state)
+                if desired != p.snap.current_replicas:  # not the leader: nothing applied
+                    new_state = state_without_event(d, p.state)
+                changes = self._finish(p, d, new_state, desired, reason, message, False, now, leader, report)
+                if changes:
+                    jobs.append((p, self._patch_annotations(p.lease, p.rt, changes)))
+            except Exception as exc:  # isolation: a lease's bug must not stop the loop
+                report.errors += 1
+                self.telemetry.errors.labels("lease").inc()
+                log.exception("lease %s/%s failed this loop: %s", p.lease.namespace, p.lease.name, exc)
         sem = asyncio.Semaphore(self.settings.write_concurrency)
 
-        async def one(p: _Prepared, d: Decision) -> None:
+        async def one(p: _Prepared, job: Awaitable[None]) -> None:
             async with sem:
                 try:
-                    await self._act(p, d, now, leader, report)
+                    await job
                 except Exception as exc:  # isolation: a lease's bug must not stop the loop
                     report.errors += 1
                     self.telemetry.errors.labels("lease").inc()
                     log.exception("lease %s/%s failed this loop: %s", p.lease.namespace, p.lease.name, exc)
 
-        await asyncio.gather(*(one(p, d) for p, d in zip(prepared, decisions, strict=True)))
+        if jobs:
+            await asyncio.gather(*(one(p, job) for p, job in jobs))
         self.telemetry.leases.labels("active").set(len(leases))
         self.telemetry.leases.labels("invalid").set(invalid_n)
         self.telemetry.leases.labels("paused").set(paused_n)
@@ -479,9 +500,9 @@ class Controller:
         rt.last_seen_replicas = current
         return _Prepared(obj, lease, pods, rt, snap, observations, state)
 
-    async def _act(self, p: _Prepared, decision: Decision, now: float, leader: bool, report: TickReport) -> None:
-        """Apply the controller's safety rules on top of the core's decision, then act and report."""
-        obj, lease, pods, rt, snap, state = p.obj, p.lease, p.pods, p.rt, p.snap, p.state
+    def _safety(self, p: _Prepared, decision: Decision) -> tuple[int, str, str]:
+        """The controller's safety rules on top of the core's decision: (desired, reason, message)."""
+        lease, pods, rt, snap = p.lease, p.pods, p.rt, p.snap
         current = snap.current_replicas
         desired, reason, message = decision.desired_replicas, decision.reason, decision.message
         all_failed = bool(snap.metrics) and all(m.error is not None for m in decision.metrics)
@@ -500,28 +521,39 @@ class Controller:
                     f"{o.name}: {dict(o.missing)}" for o in imputed)
         if not pods and desired < current:
             desired, reason, message = current, "NoPods", "no pods match the Deployment's selector"
+        return desired, reason, message
 
+    def _finish(self, p: _Prepared, decision: Decision, new_state: DecisionState, desired: int, reason: str,
+                message: str, applied: bool, now: float, leader: bool, report: TickReport) -> dict[str, str | None]:
+        """Keep the new state, record the decision; return the annotation changes to write (leader only)."""
+        p.rt.state = new_state
+        report.decided += 1
+        self.telemetry.decisions.labels(reason, p.lease.mode.value).inc()
+        self._record(p.rt, p.lease, p.obj, p.snap, decision, p.observations, desired, reason, message, applied, now)
+        return self._annotation_changes(p.obj, p.lease, p.rt, now) if leader else {}
+
+    async def _act_io(self, p: _Prepared, decision: Decision, desired: int, reason: str, message: str, now: float,
+                      leader: bool, report: TickReport) -> None:
+        """A lease whose replica count should change: patch (enforce) or report (shadow / dry run)."""
+        obj, lease, snap, state = p.obj, p.lease, p.snap, p.state
+        current = snap.current_replicas
         new_state = decision.state if desired == decision.desired_replicas else state_without_event(decision, state)
         applied = False
-        enforce = lease.mode == Mode.ENFORCE and not self.settings.dry_run
-        if desired != current and enforce and leader:
+        if lease.mode == Mode.ENFORCE and not self.settings.dry_run:
             applied, desired, reason, message, new_state = await self._rescale(
                 obj, lease, snap, state, desired, reason, message, new_state, now)
             if not applied:  # a failed patch scaled nothing: its scale event must not rate-limit later ones
                 new_state = DecisionState(new_state.recommendations, state.scale_events)
             report.rescales += int(applied)
-        elif desired != current and leader:
+        else:
             what = "shadow mode" if lease.mode == Mode.SHADOW else "dry run"
             await self.events.record(obj, "Normal", "ShadowRescale",
                                      f"{what}: would scale from {current} to {desired}; reason: {reason}", now)
         if desired != current and not applied:
             new_state = state_without_event(decision, state)
-        rt.state = new_state
-        report.decided += 1
-        self.telemetry.decisions.labels(reason, lease.mode.value).inc()
-        self._record(rt, lease, obj, snap, decision, p.observations, desired, reason, message, applied, now)
-        if leader:
-            await self._write_annotations(obj, lease, rt, snap, now)
+        changes = self._finish(p, decision, new_state, desired, reason, message, applied, now, leader, report)
+        if changes:
+            await self._patch_annotations(lease, p.rt, changes)
 
     async def _rescale(self, obj: dict[str, Any], lease: LeasePolicy, snap: Snapshot, state: DecisionState,
                        desired: int, reason: str, message: str, new_state: DecisionState,
@@ -569,6 +601,14 @@ class Controller:
             return True, desired, reason, message, new_state
         return False, current, reason, message, new_state
 
+    @staticmethod
+    def _gauge(rt: LeaseRuntime, key: tuple[str, str], family: Any, *labels: str) -> Any:
+        """The lease's labelled gauge child, looked up once (``labels()`` is costly at 10,000 leases)."""
+        child = rt.gauges.get(key)
+        if child is None:
+            child = rt.gauges[key] = family.labels(*labels)
+        return child
+
     def _record(self, rt: LeaseRuntime, lease: LeasePolicy, obj: dict[str, Any], snap: Snapshot, decision: Decision,
                 observations: list[MetricObservation], desired: int, reason: str, message: str, applied: bool,
                 now: float) -> None:
@@ -579,11 +619,12 @@ class Controller:
                             "target": ob.target, "unit": ob.unit, "proposed": res.proposed_replicas,
                             "utilization": res.utilization, "error": res.error or ob.error,
                             "missing": dict(ob.missing) or None})
-            self.telemetry.metric_target.labels(ns, name, ob.name).set(ob.target)
+            self._gauge(rt, ("target", ob.name), self.telemetry.metric_target, ns, name, ob.name).set(ob.target)
             if ob.value is not None:
-                self.telemetry.metric_value.labels(ns, name, ob.name).set(ob.value)
-        self.telemetry.current.labels(ns, name).set(snap.current_replicas)
-        self.telemetry.desired.labels(ns, name, lease.mode.value).set(desired)
+                self._gauge(rt, ("value", ob.name), self.telemetry.metric_value, ns, name, ob.name).set(ob.value)
+        self._gauge(rt, ("current", ""), self.telemetry.current, ns, name).set(snap.current_replicas)
+        mode = lease.mode.value
+        self._gauge(rt, ("desired", mode), self.telemetry.desired, ns, name, mode).set(desired)
         ready = sum(1 for p in snap.pods if p.ready and not p.deleting)
         entry = {
             "time": now, "current": snap.current_replicas, "ready": ready, "desired": desired, "reason": reason,
@@ -596,40 +637,43 @@ class Controller:
         if not prev or (prev["desired"], prev["reason"], prev["current"]) != (desired, reason, snap.current_replicas):
             rt.history.append({k: entry[k] for k in ("time", "current", "desired", "reason", "message", "applied")})
 
-    async def _write_annotations(self, obj: dict[str, Any], lease: LeasePolicy, rt: LeaseRuntime, snap: Snapshot,
-                                 now: float) -> None:
+    def _annotation_changes(self, obj: dict[str, Any], lease: LeasePolicy, rt: LeaseRuntime,
+                            now: float) -> dict[str, str | None]:
+        """Status and state annotations that need writing: only on change, status at most every N seconds."""
         e = rt.last
         changes: dict[str, str | None] = {}
-        # Status: written when replicas/reason change at once, when values move, at most every N seconds.
-        status = {
-            "current": e["current"], "ready": e["ready"], "desired": e["desired"], "mode": e["mode"],
-            "reason": e["reason"], "message": e["message"], "min": e["min"], "max": e["max"],
-            "metrics": [{"name": m["name"], "value": _sig(m["value"]), "target": m["target"], "unit": m["unit"],
-                         "proposed": m["proposed"], **({"error": m["error"]} if m["error"] else {})}
-                        for m in e["metrics"]],
-            "limitedBy": e["limitedBy"],
-            "lastScaleTime": rfc3339(rt.last_scale_time) if rt.last_scale_time else None,
-            "recent": list(rt.history)[-5:],
-        }
+        ann = (obj.get("metadata") or {}).get("annotations") or {}
         head = (e["current"], e["desired"], e["reason"], e["mode"])
         full = (head, tuple((m["name"], _sig(m["value"]), m["proposed"]) for m in e["metrics"]))
-        current_ann = annotations_of(obj).get(STATUS_ANNOTATION)
+        current_ann = ann.get(STATUS_ANNOTATION)
         if full != rt.status_key or current_ann is None:
             urgent = not rt.status_key or rt.status_key[0] != head or current_ann is None
             if urgent or now - rt.status_written_at >= self.settings.status_min_interval_s:
-                status["updated"] = rfc3339(now)
+                status = {
+                    "current": e["current"], "ready": e["ready"], "desired": e["desired"], "mode": e["mode"],
+                    "reason": e["reason"], "message": e["message"], "min": e["min"], "max": e["max"],
+                    "metrics": [{"name": m["name"], "value": _sig(m["value"]), "target": m["target"],
+                                 "unit": m["unit"], "proposed": m["proposed"],
+                                 **({"error": m["error"]} if m["error"] else {})} for m in e["metrics"]],
+                    "limitedBy": e["limitedBy"],
+                    "lastScaleTime": rfc3339(rt.last_scale_time) if rt.last_scale_time else None,
+                    "recent": list(rt.history)[-5:],
+                    "updated": rfc3339(now),
+                }
                 changes[STATUS_ANNOTATION] = compact_json(status)
                 rt.status_key = full
                 rt.status_written_at = now
         if rt.state is not None:
             sig = significant(rt.state, e["current"] if not e["applied"] else e["desired"], lease.behavior, now)
             if needs_write(sig, rt.persisted, self.settings.state_granularity_s):
-                changes[STATE_ANNOTATION] = sig.to_annotation() if (sig.recommendations or sig.events) else None
-                if changes[STATE_ANNOTATION] is None and STATE_ANNOTATION not in annotations_of(obj):
-                    del changes[STATE_ANNOTATION]
+                if sig.recommendations or sig.events:
+                    changes[STATE_ANNOTATION] = sig.to_annotation()
+                elif STATE_ANNOTATION in ann:
+                    changes[STATE_ANNOTATION] = None
                 rt.persisted = sig
-        if not changes:
-            return
+        return changes
+
+    async def _patch_annotations(self, lease: LeasePolicy, rt: LeaseRuntime, changes: dict[str, str | None]) -> None:
         try:
             fresh = await patch_annotations(self.api, lease.namespace, lease.name, changes)
             self.deployments.apply("MODIFIED", fresh)

@@ -10,7 +10,6 @@ scale down).
 
 from __future__ import annotations
 
-from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -28,6 +27,9 @@ from autoscaler.policy.types import (
     TargetType,
     to_milli,
 )
+
+_EMPTY = Empty()
+_MISSING = (Empty, Stale, NotFinite, MultiSeries, QueryError)
 
 
 def parse_time(value: Any) -> float | None:
@@ -79,7 +81,7 @@ class MetricObservation:
     unit: str
     value: float | None = None  # average over pods with a value
     pods_ok: int = 0
-    missing: Counter[str] = field(default_factory=Counter)  # outcome kind -> pods
+    missing: dict[str, int] = field(default_factory=dict)  # outcome kind -> pods
     error: str | None = None
 
     @property
@@ -104,8 +106,9 @@ def metric_input(metric: EffectiveMetric, namespace: str, pods: list[Pod], resul
         return MetricInput(mtype, target, name=metric.name, resource=resource, error=err), obs
     samples: list[PodSample] = []
     total = 0.0
+    outcomes = result.outcomes
     for pod in pods:
-        outcome = result.for_pod(PodTarget(namespace, pod.name))
+        outcome = outcomes.get(PodTarget(namespace, pod.name)) or _EMPTY
         value: float | None = None
         containers: dict[str, int | None] | None = None
         if isinstance(outcome, Ok):
@@ -118,10 +121,11 @@ def metric_input(metric: EffectiveMetric, namespace: str, pods: list[Pod], resul
                 value = 0.0
                 containers = {"": 0} if is_cpu else None
             else:
-                obs.missing["NoTrafficUnready"] += 1
-        elif isinstance(outcome, Empty | Stale | NotFinite | MultiSeries | QueryError):
+                obs.missing["NoTrafficUnready"] = obs.missing.get("NoTrafficUnready", 0) + 1
+        elif isinstance(outcome, _MISSING):
             if pod.phase == PodPhase.RUNNING and not pod.deleting:
-                obs.missing[type(outcome).__name__] += 1
+                kind = type(outcome).__name__
+                obs.missing[kind] = obs.missing.get(kind, 0) + 1
         if value is None:
             continue
         obs.pods_ok += 1

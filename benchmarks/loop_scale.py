@@ -124,6 +124,14 @@ async def _run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
             warm = await ctl.tick(now=end, query_at=end)  # first loop: writes every lease's status once
             print(f"first loop: {warm.wall_s:.2f}s, {warm.api_writes} API writes (initial status)", file=sys.stderr)
             loops = [await ctl.tick(now=end + 5 * (k + 1), query_at=end) for k in range(args.loops)]
+            if args.profile:
+                import cProfile
+                import pstats
+                prof = cProfile.Profile()
+                prof.enable()
+                await ctl.tick(now=end + 5 * (args.loops + 1), query_at=end)
+                prof.disable()
+                pstats.Stats(prof, stream=sys.stderr).sort_stats("cumulative").print_stats(35)
             rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
             await ctl.prometheus.close()
 
@@ -185,6 +193,7 @@ def main() -> int:
     ap.add_argument("--baseline-leases", type=int, default=0,
                     help="measure the baseline on this many leases and extrapolate (0 = all)")
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--profile", action="store_true", help="cProfile one extra loop (to stderr)")
     args = ap.parse_args()
     os.environ.setdefault("PYTHONWARNINGS", "ignore")
     with tempfile.TemporaryDirectory(prefix="loop-scale-") as tmp:
