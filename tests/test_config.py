@@ -171,3 +171,11 @@ def test_shadow_and_paused(tms: ClusterPolicy) -> None:
     """mode and paused are carried into the effective lease policy."""
     r = resolve_lease("ns", "d", ann(mode="shadow", paused="true"), tms)
     assert r.lease is not None and r.lease.mode == "shadow" and r.lease.paused
+
+
+def test_packaged_default_policy_is_the_shipped_one() -> None:
+    """The policy the installed package falls back to is byte-for-byte config/policy.yaml."""
+    from autoscaler.controller import DEFAULT_POLICY
+
+    assert DEFAULT_POLICY.read_text() == (ROOT / "config" / "policy.yaml").read_text(), (
+        "autoscaler/data/policy.yaml must be a copy of config/policy.yaml: cp config/policy.yaml autoscaler/data/")
