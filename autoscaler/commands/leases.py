@@ -49,7 +49,7 @@ def _fmt(v: Any) -> str:
     if v is None:
         return "<unknown>"
     if isinstance(v, float):
-        return f"{v:.4g}"
+        return f"{v:.0f}" if abs(v) >= 100 else f"{v:.3g}"
     return str(v)
 
 
