@@ -217,6 +217,9 @@ class PredictiveSettings(_Strict):
                          description="metric delay added to the start-up horizon, seconds")
     startup_s: float = Field(120.0, alias="startupSeconds", gt=0, le=3600,
                              description="pod creation-to-Ready delay when none has been measured yet, seconds")
+    slots_per_replica: int = Field(1, alias="slotsPerReplica", ge=1, le=4096,
+                                   description="requests one replica executes at once (instances x max batch) when "
+                                               "the lease's slots-per-replica annotation does not say")
     seasonal: bool = Field(True, description="use the lease's daily shape (FFT) once a full period of history exists")
     season_period_s: float = Field(86400.0, alias="seasonPeriodSeconds", ge=600,
                                    description="period of the seasonality, seconds")
@@ -394,6 +397,7 @@ class LeasePolicy:
     mode: Mode = Mode.ENFORCE
     paused: bool = False
     algorithm: str = "hpa"
+    slots_per_replica: int | None = None  # requests a replica executes at once (predictive algorithm)
     issues: tuple[LeaseIssue, ...] = ()
 
     @property
@@ -416,7 +420,8 @@ class Resolution:
 
 _TRUE = {"true", "yes", "1", "on"}
 _FALSE = {"false", "no", "0", "off", ""}
-KNOWN_KEYS = {"enabled", "min-replicas", "max-replicas", "metrics", "paused", "mode", "algorithm", "status", "state"}
+KNOWN_KEYS = {"enabled", "min-replicas", "max-replicas", "metrics", "paused", "mode", "algorithm", "slots-per-replica",
+              "status", "state"}
 
 
 def _bool(raw: str) -> bool | None:
@@ -581,10 +586,18 @@ def resolve_lease(namespace: str, name: str, annotations: dict[str, str] | None,
         else:
             issue("algorithm", ann["algorithm"], "must be 'hpa' or 'predictive'", Severity.INVALID)
 
+    slots: int | None = None
+    if "slots-per-replica" in ann:
+        v = _int(ann["slots-per-replica"])
+        if v is None or v < 1:
+            issue("slots-per-replica", ann["slots-per-replica"], "must be a whole number >= 1", Severity.INVALID)
+        else:
+            slots = v
+
     res_issues = tuple(issues)
     if any(i.severity == Severity.INVALID for i in res_issues):
         return Resolution(None, True, res_issues)
     lease = LeasePolicy(namespace=namespace, name=name, min_replicas=min_r, max_replicas=max_r, metrics=metrics,
                         behavior=a.behavior.to_behavior(), mode=mode, paused=paused, algorithm=algorithm,
-                        issues=res_issues)
+                        slots_per_replica=slots, issues=res_issues)
     return Resolution(lease, True, res_issues)

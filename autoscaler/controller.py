@@ -65,9 +65,16 @@ from autoscaler.metrics import (
     fetch_all,
 )
 from autoscaler.metrics.registry import MetricRegistry, default_registry
-from autoscaler.observe import MetricObservation, metric_input, pod_from_k8s
+from autoscaler.observe import (
+    MetricObservation,
+    measured_startup_s,
+    metric_input,
+    pod_from_k8s,
+    predictive_observation,
+)
 from autoscaler.policy import Decision, DecisionState, Recommendation, Snapshot, decide, state_without_event
 from autoscaler.policy.batch import decide_many
+from autoscaler.policy.predictive import PredictiveReason, PredictiveState, decide_predictive
 from autoscaler.statestore import EMPTY, Persisted, needs_write, parse, restore, significant
 from autoscaler.telemetry import Telemetry, make_app, serve
 
@@ -120,6 +127,7 @@ class LeaseRuntime:
     last: dict[str, Any] = field(default_factory=dict)
     metric_names: list[str] = field(default_factory=list)
     gauges: dict[tuple[str, str], Any] = field(default_factory=dict)  # labelled gauge children, cached
+    predictive: PredictiveState | None = None  # the predictive algorithm's state (in memory)
 
 
 @dataclass
@@ -302,6 +310,9 @@ class Controller:
                 kind = self.registry.create(name, {"source": "recorded" if prom.queue_time_rule else "raw",
                                                    "window_s": prom.rate_window_s,
                                                    "max_sample_age_s": prom.max_sample_age_s})
+            elif name == "requestStats":
+                pred = self.policy.policy.autoscaling.predictive
+                kind = self.registry.create(name, {"window_s": pred.rate_window_s})
             elif name == "cpuUtilization":
                 kind = self.registry.create(name, {"window_s": prom.rate_window_s,
                                                    "max_sample_age_s": prom.max_sample_age_s})
@@ -364,10 +375,13 @@ class Controller:
         # One query per metric kind in use.
         batches: dict[tuple[str, str | None], list[LeaseTarget]] = {}
         for _obj, lease, pods in leases:
+            if not pods:
+                continue
+            target = LeaseTarget.of(lease.namespace, [p.name for p in pods])
             for m in lease.metrics:
-                if pods:
-                    batches.setdefault((m.name, m.query), []).append(
-                        LeaseTarget.of(lease.namespace, [p.name for p in pods]))
+                batches.setdefault((m.name, m.query), []).append(target)
+            if lease.algorithm == "predictive":
+                batches.setdefault(("requestStats", None), []).append(target)
         kinds = {key: self._kind(*key) for key in batches}
         results: dict[str, BatchResult] = {}
         if batches:
@@ -400,7 +414,8 @@ class Controller:
         jobs: list[tuple[_Prepared, Awaitable[None]]] = []
         for p, d in zip(prepared, decisions, strict=True):
             try:
-                desired, reason, message = self._safety(p, d)
+                override = self._predictive(p, results, now) if p.lease.algorithm == "predictive" else None
+                desired, reason, message = self._safety(p, d, override)
                 if desired != p.snap.current_replicas and leader:
                     jobs.append((p, self._act_io(p, d, desired, reason, message, now, leader, report)))
                     continue
@@ -500,11 +515,33 @@ class Controller:
         rt.last_seen_replicas = current
         return _Prepared(obj, lease, pods, rt, snap, observations, state)
 
-    def _safety(self, p: _Prepared, decision: Decision) -> tuple[int, str, str]:
+    def _predictive(self, p: _Prepared, results: dict[str, BatchResult], now: float) -> tuple[int, str, str] | None:
+        """The predictive algorithm's decision, or None without request data (the HPA core decides then)."""
+        settings = self.policy.policy.autoscaling.predictive
+        lease, snap = p.lease, p.snap
+        target_us = next((m.target for m in lease.metrics if m.name == "queueTime"),
+                         self.policy.policy.autoscaling.metrics["queueTime"].threshold.default)
+        pods = list(snap.pods)
+        obs = predictive_observation(
+            lease.namespace, pods, results.get("requestStats"), now, snap.current_replicas, lease.min_replicas,
+            lease.max_replicas, lease.slots_per_replica or settings.slots_per_replica,
+            measured_startup_s(pods, settings.startup_s))
+        d = decide_predictive(obs, p.rt.predictive or PredictiveState(), settings.to_params(target_us))
+        p.rt.predictive = d.state
+        if d.reason == PredictiveReason.MISSING_DATA:
+            return None
+        det = d.details
+        message = (f"predictive: {det.get('rate_rps', 0):.1f} req/s now, {det.get('forecast_rps', 0):.1f} req/s "
+                   f"expected in {det.get('horizon_s', 0):.0f}s, {1000 * det.get('service_s', 0):.0f} ms per request, "
+                   f"{det.get('capacity_target', 0):.0f} replicas meet the queue-time SLO")
+        return d.desired_replicas, str(d.reason), message
+
+    def _safety(self, p: _Prepared, decision: Decision,
+                override: tuple[int, str, str] | None = None) -> tuple[int, str, str]:
         """The controller's safety rules on top of the core's decision: (desired, reason, message)."""
         lease, pods, rt, snap = p.lease, p.pods, p.rt, p.snap
         current = snap.current_replicas
-        desired, reason, message = decision.desired_replicas, decision.reason, decision.message
+        desired, reason, message = override or (decision.desired_replicas, decision.reason, decision.message)
         all_failed = bool(snap.metrics) and all(m.error is not None for m in decision.metrics)
         rt.failures = rt.failures + 1 if all_failed else 0
         fb = self.policy.policy.autoscaling.fallback

@@ -16,6 +16,7 @@ from typing import Any
 
 from autoscaler.config import EffectiveMetric
 from autoscaler.metrics import BatchResult, Empty, MultiSeries, NotFinite, NoTraffic, Ok, PodTarget, QueryError, Stale
+from autoscaler.policy.predictive import PredictiveObservation
 from autoscaler.policy.snapshot_json import parse_quantity
 from autoscaler.policy.types import (
     MetricInput,
@@ -135,3 +136,37 @@ def metric_input(metric: EffectiveMetric, namespace: str, pods: list[Pod], resul
     if obs.pods_ok:
         obs.value = total / obs.pods_ok
     return MetricInput(mtype, target, name=metric.name, resource=resource, samples=tuple(samples)), obs
+
+
+def measured_startup_s(pods: list[Pod], default_s: float) -> float:
+    """Start-to-Ready delay of the lease's ready pods (their median), else ``default_s``."""
+    delays = sorted(p.ready_transition_time - p.start_time for p in pods
+                    if p.ready and p.start_time is not None and p.ready_transition_time is not None
+                    and p.ready_transition_time >= p.start_time)
+    return delays[len(delays) // 2] if delays else default_s
+
+
+def predictive_observation(namespace: str, pods: list[Pod], result: BatchResult | None, now: float,
+                           current: int, min_replicas: int, max_replicas: int, slots: int,
+                           startup_s: float) -> PredictiveObservation:
+    """The predictive policy's view of a lease: summed request statistics of its pods, ready/starting counts."""
+    live = [p for p in pods if not p.deleting and p.phase in (PodPhase.PENDING, PodPhase.RUNNING)]
+    ready = sum(1 for p in live if p.ready and p.phase == PodPhase.RUNNING)
+    sums: dict[str, float] = {}
+    seen = 0
+    if result is not None and result.error is None:
+        for p in live:
+            outcome = result.outcomes.get(PodTarget(namespace, p.name))
+            if isinstance(outcome, Ok) and outcome.parts is not None:
+                seen += 1
+                for k, v in outcome.parts.items():
+                    sums[k] = sums.get(k, 0.0) + v
+    rate = None if not seen else sums.get("success", 0.0) + sums.get("failure", 0.0)
+    ok_long = sums.get("success_long", 0.0)
+    service = sums["compute_us"] / ok_long / 1e6 if ok_long > 0 and "compute_us" in sums else None
+    queue = sums["queue_us"] / ok_long if ok_long > 0 and "queue_us" in sums else None
+    return PredictiveObservation(
+        now=now, current_replicas=current, ready_replicas=ready, starting_replicas=max(0, len(live) - ready),
+        min_replicas=min_replicas, max_replicas=max_replicas, request_rate_rps=rate, service_time_s=service,
+        slots_per_replica=slots, startup_s=startup_s, queue_time_us=queue,
+        pending_requests=sums.get("pending") if seen else None)

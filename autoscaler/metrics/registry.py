@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from autoscaler.metrics.kinds import CpuUtilization, GpuUtilization, KvCacheUsage, MetricKind, QueueTime
+from autoscaler.metrics.kinds.request_stats import RequestStats
 
 Factory = Callable[..., MetricKind]
 
@@ -52,4 +53,5 @@ def default_registry() -> MetricRegistry:
         "gpuUtilization": GpuUtilization,
         "queueTime": QueueTime,
         "kvCacheUsage": KvCacheUsage,
+        "requestStats": RequestStats,
     })

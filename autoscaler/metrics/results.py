@@ -53,14 +53,18 @@ class QueryError:
 
 @dataclass(frozen=True)
 class Ok:
-    """A usable value. `containers` holds the per-container split where the kind has one (CPU)."""
+    """A usable value. `containers` holds the per-container split where the kind has one (CPU);
+    `parts` named components where the kind reads several series per pod (request statistics)."""
 
     value: float
     containers: Mapping[str, float] | None = None
+    parts: Mapping[str, float] | None = None
 
     def __post_init__(self) -> None:
         if self.containers is not None:
             object.__setattr__(self, "containers", MappingProxyType(dict(self.containers)))
+        if self.parts is not None:
+            object.__setattr__(self, "parts", MappingProxyType(dict(self.parts)))
 
 
 @dataclass(frozen=True)

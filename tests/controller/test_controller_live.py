@@ -168,3 +168,23 @@ async def test_two_controllers_one_leader_and_failover(env: Env) -> None:
             a.stop.set()
             took = await wait_for(lambda: b.is_leader, 15, "b takes over")
     assert took <= 4.0 + 2 * 1.0 + 1.0  # lease duration + retry periods + polling
+
+
+async def test_predictive_lease_scales_on_capacity_and_back(env: Env) -> None:
+    """A lease on the predictive algorithm sizes itself from request rate and service time, then shrinks."""
+    pfile = env.policy_file.with_name("policy-predictive.yaml")
+    pfile.write_text(env.policy_file.read_text() + """
+  predictive: {rateWindowSeconds: 15, burstWindowSeconds: 0, trendWindowSeconds: 0, lagSeconds: 0,
+               scaleDownWindowSeconds: 4, startupSeconds: 1, violationTarget: 0.05, reactiveQueueFactor: 0}
+""")
+    env.deployment("predict", {P + "algorithm": "predictive", P + "slots-per-replica": "2", P + "max-replicas": "4"})
+    await env.cluster.wait_for_ready("default", "predict")
+    async with env.controller(policy_file=str(pfile)) as ctl:
+        await env.load("predict", {"profile": {"type": "constant", "rate": 100}})
+        await wait_for(lambda: env.replicas("predict") >= 3, 40, "predictive scale-up from the request rate")
+        last = ctl.runtime[("default", "predict")].last
+        assert last["message"].startswith("predictive:"), last
+        await env.dataplane.stop_load("default", "predict")
+        await wait_for(lambda: env.replicas("predict") == 1, 60, "predictive scale-down after the load stops")
+    reasons = {h["reason"] for h in ctl.runtime[("default", "predict")].history}
+    assert reasons & {"Capacity", "BurstEnvelope", "Trend", "Backlog", "StartupAware"}, reasons

@@ -151,7 +151,7 @@ async def test_one_query_per_kind_for_many_leases(prometheus_url: str) -> None:
     kinds = [registry.create(name) for name in registry]
     async with PrometheusClient(ClientSettings(url=prometheus_url), observer=seen.append) as c:
         results = await fetch_all(c, [(k, leases) for k in kinds], at=T0)
-    assert len(seen) == len(kinds) == 4
+    assert len(seen) == len(kinds) == 5  # cpu, gpu, queue time, KV cache, request statistics
     assert all(s.outcome == "ok" and s.latency_s > 0 for s in seen)
     assert results["kvCacheUsage"].for_pod(A0) == ok(50)
     assert results["kvCacheUsage"].for_lease(LEASE_B)[B0] == ok(40)
@@ -168,3 +168,21 @@ async def test_empty_batch_sends_no_query(client: PrometheusClient) -> None:
     """No lease uses a kind: no query at all."""
     result = await fetch(client, KvCacheUsage(), [], at=T0)
     assert result.query == "" and result.outcomes == {} and result.error is None
+
+
+def test_request_stats_interpretation() -> None:
+    """requestStats sums success + failure as the rate, keeps the parts, and is Empty without counters."""
+    from autoscaler.metrics.kinds.base import PodSeries
+    from autoscaler.metrics.kinds.request_stats import RequestStats
+    from autoscaler.metrics.results import Empty, Ok, Sample
+
+    def s(v: float) -> tuple[Sample, ...]:
+        return (Sample({}, 0.0, v),)
+
+    k = RequestStats()
+    out = k.interpret(PodSeries((), {"success": s(9.0), "failure": s(1.0), "compute_us": s(5e5),
+                                     "success_long": s(10.0)}), 0.0)
+    assert isinstance(out, Ok) and out.value == 10.0 and out.parts is not None and out.parts["compute_us"] == 5e5
+    assert isinstance(k.interpret(PodSeries((), {"pending": s(3.0)}), 0.0), Empty)
+    query = k.build([LeaseTarget.of("ns", ["p"])])
+    assert query.count(" or ") == 5 and 'autoscaler_part", "pending"' in query

@@ -118,7 +118,7 @@ def test_custom_template_validation() -> None:
 def test_registry_creates_known_kinds_and_names_bad_options() -> None:
     """The registry builds kinds from options and rejects unknown names or options precisely."""
     registry = default_registry()
-    assert sorted(registry) == ["cpuUtilization", "gpuUtilization", "kvCacheUsage", "queueTime"]
+    assert sorted(registry) == ["cpuUtilization", "gpuUtilization", "kvCacheUsage", "queueTime", "requestStats"]
     assert registry.create("queueTime", {"source": "raw"}).build([LeaseTarget.of("n", ["p"])]).count("rate(") == 3
     with pytest.raises(ValueError, match="unknown metric kind 'nope'"):
         registry.create("nope")

@@ -1,0 +1,71 @@
+"""`requestStats`: a pod's request rate, service time and backlog, for the predictive policy.
+
+One batched query returns, per (namespace, pod), the series the predictive policy needs (see
+docs/predictive.md), each tagged with ``autoscaler_part``:
+
+* ``success`` / ``failure``: ``rate()`` of Triton's success / failure counters over the short window;
+* ``success_long`` / ``compute_us`` / ``queue_us``: success, compute-duration and queue-duration rates
+  over the long window (service time = compute / success, queue time = queue / success);
+* ``pending``: the ``nv_inference_pending_request_count`` gauge.
+
+Per pod the outcome is ``Ok(value=request rate, parts={...})``; a pod without the success counter is
+`Empty` (not a Triton pod, or not scraped). Sums are taken ``by (namespace, pod)`` first, so several
+models or GPUs per pod are added up, and the ``gpu_uuid`` split of Triton's counters does not matter.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from autoscaler.metrics.kinds.base import PodSeries, join_matchers
+from autoscaler.metrics.promql import LeaseTarget, duration, selector, tag
+from autoscaler.metrics.results import Empty, MultiSeries, Ok, Outcome
+
+PARTS = ("success", "failure", "success_long", "compute_us", "queue_us", "pending")
+
+
+@dataclass(frozen=True)
+class RequestStats:
+    """Request rate (`Ok.value`, requests/s) and its components (`Ok.parts`) per pod."""
+
+    name: str = "requestStats"
+    unit: str = "rps"
+    window_s: float = 30.0
+    long_window_s: float = 60.0
+    success_counter: str = "nv_inference_request_success"
+    failure_counter: str = "nv_inference_request_failure"
+    compute_counter: str = "nv_inference_compute_infer_duration_us"
+    queue_counter: str = "nv_inference_queue_duration_us"
+    pending_gauge: str = "nv_inference_pending_request_count"
+    extra_matchers: str = ""
+
+    def build(self, leases: Sequence[LeaseTarget]) -> str:
+        m = join_matchers(self.extra_matchers, selector(leases).both)
+        short, long = duration(self.window_s), duration(self.long_window_s)
+
+        def rate(counter: str, window: str) -> str:
+            return f"sum by (namespace, pod) (rate({counter}{{{m}}}[{window}]))"
+
+        exprs = {
+            "success": rate(self.success_counter, short),
+            "failure": rate(self.failure_counter, short),
+            "success_long": rate(self.success_counter, long),
+            "compute_us": rate(self.compute_counter, long),
+            "queue_us": rate(self.queue_counter, long),
+            "pending": f"sum by (namespace, pod) ({self.pending_gauge}{{{m}}})",
+        }
+        return " or ".join(tag(e, part) for part, e in exprs.items())
+
+    def interpret(self, series: PodSeries, eval_time: float) -> Outcome:
+        values: dict[str, float] = {}
+        for part in PARTS:
+            got = series.parts.get(part, ())
+            if len(got) > 1:
+                return MultiSeries(len(got))
+            if got and math.isfinite(got[0].value):
+                values[part] = got[0].value
+        if "success" not in values:
+            return Empty("no request counter for this pod")
+        return Ok(values["success"] + values.get("failure", 0.0), parts=values)
