@@ -16,6 +16,7 @@ awaits; a tick snapshots what it needs at its start, so a watch event landing mi
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import math
 import os
@@ -742,9 +743,22 @@ class Controller:
                 return False, f"cache {c.name} not synced"
         return True, "ok"
 
+    @staticmethod
+    def tune_gc() -> None:
+        """Move what is alive now (the synced caches) out of the collector's way, and collect less often.
+
+        With 10,000 Deployments and their pods cached, a full collection walks millions of objects and
+        takes hundreds of milliseconds; CPython then runs one every few loops. Frozen objects are never
+        scanned again; objects created later are collected as usual.
+        """
+        gc.collect()
+        gc.freeze()
+        gc.set_threshold(50_000, 20, 20)
+
     async def run_loop(self) -> None:
         await asyncio.gather(self.deployments.synced.wait(), self.pods.synced.wait(), self.configmaps.synced.wait())
         log.info("caches synced: %d deployments, %d pods", len(self.deployments.objects), len(self.pods.objects))
+        self.tune_gc()
         while not self.stop.is_set():
             start = time.monotonic()
             if self.is_leader:

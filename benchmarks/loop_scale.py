@@ -121,6 +121,7 @@ async def _run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
             ctl = Controller(api, settings)
             for cache in (ctl.deployments, ctl.pods, ctl.configmaps):
                 await cache.relist()
+            ctl.tune_gc()  # as run_loop does once the caches are synced
             warm = await ctl.tick(now=end, query_at=end)  # first loop: writes every lease's status once
             print(f"first loop: {warm.wall_s:.2f}s, {warm.api_writes} API writes (initial status)", file=sys.stderr)
             loops = [await ctl.tick(now=end + 5 * (k + 1), query_at=end) for k in range(args.loops)]
