@@ -205,7 +205,7 @@ class PredictiveSettings(_Strict):
                                description="squared CV of inter-arrival times for the queueing formula (1 = Poisson)")
     service_time_cv: float = Field(0.0, alias="serviceTimeCv", ge=0, le=10,
                                    description="CV of service times for the queueing formula (0 = constant)")
-    rate_window_s: float = Field(30.0, alias="rateWindowSeconds", ge=15, le=600,
+    rate_window_s: float = Field(30.0, alias="rateWindowSeconds", ge=2, le=600,
                                  description="rate() window of the request-rate query, seconds")
     burst_window_s: float = Field(900.0, alias="burstWindowSeconds", ge=0, le=3600,
                                   description="keep the capacity the largest rate of this window needed, seconds (0: off)")

@@ -313,7 +313,9 @@ class Controller:
                                                    "max_sample_age_s": prom.max_sample_age_s})
             elif name == "requestStats":
                 pred = self.policy.policy.autoscaling.predictive
-                kind = self.registry.create(name, {"window_s": pred.rate_window_s})
+                # service and queue time over twice the rate window (60 s with the shipped 30 s)
+                kind = self.registry.create(name, {"window_s": pred.rate_window_s,
+                                                   "long_window_s": max(2 * pred.rate_window_s, 10.0)})
             elif name == "cpuUtilization":
                 kind = self.registry.create(name, {"window_s": prom.rate_window_s,
                                                    "max_sample_age_s": prom.max_sample_age_s})

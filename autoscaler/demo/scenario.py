@@ -1,4 +1,4 @@
-"""What the demo runs: five leases that each show one side of the controller, the policy, and their load.
+"""What the demo runs: six leases that each show one side of the controller, the policy, and their load.
 
 The load of every lease is planned up front, one value per wall-clock second, and written as a trace
 CSV (1 s buckets) that the sandbox's load driver replays as is. Two scenarios:
@@ -54,6 +54,11 @@ autoscaling:
     scaleDown: {stabilizationWindowSeconds: 6}
   loopIntervalSeconds: 1
   fallback: {failureThreshold: 3, action: hold}
+  # The predictive algorithm (shipped default) for leases that ask for it, its windows compressed like the
+  # load (10x) and as short as the HPA's here: 3 s rate window (30 s of traffic), 10 s burst envelope,
+  # 6 s scale-down window.
+  predictive: {rateWindowSeconds: 3, burstWindowSeconds: 10, trendWindowSeconds: 30, lagSeconds: 3,
+               scaleDownWindowSeconds: 6, startupSeconds: 2, violationTarget: 0.03}
 """
 
 
@@ -90,6 +95,10 @@ LEASES: tuple[DemoLease, ...] = (
     DemoLease("triton-resnet", "triton", "Triton scaled on queue time and GPU utilisation",
               {P + "metrics": "queueTime,gpuUtilization", P + "max-replicas": "6"}, TRITON, 8.0, 60.0,
               "enforce", seed=1),
+    DemoLease("triton-predictive", "triton",
+              "the same traffic, sized by the predictive algorithm (request rate x service time, ahead of start-up)",
+              {P + "metrics": "queueTime,gpuUtilization", P + "algorithm": "predictive", P + "slots-per-replica": "2",
+               P + "max-replicas": "6"}, TRITON, 8.0, 60.0, "enforce", seed=1),
     DemoLease("triton-cpu", "triton", "Triton scaled on CPU utilisation (cAdvisor)",
               {P + "metrics": "cpuUtilization", P + "max-replicas": "5"}, TRITON, 6.0, 40.0, "enforce", seed=2),
     DemoLease("nim-llm", "nim", "NIM-style LLM scaled on KV-cache usage",
