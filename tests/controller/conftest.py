@@ -8,8 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,6 +19,7 @@ from autoscaler.controller import Controller, Settings
 from autoscaler.kube.api import KubeApi
 from autoscaler.sandbox.cluster import SandboxCluster
 from autoscaler.sandbox.dataplane import DataPlane
+from tests.support import wait_for  # noqa: F401 (re-exported: the tests import it from here)
 
 POLICY = """
 autoscaling:
@@ -86,16 +86,6 @@ class Env:
             ctl.stop.set()
             await asyncio.wait_for(task, 15)
             await api.close()
-
-
-async def wait_for(cond: Callable[[], bool], timeout_s: float, what: str, step_s: float = 0.2) -> float:
-    """Poll ``cond`` until true; return the seconds it took; fail with ``what`` after the timeout."""
-    t0 = time.monotonic()
-    while not cond():
-        if time.monotonic() - t0 > timeout_s:
-            raise AssertionError(f"timed out after {timeout_s}s waiting for: {what}")
-        await asyncio.sleep(step_s)
-    return time.monotonic() - t0
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")

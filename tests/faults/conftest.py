@@ -11,8 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,6 +26,7 @@ from autoscaler.sandbox.dataplane import DataPlane
 from autoscaler.sandbox.faultproxy import FaultProxy
 from autoscaler.sandbox.invariants import InvariantChecker
 from autoscaler.sandbox.resources import DEPLOYMENTS, EVENTS
+from tests.support import wait_for  # noqa: F401 (re-exported: the tests import it from here)
 
 P = "inference-autoscaler.io/"
 POLICY = """
@@ -117,16 +117,6 @@ class Env:
                 with contextlib.suppress(asyncio.CancelledError):
                     await asyncio.wait_for(task, 15)
                 await api.close()
-
-
-async def wait_for(cond: Callable[[], bool], timeout_s: float, what: str, step_s: float = 0.1) -> float:
-    """Poll ``cond`` until true; return the seconds it took; fail with ``what`` after the timeout."""
-    t0 = time.monotonic()
-    while not cond():
-        if time.monotonic() - t0 > timeout_s:
-            raise AssertionError(f"timed out after {timeout_s}s waiting for: {what}")
-        await asyncio.sleep(step_s)
-    return time.monotonic() - t0
 
 
 def assert_clean(checker: InvariantChecker) -> None:
