@@ -132,7 +132,7 @@ async def _run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
                 prof.enable()
                 await ctl.tick(now=end + 5 * (args.loops + 1), query_at=end)
                 prof.disable()
-                pstats.Stats(prof, stream=sys.stderr).sort_stats("cumulative").print_stats(35)
+                pstats.Stats(prof, stream=sys.stderr).sort_stats(os.environ.get("PROFILE_SORT", "cumulative")).print_stats(35)
             rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
             await ctl.prometheus.close()
 
