@@ -119,7 +119,7 @@ def run(args: argparse.Namespace) -> int:  # status
         return 1
     rows = status_rows(items, time.time())
     if args.json:
-        print(json.dumps([{k: v for k, v in r.items()} for r in rows], indent=2))
+        print(json.dumps(rows, indent=2))
     elif not rows:
         print(f"No leases found in {'any namespace' if ns is None else 'namespace ' + ns}.")
     else:

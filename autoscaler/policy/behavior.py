@@ -45,6 +45,11 @@ def _change_in_period(period_s: int, events: list[ScaleEvent], now: float) -> in
     return sum(e.change for e in events if e.timestamp > cutoff)
 
 
+def _period_start(current: int, period_s: int, ups: list[ScaleEvent], downs: list[ScaleEvent], now: float) -> int:
+    """The replica count at the start of a policy period: undo the changes made inside it."""
+    return current - _change_in_period(period_s, ups, now) + _change_in_period(period_s, downs, now)
+
+
 def _split(events: tuple[ScaleEvent, ...]) -> tuple[list[ScaleEvent], list[ScaleEvent]]:
     """Signed events -> (scale-up events, scale-down events) with positive magnitudes."""
     ups = [e for e in events if e.change > 0]
@@ -59,7 +64,7 @@ def scale_up_limit(current: int, ups: list[ScaleEvent], downs: list[ScaleEvent],
     use_min = rules.select_policy == SelectPolicy.MIN
     result = INT32_MAX if use_min else INT32_MIN
     for p in rules.policies:
-        start = current - _change_in_period(p.period_s, ups, now) + _change_in_period(p.period_s, downs, now)
+        start = _period_start(current, p.period_s, ups, downs, now)
         if p.type == PolicyType.PODS:
             proposed = start + p.value
         else:
@@ -75,7 +80,7 @@ def scale_down_limit(current: int, ups: list[ScaleEvent], downs: list[ScaleEvent
     use_min_change = rules.select_policy == SelectPolicy.MIN
     result = INT32_MIN if use_min_change else INT32_MAX
     for p in rules.policies:
-        start = current - _change_in_period(p.period_s, ups, now) + _change_in_period(p.period_s, downs, now)
+        start = _period_start(current, p.period_s, ups, downs, now)
         if p.type == PolicyType.PODS:
             proposed = start - p.value
         else:

@@ -10,6 +10,7 @@ the guards that refuse a change of direction.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from autoscaler.policy.types import (
@@ -150,57 +151,9 @@ def _usage_ratio(metrics: dict[str, int], target: int) -> tuple[float, int]:
     return usage / target, usage
 
 
-def _resource_utilization(
-    metric: MetricInput, current: int, pods: tuple[Pod, ...], tol: Tolerances, now: float,
-    cpu_init_s: float, readiness_delay_s: float,
-) -> MetricResult:
-    target = metric.target.average_utilization
-    if target is None or target <= 0:
-        raise MetricError("target averageUtilization must be a positive integer")
-    metrics, samples = _pod_metrics(metric)
-    if not pods:
-        raise MetricError("no pods returned by selector while calculating replica count")
-    g = _group_pods(pods, metrics, samples, metric.resource == "cpu", now, cpu_init_s, readiness_delay_s)
-    for name in g.ignored | g.unready:
-        metrics.pop(name, None)
-    if not metrics:
-        raise MetricError("did not receive metrics for targeted pods (pods might be unready)")
-    requests = _requests(pods, metric.resource, metric.container)
-    ratio, util, raw = _utilization_ratio(metrics, requests, target)
-    usage = raw / 1000.0
-
-    def result(n: int) -> MetricResult:
-        return MetricResult(proposed_replicas=n, usage=usage, utilization=util)
-
-    scale_up_with_unready = bool(g.unready) and ratio > 1.0
-    if not scale_up_with_unready and not g.missing:
-        if tol.is_within(ratio):
-            return result(current)
-        return result(_ceil_i32(ratio * g.ready))
-    if g.missing:
-        if ratio < 1.0:
-            fallback = max(100, target)
-            for name in g.missing:
-                metrics[name] = requests[name] * fallback // 100
-        elif ratio > 1.0:
-            for name in g.missing:
-                metrics[name] = 0
-    if scale_up_with_unready:
-        for name in g.unready:
-            metrics[name] = 0
-    new_ratio, _, _ = _utilization_ratio(metrics, requests, target)
-    if tol.is_within(new_ratio) or (ratio < 1.0 < new_ratio) or (ratio > 1.0 > new_ratio):
-        return result(current)
-    n = _ceil_i32(new_ratio * len(metrics))
-    if (new_ratio < 1.0 and n > current) or (new_ratio > 1.0 and n < current):
-        return result(current)
-    return result(n)
-
-
-def _plain(
-    metric: MetricInput, target: int, current: int, pods: tuple[Pod, ...], tol: Tolerances, now: float,
-    cpu: bool, cpu_init_s: float, readiness_delay_s: float,
-) -> MetricResult:
+def _observed(metric: MetricInput, pods: tuple[Pod, ...], cpu: bool, now: float, cpu_init_s: float,
+              readiness_delay_s: float) -> tuple[dict[str, int], _Groups]:
+    """Per-pod values of the pods that count, and the pod groups (upstream's common prelude)."""
     metrics, samples = _pod_metrics(metric)
     if not pods:
         raise MetricError("no pods returned by selector while calculating replica count")
@@ -209,34 +162,62 @@ def _plain(
         metrics.pop(name, None)
     if not metrics:
         raise MetricError("did not receive metrics for targeted pods (pods might be unready)")
-    ratio, usage_milli = _usage_ratio(metrics, target)
-    usage = usage_milli / 1000.0
+    return metrics, g
 
-    def result(n: int) -> MetricResult:
-        return MetricResult(proposed_replicas=n, usage=usage)
 
+def _proposal(metrics: dict[str, int], g: _Groups, ratio: float, current: int, tol: Tolerances,
+              ratio_of: Callable[[dict[str, int]], float], scale_down_fill: Callable[[str], int]) -> int:
+    """Replicas from a usage ratio, rebalancing missing and unready pods as upstream does.
+
+    Missing pods count as ``scale_down_fill(pod)`` on a scale-down and 0 on a scale-up; unready pods
+    count as 0 on a scale-up. The result never flips the direction the first ratio pointed to.
+    """
     scale_up_with_unready = bool(g.unready) and ratio > 1.0
     if not scale_up_with_unready and not g.missing:
-        if tol.is_within(ratio):
-            return result(current)
-        return result(_ceil_i32(ratio * g.ready))
+        return current if tol.is_within(ratio) else _ceil_i32(ratio * g.ready)
     if g.missing:
         if ratio < 1.0:
             for name in g.missing:
-                metrics[name] = target
+                metrics[name] = scale_down_fill(name)
         elif ratio > 1.0:
             for name in g.missing:
                 metrics[name] = 0
     if scale_up_with_unready:
         for name in g.unready:
             metrics[name] = 0
-    new_ratio, _ = _usage_ratio(metrics, target)
+    new_ratio = ratio_of(metrics)
     if tol.is_within(new_ratio) or (ratio < 1.0 < new_ratio) or (ratio > 1.0 > new_ratio):
-        return result(current)
+        return current
     n = _ceil_i32(new_ratio * len(metrics))
     if (new_ratio < 1.0 and n > current) or (new_ratio > 1.0 and n < current):
-        return result(current)
-    return result(n)
+        return current
+    return n
+
+
+def _resource_utilization(
+    metric: MetricInput, current: int, pods: tuple[Pod, ...], tol: Tolerances, now: float,
+    cpu_init_s: float, readiness_delay_s: float,
+) -> MetricResult:
+    target = metric.target.average_utilization
+    if target is None or target <= 0:
+        raise MetricError("target averageUtilization must be a positive integer")
+    metrics, g = _observed(metric, pods, metric.resource == "cpu", now, cpu_init_s, readiness_delay_s)
+    requests = _requests(pods, metric.resource, metric.container)
+    ratio, util, raw = _utilization_ratio(metrics, requests, target)
+    fallback = max(100, target)  # a missing pod on a scale-down: all of its request, or the target if above
+    n = _proposal(metrics, g, ratio, current, tol, lambda m: _utilization_ratio(m, requests, target)[0],
+                  lambda name: requests[name] * fallback // 100)
+    return MetricResult(proposed_replicas=n, usage=raw / 1000.0, utilization=util)
+
+
+def _plain(
+    metric: MetricInput, target: int, current: int, pods: tuple[Pod, ...], tol: Tolerances, now: float,
+    cpu: bool, cpu_init_s: float, readiness_delay_s: float,
+) -> MetricResult:
+    metrics, g = _observed(metric, pods, cpu, now, cpu_init_s, readiness_delay_s)
+    ratio, usage_milli = _usage_ratio(metrics, target)
+    n = _proposal(metrics, g, ratio, current, tol, lambda m: _usage_ratio(m, target)[0], lambda _name: target)
+    return MetricResult(proposed_replicas=n, usage=usage_milli / 1000.0)
 
 
 def _ready_pods(pods: tuple[Pod, ...]) -> int:
