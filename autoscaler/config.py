@@ -198,7 +198,7 @@ class Fallback(_Strict):
 class PredictiveSettings(_Strict):
     """The ``predictive`` algorithm's parameters (extension; docs/predictive.md). Every field has a safe default."""
 
-    violation_target: float = Field(0.03, alias="violationTarget", gt=0, lt=1,
+    violation_target: float = Field(0.04, alias="violationTarget", gt=0, lt=1,
                                     description="allowed probability that a request queues longer than the "
                                                 "queueTime threshold, at the forecast rate")
     arrival_cv2: float = Field(1.0, alias="arrivalCv2", gt=0, le=100,
@@ -207,7 +207,7 @@ class PredictiveSettings(_Strict):
                                    description="CV of service times for the queueing formula (0 = constant)")
     rate_window_s: float = Field(30.0, alias="rateWindowSeconds", ge=2, le=600,
                                  description="rate() window of the request-rate query, seconds")
-    burst_window_s: float = Field(900.0, alias="burstWindowSeconds", ge=0, le=3600,
+    burst_window_s: float = Field(600.0, alias="burstWindowSeconds", ge=0, le=3600,
                                   description="keep the capacity the largest rate of this window needed, seconds (0: off)")
     trend_window_s: float = Field(300.0, alias="trendWindowSeconds", ge=0, le=3600,
                                   description="window of the rate's linear-trend fit, seconds (0: no trend)")
@@ -238,6 +238,9 @@ class PredictiveSettings(_Strict):
     reactive_queue_factor: float = Field(1.0, alias="reactiveQueueFactor", ge=0, le=100,
                                          description="no scale-down while queue time exceeds this multiple of the "
                                                      "threshold (0: off)")
+    growth_window_s: float = Field(30.0, alias="growthWindowSeconds", ge=0, le=600,
+                                   description="demand = served rate + growth of the pending backlog over this "
+                                               "window, seconds (0: served rate only)")
 
     @model_validator(mode="after")
     def _bucket_divides_period(self) -> PredictiveSettings:
@@ -255,7 +258,8 @@ class PredictiveSettings(_Strict):
             seasonal=self.seasonal, season_period_s=self.season_period_s, season_bucket_s=self.season_bucket_s,
             season_harmonics=self.season_harmonics, season_history_periods=self.season_history_periods,
             drain_s=self.drain_s, scale_down_window_s=self.scale_down_window_s,
-            scale_down_max_fraction=self.scale_down_max_fraction, reactive_queue_factor=self.reactive_queue_factor)
+            scale_down_max_fraction=self.scale_down_max_fraction, reactive_queue_factor=self.reactive_queue_factor,
+            growth_window_s=self.growth_window_s)
 
     def with_options(self, overrides: dict[str, float]) -> PredictiveSettings:
         """These settings with fields overridden by camelCase key (``--policy-option predictive.KEY=V``)."""

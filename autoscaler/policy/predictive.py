@@ -8,8 +8,10 @@ theory, and they can be provisioned for the load expected when new pods will be 
 
 The decision, in order (each step is a parameter of :class:`PredictiveParams`):
 
-1. **Rate** ``lam``: the lease's request rate (short window). With a backlog (``pending`` requests) the
-   fleet must also drain it within ``drain_s``: ``lam += pending / drain_s`` (``Backlog``).
+1. **Demand** ``lam``: the lease's served request rate (short window) plus the growth of its backlog
+   over ``growth_window_s``: saturated pods serve only what they can, so under overload the served
+   rate alone hides the unserved part of the demand. With a backlog (``pending`` requests) the fleet
+   must also drain it within ``drain_s``: ``lam += pending / drain_s`` (``Backlog``).
 2. **Burst envelope**: the largest rate seen over the last ``burst_window_s`` (``BurstEnvelope``);
    a bursty lease keeps the capacity its bursts needed instead of chasing each one.
 3. **Forecast** over the horizon ``startup_s + lag_s`` (what a pod created now will meet): a damped
@@ -65,13 +67,13 @@ class PredictiveParams:
     """Every choice of the policy, with its safe default (units in the names)."""
 
     target_queue_time_us: float = 10000.0
-    violation_target: float = 0.03
+    violation_target: float = 0.04
     """Allowed probability that a request queues longer than the target, at the forecast rate."""
     arrival_cv2: float = 1.0
     """Squared CV of inter-arrival times (1 = Poisson) for the queueing formula."""
     service_time_cv: float = 0.0
     """CV of service times for the queueing formula (0 = constant)."""
-    burst_window_s: float = 900.0
+    burst_window_s: float = 600.0
     """Keep the capacity the largest rate of this window needed (0 = off)."""
     trend_window_s: float = 300.0
     """Fit the rate's linear trend over this window (0 = no trend)."""
@@ -93,6 +95,8 @@ class PredictiveParams:
     """At most this fraction of the replicas is removed per decision."""
     reactive_queue_factor: float = 1.0
     """No scale-down while the measured queue time exceeds this multiple of the target (0 = off)."""
+    growth_window_s: float = 30.0
+    """Demand = served rate + growth of the backlog over this window (0 = served rate only)."""
 
 
 @dataclass(frozen=True)
@@ -125,7 +129,9 @@ class PredictiveState:
     """What the policy carries between decisions (persist it to survive restarts)."""
 
     rates: tuple[tuple[float, float], ...] = ()
-    """(time, rate) samples over the longest of the burst and trend windows."""
+    """(time, demand) samples over the longest of the burst and trend windows."""
+    pending: tuple[tuple[float, float], ...] = ()
+    """(time, pending requests) samples over the growth window."""
     targets: tuple[tuple[float, int], ...] = ()
     """(time, capacity target) over the scale-down window."""
     service_time_s: float | None = None
@@ -258,6 +264,17 @@ def decide_predictive(obs: PredictiveObservation, state: PredictiveState,
         return PredictiveDecision(desired, reason, replace(state, service_time_s=svc))
 
     rate = max(0.0, obs.request_rate_rps)
+    pend_hist = state.pending
+    growth = 0.0
+    if params.growth_window_s > 0 and obs.pending_requests is not None:
+        pend_hist = (*((t, p) for t, p in state.pending if t >= now - params.growth_window_s),
+                     (now, obs.pending_requests))
+        t0, p0 = pend_hist[0]
+        if now - t0 >= params.growth_window_s / 2:
+            growth = max(0.0, (obs.pending_requests - p0) / (now - t0))
+    served = rate
+    rate += growth
+    state = replace(state, pending=pend_hist)
     keep_s = max(params.burst_window_s, params.trend_window_s)
     rates = (*((t, r) for t, r in state.rates if t > now - keep_s), (now, rate))
     st = _update_season(replace(state, rates=rates, service_time_s=svc), now, rate, params)
@@ -265,7 +282,7 @@ def decide_predictive(obs: PredictiveObservation, state: PredictiveState,
     horizon = obs.startup_s + params.lag_s
     reason = PredictiveReason.CAPACITY
     lam = rate
-    details: dict[str, float] = {"rate_rps": rate, "service_s": svc, "horizon_s": horizon}
+    details: dict[str, float] = {"rate_rps": rate, "served_rps": served, "service_s": svc, "horizon_s": horizon}
     # burst envelope: the largest recent rate
     if params.burst_window_s > 0:
         env = max(r for t, r in rates if t > now - params.burst_window_s)

@@ -97,6 +97,21 @@ def test_predictive_behaviour(case: Case) -> None:
     assert eval(case.check, {"n": n, "reason": reason, "need": need, "PredictiveReason": PredictiveReason}), (n, reason)
 
 
+def test_a_growing_backlog_is_demand_the_pods_did_not_serve() -> None:
+    """Saturated pods cap the served rate; the backlog's growth over the growth window is demand too."""
+    for window, expect in ((30.0, 200.0), (0.0, 100.0)):
+        p = PredictiveParams(seasonal=False, drain_s=0.0, burst_window_s=0.0, trend_window_s=0.0,
+                             growth_window_s=window)
+        state = PredictiveState()
+        for t in np.arange(0.0, 600.0, 5.0):
+            state = decide_predictive(obs(float(t), 100.0, current=need(100.0)), state, p).state
+        for k in range(8):  # served stays at 100 req/s while the queue grows by 100 req/s
+            d = decide_predictive(obs(600.0 + 5 * k, 100.0, current=need(100.0), pending=500.0 * k), state, p)
+            state = d.state
+        assert d.details["rate_rps"] == pytest.approx(expect)
+        assert d.desired_replicas == need(expect)
+
+
 def test_capacity_target_is_monotone_in_rate_and_service_time() -> None:
     """More load or slower requests never need fewer replicas; no load needs none."""
     rates = [0.0, 1.0, 10.0, 50.0, 100.0, 400.0]
