@@ -13,7 +13,7 @@ from pathlib import Path
 
 from autoscaler.config import ClusterPolicy, PolicyError, load_policy
 from autoscaler.replay.policies import ReplaySettings, policy_names
-from autoscaler.replay.report import markdown_table, plot
+from autoscaler.replay.report import criteria, criteria_table, markdown_table, plot
 from autoscaler.replay.run import DEFAULT_POLICIES, replay
 from autoscaler.replay.workload import DEFAULT_SERVING
 from autoscaler.serving import ServingConfig
@@ -86,6 +86,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"trace {w.name}: {w.steps} s, {w.counts.sum():,.0f} requests (x{w.rate_scale:.3g}), peak "
               f"{w.peak_rate_rps:.1f} req/s, {w.replica_capacity_rps:.1f} req/s per replica at the target\n")
         print(markdown_table(result.summaries))
+        checks = criteria(result.summaries)
+        if checks:
+            print(f"\nchecks for default (issue 8):\n{criteria_table(checks)}")
     return 0
 
 

@@ -82,6 +82,42 @@ def markdown_table(summaries: dict[str, dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def criteria(summaries: dict[str, dict[str, Any]], policy: str = "default") -> list[tuple[str, bool | None, str]]:
+    """Issue 8's acceptance checks of ``policy`` against the baselines present, as (check, passed, figures).
+
+    ``passed`` is None when a baseline is missing from the replay. "No worse" means both numbers <=.
+    """
+    me = summaries.get(policy)
+    if me is None:
+        return []
+    v, g = me["sloViolationFraction"], me["gpuSeconds"]
+    out: list[tuple[str, bool | None, str]] = []
+
+    def ref(name: str) -> tuple[float, float] | None:
+        s = summaries.get(name)
+        return None if s is None else (s["sloViolationFraction"], s["gpuSeconds"])
+
+    hpa, orc = ref("hpa"), ref("oracle")
+    out.append(("violations <= 0.5 x hpa", None if hpa is None else v <= 0.5 * hpa[0],
+                "-" if hpa is None else f"{v:.4f} vs {0.5 * hpa[0]:.4f}"))
+    out.append(("GPU-s <= hpa", None if hpa is None else g <= hpa[1],
+                "-" if hpa is None else f"{g:,.0f} vs {hpa[1]:,.0f}"))
+    out.append(("GPU-s <= 1.25 x oracle", None if orc is None else g <= 1.25 * orc[1],
+                "-" if orc is None else f"{g:,.0f} vs {1.25 * orc[1]:,.0f}"))
+    for name in ("keda", "kpa"):
+        r = ref(name)
+        out.append((f"no worse than {name} (both)", None if r is None else (v <= r[0] and g <= r[1]),
+                    "-" if r is None else f"{v:.4f} / {g:,.0f} vs {r[0]:.4f} / {r[1]:,.0f}"))
+    return out
+
+
+def criteria_table(checks: list[tuple[str, bool | None, str]]) -> str:
+    lines = ["| check | met | figures |", "|---|---|---|"]
+    for name, ok, fig in checks:
+        lines.append(f"| {name} | {'-' if ok is None else ('yes' if ok else '**no**')} | {fig} |")
+    return "\n".join(lines)
+
+
 def plot(workload: Workload, runs: dict[str, PolicyRun], path: Path, target_queue_time_us: float) -> Path:
     """Load, replicas per policy and queue time, one panel each; a small PNG."""
     import matplotlib

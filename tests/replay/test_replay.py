@@ -16,7 +16,7 @@ from autoscaler.replay.oracle import run_oracle
 from autoscaler.replay.policies import PolicyContext, ReplaySettings, make_policy, register_algorithm
 from autoscaler.replay.policies.hpa import HpaPolicy, snapshot_to_json
 from autoscaler.replay.promql import extrapolated_rate
-from autoscaler.replay.report import summarize
+from autoscaler.replay.report import criteria, criteria_table, summarize
 from autoscaler.replay.sim import simulate
 from autoscaler.replay.workload import DEFAULT_SERVING, Workload, build_workload, replica_capacity_rps
 
@@ -155,3 +155,16 @@ def test_cli_rejects_unknown_policy(capsys: pytest.CaptureFixture[str]) -> None:
     """An unknown policy name exits 2 with the list of known ones."""
     assert main(["replay", "--trace", "azure_conv_2023_1s", "--policies", "nope"]) == 2
     assert "known" in capsys.readouterr().err
+
+
+def test_criteria_name_each_failed_check() -> None:
+    """The issue-8 checks compare `default` with each baseline; a missing baseline is unknown, not passed."""
+    def s(v: float, g: float) -> dict[str, float]:
+        return {"sloViolationFraction": v, "gpuSeconds": g}
+
+    summaries = {"hpa": s(0.4, 100.0), "kpa": s(0.3, 50.0), "oracle": s(0.05, 70.0), "default": s(0.1, 90.0)}
+    got = {name: ok for name, ok, _fig in criteria(summaries)}
+    assert got == {"violations <= 0.5 x hpa": True, "GPU-s <= hpa": True, "GPU-s <= 1.25 x oracle": False,
+                   "no worse than keda (both)": None, "no worse than kpa (both)": False}
+    assert "**no**" in criteria_table(criteria(summaries))
+    assert criteria({"hpa": s(0.4, 100.0)}) == []
