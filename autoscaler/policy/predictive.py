@@ -143,6 +143,8 @@ class PredictiveState:
     bucket_n: int = 0
     season_fit: tuple[float, ...] = ()
     """The fitted daily shape, one value per bucket of a period (empty: not enough history)."""
+    since: float | None = None
+    """Time of the first decision with data (the start of this state's memory, e.g. after a restart)."""
 
 
 @dataclass(frozen=True)
@@ -277,7 +279,8 @@ def decide_predictive(obs: PredictiveObservation, state: PredictiveState,
     state = replace(state, pending=pend_hist)
     keep_s = max(params.burst_window_s, params.trend_window_s)
     rates = (*((t, r) for t, r in state.rates if t > now - keep_s), (now, rate))
-    st = _update_season(replace(state, rates=rates, service_time_s=svc), now, rate, params)
+    st = _update_season(replace(state, rates=rates, service_time_s=svc,
+                                since=now if state.since is None else state.since), now, rate, params)
 
     horizon = obs.startup_s + params.lag_s
     reason = PredictiveReason.CAPACITY
@@ -313,8 +316,10 @@ def decide_predictive(obs: PredictiveObservation, state: PredictiveState,
     desired = target
     if target < current:
         held = max(n for _t, n in st.targets)
-        if not state.targets or state.targets[0][0] > now - params.scale_down_window_s:
-            held = current  # too little history to trust a lower target (e.g. right after a restart)
+        if st.since is None or now - st.since < max(params.scale_down_window_s, params.burst_window_s):
+            # too little history to trust a lower target: right after a restart the burst envelope and
+            # the scale-down window are empty, and a lull would look like the whole story
+            held = current
         floor_frac = math.ceil(current * (1.0 - params.scale_down_max_fraction))
         queue_high = (params.reactive_queue_factor > 0 and obs.queue_time_us is not None
                       and obs.queue_time_us > params.reactive_queue_factor * params.target_queue_time_us)

@@ -87,6 +87,8 @@ CASES = [
          "n == 10 and reason == PredictiveReason.SCALE_DOWN_LIMIT"),
     Case("no scale-down without a full window of history", [], obs(0, 10.0, current=20),
          "n == 20 and reason == PredictiveReason.SCALE_DOWN_HELD"),
+    Case("after a restart, no scale-down until a burst window of history", steady(20.0, 300),
+         obs(300, 20.0, current=20), "n == 20 and reason == PredictiveReason.SCALE_DOWN_HELD"),
 ]
 
 
