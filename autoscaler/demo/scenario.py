@@ -55,10 +55,10 @@ autoscaling:
   loopIntervalSeconds: 1
   fallback: {failureThreshold: 3, action: hold}
   # The predictive algorithm (shipped default) for leases that ask for it, its windows compressed like the
-  # load (10x) and as short as the HPA's here: 3 s rate window (30 s of traffic), 10 s burst envelope,
-  # 6 s scale-down window.
-  predictive: {rateWindowSeconds: 3, burstWindowSeconds: 10, trendWindowSeconds: 30, lagSeconds: 3,
-               scaleDownWindowSeconds: 6, startupSeconds: 2, violationTarget: 0.03}
+  # load (10x) and as short as the HPA's here: 3 s rate and backlog-growth windows (30 s of traffic), 10 s
+  # burst envelope, 6 s scale-down window.
+  predictive: {rateWindowSeconds: 3, growthWindowSeconds: 3, burstWindowSeconds: 10, trendWindowSeconds: 30,
+               lagSeconds: 3, scaleDownWindowSeconds: 6, startupSeconds: 2, violationTarget: 0.03}
 """
 
 
