@@ -21,9 +21,10 @@ import logging
 import math
 import os
 import time
-from collections import deque
-from collections.abc import Awaitable, Callable, Iterable
+from collections import Counter, deque
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -73,7 +74,16 @@ from autoscaler.observe import (
     pod_from_k8s,
     predictive_observation,
 )
-from autoscaler.policy import Decision, DecisionState, Recommendation, Snapshot, decide, state_without_event
+from autoscaler.policy import (
+    Behavior,
+    Decision,
+    DecisionState,
+    Pod,
+    Recommendation,
+    Snapshot,
+    decide,
+    state_without_event,
+)
 from autoscaler.policy.batch import decide_many
 from autoscaler.policy.predictive import PredictiveReason, PredictiveState, decide_predictive
 from autoscaler.statestore import EMPTY, Persisted, needs_write, parse, restore, significant
@@ -127,15 +137,35 @@ class LeaseRuntime:
     history: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=20))
     last: dict[str, Any] = field(default_factory=dict)
     metric_names: list[str] = field(default_factory=list)
-    gauges: dict[tuple[str, str], Any] = field(default_factory=dict)  # labelled gauge children, cached
+    gauges: dict[tuple[str, str], tuple[Any, float]] = field(default_factory=dict)  # gauge child, value it holds
     predictive: PredictiveState | None = None  # the predictive algorithm's state (in memory)
+
+
+@dataclass(slots=True)
+class _LeaseSpec:
+    """What a lease's loop needs from its Deployment that changes only with the Deployment (its
+    resourceVersion), the policy (its version) or the pods of its namespace (a generation counter)."""
+
+    rv: str
+    policy_version: int
+    user: tuple[tuple[str, str], ...]  # the lease annotations the resolution was made from
+    resolution: Resolution
+    selector: Selector
+    pod_gen: int = -1  # namespace pod generation `pods` and `target` were matched at (-1: not yet)
+    pods: tuple[Pod, ...] = ()
+    target: LeaseTarget | None = None  # None without pods (nothing to query)
+
+
+# A lease between `_begin` (no metric needed) and `_snapshot`: Deployment, lease, pods, runtime, state.
+_Begun = tuple[dict[str, Any], LeasePolicy, tuple[Pod, ...], LeaseRuntime, DecisionState]
+_YIELD_EVERY = 250  # leases prepared between two yields to the event loop while the query runs
 
 
 @dataclass
 class _Prepared:
     obj: dict[str, Any]
     lease: LeasePolicy
-    pods: list[Any]
+    pods: tuple[Pod, ...]
     rt: LeaseRuntime
     snap: Snapshot
     observations: list[MetricObservation]
@@ -198,8 +228,10 @@ class Controller:
         self.configmaps = WatchCache(api, f"/api/v1/namespaces/{settings.namespace}/configmaps", name="configmap",
                                      field_selector=f"metadata.name={settings.configmap}")
         self.runtime: dict[tuple[str, str], LeaseRuntime] = {}
-        self._resolutions: dict[tuple[str, str], tuple[tuple[Any, ...], Resolution]] = {}
+        self._specs: dict[tuple[str, str], _LeaseSpec] = {}
+        self._behaviors: tuple[int, dict[Behavior, Behavior]] = (-1, {})  # policy version, interned behaviours
         self._pod_index: dict[tuple[str, str, str], set[tuple[str, str]]] = {}
+        self._pod_gens: dict[str, int] = {}  # namespace -> bumped on every pod event there
         self._pod_cache: dict[tuple[str, str], tuple[str, Any, dict[str, str]]] = {}
         self.pods.add_handler(self._on_pod)
         self.configmaps.add_handler(self._on_configmap)
@@ -209,6 +241,7 @@ class Controller:
         self.last_tick_at: float | None = None
         self._kinds: dict[tuple[str, str | None], MetricKind] = {}
         self._pending_events: list[Awaitable[None]] = []
+        self._decisions: Counter[tuple[str, str]] = Counter()  # (reason, mode) -> decisions not yet counted
         self.conflicts = 0
         self.bound_port: int | None = None
         self.prom_objects = PrometheusObjects(api)  # per-lease PodMonitor/PrometheusRule (createObjects)
@@ -234,6 +267,7 @@ class Controller:
 
     def _on_pod(self, kind: str, obj: dict[str, Any]) -> None:
         key = obj_key(obj)
+        self._pod_gens[key[0]] = self._pod_gens.get(key[0], 0) + 1
         old = self._pod_cache.pop(key, None)
         if old is not None:
             for k, v in old[2].items():
@@ -284,18 +318,42 @@ class Controller:
 
     # ------------------------------------------------------------------------------ leases
 
-    def _resolve(self, obj: dict[str, Any], policy: ClusterPolicy) -> Resolution:
-        ns, name = obj_key(obj)
-        ann = annotations_of(obj)
-        user = tuple(sorted((k, v) for k, v in ann.items() if k.startswith(ANNOTATION_PREFIX)
-                            and k not in (STATUS_ANNOTATION, STATE_ANNOTATION)))
-        cache_key = (self.policy.version, user)
-        hit = self._resolutions.get((ns, name))
-        if hit is not None and hit[0] == cache_key:
-            return hit[1]
-        res = resolve_lease(ns, name, ann, policy)
-        self._resolutions[(ns, name)] = (cache_key, res)
-        return res
+    def _spec(self, key: tuple[str, str], obj: dict[str, Any], policy: ClusterPolicy) -> _LeaseSpec:
+        """The Deployment's resolved lease, selector and pods; recomputed only when one of them may differ."""
+        version = self.policy.version
+        rv = str((obj.get("metadata") or {}).get("resourceVersion") or "")
+        spec = self._specs.get(key)
+        if spec is None or not rv or spec.rv != rv or spec.policy_version != version:
+            ann = annotations_of(obj)
+            user = tuple(sorted((k, v) for k, v in ann.items() if k.startswith(ANNOTATION_PREFIX)
+                                and k not in (STATUS_ANNOTATION, STATE_ANNOTATION)))
+            # Our own status writes change the resourceVersion but not the lease annotations: keep the resolution.
+            if spec is not None and spec.user == user and spec.policy_version == version:
+                res = spec.resolution
+            else:
+                res = self._shared_behavior(resolve_lease(key[0], key[1], ann, policy))
+            selector = Selector.from_label_selector((obj.get("spec") or {}).get("selector"))
+            spec = self._specs[key] = _LeaseSpec(rv, version, user, res, selector)
+        return spec
+
+    def _shared_behavior(self, res: Resolution) -> Resolution:
+        """The resolution with its lease's Behavior replaced by an equal one shared by all leases of this policy
+        version: the batch core groups leases by behaviour identity before equality, and hashing a Behavior
+        per lease per loop is costly."""
+        if res.lease is None:
+            return res
+        if self._behaviors[0] != self.policy.version:
+            self._behaviors = (self.policy.version, {})
+        shared = self._behaviors[1].setdefault(res.lease.behavior, res.lease.behavior)
+        return res if shared is res.lease.behavior else replace(res, lease=replace(res.lease, behavior=shared))
+
+    def _match_pods(self, key: tuple[str, str], spec: _LeaseSpec) -> None:
+        """Refresh the spec's pods (and query target) if a pod of its namespace changed since they were matched."""
+        gen = self._pod_gens.get(key[0], 0)
+        if spec.pod_gen != gen:
+            spec.pods = tuple(self.pods_for(key[0], spec.selector))
+            spec.target = LeaseTarget.of(key[0], [p.name for p in spec.pods]) if spec.pods else None
+            spec.pod_gen = gen
 
     def _kind(self, name: str, query: str | None) -> MetricKind:
         key = (name, query)
@@ -338,7 +396,10 @@ class Controller:
         self.telemetry.is_leader.set(1 if leader else 0)
         await self._flush_events()
 
-        leases: list[tuple[dict[str, Any], LeasePolicy, list[Any]]] = []
+        # Which Deployments are leases, and their pods (cached): no await here, the query should leave early.
+        leases: list[tuple[dict[str, Any], LeasePolicy, _LeaseSpec]] = []
+        issues: list[tuple[dict[str, Any], Resolution]] = []
+        visited: set[tuple[str, str]] = set()
         seen: set[tuple[str, str]] = set()
         invalid_n = paused_n = 0
         enabled_key = ANNOTATION_PREFIX + "enabled"
@@ -346,16 +407,11 @@ class Controller:
             ann = (obj.get("metadata") or {}).get("annotations")
             if not ann or enabled_key not in ann:
                 continue
-            res = self._resolve(obj, policy)
-            if res.issues and leader:
-                for issue in res.issues:
-                    if not issue.key.startswith(ANNOTATION_PREFIX):
-                        reason = "AutoscalingDisabled"
-                    elif issue.severity == Severity.INVALID:
-                        reason = "InvalidAnnotation"
-                    else:
-                        reason = "AnnotationAdjusted"
-                    await self.events.record(obj, "Warning", reason, issue.message, now)
+            visited.add(key)
+            spec = self._spec(key, obj, policy)
+            res = spec.resolution
+            if res.issues:
+                issues.append((obj, res))
             if res.lease is None:
                 if res.opted_in:
                     invalid_n += 1
@@ -364,46 +420,59 @@ class Controller:
             if res.lease.paused:
                 paused_n += 1
                 continue
-            selector = Selector.from_label_selector((obj.get("spec") or {}).get("selector"))
-            leases.append((obj, res.lease, self.pods_for(key[0], selector)))
-        self._forget(set(self.runtime) - seen)
+            self._match_pods(key, spec)
+            leases.append((obj, res.lease, spec))
+        for key in self._specs.keys() - visited:
+            del self._specs[key]
         report.leases, report.invalid, report.paused = len(leases), invalid_n, paused_n
-        if leader:  # per-lease Prometheus objects (policy prometheus.createObjects); writes only on change
-            await self.prom_objects.sync([self.deployments.objects[k] for k in sorted(seen)],
-                                         policy.autoscaling.prometheus)
 
-        # One query per metric kind in use.
+        # One query per metric kind in use, sent now; what needs no metric value is done while Prometheus works.
         batches: dict[tuple[str, str | None], list[LeaseTarget]] = {}
-        for _obj, lease, pods in leases:
-            if not pods:
+        for _obj, lease, spec in leases:
+            if spec.target is None:
                 continue
-            target = LeaseTarget.of(lease.namespace, [p.name for p in pods])
             for m in lease.metrics:
-                batches.setdefault((m.name, m.query), []).append(target)
+                batches.setdefault((m.name, m.query), []).append(spec.target)
             if lease.algorithm == "predictive":
-                batches.setdefault(("requestStats", None), []).append(target)
+                batches.setdefault(("requestStats", None), []).append(spec.target)
         kinds = {key: self._kind(*key) for key in batches}
-        results: dict[str, BatchResult] = {}
-        if batches:
-            by_name = await fetch_all(self.prometheus, [(kinds[k], v) for k, v in batches.items()], at=query_at)
-            for (name, _), kind in kinds.items():
-                r = by_name.get(kind.name)
-                if r is not None:
-                    results[name] = r
-                    self.telemetry.query_seconds.labels(name).observe(r.latency_s)
-                    if r.error is not None:
-                        self.telemetry.errors.labels("prometheus").inc()
         report.queries = len(batches)
+        fetching = (asyncio.ensure_future(fetch_all(self.prometheus, [(kinds[k], v) for k, v in batches.items()],
+                                                    at=query_at)) if batches else None)
+        try:
+            if leader:
+                await self._report_issues(issues, now)
+            self._forget(set(self.runtime) - seen)
+            if leader:  # per-lease Prometheus objects (policy prometheus.createObjects); writes only on change
+                await self.prom_objects.sync([self.deployments.objects[k] for k in sorted(seen)],
+                                             policy.autoscaling.prometheus)
+            begun = await self._begin_all(leases, now, leader, report)
+            by_name = await fetching if fetching is not None else {}
+        except BaseException:
+            if fetching is not None:
+                fetching.cancel()  # a failed or cancelled tick must not leave its query behind
+            raise
+        results: dict[str, BatchResult] = {}
+        for (name, _), kind in kinds.items():
+            r = by_name.get(kind.name)
+            if r is not None:
+                results[name] = r
+                self.telemetry.query_seconds.labels(name).observe(r.latency_s)
+                if r.error is not None:
+                    self.telemetry.errors.labels("prometheus").inc()
 
         # Observe every lease, decide them all at once (vectorised core), then act with bounded concurrency.
         prepared: list[_Prepared] = []
-        for obj, lease, pods in leases:
+        for obj, lease, pods, rt, state in begun:
             try:
-                prepared.append(self._prepare(obj, lease, pods, results, now, leader))
+                snap, observations = self._snapshot(obj, lease, pods, results, now)
             except Exception as exc:  # isolation: one lease's bad data must not stop the loop
                 report.errors += 1
                 self.telemetry.errors.labels("lease").inc()
                 log.exception("lease %s/%s could not be observed: %s", lease.namespace, lease.name, exc)
+                continue
+            self.runtime.setdefault((lease.namespace, lease.name), rt)  # a new lease shows once observed
+            prepared.append(_Prepared(obj, lease, pods, rt, snap, observations, state))
         try:
             decisions = decide_many([p.snap for p in prepared], [p.state for p in prepared], now)
         except Exception:
@@ -411,30 +480,32 @@ class Controller:
             decisions = [decide(p.snap, p.state, now) for p in prepared]
         await self._flush_events()
         # Most leases need no I/O this loop: finish them synchronously; only changes become tasks.
-        jobs: list[tuple[_Prepared, Awaitable[None]]] = []
+        # Jobs are made into coroutines only when they run: a tick cancelled while writing (shutdown) must not
+        # leave never-awaited coroutines behind.
+        jobs: list[tuple[_Prepared, Callable[[], Awaitable[None]]]] = []
         for p, d in zip(prepared, decisions, strict=True):
             try:
                 override = self._predictive(p, results, now) if p.lease.algorithm == "predictive" else None
                 desired, reason, message = self._safety(p, d, override)
                 if desired != p.snap.current_replicas and leader:
-                    jobs.append((p, self._act_io(p, d, desired, reason, message, now, leader, report)))
+                    jobs.append((p, partial(self._act_io, p, d, desired, reason, message, now, leader, report)))
                     continue
                 new_state = d.state if desired == d.desired_replicas else state_without_event(d, p.state)
                 if desired != p.snap.current_replicas:  # not the leader: nothing applied
                     new_state = state_without_event(d, p.state)
                 changes = self._finish(p, d, new_state, desired, reason, message, False, now, leader, report)
                 if changes:
-                    jobs.append((p, self._patch_annotations(p.lease, p.rt, changes)))
+                    jobs.append((p, partial(self._patch_annotations, p.lease, p.rt, changes)))
             except Exception as exc:  # isolation: a lease's bug must not stop the loop
                 report.errors += 1
                 self.telemetry.errors.labels("lease").inc()
                 log.exception("lease %s/%s failed this loop: %s", p.lease.namespace, p.lease.name, exc)
         sem = asyncio.Semaphore(self.settings.write_concurrency)
 
-        async def one(p: _Prepared, job: Awaitable[None]) -> None:
+        async def one(p: _Prepared, job: Callable[[], Awaitable[None]]) -> None:
             async with sem:
                 try:
-                    await job
+                    await job()
                 except Exception as exc:  # isolation: a lease's bug must not stop the loop
                     report.errors += 1
                     self.telemetry.errors.labels("lease").inc()
@@ -442,6 +513,9 @@ class Controller:
 
         if jobs:
             await asyncio.gather(*(one(p, job) for p, job in jobs))
+        for (reason, mode), n in self._decisions.items():  # one counter update per label pair, not per lease
+            self.telemetry.decisions.labels(reason, mode).inc(n)
+        self._decisions.clear()
         self.telemetry.leases.labels("active").set(len(leases))
         self.telemetry.leases.labels("invalid").set(invalid_n)
         self.telemetry.leases.labels("paused").set(paused_n)
@@ -466,11 +540,20 @@ class Controller:
             if rt is not None:
                 self.telemetry.forget_lease(key[0], key[1], rt.metric_names)
 
-    def _snapshot(self, obj: dict[str, Any], lease: LeasePolicy, pods: list[Any], results: dict[str, BatchResult],
-                  now: float) -> tuple[Snapshot, list[MetricObservation]]:
-        raw_spec = (obj.get("spec") or {}).get("replicas")
-        spec_r = int(raw_spec) if raw_spec is not None else 1
-        status_r = int((obj.get("status") or {}).get("replicas") or 0)
+    async def _report_issues(self, issues: list[tuple[dict[str, Any], Resolution]], now: float) -> None:
+        """Warning Events for leases whose annotations were adjusted or rejected (deduplicated by the recorder)."""
+        for obj, res in issues:
+            for issue in res.issues:
+                if not issue.key.startswith(ANNOTATION_PREFIX):
+                    reason = "AutoscalingDisabled"
+                elif issue.severity == Severity.INVALID:
+                    reason = "InvalidAnnotation"
+                else:
+                    reason = "AnnotationAdjusted"
+                await self.events.record(obj, "Warning", reason, issue.message, now)
+
+    def _snapshot(self, obj: dict[str, Any], lease: LeasePolicy, pods: Sequence[Pod],
+                  results: dict[str, BatchResult], now: float) -> tuple[Snapshot, list[MetricObservation]]:
         inputs, observations = [], []
         window = self.policy.policy.autoscaling.prometheus.rate_window_s
         for m in lease.metrics:
@@ -479,9 +562,10 @@ class Controller:
                 mi = replace(mi, error=None)
             inputs.append(mi)
             observations.append(ob)
-        snap = Snapshot(now=now, current_replicas=spec_r, status_replicas=status_r, min_replicas=lease.min_replicas,
-                        max_replicas=lease.max_replicas, behavior=lease.behavior, pods=tuple(pods),
-                        metrics=tuple(inputs))
+        snap = Snapshot(now=now, current_replicas=_spec_replicas(obj),
+                        status_replicas=int((obj.get("status") or {}).get("replicas") or 0),
+                        min_replicas=lease.min_replicas, max_replicas=lease.max_replicas, behavior=lease.behavior,
+                        pods=tuple(pods), metrics=tuple(inputs))
         return snap, observations
 
     def _state_for(self, rt: LeaseRuntime, obj: dict[str, Any], current: int, now: float) -> DecisionState:
@@ -494,14 +578,32 @@ class Controller:
         rt.restored = True
         return restore(persisted, current, now, self.settings.state_granularity_s)
 
-    def _prepare(self, obj: dict[str, Any], lease: LeasePolicy, pods: list[Any], results: dict[str, BatchResult],
-                 now: float, leader: bool) -> _Prepared:
-        """Observe one lease: its snapshot and the state to decide from (pure bookkeeping, no I/O)."""
-        key = (lease.namespace, lease.name)
-        rt = self.runtime.setdefault(key, LeaseRuntime(history=deque(maxlen=self.settings.history)))
+    async def _begin_all(self, leases: list[tuple[dict[str, Any], LeasePolicy, _LeaseSpec]], now: float,
+                         leader: bool, report: TickReport) -> list[_Begun]:
+        """`_begin` for every lease, yielding to the event loop now and then so the query task can send its
+        request and read the answer meanwhile."""
+        begun: list[_Begun] = []
+        for i, (obj, lease, spec) in enumerate(leases):
+            if i % _YIELD_EVERY == 0:
+                await asyncio.sleep(0)
+            try:
+                rt, state = self._begin(obj, lease, now, leader)
+            except Exception as exc:  # isolation: one lease's bad data must not stop the loop
+                report.errors += 1
+                self.telemetry.errors.labels("lease").inc()
+                log.exception("lease %s/%s could not be observed: %s", lease.namespace, lease.name, exc)
+                continue
+            begun.append((obj, lease, spec.pods, rt, state))
+        return begun
+
+    def _begin(self, obj: dict[str, Any], lease: LeasePolicy, now: float,
+               leader: bool) -> tuple[LeaseRuntime, DecisionState]:
+        """A lease's bookkeeping that needs no metric value: its runtime, and the state to decide from."""
+        rt = self.runtime.get((lease.namespace, lease.name))
+        if rt is None:  # registered in `runtime` by the tick once the lease is observed
+            rt = LeaseRuntime(history=deque(maxlen=self.settings.history))
         rt.metric_names = [m.name for m in lease.metrics]
-        snap, observations = self._snapshot(obj, lease, pods, results, now)
-        current = snap.current_replicas
+        current = _spec_replicas(obj)
         state = self._state_for(rt, obj, current, now)
         # A human changed the replica count (not us): take it as the new current value and hold it for the
         # scale-down window instead of fighting back at once.
@@ -513,7 +615,7 @@ class Controller:
                     f"replicas changed from {rt.last_seen_replicas} to {current} outside the autoscaler; "
                     "taking it as the current count", now))
         rt.last_seen_replicas = current
-        return _Prepared(obj, lease, pods, rt, snap, observations, state)
+        return rt, state
 
     def _predictive(self, p: _Prepared, results: dict[str, BatchResult], now: float) -> tuple[int, str, str] | None:
         """The predictive algorithm's decision, or None without request data (the HPA core decides then)."""
@@ -565,7 +667,7 @@ class Controller:
         """Keep the new state, record the decision; return the annotation changes to write (leader only)."""
         p.rt.state = new_state
         report.decided += 1
-        self.telemetry.decisions.labels(reason, p.lease.mode.value).inc()
+        self._decisions[(reason, p.lease.mode.value)] += 1
         self._record(p.rt, p.lease, p.obj, p.snap, decision, p.observations, desired, reason, message, applied, now)
         return self._annotation_changes(p.obj, p.lease, p.rt, now) if leader else {}
 
@@ -639,12 +741,18 @@ class Controller:
         return False, current, reason, message, new_state
 
     @staticmethod
-    def _gauge(rt: LeaseRuntime, key: tuple[str, str], family: Any, *labels: str) -> Any:
-        """The lease's labelled gauge child, looked up once (``labels()`` is costly at 10,000 leases)."""
-        child = rt.gauges.get(key)
-        if child is None:
-            child = rt.gauges[key] = family.labels(*labels)
-        return child
+    def _set_gauge(rt: LeaseRuntime, key: tuple[str, str], value: float, family: Any, *labels: str) -> None:
+        """Set the lease's labelled gauge child: looked up once, set only on change (``labels()`` and ``set()``
+        take a lock each; at 10,000 leases that is most of the bookkeeping of a steady loop)."""
+        held = rt.gauges.get(key)
+        if held is None:
+            child = family.labels(*labels)
+        elif held[1] == value:
+            return
+        else:
+            child = held[0]
+        child.set(value)
+        rt.gauges[key] = (child, value)
 
     def _record(self, rt: LeaseRuntime, lease: LeasePolicy, obj: dict[str, Any], snap: Snapshot, decision: Decision,
                 observations: list[MetricObservation], desired: int, reason: str, message: str, applied: bool,
@@ -656,12 +764,12 @@ class Controller:
                             "target": ob.target, "unit": ob.unit, "proposed": res.proposed_replicas,
                             "utilization": res.utilization, "error": res.error or ob.error,
                             "missing": dict(ob.missing) or None})
-            self._gauge(rt, ("target", ob.name), self.telemetry.metric_target, ns, name, ob.name).set(ob.target)
+            self._set_gauge(rt, ("target", ob.name), ob.target, self.telemetry.metric_target, ns, name, ob.name)
             if ob.value is not None:
-                self._gauge(rt, ("value", ob.name), self.telemetry.metric_value, ns, name, ob.name).set(ob.value)
-        self._gauge(rt, ("current", ""), self.telemetry.current, ns, name).set(snap.current_replicas)
+                self._set_gauge(rt, ("value", ob.name), ob.value, self.telemetry.metric_value, ns, name, ob.name)
+        self._set_gauge(rt, ("current", ""), snap.current_replicas, self.telemetry.current, ns, name)
         mode = lease.mode.value
-        self._gauge(rt, ("desired", mode), self.telemetry.desired, ns, name, mode).set(desired)
+        self._set_gauge(rt, ("desired", mode), desired, self.telemetry.desired, ns, name, mode)
         ready = sum(1 for p in snap.pods if p.ready and not p.deleting)
         entry = {
             "time": now, "current": snap.current_replicas, "ready": ready, "desired": desired, "reason": reason,
@@ -752,7 +860,7 @@ class Controller:
         """
         gc.collect()
         gc.freeze()
-        gc.set_threshold(50_000, 20, 20)
+        gc.set_threshold(500_000, 20, 20)
 
     async def run_loop(self) -> None:
         await asyncio.gather(self.deployments.synced.wait(), self.pods.synced.wait(), self.configmaps.synced.wait())
@@ -825,6 +933,12 @@ async def supervise(coros: dict[str, Awaitable[None]], stop: asyncio.Event, grac
             raise exc
         if tasks.get(t) != "loop":
             raise RuntimeError(f"root task {tasks[t]} ended unexpectedly")
+
+
+def _spec_replicas(obj: dict[str, Any]) -> int:
+    """The Deployment's ``spec.replicas`` (the API server defaults it to 1)."""
+    raw = (obj.get("spec") or {}).get("replicas")
+    return int(raw) if raw is not None else 1
 
 
 def _sig(v: float | None) -> float | None:

@@ -10,6 +10,7 @@ scale down).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -90,7 +91,7 @@ class MetricObservation:
         return bool(self.missing)
 
 
-def metric_input(metric: EffectiveMetric, namespace: str, pods: list[Pod], result: BatchResult | None,
+def metric_input(metric: EffectiveMetric, namespace: str, pods: Sequence[Pod], result: BatchResult | None,
                  eval_time: float, window_s: float) -> tuple[MetricInput, MetricObservation]:
     """Build the core's input for one metric of one lease from the batched query result."""
     obs = MetricObservation(metric.name, metric.target, metric.unit)

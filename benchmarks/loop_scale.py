@@ -146,7 +146,7 @@ async def _run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
                 async def one(key: tuple[str, str]) -> None:
                     async with sem:
                         obj = ctl.deployments.objects[key]
-                        lease = ctl._resolutions[key][1].lease
+                        lease = ctl._specs[key].resolution.lease
                         assert lease is not None
                         pods = ctl.pods_for(key[0], Selector.from_label_selector(obj["spec"]["selector"]))
                         await api.get(deployment_path(*key) + "/scale")

@@ -22,27 +22,32 @@ def split(kind: MetricKind, leases: Sequence[LeaseTarget], answer: InstantVector
           query: str = "") -> BatchResult:
     """Group an answer by (namespace, pod), keep only the batch's pods, and interpret each pod."""
     index = LeaseIndex(leases)
-    values: dict[PodTarget, list[Sample]] = {}
-    parts: dict[PodTarget, dict[str, list[Sample]]] = {}
+    # One entry per (namespace, pod): value series, and auxiliary series by part name. An answer holds
+    # several series per pod (30,000 for 10,000 pods), so the grouping stays minimal: plain tuple keys,
+    # and the batch filter runs once per pod, not once per series.
+    series: dict[tuple[str, str], tuple[list[Sample], dict[str, list[Sample]]]] = {}
     unkeyed = 0
     for sample in answer.samples:
-        ns, pod = sample.labels.get("namespace"), sample.labels.get("pod")
+        labels = sample.labels
+        ns, pod = labels.get("namespace"), labels.get("pod")
         if not ns or not pod:
             unkeyed += 1
             continue
-        key = PodTarget(ns, pod)
-        if key not in index:
-            continue
-        part = sample.labels.get(PART_LABEL)
+        entry = series.get((ns, pod))
+        if entry is None:
+            entry = series[(ns, pod)] = ([], {})
+        part = labels.get(PART_LABEL)
         if part is None:
-            values.setdefault(key, []).append(sample)
+            entry[0].append(sample)
         else:
-            parts.setdefault(key, {}).setdefault(part, []).append(sample)
+            entry[1].setdefault(part, []).append(sample)
     eval_time = answer.eval_time if answer.eval_time is not None else 0.0
     outcomes: dict[PodTarget, Outcome] = {}
-    for key in values.keys() | parts.keys():
-        pod_parts = {name: tuple(s) for name, s in parts.get(key, {}).items()}
-        outcomes[key] = kind.interpret(PodSeries(tuple(values.get(key, ())), pod_parts), eval_time)
+    for (ns, pod), (values, parts) in series.items():
+        key = PodTarget(ns, pod)
+        if key in index:
+            pod_parts = {name: tuple(s) for name, s in parts.items()}
+            outcomes[key] = kind.interpret(PodSeries(tuple(values), pod_parts), eval_time)
     for key in index.explicit - outcomes.keys():
         outcomes[key] = Empty()
     if unkeyed:
