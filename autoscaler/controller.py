@@ -763,7 +763,7 @@ class Controller:
             metrics.append({"name": ob.name, "value": None if ob.value is None else round(ob.value, 3),
                             "target": ob.target, "unit": ob.unit, "proposed": res.proposed_replicas,
                             "utilization": res.utilization, "error": res.error or ob.error,
-                            "missing": dict(ob.missing) or None})
+                            "missing": dict(ob.missing) if ob.missing else None})
             self._set_gauge(rt, ("target", ob.name), ob.target, self.telemetry.metric_target, ns, name, ob.name)
             if ob.value is not None:
                 self._set_gauge(rt, ("value", ob.name), ob.value, self.telemetry.metric_value, ns, name, ob.name)
@@ -857,6 +857,11 @@ class Controller:
         With 10,000 Deployments and their pods cached, a full collection walks millions of objects and
         takes hundreds of milliseconds; CPython then runs one every few loops. Frozen objects are never
         scanned again; objects created later are collected as usual.
+
+        The first threshold counts container objects allocated and not yet freed. A loop over 10,000 leases
+        holds ~300,000 of them at its peak (the PromQL answer, snapshots, decisions), nearly all freed by
+        reference counting when it ends: with the default 700 (or 50,000), young collections ran several
+        times per loop, scanning those live objects for nothing (~0.1 s per loop).
         """
         gc.collect()
         gc.freeze()

@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import lru_cache
 from typing import Any
 
 from autoscaler.config import EffectiveMetric
@@ -91,17 +92,21 @@ class MetricObservation:
         return bool(self.missing)
 
 
+@lru_cache(maxsize=1024)
+def _target(is_cpu: bool, target: float) -> Target:
+    """The core's target for a metric threshold (immutable, so shared by every lease with that threshold)."""
+    if is_cpu:
+        return Target(TargetType.UTILIZATION, average_utilization=max(1, round(target)))
+    return Target(TargetType.AVERAGE_VALUE, average_value_milli=max(1, to_milli(target)))
+
+
 def metric_input(metric: EffectiveMetric, namespace: str, pods: Sequence[Pod], result: BatchResult | None,
                  eval_time: float, window_s: float) -> tuple[MetricInput, MetricObservation]:
     """Build the core's input for one metric of one lease from the batched query result."""
     obs = MetricObservation(metric.name, metric.target, metric.unit)
     is_cpu = metric.name == "cpuUtilization"
-    if is_cpu:
-        target = Target(TargetType.UTILIZATION, average_utilization=max(1, round(metric.target)))
-        mtype, resource = MetricType.RESOURCE, "cpu"
-    else:
-        target = Target(TargetType.AVERAGE_VALUE, average_value_milli=max(1, to_milli(metric.target)))
-        mtype, resource = MetricType.PODS, ""
+    target = _target(is_cpu, metric.target)
+    mtype, resource = (MetricType.RESOURCE, "cpu") if is_cpu else (MetricType.PODS, "")
     if result is None or result.error is not None:
         err = result.error.message if result is not None and result.error is not None else "metric not queried"
         obs.error = err
@@ -110,7 +115,9 @@ def metric_input(metric: EffectiveMetric, namespace: str, pods: Sequence[Pod], r
     total = 0.0
     outcomes = result.outcomes
     for pod in pods:
-        outcome = outcomes.get(PodTarget(namespace, pod.name)) or _EMPTY
+        # A plain (namespace, pod) tuple finds the PodTarget key (a NamedTuple: equal, same hash) without
+        # building one per pod.
+        outcome = outcomes.get((namespace, pod.name)) or _EMPTY  # type: ignore[call-overload]
         value: float | None = None
         containers: dict[str, int | None] | None = None
         if isinstance(outcome, Ok):
