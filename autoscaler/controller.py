@@ -85,6 +85,7 @@ from autoscaler.policy import (
     state_without_event,
 )
 from autoscaler.policy.batch import decide_many
+from autoscaler.policy.behavior import compact_state
 from autoscaler.policy.predictive import PredictiveReason, PredictiveState, decide_predictive
 from autoscaler.statestore import EMPTY, Persisted, needs_write, parse, restore, significant
 from autoscaler.telemetry import Telemetry, make_app, serve
@@ -665,7 +666,7 @@ class Controller:
     def _finish(self, p: _Prepared, decision: Decision, new_state: DecisionState, desired: int, reason: str,
                 message: str, applied: bool, now: float, leader: bool, report: TickReport) -> dict[str, str | None]:
         """Keep the new state, record the decision; return the annotation changes to write (leader only)."""
-        p.rt.state = new_state
+        p.rt.state = compact_state(new_state)  # same decisions, flat per-loop cost once the windows fill
         report.decided += 1
         self._decisions[(reason, p.lease.mode.value)] += 1
         self._record(p.rt, p.lease, p.obj, p.snap, decision, p.observations, desired, reason, message, applied, now)

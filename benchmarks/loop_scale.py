@@ -6,7 +6,9 @@ Prints ``{"leases", "loopSeconds", "cpuSeconds", "queriesPerLoop", "apiWritesPer
 "baselineLoopSeconds", "baselineQueriesPerLoop"}`` (plus details). The sandbox API server runs in a child
 process, so the controller's CPU time and RSS are its own. Prometheus serves backfilled recorded
 queue-time series for every pod (values at the target, so a steady loop decides "no change"), and
-queries are pinned to the end of the backfilled range.
+queries are pinned to the end of the backfilled range. The measured loops come after 300 s of
+unmeasured ones (``--steady-seconds``), when every lease's stabilisation window is full, as in a
+controller that has run for a while.
 
 The baseline is what HPA + Prometheus Adapter does per loop: for every lease, GET its /scale and run one
 PromQL query for its own pods (the adapter translates each custom-metrics API call into one query), then
@@ -18,6 +20,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import math
 import multiprocessing as mp
 import os
 import resource
@@ -124,13 +127,19 @@ async def _run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
             ctl.tune_gc()  # as run_loop does once the caches are synced
             warm = await ctl.tick(now=end, query_at=end)  # first loop: writes every lease's status once
             print(f"first loop: {warm.wall_s:.2f}s, {warm.api_writes} API writes (initial status)", file=sys.stderr)
-            loops = [await ctl.tick(now=end + 5 * (k + 1), query_at=end) for k in range(args.loops)]
+            # Unmeasured loops until the stabilisation windows are full (300 s by default), so the measured
+            # loops see a long-running controller's state, not a fresh one's.
+            fill = math.ceil(args.steady_seconds / 5)
+            for k in range(fill):
+                await ctl.tick(now=end + 5 * (k + 1), query_at=end)
+            print(f"{fill} loops to fill {args.steady_seconds:.0f} s of stabilisation history", file=sys.stderr)
+            loops = [await ctl.tick(now=end + 5 * (fill + k + 1), query_at=end) for k in range(args.loops)]
             if args.profile:
                 import cProfile
                 import pstats
                 prof = cProfile.Profile()
                 prof.enable()
-                await ctl.tick(now=end + 5 * (args.loops + 1), query_at=end)
+                await ctl.tick(now=end + 5 * (fill + args.loops + 1), query_at=end)
                 prof.disable()
                 pstats.Stats(prof, stream=sys.stderr).sort_stats(os.environ.get("PROFILE_SORT", "cumulative")).print_stats(35)
             rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -179,6 +188,7 @@ async def _run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         "baselineApiCallsPerLoop": int(base_calls * scale),
         "baselineMeasuredLeases": len(keys),
         "firstLoopApiWrites": warm.api_writes,
+        "unmeasuredLoops": fill,
         "loops": [{"wall": round(r.wall_s, 3), "cpu": round(r.cpu_s, 3), "writes": r.api_writes,
                    "decided": r.decided} for r in loops],
         "ratioLoopSeconds": round(base_wall * scale / max(1e-9, statistics.median(r.wall_s for r in loops)), 1),
@@ -190,7 +200,9 @@ def main() -> int:
     ap.add_argument("--leases", type=int, default=10000)
     ap.add_argument("--pods", type=int, default=1, help="pods per lease")
     ap.add_argument("--namespaces", type=int, default=500, help="leases are spread over this many namespaces")
-    ap.add_argument("--loops", type=int, default=3, help="measured loops after the warm-up loop")
+    ap.add_argument("--loops", type=int, default=3, help="measured loops after the warm-up loops")
+    ap.add_argument("--steady-seconds", type=float, default=300.0,
+                    help="loop this long (5 s apart, unmeasured) first, until the stabilisation windows are full")
     ap.add_argument("--baseline-leases", type=int, default=0,
                     help="measure the baseline on this many leases and extrapolate (0 = all)")
     ap.add_argument("--json", action="store_true")

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 from autoscaler.policy.types import (
     Behavior,
+    DecisionState,
     PolicyType,
     Reason,
     Recommendation,
@@ -95,6 +96,38 @@ def _record(recs: list[Recommendation], old_index: int | None, rec: Recommendati
     else:
         recs.append(rec)
     return tuple(recs)
+
+
+def compact_recommendations(recs: tuple[Recommendation, ...]) -> tuple[Recommendation, ...]:
+    """The recommendations that a future stabilisation can still use, oldest first.
+
+    Stabilisation takes the minimum (scale-up window) and the maximum (scale-down window) of the
+    recommendations newer than a cutoff that only moves forward. A recommendation is dominated when a
+    recommendation at least as new is at least as high (it never sets the maximum) and one at least
+    as new is at least as low (it never sets the minimum); dropping those changes no decision, for any
+    window lengths. What is left is a pair of monotone runs, 1-2 entries for a steady lease instead of
+    one per loop over the window (the HPA keeps them all), which keeps a long-running controller's
+    per-loop cost flat. The newest recommendation is always kept, so a non-empty input stays non-empty.
+    """
+    if len(recs) <= 1:
+        return recs
+    kept: list[Recommendation] = []
+    hi = lo = None
+    for r in sorted(recs, key=lambda r: r.timestamp, reverse=True):
+        if hi is None or lo is None or r.replicas > hi or r.replicas < lo:
+            kept.append(r)
+        hi = r.replicas if hi is None else max(hi, r.replicas)
+        lo = r.replicas if lo is None else min(lo, r.replicas)
+    kept.reverse()
+    return tuple(kept)
+
+
+def compact_state(state: DecisionState) -> DecisionState:
+    """``state`` with :func:`compact_recommendations` applied (the controller keeps states this way)."""
+    recs = state.recommendations
+    if recs is None or len(recs) <= 2:
+        return state
+    return DecisionState(compact_recommendations(recs), state.scale_events)
 
 
 def normalize_with_behavior(
