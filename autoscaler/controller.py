@@ -634,7 +634,9 @@ class Controller:
         if d.reason == PredictiveReason.MISSING_DATA:
             return None
         det = d.details
-        message = (f"predictive: {det.get('rate_rps', 0):.1f} req/s now, {det.get('forecast_rps', 0):.1f} req/s "
+        served, demand = det.get("served_rps", 0.0), det.get("rate_rps", 0.0)
+        now_part = f"{demand:.1f} req/s now" + (f" ({served:.1f} served, the rest queued)" if demand > served + 0.05 else "")
+        message = (f"predictive: {now_part}, {det.get('forecast_rps', 0):.1f} req/s "
                    f"expected in {det.get('horizon_s', 0):.0f}s, {1000 * det.get('service_s', 0):.0f} ms per request, "
                    f"{det.get('capacity_target', 0):.0f} replicas meet the queue-time SLO")
         return d.desired_replicas, str(d.reason), message
