@@ -19,16 +19,14 @@ from typing import Any
 import pytest_asyncio
 import yaml
 
-from autoscaler.controller import Controller, Settings
+from autoscaler.controller import Controller
 from autoscaler.kube.api import KubeApi
 from autoscaler.sandbox.cluster import SandboxCluster
 from autoscaler.sandbox.dataplane import DataPlane
 from autoscaler.sandbox.faultproxy import FaultProxy
 from autoscaler.sandbox.invariants import InvariantChecker
-from autoscaler.sandbox.resources import DEPLOYMENTS, EVENTS
-from tests.support import wait_for  # noqa: F401 (re-exported: the tests import it from here)
+from tests.support import HEAVY, LiveEnv, P, wait_for  # noqa: F401 (re-exported: the tests import them from here)
 
-P = "inference-autoscaler.io/"
 POLICY = """
 autoscaling:
   enable: true
@@ -41,43 +39,13 @@ autoscaling:
   loopIntervalSeconds: 0.5
   fallback: {failureThreshold: 2, action: hold}
 """
-SERVING = {"concurrency": 2, "serviceTimeMs": 50}  # 40 requests/s per ready pod
-HEAVY = {"profile": {"type": "constant", "rate": 150}}
 INTERVAL_S = 0.5
 
 
 @dataclass
-class Env:
-    cluster: SandboxCluster
-    dataplane: DataPlane
+class Env(LiveEnv):
     work: Path
-    policy_file: Path
     checkers: list[InvariantChecker] = field(default_factory=list)
-
-    def deployment(self, name: str, annotations: dict[str, str] | None = None, replicas: int = 1,
-                   namespace: str = "default", **fields: Any) -> None:
-        self.cluster.ensure_namespace(namespace)
-        ann = {P + "enabled": "true", **(annotations or {})}
-        self.cluster.create_deployment(name, namespace=namespace, replicas=replicas, kind="triton", serving=SERVING,
-                                       annotations=ann, **fields)
-
-    def get(self, name: str, namespace: str = "default") -> dict[str, Any] | None:
-        return self.cluster.store.get(DEPLOYMENTS.storage_key, namespace, name)
-
-    def replicas(self, name: str, namespace: str = "default") -> int:
-        obj = self.get(name, namespace)
-        assert obj is not None, f"{namespace}/{name} is gone"
-        return int(obj["spec"]["replicas"])
-
-    def scale(self, name: str, replicas: int, namespace: str = "default") -> None:
-        """A human's ``kubectl scale`` (straight into the registry, not through any controller's proxy)."""
-        obj = self.cluster.registry.get(DEPLOYMENTS, namespace, name)
-        obj["spec"]["replicas"] = replicas
-        self.cluster.registry.update(DEPLOYMENTS, namespace, name, obj)
-
-    def events(self, name: str, namespace: str = "default") -> list[dict[str, Any]]:
-        items = self.cluster.store.list_objects(EVENTS.storage_key, namespace)
-        return [e for e in items if (e.get("involvedObject") or {}).get("name") == name]
 
     def checker(self, **kw: Any) -> InvariantChecker:
         c = InvariantChecker(self.cluster, POLICY, **kw)
@@ -92,13 +60,6 @@ class Env:
         path = self.work / f"kubeconfig-{name}"
         path.write_text(yaml.safe_dump(cfg))
         return path
-
-    def settings(self, **kw: Any) -> Settings:
-        base: dict[str, Any] = {"policy_file": str(self.policy_file), "prometheus_url": self.dataplane.prometheus_url,
-                                "leader_election": False, "listen_port": 0, "state_granularity_s": 2.0,
-                                "status_min_interval_s": 1.0}
-        base.update(kw)
-        return Settings(**base)
 
     @contextlib.asynccontextmanager
     async def controller(self, identity: str, checker: InvariantChecker | None, *, api_timeout_s: float = 10.0,
@@ -131,7 +92,7 @@ async def env(tmp_path_factory: Any) -> AsyncIterator[Env]:
     policy.write_text(POLICY)
     async with DataPlane(workdir=work / "dataplane") as dp:
         async with SandboxCluster(hooks=dp, startup_seconds=1.0, pending_seconds=0.2, terminating_seconds=0.5) as c:
-            e = Env(c, dp, work, policy)
+            e = Env(c, dp, policy, work)
             yield e
             for ch in e.checkers:
                 ch.stop()
