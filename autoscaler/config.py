@@ -198,7 +198,7 @@ class Fallback(_Strict):
 class PredictiveSettings(_Strict):
     """The ``predictive`` algorithm's parameters (extension; docs/predictive.md). Every field has a safe default."""
 
-    violation_target: float = Field(0.04, alias="violationTarget", gt=0, lt=1,
+    violation_target: float = Field(0.05, alias="violationTarget", gt=0, lt=1,
                                     description="allowed probability that a request queues longer than the "
                                                 "queueTime threshold, at the forecast rate")
     arrival_cv2: float = Field(1.0, alias="arrivalCv2", gt=0, le=100,
@@ -241,6 +241,11 @@ class PredictiveSettings(_Strict):
     growth_window_s: float = Field(30.0, alias="growthWindowSeconds", ge=0, le=600,
                                    description="demand = served rate + growth of the pending backlog over this "
                                                "window, seconds (0: served rate only)")
+    panic_queue_factor: float = Field(100.0, alias="panicQueueFactor", ge=0, le=100000,
+                                      description="panic while queue time exceeds this multiple of the threshold "
+                                                  "(0: never)")
+    panic_growth: float = Field(2.0, alias="panicGrowth", ge=1, le=10,
+                                description="in panic, at least this factor times the current replicas per decision")
 
     @model_validator(mode="after")
     def _bucket_divides_period(self) -> PredictiveSettings:
@@ -259,7 +264,8 @@ class PredictiveSettings(_Strict):
             season_harmonics=self.season_harmonics, season_history_periods=self.season_history_periods,
             drain_s=self.drain_s, scale_down_window_s=self.scale_down_window_s,
             scale_down_max_fraction=self.scale_down_max_fraction, reactive_queue_factor=self.reactive_queue_factor,
-            growth_window_s=self.growth_window_s)
+            growth_window_s=self.growth_window_s, panic_queue_factor=self.panic_queue_factor,
+            panic_growth=self.panic_growth)
 
     def with_options(self, overrides: dict[str, float]) -> PredictiveSettings:
         """These settings with fields overridden by camelCase key (``--policy-option predictive.KEY=V``)."""

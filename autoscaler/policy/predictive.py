@@ -23,7 +23,11 @@ The decision, in order (each step is a parameter of :class:`PredictiveParams`):
    G/G/c, :func:`autoscaler.serving.erlang_c`) keeps ``P(queue time > target) <= violation_target``
    at that rate (``Capacity``).
 5. **Reactive floor**: while the measured queue time exceeds the target, never scale down
-   (``ReactiveQueueTime``).
+   (``ReactiveQueueTime``). **Panic**: while it exceeds ``panic_queue_factor`` times the target (a
+   severe overload the model did not foresee: a cold start, a burst far above the envelope), grow the
+   replica count by ``panic_growth`` per decision, as the HPA's default scale-up policy allows, even
+   while pods start (``Panic``). It overshoots on purpose: traffic that overloaded the fleet this much
+   tends to come back within a start-up delay, and the envelope and held scale-down bring it down.
 6. **Start-up aware**: the target is a *total*: pods still starting count as coming capacity, so
    nothing is added for load they will absorb (``StartupAware`` when they cover the target).
 7. **Asymmetric scale-down**: up at once; down only to the largest target of the last
@@ -54,6 +58,7 @@ class PredictiveReason(StrEnum):
     TREND = "Trend"
     SEASONAL = "Seasonal"
     REACTIVE_QUEUE_TIME = "ReactiveQueueTime"
+    PANIC = "Panic"
     STARTUP_AWARE = "StartupAware"
     SCALE_DOWN_HELD = "ScaleDownHeld"
     SCALE_DOWN_LIMIT = "ScaleDownLimit"
@@ -67,7 +72,7 @@ class PredictiveParams:
     """Every choice of the policy, with its safe default (units in the names)."""
 
     target_queue_time_us: float = 10000.0
-    violation_target: float = 0.04
+    violation_target: float = 0.05
     """Allowed probability that a request queues longer than the target, at the forecast rate."""
     arrival_cv2: float = 1.0
     """Squared CV of inter-arrival times (1 = Poisson) for the queueing formula."""
@@ -97,6 +102,10 @@ class PredictiveParams:
     """No scale-down while the measured queue time exceeds this multiple of the target (0 = off)."""
     growth_window_s: float = 30.0
     """Demand = served rate + growth of the backlog over this window (0 = served rate only)."""
+    panic_queue_factor: float = 100.0
+    """Panic while the measured queue time exceeds this multiple of the target (0 = never)."""
+    panic_growth: float = 2.0
+    """In panic, at least this factor times the current replicas per decision (up to max)."""
 
 
 @dataclass(frozen=True)
@@ -314,7 +323,12 @@ def decide_predictive(obs: PredictiveObservation, state: PredictiveState,
     st = replace(st, targets=(*kept, (now, target)))
 
     desired = target
-    if target < current:
+    if (params.panic_queue_factor > 0 and obs.queue_time_us is not None
+            and obs.queue_time_us > params.panic_queue_factor * params.target_queue_time_us):
+        grown = min(hi, math.ceil(current * params.panic_growth))
+        if grown > desired:
+            desired, reason = grown, PredictiveReason.PANIC
+    if desired < current:
         held = max(n for _t, n in st.targets)
         if st.since is None or now - st.since < max(params.scale_down_window_s, params.burst_window_s):
             # too little history to trust a lower target: right after a restart the burst envelope and
