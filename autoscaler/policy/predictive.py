@@ -261,6 +261,12 @@ def _update_season(state: PredictiveState, now: float, rate: float, params: Pred
 # --------------------------------------------------------------------------------------- decision
 
 
+def _queue_over(obs: PredictiveObservation, factor: float, params: PredictiveParams) -> bool:
+    """The measured queue time exceeds ``factor`` x the target (a factor of 0 switches the check off)."""
+    return (factor > 0 and obs.queue_time_us is not None
+            and obs.queue_time_us > factor * params.target_queue_time_us)
+
+
 def decide_predictive(obs: PredictiveObservation, state: PredictiveState,
                       params: PredictiveParams) -> PredictiveDecision:
     """One decision: desired replicas, the part that drove it, the new state."""
@@ -285,11 +291,11 @@ def decide_predictive(obs: PredictiveObservation, state: PredictiveState,
             growth = max(0.0, (obs.pending_requests - p0) / (now - t0))
     served = rate
     rate += growth
-    state = replace(state, pending=pend_hist)
     keep_s = max(params.burst_window_s, params.trend_window_s)
     rates = (*((t, r) for t, r in state.rates if t > now - keep_s), (now, rate))
-    st = _update_season(replace(state, rates=rates, service_time_s=svc,
-                                since=now if state.since is None else state.since), now, rate, params)
+    since = now if state.since is None else state.since
+    st = _update_season(replace(state, rates=rates, pending=pend_hist, service_time_s=svc, since=since),
+                        now, rate, params)
 
     horizon = obs.startup_s + params.lag_s
     reason = PredictiveReason.CAPACITY
@@ -323,21 +329,18 @@ def decide_predictive(obs: PredictiveObservation, state: PredictiveState,
     st = replace(st, targets=(*kept, (now, target)))
 
     desired = target
-    if (params.panic_queue_factor > 0 and obs.queue_time_us is not None
-            and obs.queue_time_us > params.panic_queue_factor * params.target_queue_time_us):
+    if _queue_over(obs, params.panic_queue_factor, params):
         grown = min(hi, math.ceil(current * params.panic_growth))
         if grown > desired:
             desired, reason = grown, PredictiveReason.PANIC
     if desired < current:
         held = max(n for _t, n in st.targets)
-        if st.since is None or now - st.since < max(params.scale_down_window_s, params.burst_window_s):
+        if now - since < max(params.scale_down_window_s, params.burst_window_s):
             # too little history to trust a lower target: right after a restart the burst envelope and
             # the scale-down window are empty, and a lull would look like the whole story
             held = current
         floor_frac = math.ceil(current * (1.0 - params.scale_down_max_fraction))
-        queue_high = (params.reactive_queue_factor > 0 and obs.queue_time_us is not None
-                      and obs.queue_time_us > params.reactive_queue_factor * params.target_queue_time_us)
-        if queue_high:
+        if _queue_over(obs, params.reactive_queue_factor, params):
             desired, reason = current, PredictiveReason.REACTIVE_QUEUE_TIME
         elif held > target:
             desired, reason = min(current, held), PredictiveReason.SCALE_DOWN_HELD
