@@ -468,9 +468,7 @@ class Controller:
             try:
                 snap, observations = self._snapshot(obj, lease, pods, results, now)
             except Exception as exc:  # isolation: one lease's bad data must not stop the loop
-                report.errors += 1
-                self.telemetry.errors.labels("lease").inc()
-                log.exception("lease %s/%s could not be observed: %s", lease.namespace, lease.name, exc)
+                self._lease_failed(report, lease, "could not be observed", exc)
                 continue
             self.runtime.setdefault((lease.namespace, lease.name), rt)  # a new lease shows once observed
             prepared.append(_Prepared(obj, lease, pods, rt, snap, observations, state))
@@ -498,9 +496,7 @@ class Controller:
                 if changes:
                     jobs.append((p, partial(self._patch_annotations, p.lease, p.rt, changes)))
             except Exception as exc:  # isolation: a lease's bug must not stop the loop
-                report.errors += 1
-                self.telemetry.errors.labels("lease").inc()
-                log.exception("lease %s/%s failed this loop: %s", p.lease.namespace, p.lease.name, exc)
+                self._lease_failed(report, p.lease, "failed this loop", exc)
         sem = asyncio.Semaphore(self.settings.write_concurrency)
 
         async def one(p: _Prepared, job: Callable[[], Awaitable[None]]) -> None:
@@ -508,9 +504,7 @@ class Controller:
                 try:
                     await job()
                 except Exception as exc:  # isolation: a lease's bug must not stop the loop
-                    report.errors += 1
-                    self.telemetry.errors.labels("lease").inc()
-                    log.exception("lease %s/%s failed this loop: %s", p.lease.namespace, p.lease.name, exc)
+                    self._lease_failed(report, p.lease, "failed this loop", exc)
 
         if jobs:
             await asyncio.gather(*(one(p, job) for p, job in jobs))
@@ -540,6 +534,12 @@ class Controller:
             rt = self.runtime.pop(key, None)
             if rt is not None:
                 self.telemetry.forget_lease(key[0], key[1], rt.metric_names)
+
+    def _lease_failed(self, report: TickReport, lease: LeasePolicy, what: str, exc: Exception) -> None:
+        """Per-lease isolation: count, log and go on with the other leases."""
+        report.errors += 1
+        self.telemetry.errors.labels("lease").inc()
+        log.exception("lease %s/%s %s: %s", lease.namespace, lease.name, what, exc)
 
     async def _report_issues(self, issues: list[tuple[dict[str, Any], Resolution]], now: float) -> None:
         """Warning Events for leases whose annotations were adjusted or rejected (deduplicated by the recorder)."""
@@ -590,9 +590,7 @@ class Controller:
             try:
                 rt, state = self._begin(obj, lease, now, leader)
             except Exception as exc:  # isolation: one lease's bad data must not stop the loop
-                report.errors += 1
-                self.telemetry.errors.labels("lease").inc()
-                log.exception("lease %s/%s could not be observed: %s", lease.namespace, lease.name, exc)
+                self._lease_failed(report, lease, "could not be observed", exc)
                 continue
             begun.append((obj, lease, spec.pods, rt, state))
         return begun

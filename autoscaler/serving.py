@@ -280,10 +280,8 @@ class Replica:
     ``arrive(t)`` with ``t`` earlier than the replica's clock is treated as arriving at the clock.
     """
 
-    def __init__(self, config: ServingConfig, *, seed: int = 0, start_time: float = 0.0,
-                 record_queue_times: bool = False) -> None:
+    def __init__(self, config: ServingConfig, *, seed: int = 0, start_time: float = 0.0) -> None:
         self.config = config
-        self.record_queue_times = record_queue_times
         self.now = start_time
         self.draining = False
         self.counters = ReplicaCounters()
@@ -299,7 +297,6 @@ class Replica:
         self._running_tokens = 0.0
         self._busy_done = 0.0  # slot-seconds of finished requests
         self._last_tail = start_time  # finish time of the last request assigned
-        self._queue_hist: list[float] = []  # per-request queue times (s) since the last take
 
     # -- inputs ------------------------------------------------------------------------------------
 
@@ -338,8 +335,6 @@ class Replica:
         self._seq += 1
         heapq.heappush(self._waiting, (start, self._seq, req))
         self._last_tail = max(self._last_tail, finish)
-        if self.record_queue_times:
-            self._queue_hist.append(start - t)
         self.advance_to(t)  # a request that starts at once is running at once
         return Admission(True, t, start, finish)
 
@@ -374,9 +369,6 @@ class Replica:
             self._running_start_sum = 0.0  # avoid drift
             self._running_tokens = 0.0
 
-    def advance(self, dt: float) -> None:
-        self.advance_to(self.now + dt)
-
     def drain(self) -> None:
         """Stop accepting arrivals; what is queued or running still completes."""
         self.draining = True
@@ -409,12 +401,6 @@ class Replica:
     @property
     def kv_usage(self) -> float:
         return min(1.0, self._running_tokens / self.config.kv_capacity_tokens)
-
-    def take_queue_times(self) -> list[float]:
-        """Per-request queue times (seconds) of the arrivals since the previous call
-        (kept only with ``record_queue_times=True``; :class:`Admission` has each one too)."""
-        out, self._queue_hist = self._queue_hist, []
-        return out
 
 
 # --------------------------------------------------------------------------------------------------

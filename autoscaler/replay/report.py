@@ -11,7 +11,6 @@ of individual requests inside a second (that tail is what ``sloViolationFraction
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Any
 
@@ -142,7 +141,6 @@ def plot(workload: Workload, runs: dict[str, PolicyRun], path: Path, target_queu
     ax.plot(x, agg(workload.counts), color="black", lw=0.8, label="arrivals")
     ax.set_ylabel("requests / s")
     ax2 = ax.twinx()
-    ax2.plot(x, agg(workload.needed_replicas(workload.counts)), color="grey", lw=0, alpha=0)
     ax2.set_ylabel("replicas needed")
     lo, hi = ax.get_ylim()
     ax2.set_ylim(lo / workload.replica_capacity_rps, hi / workload.replica_capacity_rps)
@@ -177,8 +175,3 @@ def plot(workload: Workload, runs: dict[str, PolicyRun], path: Path, target_queu
     # a 64-colour palette keeps a week of noisy lines well under 200 KB
     Image.open(buf).convert("RGB").quantize(colors=64).save(path, optimize=True)
     return path
-
-
-def finite(x: float) -> float | None:
-    """JSON-safe float (NaN / inf -> None)."""
-    return x if math.isfinite(x) else None

@@ -119,13 +119,9 @@ class ClusterView:
         self.spec_replicas = sim.spec
         self._pods = [p for p in sim.live if p.created <= now < p.gone_at]
         self._k8s: tuple[Pod, ...] | None = None
-        self._arr: tuple[FloatArray, FloatArray, FloatArray, IntArray] | None = None
+        self._arr: tuple[FloatArray, FloatArray, IntArray] | None = None
 
     # -- the API server's view ---------------------------------------------------------------------
-
-    @property
-    def pod_records(self) -> list[PodRecord]:
-        return self._pods
 
     @property
     def ready_replicas(self) -> int:
@@ -162,18 +158,18 @@ class ClusterView:
 
     # -- Prometheus's view -------------------------------------------------------------------------
 
-    def _arrays(self) -> tuple[FloatArray, FloatArray, FloatArray, IntArray]:
-        """ready_at, first scrape time, scrape offset and history slot of each pod."""
+    def _arrays(self) -> tuple[FloatArray, FloatArray, IntArray]:
+        """First scrape time, scrape offset and history slot of each pod."""
         if self._arr is None:
             iv = self.settings.scrape_interval_s
             ready = np.array([p.ready_at for p in self._pods])
             off = np.array([p.scrape_offset for p in self._pods])
             first = off + np.ceil((ready - off) / iv) * iv
-            self._arr = (ready, first, off, np.array([p.slot for p in self._pods], dtype=np.int64))
+            self._arr = (first, off, np.array([p.slot for p in self._pods], dtype=np.int64))
         return self._arr
 
     def _scraped(self, at: float) -> npt.NDArray[np.bool_]:
-        _ready, first, _off, _slot = self._arrays()
+        first, _off, _slot = self._arrays()
         out: npt.NDArray[np.bool_] = first <= at
         return out
 
@@ -186,7 +182,7 @@ class ClusterView:
         names = [p.name for p, m in zip(self._pods, mask, strict=True) if m]
         if not names:
             return names, {c: np.zeros(0) for c in counters}
-        _ready, first, off, slot = self._arrays()
+        first, off, slot = self._arrays()
         iv = self.settings.scrape_interval_s
         count = math.ceil(window / iv) + 1
         times = scrape_times(at, off[mask], first[mask], iv, count)
@@ -207,7 +203,7 @@ class ClusterView:
         names = [p.name for p, m in zip(self._pods, mask, strict=True) if m]
         if not names:
             return [], np.zeros(0)
-        _ready, first, off, slot = self._arrays()
+        first, off, slot = self._arrays()
         last = scrape_times(at, off[mask], first[mask], self.settings.scrape_interval_s, 1)[:, 0]
         vals: FloatArray = self._sim.hist[gauge][slot[mask], last.astype(np.int64) % RING]
         return names, vals
@@ -227,12 +223,14 @@ class ClusterView:
             v = np.where(s > 0, q / s, np.where(q == 0, 0.0, np.nan))  # 0/0 of a scraped (Ready) pod: no traffic
         return {n: (x if x == x else None) for n, x in zip(names, v.tolist(), strict=True)}
 
-    def lease_rate(self, counter: str, at: float | None = None) -> float | None:
-        """``sum(rate(counter[window]))`` over the lease's pods; None for an empty answer."""
-        _names, r = self.pod_rates((counter,), at=at)
-        v = r[counter]
-        v = v[np.isfinite(v)]
-        return float(v.sum()) if v.size else None
+    def lease_rates(self, counters: Sequence[str], window_s: float | None = None) -> dict[str, float | None]:
+        """``sum(rate(counter[window]))`` over the lease's pods, per counter; None for an empty answer."""
+        _names, r = self.pod_rates(counters, window_s=window_s)
+        out: dict[str, float | None] = {}
+        for c in counters:
+            v = r[c][np.isfinite(r[c])]
+            out[c] = float(v.sum()) if v.size else None
+        return out
 
     def inflight_history(self, seconds: int) -> FloatArray:
         """Total in-flight requests (queued + executing) over Ready pods, per second, for the last
@@ -443,7 +441,7 @@ class Simulation:
             self._sync_rows(float(t))
             end = min(T, t + BLOCK_S)
             for p in self.live:
-                if p.gone_at > t:
+                if p.gone_at > t:  # _sync_rows may have released some just now
                     if p.ready_at > t:
                         end = min(end, math.ceil(p.ready_at))
                     if p.row >= 0 and p.drain_at <= t:

@@ -54,11 +54,6 @@ class Workload:
     def steps(self) -> int:
         return int(self.counts.shape[0])
 
-    def needed_replicas(self, rate_rps: FloatArray) -> FloatArray:
-        """Replicas a rate needs at the target queue time (fractional)."""
-        out: FloatArray = np.asarray(rate_rps, dtype=np.float64) / self.replica_capacity_rps
-        return out
-
 
 def mean_wait_s(cfg: ServingConfig, rate_rps: float, service_s: float) -> float:
     """Stationary mean queue time of one replica (the serving model's Allen-Cunneen term), seconds."""

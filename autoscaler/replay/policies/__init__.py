@@ -119,11 +119,6 @@ def policy_names() -> list[str]:
     return sorted({*_POLICIES, "default", "oracle"})
 
 
-def algorithm_names() -> list[str]:
-    _load()
-    return sorted(_ALGORITHMS)
-
-
 def make_policy(name: str, ctx: PolicyContext) -> ReplayPolicy:
     """Build a policy by name; ``default`` is the cluster policy's algorithm."""
     _load()
@@ -143,6 +138,6 @@ def make_policy(name: str, ctx: PolicyContext) -> ReplayPolicy:
 
 
 __all__ = [
-    "PolicyContext", "PolicyFactory", "ReplayPolicy", "ReplaySettings", "algorithm_names", "make_policy",
+    "PolicyContext", "PolicyFactory", "ReplayPolicy", "ReplaySettings", "make_policy",
     "policy_names", "register_algorithm", "register_policy",
 ]

@@ -62,8 +62,8 @@ class KedaPolicy:
 
     def query(self, view: ClusterView) -> float | None:
         """The scaler's value; None is a failed query."""
-        q = view.lease_rate("nv_inference_queue_duration_us")
-        s = view.lease_rate("nv_inference_request_success")
+        r = view.lease_rates(("nv_inference_queue_duration_us", "nv_inference_request_success"))
+        q, s = r["nv_inference_queue_duration_us"], r["nv_inference_request_success"]
         if q is None or s is None or s == 0 or not math.isfinite(q / s):
             return 0.0 if self.ignore_null_values else None
         return q / s

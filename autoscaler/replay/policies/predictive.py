@@ -16,8 +16,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-import numpy as np
-
 from autoscaler.policy.predictive import (
     PredictiveDecision,
     PredictiveObservation,
@@ -34,20 +32,15 @@ COMPUTE = "nv_inference_compute_infer_duration_us"
 QUEUE = "nv_inference_queue_duration_us"
 
 
-def _sum(v: np.ndarray) -> float | None:
-    v = v[np.isfinite(v)]
-    return float(v.sum()) if v.size else None
-
-
 def observe(view: ClusterView, rate_window_s: float, min_replicas: int, max_replicas: int) -> PredictiveObservation:
     """The policy's observation from the simulated cluster's Prometheus and API server."""
-    _n, short = view.pod_rates((SUCCESS, FAILURE), window_s=rate_window_s)
-    _n, long = view.pod_rates((SUCCESS, COMPUTE, QUEUE))
-    ok, fail = _sum(short[SUCCESS]), _sum(short[FAILURE])
+    short = view.lease_rates((SUCCESS, FAILURE), window_s=rate_window_s)
+    long = view.lease_rates((SUCCESS, COMPUTE, QUEUE))
+    ok, fail = short[SUCCESS], short[FAILURE]
     rate = None if ok is None else ok + (fail or 0.0)
-    s_long, c_long, q_long = _sum(long[SUCCESS]), _sum(long[COMPUTE]), _sum(long[QUEUE])
-    svc = c_long / s_long / 1e6 if s_long and c_long is not None and s_long > 0 else None
-    qt = q_long / s_long if s_long and q_long is not None and s_long > 0 else None
+    s_long, c_long, q_long = long[SUCCESS], long[COMPUTE], long[QUEUE]
+    svc = c_long / s_long / 1e6 if s_long and c_long is not None else None
+    qt = q_long / s_long if s_long and q_long is not None else None
     _g, pend = view.pod_gauge("nv_inference_pending_request_count")
     return PredictiveObservation(
         now=view.now, current_replicas=view.spec_replicas, ready_replicas=view.ready_replicas,
@@ -78,24 +71,15 @@ class PredictivePolicy:
         return d.desired_replicas
 
 
-def _make(ctx: PolicyContext, name: str) -> PredictivePolicy:
+@register_algorithm("predictive")
+@register_policy("predictive")
+def make_predictive(ctx: PolicyContext) -> ReplayPolicy:
+    """The predictive policy: by name, and as ``default`` when the cluster policy says ``algorithm: predictive``."""
     s = ctx.settings
     cfg = ctx.cluster_policy.autoscaling.predictive
     overrides = {k.removeprefix("predictive."): v for k, v in ctx.options.items() if k.startswith("predictive.")}
     if overrides:  # --policy-option predictive.violationTarget=0.05
         cfg = cfg.with_options(overrides)
     params = cfg.to_params(s.target_queue_time_us)
-    return PredictivePolicy(name, ctx.cluster_policy.autoscaling.loop_interval_s, params, cfg.rate_window_s,
+    return PredictivePolicy("predictive", ctx.cluster_policy.autoscaling.loop_interval_s, params, cfg.rate_window_s,
                             s.min_replicas, s.max_replicas)
-
-
-@register_algorithm("predictive")
-def make_predictive_algorithm(ctx: PolicyContext) -> ReplayPolicy:
-    """``default`` when the cluster policy says ``algorithm: predictive``."""
-    return _make(ctx, "predictive")
-
-
-@register_policy("predictive")
-def make_predictive(ctx: PolicyContext) -> ReplayPolicy:
-    """The predictive policy by name, whatever the cluster policy's algorithm."""
-    return _make(ctx, "predictive")
