@@ -356,7 +356,12 @@ def parse_policy(text: str, source: str = "policy.yaml") -> ClusterPolicy:
         raise PolicyError(source, errs) from None
 
 
-def load_policy(path: str | Path) -> ClusterPolicy:
+DEFAULT_POLICY = Path(__file__).resolve().parent / "data" / "policy.yaml"
+"""The shipped cluster policy (a copy of config/policy.yaml): the fallback without a ConfigMap."""
+
+
+def load_policy(path: str | Path = DEFAULT_POLICY) -> ClusterPolicy:
+    """A cluster policy file (default: the shipped one)."""
     p = Path(path)
     return parse_policy(p.read_text(encoding="utf-8"), source=str(p))
 

@@ -25,11 +25,11 @@ from collections import Counter, deque
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from functools import partial
-from pathlib import Path
 from typing import Any
 
 from autoscaler import ANNOTATION_PREFIX
 from autoscaler.config import (
+    DEFAULT_POLICY,
     STATE_ANNOTATION,
     STATUS_ANNOTATION,
     ClusterPolicy,
@@ -92,7 +92,6 @@ from autoscaler.telemetry import Telemetry, make_app, serve
 
 log = logging.getLogger("autoscaler.controller")
 
-DEFAULT_POLICY = Path(__file__).resolve().parent / "data" / "policy.yaml"
 
 
 @dataclass

@@ -14,7 +14,7 @@ import sys
 import time
 from pathlib import Path
 
-from autoscaler.commands.replay import _shipped_policy
+from autoscaler.config import load_policy
 from autoscaler.replay.policies import ReplaySettings
 from autoscaler.replay.report import criteria, criteria_table, markdown_table, plot
 from autoscaler.replay.run import replay
@@ -33,7 +33,7 @@ def main() -> int:
     sections, figures = [], {}
     for trace in sorted(args.traces.glob("*.csv")):
         t0 = time.perf_counter()
-        res = replay(trace, POLICIES, settings, _shipped_policy(), peak_replicas=20)
+        res = replay(trace, POLICIES, settings, load_policy(), peak_replicas=20)
         png = plot(res.workload, res.runs, out_dir / f"{trace.stem}.png", settings.target_queue_time_us)
         figures[trace.stem] = res.to_json()
         walls = ", ".join(f"{n} {r.wall_s:.1f} s" for n, r in res.runs.items())

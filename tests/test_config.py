@@ -175,7 +175,7 @@ def test_shadow_and_paused(tms: ClusterPolicy) -> None:
 
 def test_packaged_default_policy_is_the_shipped_one() -> None:
     """The policy the installed package falls back to is byte-for-byte config/policy.yaml."""
-    from autoscaler.controller import DEFAULT_POLICY
+    from autoscaler.config import DEFAULT_POLICY
 
     assert DEFAULT_POLICY.read_text() == (ROOT / "config" / "policy.yaml").read_text(), (
         "autoscaler/data/policy.yaml must be a copy of config/policy.yaml: cp config/policy.yaml autoscaler/data/")

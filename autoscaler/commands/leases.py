@@ -15,6 +15,7 @@ import time
 from typing import Any
 
 from autoscaler.config import (
+    DEFAULT_POLICY,
     STATUS_ANNOTATION,
     ClusterPolicy,
     PolicyError,
@@ -23,7 +24,6 @@ from autoscaler.config import (
     parse_policy,
     resolve_lease,
 )
-from autoscaler.controller import DEFAULT_POLICY
 from autoscaler.kube.api import KubeApi, KubeError
 from autoscaler.kube.workloads import annotations_of, deployment_path, deployments_path
 from autoscaler.observe import parse_time

@@ -29,10 +29,9 @@ import yaml
 from pydantic import ValidationError
 
 from autoscaler import ANNOTATION_PREFIX
-from autoscaler.config import BehaviorSettings, ClusterPolicy, PolicyError, load_policy
+from autoscaler.config import DEFAULT_POLICY, BehaviorSettings, ClusterPolicy, PolicyError, load_policy
 from autoscaler.policy.types import Behavior
 
-DEFAULT_POLICY = Path(__file__).resolve().parents[1] / "data" / "policy.yaml"
 HPA_KIND = "HorizontalPodAutoscaler"
 
 # Pods-metric names the built-in kinds already read, and the factor from the HPA's unit to ours.

@@ -11,7 +11,7 @@ import json
 import sys
 from pathlib import Path
 
-from autoscaler.config import ClusterPolicy, PolicyError, load_policy
+from autoscaler.config import PolicyError, load_policy
 from autoscaler.replay.policies import ReplaySettings, policy_names
 from autoscaler.replay.report import criteria, criteria_table, markdown_table, plot
 from autoscaler.replay.run import DEFAULT_POLICIES, replay
@@ -60,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"autoscaler replay: unknown policies {bad} (known: {', '.join(known)})", file=sys.stderr)
         return 2
     try:
-        cluster = load_policy(args.config) if args.config else _shipped_policy()
+        cluster = load_policy(args.config) if args.config else load_policy()
         serving = ServingConfig.from_annotation(args.serving) if args.serving else DEFAULT_SERVING
     except (PolicyError, ValueError, OSError) as exc:
         print(f"autoscaler replay: {exc}", file=sys.stderr)
@@ -90,12 +90,3 @@ def run(args: argparse.Namespace) -> int:
         if checks:
             print(f"\nchecks for default (issue 8):\n{criteria_table(checks)}")
     return 0
-
-
-def _shipped_policy() -> ClusterPolicy:
-    from importlib import resources
-
-    from autoscaler.config import parse_policy
-
-    text = (resources.files("autoscaler") / "data" / "policy.yaml").read_text(encoding="utf-8")
-    return parse_policy(text, "autoscaler/data/policy.yaml")

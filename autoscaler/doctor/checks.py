@@ -26,8 +26,15 @@ from typing import Any
 import aiohttp
 
 from autoscaler import ANNOTATION_PREFIX
-from autoscaler.config import ClusterPolicy, LeasePolicy, PolicyError, Severity, parse_policy, resolve_lease
-from autoscaler.controller import DEFAULT_POLICY
+from autoscaler.config import (
+    DEFAULT_POLICY,
+    ClusterPolicy,
+    LeasePolicy,
+    PolicyError,
+    Severity,
+    parse_policy,
+    resolve_lease,
+)
 from autoscaler.kube.api import KubeApi, KubeError
 from autoscaler.kube.selectors import Selector
 from autoscaler.metrics import ClientSettings, LeaseTarget, MetricKind, NoTraffic, Ok, PrometheusClient, fetch
