@@ -60,13 +60,12 @@ from autoscaler.kube.workloads import (
 from autoscaler.metrics import (
     BatchResult,
     ClientSettings,
-    CustomPromQL,
     LeaseTarget,
     MetricKind,
     PrometheusClient,
     fetch_all,
 )
-from autoscaler.metrics.registry import MetricRegistry, default_registry
+from autoscaler.metrics.registry import MetricRegistry, default_registry, kind_for
 from autoscaler.observe import (
     MetricObservation,
     measured_startup_s,
@@ -239,7 +238,7 @@ class Controller:
         self.stop = asyncio.Event()
         self.last_report = TickReport()
         self.last_tick_at: float | None = None
-        self._kinds: dict[tuple[str, str | None], MetricKind] = {}
+        self._kinds: dict[tuple[int, str, str | None], MetricKind] = {}  # (policy version, name, query)
         self._pending_events: list[Awaitable[None]] = []
         self._decisions: Counter[tuple[str, str]] = Counter()  # (reason, mode) -> decisions not yet counted
         self.conflicts = 0
@@ -356,27 +355,13 @@ class Controller:
             spec.pod_gen = gen
 
     def _kind(self, name: str, query: str | None) -> MetricKind:
-        key = (name, query)
+        """The metric kind for this policy version (a reloaded policy may change its options)."""
+        key = (self.policy.version, name, query)
         kind = self._kinds.get(key)
         if kind is None:
-            prom = self.policy.policy.autoscaling.prometheus
-            if query is not None:
-                kind = CustomPromQL(name=name, template=query)
-            elif name == "queueTime":
-                kind = self.registry.create(name, {"source": "recorded" if prom.queue_time_rule else "raw",
-                                                   "window_s": prom.rate_window_s,
-                                                   "max_sample_age_s": prom.max_sample_age_s})
-            elif name == "requestStats":
-                pred = self.policy.policy.autoscaling.predictive
-                # service and queue time over twice the rate window (60 s with the shipped 30 s)
-                kind = self.registry.create(name, {"window_s": pred.rate_window_s,
-                                                   "long_window_s": max(2 * pred.rate_window_s, 10.0)})
-            elif name == "cpuUtilization":
-                kind = self.registry.create(name, {"window_s": prom.rate_window_s,
-                                                   "max_sample_age_s": prom.max_sample_age_s})
-            else:
-                kind = self.registry.create(name, {"max_sample_age_s": prom.max_sample_age_s})
-            self._kinds[key] = kind
+            if self._kinds and next(iter(self._kinds))[0] != self.policy.version:
+                self._kinds.clear()
+            kind = self._kinds[key] = kind_for(name, query, self.policy.policy.autoscaling, self.registry)
         return kind
 
     # ------------------------------------------------------------------------------ the tick

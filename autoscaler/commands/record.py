@@ -21,6 +21,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from autoscaler.metrics.promql import quote, regex_quote
+
 SUCCESS = "nv_inference_request_success"
 PROMPT_TOKENS = "vllm:prompt_tokens_total"
 OUTPUT_TOKENS = "vllm:generation_tokens_total"
@@ -54,7 +56,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _selector(namespace: str, name: str) -> str:
-    return f'namespace="{namespace}",pod=~"{re.escape(name)}-[a-z0-9]+-[a-z0-9]+"'
+    return f"namespace={quote(namespace)},pod=~{quote(regex_quote(name) + '-[a-z0-9]+-[a-z0-9]+')}"
 
 
 def _series(prom: Any, query: str, start: float, end: float, step: float) -> dict[float, float]:

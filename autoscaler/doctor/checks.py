@@ -37,9 +37,9 @@ from autoscaler.config import (
 )
 from autoscaler.kube.api import KubeApi, KubeError
 from autoscaler.kube.selectors import Selector
-from autoscaler.metrics import ClientSettings, LeaseTarget, MetricKind, NoTraffic, Ok, PrometheusClient, fetch
+from autoscaler.metrics import ClientSettings, LeaseTarget, NoTraffic, Ok, PrometheusClient, fetch, quote, regex_quote
 from autoscaler.metrics.kinds.queue_time import RECORDED_QUEUE_TIME
-from autoscaler.metrics.registry import default_registry
+from autoscaler.metrics.registry import kind_for
 
 OK, WARN, FAIL, SKIP = "ok", "warn", "fail", "skip"
 ENABLED = ANNOTATION_PREFIX + "enabled"
@@ -231,22 +231,6 @@ def _annotation_fix(ns: str, name: str, key: str) -> str:
 
 # ------------------------------------------------------------------------------------------ 4. series
 
-def kind_for(name: str, query: str | None, policy: ClusterPolicy) -> MetricKind:
-    """The same metric kind (and options) the controller builds for this metric."""
-    from autoscaler.metrics import CustomPromQL
-
-    prom = policy.autoscaling.prometheus
-    reg = default_registry()
-    if query is not None:
-        return CustomPromQL(name=name, template=query)
-    if name == "queueTime":
-        return reg.create(name, {"source": "recorded" if prom.queue_time_rule else "raw", "window_s": prom.rate_window_s,
-                                 "max_sample_age_s": prom.max_sample_age_s})
-    if name == "cpuUtilization":
-        return reg.create(name, {"window_s": prom.rate_window_s, "max_sample_age_s": prom.max_sample_age_s})
-    return reg.create(name, {"max_sample_age_s": prom.max_sample_age_s})
-
-
 async def _count(client: PrometheusClient, promql: str) -> list[dict[str, str]]:
     ans = await client.query(promql)
     samples = getattr(ans, "samples", None)
@@ -271,7 +255,7 @@ async def check_series(ctx: Context, leases: Sequence[Lease]) -> list[Finding]:
                                    "scale the Deployment up or check its pods", lease.key))
                 continue
             for m in lease.policy.metrics:
-                kind = kind_for(m.name, m.query, ctx.policy)
+                kind = kind_for(m.name, m.query, ctx.policy.autoscaling)
                 result = await fetch(client, kind, [LeaseTarget.of(ns, lease.pods)])
                 if result.error is not None:
                     out.append(Finding("series", FAIL, f"{m.name}: query failed: {result.error}",
@@ -298,16 +282,16 @@ async def _diagnose(client: PrometheusClient, policy: ClusterPolicy, metric: str
         return ("the custom query returns nothing for these pods",
                 "run the policy's query in the Prometheus UI with the pods filled in; it must return one series "
                 "per pod labelled namespace and pod")
-    pod_re = "|".join(pods)
-    name_re = "|".join(names)
+    pod_re = quote("|".join(map(regex_quote, pods)))  # pod names and metric names only through the quoting helpers
+    name_re = quote("|".join(map(regex_quote, names)))
     exporter = EXPORTERS.get(metric, "its exporter")
-    anywhere = await _count(client, f'count by (__name__) ({{__name__=~"{name_re}"}})')
+    anywhere = await _count(client, f'count by (__name__) ({{__name__=~{name_re}}})')
     if not anywhere:
         return (f"Prometheus has no {' / '.join(names)} series at all: the metric is absent",
                 f"make Prometheus scrape {exporter}: a PodMonitor whose labels match the Prometheus object's "
                 "podMonitorSelector (see the operator check), or a scrape job; check Status > Targets; if these pods "
                 f"do not export it, do not enable {metric} for this lease (annotation {ANNOTATION_PREFIX}metrics)")
-    by_pod = await _count(client, f'count by (__name__, namespace) ({{__name__=~"{name_re}", pod=~"{pod_re}"}})')
+    by_pod = await _count(client, f'count by (__name__, namespace) ({{__name__=~{name_re}, pod=~{pod_re}}})')
     if by_pod:
         other = sorted({x.get("namespace", "") for x in by_pod} - {ns})
         if other and not any(x.get("namespace") == ns for x in by_pod):
@@ -321,13 +305,13 @@ async def _diagnose(client: PrometheusClient, policy: ClusterPolicy, metric: str
         return ("the series exist with pod and namespace labels but their values are unusable (stale, NaN or "
                 "several series per pod)", "check the exporter on these pods; see docs/metrics.md (outcomes)")
     exported = await _count(client, f'count by (__name__, exported_namespace) '
-                                    f'({{__name__=~"{name_re}", exported_pod=~"{pod_re}"}})')
+                                    f'({{__name__=~{name_re}, exported_pod=~{pod_re}}})')
     if exported:
         return ("the series carry the pods as exported_pod / exported_namespace (scraped with honorLabels: false), "
                 "while the 'pod' label names the exporter",
                 "set honorLabels: true on the PodMonitor/ServiceMonitor (or relabel exported_pod -> pod and "
                 "exported_namespace -> namespace); only gpuUtilization reads exported_* by itself")
-    sample = await _count(client, f'topk(1, {{__name__=~"{name_re}"}})')
+    sample = await _count(client, f'topk(1, {{__name__=~{name_re}}})')
     seen = sorted(k for k in (sample[0] if sample else {}) if k != "__name__")
     return (f"{' / '.join(names)} exist, but no series is labelled with these pods (pod or exported_pod); "
             f"labels seen on a series: {', '.join(seen) or 'none'}",

@@ -8,10 +8,13 @@ Admin-defined metrics are `CustomPromQL` instances created from the policy, not 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from autoscaler.metrics.kinds import CpuUtilization, GpuUtilization, KvCacheUsage, MetricKind, QueueTime
+from autoscaler.metrics.kinds import CpuUtilization, CustomPromQL, GpuUtilization, KvCacheUsage, MetricKind, QueueTime
 from autoscaler.metrics.kinds.request_stats import RequestStats
+
+if TYPE_CHECKING:
+    from autoscaler.config import Autoscaling
 
 Factory = Callable[..., MetricKind]
 
@@ -55,3 +58,21 @@ def default_registry() -> MetricRegistry:
         "kvCacheUsage": KvCacheUsage,
         "requestStats": RequestStats,
     })
+
+
+def kind_for(name: str, query: str | None, autoscaling: Autoscaling, registry: MetricRegistry | None = None) -> MetricKind:
+    """The metric kind, with its options from the cluster policy, that the controller (and the doctor) query."""
+    reg = registry or default_registry()
+    prom = autoscaling.prometheus
+    if query is not None:
+        return CustomPromQL(name=name, template=query)
+    if name == "queueTime":
+        return reg.create(name, {"source": "recorded" if prom.queue_time_rule else "raw", "window_s": prom.rate_window_s,
+                                 "max_sample_age_s": prom.max_sample_age_s})
+    if name == "requestStats":
+        pred = autoscaling.predictive
+        # service and queue time over twice the rate window (60 s with the shipped 30 s)
+        return reg.create(name, {"window_s": pred.rate_window_s, "long_window_s": max(2 * pred.rate_window_s, 10.0)})
+    if name == "cpuUtilization":
+        return reg.create(name, {"window_s": prom.rate_window_s, "max_sample_age_s": prom.max_sample_age_s})
+    return reg.create(name, {"max_sample_age_s": prom.max_sample_age_s})
