@@ -7,6 +7,7 @@ readiness (caches synced and a policy loaded), ``/leases`` the last decisions fo
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 from collections.abc import Callable
@@ -16,6 +17,8 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily
 from prometheus_client.registry import Collector
+
+from autoscaler.config import Mode
 
 log = logging.getLogger(__name__)
 
@@ -64,22 +67,13 @@ class Telemetry:
         self.registry.register(_ApiCalls(source))
 
     def forget_lease(self, namespace: str, lease: str, metrics: list[str]) -> None:
-        for g, labels in ((self.current, (namespace, lease)),):
-            try:
-                g.remove(*labels)
-            except KeyError:
-                pass
-        for mode in ("enforce", "shadow"):
-            try:
-                self.desired.remove(namespace, lease, mode)
-            except KeyError:
-                pass
-        for m in metrics:
-            for g in (self.metric_value, self.metric_target):
-                try:
-                    g.remove(namespace, lease, m)
-                except KeyError:
-                    pass
+        """Drop a deleted lease's labelled series (absent ones are fine)."""
+        series: list[tuple[Gauge, tuple[str, ...]]] = [(self.current, (namespace, lease))]
+        series += [(self.desired, (namespace, lease, mode.value)) for mode in Mode]
+        series += [(g, (namespace, lease, m)) for m in metrics for g in (self.metric_value, self.metric_target)]
+        for gauge, labels in series:
+            with contextlib.suppress(KeyError):
+                gauge.remove(*labels)
 
 
 def make_app(telemetry: Telemetry, *, healthy: Callable[[], tuple[bool, str]],

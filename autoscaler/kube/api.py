@@ -20,7 +20,6 @@ from kubernetes_asyncio.client.api_client import ApiClient
 log = logging.getLogger(__name__)
 
 MERGE_PATCH = "application/merge-patch+json"
-JSON_PATCH = "application/json-patch+json"
 STRATEGIC_PATCH = "application/strategic-merge-patch+json"
 WRITE_VERBS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 

@@ -46,16 +46,3 @@ class Selector:
             return False
         lab = labels or {}
         return all(r.matches(lab) for r in self.requirements)
-
-    def to_string(self) -> str:
-        parts = []
-        for r in self.requirements:
-            if r.op == "In" and len(r.values) == 1:
-                parts.append(f"{r.key}={next(iter(r.values))}")
-            elif r.op in ("In", "NotIn"):
-                parts.append(f"{r.key} {r.op.lower()} ({','.join(sorted(r.values))})")
-            elif r.op == "Exists":
-                parts.append(r.key)
-            else:
-                parts.append(f"!{r.key}")
-        return ",".join(parts)

@@ -11,7 +11,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from autoscaler.kube.api import JSON_PATCH, MERGE_PATCH, KubeApi
+from autoscaler.kube.api import MERGE_PATCH, KubeApi
 
 
 def deployments_path(namespace: str | None = None) -> str:
@@ -47,10 +47,6 @@ class Scale:
         )
 
 
-async def read_scale(api: KubeApi, namespace: str, name: str) -> Scale:
-    return Scale.from_json(await api.get(deployment_path(namespace, name) + "/scale"))
-
-
 async def patch_scale(api: KubeApi, namespace: str, name: str, replicas: int,
                       resource_version: str | None) -> Scale:
     """Set ``spec.replicas`` through /scale; with a resourceVersion, a stale view gets 409 Conflict."""
@@ -69,15 +65,6 @@ async def patch_annotations(api: KubeApi, namespace: str, name: str,
 
 def annotations_of(obj: dict[str, Any]) -> dict[str, str]:
     return dict((obj.get("metadata") or {}).get("annotations") or {})
-
-
-def escape_json_pointer(s: str) -> str:
-    return s.replace("~", "~0").replace("/", "~1")
-
-
-async def remove_annotation(api: KubeApi, namespace: str, name: str, key: str) -> dict[str, Any]:
-    ops = [{"op": "remove", "path": "/metadata/annotations/" + escape_json_pointer(key)}]
-    return await api.patch(deployment_path(namespace, name), ops, JSON_PATCH)
 
 
 def compact_json(doc: Any) -> str:

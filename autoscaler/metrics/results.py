@@ -8,7 +8,6 @@ but `Ok` and explain why.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
@@ -110,10 +109,6 @@ class NoTraffic:
 
 Outcome = Ok | Empty | MultiSeries | NotFinite | Stale | NoTraffic | QueryError
 
-
-def is_finite(value: float) -> bool:
-    """True for ordinary numbers."""
-    return math.isfinite(value)
 
 
 @dataclass(frozen=True)
