@@ -1,6 +1,7 @@
-"""Mechanical layering check: the decision core (autoscaler.policy) and the serving model stay pure.
+"""Mechanical layering check: the decision core (autoscaler.policy) and the serving model stay pure,
+and the product path (the controller and its adapters) never reaches the sandbox, the demo or the replay.
 
-Fails if any module in a pure package imports I/O or framework modules, directly or through another
+Fails if any module of a guarded package imports a module its rule forbids, directly or through another
 autoscaler module. Run as ``python -m autoscaler.tools.check_layers`` (part of ``make lint``).
 """
 
@@ -18,6 +19,10 @@ FORBIDDEN = (
     "autoscaler.kube", "autoscaler.metrics", "autoscaler.controller", "autoscaler.sandbox",
     "autoscaler.commands", "autoscaler.cli",
 )
+PRODUCT = ("autoscaler.controller", "autoscaler.kube", "autoscaler.metrics", "autoscaler.observe",
+           "autoscaler.statestore", "autoscaler.telemetry", "autoscaler.config")
+TEST_RIGS = ("autoscaler.sandbox", "autoscaler.demo", "autoscaler.replay")
+RULES = ((PURE, FORBIDDEN), (PRODUCT, TEST_RIGS))
 
 
 def module_name(path: Path) -> str:
@@ -48,19 +53,20 @@ def imports_of(path: Path) -> list[str]:
 def violations() -> list[str]:
     graph = {module_name(p): imports_of(p) for p in ROOT.rglob("*.py")}
     bad: list[str] = []
-    for mod in sorted(graph):
-        if not mod.startswith(PURE):
-            continue
-        seen: set[str] = set()
-        stack = [(mod, [mod])]
-        while stack:
-            cur, chain = stack.pop()
-            for imp in graph.get(cur, []):
-                if any(imp == f or imp.startswith(f + ".") for f in FORBIDDEN):
-                    bad.append(f"{mod}: imports {imp} via {' -> '.join(chain)}")
-                elif imp.startswith("autoscaler") and imp not in seen:
-                    seen.add(imp)
-                    stack.append((imp, [*chain, imp]))
+    for guarded, forbidden in RULES:
+        for mod in sorted(graph):
+            if not any(mod == g or mod.startswith(g + ".") for g in guarded):
+                continue
+            seen: set[str] = set()
+            stack = [(mod, [mod])]
+            while stack:
+                cur, chain = stack.pop()
+                for imp in graph.get(cur, []):
+                    if any(imp == f or imp.startswith(f + ".") for f in forbidden):
+                        bad.append(f"{mod}: imports {imp} via {' -> '.join(chain)}")
+                    elif imp.startswith("autoscaler") and imp not in seen:
+                        seen.add(imp)
+                        stack.append((imp, [*chain, imp]))
     return bad
 
 
