@@ -78,7 +78,8 @@ def _controller_uid(obj: Obj) -> str | None:
     return None
 
 
-def _is_ready(pod: Obj) -> bool:
+def is_ready(pod: Obj) -> bool:
+    """The pod's Ready condition is True."""
     for cond in (pod.get("status") or {}).get("conditions") or []:
         if cond.get("type") == "Ready":
             return bool(cond.get("status") == "True")
@@ -301,7 +302,7 @@ class Controllers:
         new_uid = new_rs["metadata"]["uid"] if new_rs else None
         min_ready = int(spec.get("minReadySeconds", 0))
         now = datetime.now(UTC).timestamp()
-        ready = [p for p in pods if _is_ready(p)]
+        ready = [p for p in pods if is_ready(p)]
         available = [p for p in ready if min_ready == 0 or (now - (_ready_since(p) or now)) >= min_ready]
         updated = [p for p in pods if _controller_uid(p) == new_uid]
         desired = int(spec.get("replicas", 1))
@@ -390,7 +391,7 @@ class Controllers:
         elif len(active) > want:
             # not-ready pods go first, then the most recently created
             newest_first = sorted(active, key=lambda p: p["metadata"].get("creationTimestamp", ""), reverse=True)
-            doomed = [p for p in newest_first if not _is_ready(p)] + [p for p in newest_first if _is_ready(p)]
+            doomed = [p for p in newest_first if not is_ready(p)] + [p for p in newest_first if is_ready(p)]
             for pod in doomed[: len(active) - want]:
                 try:
                     self.registry.delete(PODS, ns, pod["metadata"]["name"])
@@ -399,7 +400,7 @@ class Controllers:
                 except ApiError:
                     pass
                 active.remove(pod)
-        ready = [p for p in active if _is_ready(p)]
+        ready = [p for p in active if is_ready(p)]
         status: Obj = {"replicas": len(active)}
         status.update(_nonzero(fullyLabeledReplicas=len(active), readyReplicas=len(ready),
                                availableReplicas=len(ready)))

@@ -26,6 +26,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from autoscaler.policy.snapshot_json import parse_quantity
+from autoscaler.sandbox.controllers import ANN_KIND, ANN_SERVING, is_ready
 from autoscaler.sandbox.load import LoadDriver, LoadSpec, LoadStats
 from autoscaler.sandbox.pods import (
     DEFAULT_NODE,
@@ -41,8 +43,6 @@ from autoscaler.serving import ServingConfig
 
 log = logging.getLogger(__name__)
 
-ANNOTATION_KIND = "sandbox.inference-autoscaler.io/kind"
-ANNOTATION_SERVING = "sandbox.inference-autoscaler.io/serving"
 RESERVED_TARGET_LABELS = {"namespace", "pod", "container", "endpoint", "job", "instance"}
 DCGM_NAMESPACE = "gpu-operator"
 
@@ -53,11 +53,8 @@ def parse_cpu(q: Any) -> float:
     """Kubernetes CPU quantity -> cores ("500m" -> 0.5, "2" -> 2.0)."""
     if q is None:
         return 1.0
-    s = str(q).strip()
     try:
-        if s.endswith("m"):
-            return float(s[:-1]) / 1000.0
-        return float(s)
+        return float(parse_quantity(str(q)))
     except ValueError:
         return 1.0
 
@@ -146,14 +143,14 @@ class DataPlane:
         ann = meta.get("annotations") or {}
         containers = spec.get("containers") or [{}]
         c0 = containers[0]
-        kind = str(ann.get(ANNOTATION_KIND, "triton")).lower()
+        kind = str(ann.get(ANN_KIND, "triton")).lower()
         if kind not in ("triton", "nim"):
-            log.warning("pod %s/%s: unknown %s %r, using triton", *key, ANNOTATION_KIND, kind)
+            log.warning("pod %s/%s: unknown %s %r, using triton", *key, ANN_KIND, kind)
             kind = "triton"
         try:
-            serving = ServingConfig.from_annotation(ann.get(ANNOTATION_SERVING))
+            serving = ServingConfig.from_annotation(ann.get(ANN_SERVING))
         except (ValueError, TypeError) as exc:
-            log.warning("pod %s/%s: bad %s (%s); using defaults", *key, ANNOTATION_SERVING, exc)
+            log.warning("pod %s/%s: bad %s (%s); using defaults", *key, ANN_SERVING, exc)
             serving = ServingConfig()
         requests = (c0.get("resources") or {}).get("requests") or {}
         self._seed += 1
@@ -168,7 +165,7 @@ class DataPlane:
         self.pods[key] = sim
         node.pods[key] = sim
         self.prometheus.set_target(JOB_PODS, f"127.0.0.1:{sim.port}", self._target_labels(sim))
-        if _is_ready(pod):
+        if is_ready(pod):
             sim.ready = True
 
     def _target_labels(self, sim: SimPod) -> dict[str, str]:
@@ -266,9 +263,3 @@ class DataPlane:
             out[f"{ns}/{dep}"] = {**slo, "requestRate": st.requests / elapsed, "elapsedS": elapsed}
         return out
 
-
-def _is_ready(pod: dict[str, Any]) -> bool:
-    for cond in (pod.get("status") or {}).get("conditions") or []:
-        if cond.get("type") == "Ready" and cond.get("status") == "True":
-            return True
-    return False

@@ -32,7 +32,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -42,6 +41,8 @@ from typing import Any
 
 import aiohttp
 import yaml
+
+from autoscaler.metrics.localprom import free_port
 
 DEFAULT_BINARY = "/usr/bin/prometheus"
 MISSING_HELP = ("Prometheus is not installed ({path} not found): run scripts/setup.sh "
@@ -87,12 +88,6 @@ def rule_groups_from(doc: Any, source: str) -> list[dict[str, Any]]:
         raise PrometheusError(f"{source}: 'groups' must be a list")
     return groups
 
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def _set_pdeathsig() -> None:  # runs in the child between fork and exec
