@@ -98,7 +98,7 @@ async def live(work: Path, trace: Path) -> dict[str, Any]:
     return summarize(times, reps, viol) | {"slo": slo}
 
 
-def replay(work: Path, trace: Path) -> dict[str, Any]:
+def replay(trace: Path) -> dict[str, Any]:
     from autoscaler.config import parse_policy
     from autoscaler.replay.policies import ReplaySettings
     from autoscaler.replay.run import replay as run_replay
@@ -110,7 +110,7 @@ def replay(work: Path, trace: Path) -> dict[str, Any]:
     result = run_replay(trace, ["default"], settings, parse_policy(POLICY), peak_replicas=None)
     run = result.runs["default"]
     times = [float(t) for t in range(len(run.spec_replicas))]
-    violation = float(run.violations.sum() / max(1.0, run.arrived.sum()))
+    violation = float(result.summaries["default"]["sloViolationFraction"])  # the figure `autoscaler replay` prints
     return summarize(times, [int(r) for r in run.spec_replicas], violation) | {"gpuSeconds": round(run.gpu_seconds)}
 
 
@@ -122,7 +122,7 @@ def main() -> int:
         work = Path(tmp)
         trace = work / "step.csv"
         write_trace(trace)
-        rep = replay(work, trace)
+        rep = replay(trace)
         liv = asyncio.run(live(work, trace))
     checks = {
         "peakReplicas": abs(rep["peakReplicas"] - liv["peakReplicas"]) <= 1,

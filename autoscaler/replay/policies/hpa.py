@@ -23,9 +23,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
-
 from autoscaler.policy import decide
+from autoscaler.policy.snapshot_json import state_to_json
 from autoscaler.policy.types import (
     Behavior,
     Decision,
@@ -74,10 +73,8 @@ class HpaPolicy:
             else:  # pragma: no cover - guarded at construction
                 raise ValueError(metric)
             have = [(p.name, v) for p in pods if (v := values.get(p.name)) is not None]
-            # to_milli, vectorised: ceil(round(x * 1000, 6)) as Quantity.MilliValue() does
-            milli = np.ceil(np.round(np.array([v for _n, v in have]) * 1000.0, 6)).astype(np.int64).tolist()
-            samples = tuple(PodSample(pod=n, value_milli=m, timestamp=at, window_s=window)
-                            for (n, _v), m in zip(have, milli, strict=True))
+            samples = tuple(PodSample(pod=n, value_milli=to_milli(v), timestamp=at, window_s=window)
+                            for n, v in have)
             metrics.append(MetricInput(MetricType.PODS, Target(TargetType.AVERAGE_VALUE,
                                                                average_value_milli=max(1, to_milli(target))),
                                        name=metric, samples=samples))
@@ -174,8 +171,5 @@ def snapshot_to_json(snap: Snapshot, state: DecisionState) -> dict[str, Any]:
         "pods": [{"name": p.name, "phase": str(p.phase), "deleting": p.deleting, "startTime": p.start_time,
                   "ready": p.ready, "readyTransitionTime": p.ready_transition_time} for p in snap.pods],
         "metrics": metrics,
-        "state": {"recommendations": (None if state.recommendations is None else
-                                      [{"timestamp": r.timestamp, "replicas": r.replicas}
-                                       for r in state.recommendations]),
-                  "scaleEvents": [{"timestamp": e.timestamp, "change": e.change} for e in state.scale_events]},
+        "state": state_to_json(state),
     }
