@@ -54,12 +54,12 @@ IntArray = npt.NDArray[np.int64]
 BLOCK_S = 64
 RING = 256  # seconds of per-pod history kept (>= block + rate window + scrape interval + rule interval)
 
-COUNTERS = {
-    "nv_inference_request_success": "served",
-    "nv_inference_queue_duration_us": "queue_time_us",
-    "nv_inference_compute_infer_duration_us": "compute_us",
-    "nv_inference_request_duration_us": "request_us",
-    "nv_inference_request_failure": "dropped",
+COUNTERS = {  # Triton counter: (its per-step increment in StepResult, its running total in FleetState.counters)
+    "nv_inference_request_success": ("served", "success"),
+    "nv_inference_queue_duration_us": ("queue_time_us", "queue_us"),
+    "nv_inference_compute_infer_duration_us": ("compute_us", "compute_infer_us"),
+    "nv_inference_request_duration_us": ("request_us", "request_us"),
+    "nv_inference_request_failure": ("dropped", "failure_rejected"),
 }
 GAUGES = ("nv_gpu_utilization", "nv_inference_pending_request_count", "inflight")
 
@@ -349,7 +349,7 @@ class Simulation:
         for p in self.row_pods:
             if p.drain_at > t:
                 continue
-            if self.fleet.queue[p.row] <= 1e-9 or t >= p.drain_at + self.settings.termination_grace_s:
+            if self.fleet.idle[p.row] or t >= p.drain_at + self.settings.termination_grace_s:
                 lost = float(self.fleet.queue[p.row])
                 if lost > 0 and t > 0:
                     self.dropped[int(t) - 1] += lost
@@ -376,13 +376,13 @@ class Simulation:
             p = a * w.prompt_per_request[t0:t1, None]
         if w.output_per_request is not None:
             o = a * w.output_per_request[t0:t1, None]
-        base = {c: self.fleet.counters[k].copy() for c, k in _FLEET_COUNTERS.items()}
+        base = {c: self.fleet.counters[k].copy() for c, (_f, k) in COUNTERS.items()}
         res = self.fleet.run(a, 1.0, p, o)
         # per-pod history for the metrics pipeline: cumulative counters at t0..t1, gauges per step
         if R:
             slots = np.array([pp.slot for pp in self.row_pods])
             cols = np.arange(t0, t1 + 1) % RING
-            for c, field_name in COUNTERS.items():
+            for c, (field_name, _k) in COUNTERS.items():
                 inc = getattr(res, field_name)
                 cum = np.vstack([np.zeros((1, R)), np.cumsum(inc, axis=0)]) + base[c][None, :]
                 self.hist[c][slots[:, None], cols[None, :]] = cum.T
@@ -491,14 +491,6 @@ class Simulation:
             violations=self.violations, queue_wait_sum_us=self.wait_sum, spec_replicas=spec, ready_replicas=ready,
             gpu_seconds=float(sum(min(p.gone_at, T) - p.created for p in self.pods)), scale_events=self.scale_events, queued_end=float(self.fleet.queue.sum()), end_s=float(T))
 
-
-_FLEET_COUNTERS = {
-    "nv_inference_request_success": "success",
-    "nv_inference_queue_duration_us": "queue_us",
-    "nv_inference_compute_infer_duration_us": "compute_infer_us",
-    "nv_inference_request_duration_us": "request_us",
-    "nv_inference_request_failure": "failure_rejected",
-}
 
 
 def simulate(workload: Workload, policy: ReplayPolicy, settings: ReplaySettings,
