@@ -34,7 +34,7 @@ from typing import Any
 
 from autoscaler.config import PrometheusSettings
 from autoscaler.kube.api import KubeApi, KubeError
-from autoscaler.metrics.kinds.queue_time import RECORDED_QUEUE_TIME, RECORDED_REQUEST_RATE
+from autoscaler.metrics.kinds.queue_time import RECORDED_QUEUE_TIME, RECORDED_REQUEST_RATE, recording_exprs
 from autoscaler.metrics.promql import quote
 
 log = logging.getLogger(__name__)
@@ -46,9 +46,6 @@ LEASE_ANNOTATION = "inference-autoscaler.io/lease"
 HASH_ANNOTATION = "inference-autoscaler.io/spec-hash"
 LEASE_SERIES_LABEL = "inference_autoscaler_lease"
 NAME_SUFFIX = "-inference-autoscaler"
-# Triton's counters behind the queue-time recording rule (see config/rules/queue-time.rules.yaml).
-QUEUE_DURATION = "nv_inference_queue_duration_us"
-REQUEST_SUCCESS = "nv_inference_request_success"
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,16 +109,14 @@ def prometheus_rule(dep: dict[str, Any], settings: PrometheusSettings) -> dict[s
     """The PrometheusRule of one lease: the queue-time recording rule restricted to the lease's series."""
     md = dep.get("metadata") or {}
     ns, name = str(md.get("namespace") or "default"), str(md.get("name") or "")
-    sel = f"namespace={quote(ns)}, {LEASE_SERIES_LABEL}={quote(name)}"
-    rate = f"sum by (namespace, pod) (rate({REQUEST_SUCCESS}{{{sel}}}[1m]))"
-    queue = f"sum by (namespace, pod) (rate({QUEUE_DURATION}{{{sel}}}[1m]))"
+    rate, queue_time = recording_exprs(f"namespace={quote(ns)}, {LEASE_SERIES_LABEL}={quote(name)}")
     return {
         "apiVersion": GROUP_VERSION, "kind": PROMETHEUS_RULE.kind,
         "metadata": _metadata(dep, settings.rule_labels),
         "spec": {"groups": [{
             "name": f"inference-autoscaler.queue-time.{ns}.{name}", "interval": "5s",
             "rules": [{"record": RECORDED_REQUEST_RATE, "expr": rate},
-                      {"record": RECORDED_QUEUE_TIME, "expr": f"{queue}\n/\n{rate}"}],
+                      {"record": RECORDED_QUEUE_TIME, "expr": queue_time}],
         }]},
     }
 

@@ -8,7 +8,8 @@ import shutil
 import subprocess
 
 import pytest
-from conftest import REPO
+
+from tests.deploy.conftest import REPO
 
 DOCKERFILE = REPO / "Dockerfile"
 

@@ -11,7 +11,6 @@ import jsonschema
 import kubernetes_validate
 import pytest
 import yaml
-from conftest import MANIFESTS, REPO, Kubectl, by_kind, one
 from crd_schemas import SCHEMAS
 
 from autoscaler.config import parse_policy
@@ -20,6 +19,7 @@ from autoscaler.kube.promobjects import desired_objects
 from autoscaler.sandbox.cluster import SandboxCluster
 from autoscaler.sandbox.resources import by_kind as served
 from autoscaler.telemetry import Telemetry
+from tests.deploy.conftest import MANIFESTS, REPO, Kubectl, by_kind, one
 
 K8S_VERSION = "1.32"
 EXAMPLE = MANIFESTS / "examples" / "triton-deployment.yaml"

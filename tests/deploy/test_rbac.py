@@ -7,12 +7,12 @@ from typing import Any
 
 import pytest
 import yaml
-from conftest import by_kind, one
 from recording import Attrs, RecordingProxy, running_controller, wait_for
 
 from autoscaler.kube.promobjects import POD_MONITOR, PROMETHEUS_RULE
 from autoscaler.sandbox.cluster import SandboxCluster
 from autoscaler.sandbox.resources import CONFIGMAPS, DEPLOYMENTS
+from tests.deploy.conftest import by_kind, one
 
 NS = "inference-autoscaler"
 POLICY = """

@@ -23,6 +23,16 @@ from autoscaler.metrics.results import NotFinite, NoTraffic, Outcome
 
 RECORDED_QUEUE_TIME = "inference_autoscaler:queue_time_us:rate1m"
 RECORDED_REQUEST_RATE = "inference_autoscaler:request_success:rate1m"
+QUEUE_COUNTER = "nv_inference_queue_duration_us"
+SUCCESS_COUNTER = "nv_inference_request_success"
+
+
+def recording_exprs(matchers: str) -> tuple[str, str]:
+    """The recording rule's two expressions (request rate, queue time per request) over series with
+    ``matchers``; config/rules/queue-time.rules.yaml is the same rule for every pod."""
+    rate = f"sum by (namespace, pod) (rate({SUCCESS_COUNTER}{{{matchers}}}[1m]))"
+    queue = f"sum by (namespace, pod) (rate({QUEUE_COUNTER}{{{matchers}}}[1m]))"
+    return rate, f"{queue}\n/\n{rate}"
 
 
 @dataclass(frozen=True)
@@ -36,8 +46,8 @@ class QueueTime:
     recorded_rate_metric: str = RECORDED_REQUEST_RATE
     window_s: float = 60.0
     """Raw source only (the recorded rule fixes its own 1m window)."""
-    queue_counter: str = "nv_inference_queue_duration_us"
-    success_counter: str = "nv_inference_request_success"
+    queue_counter: str = QUEUE_COUNTER
+    success_counter: str = SUCCESS_COUNTER
     extra_matchers: str = ""
     max_sample_age_s: float = SAMPLE_AGE_S
 
