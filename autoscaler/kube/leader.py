@@ -1,7 +1,9 @@
 """Leader election on a coordination.k8s.io/v1 Lease (kubernetes-asyncio's implementation).
 
 Only the leader writes (scale patches, annotations, Events). ``is_leader`` flips as the library
-calls back; a standby takes over within ``lease_duration_s`` after the leader stops renewing.
+calls back; a standby takes over within ``lease_duration_s`` after the leader stops renewing. On a
+graceful stop the leader releases the Lease (clears ``holderIdentity``, as client-go's
+``ReleaseOnCancel`` does), so a standby takes over at its next retry instead of waiting the lease out.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import logging
 import socket
 import uuid
 
+from kubernetes_asyncio.client import CoordinationV1Api
 from kubernetes_asyncio.client.api_client import ApiClient
 from kubernetes_asyncio.leaderelection import electionconfig, leaderelection
 from kubernetes_asyncio.leaderelection.resourcelock.leaselock import LeaseLock
@@ -32,6 +35,7 @@ class LeaderElector:
         self.is_leader = False
         self.transitions = 0
         self.changed = asyncio.Event()
+        self._api = api_client
         self._lock = LeaseLock(name, namespace, self.identity, api_client)
         self._config = electionconfig.Config(
             # the library stores the duration as a string and int()s it: it must be a whole number
@@ -44,8 +48,6 @@ class LeaderElector:
         self.is_leader = True
         self.transitions += 1
         self.changed.set()
-        # The library cancels this task when leadership is lost; park here until then.
-        await asyncio.Event().wait()
 
     async def _on_stopped(self) -> None:
         if self.is_leader:
@@ -59,9 +61,24 @@ class LeaderElector:
             try:
                 await leaderelection.LeaderElection(self._config).run()
             except asyncio.CancelledError:
-                self.is_leader = False
+                if self.is_leader:
+                    self.is_leader = False
+                    await self.release()
                 raise
             except Exception:
                 log.exception("leader election round failed")
             self.is_leader = False
             await asyncio.sleep(self._config.retry_period)
+
+    async def release(self, timeout_s: float = 2.0) -> bool:
+        """Give the Lease up if this candidate still holds it (a JSON patch that tests the holder first)."""
+        patch = [{"op": "test", "path": "/spec/holderIdentity", "value": self.identity},
+                 {"op": "remove", "path": "/spec/holderIdentity"}]
+        try:
+            await asyncio.wait_for(CoordinationV1Api(self._api).patch_namespaced_lease(
+                self.name, self.namespace, patch), timeout_s)
+        except Exception as exc:  # the lease simply runs out instead
+            log.warning("leader election: could not release %s/%s: %s", self.namespace, self.name, exc)
+            return False
+        log.info("leader election: %s released %s/%s", self.identity, self.namespace, self.name)
+        return True
