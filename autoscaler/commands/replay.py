@@ -39,6 +39,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--serving", default=None, help="serving model JSON (the sandbox's serving annotation keys)")
     p.add_argument("--duration", type=float, default=None, help="replay only the first S seconds of the trace")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--policy-option", action="append", default=[], metavar="POLICY.KEY=VALUE",
+                   help="override one knob of a policy, repeatable (e.g. predictive.violationTarget=0.04, "
+                        "kpa.targetUtilization=0.7)")
     p.add_argument("--plot", type=Path, default=None, help="write a PNG (load, replicas, queue time) here")
     p.add_argument("--json", action="store_true", help="print JSON instead of the Markdown table")
 
@@ -50,6 +53,21 @@ def _bar(name: str, frac: float) -> None:
     if frac >= 1.0:
         sys.stderr.write("\n")
     sys.stderr.flush()
+
+
+def parse_options(items: list[str]) -> dict[str, float]:
+    """``POLICY.KEY=NUMBER`` items as a dict (booleans as 1 / 0)."""
+    out: dict[str, float] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep or "." not in key:
+            raise ValueError(f"--policy-option {item!r}: expected POLICY.KEY=VALUE, e.g. predictive.violationTarget=0.04")
+        low = raw.strip().lower()
+        try:
+            out[key.strip()] = 1.0 if low == "true" else 0.0 if low == "false" else float(raw)
+        except ValueError:
+            raise ValueError(f"--policy-option {item!r}: {raw!r} is not a number") from None
+    return out
 
 
 def run(args: argparse.Namespace) -> int:
@@ -65,6 +83,14 @@ def run(args: argparse.Namespace) -> int:
     except (PolicyError, ValueError, OSError) as exc:
         print(f"autoscaler replay: {exc}", file=sys.stderr)
         return 2
+    try:
+        options = parse_options(args.policy_option)
+        unknown = sorted({k.split(".", 1)[0] for k in options} - set(known))
+        if unknown:
+            raise ValueError(f"--policy-option: unknown policies {unknown} (known: {', '.join(known)})")
+    except ValueError as exc:
+        print(f"autoscaler replay: {exc}", file=sys.stderr)
+        return 2
     peak = args.peak_replicas if args.peak_replicas and args.peak_replicas > 0 else None
     max_r = args.max_replicas or max(args.min_replicas + 1, round(2 * (peak or 20)))
     settings = ReplaySettings(serving=serving, target_queue_time_us=args.target_queue_time_us,
@@ -73,7 +99,7 @@ def run(args: argparse.Namespace) -> int:
                               seed=args.seed)
     try:
         result = replay(args.trace, names, settings, cluster, peak_replicas=peak, slo_budget=args.slo_budget,
-                        duration_s=args.duration, progress=_bar if sys.stderr.isatty() else None)
+                        duration_s=args.duration, options=options, progress=_bar if sys.stderr.isatty() else None)
     except (FileNotFoundError, ValueError) as exc:
         print(f"autoscaler replay: {exc}", file=sys.stderr)
         return 2
