@@ -39,6 +39,14 @@ from autoscaler.policy.types import (
 BUILTIN_METRICS = ("cpuUtilization", "gpuUtilization", "queueTime", "kvCacheUsage")
 STATUS_ANNOTATION = ANNOTATION_PREFIX + "status"
 STATE_ANNOTATION = ANNOTATION_PREFIX + "state"
+PREDICTIVE_STATE_ANNOTATION = ANNOTATION_PREFIX + "predictive-state"
+POLICY_NAMESPACE = "inference-autoscaler"
+"""Where the cluster policy ConfigMap (and the controller's leader Lease) live by default."""
+POLICY_CONFIGMAP = "inference-autoscaler-policy"
+POLICY_KEY = "policy.yaml"
+"""The ConfigMap key that holds the policy YAML."""
+CONTROLLER_ANNOTATIONS = frozenset({STATUS_ANNOTATION, STATE_ANNOTATION, PREDICTIVE_STATE_ANNOTATION})
+"""The annotations the controller writes (never read as lease settings)."""
 
 
 class _Strict(BaseModel):
@@ -436,7 +444,7 @@ class Resolution:
 _TRUE = {"true", "yes", "1", "on"}
 _FALSE = {"false", "no", "0", "off", ""}
 KNOWN_KEYS = {"enabled", "min-replicas", "max-replicas", "metrics", "paused", "mode", "algorithm", "slots-per-replica",
-              "status", "state"}
+              "status", "state", "predictive-state"}
 
 
 def _bool(raw: str) -> bool | None:

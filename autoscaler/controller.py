@@ -29,7 +29,12 @@ from typing import Any
 
 from autoscaler import ANNOTATION_PREFIX
 from autoscaler.config import (
+    CONTROLLER_ANNOTATIONS,
     DEFAULT_POLICY,
+    POLICY_CONFIGMAP,
+    POLICY_KEY,
+    POLICY_NAMESPACE,
+    PREDICTIVE_STATE_ANNOTATION,
     STATE_ANNOTATION,
     STATUS_ANNOTATION,
     ClusterPolicy,
@@ -85,8 +90,20 @@ from autoscaler.policy import (
 )
 from autoscaler.policy.batch import decide_many
 from autoscaler.policy.behavior import compact_state
-from autoscaler.policy.predictive import PredictiveReason, PredictiveState, decide_predictive
-from autoscaler.statestore import EMPTY, Persisted, needs_write, parse, restore, significant
+from autoscaler.policy.predictive import PredictiveParams, PredictiveReason, PredictiveState, decide_predictive
+from autoscaler.statestore import (
+    EMPTY,
+    Persisted,
+    PredictivePersisted,
+    needs_write,
+    parse,
+    parse_predictive,
+    predictive_needs_write,
+    predictive_significant,
+    restore,
+    restore_predictive,
+    significant,
+)
 from autoscaler.telemetry import Telemetry, make_app, serve
 
 log = logging.getLogger("autoscaler.controller")
@@ -99,9 +116,9 @@ class Settings:
 
     kubeconfig: str | None = None
     context: str | None = None
-    namespace: str = "inference-autoscaler"  # where the policy ConfigMap and the leader Lease live
-    configmap: str = "inference-autoscaler-policy"
-    configmap_key: str = "policy.yaml"
+    namespace: str = POLICY_NAMESPACE  # where the policy ConfigMap and the leader Lease live
+    configmap: str = POLICY_CONFIGMAP
+    configmap_key: str = POLICY_KEY
     policy_file: str | None = None  # used until/unless the ConfigMap exists
     prometheus_url: str | None = None  # overrides the policy's prometheus.url
     interval_s: float | None = None  # overrides the policy's loopIntervalSeconds
@@ -137,7 +154,9 @@ class LeaseRuntime:
     last: dict[str, Any] = field(default_factory=dict)
     metric_names: list[str] = field(default_factory=list)
     gauges: dict[tuple[str, str], tuple[Any, float]] = field(default_factory=dict)  # gauge child, value it holds
-    predictive: PredictiveState | None = None  # the predictive algorithm's state (in memory)
+    predictive: PredictiveState | None = None  # the predictive algorithm's state
+    predictive_params: PredictiveParams | None = None  # the parameters it was last decided with
+    predictive_persisted: PredictivePersisted | None = None  # what the predictive-state annotation holds
 
 
 @dataclass(slots=True)
@@ -325,7 +344,7 @@ class Controller:
         if spec is None or not rv or spec.rv != rv or spec.policy_version != version:
             ann = annotations_of(obj)
             user = tuple(sorted((k, v) for k, v in ann.items() if k.startswith(ANNOTATION_PREFIX)
-                                and k not in (STATUS_ANNOTATION, STATE_ANNOTATION)))
+                                and k not in CONTROLLER_ANNOTATIONS))
             # Our own status writes change the resourceVersion but not the lease annotations: keep the resolution.
             if spec is not None and spec.user == user and spec.policy_version == version:
                 res = spec.resolution
@@ -611,8 +630,9 @@ class Controller:
             lease.namespace, pods, results.get("requestStats"), now, snap.current_replicas, lease.min_replicas,
             lease.max_replicas, lease.slots_per_replica or settings.slots_per_replica,
             measured_startup_s(pods, settings.startup_s))
-        d = decide_predictive(obs, p.rt.predictive or PredictiveState(), settings.to_params(target_us))
-        p.rt.predictive = d.state
+        params = settings.to_params(target_us)
+        d = decide_predictive(obs, self._predictive_state(p, params), params)
+        p.rt.predictive, p.rt.predictive_params = d.state, params
         if d.reason == PredictiveReason.MISSING_DATA:
             return None
         det = d.details
@@ -622,6 +642,17 @@ class Controller:
                    f"expected in {det.get('horizon_s', 0):.0f}s, {1000 * det.get('service_s', 0):.0f} ms per request, "
                    f"{det.get('capacity_target', 0):.0f} replicas meet the queue-time SLO")
         return d.desired_replicas, str(d.reason), message
+
+    def _predictive_state(self, p: _Prepared, params: PredictiveParams) -> PredictiveState:
+        """The lease's predictive state: in memory, else its season restored from its annotation (after a
+        restart), else empty. Either way a fresh state holds scale-downs until it has a burst window."""
+        if p.rt.predictive is not None:
+            return p.rt.predictive
+        persisted = parse_predictive(annotations_of(p.obj).get(PREDICTIVE_STATE_ANNOTATION))
+        if persisted is None:
+            return PredictiveState()
+        p.rt.predictive_persisted = persisted
+        return restore_predictive(persisted, params)
 
     def _safety(self, p: _Prepared, decision: Decision,
                 override: tuple[int, str, str] | None = None) -> tuple[int, str, str]:
@@ -801,6 +832,13 @@ class Controller:
                 elif STATE_ANNOTATION in ann:
                     changes[STATE_ANNOTATION] = None
                 rt.persisted = sig
+        if lease.algorithm == "predictive" and rt.predictive is not None and rt.predictive_params is not None:
+            psig = predictive_significant(rt.predictive, rt.predictive_params)
+            if psig is not None and predictive_needs_write(psig, rt.predictive_persisted):
+                changes[PREDICTIVE_STATE_ANNOTATION] = psig.to_annotation()
+                rt.predictive_persisted = psig
+        elif lease.algorithm != "predictive" and PREDICTIVE_STATE_ANNOTATION in ann:
+            changes[PREDICTIVE_STATE_ANNOTATION] = None  # the lease left the predictive algorithm
         return changes
 
     async def _patch_annotations(self, lease: LeasePolicy, rt: LeaseRuntime, changes: dict[str, str | None]) -> None:

@@ -21,9 +21,11 @@ nothing to persist, so it costs no writes.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, replace
 from typing import Any
 
+from autoscaler.policy.predictive import PredictiveParams, PredictiveState, fit_season
 from autoscaler.policy.types import Behavior, DecisionState, Recommendation, ScaleEvent
 
 VERSION = 1
@@ -101,3 +103,85 @@ def restore(p: Persisted, current: int, now: float, granularity_s: float) -> Dec
     recs = [Recommendation(min(now, t + granularity_s), v) for v, t in p.recommendations]
     recs.append(Recommendation(now, current))
     return DecisionState(tuple(recs), tuple(ScaleEvent(t, c) for t, c in p.events))
+
+
+# ------------------------------------------------------------------------------ the predictive algorithm
+#
+# Annotation ``inference-autoscaler.io/predictive-state``: what the predictive policy learns slowly and a
+# restart would otherwise lose, the **daily season** (one mean demand per ``seasonBucketSeconds``, up to
+# ``seasonHistoryPeriods`` days, three significant digits, and the open bucket) and the last service time.
+# It is written when a season bucket closes (every 10 min by default), never in between.
+#
+# The fast-moving part (the burst envelope, recent targets, the backlog samples) is not persisted: after a
+# restart the policy holds scale-downs until it has a full burst window of fresh history (the cold-start
+# rule in ``decide_predictive``), so a lost envelope cannot cause an early scale-down; scale-ups work at once.
+
+PREDICTIVE_VERSION = 1
+
+
+@dataclass(frozen=True, slots=True)
+class PredictivePersisted:
+    season: tuple[float, ...]
+    """Mean demand per completed bucket, oldest first, ending at ``season_end``."""
+    season_end: float
+    season_bucket_s: float
+    bucket: tuple[float, int]
+    """(mean, samples) of the open bucket."""
+    service_time_s: float | None
+
+    def to_annotation(self) -> str:
+        doc: dict[str, Any] = {"v": PREDICTIVE_VERSION, "b": self.season_bucket_s, "end": self.season_end,
+                               "m": [float(f"{m:.3g}") for m in self.season],
+                               "open": [float(f"{self.bucket[0]:.3g}"), self.bucket[1]]}
+        if self.service_time_s is not None:
+            doc["svc"] = float(f"{self.service_time_s:.3g}")
+        return json.dumps(doc, separators=(",", ":"))
+
+
+def predictive_significant(state: PredictiveState, params: PredictiveParams) -> PredictivePersisted | None:
+    """The persisted form of ``state`` (None while no season bucket has been started)."""
+    if not params.seasonal or state.season_bucket_end is None:
+        return None
+    mean = state.bucket_sum / state.bucket_n if state.bucket_n else 0.0
+    return PredictivePersisted(state.season, state.season_bucket_end, params.season_bucket_s, (mean, state.bucket_n),
+                               state.service_time_s)
+
+
+def predictive_needs_write(new: PredictivePersisted | None, old: PredictivePersisted | None) -> bool:
+    """A season bucket closed since ``old`` was written (or nothing was written yet)."""
+    if new is None:
+        return False
+    return old is None or new.season_end != old.season_end or new.season_bucket_s != old.season_bucket_s
+
+
+def parse_predictive(text: str | None) -> PredictivePersisted | None:
+    """Read the annotation; ``None`` if absent or unreadable (the policy then learns from scratch)."""
+    if not text:
+        return None
+    try:
+        doc: Any = json.loads(text)
+        if not isinstance(doc, dict) or doc.get("v") != PREDICTIVE_VERSION:
+            return None
+        mean, n = doc.get("open", [0.0, 0])
+        svc = doc.get("svc")
+        out = PredictivePersisted(tuple(float(m) for m in doc["m"]), float(doc["end"]), float(doc["b"]),
+                                  (float(mean), int(n)), None if svc is None else float(svc))
+    except (ValueError, TypeError, KeyError):
+        return None
+    values = [*out.season, out.bucket[0], out.season_end, out.season_bucket_s]
+    if any(not math.isfinite(v) or v < 0 for v in values) or out.bucket[1] < 0 or out.season_bucket_s <= 0:
+        return None
+    return out
+
+
+def restore_predictive(p: PredictivePersisted, params: PredictiveParams) -> PredictiveState:
+    """A state to resume from: the season (refitted; dropped if the bucket size changed) and the service
+    time. The envelope starts empty and ``since`` unset, so the cold-start hold applies."""
+    state = PredictiveState(service_time_s=p.service_time_s)
+    if not params.seasonal or p.season_bucket_s != params.season_bucket_s:
+        return state
+    per = max(1, round(params.season_period_s / params.season_bucket_s))
+    season = p.season[-per * params.season_history_periods:]
+    fit = fit_season(season, per, params.season_harmonics) if len(season) >= per else ()
+    return replace(state, season=season, season_bucket_end=p.season_end, bucket_sum=p.bucket[0] * p.bucket[1],
+                   bucket_n=p.bucket[1], season_fit=fit)

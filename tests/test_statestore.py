@@ -2,8 +2,25 @@
 
 from __future__ import annotations
 
+import math
+
+import numpy as np
+import pytest
+
 from autoscaler.policy import Behavior, DecisionState, Recommendation, ScaleEvent, decide
-from autoscaler.statestore import EMPTY, needs_write, parse, restore, significant
+from autoscaler.policy.predictive import PredictiveObservation, PredictiveParams, PredictiveState, decide_predictive
+from autoscaler.statestore import (
+    EMPTY,
+    PredictivePersisted,
+    needs_write,
+    parse,
+    parse_predictive,
+    predictive_needs_write,
+    predictive_significant,
+    restore,
+    restore_predictive,
+    significant,
+)
 
 B = Behavior()  # HPA defaults: 0 s up window, 300 s down window, 15 s policy periods
 NOW = 10_000.0
@@ -84,3 +101,64 @@ def test_restore_never_allows_an_earlier_scale_down() -> None:
             released_restored = t
     assert released_live is not None and released_restored is not None
     assert released_restored >= released_live
+
+
+# ------------------------------------------------------------------------------ the predictive season
+
+EMPTY_P = PredictivePersisted((), 0.0, 600.0, (0.0, 0), None)
+
+
+def _diurnal_run(days: float, step: float = 60.0) -> tuple[list[object], PredictiveParams]:
+    """Decide every ``step`` s on a daily sinusoid; returns the state after each decision."""
+    params = PredictiveParams(target_queue_time_us=10_000)
+    st, states = PredictiveState(), []
+    for t in np.arange(0.0, days * 86_400, step):
+        rate = 100.0 + 60.0 * math.sin(2 * math.pi * t / 86_400)
+        o = PredictiveObservation(now=float(t), current_replicas=10, ready_replicas=10, starting_replicas=0,
+                                  min_replicas=1, max_replicas=100, request_rate_rps=rate, service_time_s=0.08,
+                                  slots_per_replica=4, startup_s=120.0)
+        st = decide_predictive(o, st, params).state
+        states.append(st)
+    return states, params
+
+
+def test_predictive_season_survives_a_restart() -> None:
+    """Two days learned, then a restart: the restored season forecasts what the running one does (within
+    the annotation's three significant digits), while the envelope starts empty (cold-start hold)."""
+    states, params = _diurnal_run(2.0)
+    last = states[-1]
+    assert isinstance(last, PredictiveState) and last.season_fit
+    text = predictive_significant(last, params)
+    assert text is not None
+    restored = restore_predictive(parse_predictive(text.to_annotation()) or EMPTY_P, params)
+    assert len(restored.season_fit) == len(last.season_fit)
+    assert np.allclose(restored.season_fit, last.season_fit, rtol=5e-3)
+    assert restored.season_bucket_end == last.season_bucket_end and restored.bucket_n == last.bucket_n
+    assert restored.rates == () and restored.since is None and restored.service_time_s == pytest.approx(0.08)
+
+
+def test_predictive_state_written_once_per_closed_bucket() -> None:
+    """Every decision may change the state; the annotation changes only when a season bucket closes."""
+    states, params = _diurnal_run(2 / 24, step=5.0)  # two hours of 5-s decisions, 10-min buckets
+    written, writes = None, 0
+    for st in states:
+        assert isinstance(st, PredictiveState)
+        sig = predictive_significant(st, params)
+        if predictive_needs_write(sig, written):
+            written, writes = sig, writes + 1
+    assert writes == 1 + 11  # the first decision, then the buckets that closed at 600, 1200, ..., 6600 s
+
+
+def test_predictive_annotation_garbage_and_changed_bucket_size() -> None:
+    """Unreadable or negative content is no state; a season kept with other bucket sizes is dropped."""
+    for bad in ("", "{", "[]", '{"v": 99}', '{"v":1,"b":600,"end":0,"m":["x"]}', '{"v":1,"b":600,"end":0,"m":[-1]}',
+                '{"v":1,"b":0,"end":0,"m":[]}', '{"v":1,"b":600,"end":0,"m":[NaN]}'):
+        assert parse_predictive(bad) is None, bad
+    states, params = _diurnal_run(1.2)
+    last = states[-1]
+    assert isinstance(last, PredictiveState)
+    sig = predictive_significant(last, params)
+    assert sig is not None
+    other = PredictiveParams(target_queue_time_us=10_000, season_bucket_s=300)
+    assert restore_predictive(sig, other).season == ()
+    assert np.allclose(restore_predictive(sig, params).season, last.season, rtol=5e-3)

@@ -41,7 +41,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from autoscaler.config import STATE_ANNOTATION, STATUS_ANNOTATION, ClusterPolicy, parse_policy, resolve_lease
+from autoscaler.config import CONTROLLER_ANNOTATIONS, ClusterPolicy, parse_policy, resolve_lease
 from autoscaler.sandbox.cluster import SandboxCluster
 from autoscaler.sandbox.faultproxy import FaultProxy
 from autoscaler.sandbox.resources import CONFIGMAPS, DEPLOYMENTS, EVENTS, LEASES
@@ -49,7 +49,7 @@ from autoscaler.sandbox.store import Change
 
 Obj = dict[str, Any]
 WRITES = frozenset({"POST", "PUT", "PATCH", "DELETE"})
-CONTROLLER_KEYS = frozenset({STATUS_ANNOTATION, STATE_ANNOTATION})
+CONTROLLER_KEYS = CONTROLLER_ANNOTATIONS
 BLINDING = frozenset({"down", "status", "garbage", "rewrite"})
 RESCALED = re.compile(r"rescaled (?P<ns>[^/ ]+)/(?P<name>\S+) from \d+ to (?P<n>\d+)")
 

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import time
 
 import pytest
 
-from autoscaler.config import STATE_ANNOTATION, STATUS_ANNOTATION
+from autoscaler.config import PREDICTIVE_STATE_ANNOTATION, STATE_ANNOTATION, STATUS_ANNOTATION
+from autoscaler.policy.predictive import PredictiveState
 from autoscaler.sandbox.faultproxy import FaultProxy
 from autoscaler.sandbox.resources import LEASES
+from autoscaler.statestore import PredictivePersisted, parse_predictive
 from tests.controller.conftest import HEAVY, Env, wait_for
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
@@ -200,3 +203,36 @@ async def test_predictive_lease_scales_on_capacity_and_back(env: Env) -> None:
         await wait_for(lambda: env.replicas("predict") == 1, 60, "predictive scale-down after the load stops")
     reasons = {h["reason"] for h in ctl.runtime[("default", "predict")].history}
     assert reasons & {"Capacity", "BurstEnvelope", "Trend", "Backlog", "StartupAware"}, reasons
+
+
+async def test_predictive_season_survives_a_controller_restart(env: Env) -> None:
+    """The daily season a previous controller learned (its annotation) is what the next one forecasts with
+    at its first decision; a fresh lease gets the annotation written at its first decision."""
+    bucket = 600.0
+    end = math.floor(time.time() / bucket) * bucket
+    day = [100.0 + 50.0 * math.sin(2 * math.pi * i / 144) for i in range(144)]
+    learned = PredictivePersisted(tuple(day), end, bucket, (100.0, 3), 0.05)
+    env.deployment("seasoned", {P + "algorithm": "predictive", P + "max-replicas": "4",
+                                PREDICTIVE_STATE_ANNOTATION: learned.to_annotation()})
+    env.deployment("fresh", {P + "algorithm": "predictive", P + "max-replicas": "4"})
+    await env.cluster.wait_for_ready("default", "seasoned")
+    async with env.controller() as ctl:
+        await env.load("seasoned", {"profile": {"type": "constant", "rate": 20}})
+        await env.load("fresh", {"profile": {"type": "constant", "rate": 20}})
+
+        def predicted(name: str) -> PredictiveState | None:
+            rt = ctl.runtime.get(("default", name))
+            return rt.predictive if rt is not None else None
+
+        await wait_for(lambda: predicted("seasoned") is not None and predicted("fresh") is not None, 30,
+                       "predictive decisions on both leases")
+        seasoned, fresh = predicted("seasoned"), predicted("fresh")
+        assert seasoned is not None and fresh is not None
+        assert len(seasoned.season) == 144 and len(seasoned.season_fit) == 144, "the learned day was not restored"
+        assert fresh.season == () and fresh.season_fit == ()
+        await wait_for(lambda: PREDICTIVE_STATE_ANNOTATION in env.get("fresh")["metadata"]["annotations"], 10,
+                       "the fresh lease's state written")
+    written = parse_predictive(env.get("fresh")["metadata"]["annotations"][PREDICTIVE_STATE_ANNOTATION])
+    assert written is not None and written.season_bucket_s == bucket and written.service_time_s
+    kept = parse_predictive(env.get("seasoned")["metadata"]["annotations"][PREDICTIVE_STATE_ANNOTATION])
+    assert kept is not None and len(kept.season) == 144  # not overwritten with a shorter history
