@@ -16,6 +16,10 @@ from typing import Any
 
 from autoscaler.config import (
     DEFAULT_POLICY,
+    POLICY_CONFIGMAP,
+    POLICY_KEY,
+    POLICY_NAMESPACE,
+    PREDICTIVE_STATE_ANNOTATION,
     STATUS_ANNOTATION,
     ClusterPolicy,
     PolicyError,
@@ -27,6 +31,7 @@ from autoscaler.config import (
 from autoscaler.kube.api import KubeApi, KubeError
 from autoscaler.kube.workloads import annotations_of, deployment_path, deployments_path
 from autoscaler.observe import parse_time
+from autoscaler.statestore import parse_predictive
 
 
 def add_common(p: argparse.ArgumentParser) -> None:
@@ -71,15 +76,23 @@ async def _deployments(args: argparse.Namespace, namespace: str | None) -> list[
             or is_opted_in(annotations_of(d))]
 
 
+def status_of(dep: dict[str, Any]) -> tuple[dict[str, Any] | None, str | None]:
+    """The controller's status annotation as (status, None), (None, None) if absent, (None, why) if unreadable."""
+    raw = annotations_of(dep).get(STATUS_ANNOTATION)
+    if not raw:
+        return None, None
+    try:
+        st = json.loads(raw)
+    except ValueError as exc:
+        return None, str(exc)
+    return (st, None) if isinstance(st, dict) else (None, "not a JSON object")
+
+
 def status_rows(items: list[dict[str, Any]], now: float) -> list[dict[str, Any]]:
     rows = []
     for d in sorted(items, key=lambda d: (d["metadata"].get("namespace", ""), d["metadata"]["name"])):
         md = d["metadata"]
-        raw = annotations_of(d).get(STATUS_ANNOTATION)
-        try:
-            st = json.loads(raw) if raw else {}
-        except ValueError:
-            st = {}
+        st = status_of(d)[0] or {}
         rows.append({
             "namespace": md.get("namespace", ""), "name": md["name"], "targets": targets(st),
             "min": st.get("min"), "max": st.get("max"),
@@ -134,8 +147,9 @@ def add_explain_arguments(p: argparse.ArgumentParser) -> None:
     add_common(p)
     p.add_argument("lease", metavar="NAMESPACE/NAME")
     p.add_argument("--policy-file", help="resolve against this policy instead of the cluster's ConfigMap")
-    p.add_argument("--policy-namespace", default="inference-autoscaler")
-    p.add_argument("--configmap", default="inference-autoscaler-policy")
+    p.add_argument("--policy-namespace", default=POLICY_NAMESPACE)
+    p.add_argument("--configmap", default=POLICY_CONFIGMAP)
+    p.add_argument("--configmap-key", default=POLICY_KEY, help="the ConfigMap key holding the policy YAML")
 
 
 async def _explain_data(args: argparse.Namespace, ns: str, name: str) -> tuple[dict[str, Any], ClusterPolicy, str]:
@@ -146,8 +160,11 @@ async def _explain_data(args: argparse.Namespace, ns: str, name: str) -> tuple[d
             return dep, load_policy(args.policy_file), args.policy_file
         try:
             cm = await api.get(f"/api/v1/namespaces/{args.policy_namespace}/configmaps/{args.configmap}")
-            src = f"configmap/{args.policy_namespace}/{args.configmap}"
-            return dep, parse_policy((cm.get("data") or {}).get("policy.yaml", ""), src), src
+            src = f"configmap/{args.policy_namespace}/{args.configmap} key {args.configmap_key}"
+            text = (cm.get("data") or {}).get(args.configmap_key)
+            if text is None:
+                raise PolicyError(src, [f"the ConfigMap has no key {args.configmap_key!r}"])
+            return dep, parse_policy(text, src), src
         except KubeError as exc:
             if not exc.not_found:
                 raise
@@ -176,11 +193,16 @@ def explain_lines(dep: dict[str, Any], policy: ClusterPolicy, source: str) -> li
         if b.scale_up and b.scale_down:
             out.append(f"  behaviour: scale-up window {b.scale_up.stabilization_window_s}s, scale-down window "
                        f"{b.scale_down.stabilization_window_s}s, tolerance {b.tolerances.scale_up:g}")
-    raw = ann.get(STATUS_ANNOTATION)
-    if not raw:
+    if res.lease is not None and res.lease.algorithm == "predictive":
+        out.append("  " + _predictive_line(ann.get(PREDICTIVE_STATE_ANNOTATION), policy))
+    st, unreadable = status_of(dep)
+    if unreadable:
+        out.append(f"  the status annotation is unreadable ({unreadable}); the controller rewrites it at its next "
+                   "decision")
+        return out
+    if st is None:
         out.append("  no decision recorded yet (the controller writes inference-autoscaler.io/status)")
         return out
-    st = json.loads(raw)
     out.append(f"  last decision ({st.get('updated', '?')}): replicas {st.get('current')} "
                f"(ready {st.get('ready')}) -> desired {st.get('desired')}  [{st.get('reason')}]")
     out.append(f"    {st.get('message', '')}")
@@ -204,6 +226,21 @@ def explain_lines(dep: dict[str, Any], policy: ClusterPolicy, source: str) -> li
     return out
 
 
+def _predictive_line(raw: str | None, policy: ClusterPolicy) -> str:
+    """What the predictive policy has learned for this lease (its persisted season)."""
+    if not raw:
+        return "predictive: no learned state yet (written at its first decision)"
+    p = parse_predictive(raw)
+    if p is None:
+        return "predictive: the predictive-state annotation is unreadable; the season is relearned"
+    cfg = policy.autoscaling.predictive
+    days = len(p.season) * p.season_bucket_s / cfg.season_period_s
+    need = "" if days >= 1 else f"; the daily forecast starts after {cfg.season_period_s / 3600:g} h of history"
+    svc = "" if p.service_time_s is None else f", {1000 * p.service_time_s:.0f} ms per request"
+    return f"predictive: {days:.1f} periods of seasonal history learned ({len(p.season)} buckets of " \
+           f"{p.season_bucket_s:g}s){svc}{need}"
+
+
 def run_explain(args: argparse.Namespace) -> int:
     ns, _, name = args.lease.partition("/")
     if not name:
@@ -218,8 +255,7 @@ def run_explain(args: argparse.Namespace) -> int:
         print(f"autoscaler explain: {exc}", file=sys.stderr)
         return 1
     if args.json:
-        raw = annotations_of(dep).get(STATUS_ANNOTATION)
-        print(json.dumps({"lease": args.lease, "status": json.loads(raw) if raw else None,
+        print(json.dumps({"lease": args.lease, "status": status_of(dep)[0],
                           "explanation": explain_lines(dep, policy, source)}, indent=2))
     else:
         print("\n".join(explain_lines(dep, policy, source)))

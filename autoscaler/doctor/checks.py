@@ -28,6 +28,9 @@ import aiohttp
 from autoscaler import ANNOTATION_PREFIX
 from autoscaler.config import (
     DEFAULT_POLICY,
+    POLICY_CONFIGMAP,
+    POLICY_KEY,
+    POLICY_NAMESPACE,
     ClusterPolicy,
     LeasePolicy,
     PolicyError,
@@ -38,6 +41,7 @@ from autoscaler.config import (
 from autoscaler.kube.api import KubeApi, KubeError
 from autoscaler.kube.selectors import Selector
 from autoscaler.metrics import ClientSettings, LeaseTarget, NoTraffic, Ok, PrometheusClient, fetch, quote, regex_quote
+from autoscaler.metrics.kinds.base import MetricKind
 from autoscaler.metrics.kinds.queue_time import RECORDED_QUEUE_TIME
 from autoscaler.metrics.registry import kind_for
 
@@ -45,12 +49,6 @@ OK, WARN, FAIL, SKIP = "ok", "warn", "fail", "skip"
 ENABLED = ANNOTATION_PREFIX + "enabled"
 
 # The raw series each built-in kind reads (to tell "absent" from "labelled differently").
-RAW_SERIES: dict[str, tuple[str, ...]] = {
-    "queueTime": ("nv_inference_queue_duration_us", "nv_inference_request_success"),
-    "gpuUtilization": ("DCGM_FI_DEV_GPU_UTIL",),
-    "kvCacheUsage": ("vllm:kv_cache_usage_perc", "vllm:gpu_cache_usage_perc", "gpu_cache_usage_perc"),
-    "cpuUtilization": ("container_cpu_usage_seconds_total",),
-}
 EXPORTERS = {
     "queueTime": "Triton's metrics endpoint (port 8002, /metrics)",
     "gpuUtilization": "NVIDIA dcgm-exporter (GPU Operator)",
@@ -89,9 +87,9 @@ class Context:
 
     api: KubeApi
     prometheus_url: str | None
-    policy_namespace: str = "inference-autoscaler"
-    configmap: str = "inference-autoscaler-policy"
-    configmap_key: str = "policy.yaml"
+    policy_namespace: str = POLICY_NAMESPACE
+    configmap: str = POLICY_CONFIGMAP
+    configmap_key: str = POLICY_KEY
     lease_namespace: str | None = None
     policy: ClusterPolicy | None = None
     prometheus_ok: bool = False
@@ -266,7 +264,7 @@ async def check_series(ctx: Context, leases: Sequence[Lease]) -> list[Finding]:
                 if not bad:
                     out.append(Finding("series", OK, f"{m.name}: series for all {len(good)} pod(s)", subject=lease.key))
                     continue
-                detail, fix = await _diagnose(client, ctx.policy, m.name, ns, lease.pods)
+                detail, fix = await _diagnose(client, ctx.policy, kind, ns, lease.pods)
                 status = FAIL if not good else WARN
                 out.append(Finding("series", status, f"{m.name}: no usable value for {len(bad)} of "
                                    f"{len(lease.pods)} pod(s) ({', '.join(sorted(set(bad.values())))}); {detail}",
@@ -274,11 +272,12 @@ async def check_series(ctx: Context, leases: Sequence[Lease]) -> list[Finding]:
     return out
 
 
-async def _diagnose(client: PrometheusClient, policy: ClusterPolicy, metric: str, ns: str,
+async def _diagnose(client: PrometheusClient, policy: ClusterPolicy, kind: MetricKind, ns: str,
                     pods: Sequence[str]) -> tuple[str, str]:
-    """Why the controller's query finds nothing: absent metric, exported_* labels, wrong namespace, no pod label."""
-    names = RAW_SERIES.get(metric)
-    if names is None:
+    """Why the controller's query finds nothing: absent metric, exported_* labels, wrong namespace, no pod label.
+    The series names are the configured kind's (e.g. ``gpuUtilization`` with ``source: triton`` reads Triton's)."""
+    metric, names = kind.name, kind.raw_series
+    if not names:
         return ("the custom query returns nothing for these pods",
                 "run the policy's query in the Prometheus UI with the pods filled in; it must return one series "
                 "per pod labelled namespace and pod")

@@ -44,6 +44,11 @@ class MetricKind(Protocol):
         """Unit of `Ok.value`, e.g. ``percent``, ``us``, ``cores``."""
         ...
 
+    @property
+    def raw_series(self) -> tuple[str, ...]:
+        """The exporter's metric names the query reads (for diagnosis; empty for custom PromQL)."""
+        ...
+
     def build(self, leases: Sequence[LeaseTarget]) -> str:
         """One PromQL query for every pod of every lease in the batch."""
         ...

@@ -30,6 +30,10 @@ class CpuUtilization:
     resource endpoint is scraped too (it exposes a different series under the same name)."""
     max_sample_age_s: float = SAMPLE_AGE_S
 
+    @property
+    def raw_series(self) -> tuple[str, ...]:
+        return (self.metric,)
+
     def build(self, leases: Sequence[LeaseTarget]) -> str:
         """Usage by (namespace, pod, container), plus the newest sample timestamp per pod."""
         series = f"{self.metric}{{{join_matchers(self.extra_matchers, selector(leases).both)}}}"

@@ -47,6 +47,10 @@ class CustomPromQL:
             raise ValueError(f"custom metric {self.name!r}: template must scope pods with {{{{pods}}}} "
                              "or {{selector}}")
 
+    @property
+    def raw_series(self) -> tuple[str, ...]:
+        return ()  # a template may read anything
+
     def build(self, leases: Sequence[LeaseTarget]) -> str:
         """The template with its placeholders replaced (one pass: filled text is never re-scanned)."""
         sel = selector(leases)

@@ -52,6 +52,10 @@ class GpuUtilization:
         if self.aggregation not in ("avg", "max"):
             raise ValueError(f"gpuUtilization aggregation must be avg or max, got {self.aggregation!r}")
 
+    @property
+    def raw_series(self) -> tuple[str, ...]:
+        return (self.triton_metric,) if self.source == "triton" else (self.dcgm_metric,)
+
     def build(self, leases: Sequence[LeaseTarget]) -> str:
         """Per-pod aggregate over the pod's GPUs, plus the oldest sample timestamp per pod."""
         agg = self.aggregation

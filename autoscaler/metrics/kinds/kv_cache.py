@@ -33,6 +33,10 @@ class KvCacheUsage:
         if not self.metrics:
             raise ValueError("kvCacheUsage needs at least one metric name")
 
+    @property
+    def raw_series(self) -> tuple[str, ...]:
+        return self.metrics
+
     def build(self, leases: Sequence[LeaseTarget]) -> str:
         """First available name per pod, scaled, plus its oldest sample timestamp."""
         matchers = join_matchers(self.extra_matchers, selector(leases).both)

@@ -55,6 +55,10 @@ class QueueTime:
         if self.source not in ("recorded", "raw"):
             raise ValueError(f"queueTime source must be recorded or raw, got {self.source!r}")
 
+    @property
+    def raw_series(self) -> tuple[str, ...]:
+        return (self.queue_counter, self.success_counter)
+
     def build(self, leases: Sequence[LeaseTarget]) -> str:
         """Value, request rate (part "rate") and newest sample timestamp (part "ts") per pod."""
         matchers = join_matchers(self.extra_matchers, selector(leases).both)

@@ -41,6 +41,11 @@ class RequestStats:
     pending_gauge: str = "nv_inference_pending_request_count"
     extra_matchers: str = ""
 
+    @property
+    def raw_series(self) -> tuple[str, ...]:
+        return (self.success_counter, self.failure_counter, self.compute_counter, self.queue_counter,
+                self.pending_gauge)
+
     def build(self, leases: Sequence[LeaseTarget]) -> str:
         m = join_matchers(self.extra_matchers, selector(leases).both)
         short, long = duration(self.window_s), duration(self.long_window_s)

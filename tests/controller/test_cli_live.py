@@ -1,0 +1,87 @@
+"""`autoscaler status` and `autoscaler explain` read what a running controller wrote, over HTTP, like kubectl."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import pytest
+
+from autoscaler.cli import main
+from autoscaler.config import POLICY_CONFIGMAP, POLICY_NAMESPACE, STATUS_ANNOTATION
+from autoscaler.sandbox.resources import CONFIGMAPS
+from tests.controller.conftest import Env, wait_for
+
+P = "inference-autoscaler.io/"
+pytestmark = pytest.mark.asyncio(loop_scope="module")
+
+
+async def cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    """Run the command in a thread (it runs its own event loop), return (exit code, stdout, stderr)."""
+    capsys.readouterr()
+    rc = await asyncio.to_thread(main, list(argv))
+    out, err = capsys.readouterr()
+    return rc, out, err
+
+
+async def test_status_and_explain_show_the_controllers_decision(env: Env, capsys: pytest.CaptureFixture[str]) -> None:
+    """A decided lease: `status` lists it with its reason and targets; `explain` resolves its annotations against
+    the cluster policy and prints the controller's last decision. A lease with no decision yet says so."""
+    env.deployment("cli", {P + "max-replicas": "4"})
+    env.deployment("cli-idle", {P + "max-replicas": "2"}, namespace="cli-other")
+    await env.cluster.wait_for_ready("default", "cli")
+    kc = str(env.kubeconfig)
+    async with env.controller() as ctl:
+        await env.load("cli", {"profile": {"type": "constant", "rate": 40}})
+        await wait_for(lambda: STATUS_ANNOTATION in env.get("cli")["metadata"].get("annotations", {}), 20,
+                       "a status annotation")
+        assert ctl.runtime[("default", "cli")].last
+        await env.dataplane.stop_load("default", "cli")
+    written = json.loads(env.get("cli")["metadata"]["annotations"][STATUS_ANNOTATION])
+
+    rc, out, _ = await cli(capsys, "status", "--kubeconfig", kc, "--json")
+    assert rc == 0
+    rows = {r["name"]: r for r in json.loads(out)}
+    assert set(rows) == {"cli"}  # namespace default only
+    assert rows["cli"]["reason"] == written["reason"] and rows["cli"]["max"] == 4
+    assert rows["cli"]["targets"].startswith("queueTime: ")
+
+    rc, out, _ = await cli(capsys, "status", "--kubeconfig", kc, "-A")
+    assert rc == 0
+    header, *lines = out.splitlines()
+    assert header.split()[:3] == ["NAMESPACE", "NAME", "TARGETS"]
+    names = {line.split()[1]: line for line in lines}
+    assert set(names) == {"cli", "cli-idle"}
+    assert written["reason"] in names["cli"] and names["cli"].split()[0] == "default"
+
+    rc, out, _ = await cli(capsys, "explain", "--kubeconfig", kc, "--policy-file", str(env.policy_file), "default/cli")
+    assert rc == 0, out
+    assert "effective: min 1, max 4, mode enforce" in out
+    assert "metric queueTime: target 20000" in out
+    assert f"[{written['reason']}]" in out and "queueTime: value" in out
+
+
+async def test_explain_reads_the_policy_configmap_and_names_a_missing_key(env: Env,
+                                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    """Without --policy-file, `explain` resolves against the ConfigMap; a ConfigMap without the key is a clear
+    error (exit 1), `--configmap-key` picks another key; an unreadable status annotation does not crash it."""
+    env.deployment("cli-cm", {P + "max-replicas": "9", STATUS_ANNOTATION: "{not json"})
+    env.cluster.ensure_namespace(POLICY_NAMESPACE)
+    env.cluster.registry.create(
+        CONFIGMAPS, POLICY_NAMESPACE,
+        {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": POLICY_CONFIGMAP, "namespace": POLICY_NAMESPACE},
+         "data": {"custom.yaml": env.policy_file.read_text()}})
+    kc = str(env.kubeconfig)
+    rc, _, err = await cli(capsys, "explain", "--kubeconfig", kc, "default/cli-cm")
+    assert rc == 1 and "has no key 'policy.yaml'" in err
+
+    rc, out, err = await cli(capsys, "explain", "--kubeconfig", kc, "--configmap-key", "custom.yaml", "default/cli-cm")
+    assert rc == 0, err
+    assert f"configmap/{POLICY_NAMESPACE}/{POLICY_CONFIGMAP} key custom.yaml" in out
+    # the cluster policy caps max-replicas at 4: explain says it adjusted the annotation
+    assert "adjusted:" in out and "effective: min 1, max 4" in out
+    assert "status annotation is unreadable" in out
+
+    rc, out, _ = await cli(capsys, "explain", "--kubeconfig", kc, "--configmap-key", "custom.yaml", "--json",
+                           "default/cli-cm")
+    assert rc == 0 and json.loads(out)["status"] is None
