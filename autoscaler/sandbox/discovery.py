@@ -76,22 +76,26 @@ def api_versions(server_address: str) -> Obj:
             "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": server_address}]}
 
 
-def api_group_list() -> Obj:
-    groups = []
+def _groups() -> dict[str, list[str]]:
+    """Group -> its versions, preferred first, in discovery order (core is ``""``)."""
+    out: dict[str, list[str]] = {}
     for group, version in group_versions():
-        if not group:
-            continue
-        gv = {"groupVersion": f"{group}/{version}", "version": version}
-        groups.append({"name": group, "versions": [gv], "preferredVersion": gv})
-    return {"kind": "APIGroupList", "apiVersion": "v1", "groups": groups}
+        out.setdefault(group, []).append(version)
+    return out
 
 
 def api_group(group: str) -> Obj | None:
-    versions = [v for g, v in group_versions() if g == group]
+    versions = _groups().get(group) if group else None
     if not versions:
         return None
     vs = [{"groupVersion": f"{group}/{v}", "version": v} for v in versions]
     return {"kind": "APIGroup", "apiVersion": "v1", "name": group, "versions": vs, "preferredVersion": vs[0]}
+
+
+def api_group_list() -> Obj:
+    groups = [api_group(g) for g in _groups() if g]
+    return {"kind": "APIGroupList", "apiVersion": "v1",
+            "groups": [{k: v for k, v in g.items() if k not in ("kind", "apiVersion")} for g in groups if g]}
 
 
 def _aggregated_resource(r: ResourceType) -> Obj:
@@ -120,13 +124,13 @@ def _aggregated_resource(r: ResourceType) -> Obj:
 def aggregated(core: bool) -> Obj:
     """``/api`` (core=True) or ``/apis`` as an APIGroupDiscoveryList."""
     items = []
-    for group, version in group_versions():
+    for group, versions in _groups().items():
         if (group == "") != core:
             continue
         items.append({
             "metadata": {"name": group, "creationTimestamp": None},
             "versions": [{"version": version, "resources": [_aggregated_resource(r) for r in _resources(group, version)],
-                          "freshness": "Current"}],
+                          "freshness": "Current"} for version in versions],
         })
     return {"kind": "APIGroupDiscoveryList", "apiVersion": "apidiscovery.k8s.io/v2", "metadata": {}, "items": items}
 

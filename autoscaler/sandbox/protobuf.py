@@ -1,12 +1,12 @@
 """Reading request bodies in the Kubernetes protobuf encoding.
 
-client-go's typed clients (``kubectl create namespace|configmap|deployment``, ``kubectl auth can-i``)
-send ``application/vnd.kubernetes.protobuf``: the ``k8s\\0`` magic, then a ``runtime.Unknown``
-envelope (type meta + the message bytes). They accept JSON back, so only decoding is needed. The
-tables below give the field numbers of the upstream ``generated.proto`` files (fields are never
-renumbered there) for the messages those clients send; fields outside them are dropped, as an older
-server would. Zero values of non-pointer fields are dropped too, which is what JSON's ``omitempty``
-gives, so the decoded object equals the JSON the same client would have sent.
+client-go's typed clients (``kubectl create namespace|configmap|deployment``, ``kubectl auth can-i``,
+``kubectl autoscale``) send ``application/vnd.kubernetes.protobuf``: the ``k8s\\0`` magic, then a
+``runtime.Unknown`` envelope (type meta + the message bytes). They accept JSON back, so only decoding
+is needed. The tables below give the field numbers of the upstream ``generated.proto`` files (fields
+are never renumbered there) for the messages those clients send; fields outside them are dropped, as
+an older server would. Zero values of non-pointer fields are dropped too, which is what JSON's
+``omitempty`` gives, so the decoded object equals the JSON the same client would have sent.
 """
 
 from __future__ import annotations
@@ -82,10 +82,19 @@ MESSAGES: dict[str, dict[int, Field]] = {
                            4: ("version", "str", ""), 5: ("resource", "str", ""), 6: ("subresource", "str", ""),
                            7: ("name", "str", "")},
     "NonResourceAttributes": {1: ("path", "str", ""), 2: ("verb", "str", "")},
+    # autoscaling/v1, what `kubectl autoscale` (1.32) sends
+    "HorizontalPodAutoscaler": {1: ("metadata", "ObjectMeta", ""), 2: ("spec", "HorizontalPodAutoscalerSpec", ""),
+                                3: ("status", "HorizontalPodAutoscalerStatus", "")},
+    "HorizontalPodAutoscalerSpec": {1: ("scaleTargetRef", "CrossVersionObjectReference", ""),
+                                    2: ("minReplicas", "int", "ptr"), 3: ("maxReplicas", "int", ""),
+                                    4: ("targetCPUUtilizationPercentage", "int", "ptr")},
+    "HorizontalPodAutoscalerStatus": {},
+    "CrossVersionObjectReference": {1: ("kind", "str", ""), 2: ("name", "str", ""), 3: ("apiVersion", "str", "")},
 }
 KINDS = {("v1", "Namespace"): "Namespace", ("v1", "ConfigMap"): "ConfigMap", ("v1", "Pod"): "Pod",
          ("apps/v1", "Deployment"): "Deployment", ("coordination.k8s.io/v1", "Lease"): "Lease",
-         ("authorization.k8s.io/v1", "SelfSubjectAccessReview"): "SelfSubjectAccessReview"}
+         ("authorization.k8s.io/v1", "SelfSubjectAccessReview"): "SelfSubjectAccessReview",
+         ("autoscaling/v1", "HorizontalPodAutoscaler"): "HorizontalPodAutoscaler"}
 
 
 class ProtobufError(ValueError):

@@ -5,7 +5,8 @@ What lives here: optimistic concurrency (409 on a stale resourceVersion), Alread
 generation bumps on spec changes, status-vs-spec separation for resources with a ``status``
 subresource, the ``scale`` subresource, graceful pod deletion (``deletionTimestamp``), finalizers,
 cascading deletion through ``ownerReferences`` (the garbage collector's job), ``dryRun``, namespace
-lifecycle checks, list pagination and the core/v1 <-> events.k8s.io/v1 Event conversion.
+lifecycle checks and list pagination. Objects are stored in one version; the others are converted
+(:mod:`autoscaler.sandbox.conversion`), and defaults apply to the stored form.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from typing import Any
 
 import yaml
 
-from autoscaler.sandbox import errors
+from autoscaler.sandbox import conversion, errors
 from autoscaler.sandbox.errors import ApiError
 from autoscaler.sandbox.patch import MalformedPatch, PatchError, json_patch, merge_patch, strategic_merge_patch
 from autoscaler.sandbox.resources import NAMESPACES, PODS, RESOURCES, ResourceType
@@ -60,24 +61,6 @@ def _primary(storage: str) -> ResourceType:
     return next(r for r in RESOURCES if r.storage_key == storage)
 
 
-# ---------------------------------------------------------------------------------------------------
-# core/v1 Event (storage form) <-> events.k8s.io/v1 Event
-
-_EVENT_RENAMES = (  # (core/v1, events.k8s.io/v1)
-    ("involvedObject", "regarding"), ("message", "note"), ("reportingComponent", "reportingController"),
-    ("firstTimestamp", "deprecatedFirstTimestamp"), ("lastTimestamp", "deprecatedLastTimestamp"),
-    ("count", "deprecatedCount"), ("source", "deprecatedSource"),
-)
-
-
-def _rename(obj: Obj, pairs: tuple[tuple[str, str], ...], forward: bool) -> Obj:
-    out: Obj = {}
-    mapping = {a: b for a, b in pairs} if forward else {b: a for a, b in pairs}
-    for k, v in obj.items():
-        out[mapping.get(k, k)] = v
-    return out
-
-
 class Registry:
     def __init__(self, store: Store) -> None:
         self.store = store
@@ -85,17 +68,14 @@ class Registry:
     # ------------------------------------------------------------------ representation
     def external(self, rt: ResourceType, stored: Obj, *, with_type: bool = True) -> Obj:
         """The stored object as ``rt``'s apiVersion presents it."""
-        body: Obj = clone(stored)
-        if rt.storage == "events" and rt.group:
-            body = _rename(body, _EVENT_RENAMES, forward=True)
+        body = conversion.to_version(rt, clone(stored))
         if not with_type:
             return body
         return {"kind": rt.kind, "apiVersion": rt.api_version, **body}
 
-    def _to_storage(self, rt: ResourceType, obj: Obj) -> Obj:
-        if rt.storage == "events" and rt.group:
-            return _rename(obj, _EVENT_RENAMES, forward=False)
-        return obj
+    @staticmethod
+    def _to_storage(rt: ResourceType, obj: Obj, current: Obj | None = None) -> Obj:
+        return conversion.to_storage(rt, obj, current)
 
     def _from_storage(self, rt: ResourceType, stored: Obj) -> Obj:
         return self.external(rt, stored, with_type=False)
@@ -217,10 +197,11 @@ class Registry:
             meta["generation"] = 1
         else:
             meta.pop("generation", None)
-        apply_defaults(rt, obj)
+        stored = self._to_storage(rt, obj)
+        apply_defaults(_primary(rt.storage_key), stored)
         if rt.kind == "Pod":
-            obj["status"] = {"phase": "Pending", "qosClass": _qos_class(obj.get("spec") or {})}
-        return self._to_storage(rt, obj)
+            stored["status"] = {"phase": "Pending", "qosClass": _qos_class(stored.get("spec") or {})}
+        return stored
 
     def system_create(self, rt: ResourceType, obj: Obj) -> Obj:
         """Create on behalf of a controller (no admission, status kept); returns the stored copy."""
@@ -245,7 +226,7 @@ class Registry:
                                      f"the URL ({name})")
         meta["name"] = name
         self._place(rt, ns, obj)
-        obj = self._to_storage(rt, obj)
+        obj = self._to_storage(rt, obj, current)
         self._check_rv(rt, current, meta.get("resourceVersion"))
         if subresource == "status":
             new = clone(current)
@@ -272,7 +253,7 @@ class Registry:
             else:
                 meta.pop(key, None)
         meta.pop("selfLink", None)
-        apply_defaults(rt, new)
+        apply_defaults(_primary(rt.storage_key), new)
         external_old = self._from_storage(rt, current)
         causes = validate(rt, self._from_storage(rt, new), external_old)
         if causes:

@@ -26,6 +26,7 @@ class ResourceType:
     verbs: tuple[str, ...] = ALL_VERBS
     subresources: tuple[str, ...] = ()
     storage: str = ""  # storage key; resources sharing it are views of the same objects (events)
+    # (the same group and plural in two versions share one by default; the first listed is the stored form)
     generation: bool = False  # metadata.generation bumps on spec changes
     builtin: bool = True  # False for custom resources (kind/apiVersion on list items, no strategic merge)
     return_deleted: bool = False  # DELETE answers with the object (else a Success Status)
@@ -97,6 +98,14 @@ RESOURCES: tuple[ResourceType, ...] = (
     ResourceType("monitoring.coreos.com", "v1", "prometheusrules", "PrometheusRule", True,
                  "com.coreos.monitoring.v1.PrometheusRule", short_names=("promrule",),
                  categories=("prometheus-operator",), generation=True, builtin=False, return_deleted=True),
+    # Stored only: no HPA controller acts on them. v2 is the storage form (and the preferred version);
+    # v1, which kubectl 1.32's `autoscale` writes, is a converted view of the same objects.
+    ResourceType("autoscaling", "v2", "horizontalpodautoscalers", "HorizontalPodAutoscaler", True,
+                 "io.k8s.api.autoscaling.v2.HorizontalPodAutoscaler", short_names=("hpa",), categories=("all",),
+                 subresources=("status",), generation=True),
+    ResourceType("autoscaling", "v1", "horizontalpodautoscalers", "HorizontalPodAutoscaler", True,
+                 "io.k8s.api.autoscaling.v1.HorizontalPodAutoscaler", short_names=("hpa",), categories=("all",),
+                 subresources=("status",), generation=True),
 )
 
 # Subresource response kinds (group, version, kind) and verbs, for discovery.
@@ -108,7 +117,7 @@ SUBRESOURCE_KINDS: dict[str, tuple[tuple[str, str, str], tuple[str, ...]]] = {
 
 
 def group_versions() -> list[tuple[str, str]]:
-    """(group, version) pairs in discovery order, core first."""
+    """(group, version) pairs in discovery order, core first; a group's preferred version first."""
     seen: list[tuple[str, str]] = []
     for r in RESOURCES:
         if (r.group, r.version) not in seen:
@@ -137,3 +146,4 @@ EVENTS = RESOURCES[3]
 DEPLOYMENTS = RESOURCES[4]
 REPLICASETS = RESOURCES[5]
 LEASES = RESOURCES[7]
+HPAS = RESOURCES[11]

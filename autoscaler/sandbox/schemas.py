@@ -91,6 +91,63 @@ CONDITION_COMMON = {"lastTransitionTime": TIME, "message": STR, "reason": STR, "
 OBJECT_REFERENCE = obj({"apiVersion": STR, "fieldPath": STR, "kind": STR, "name": STR, "namespace": STR,
                         "resourceVersion": STR, "uid": STR})
 
+# autoscaling/v2 HorizontalPodAutoscaler (lists are atomic upstream, conditions merge by type).
+AS2 = "io.k8s.api.autoscaling.v2."
+_METRIC_TARGET = obj({"averageUtilization": I32, "averageValue": QUANTITY, "type": STR, "value": QUANTITY},
+                     ("type",))
+_METRIC_VALUE = obj({"averageUtilization": I32, "averageValue": QUANTITY, "value": QUANTITY})
+_METRIC_ID = obj({"name": STR, "selector": ref(META + "LabelSelector")}, ("name",))
+_SCALING_RULES = obj({"policies": arr(obj({"periodSeconds": I32, "type": STR, "value": I32},
+                                          ("type", "value", "periodSeconds"))),
+                      "selectPolicy": STR, "stabilizationWindowSeconds": I32})
+_CROSS_VERSION_REF = obj({"apiVersion": STR, "kind": STR, "name": STR}, ("kind", "name"))
+
+
+def _metric_props(target: str, schema: str) -> Obj:
+    """A MetricSpec's (``target``) or MetricStatus's (``current``) type and five source structs."""
+    t = {target: ref(AS2 + schema)}
+    return {
+        "containerResource": obj({"container": STR, "name": STR, **t}, ("name", target, "container")),
+        "external": obj({"metric": ref(AS2 + "MetricIdentifier"), **t}, ("metric", target)),
+        "object": obj({"describedObject": ref(AS2 + "CrossVersionObjectReference"),
+                       "metric": ref(AS2 + "MetricIdentifier"), **t}, ("describedObject", target, "metric")),
+        "pods": obj({"metric": ref(AS2 + "MetricIdentifier"), **t}, ("metric", target)),
+        "resource": obj({"name": STR, **t}, ("name", target)),
+        "type": STR,
+    }
+
+
+HPA_SCHEMAS: dict[str, Obj] = {
+    AS2 + "CrossVersionObjectReference": _CROSS_VERSION_REF,
+    AS2 + "MetricIdentifier": _METRIC_ID,
+    AS2 + "MetricTarget": _METRIC_TARGET,
+    AS2 + "MetricValueStatus": _METRIC_VALUE,
+    AS2 + "MetricSpec": obj(_metric_props("target", "MetricTarget"), ("type",)),
+    AS2 + "MetricStatus": obj(_metric_props("current", "MetricValueStatus"), ("type",)),
+    AS2 + "HPAScalingRules": _SCALING_RULES,
+    AS2 + "HorizontalPodAutoscalerSpec": obj({
+        "behavior": obj({"scaleDown": ref(AS2 + "HPAScalingRules"), "scaleUp": ref(AS2 + "HPAScalingRules")}),
+        "maxReplicas": I32, "metrics": arr(ref(AS2 + "MetricSpec")), "minReplicas": I32,
+        "scaleTargetRef": ref(AS2 + "CrossVersionObjectReference"),
+    }, ("scaleTargetRef", "maxReplicas")),
+    AS2 + "HorizontalPodAutoscalerStatus": obj({
+        "conditions": arr(obj(CONDITION_COMMON, ("type", "status"))),
+        "currentMetrics": arr(ref(AS2 + "MetricStatus")), "currentReplicas": I32, "desiredReplicas": I32,
+        "lastScaleTime": TIME, "observedGeneration": I64,
+    }, ("desiredReplicas",)),
+    AS2 + "HorizontalPodAutoscaler": kind_schema("autoscaling", "v2", "HorizontalPodAutoscaler", {
+        "spec": ref(AS2 + "HorizontalPodAutoscalerSpec"), "status": ref(AS2 + "HorizontalPodAutoscalerStatus")}),
+    "io.k8s.api.autoscaling.v1.CrossVersionObjectReference": _CROSS_VERSION_REF,
+    "io.k8s.api.autoscaling.v1.HorizontalPodAutoscaler": kind_schema(
+        "autoscaling", "v1", "HorizontalPodAutoscaler", {
+            "spec": obj({"maxReplicas": I32, "minReplicas": I32,
+                         "scaleTargetRef": ref("io.k8s.api.autoscaling.v1.CrossVersionObjectReference"),
+                         "targetCPUUtilizationPercentage": I32}, ("scaleTargetRef", "maxReplicas")),
+            "status": obj({"currentCPUUtilizationPercentage": I32, "currentReplicas": I32, "desiredReplicas": I32,
+                           "lastScaleTime": TIME, "observedGeneration": I64},
+                          ("currentReplicas", "desiredReplicas"))}),
+}
+
 SCHEMAS: dict[str, Obj] = {
     META + "ObjectMeta": obj({
         "annotations": MAP_STR, "creationTimestamp": TIME, "deletionGracePeriodSeconds": I64,
@@ -168,4 +225,5 @@ SCHEMAS: dict[str, Obj] = {
         "spec": OPEN, "status": OPEN}),
     "com.coreos.monitoring.v1.PrometheusRule": kind_schema("monitoring.coreos.com", "v1", "PrometheusRule", {
         "spec": OPEN, "status": OPEN}),
+    **HPA_SCHEMAS,
 }

@@ -9,6 +9,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+from autoscaler.sandbox import conversion
 from autoscaler.sandbox.resources import ResourceType
 from autoscaler.sandbox.selectors import from_label_selector_object
 
@@ -41,6 +42,17 @@ COLUMNS: dict[str, list[Column]] = {
             ("Node", "string", "Name of the node the pod is assigned to.", 1),
             ("Nominated Node", "string", "Nominated node name, if any.", 1),
             ("Readiness Gates", "string", "Pod readiness gates.", 1)],
+    "HorizontalPodAutoscaler": [
+        NAME, ("Reference", "string", "scaleTargetRef points to the target resource to scale, and is used to the pods "
+               "for which metrics should be collected, as well as to actually change the replica count.", 0),
+        ("Targets", "string", "metrics contains the specifications for which to use to calculate the desired "
+         "replica count (the maximum replica count across all metrics will be used).", 0),
+        ("MinPods", "string", "minReplicas is the lower limit for the number of replicas to which the autoscaler "
+         "can scale down.", 0),
+        ("MaxPods", "string", "maxReplicas is the upper limit for the number of replicas to which the autoscaler "
+         "can scale up.", 0),
+        ("Replicas", "string", "currentReplicas is current number of replicas of pods managed by this autoscaler, "
+         "as last seen by the autoscaler.", 0), AGE],
     "Namespace": [NAME, ("Status", "string", "The status of the namespace", 0), AGE],
     "ConfigMap": [NAME, ("Data", "string", "Number of keys in the map", 0), AGE],
     "Lease": [NAME, ("Holder", "string", "The holder of the lease", 0), AGE],
@@ -113,6 +125,39 @@ def _pod_status(pod: Obj) -> str:
     return str(status.get("reason") or status.get("phase") or "Unknown")
 
 
+def _hpa_targets(specs: list[Obj], statuses: list[Obj]) -> str:
+    """The TARGETS column: ``current/target`` per metric, at most two (formatHPAMetrics)."""
+    if not specs:
+        return "<none>"
+    shown: list[str] = []
+    for i, spec in enumerate(specs):
+        mtype = str(spec.get("type", ""))
+        field = mtype[:1].lower() + mtype[1:]
+        source = spec.get(field) or {}
+        target = source.get("target") or {}
+        status = statuses[i] if i < len(statuses) else {}
+        used = ((status.get(field) or {}) if status.get("type") == mtype else {}).get("current") or {}
+        if mtype in ("Resource", "ContainerResource"):
+            if target.get("averageValue") is not None:
+                cur, want = used.get("averageValue", "<unknown>"), target["averageValue"]
+            else:
+                cur = f"{used['averageUtilization']}%" if used.get("averageUtilization") is not None else "<unknown>"
+                want = f"{target['averageUtilization']}%" if target.get("averageUtilization") is not None \
+                    else "<auto>"
+            shown.append(f"{source.get('name', '')}: {cur}/{want}")
+        elif mtype == "Pods":
+            shown.append(f"{used.get('averageValue', '<unknown>')}/{target.get('averageValue', '')}")
+        elif mtype in ("Object", "External"):
+            if target.get("averageValue") is not None:
+                shown.append(f"{used.get('averageValue', '<unknown>')}/{target['averageValue']} (avg)")
+            else:
+                shown.append(f"{used.get('value', '<unknown>')}/{target.get('value', '')}")
+        else:
+            shown.append("<unknown type>")
+    more = f" + {len(shown) - 2} more..." if len(shown) > 2 else ""
+    return ", ".join(shown[:2]) + more
+
+
 def cells(rt: ResourceType, obj: Obj) -> list[Any]:
     """One Table row for an object in ``rt``'s external form."""
     meta = obj["metadata"]
@@ -135,6 +180,14 @@ def cells(rt: ResourceType, obj: Obj) -> list[Any]:
         return [name, f"{ready}/{len(spec.get('containers') or [])}", _pod_status(obj), str(restarts), created,
                 status.get("podIP") or "<none>", spec.get("nodeName") or "<none>",
                 status.get("nominatedNodeName") or "<none>", "<none>"]
+    if kind == "HorizontalPodAutoscaler":  # printed from the v2 form, whichever version was asked for
+        v2 = conversion.to_storage(rt, obj)
+        spec, status = v2.get("spec") or {}, v2.get("status") or {}
+        ref = spec.get("scaleTargetRef") or {}
+        min_pods = str(spec["minReplicas"]) if spec.get("minReplicas") is not None else "<unset>"
+        return [name, f"{ref.get('kind', '')}/{ref.get('name', '')}",
+                _hpa_targets(spec.get("metrics") or [], status.get("currentMetrics") or []), min_pods,
+                spec.get("maxReplicas", 0), status.get("currentReplicas", 0), created]
     if kind == "Namespace":
         return [name, status.get("phase", "Active"), created]
     if kind == "ConfigMap":

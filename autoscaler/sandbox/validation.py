@@ -17,6 +17,7 @@ import json
 import re
 from typing import Any
 
+from autoscaler.sandbox import conversion
 from autoscaler.sandbox.errors import ApiError, bad_request
 from autoscaler.sandbox.resources import ResourceType
 from autoscaler.sandbox.schemas import PREFIX, SCHEMAS
@@ -218,7 +219,17 @@ def _default_pod_spec(spec: Obj) -> None:
                 p.setdefault("protocol", "TCP")
 
 
+# An HPA's behavior, when given, gets these for each unset field (scale-down's window stays unset: the
+# controller's --horizontal-pod-autoscaler-downscale-stabilization applies).
+HPA_SCALING_DEFAULTS: dict[str, Obj] = {
+    "scaleUp": {"stabilizationWindowSeconds": 0, "selectPolicy": "Max", "policies": [
+        {"type": "Pods", "value": 4, "periodSeconds": 15}, {"type": "Percent", "value": 100, "periodSeconds": 15}]},
+    "scaleDown": {"selectPolicy": "Max", "policies": [{"type": "Percent", "value": 100, "periodSeconds": 15}]},
+}
+
+
 def apply_defaults(rt: ResourceType, obj: Obj) -> None:
+    """Fill in defaults on the stored form (``rt`` is the storage version)."""
     spec = obj.get("spec")
     if rt.kind == "Deployment" and isinstance(spec, dict):
         spec.setdefault("replicas", 1)
@@ -241,6 +252,16 @@ def apply_defaults(rt: ResourceType, obj: Obj) -> None:
     if rt.kind == "Pod" and isinstance(spec, dict):
         _default_pod_spec(spec)
         spec.setdefault("enableServiceLinks", True)
+    if rt.kind == "HorizontalPodAutoscaler" and isinstance(spec, dict):  # the autoscaling/v2 (stored) form
+        spec.setdefault("minReplicas", 1)
+        if not spec.get("metrics"):
+            spec["metrics"] = [{"type": "Resource", "resource": {"name": "cpu", "target": {
+                "type": "Utilization", "averageUtilization": 80}}}]
+        behavior = spec.get("behavior")
+        if isinstance(behavior, dict):
+            for direction, defaults in HPA_SCALING_DEFAULTS.items():
+                rules = behavior.get(direction)
+                behavior[direction] = {**defaults, **(rules if isinstance(rules, dict) else {})}
     if rt.kind == "Namespace":
         obj.setdefault("spec", {}).setdefault("finalizers", ["kubernetes"])
         obj.setdefault("status", {}).setdefault("phase", "Active")
@@ -423,6 +444,73 @@ def validate(rt: ResourceType, obj: Obj, old: Obj | None = None) -> list[Cause]:
             causes.append(_invalid("spec.leaseTransitions", transitions, "must be greater than or equal to 0"))
     elif rt.kind == "Event":
         causes += _validate_event(rt, obj)
+    elif rt.kind == "HorizontalPodAutoscaler":
+        causes += _validate_hpa(conversion.to_storage(rt, obj).get("spec"))
+    return causes
+
+
+METRIC_TYPES = ("ContainerResource", "External", "Object", "Pods", "Resource")
+TARGET_TYPES = ("AverageValue", "Utilization", "Value")
+
+
+def _supported(field: str, value: Any, allowed: tuple[str, ...]) -> Cause:
+    return (field, "FieldValueNotSupported", f'Unsupported value: "{value}": supported values: '
+            + ", ".join(f'"{a}"' for a in allowed))
+
+
+def _validate_hpa(spec: Any) -> list[Cause]:
+    """autoscaling/v2 HorizontalPodAutoscalerSpec (v1 objects are checked in their v2 form)."""
+    if not isinstance(spec, dict):
+        return [_required("spec")]
+    causes: list[Cause] = []
+    ref = spec.get("scaleTargetRef") or {}
+    for f in ("kind", "name"):
+        if not ref.get(f):
+            causes.append(_required(f"spec.scaleTargetRef.{f}"))
+    min_r, max_r = spec.get("minReplicas"), spec.get("maxReplicas")
+    if isinstance(min_r, int) and min_r < 1:
+        causes.append(_invalid("spec.minReplicas", min_r, "must be greater than or equal to 1"))
+    if not isinstance(max_r, int) or max_r < 1:
+        causes.append(_invalid("spec.maxReplicas", max_r or 0, "must be greater than 0"))
+    elif isinstance(min_r, int) and max_r < min_r:
+        causes.append(_invalid("spec.maxReplicas", max_r, "must be greater than or equal to `minReplicas`"))
+    for i, m in enumerate(spec.get("metrics") or []):
+        path = f"spec.metrics[{i}]"
+        mtype = m.get("type") if isinstance(m, dict) else None
+        if not mtype:
+            causes.append((f"{path}.type", "FieldValueRequired", "Required value: must specify a metric source type"))
+            continue
+        if mtype not in METRIC_TYPES:
+            causes.append(_supported(f"{path}.type", mtype, METRIC_TYPES))
+            continue
+        field = mtype[:1].lower() + mtype[1:]
+        source = m.get(field)
+        if not isinstance(source, dict):
+            causes.append((f"{path}.{field}", "FieldValueRequired",
+                           "Required value: must populate information for the given metric source"))
+            continue
+        target = source.get("target") or {}
+        ttype = target.get("type")
+        if ttype not in TARGET_TYPES:
+            causes.append(_supported(f"{path}.{field}.target.type", ttype or "", TARGET_TYPES))
+        utilization = target.get("averageUtilization")
+        if isinstance(utilization, int) and utilization <= 0:
+            causes.append(_invalid(f"{path}.{field}.target.averageUtilization", utilization, "must be greater than 0"))
+    for direction in ("scaleUp", "scaleDown"):
+        rules = (spec.get("behavior") or {}).get(direction) or {}
+        window = rules.get("stabilizationWindowSeconds")
+        if isinstance(window, int) and not 0 <= window <= 3600:
+            causes.append(_invalid(f"spec.behavior.{direction}.stabilizationWindowSeconds", window,
+                                   "must be less than or equal to 3600" if window > 0 else
+                                   "must be greater than or equal to zero"))
+        for j, policy in enumerate(rules.get("policies") or []):
+            value, period = policy.get("value"), policy.get("periodSeconds")
+            if not isinstance(value, int) or value <= 0:
+                causes.append(_invalid(f"spec.behavior.{direction}.policies[{j}].value", value or 0,
+                                       "must be greater than zero"))
+            if not isinstance(period, int) or not 0 < period <= 1800:
+                causes.append(_invalid(f"spec.behavior.{direction}.policies[{j}].periodSeconds", period or 0,
+                                       "must be greater than zero and less than or equal to 1800"))
     return causes
 
 
