@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,7 @@ from autoscaler.cli import main
 from autoscaler.commands.migrate_hpa import convert, parse_quantity, policy_snippet
 from autoscaler.config import ClusterPolicy, Severity, load_policy, parse_policy, resolve_lease
 from autoscaler.sandbox.cluster import SandboxCluster
+from tests.deploy.conftest import Kubectl
 
 REPO = Path(__file__).resolve().parents[2]
 POLICY = load_policy(REPO / "config" / "policy.yaml")
@@ -138,11 +140,70 @@ def test_cli_from_files(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> N
     assert doc["mode"] == "enforce" and doc["leases"][0]["annotations"][P + "threshold.kvCacheUsage"] == "70"
 
 
-async def test_cli_from_a_cluster_without_hpas(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    """From a cluster that does not serve autoscaling/v2 (the sandbox), the command fails clearly, exit 2."""
+async def test_cli_from_a_cluster(cluster: SandboxCluster, kubectl: Kubectl,
+                                  capsys: pytest.CaptureFixture[str]) -> None:
+    """From a cluster (the sandbox over HTTP): none yet is exit 1; then one HPA made by `kubectl autoscale`
+    (autoscaling/v1, CPU) and one created through the API (v2, a Pods metric) are both converted, -A."""
+    kc = str(kubectl.kubeconfig)
+    assert await asyncio.to_thread(main, ["migrate-hpa", "--kubeconfig", kc, "-A"]) == 1
+    assert "no HorizontalPodAutoscaler found" in capsys.readouterr().err
 
-    async with SandboxCluster() as c:
-        kc = c.write_kubeconfig(tmp_path / "kubeconfig")
-        rc = await asyncio.to_thread(main, ["migrate-hpa", "--kubeconfig", str(kc), "-A"])
+    for ns, name in (("shop", "web"), ("inference", "triton")):
+        cluster.ensure_namespace(ns)
+        cluster.create_deployment({"name": name, "namespace": ns})
+    rc, out, err = await kubectl("autoscale", "deployment", "web", "-n", "shop", "--min=2", "--max=6",
+                                 "--cpu-percent=65")
+    assert rc == 0 and "horizontalpodautoscaler.autoscaling/web autoscaled" in out, err
+    triton = hpa([pods("vllm:gpu_cache_usage_perc", "700m")], minReplicas=1, maxReplicas=3)
+    triton["metadata"] = {"name": "triton-hpa", "namespace": "inference"}
+    triton["spec"]["scaleTargetRef"]["name"] = "triton"
+    cluster.create(triton)
+
+    assert await asyncio.to_thread(main, ["migrate-hpa", "--kubeconfig", kc, "-A"]) == 0
+    text = capsys.readouterr().out
+    assert "# HPA shop/web -> Deployment shop/web" in text
+    assert ("kubectl annotate --overwrite -n shop deployment/web inference-autoscaler.io/enabled=true "
+            "inference-autoscaler.io/mode=shadow inference-autoscaler.io/min-replicas=2 "
+            "inference-autoscaler.io/max-replicas=6 inference-autoscaler.io/metrics=cpuUtilization "
+            "inference-autoscaler.io/threshold.cpuUtilization=65") in text
+    assert "# HPA inference/triton-hpa -> Deployment inference/triton" in text
+    assert "inference-autoscaler.io/threshold.kvCacheUsage=70" in text
+
+    assert await asyncio.to_thread(main, ["migrate-hpa", "--kubeconfig", kc, "-A", "-o", "json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    leases = {lease["hpa"]: lease for lease in doc["leases"]}
+    assert set(leases) == {"shop/web", "inference/triton-hpa"}
+    assert leases["shop/web"]["deployment"] == "web" and leases["shop/web"]["warnings"] == []
+    assert leases["shop/web"]["annotations"] == {
+        P + "enabled": "true", P + "mode": "shadow", P + "min-replicas": "2", P + "max-replicas": "6",
+        P + "metrics": "cpuUtilization", P + "threshold.cpuUtilization": "65"}
+    kv = leases["inference/triton-hpa"]
+    assert kv["deployment"] == "triton"
+    assert {k: kv["annotations"][P + k] for k in ("min-replicas", "max-replicas", "metrics", "threshold.kvCacheUsage")} \
+        == {"min-replicas": "1", "max-replicas": "3", "metrics": "kvCacheUsage", "threshold.kvCacheUsage": "70"}
+    assert any("becomes kvCacheUsage 70" in w for w in kv["warnings"]), kv["warnings"]
+    for lease in leases.values():
+        resolve = resolve_lease(lease["hpa"].split("/")[0], lease["deployment"], lease["annotations"], POLICY)
+        assert resolve.lease is not None, [i.message for i in resolve.issues]
+
+    # -n reads one namespace only
+    assert await asyncio.to_thread(main, ["migrate-hpa", "--kubeconfig", kc, "-n", "shop", "-o", "json"]) == 0
+    assert [lease["hpa"] for lease in json.loads(capsys.readouterr().out)["leases"]] == ["shop/web"]
+
+
+async def test_cli_from_an_unreachable_cluster(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A kubeconfig whose server does not answer (a closed port): a clear message and exit 2, no traceback."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    kc = tmp_path / "kubeconfig"
+    kc.write_text(yaml.safe_dump({
+        "apiVersion": "v1", "kind": "Config", "current-context": "gone",
+        "clusters": [{"name": "gone", "cluster": {"server": f"http://127.0.0.1:{port}"}}],
+        "users": [{"name": "gone", "user": {"token": "x"}}],
+        "contexts": [{"name": "gone", "context": {"cluster": "gone", "user": "gone"}}]}))
+    rc = await asyncio.to_thread(main, ["migrate-hpa", "--kubeconfig", str(kc), "-A"])
+    err = capsys.readouterr().err
     assert rc == 2
-    assert "reading HPAs from the cluster failed" in capsys.readouterr().err
+    assert err.startswith("migrate-hpa: reading HPAs from the cluster failed:") and f"127.0.0.1:{port}" in err
+    assert "Traceback" not in err
