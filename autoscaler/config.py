@@ -254,6 +254,12 @@ class PredictiveSettings(_Strict):
                                                   "(0: never)")
     panic_growth: float = Field(2.0, alias="panicGrowth", ge=1, le=10,
                                 description="in panic, at least this factor times the current replicas per decision")
+    reactive_floor_factor: float = Field(0.0, alias="reactiveFloorFactor", ge=0, le=1000,
+                                         description="opt-in: while queue time exceeds this multiple of the threshold, "
+                                                     "ceil(ready x queue time / threshold) is a floor (0: off)")
+    reactive_floor_max_growth: float = Field(4.0, alias="reactiveFloorMaxGrowth", ge=1, le=100,
+                                             description="the reactive floor asks for at most this factor times the "
+                                                         "ready replicas")
 
     @model_validator(mode="after")
     def _bucket_divides_period(self) -> PredictiveSettings:
@@ -273,7 +279,8 @@ class PredictiveSettings(_Strict):
             drain_s=self.drain_s, scale_down_window_s=self.scale_down_window_s,
             scale_down_max_fraction=self.scale_down_max_fraction, reactive_queue_factor=self.reactive_queue_factor,
             growth_window_s=self.growth_window_s, panic_queue_factor=self.panic_queue_factor,
-            panic_growth=self.panic_growth)
+            panic_growth=self.panic_growth, reactive_floor_factor=self.reactive_floor_factor,
+            reactive_floor_max_growth=self.reactive_floor_max_growth)
 
     def with_options(self, overrides: dict[str, float]) -> PredictiveSettings:
         """These settings with fields overridden by camelCase key (``--policy-option predictive.KEY=V``)."""

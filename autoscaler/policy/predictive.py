@@ -59,6 +59,7 @@ class PredictiveReason(StrEnum):
     SEASONAL = "Seasonal"
     REACTIVE_QUEUE_TIME = "ReactiveQueueTime"
     PANIC = "Panic"
+    REACTIVE_FLOOR = "ReactiveFloor"
     STARTUP_AWARE = "StartupAware"
     SCALE_DOWN_HELD = "ScaleDownHeld"
     SCALE_DOWN_LIMIT = "ScaleDownLimit"
@@ -106,6 +107,11 @@ class PredictiveParams:
     """Panic while the measured queue time exceeds this multiple of the target (0 = never)."""
     panic_growth: float = 2.0
     """In panic, at least this factor times the current replicas per decision (up to max)."""
+    reactive_floor_factor: float = 0.0
+    """Opt-in: while queue time exceeds this multiple of the target, the HPA's proportional rule on queue time is a
+    floor (0 = off)."""
+    reactive_floor_max_growth: float = 4.0
+    """The reactive floor asks for at most this factor times the Ready replicas."""
 
 
 @dataclass(frozen=True)
@@ -329,6 +335,15 @@ def decide_predictive(obs: PredictiveObservation, state: PredictiveState,
     st = replace(st, targets=(*kept, (now, target)))
 
     desired = target
+    if _queue_over(obs, params.reactive_floor_factor, params) and obs.ready_replicas > 0:
+        # the HPA's rule on the measured queue time, ceil(ready x measured / target), as a floor: it catches
+        # what the queueing model misses (arrivals far burstier than Poisson); held like a capacity target
+        assert obs.queue_time_us is not None
+        ratio = min(obs.queue_time_us / params.target_queue_time_us, params.reactive_floor_max_growth)
+        floor = min(hi, math.ceil(obs.ready_replicas * ratio))
+        st = replace(st, targets=(*st.targets, (now, floor)))
+        if floor > desired:
+            desired, reason = floor, PredictiveReason.REACTIVE_FLOOR
     if _queue_over(obs, params.panic_queue_factor, params):
         grown = min(hi, math.ceil(current * params.panic_growth))
         if grown > desired:

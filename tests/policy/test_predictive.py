@@ -104,6 +104,25 @@ def test_predictive_behaviour(case: Case) -> None:
     assert eval(case.check, {"n": n, "reason": reason, "need": need, "PredictiveReason": PredictiveReason}), (n, reason)
 
 
+def test_reactive_floor_is_opt_in_proportional_capped_and_held() -> None:
+    """Off by default; on, a queue 3x over target asks ceil(ready x 3) (capped at 4x ready), the floor is held for
+    the scale-down window after the queue recovers, and it never applies below its factor."""
+    base = need(100.0)
+    hist = steady(100.0, 600)
+    over = obs(600, 100.0, current=base, queue_us=30000.0)
+    assert run(hist, over) == (base, PredictiveReason.CAPACITY)
+    on = replace(PARAMS, reactive_floor_factor=1.1)
+    assert run(hist, over, on) == (3 * base, PredictiveReason.REACTIVE_FLOOR)
+    assert run(hist, obs(600, 100.0, current=base, queue_us=90000.0), on)[0] == 4 * base  # the growth cap
+    assert run(hist, obs(600, 100.0, current=base, queue_us=10500.0), on) == (base, PredictiveReason.CAPACITY)
+    state = PredictiveState()
+    for t, r in hist:
+        state = decide_predictive(obs(t, r, current=base), state, on).state
+    state = decide_predictive(over, state, on).state
+    later = decide_predictive(obs(660, 100.0, current=3 * base), state, on)  # queue back to 0, inside the window
+    assert later.desired_replicas == 3 * base and later.reason == PredictiveReason.SCALE_DOWN_HELD
+
+
 def test_a_growing_backlog_is_demand_the_pods_did_not_serve() -> None:
     """Saturated pods cap the served rate; the backlog's growth over the growth window is demand too."""
     for window, expect in ((30.0, 200.0), (0.0, 100.0)):

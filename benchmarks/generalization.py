@@ -1,0 +1,158 @@
+"""Issue 8 beyond the shared traces: synthetic traffic shapes, seeded, replayed side by side, one summary row each.
+
+Usage: python benchmarks/generalization.py [--out DIR] [--shared] [--only NAME,...] [--json]
+
+Writes the synthetic traces (CSV, the shared traces' format) to DIR (default: a temporary directory), replays
+each through hpa, keda, kpa, default and oracle with the default replay settings, and prints one row per trace:
+`default`'s figures as ratios, which of issue 8's checks it meets, and whether the oracle (perfect foresight)
+itself reaches half of hpa's violations, i.e. whether that check is feasible at all on the trace.
+`--shared` adds the shared traces (../shared/traces) to the table.
+
+The shapes (none of them was used to choose a parameter):
+  flash       Poisson 5 req/s with a 20-minute flash crowd at 5x (tokens)
+  ramp        Poisson ramp 2 -> 30 -> 2 req/s over an hour (tokens)
+  onoff       5 req/s with 30-s bursts at 40 req/s every 5 minutes (tokens)
+  gammaburst  three hours of a compressed day, each second's rate Gamma-distributed (CV^2 = 4) (tokens)
+  diurnal60   two days at 60-s buckets, a daily sinusoid whose level steps up 40 % on day two
+  square      50 <-> 300 req/s every 10 minutes at 5-s buckets (tokens)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+import zlib
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from autoscaler.config import load_policy
+from autoscaler.replay.policies import ReplaySettings
+from autoscaler.replay.report import criteria
+from autoscaler.replay.run import replay
+from autoscaler.replay.workload import DEFAULT_SERVING
+
+POLICIES = ("hpa", "keda", "kpa", "default", "oracle")
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "traces"
+
+
+def _write(path: Path, counts: np.ndarray, rng: np.random.Generator, bucket: int = 1, tokens: bool = True) -> None:
+    """A trace file: integer arrivals per bucket, with summed prompt / output tokens (Gamma per request)."""
+    lines = [f"# synthetic trace {path.stem} (benchmarks/generalization.py, seeded)", f"# bucket_seconds={bucket}",
+             "t_seconds,requests" + (",prompt_tokens,output_tokens" if tokens else "")]
+    for i, c in enumerate(counts.astype(np.int64)):
+        if tokens:
+            p = int(rng.gamma(2.0, 500.0, size=c).sum()) if c else 0
+            o = int(rng.gamma(1.0, 200.0, size=c).sum()) if c else 0
+            lines.append(f"{i * bucket},{c},{p},{o}")
+        else:
+            lines.append(f"{i * bucket},{c}")
+    path.write_text("\n".join(lines) + "\n")
+
+
+def _flash(rng: np.random.Generator) -> tuple[np.ndarray, int, bool]:
+    t = np.arange(3600)
+    return rng.poisson(np.where((t > 1200) & (t < 2400), 25.0, 5.0)), 1, True
+
+
+def _ramp(rng: np.random.Generator) -> tuple[np.ndarray, int, bool]:
+    return rng.poisson(np.interp(np.arange(3600), [0, 1800, 3600], [2.0, 30.0, 2.0])), 1, True
+
+
+def _onoff(rng: np.random.Generator) -> tuple[np.ndarray, int, bool]:
+    return rng.poisson(5.0 + 35.0 * ((np.arange(3600) % 300) < 30)), 1, True
+
+
+def _gammaburst(rng: np.random.Generator) -> tuple[np.ndarray, int, bool]:
+    t = np.arange(3 * 3600)
+    base = 10.0 + 8.0 * np.sin(2 * np.pi * t / t.size)
+    return rng.poisson(rng.gamma(0.25, base / 0.25)), 1, True
+
+
+def _diurnal60(rng: np.random.Generator) -> tuple[np.ndarray, int, bool]:
+    t = np.arange(2 * 1440)
+    lam = 60.0 * (100.0 + 70.0 * np.sin(2 * np.pi * t / 1440 - 1.5)) * np.where(t > 1440, 1.4, 1.0)
+    return rng.poisson(lam), 60, False
+
+
+def _square(rng: np.random.Generator) -> tuple[np.ndarray, int, bool]:
+    t = np.arange(720) * 5
+    return rng.poisson(5 * np.where((t // 600) % 2 == 0, 50.0, 300.0)), 5, True
+
+
+SHAPES: dict[str, Callable[[np.random.Generator], tuple[np.ndarray, int, bool]]] = {
+    "flash": _flash, "ramp": _ramp, "onoff": _onoff, "gammaburst": _gammaburst, "diurnal60": _diurnal60,
+    "square": _square,
+}
+
+
+def write_traces(out: Path, names: list[str], seed: int = 42) -> list[Path]:
+    out.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for name in names:
+        rng = np.random.default_rng([seed, zlib.crc32(name.encode())])  # by name: a subset gives the same traces
+        counts, bucket, tokens = SHAPES[name](rng)
+        path = out / f"{name}.csv"
+        _write(path, counts, rng, bucket, tokens)
+        paths.append(path)
+    return paths
+
+
+def summary_row(name: str, s: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """`default` against the baselines and the oracle, the checks met, and the violation check's feasibility."""
+    d, h, o = s["default"], s["hpa"], s["oracle"]
+    checks = criteria(s)
+    return {
+        "trace": name, "viol": d["sloViolationFraction"], "hpaViol": h["sloViolationFraction"],
+        "kpaViol": s["kpa"]["sloViolationFraction"], "oracleViol": o["sloViolationFraction"],
+        "violVsHpa": d["sloViolationFraction"] / max(h["sloViolationFraction"], 1e-12),
+        "gpuVsHpa": d["gpuSeconds"] / h["gpuSeconds"], "gpuVsKpa": d["gpuSeconds"] / s["kpa"]["gpuSeconds"],
+        "gpuVsOracle": d["gpuSeconds"] / o["gpuSeconds"],
+        "met": [name for name, ok, _ in checks if ok], "missed": [name for name, ok, _ in checks if ok is False],
+        "halfHpaFeasibleForOracle": o["sloViolationFraction"] <= 0.5 * h["sloViolationFraction"],
+    }
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--out", type=Path, default=None, help="where to write the traces (default: a temp dir)")
+    ap.add_argument("--only", default=",".join(SHAPES), help="comma-separated shapes")
+    ap.add_argument("--shared", action="store_true", help="also replay the shared traces")
+    ap.add_argument("--json", action="store_true")
+    args = ap.parse_args()
+    names = [n for n in args.only.split(",") if n]
+    unknown = sorted(set(names) - set(SHAPES))
+    if unknown:
+        print(f"unknown shapes {unknown} (known: {', '.join(SHAPES)})", file=sys.stderr)
+        return 2
+    with tempfile.TemporaryDirectory() as tmp:
+        traces = write_traces(args.out or Path(tmp), names)
+        if args.shared:
+            traces = sorted(SHARED.glob("*.csv")) + traces
+        settings = ReplaySettings(serving=DEFAULT_SERVING, max_replicas=40)
+        rows = []
+        for trace in traces:
+            t0 = time.perf_counter()
+            res = replay(trace, POLICIES, settings, load_policy(), peak_replicas=20)
+            rows.append(summary_row(trace.stem, res.summaries))
+            print(f"{trace.stem}: {time.perf_counter() - t0:.0f} s", file=sys.stderr)
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    print("| trace | default viol | hpa / kpa / oracle viol | viol/hpa | GPU/hpa | GPU/kpa | GPU/oracle | "
+          "missed checks | oracle <= 0.5 hpa? |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['trace']} | {r['viol']:.4f} | {r['hpaViol']:.4f} / {r['kpaViol']:.4f} / {r['oracleViol']:.4f} | "
+              f"{r['violVsHpa']:.2f} | {r['gpuVsHpa']:.2f} | {r['gpuVsKpa']:.2f} | {r['gpuVsOracle']:.2f} | "
+              f"{', '.join(r['missed']) or '-'} | {'yes' if r['halfHpaFeasibleForOracle'] else '**no**'} |")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
