@@ -934,6 +934,8 @@ class Controller:
         try:
             await supervise(tasks, self.stop)
         finally:
+            if self.elector is not None and self.elector.held_at_stop:
+                await self.elector.release()  # after the loop has stopped: no write can follow the release
             if runner is not None:
                 await runner.cleanup()
             if self._prom_owned:

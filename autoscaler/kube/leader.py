@@ -2,8 +2,9 @@
 
 Only the leader writes (scale patches, annotations, Events). ``is_leader`` flips as the library
 calls back; a standby takes over within ``lease_duration_s`` after the leader stops renewing. On a
-graceful stop the leader releases the Lease (clears ``holderIdentity``, as client-go's
-``ReleaseOnCancel`` does), so a standby takes over at its next retry instead of waiting the lease out.
+graceful stop the controller calls :meth:`LeaderElector.release` once its loop has stopped (so no write
+can follow): it clears ``holderIdentity``, as client-go's ``ReleaseOnCancel`` does, and a standby takes
+over at its next retry instead of waiting the lease out.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ class LeaderElector:
         self.namespace = namespace
         self.name = name
         self.is_leader = False
+        self.held_at_stop = False
         self.transitions = 0
         self.changed = asyncio.Event()
         self._api = api_client
@@ -61,9 +63,8 @@ class LeaderElector:
             try:
                 await leaderelection.LeaderElection(self._config).run()
             except asyncio.CancelledError:
-                if self.is_leader:
-                    self.is_leader = False
-                    await self.release()
+                self.held_at_stop = self.is_leader  # the owner releases once its writers have stopped
+                self.is_leader = False
                 raise
             except Exception:
                 log.exception("leader election round failed")
