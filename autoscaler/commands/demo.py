@@ -98,11 +98,12 @@ def _log_to(path: Path) -> None:
 
 def _print_summary(summary: dict[str, Any]) -> None:
     print()
-    print(f"{'lease':<20} {'mode':<8} {'bounds':>6} {'ups':>4} {'downs':>5} {'peak':>4} {'low':>4} "
+    w = max([20, *(len(k) for k in summary["leases"])])
+    print(f"{'lease':<{w}} {'mode':<8} {'bounds':>6} {'ups':>4} {'downs':>5} {'peak':>4} {'low':>4} "
           f"{'SLO viol':>8} {'GPU-s':>7} {'react s':>7}")
     for key, s in summary["leases"].items():
         react = "—" if s["reactionSeconds"] is None else f"{s['reactionSeconds']:g}"
-        print(f"{key:<20} {s['mode']:<8} {s['minReplicas']:>2}..{s['maxReplicas']:<2} {s['scaleUps']:>4} "
+        print(f"{key:<{w}} {s['mode']:<8} {s['minReplicas']:>2}..{s['maxReplicas']:<2} {s['scaleUps']:>4} "
               f"{s['scaleDowns']:>5} {s['peakReplicas']:>4} {s['lowestReplicas']:>4} "
               f"{100 * s['sloViolationFraction']:>7.1f}% {s['gpuSeconds']:>7.0f} {react:>7}")
     d = summary["reportDir"]

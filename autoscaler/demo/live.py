@@ -102,7 +102,7 @@ class LiveView(View):
     @staticmethod
     def plain_line(t: float, s: LeaseState) -> str:
         metrics = ", ".join(metric_text(m) for m in s.metrics) or "—"
-        return (f"t={t:5.1f}s {s.name:<14} {s.mode:<8} ready/desired {replicas_text(s):>5} "
+        return (f"t={t:5.1f}s {s.name:<17} {s.mode:<8} ready/desired {replicas_text(s):>5} "
                 f"[{s.min_replicas}..{s.max_replicas}] load {s.rate:5.1f} req/s  {metrics}  {s.reason}")
 
     def _render(self, states: list[LeaseState]) -> Group:
