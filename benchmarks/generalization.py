@@ -1,12 +1,13 @@
 """Issue 8 beyond the shared traces: synthetic traffic shapes, seeded, replayed side by side, one summary row each.
 
-Usage: python benchmarks/generalization.py [--out DIR] [--shared] [--only NAME,...] [--json]
+Usage: python benchmarks/generalization.py [--out DIR] [--shared] [--only NAME,...] [--json] [--plot PNG]
 
 Writes the synthetic traces (CSV, the shared traces' format) to DIR (default: a temporary directory), replays
 each through hpa, keda, kpa, default and oracle with the default replay settings, and prints one row per trace:
 `default`'s figures as ratios, which of issue 8's checks it meets, and whether the oracle (perfect foresight)
 itself reaches half of hpa's violations, i.e. whether that check is feasible at all on the trace.
-`--shared` adds the shared traces (../shared/traces) to the table.
+`--shared` adds the shared traces (../shared/traces) to the table. `--plot` draws every policy's violations and
+GPU-seconds relative to hpa per trace, with the region issue 8 asks for shaded.
 
 The shapes (none of them was used to choose a parameter):
   flash       Poisson 5 req/s with a 20-minute flash crowd at 5x (tokens)
@@ -115,7 +116,43 @@ def summary_row(name: str, s: dict[str, dict[str, Any]]) -> dict[str, Any]:
         "gpuVsOracle": d["gpuSeconds"] / o["gpuSeconds"],
         "met": [name for name, ok, _ in checks if ok], "missed": [name for name, ok, _ in checks if ok is False],
         "halfHpaFeasibleForOracle": o["sloViolationFraction"] <= 0.5 * h["sloViolationFraction"],
+        "relative": {name: (p["gpuSeconds"] / h["gpuSeconds"],
+                            p["sloViolationFraction"] / max(h["sloViolationFraction"], 1e-12))
+                     for name, p in s.items()},
     }
+
+
+def plot(rows: list[dict[str, Any]], path: Path) -> None:
+    """One panel: x = GPU-seconds / hpa's, y = violations / hpa's, a marker per policy per trace."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 5.5), dpi=90)
+    ax.axvspan(0, 1.0, ymax=0.5 / 2.0, color="tab:green", alpha=0.12, label="issue 8: <= hpa GPU, <= 0.5x violations")
+    style = {"default": ("o", "tab:blue"), "keda": ("s", "tab:orange"), "kpa": ("^", "tab:red"),
+             "oracle": ("*", "tab:gray")}
+    for name, (marker, color) in style.items():
+        pts = [(r["relative"][name], r["trace"]) for r in rows if name in r["relative"]]
+        ax.scatter([x for (x, _), _ in pts], [min(y, 1.95) for (_, y), _ in pts], marker=marker, color=color,
+                   s=70 if name == "default" else 40, label=name, zorder=3)
+        if name == "default":
+            for (x, y), trace in pts:
+                ax.annotate(trace.split("_20")[0].split("_mlarge")[0], (x, min(y, 1.95)), fontsize=8,
+                            xytext=(4, 3), textcoords="offset points")
+    ax.scatter([1.0], [1.0], marker="x", color="black", s=60, label="hpa (queue time)", zorder=3)
+    ax.set_xlim(0, max(1.6, max(r["relative"]["default"][0] for r in rows) + 0.1))
+    ax.set_ylim(0, 2.0)
+    ax.set_xlabel("GPU-seconds / hpa's")
+    ax.set_ylabel("SLO-violation fraction / hpa's (capped at 1.95)")
+    ax.set_title("default vs the baselines, per trace (benchmarks/generalization.py)")
+    ax.legend(fontsize=8, loc="upper right")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
 
 
 def main() -> int:
@@ -124,6 +161,7 @@ def main() -> int:
     ap.add_argument("--only", default=",".join(SHAPES), help="comma-separated shapes")
     ap.add_argument("--shared", action="store_true", help="also replay the shared traces")
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--plot", type=Path, default=None, help="write the summary plot (PNG) here")
     args = ap.parse_args()
     names = [n for n in args.only.split(",") if n]
     unknown = sorted(set(names) - set(SHAPES))
@@ -141,6 +179,8 @@ def main() -> int:
             res = replay(trace, POLICIES, settings, load_policy(), peak_replicas=20)
             rows.append(summary_row(trace.stem, res.summaries))
             print(f"{trace.stem}: {time.perf_counter() - t0:.0f} s", file=sys.stderr)
+    if args.plot:
+        plot(rows, args.plot)
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
