@@ -171,6 +171,8 @@ def parse_predictive(text: str | None) -> PredictivePersisted | None:
     values = [*out.season, out.bucket[0], out.season_end, out.season_bucket_s]
     if any(not math.isfinite(v) or v < 0 for v in values) or out.bucket[1] < 0 or out.season_bucket_s <= 0:
         return None
+    if out.service_time_s is not None and not (math.isfinite(out.service_time_s) and out.service_time_s > 0):
+        return None
     return out
 
 

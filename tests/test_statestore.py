@@ -152,7 +152,8 @@ def test_predictive_state_written_once_per_closed_bucket() -> None:
 def test_predictive_annotation_garbage_and_changed_bucket_size() -> None:
     """Unreadable or negative content is no state; a season kept with other bucket sizes is dropped."""
     for bad in ("", "{", "[]", '{"v": 99}', '{"v":1,"b":600,"end":0,"m":["x"]}', '{"v":1,"b":600,"end":0,"m":[-1]}',
-                '{"v":1,"b":0,"end":0,"m":[]}', '{"v":1,"b":600,"end":0,"m":[NaN]}'):
+                '{"v":1,"b":0,"end":0,"m":[]}', '{"v":1,"b":600,"end":0,"m":[NaN]}',
+                '{"v":1,"b":600,"end":0,"m":[],"svc":-1}', '{"v":1,"b":600,"end":0,"m":[],"open":7}'):
         assert parse_predictive(bad) is None, bad
     states, params = _diurnal_run(1.2)
     last = states[-1]
