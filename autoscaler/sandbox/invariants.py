@@ -216,13 +216,12 @@ class InvariantChecker:
             return f"lease marked blind for {now - since:.1f}s"
         return None
 
-    def _writer_of(self, path_prefix: str) -> str | None:
-        writers = {w.identity for w in self._writers
-                   for method, path in w.proxy.inflight if method in WRITES and path.startswith(path_prefix)}
+    def _writer_of(self, target: str, ns: str, name: str) -> str | None:
+        """The controller with a write in flight to ``target`` (the path itself, a subpath or with a query)."""
+        writers = {w.identity for w in self._writers for method, path in w.proxy.inflight
+                   if method in WRITES and (path == target or path.startswith((target + "/", target + "?")))}
         if len(writers) > 1:
-            ns_name = path_prefix.rstrip("/").rsplit("/", 3)
-            self._violate("two-writers", ns_name[-3] if len(ns_name) >= 3 else "", ns_name[-1],
-                          f"concurrent writes by {sorted(writers)}")
+            self._violate("two-writers", ns, name, f"concurrent writes by {sorted(writers)}")
         return min(writers) if writers else None
 
     def _observe_request(self, identity: str, method: str, path: str, body: bytes) -> None:
@@ -259,11 +258,17 @@ class InvariantChecker:
         md = change.obj.get("metadata") or {}
         ns, name = str(md.get("namespace") or ""), str(md.get("name") or "")
         if change.storage == DEPLOYMENTS.storage_key:
-            writer = self._writer_of(f"/apis/apps/v1/namespaces/{ns}/deployments/{name}")
+            path = f"/apis/apps/v1/namespaces/{ns}/deployments/{name}"
+            old_n = int(((change.old or {}).get("spec") or {}).get("replicas", 1))
+            if change.old is not None and change.type == "MODIFIED" and old_n != int(change.obj["spec"].get("replicas", 1)):
+                # a replica change is the controller's only if it has a /scale write in flight (the one way it
+                # scales): a human's `kubectl scale` landing while its status PATCH is in flight is not its own
+                path += "/scale"
+            writer = self._writer_of(path, ns, name)
         elif change.storage == EVENTS.storage_key:
-            writer = self._writer_of(f"/api/v1/namespaces/{ns}/events")
+            writer = self._writer_of(f"/api/v1/namespaces/{ns}/events", ns, name)
         elif change.storage == CONFIGMAPS.storage_key:
-            writer = self._writer_of(f"/api/v1/namespaces/{ns}/configmaps/{name}")
+            writer = self._writer_of(f"/api/v1/namespaces/{ns}/configmaps/{name}", ns, name)
         else:
             return
         self.counts.checks += 1
