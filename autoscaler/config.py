@@ -15,7 +15,7 @@ untouched); out-of-range values are clamped to the nearest bound and reported.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from enum import StrEnum
 from pathlib import Path
 from typing import Any, Literal
@@ -269,18 +269,12 @@ class PredictiveSettings(_Strict):
         return self
 
     def to_params(self, target_queue_time_us: float) -> PredictiveParams:
-        """The pure policy's parameters, with the lease's queue-time target (µs)."""
-        return PredictiveParams(
-            target_queue_time_us=target_queue_time_us, violation_target=self.violation_target,
-            arrival_cv2=self.arrival_cv2, service_time_cv=self.service_time_cv, burst_window_s=self.burst_window_s,
-            trend_window_s=self.trend_window_s, trend_damping=self.trend_damping, lag_s=self.lag_s,
-            seasonal=self.seasonal, season_period_s=self.season_period_s, season_bucket_s=self.season_bucket_s,
-            season_harmonics=self.season_harmonics, season_history_periods=self.season_history_periods,
-            drain_s=self.drain_s, scale_down_window_s=self.scale_down_window_s,
-            scale_down_max_fraction=self.scale_down_max_fraction, reactive_queue_factor=self.reactive_queue_factor,
-            growth_window_s=self.growth_window_s, panic_queue_factor=self.panic_queue_factor,
-            panic_growth=self.panic_growth, reactive_floor_factor=self.reactive_floor_factor,
-            reactive_floor_max_growth=self.reactive_floor_max_growth)
+        """The pure policy's parameters, with the lease's queue-time target (µs). Every parameter of the policy
+        is a setting of the same name; the settings the controller itself uses (rate window, start-up delay,
+        slots) stay here."""
+        shared = {f.name: getattr(self, f.name) for f in fields(PredictiveParams)
+                  if f.name in type(self).model_fields}
+        return PredictiveParams(target_queue_time_us=target_queue_time_us, **shared)
 
     def with_options(self, overrides: dict[str, float]) -> PredictiveSettings:
         """These settings with fields overridden by camelCase key (``--policy-option predictive.KEY=V``)."""

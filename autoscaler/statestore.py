@@ -83,14 +83,23 @@ def needs_write(new: Persisted, old: Persisted, granularity_s: float) -> bool:
                                                                   strict=True))
 
 
-def parse(text: str | None) -> Persisted | None:
-    """Read the annotation; ``None`` if absent or unreadable (then the core starts fresh)."""
+def _document(text: str | None, version: int) -> dict[str, Any] | None:
+    """An annotation's JSON object if it is one of ``version``, else None (absent, unreadable, foreign)."""
     if not text:
         return None
     try:
         doc: Any = json.loads(text)
-        if not isinstance(doc, dict) or doc.get("v") != VERSION:
-            return None
+    except ValueError:
+        return None
+    return doc if isinstance(doc, dict) and doc.get("v") == version else None
+
+
+def parse(text: str | None) -> Persisted | None:
+    """Read the annotation; ``None`` if absent or unreadable (then the core starts fresh)."""
+    doc = _document(text, VERSION)
+    if doc is None:
+        return None
+    try:
         recs = tuple(sorted((int(v), float(t)) for v, t in doc.get("r", [])))
         events = tuple((float(t), int(c)) for t, c in doc.get("e", []))
     except (ValueError, TypeError):
@@ -156,12 +165,10 @@ def predictive_needs_write(new: PredictivePersisted | None, old: PredictivePersi
 
 def parse_predictive(text: str | None) -> PredictivePersisted | None:
     """Read the annotation; ``None`` if absent or unreadable (the policy then learns from scratch)."""
-    if not text:
+    doc = _document(text, PREDICTIVE_VERSION)
+    if doc is None:
         return None
     try:
-        doc: Any = json.loads(text)
-        if not isinstance(doc, dict) or doc.get("v") != PREDICTIVE_VERSION:
-            return None
         mean, n = doc.get("open", [0.0, 0])
         svc = doc.get("svc")
         out = PredictivePersisted(tuple(float(m) for m in doc["m"]), float(doc["end"]), float(doc["b"]),

@@ -179,3 +179,18 @@ def test_packaged_default_policy_is_the_shipped_one() -> None:
 
     assert DEFAULT_POLICY.read_text() == (ROOT / "config" / "policy.yaml").read_text(), (
         "autoscaler/data/policy.yaml must be a copy of config/policy.yaml: cp config/policy.yaml autoscaler/data/")
+
+
+def test_every_predictive_parameter_is_a_policy_setting() -> None:
+    """`to_params` copies settings by name: a parameter of the pure policy without a setting would silently
+    keep its code default whatever the ConfigMap says."""
+    from dataclasses import fields
+
+    from autoscaler.config import PredictiveSettings
+    from autoscaler.policy.predictive import PredictiveParams
+
+    missing = {f.name for f in fields(PredictiveParams)} - {"target_queue_time_us"} - set(PredictiveSettings.model_fields)
+    assert not missing
+    cfg = PredictiveSettings.model_validate({"violationTarget": 0.02, "reactiveFloorFactor": 1.5, "panicGrowth": 3})
+    p = cfg.to_params(7000.0)
+    assert (p.target_queue_time_us, p.violation_target, p.reactive_floor_factor, p.panic_growth) == (7000.0, 0.02, 1.5, 3)
