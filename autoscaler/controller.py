@@ -25,7 +25,7 @@ from collections import Counter, deque
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from functools import partial
-from typing import Any
+from typing import Any, TypeVar
 
 from autoscaler import ANNOTATION_PREFIX
 from autoscaler.config import (
@@ -107,6 +107,7 @@ from autoscaler.statestore import (
 from autoscaler.telemetry import Telemetry, make_app, serve
 
 log = logging.getLogger("autoscaler.controller")
+_T = TypeVar("_T")
 
 
 
@@ -257,7 +258,8 @@ class Controller:
         self.stop = asyncio.Event()
         self.last_report = TickReport()
         self.last_tick_at: float | None = None
-        self._kinds: dict[tuple[int, str, str | None], MetricKind] = {}  # (policy version, name, query)
+        self._kinds: dict[tuple[Any, ...], MetricKind] = {}  # (policy version, name, query)
+        self._pparams: dict[tuple[Any, ...], PredictiveParams] = {}  # (policy version, queue-time target)
         self._pending_events: list[Awaitable[None]] = []
         self._decisions: Counter[tuple[str, str]] = Counter()  # (reason, mode) -> decisions not yet counted
         self.conflicts = 0
@@ -373,15 +375,25 @@ class Controller:
             spec.target = LeaseTarget.of(key[0], [p.name for p in spec.pods]) if spec.pods else None
             spec.pod_gen = gen
 
+    def _per_policy(self, cache: dict[tuple[Any, ...], _T], key: tuple[Any, ...], make: Callable[[], _T]) -> _T:
+        """``make()`` once per policy version and key; a reloaded policy empties ``cache``."""
+        full = (self.policy.version, *key)
+        value = cache.get(full)
+        if value is None:
+            if cache and next(iter(cache))[0] != self.policy.version:
+                cache.clear()
+            value = cache[full] = make()
+        return value
+
     def _kind(self, name: str, query: str | None) -> MetricKind:
         """The metric kind for this policy version (a reloaded policy may change its options)."""
-        key = (self.policy.version, name, query)
-        kind = self._kinds.get(key)
-        if kind is None:
-            if self._kinds and next(iter(self._kinds))[0] != self.policy.version:
-                self._kinds.clear()
-            kind = self._kinds[key] = kind_for(name, query, self.policy.policy.autoscaling, self.registry)
-        return kind
+        return self._per_policy(self._kinds, (name, query),
+                                lambda: kind_for(name, query, self.policy.policy.autoscaling, self.registry))
+
+    def _predictive_params(self, target_us: float) -> PredictiveParams:
+        """The predictive parameters for this policy version and queue-time target (built once, shared)."""
+        return self._per_policy(self._pparams, (target_us,),
+                                lambda: self.policy.policy.autoscaling.predictive.to_params(target_us))
 
     # ------------------------------------------------------------------------------ the tick
 
@@ -630,7 +642,7 @@ class Controller:
             lease.namespace, pods, results.get("requestStats"), now, snap.current_replicas, lease.min_replicas,
             lease.max_replicas, lease.slots_per_replica or settings.slots_per_replica,
             measured_startup_s(pods, settings.startup_s))
-        params = settings.to_params(target_us)
+        params = self._predictive_params(target_us)
         d = decide_predictive(obs, self._predictive_state(p, params), params)
         p.rt.predictive, p.rt.predictive_params = d.state, params
         if d.reason == PredictiveReason.MISSING_DATA:

@@ -22,8 +22,10 @@ The decision, in order (each step is a parameter of :class:`PredictiveParams`):
 4. **Capacity target**: the fewest replicas whose per-replica queue (``slots`` servers, Allen-Cunneen
    G/G/c, :func:`autoscaler.serving.erlang_c`) keeps ``P(queue time > target) <= violation_target``
    at that rate (``Capacity``).
-5. **Reactive floor**: while the measured queue time exceeds the target, never scale down
-   (``ReactiveQueueTime``). **Panic**: while it exceeds ``panic_queue_factor`` times the target (a
+5. **Reactive rules** on the measured queue time: above ``reactive_queue_factor`` x the target, never
+   scale down (``ReactiveQueueTime``). Opt-in, above ``reactive_floor_factor`` x the target, the HPA's
+   rule ``ceil(ready x measured / target)`` (at most ``reactive_floor_max_growth`` x ready) is a floor,
+   held like a capacity target (``ReactiveFloor``). **Panic**: while it exceeds ``panic_queue_factor`` times the target (a
    severe overload the model did not foresee: a cold start, a burst far above the envelope), grow the
    replica count by ``panic_growth`` per decision, as the HPA's default scale-up policy allows, even
    while pods start (``Panic``). It overshoots on purpose: traffic that overloaded the fleet this much

@@ -11,8 +11,8 @@ from autoscaler.cli import main
 from autoscaler.config import POLICY_CONFIGMAP, POLICY_NAMESPACE, STATUS_ANNOTATION
 from autoscaler.sandbox.resources import CONFIGMAPS
 from tests.controller.conftest import Env, wait_for
+from tests.support import P
 
-P = "inference-autoscaler.io/"
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
 
