@@ -254,12 +254,17 @@ class PredictiveSettings(_Strict):
                                                   "(0: never)")
     panic_growth: float = Field(2.0, alias="panicGrowth", ge=1, le=10,
                                 description="in panic, at least this factor times the current replicas per decision")
-    reactive_floor_factor: float = Field(0.0, alias="reactiveFloorFactor", ge=0, le=1000,
-                                         description="opt-in: while queue time exceeds this multiple of the threshold, "
-                                                     "ceil(ready x queue time / threshold) is a floor (0: off)")
+    reactive_floor_factor: float = Field(1.1, alias="reactiveFloorFactor", ge=0, le=1000,
+                                         description="while queue time exceeds this multiple of the threshold for "
+                                                     "the whole floor window, ceil(ready x queue time / threshold) "
+                                                     "is a floor (0: off)")
     reactive_floor_max_growth: float = Field(4.0, alias="reactiveFloorMaxGrowth", ge=1, le=100,
                                              description="the reactive floor asks for at most this factor times the "
                                                          "ready replicas")
+    reactive_floor_window_s: float = Field(60.0, alias="reactiveFloorWindowSeconds", ge=0, le=3600,
+                                           description="the reactive floor uses the smallest queue time and Ready "
+                                                       "count of this window, seconds: only a sustained excess "
+                                                       "raises it (0: the current values)")
 
     @model_validator(mode="after")
     def _bucket_divides_period(self) -> PredictiveSettings:

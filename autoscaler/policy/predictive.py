@@ -23,9 +23,12 @@ The decision, in order (each step is a parameter of :class:`PredictiveParams`):
    G/G/c, :func:`autoscaler.serving.erlang_c`) keeps ``P(queue time > target) <= violation_target``
    at that rate (``Capacity``).
 5. **Reactive rules** on the measured queue time: above ``reactive_queue_factor`` x the target, never
-   scale down (``ReactiveQueueTime``). Opt-in, above ``reactive_floor_factor`` x the target, the HPA's
-   rule ``ceil(ready x measured / target)`` (at most ``reactive_floor_max_growth`` x ready) is a floor,
-   held like a capacity target (``ReactiveFloor``). **Panic**: while it exceeds ``panic_queue_factor`` times the target (a
+   scale down (``ReactiveQueueTime``). When it has stayed above ``reactive_floor_factor`` x the target for
+   the whole ``reactive_floor_window_s``, the HPA's rule ``ceil(ready x measured / target)`` on the
+   window's smallest queue time and Ready count (at most ``reactive_floor_max_growth`` x ready) is a
+   floor, held like a capacity target (``ReactiveFloor``): the model's blind spot (arrivals burstier
+   than it assumes) shows as a chronic queue. Not in the first burst window after a (re)start, when the
+   queue still holds the backlog of the fleet the controller found. **Panic**: while it exceeds ``panic_queue_factor`` times the target (a
    severe overload the model did not foresee: a cold start, a burst far above the envelope), grow the
    replica count by ``panic_growth`` per decision, as the HPA's default scale-up policy allows, even
    while pods start (``Panic``). It overshoots on purpose: traffic that overloaded the fleet this much
@@ -109,11 +112,14 @@ class PredictiveParams:
     """Panic while the measured queue time exceeds this multiple of the target (0 = never)."""
     panic_growth: float = 2.0
     """In panic, at least this factor times the current replicas per decision (up to max)."""
-    reactive_floor_factor: float = 0.0
-    """Opt-in: while queue time exceeds this multiple of the target, the HPA's proportional rule on queue time is a
-    floor (0 = off)."""
+    reactive_floor_factor: float = 1.1
+    """While the queue time, over the whole floor window, exceeds this multiple of the target, the HPA's
+    proportional rule on it is a floor (0 = off)."""
     reactive_floor_max_growth: float = 4.0
     """The reactive floor asks for at most this factor times the Ready replicas."""
+    reactive_floor_window_s: float = 60.0
+    """The reactive floor uses the smallest queue time and Ready count of this window: only a sustained excess
+    raises it, sized on the fleet that produced it (0 = the current values)."""
 
 
 @dataclass(frozen=True)
@@ -160,6 +166,8 @@ class PredictiveState:
     bucket_n: int = 0
     season_fit: tuple[float, ...] = ()
     """The fitted daily shape, one value per bucket of a period (empty: not enough history)."""
+    queue_times: tuple[tuple[float, float, float], ...] = ()
+    """(time, measured queue time µs, Ready replicas) over the reactive floor's window."""
     since: float | None = None
     """Time of the first decision with data (the start of this state's memory, e.g. after a restart)."""
 
@@ -269,6 +277,26 @@ def _update_season(state: PredictiveState, now: float, rate: float, params: Pred
 # --------------------------------------------------------------------------------------- decision
 
 
+def _sustained_queue(state: PredictiveState, obs: PredictiveObservation,
+                     params: PredictiveParams) -> tuple[PredictiveState, float | None, int]:
+    """The reactive floor's inputs: the smallest queue time of its window and the smallest Ready count (the fleet
+    that produced it: the queue time is a 1 m average, so right after pods become Ready it still shows the smaller
+    fleet's backlog). ``None`` while the floor is off or its window is not covered yet."""
+    if params.reactive_floor_factor <= 0:
+        return state, None, 0
+    if params.reactive_floor_window_s <= 0:
+        return state, obs.queue_time_us, obs.ready_replicas
+    now, w = obs.now, params.reactive_floor_window_s
+    samples = state.queue_times if obs.queue_time_us is None else (
+        *state.queue_times, (now, obs.queue_time_us, float(obs.ready_replicas)))
+    samples = tuple(x for x in samples if x[0] > now - w)
+    state = replace(state, queue_times=samples)
+    if not samples or now - samples[0][0] < 0.75 * w:
+        return state, None, 0
+    return state, min(q for _t, q, _n in samples), int(min(n for _t, _q, n in samples))
+
+
+
 def _queue_over(obs: PredictiveObservation, factor: float, params: PredictiveParams) -> bool:
     """The measured queue time exceeds ``factor`` x the target (a factor of 0 switches the check off)."""
     return (factor > 0 and obs.queue_time_us is not None
@@ -337,12 +365,19 @@ def decide_predictive(obs: PredictiveObservation, state: PredictiveState,
     st = replace(st, targets=(*kept, (now, target)))
 
     desired = target
-    if _queue_over(obs, params.reactive_floor_factor, params) and obs.ready_replicas > 0:
-        # the HPA's rule on the measured queue time, ceil(ready x measured / target), as a floor: it catches
-        # what the queueing model misses (arrivals far burstier than Poisson); held like a capacity target
-        assert obs.queue_time_us is not None
-        ratio = min(obs.queue_time_us / params.target_queue_time_us, params.reactive_floor_max_growth)
-        floor = min(hi, math.ceil(obs.ready_replicas * ratio))
+    # too little history to trust a lower target, or a queue time as chronic: right after a (re)start the burst
+    # envelope and the scale-down window are empty, and the queue time still shows the backlog of the fleet the
+    # controller found
+    warm = now - since >= max(params.scale_down_window_s, params.burst_window_s)
+    st, sustained, fleet = _sustained_queue(st, obs, params)
+    if (warm and sustained is not None and fleet > 0
+            and sustained > params.reactive_floor_factor * params.target_queue_time_us):
+        # the HPA's rule, ceil(ready x queue time / target), on a queue time sustained over the floor's window and
+        # the fleet that produced it, as a floor: it catches what the queueing model misses (arrivals far
+        # burstier than Poisson, service times it underestimates); held like a capacity target
+        ratio = min(sustained / params.target_queue_time_us, params.reactive_floor_max_growth)
+        floor = min(hi, math.ceil(fleet * ratio))
+        details["reactive_floor"] = float(floor)
         st = replace(st, targets=(*st.targets, (now, floor)))
         if floor > desired:
             desired, reason = floor, PredictiveReason.REACTIVE_FLOOR
@@ -351,11 +386,7 @@ def decide_predictive(obs: PredictiveObservation, state: PredictiveState,
         if grown > desired:
             desired, reason = grown, PredictiveReason.PANIC
     if desired < current:
-        held = max(n for _t, n in st.targets)
-        if now - since < max(params.scale_down_window_s, params.burst_window_s):
-            # too little history to trust a lower target: right after a restart the burst envelope and
-            # the scale-down window are empty, and a lull would look like the whole story
-            held = current
+        held = max(n for _t, n in st.targets) if warm else current
         floor_frac = math.ceil(current * (1.0 - params.scale_down_max_fraction))
         if _queue_over(obs, params.reactive_queue_factor, params):
             desired, reason = current, PredictiveReason.REACTIVE_QUEUE_TIME

@@ -9,6 +9,7 @@ import pytest
 
 from autoscaler.config import ClusterPolicy, parse_policy
 from autoscaler.policy.predictive import (
+    PredictiveDecision,
     PredictiveObservation,
     PredictiveParams,
     PredictiveReason,
@@ -24,7 +25,7 @@ from autoscaler.replay.workload import DEFAULT_SERVING, Workload, replica_capaci
 
 SVC = 0.25  # s per request
 SLOTS = 8
-PARAMS = PredictiveParams(seasonal=False)
+PARAMS = PredictiveParams(seasonal=False, reactive_floor_factor=0.0)  # the floor has its own test
 
 
 def obs(now: float, rate: float | None, *, current: int = 4, starting: int = 0, lo: int = 1, hi: int = 40,
@@ -104,23 +105,44 @@ def test_predictive_behaviour(case: Case) -> None:
     assert eval(case.check, {"n": n, "reason": reason, "need": need, "PredictiveReason": PredictiveReason}), (n, reason)
 
 
-def test_reactive_floor_is_opt_in_proportional_capped_and_held() -> None:
-    """Off by default; on, a queue 3x over target asks ceil(ready x 3) (capped at 4x ready), the floor is held for
-    the scale-down window after the queue recovers, and it never applies below its factor."""
+def _feed(params: PredictiveParams, samples: list[tuple[float, float, int]], base: int) -> PredictiveDecision:
+    """Decide every 5 s on a steady 100 req/s; ``samples`` are (time, queue time µs, Ready replicas)."""
+    state, d = PredictiveState(), None
+    for t, q, ready in samples:
+        d = decide_predictive(obs(t, 100.0, current=max(base, ready), queue_us=q), state, params)
+        state = d.state
+    assert d is not None
+    return d
+
+
+def test_reactive_floor_needs_a_sustained_queue_and_sizes_on_the_fleet_that_produced_it() -> None:
+    """On by default: a queue time over 1.1x the target for the whole 60 s window asks ceil(ready x queue/target),
+    on the window's smallest queue time and Ready count, capped at 4x; a spike shorter than the window does
+    nothing; neither does a queue in the first burst window after a start (the backlog of the fleet found);
+    once raised, the floor is held for the scale-down window after the queue recovers."""
+    p = replace(PredictiveParams(), seasonal=False)
+    assert (p.reactive_floor_factor, p.reactive_floor_window_s) == (1.1, 60.0)
     base = need(100.0)
-    hist = steady(100.0, 600)
-    over = obs(600, 100.0, current=base, queue_us=30000.0)
-    assert run(hist, over) == (base, PredictiveReason.CAPACITY)
-    on = replace(PARAMS, reactive_floor_factor=1.1)
-    assert run(hist, over, on) == (3 * base, PredictiveReason.REACTIVE_FLOOR)
-    assert run(hist, obs(600, 100.0, current=base, queue_us=90000.0), on)[0] == 4 * base  # the growth cap
-    assert run(hist, obs(600, 100.0, current=base, queue_us=10500.0), on) == (base, PredictiveReason.CAPACITY)
-    state = PredictiveState()
-    for t, r in hist:
-        state = decide_predictive(obs(t, r, current=base), state, on).state
-    state = decide_predictive(over, state, on).state
-    later = decide_predictive(obs(660, 100.0, current=3 * base), state, on)  # queue back to 0, inside the window
-    assert later.desired_replicas == 3 * base and later.reason == PredictiveReason.SCALE_DOWN_HELD
+    calm = [(float(t), 0.0, base) for t in range(0, 900, 5)]
+    chronic = [(float(t), 30000.0, base) for t in range(900, 965, 5)]
+    d = _feed(p, calm + chronic, base)
+    assert (d.desired_replicas, d.reason) == (3 * base, PredictiveReason.REACTIVE_FLOOR)
+    assert _feed(p, calm + [(t, 90000.0, n) for t, _q, n in chronic], base).desired_replicas == 4 * base  # the cap
+    # one decision under the factor inside the window: not sustained
+    dip = [*chronic[:6], (chronic[6][0], 10500.0, base), *chronic[7:]]
+    assert _feed(p, calm + dip, base).reason == PredictiveReason.CAPACITY
+    # a spike shorter than the window
+    assert _feed(p, calm + chronic[:8], base).reason == PredictiveReason.CAPACITY
+    # pods that became Ready inside the window did not produce its queue time: the floor counts the smaller fleet
+    grown = [(t, 30000.0, base if t < 940 else 2 * base) for t, _q, _n in chronic]
+    assert _feed(p, calm + grown, base).desired_replicas == 3 * base
+    # the same queue right after a start: the floor waits for the burst window
+    assert _feed(p, [(t - 900.0, q, n) for t, q, n in chronic], base).reason != PredictiveReason.REACTIVE_FLOOR
+    # held like a target for the scale-down window after the queue recovers
+    d = _feed(p, calm + chronic + [(970.0, 0.0, 3 * base), (1020.0, 0.0, 3 * base)], 3 * base)
+    assert (d.desired_replicas, d.reason) == (3 * base, PredictiveReason.SCALE_DOWN_HELD)
+    # off: nothing of the above
+    assert _feed(replace(p, reactive_floor_factor=0.0), calm + chronic, base).reason == PredictiveReason.CAPACITY
 
 
 def test_a_growing_backlog_is_demand_the_pods_did_not_serve() -> None:
