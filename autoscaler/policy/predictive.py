@@ -289,7 +289,7 @@ def _sustained_queue(state: PredictiveState, obs: PredictiveObservation,
     now, w = obs.now, params.reactive_floor_window_s
     samples = state.queue_times if obs.queue_time_us is None else (
         *state.queue_times, (now, obs.queue_time_us, float(obs.ready_replicas)))
-    samples = tuple(x for x in samples if x[0] > now - w)
+    samples = tuple(x for x in samples if x[0] >= now - w)
     state = replace(state, queue_times=samples)
     if not samples or now - samples[0][0] < 0.75 * w:
         return state, None, 0
