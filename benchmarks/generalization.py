@@ -1,12 +1,13 @@
 """Issue 8 beyond the shared traces: synthetic traffic shapes, seeded, replayed side by side, one summary row each.
 
-Usage: python benchmarks/generalization.py [--out DIR] [--shared] [--only NAME,...] [--json] [--plot PNG]
+Usage: python benchmarks/generalization.py [--out DIR] [--shared] [--halves] [--only NAME,...] [--json] [--plot PNG]
 
 Writes the synthetic traces (CSV, the shared traces' format) to DIR (default: a temporary directory), replays
 each through hpa, keda, kpa, default and oracle with the default replay settings, and prints one row per trace:
 `default`'s figures as ratios, which of issue 8's checks it meets, and whether the oracle (perfect foresight)
 itself reaches half of hpa's violations, i.e. whether that check is feasible at all on the trace.
-`--shared` adds the shared traces (../shared/traces) to the table. `--plot` draws every policy's violations and
+`--shared` adds the shared traces (../shared/traces) to the table; `--halves` adds each shared trace's first and
+second half as traces of their own (`_A`, `_B`, each rescaled on its own: held-out segments). `--plot` draws every policy's violations and
 GPU-seconds relative to hpa per trace, with the region issue 8 asks for shaded.
 
 The shapes (none of them was used to choose a parameter):
@@ -104,6 +105,22 @@ def write_traces(out: Path, names: list[str], seed: int = 42) -> list[Path]:
     return paths
 
 
+def write_halves(src: Path, out: Path) -> list[Path]:
+    """The first and the second half of a trace, each a trace file of its own (header kept, time from 0)."""
+    lines = src.read_text().splitlines()
+    head = [x for x in lines if x.startswith("#") or x.startswith("t_seconds")]
+    rows = [x for x in lines if x and x[0].isdigit()]
+    bucket = float(rows[1].split(",")[0]) - float(rows[0].split(",")[0]) if len(rows) > 1 else 1.0
+    mid = len(rows) // 2
+    paths = []
+    for tag, part in (("A", rows[:mid]), ("B", rows[mid:])):
+        body = [",".join([f"{i * bucket:g}", *r.split(",")[1:]]) for i, r in enumerate(part)]
+        path = out / f"{src.stem}_{tag}.csv"
+        path.write_text("\n".join([*head, *body]) + "\n")
+        paths.append(path)
+    return paths
+
+
 def summary_row(name: str, s: dict[str, dict[str, Any]]) -> dict[str, Any]:
     """`default` against the baselines and the oracle, the checks met, and the violation check's feasibility."""
     d, h, o = s["default"], s["hpa"], s["oracle"]
@@ -160,6 +177,7 @@ def main() -> int:
     ap.add_argument("--out", type=Path, default=None, help="where to write the traces (default: a temp dir)")
     ap.add_argument("--only", default=",".join(SHAPES), help="comma-separated shapes")
     ap.add_argument("--shared", action="store_true", help="also replay the shared traces")
+    ap.add_argument("--halves", action="store_true", help="also replay each shared trace's halves (held out)")
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--plot", type=Path, default=None, help="write the summary plot (PNG) here")
     args = ap.parse_args()
@@ -170,6 +188,9 @@ def main() -> int:
         return 2
     with tempfile.TemporaryDirectory() as tmp:
         traces = write_traces(args.out or Path(tmp), names)
+        if args.halves:
+            out = args.out or Path(tmp)
+            traces = [h for src in sorted(SHARED.glob("*.csv")) for h in write_halves(src, out)] + traces
         if args.shared:
             traces = sorted(SHARED.glob("*.csv")) + traces
         settings = ReplaySettings(serving=DEFAULT_SERVING, max_replicas=40)
