@@ -28,11 +28,12 @@ The decision, in order (each step is a parameter of :class:`PredictiveParams`):
    window's smallest queue time and Ready count (at most ``reactive_floor_max_growth`` x ready) is a
    floor, held like a capacity target (``ReactiveFloor``): the model's blind spot (arrivals burstier
    than it assumes) shows as a chronic queue. Not in the first burst window after a (re)start, when the
-   queue still holds the backlog of the fleet the controller found. **Panic**: while it exceeds ``panic_queue_factor`` times the target (a
-   severe overload the model did not foresee: a cold start, a burst far above the envelope), grow the
-   replica count by ``panic_growth`` per decision, as the HPA's default scale-up policy allows, even
-   while pods start (``Panic``). It overshoots on purpose: traffic that overloaded the fleet this much
-   tends to come back within a start-up delay, and the envelope and held scale-down bring it down.
+   queue still holds the backlog of the fleet the controller found. **Panic**: while it exceeds
+   ``panic_queue_factor`` times the target (a severe overload the model did not foresee: a cold start, a
+   burst far above the envelope), grow the replica count by ``panic_growth`` per decision, as the HPA's
+   default scale-up policy allows, even while pods start (``Panic``). It overshoots on purpose: traffic
+   that overloaded the fleet this much tends to come back within a start-up delay, and the envelope and
+   held scale-down bring it down.
 6. **Start-up aware**: the target is a *total*: pods still starting count as coming capacity, so
    nothing is added for load they will absorb (``StartupAware`` when they cover the target).
 7. **Asymmetric scale-down**: up at once; down only to the largest target of the last
@@ -294,7 +295,6 @@ def _sustained_queue(state: PredictiveState, obs: PredictiveObservation,
     if not samples or now - samples[0][0] < 0.75 * w:
         return state, None, 0
     return state, min(q for _t, q, _n in samples), int(min(n for _t, _q, n in samples))
-
 
 
 def _queue_over(obs: PredictiveObservation, factor: float, params: PredictiveParams) -> bool:

@@ -93,6 +93,14 @@ class Counts:
     checks: int = 0
 
 
+def _status_only(old: dict[str, Any], new: dict[str, Any]) -> bool:
+    """Only ``status`` (and the bookkeeping metadata every write bumps) differs between two versions."""
+    def core(obj: dict[str, Any]) -> dict[str, Any]:
+        md = {k: v for k, v in (obj.get("metadata") or {}).items() if k not in ("resourceVersion", "managedFields")}
+        return {**{k: v for k, v in obj.items() if k != "status"}, "metadata": md}
+    return core(old) == core(new)
+
+
 class InvariantChecker:
     def __init__(self, cluster: SandboxCluster, policy: str | ClusterPolicy, *, leader_election: bool = False,
                  lease_namespace: str = "inference-autoscaler", lease_name: str = "inference-autoscaler",
@@ -264,6 +272,9 @@ class InvariantChecker:
                 # a replica change is the controller's only if it has a /scale write in flight (the one way it
                 # scales): a human's `kubectl scale` landing while its status PATCH is in flight is not its own
                 path += "/scale"
+            elif change.old is not None and change.type == "MODIFIED" and _status_only(change.old, change.obj):
+                # the sandbox's own Deployment controller updating status while a client's PATCH is in flight
+                path += "/status"
             writer = self._writer_of(path, ns, name)
         elif change.storage == EVENTS.storage_key:
             writer = self._writer_of(f"/api/v1/namespaces/{ns}/events", ns, name)
