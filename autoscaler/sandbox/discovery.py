@@ -171,9 +171,10 @@ def _op(r: ResourceType, action: str, schema: Obj, params: list[Obj], body: bool
         "x-kubernetes-group-version-kind": {"group": g, "version": v, "kind": k},
     }
     if body:
-        types = (["application/json-patch+json", "application/merge-patch+json",
-                  "application/strategic-merge-patch+json", "application/apply-patch+yaml"]
-                 if patch else ["*/*"])
+        # custom resources take no strategic merge patch: kubectl apply then sends a JSON merge patch
+        types = ([t for t in ("application/json-patch+json", "application/merge-patch+json",
+                              "application/strategic-merge-patch+json", "application/apply-patch+yaml")
+                  if r.builtin or "strategic" not in t] if patch else ["*/*"])
         op["requestBody"] = {"content": {t: {"schema": ref(META + "Patch") if patch else schema} for t in types},
                              "required": True}
     return op

@@ -5,8 +5,9 @@
 * Strategic merge patch (``application/strategic-merge-patch+json``): merge patch, but lists of
   structs with a patch merge key (containers by ``name``, ports by ``containerPort``, conditions by
   ``type``, ...) are merged element by element, and the ``$patch``, ``$deleteFromPrimitiveList``,
-  ``$setElementOrder`` and ``$retainKeys`` directives are honoured. Merge keys come from the field name,
-  which is how the built-in Kubernetes types declare them.
+  ``$setElementOrder`` and ``$retainKeys`` directives are honoured. Merge keys come from the kind's
+  schema (``x-kubernetes-patch-merge-key``, e.g. a Service's ``ports`` by ``port``) when it declares
+  one, else from the field name (a container's ``ports`` by ``containerPort``).
 * JSON patch (RFC 6902, ``application/json-patch+json``): add, remove, replace, move, copy, test.
 
 Errors raise :class:`PatchError`; the API server maps malformed patches to 400 and patches that do
@@ -16,6 +17,7 @@ not apply to 422, as kube-apiserver does.
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from typing import Any
 
 
@@ -69,14 +71,46 @@ _DELETE_PRIMITIVE = "$deleteFromPrimitiveList/"
 _SET_ORDER = "$setElementOrder/"
 
 
-def strategic_merge_patch(target: Any, patch: Any) -> Any:
-    """Kubernetes strategic merge patch of ``patch`` onto ``target`` (neither is modified)."""
+Schema = dict[str, Any]
+Resolve = Callable[[Schema], Schema]
+
+
+def _no_schema(schema: Schema) -> Schema:
+    return schema
+
+
+def strategic_merge_patch(target: Any, patch: Any, schema: Schema | None = None,
+                          resolve: Resolve = _no_schema) -> Any:
+    """Kubernetes strategic merge patch of ``patch`` onto ``target`` (neither is modified). ``schema`` is
+    the kind's OpenAPI schema, with ``resolve`` following its ``$ref``s."""
     if not isinstance(patch, dict):
         raise MalformedPatch("strategic merge patch must be a JSON object")
-    return _smp_map(copy.deepcopy(target) if isinstance(target, dict) else {}, patch)
+    return _smp_map(copy.deepcopy(target) if isinstance(target, dict) else {}, patch,
+                    _Schema(resolve(schema or {}), resolve))
 
 
-def _smp_map(original: dict[str, Any], patch: dict[str, Any]) -> Any:
+class _Schema:
+    """Where the merge is in the kind's schema (an empty schema when unknown)."""
+
+    def __init__(self, schema: Schema, resolve: Resolve) -> None:
+        self.schema, self.resolve = schema, resolve
+
+    def field(self, name: str) -> _Schema:
+        sub = (self.schema.get("properties") or {}).get(name)
+        if sub is None and isinstance(self.schema.get("additionalProperties"), dict):
+            sub = self.schema["additionalProperties"]
+        return _Schema(self.resolve(sub) if isinstance(sub, dict) else {}, self.resolve)
+
+    def items(self) -> _Schema:
+        sub = self.schema.get("items")
+        return _Schema(self.resolve(sub) if isinstance(sub, dict) else {}, self.resolve)
+
+    def merge_key(self, field: str) -> str | None:
+        declared = self.schema.get("x-kubernetes-patch-merge-key")
+        return str(declared) if declared else MERGE_KEYS.get(field)
+
+
+def _smp_map(original: dict[str, Any], patch: dict[str, Any], schema: _Schema) -> Any:
     directive = patch.get("$patch")
     if directive == "delete":
         return None
@@ -101,13 +135,13 @@ def _smp_map(original: dict[str, Any], patch: dict[str, Any]) -> Any:
             continue
         cur = result.get(key)
         if isinstance(value, dict):
-            merged = _smp_map(copy.deepcopy(cur) if isinstance(cur, dict) else {}, value)
+            merged = _smp_map(copy.deepcopy(cur) if isinstance(cur, dict) else {}, value, schema.field(key))
             if merged is None:
                 result.pop(key, None)
             else:
                 result[key] = merged
         elif isinstance(value, list):
-            result[key] = _smp_list(key, cur if isinstance(cur, list) else [], value)
+            result[key] = _smp_list(key, cur if isinstance(cur, list) else [], value, schema.field(key))
         else:
             result[key] = copy.deepcopy(value)
     if retain is not None:
@@ -117,11 +151,12 @@ def _smp_map(original: dict[str, Any], patch: dict[str, Any]) -> Any:
     return result
 
 
-def _smp_list(field: str, original: list[Any], patch: list[Any]) -> list[Any]:
+def _smp_list(field: str, original: list[Any], patch: list[Any], schema: _Schema) -> list[Any]:
     # a {"$patch": "replace"} element replaces the whole list with the other elements
     if any(isinstance(e, dict) and e.get("$patch") == "replace" for e in patch):
         return [copy.deepcopy(e) for e in patch if not (isinstance(e, dict) and e.get("$patch") == "replace")]
-    key = MERGE_KEYS.get(field)
+    key = schema.merge_key(field)
+    items = schema.items()
     if field in MERGE_PRIMITIVE_LISTS:
         out = list(original)
         for v in patch:
@@ -140,11 +175,11 @@ def _smp_list(field: str, original: list[Any], patch: list[Any]) -> list[Any]:
                 out.pop(idx)
             continue
         if idx is None:
-            merged = _smp_map({}, elem)
+            merged = _smp_map({}, elem, items)
             if merged is not None:
                 out.append(merged)
         else:
-            merged = _smp_map(out[idx], elem)
+            merged = _smp_map(out[idx], elem, items)
             if merged is None:
                 out.pop(idx)
             else:

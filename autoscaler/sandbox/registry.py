@@ -25,6 +25,7 @@ from autoscaler.sandbox import conversion, errors
 from autoscaler.sandbox.errors import ApiError
 from autoscaler.sandbox.patch import MalformedPatch, PatchError, json_patch, merge_patch, strategic_merge_patch
 from autoscaler.sandbox.resources import NAMESPACES, PODS, RESOURCES, ResourceType
+from autoscaler.sandbox.schemas import SCHEMAS, resolve
 from autoscaler.sandbox.selectors import (
     FieldSelector,
     LabelSelector,
@@ -42,6 +43,7 @@ JSON_PATCH = "application/json-patch+json"
 APPLY_PATCH = "application/apply-patch+yaml"
 PATCH_TYPES = [JSON_PATCH, MERGE_PATCH, APPLY_PATCH, STRATEGIC_PATCH]
 IMMORTAL_NAMESPACES = frozenset({"default", "kube-system", "kube-public", "kube-node-lease"})
+SCALE_SCHEMA = "io.k8s.api.autoscaling.v1.Scale"
 RANDOM_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"  # Kubernetes' alphabet for generated names
 
 
@@ -216,7 +218,7 @@ class Registry:
                dry_run: bool = False, field_validation: str = "Warn") -> tuple[Obj, list[str]]:
         current = self.get_stored(rt, ns, name)
         if subresource == "scale":
-            scale, warnings = decode(rt, body, field_validation, "io.k8s.api.autoscaling.v1.Scale",
+            scale, warnings = decode(rt, body, field_validation, SCALE_SCHEMA,
                                      "Scale", "autoscaling/v1")
             return self._update_scale(rt, current, scale, name, dry_run), warnings
         obj, warnings = decode(rt, body, field_validation)
@@ -330,7 +332,8 @@ class Registry:
             if content_type == JSON_PATCH:
                 patched = json_patch(base, doc)
             elif content_type == STRATEGIC_PATCH:
-                patched = strategic_merge_patch(base, doc)
+                schema = SCHEMAS[SCALE_SCHEMA if subresource == "scale" else rt.schema]
+                patched = strategic_merge_patch(base, doc, schema, resolve)
             else:  # merge patch; apply configurations are merged the same way here
                 if not isinstance(doc, dict):
                     raise MalformedPatch("merge patch must be a JSON object")

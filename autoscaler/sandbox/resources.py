@@ -79,6 +79,11 @@ RESOURCES: tuple[ResourceType, ...] = (
                                   "spec.serviceAccountName", "status.podIP", "status.nominatedNodeName")),
     ResourceType("", "v1", "configmaps", "ConfigMap", True, "io.k8s.api.core.v1.ConfigMap",
                  short_names=("cm",)),
+    # Stored only, like ConfigMaps: no token controller, no cluster IPs or endpoints.
+    ResourceType("", "v1", "serviceaccounts", "ServiceAccount", True, "io.k8s.api.core.v1.ServiceAccount",
+                 short_names=("sa",)),
+    ResourceType("", "v1", "services", "Service", True, "io.k8s.api.core.v1.Service", short_names=("svc",),
+                 categories=("all",), subresources=("status",), return_deleted=True),
     ResourceType("", "v1", "events", "Event", True, "io.k8s.api.core.v1.Event", short_names=("ev",),
                  storage="events", field_selectors=_EVENT_FIELDS),
     ResourceType("apps", "v1", "deployments", "Deployment", True, "io.k8s.api.apps.v1.Deployment",
@@ -98,6 +103,21 @@ RESOURCES: tuple[ResourceType, ...] = (
     ResourceType("monitoring.coreos.com", "v1", "prometheusrules", "PrometheusRule", True,
                  "com.coreos.monitoring.v1.PrometheusRule", short_names=("promrule",),
                  categories=("prometheus-operator",), generation=True, builtin=False, return_deleted=True),
+    ResourceType("monitoring.coreos.com", "v1", "servicemonitors", "ServiceMonitor", True,
+                 "com.coreos.monitoring.v1.ServiceMonitor", short_names=("smon",),
+                 categories=("prometheus-operator",), generation=True, builtin=False, return_deleted=True),
+    # RBAC is stored, not enforced: every request is allowed whatever these say.
+    ResourceType("rbac.authorization.k8s.io", "v1", "clusterrolebindings", "ClusterRoleBinding", False,
+                 "io.k8s.api.rbac.v1.ClusterRoleBinding"),
+    ResourceType("rbac.authorization.k8s.io", "v1", "clusterroles", "ClusterRole", False,
+                 "io.k8s.api.rbac.v1.ClusterRole"),
+    ResourceType("rbac.authorization.k8s.io", "v1", "rolebindings", "RoleBinding", True,
+                 "io.k8s.api.rbac.v1.RoleBinding"),
+    ResourceType("rbac.authorization.k8s.io", "v1", "roles", "Role", True, "io.k8s.api.rbac.v1.Role"),
+    # Stored only: no disruption controller fills the status, and nothing evicts.
+    ResourceType("policy", "v1", "poddisruptionbudgets", "PodDisruptionBudget", True,
+                 "io.k8s.api.policy.v1.PodDisruptionBudget", short_names=("pdb",), subresources=("status",),
+                 generation=True),
     # Stored only: no HPA controller acts on them. v2 is the storage form (and the preferred version);
     # v1, which kubectl 1.32's `autoscale` writes, is a converted view of the same objects.
     ResourceType("autoscaling", "v2", "horizontalpodautoscalers", "HorizontalPodAutoscaler", True,
@@ -139,11 +159,15 @@ def by_kind(api_version: str, kind: str) -> ResourceType | None:
     return None
 
 
-NAMESPACES = RESOURCES[0]
-PODS = RESOURCES[1]
-CONFIGMAPS = RESOURCES[2]
-EVENTS = RESOURCES[3]
-DEPLOYMENTS = RESOURCES[4]
-REPLICASETS = RESOURCES[5]
-LEASES = RESOURCES[7]
-HPAS = RESOURCES[11]
+def _served(group: str, plural: str) -> ResourceType:
+    return next(r for r in RESOURCES if r.group == group and r.plural == plural)
+
+
+NAMESPACES = _served("", "namespaces")
+PODS = _served("", "pods")
+CONFIGMAPS = _served("", "configmaps")
+EVENTS = _served("", "events")
+DEPLOYMENTS = _served("apps", "deployments")
+REPLICASETS = _served("apps", "replicasets")
+LEASES = _served("coordination.k8s.io", "leases")
+HPAS = _served("autoscaling", "horizontalpodautoscalers")  # the first listed: v2, the stored form

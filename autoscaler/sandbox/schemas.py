@@ -34,6 +34,13 @@ def arr(items: Obj) -> Obj:
     return {"type": "array", "items": items}
 
 
+def merge_list(items: Obj, key: str, strategy: str = "merge") -> Obj:
+    """A list that strategic merge patches merge element by element on ``key`` (patchStrategy=merge), as
+    the real OpenAPI declares it: kubectl apply then diffs such lists element by element, so fields the
+    server defaults inside the elements do not make every apply a change."""
+    return {**arr(items), "x-kubernetes-patch-merge-key": key, "x-kubernetes-patch-strategy": strategy}
+
+
 STR: Obj = {"type": "string"}
 BOOL: Obj = {"type": "boolean"}
 I32: Obj = {"type": "integer", "format": "int32"}
@@ -56,29 +63,33 @@ def kind_schema(group: str, version: str, kind: str, props: Obj, description: st
 
 
 CONTAINER = obj({
-    "args": STRS, "command": STRS, "env": arr(OPEN), "envFrom": arr(OPEN), "image": STR,
+    "args": STRS, "command": STRS, "env": merge_list(OPEN, "name"), "envFrom": arr(OPEN), "image": STR,
     "imagePullPolicy": STR, "lifecycle": OPEN, "livenessProbe": OPEN, "name": STR,
-    "ports": arr(obj({"containerPort": I32, "hostIP": STR, "hostPort": I32, "name": STR, "protocol": STR},
-                     ("containerPort",))),
+    "ports": merge_list(obj({"containerPort": I32, "hostIP": STR, "hostPort": I32, "name": STR, "protocol": STR},
+                            ("containerPort",)), "containerPort"),
     "readinessProbe": OPEN, "resizePolicy": arr(OPEN),
     "resources": obj({"claims": arr(OPEN), "limits": MAP_QUANTITY, "requests": MAP_QUANTITY}),
     "restartPolicy": STR, "securityContext": OPEN, "startupProbe": OPEN, "stdin": BOOL, "stdinOnce": BOOL,
-    "terminationMessagePath": STR, "terminationMessagePolicy": STR, "tty": BOOL, "volumeDevices": arr(OPEN),
-    "volumeMounts": arr(OPEN), "workingDir": STR,
+    "terminationMessagePath": STR, "terminationMessagePolicy": STR, "tty": BOOL,
+    "volumeDevices": merge_list(OPEN, "devicePath"), "volumeMounts": merge_list(OPEN, "mountPath"), "workingDir": STR,
 }, ("name",))
 
 POD_SPEC = obj({
     "activeDeadlineSeconds": I64, "affinity": OPEN, "automountServiceAccountToken": BOOL,
-    "containers": arr(ref("io.k8s.api.core.v1.Container")), "dnsConfig": OPEN, "dnsPolicy": STR,
-    "enableServiceLinks": BOOL, "ephemeralContainers": arr(OPEN), "hostAliases": arr(OPEN), "hostIPC": BOOL,
-    "hostNetwork": BOOL, "hostPID": BOOL, "hostUsers": BOOL, "hostname": STR, "imagePullSecrets": arr(OPEN),
-    "initContainers": arr(ref("io.k8s.api.core.v1.Container")), "nodeName": STR, "nodeSelector": MAP_STR,
+    "containers": merge_list(ref("io.k8s.api.core.v1.Container"), "name"), "dnsConfig": OPEN, "dnsPolicy": STR,
+    "enableServiceLinks": BOOL, "ephemeralContainers": merge_list(OPEN, "name"),
+    "hostAliases": merge_list(OPEN, "ip"), "hostIPC": BOOL, "hostNetwork": BOOL, "hostPID": BOOL, "hostUsers": BOOL,
+    "hostname": STR, "imagePullSecrets": merge_list(OPEN, "name"),
+    "initContainers": merge_list(ref("io.k8s.api.core.v1.Container"), "name"), "nodeName": STR,
+    "nodeSelector": MAP_STR,
     "os": OPEN, "overhead": MAP_QUANTITY, "preemptionPolicy": STR, "priority": I32, "priorityClassName": STR,
-    "readinessGates": arr(OPEN), "resourceClaims": arr(OPEN), "resources": OPEN, "restartPolicy": STR,
+    "readinessGates": arr(OPEN), "resourceClaims": merge_list(OPEN, "name", "merge,retainKeys"), "resources": OPEN,
+    "restartPolicy": STR,
     "runtimeClassName": STR, "schedulerName": STR, "schedulingGates": arr(OPEN), "securityContext": OPEN,
     "serviceAccount": STR, "serviceAccountName": STR, "setHostnameAsFQDN": BOOL,
     "shareProcessNamespace": BOOL, "subdomain": STR, "terminationGracePeriodSeconds": I64,
-    "tolerations": arr(OPEN), "topologySpreadConstraints": arr(OPEN), "volumes": arr(OPEN),
+    "tolerations": arr(OPEN), "topologySpreadConstraints": merge_list(OPEN, "topologyKey"),
+    "volumes": merge_list(OPEN, "name", "merge,retainKeys"),
 }, ("containers",))
 
 LABEL_SELECTOR = obj({
@@ -148,12 +159,65 @@ HPA_SCHEMAS: dict[str, Obj] = {
                           ("currentReplicas", "desiredReplicas"))}),
 }
 
+# rbac.authorization.k8s.io/v1: stored, not enforced (lists are atomic upstream).
+RBAC = "io.k8s.api.rbac.v1."
+_POLICY_RULE = obj({"apiGroups": STRS, "nonResourceURLs": STRS, "resourceNames": STRS, "resources": STRS,
+                    "verbs": STRS}, ("verbs",))
+_ROLE_REF = obj({"apiGroup": STR, "kind": STR, "name": STR}, ("apiGroup", "kind", "name"))
+_SUBJECT = obj({"apiGroup": STR, "kind": STR, "name": STR, "namespace": STR}, ("kind", "name"))
+RBAC_SCHEMAS: dict[str, Obj] = {
+    RBAC + "PolicyRule": _POLICY_RULE,
+    RBAC + "RoleRef": _ROLE_REF,
+    RBAC + "Subject": _SUBJECT,
+    RBAC + "AggregationRule": obj({"clusterRoleSelectors": arr(ref(META + "LabelSelector"))}),
+    RBAC + "ClusterRole": kind_schema("rbac.authorization.k8s.io", "v1", "ClusterRole", {
+        "aggregationRule": ref(RBAC + "AggregationRule"), "rules": arr(ref(RBAC + "PolicyRule"))}),
+    RBAC + "Role": kind_schema("rbac.authorization.k8s.io", "v1", "Role", {
+        "rules": arr(ref(RBAC + "PolicyRule"))}),
+    RBAC + "ClusterRoleBinding": {**kind_schema("rbac.authorization.k8s.io", "v1", "ClusterRoleBinding", {
+        "roleRef": ref(RBAC + "RoleRef"), "subjects": arr(ref(RBAC + "Subject"))}), "required": ["roleRef"]},
+    RBAC + "RoleBinding": {**kind_schema("rbac.authorization.k8s.io", "v1", "RoleBinding", {
+        "roleRef": ref(RBAC + "RoleRef"), "subjects": arr(ref(RBAC + "Subject"))}), "required": ["roleRef"]},
+}
+
+# core/v1 Service: stored only (no cluster IP allocation, no endpoints). Ports merge by port upstream.
+SERVICE_PORT = obj({"appProtocol": STR, "name": STR, "nodePort": I32, "port": I32, "protocol": STR,
+                    "targetPort": INT_OR_STRING}, ("port",))
+SERVICE_SPEC = obj({
+    "allocateLoadBalancerNodePorts": BOOL, "clusterIP": STR, "clusterIPs": STRS, "externalIPs": STRS,
+    "externalName": STR, "externalTrafficPolicy": STR, "healthCheckNodePort": I32,
+    "internalTrafficPolicy": STR, "ipFamilies": STRS, "ipFamilyPolicy": STR, "loadBalancerClass": STR,
+    "loadBalancerIP": STR, "loadBalancerSourceRanges": STRS,
+    "ports": merge_list(ref("io.k8s.api.core.v1.ServicePort"), "port"),
+    "publishNotReadyAddresses": BOOL, "selector": MAP_STR, "sessionAffinity": STR,
+    "sessionAffinityConfig": obj({"clientIP": obj({"timeoutSeconds": I32})}), "trafficDistribution": STR,
+    "type": STR,
+})
+SERVICE_STATUS = obj({
+    "conditions": arr(obj({**CONDITION_COMMON, "observedGeneration": I64},
+                          ("type", "status", "lastTransitionTime", "reason", "message"))),
+    "loadBalancer": obj({"ingress": arr(obj({
+        "hostname": STR, "ip": STR, "ipMode": STR,
+        "ports": arr(obj({"error": STR, "port": I32, "protocol": STR}, ("port", "protocol")))}))}),
+})
+
+# policy/v1 PodDisruptionBudget: stored only (no disruption controller, no evictions).
+PDB_SPEC = obj({"maxUnavailable": INT_OR_STRING, "minAvailable": INT_OR_STRING,
+                "selector": ref(META + "LabelSelector"), "unhealthyPodEvictionPolicy": STR})
+PDB_STATUS = obj({
+    "conditions": arr(obj({**CONDITION_COMMON, "observedGeneration": I64},
+                          ("type", "status", "lastTransitionTime", "reason", "message"))),
+    "currentHealthy": I32, "desiredHealthy": I32, "disruptedPods": {"type": "object", "additionalProperties": TIME},
+    "disruptionsAllowed": I32, "expectedPods": I32, "observedGeneration": I64,
+}, ("disruptionsAllowed", "currentHealthy", "desiredHealthy", "expectedPods"))
+
 SCHEMAS: dict[str, Obj] = {
     META + "ObjectMeta": obj({
         "annotations": MAP_STR, "creationTimestamp": TIME, "deletionGracePeriodSeconds": I64,
-        "deletionTimestamp": TIME, "finalizers": STRS, "generateName": STR, "generation": I64,
-        "labels": MAP_STR, "managedFields": arr(OPEN), "name": STR, "namespace": STR,
-        "ownerReferences": arr(ref(META + "OwnerReference")), "resourceVersion": STR, "selfLink": STR,
+        "deletionTimestamp": TIME, "finalizers": {**STRS, "x-kubernetes-patch-strategy": "merge"},
+        "generateName": STR, "generation": I64, "labels": MAP_STR, "managedFields": arr(OPEN), "name": STR,
+        "namespace": STR, "ownerReferences": merge_list(ref(META + "OwnerReference"), "uid"), "resourceVersion": STR,
+        "selfLink": STR,
         "uid": STR,
     }),
     META + "OwnerReference": obj({"apiVersion": STR, "blockOwnerDeletion": BOOL, "controller": BOOL,
@@ -200,7 +264,7 @@ SCHEMAS: dict[str, Obj] = {
         }, ("selector", "template")),
         "status": obj({
             "availableReplicas": I32, "collisionCount": I32,
-            "conditions": arr(obj({**CONDITION_COMMON, "lastUpdateTime": TIME}, ("type", "status"))),
+            "conditions": merge_list(obj({**CONDITION_COMMON, "lastUpdateTime": TIME}, ("type", "status")), "type"),
             "observedGeneration": I64, "readyReplicas": I32, "replicas": I32, "terminatingReplicas": I32,
             "unavailableReplicas": I32, "updatedReplicas": I32}),
     }),
@@ -213,6 +277,20 @@ SCHEMAS: dict[str, Obj] = {
     }),
     "io.k8s.api.autoscaling.v1.Scale": kind_schema("autoscaling", "v1", "Scale", {
         "spec": obj({"replicas": I32}), "status": obj({"replicas": I32, "selector": STR}, ("replicas",))}),
+    "io.k8s.api.core.v1.ServiceAccount": kind_schema("", "v1", "ServiceAccount", {
+        "automountServiceAccountToken": BOOL,
+        "imagePullSecrets": arr(obj({"name": STR})),
+        "secrets": merge_list(ref("io.k8s.api.core.v1.ObjectReference"), "name")}),
+    "io.k8s.api.core.v1.ServicePort": SERVICE_PORT,
+    "io.k8s.api.core.v1.ServiceSpec": SERVICE_SPEC,
+    "io.k8s.api.core.v1.ServiceStatus": SERVICE_STATUS,
+    "io.k8s.api.core.v1.Service": kind_schema("", "v1", "Service", {
+        "spec": ref("io.k8s.api.core.v1.ServiceSpec"), "status": ref("io.k8s.api.core.v1.ServiceStatus")}),
+    "io.k8s.api.policy.v1.PodDisruptionBudgetSpec": PDB_SPEC,
+    "io.k8s.api.policy.v1.PodDisruptionBudgetStatus": PDB_STATUS,
+    "io.k8s.api.policy.v1.PodDisruptionBudget": kind_schema("policy", "v1", "PodDisruptionBudget", {
+        "spec": ref("io.k8s.api.policy.v1.PodDisruptionBudgetSpec"),
+        "status": ref("io.k8s.api.policy.v1.PodDisruptionBudgetStatus")}),
     "io.k8s.api.coordination.v1.Lease": kind_schema("coordination.k8s.io", "v1", "Lease", {
         "spec": obj({"acquireTime": MICROTIME, "holderIdentity": STR, "leaseDurationSeconds": I32,
                      "leaseTransitions": I32, "preferredHolder": STR, "renewTime": MICROTIME,
@@ -223,7 +301,17 @@ SCHEMAS: dict[str, Obj] = {
             "status": obj({"allowed": BOOL, "denied": BOOL, "evaluationError": STR, "reason": STR})}),
     "com.coreos.monitoring.v1.PodMonitor": kind_schema("monitoring.coreos.com", "v1", "PodMonitor", {
         "spec": OPEN, "status": OPEN}),
+    "com.coreos.monitoring.v1.ServiceMonitor": kind_schema("monitoring.coreos.com", "v1", "ServiceMonitor", {
+        "spec": OPEN, "status": OPEN}),
     "com.coreos.monitoring.v1.PrometheusRule": kind_schema("monitoring.coreos.com", "v1", "PrometheusRule", {
         "spec": OPEN, "status": OPEN}),
     **HPA_SCHEMAS,
+    **RBAC_SCHEMAS,
 }
+
+
+def resolve(schema: Obj) -> Obj:
+    """Follow ``$ref``s to the schema they name."""
+    while "$ref" in schema:
+        schema = SCHEMAS[schema["$ref"][len(PREFIX):]]
+    return schema

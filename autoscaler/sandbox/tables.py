@@ -19,6 +19,11 @@ Column = tuple[str, str, str, int]  # name, type, description, priority
 NAME: Column = ("Name", "string", "Name must be unique within a namespace.", 0)
 AGE: Column = ("Age", "string", "CreationTimestamp is a timestamp representing the server time when this "
                "object was created.", 0)
+CREATED_AT: Column = ("Created At", "date", "Time at which the object was created.", 0)
+ROLE_REF: Column = ("Role", "string", "Role to which the binding refers.", 0)
+BINDING_SUBJECTS: list[Column] = [("Users", "string", "Users in the binding.", 1),
+                                  ("Groups", "string", "Groups in the binding.", 1),
+                                  ("ServiceAccounts", "string", "ServiceAccounts in the binding.", 1)]
 
 COLUMNS: dict[str, list[Column]] = {
     "Deployment": [NAME, ("Ready", "string", "Number of the pod with ready state", 0),
@@ -54,6 +59,23 @@ COLUMNS: dict[str, list[Column]] = {
         ("Replicas", "string", "currentReplicas is current number of replicas of pods managed by this autoscaler, "
          "as last seen by the autoscaler.", 0), AGE],
     "Namespace": [NAME, ("Status", "string", "The status of the namespace", 0), AGE],
+    "ServiceAccount": [NAME, ("Secrets", "string", "Secrets is a list of the secrets in the same namespace that "
+                              "pods running using this ServiceAccount are allowed to use.", 0), AGE],
+    "Service": [NAME, ("Type", "string", "The type of service.", 0),
+                ("Cluster-IP", "string", "The cluster IP of the service.", 0),
+                ("External-IP", "string", "The external IP of the service.", 0),
+                ("Port(s)", "string", "The ports of the service.", 0), AGE,
+                ("Selector", "string", "Route service traffic to pods with label keys and values matching this "
+                 "selector.", 1)],
+    "PodDisruptionBudget": [
+        NAME, ("Min Available", "string", "The minimum number of pods that must be available.", 0),
+        ("Max Unavailable", "string", "The maximum number of pods that may be unavailable.", 0),
+        ("Allowed Disruptions", "integer", "Calculated number of pods that may be disrupted at this time.", 0),
+        AGE],
+    "Role": [NAME, CREATED_AT],
+    "ClusterRole": [NAME, CREATED_AT],
+    "RoleBinding": [NAME, ROLE_REF, AGE, *BINDING_SUBJECTS],
+    "ClusterRoleBinding": [NAME, ROLE_REF, AGE, *BINDING_SUBJECTS],
     "ConfigMap": [NAME, ("Data", "string", "Number of keys in the map", 0), AGE],
     "Lease": [NAME, ("Holder", "string", "The holder of the lease", 0), AGE],
     "Event": [("Last Seen", "string", "Time when last this event was observed.", 0),
@@ -110,6 +132,36 @@ def _selector(obj: Obj) -> str:
         return str(from_label_selector_object((obj.get("spec") or {}).get("selector"))) or "<none>"
     except ValueError:
         return "<invalid>"
+
+
+def _selector_map(selector: Any) -> str:
+    if not isinstance(selector, dict) or not selector:
+        return "<none>"
+    return ",".join(f"{k}={v}" for k, v in sorted(selector.items()))
+
+
+def _service_ports(spec: Obj) -> str:
+    ports = []
+    for p in spec.get("ports") or []:
+        if not isinstance(p, dict):
+            continue
+        node = f":{p['nodePort']}" if p.get("nodePort") else ""
+        ports.append(f"{p.get('port', '')}{node}/{p.get('protocol') or 'TCP'}")
+    return ",".join(ports) or "<none>"
+
+
+def _external_ip(svc: Obj) -> str:
+    """The EXTERNAL-IP column (getServiceExternalIP)."""
+    spec = svc.get("spec") or {}
+    stype = spec.get("type") or "ClusterIP"
+    external = [str(ip) for ip in spec.get("externalIPs") or []]
+    if stype == "ExternalName":
+        return str(spec.get("externalName") or "<none>")
+    if stype == "LoadBalancer":
+        ingress = ((svc.get("status") or {}).get("loadBalancer") or {}).get("ingress") or []
+        ips = external + [str(i.get("ip") or i.get("hostname") or "") for i in ingress if isinstance(i, dict)]
+        return ",".join(ips) or "<pending>"
+    return ",".join(external) or "<none>"
 
 
 def _pod_status(pod: Obj) -> str:
@@ -190,6 +242,27 @@ def cells(rt: ResourceType, obj: Obj) -> list[Any]:
                 spec.get("maxReplicas", 0), status.get("currentReplicas", 0), created]
     if kind == "Namespace":
         return [name, status.get("phase", "Active"), created]
+    if kind == "ServiceAccount":
+        return [name, len(obj.get("secrets") or []), created]
+    if kind == "Service":
+        return [name, spec.get("type") or "ClusterIP", spec.get("clusterIP") or "<none>", _external_ip(obj),
+                _service_ports(spec), created, _selector_map(spec.get("selector"))]
+    if kind == "PodDisruptionBudget":
+        min_a, max_u = spec.get("minAvailable"), spec.get("maxUnavailable")
+        return [name, "N/A" if min_a is None else str(min_a), "N/A" if max_u is None else str(max_u),
+                status.get("disruptionsAllowed", 0), created]
+    if kind in ("Role", "ClusterRole"):
+        return [name, meta.get("creationTimestamp") or "<unknown>"]
+    if kind in ("RoleBinding", "ClusterRoleBinding"):
+        ref = obj.get("roleRef") or {}
+        subjects = [s for s in obj.get("subjects") or [] if isinstance(s, dict)]
+
+        def of(kind: str) -> str:
+            return ", ".join(f"{s['namespace']}/{s.get('name', '')}" if kind == "ServiceAccount" and s.get("namespace")
+                             else str(s.get("name", "")) for s in subjects if s.get("kind") == kind)
+
+        return [name, f"{ref.get('kind', '')}/{ref.get('name', '')}", created, of("User"), of("Group"),
+                of("ServiceAccount")]
     if kind == "ConfigMap":
         return [name, len(obj.get("data") or {}) + len(obj.get("binaryData") or {}), created]
     if kind == "Lease":

@@ -262,6 +262,20 @@ def apply_defaults(rt: ResourceType, obj: Obj) -> None:
             for direction, defaults in HPA_SCALING_DEFAULTS.items():
                 rules = behavior.get(direction)
                 behavior[direction] = {**defaults, **(rules if isinstance(rules, dict) else {})}
+    if rt.kind == "Service" and isinstance(spec, dict):  # no cluster IP allocation: clusterIP stays as given
+        stype = spec.setdefault("type", "ClusterIP")
+        spec.setdefault("sessionAffinity", "None")
+        if stype != "ExternalName":
+            spec.setdefault("internalTrafficPolicy", "Cluster")
+        for port in spec.get("ports") or []:
+            if isinstance(port, dict):
+                port.setdefault("protocol", "TCP")
+                if port.get("targetPort") in (None, 0, "") and "port" in port:
+                    port["targetPort"] = port["port"]
+    if rt.kind in ("RoleBinding", "ClusterRoleBinding"):
+        for subject in obj.get("subjects") or []:
+            if isinstance(subject, dict) and not subject.get("apiGroup") and subject.get("kind") in ("User", "Group"):
+                subject["apiGroup"] = RBAC_GROUP
     if rt.kind == "Namespace":
         obj.setdefault("spec", {}).setdefault("finalizers", ["kubernetes"])
         obj.setdefault("status", {}).setdefault("phase", "Active")
@@ -446,6 +460,139 @@ def validate(rt: ResourceType, obj: Obj, old: Obj | None = None) -> list[Cause]:
         causes += _validate_event(rt, obj)
     elif rt.kind == "HorizontalPodAutoscaler":
         causes += _validate_hpa(conversion.to_storage(rt, obj).get("spec"))
+    elif rt.kind in ("Role", "ClusterRole"):
+        for i, rule in enumerate(obj.get("rules") or []):
+            causes += _validate_policy_rule(rule if isinstance(rule, dict) else {}, f"rules[{i}]", rt.namespaced)
+    elif rt.kind in ("RoleBinding", "ClusterRoleBinding"):
+        causes += _validate_binding(rt, obj, old)
+    elif rt.kind == "Service":
+        causes += _validate_service(obj.get("spec"))
+    elif rt.kind == "PodDisruptionBudget":
+        causes += _validate_pdb(obj.get("spec"))
+    return causes
+
+
+RBAC_GROUP = "rbac.authorization.k8s.io"
+SUBJECT_KINDS = ("ServiceAccount", "User", "Group")
+
+
+def _validate_policy_rule(rule: Obj, path: str, namespaced: bool) -> list[Cause]:
+    causes: list[Cause] = []
+    if not rule.get("verbs"):
+        causes.append((f"{path}.verbs", "FieldValueRequired", "Required value: verbs must contain at least one value"))
+    if rule.get("nonResourceURLs"):
+        if namespaced:
+            causes.append(_invalid(f"{path}.nonResourceURLs", rule["nonResourceURLs"],
+                                   "namespaced rules cannot apply to non-resource URLs"))
+        if rule.get("apiGroups") or rule.get("resources") or rule.get("resourceNames"):
+            causes.append(_invalid(f"{path}.nonResourceURLs", rule["nonResourceURLs"],
+                                   "rules cannot apply to both regular resources and non-resource URLs"))
+        return causes
+    if not rule.get("apiGroups"):
+        causes.append((f"{path}.apiGroups", "FieldValueRequired",
+                       "Required value: resource rules must supply at least one api group"))
+    if not rule.get("resources"):
+        causes.append((f"{path}.resources", "FieldValueRequired",
+                       "Required value: resource rules must supply at least one resource"))
+    return causes
+
+
+def _validate_binding(rt: ResourceType, obj: Obj, old: Obj | None) -> list[Cause]:
+    causes: list[Cause] = []
+    ref = obj.get("roleRef") or {}
+    if ref.get("apiGroup") != RBAC_GROUP:
+        causes.append(_supported("roleRef.apiGroup", ref.get("apiGroup") or "", (RBAC_GROUP,)))
+    kinds = ("Role", "ClusterRole") if rt.namespaced else ("ClusterRole",)
+    if ref.get("kind") not in kinds:
+        causes.append(_supported("roleRef.kind", ref.get("kind") or "", kinds))
+    if not ref.get("name"):
+        causes.append(_required("roleRef.name"))
+    for i, subject in enumerate(obj.get("subjects") or []):
+        path = f"subjects[{i}]"
+        subject = subject if isinstance(subject, dict) else {}
+        if not subject.get("name"):
+            causes.append(_required(f"{path}.name"))
+        kind = subject.get("kind")
+        if kind not in SUBJECT_KINDS:
+            causes.append(_supported(f"{path}.kind", kind or "", SUBJECT_KINDS))
+        elif kind == "ServiceAccount":
+            if subject.get("apiGroup"):
+                causes.append(_supported(f"{path}.apiGroup", subject["apiGroup"], ("",)))
+            if not subject.get("namespace") and not rt.namespaced:
+                causes.append(_required(f"{path}.namespace"))
+        elif subject.get("apiGroup") not in (None, "", RBAC_GROUP):  # empty: defaulted to the RBAC group
+            causes.append(_supported(f"{path}.apiGroup", subject["apiGroup"], (RBAC_GROUP,)))
+    if old is not None and (old.get("roleRef") or {}) != ref:
+        shown = ", ".join(f"{go}:{json.dumps(str(ref.get(f, '')))}"
+                          for f, go in (("apiGroup", "APIGroup"), ("kind", "Kind"), ("name", "Name")))
+        causes.append(("roleRef", "FieldValueInvalid",
+                       f"Invalid value: rbac.RoleRef{{{shown}}}: cannot change roleRef"))
+    return causes
+
+
+SERVICE_TYPES = ("ClusterIP", "ExternalName", "LoadBalancer", "NodePort")
+PROTOCOLS = ("SCTP", "TCP", "UDP")
+
+
+def _validate_service(spec: Any) -> list[Cause]:
+    if not isinstance(spec, dict):
+        return [_required("spec")]
+    causes: list[Cause] = []
+    stype = spec.get("type") or "ClusterIP"
+    if stype not in SERVICE_TYPES:
+        causes.append(_supported("spec.type", stype, SERVICE_TYPES))
+    ports = [p if isinstance(p, dict) else {} for p in spec.get("ports") or []]
+    if not ports and stype != "ExternalName" and spec.get("clusterIP") != "None":
+        causes.append(_required("spec.ports"))
+    names: set[str] = set()
+    for i, port in enumerate(ports):
+        path = f"spec.ports[{i}]"
+        name = port.get("name")
+        if len(ports) > 1 and not name:
+            causes.append(_required(f"{path}.name"))
+        elif name:
+            causes += validate_name(str(name), f"{path}.name", label=True)
+            if name in names:
+                causes.append((f"{path}.name", "FieldValueDuplicate", f'Duplicate value: "{name}"'))
+            names.add(str(name))
+        number = port.get("port")
+        if not isinstance(number, int) or not 0 < number < 65536:
+            causes.append(_invalid(f"{path}.port", number, "must be between 1 and 65535, inclusive"))
+        protocol = port.get("protocol") or "TCP"
+        if protocol not in PROTOCOLS:
+            causes.append(_supported(f"{path}.protocol", protocol, PROTOCOLS))
+        node_port = port.get("nodePort")
+        if node_port and stype not in ("NodePort", "LoadBalancer"):
+            causes.append((f"{path}.nodePort", "FieldValueForbidden",
+                           "Forbidden: may not be used when `type` is 'ClusterIP'"))
+    return causes
+
+
+EVICTION_POLICIES = ("AlwaysAllow", "IfHealthyBudget")
+
+
+def _validate_pdb(spec: Any) -> list[Cause]:
+    if not isinstance(spec, dict):
+        return []
+    causes: list[Cause] = []
+    if spec.get("minAvailable") is not None and spec.get("maxUnavailable") is not None:
+        causes.append(_invalid("spec", spec, "minAvailable and maxUnavailable cannot be both set"))
+    for field in ("minAvailable", "maxUnavailable"):
+        value = spec.get(field)
+        if isinstance(value, int) and value < 0:
+            causes.append(_invalid(f"spec.{field}", value, "must be greater than or equal to 0"))
+        elif isinstance(value, str) and not re.fullmatch(r"\d+%", value):
+            causes.append(_invalid(f"spec.{field}", value, "a valid percent string must be a numeric string "
+                                   "followed by an ending '%' (e.g. '1%',  or '93%', regex used for validation is "
+                                   "'[0-9]+%')"))
+    if spec.get("selector") is not None:
+        try:
+            from_label_selector_object(spec["selector"])
+        except ValueError as exc:
+            causes.append(_invalid("spec.selector", spec["selector"], str(exc)))
+    policy = spec.get("unhealthyPodEvictionPolicy")
+    if policy is not None and policy not in EVICTION_POLICIES:
+        causes.append(_supported("spec.unhealthyPodEvictionPolicy", policy, EVICTION_POLICIES))
     return causes
 
 
