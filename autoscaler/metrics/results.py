@@ -82,7 +82,7 @@ class MultiSeries:
 
 @dataclass(frozen=True)
 class NotFinite:
-    """The value is NaN or +/-Inf."""
+    """The value is NaN, +/-Inf, or too large to be a quantity (``MAX_QUANTITY``)."""
 
     value: float
 

@@ -7,15 +7,17 @@ natural units (cores, microseconds, percent) or as Kubernetes quantity strings (
 
 from __future__ import annotations
 
+import math
 import re
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
 from autoscaler.policy.types import (
     DEFAULT_SCALE_DOWN,
     DEFAULT_SCALE_UP,
+    MAX_QUANTITY,
     Behavior,
     Decision,
     DecisionState,
@@ -64,7 +66,14 @@ def parse_time(v: Any) -> Any:
     return v
 
 
-Quantity = Annotated[float, BeforeValidator(parse_quantity)]
+def check_quantity(v: float) -> float:
+    """A finite quantity whose milli-value fits in 64 bits."""
+    if not math.isfinite(v) or abs(v) > MAX_QUANTITY:
+        raise ValueError(f"out of range: {v!r} (a quantity must be finite and at most {MAX_QUANTITY:g} in size)")
+    return v
+
+
+Quantity = Annotated[float, BeforeValidator(parse_quantity), AfterValidator(check_quantity)]
 Time = Annotated[float, BeforeValidator(parse_time)]
 
 

@@ -15,6 +15,10 @@ import math
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+MAX_QUANTITY = 9.2e15
+"""Largest magnitude whose milli-value fits in 64 bits (a Kubernetes Quantity's ``MilliValue()``): bigger values,
+like NaN and infinities, are not metric values."""
+
 
 def to_milli(value: float) -> int:
     """Natural units -> milli-units, rounding up like ``Quantity.MilliValue()``.

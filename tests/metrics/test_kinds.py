@@ -186,3 +186,17 @@ def test_request_stats_interpretation() -> None:
     assert isinstance(k.interpret(PodSeries((), {"pending": s(3.0)}), 0.0), Empty)
     query = k.build([LeaseTarget.of("ns", ["p"])])
     assert query.count(" or ") == 5 and 'autoscaler_part", "pending"' in query
+
+
+def test_a_value_too_large_for_a_quantity_is_not_finite() -> None:
+    """Prometheus can answer 1e305 (a broken exporter, a counter reset gone wrong); as milli-units it overflows
+    64 bits (and Python's int conversion), so it is NotFinite like NaN and Inf, and never reaches the core."""
+    from autoscaler.metrics.kinds.base import PodSeries, single_value
+    from autoscaler.metrics.results import NotFinite, Ok, Sample
+
+    def one(v: float) -> PodSeries:
+        return PodSeries((Sample({}, 0.0, v),))
+
+    assert single_value(one(1.8e305), 0.0, None) == NotFinite(1.8e305)
+    assert single_value(one(-1e16), 0.0, None) == NotFinite(-1e16)
+    assert single_value(one(9e15), 0.0, None) == Ok(9e15)

@@ -181,3 +181,13 @@ def test_quote_and_regex_quote_are_exact(value: str) -> None:
     assert re.fullmatch(r'"(?:[^"\\]|\\.)*"', q, flags=re.S)
     assert re.fullmatch(regex_quote(value), value, flags=re.S)
     assert re.fullmatch(regex_quote(value), value + "x", flags=re.S) is None
+
+
+@pytest.mark.parametrize("value", [1.797693134862316e+305, -1e17, float("inf")])
+def test_decide_rejects_a_quantity_whose_milli_value_overflows(value: float) -> None:
+    """A sample value too large for a 64-bit milli-value (hypothesis found 1.8e305 crashing with OverflowError)
+    is a SnapshotError naming the field, not a traceback."""
+    doc = json.loads((ROOT / "examples" / "decide-metric-failure-holds.json").read_text())
+    doc["metrics"][0]["samples"][0]["value"] = value
+    with pytest.raises(SnapshotError, match=r"metrics\.0\.samples\.0\.value.*out of range"):
+        decide_cmd.decide_document(doc)
