@@ -20,7 +20,7 @@ from typing import Any
 from autoscaler.sandbox import conversion
 from autoscaler.sandbox.errors import ApiError, bad_request
 from autoscaler.sandbox.resources import ResourceType
-from autoscaler.sandbox.schemas import PREFIX, SCHEMAS
+from autoscaler.sandbox.schemas import SCHEMAS, resolve
 from autoscaler.sandbox.selectors import from_label_selector_object
 
 Obj = dict[str, Any]
@@ -88,17 +88,12 @@ class _Walk:
         self.duplicate: list[str] = []
         self.type_errors: list[str] = []
 
-    def resolve(self, schema: Obj) -> Obj:
-        while "$ref" in schema:
-            schema = SCHEMAS[schema["$ref"][len(PREFIX):]]
-        return schema
-
     def type_error(self, value: Any, path: str, want: str) -> None:
         self.type_errors.append(f"json: cannot unmarshal {_json_type(value)} into Go struct field "
                                 f"{path or '.'} of type {_GO_TYPES.get(want, want)}")
 
     def walk(self, value: Any, schema: Obj, path: str) -> Any:
-        schema = self.resolve(schema)
+        schema = resolve(schema)
         if value is None:
             return None
         if schema.get("x-kubernetes-int-or-string"):
@@ -564,7 +559,7 @@ def _validate_service(spec: Any) -> list[Cause]:
         node_port = port.get("nodePort")
         if node_port and stype not in ("NodePort", "LoadBalancer"):
             causes.append((f"{path}.nodePort", "FieldValueForbidden",
-                           "Forbidden: may not be used when `type` is 'ClusterIP'"))
+                           f"Forbidden: may not be used when `type` is '{stype}'"))
     return causes
 
 
