@@ -93,6 +93,10 @@ class Counts:
     checks: int = 0
 
 
+def _replicas(deployment: dict[str, Any]) -> int:
+    return int((deployment.get("spec") or {}).get("replicas", 1))
+
+
 def _status_only(old: dict[str, Any], new: dict[str, Any]) -> bool:
     """Only ``status`` (and the bookkeeping metadata every write bumps) differs between two versions."""
     def core(obj: dict[str, Any]) -> dict[str, Any]:
@@ -246,7 +250,7 @@ class InvariantChecker:
         if cur is None:
             return
         same_rv = not rv or rv == cur["metadata"].get("resourceVersion")
-        if same_rv and int(cur["spec"].get("replicas", 1)) == want:
+        if same_rv and _replicas(cur) == want:
             self._violate("duplicate-scale", m[1], m[2], f"{identity} re-sent replicas={want}, already applied")
 
     def _event_exists(self, p: _Pending) -> bool:
@@ -265,14 +269,16 @@ class InvariantChecker:
             return
         md = change.obj.get("metadata") or {}
         ns, name = str(md.get("namespace") or ""), str(md.get("name") or "")
+        modified = change.old if change.type == "MODIFIED" else None
+        rescaled = (change.storage == DEPLOYMENTS.storage_key and modified is not None
+                    and _replicas(modified) != _replicas(change.obj))
         if change.storage == DEPLOYMENTS.storage_key:
             path = f"/apis/apps/v1/namespaces/{ns}/deployments/{name}"
-            old_n = int(((change.old or {}).get("spec") or {}).get("replicas", 1))
-            if change.old is not None and change.type == "MODIFIED" and old_n != int(change.obj["spec"].get("replicas", 1)):
+            if rescaled:
                 # a replica change is the controller's only if it has a /scale write in flight (the one way it
                 # scales): a human's `kubectl scale` landing while its status PATCH is in flight is not its own
                 path += "/scale"
-            elif change.old is not None and change.type == "MODIFIED" and _status_only(change.old, change.obj):
+            elif modified is not None and _status_only(modified, change.obj):
                 # the sandbox's own Deployment controller updating status while a client's PATCH is in flight
                 path += "/status"
             writer = self._writer_of(path, ns, name)
@@ -284,9 +290,7 @@ class InvariantChecker:
             return
         self.counts.checks += 1
         if change.storage == DEPLOYMENTS.storage_key and writer is None:
-            old = int(((change.old or {}).get("spec") or {}).get("replicas", 1))
-            if change.old is not None and change.type == "MODIFIED" and old != int(change.obj["spec"].get("replicas", 1)):
-                self.counts.external_scales += 1
+            self.counts.external_scales += rescaled
             return
         if writer is None:
             return
