@@ -7,7 +7,6 @@ natural units (cores, microseconds, percent) or as Kubernetes quantity strings (
 
 from __future__ import annotations
 
-import math
 import re
 from datetime import datetime
 from typing import Annotated, Any, Literal
@@ -36,6 +35,7 @@ from autoscaler.policy.types import (
     Target,
     TargetType,
     Tolerances,
+    is_quantity,
     to_milli,
 )
 
@@ -68,7 +68,7 @@ def parse_time(v: Any) -> Any:
 
 def check_quantity(v: float) -> float:
     """A finite quantity whose milli-value fits in 64 bits."""
-    if not math.isfinite(v) or abs(v) > MAX_QUANTITY:
+    if not is_quantity(v):
         raise ValueError(f"out of range: {v!r} (a quantity must be finite and at most {MAX_QUANTITY:g} in size)")
     return v
 

@@ -20,6 +20,11 @@ MAX_QUANTITY = 9.2e15
 like NaN and infinities, are not metric values."""
 
 
+def is_quantity(value: float) -> bool:
+    """Finite, with a milli-value that fits in 64 bits (what :func:`to_milli` can convert)."""
+    return math.isfinite(value) and abs(value) <= MAX_QUANTITY
+
+
 def to_milli(value: float) -> int:
     """Natural units -> milli-units, rounding up like ``Quantity.MilliValue()``.
 

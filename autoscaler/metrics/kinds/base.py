@@ -18,7 +18,7 @@ from typing import Protocol
 
 from autoscaler.metrics.promql import LeaseTarget
 from autoscaler.metrics.results import Empty, MultiSeries, NotFinite, Ok, Outcome, Sample, Stale
-from autoscaler.policy.types import MAX_QUANTITY
+from autoscaler.policy.types import is_quantity
 
 SAMPLE_AGE_S = 120.0
 """Default max sample age: a DCGM exporter at its default 30 s collect interval plus scrape jitter."""
@@ -85,7 +85,7 @@ def single_value(series: PodSeries, eval_time: float, max_age_s: float | None) -
     value = series.values[0].value
     if max_age_s is not None and (stale := staleness(series, eval_time, max_age_s, value)) is not None:
         return stale
-    if not math.isfinite(value) or abs(value) > MAX_QUANTITY:
+    if not is_quantity(value):
         return NotFinite(value)
     return Ok(value)
 
