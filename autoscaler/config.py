@@ -206,7 +206,7 @@ class Fallback(_Strict):
 class PredictiveSettings(_Strict):
     """The ``predictive`` algorithm's parameters (extension; docs/predictive.md). Every field has a safe default."""
 
-    violation_target: float = Field(0.05, alias="violationTarget", gt=0, lt=1,
+    violation_target: float = Field(0.04, alias="violationTarget", gt=0, lt=1,
                                     description="allowed probability that a request queues longer than the "
                                                 "queueTime threshold, at the forecast rate")
     arrival_cv2: float = Field(1.0, alias="arrivalCv2", gt=0, le=100,
@@ -216,7 +216,8 @@ class PredictiveSettings(_Strict):
     rate_window_s: float = Field(30.0, alias="rateWindowSeconds", ge=2, le=600,
                                  description="rate() window of the request-rate query, seconds")
     burst_window_s: float = Field(600.0, alias="burstWindowSeconds", ge=0, le=3600,
-                                  description="keep the capacity the largest rate of this window needed, seconds (0: off)")
+                                  description="keep the capacity the largest offered load (rate x service time) of this "
+                                              "window needed, seconds (0: off)")
     trend_window_s: float = Field(300.0, alias="trendWindowSeconds", ge=0, le=3600,
                                   description="window of the rate's linear-trend fit, seconds (0: no trend)")
     trend_damping: float = Field(0.5, alias="trendDamping", ge=0, le=1,

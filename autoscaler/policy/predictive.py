@@ -12,8 +12,11 @@ The decision, in order (each step is a parameter of :class:`PredictiveParams`):
    over ``growth_window_s``: saturated pods serve only what they can, so under overload the served
    rate alone hides the unserved part of the demand. With a backlog (``pending`` requests) the fleet
    must also drain it within ``drain_s``: ``lam += pending / drain_s`` (``Backlog``).
-2. **Burst envelope**: the largest rate seen over the last ``burst_window_s`` (``BurstEnvelope``);
-   a bursty lease keeps the capacity its bursts needed instead of chasing each one.
+2. **Burst envelope**: the largest offered load (demand x service time, in busy slots) seen over the last
+   ``burst_window_s``, as a rate at the current service time (``BurstEnvelope``): a bursty lease keeps the
+   capacity its bursts needed instead of chasing each one. Load, not rate: an LLM server's service time
+   follows its requests' token counts, which change from minute to minute as much as the rate does, and a
+   minute of long requests needs the capacity a minute of many requests does.
 3. **Forecast** over the horizon ``startup_s + lag_s`` (what a pod created now will meet): a damped
    linear trend of the recent rate (``Trend``) and, once a full period of history exists, the
    lease's own daily shape (a few FFT harmonics, as Crane's predictive HPA) as a multiplicative
@@ -79,14 +82,14 @@ class PredictiveParams:
     """Every choice of the policy, with its safe default (units in the names)."""
 
     target_queue_time_us: float = 10000.0
-    violation_target: float = 0.05
+    violation_target: float = 0.04
     """Allowed probability that a request queues longer than the target, at the forecast rate."""
     arrival_cv2: float = 1.0
     """Squared CV of inter-arrival times (1 = Poisson) for the queueing formula."""
     service_time_cv: float = 0.0
     """CV of service times for the queueing formula (0 = constant)."""
     burst_window_s: float = 600.0
-    """Keep the capacity the largest rate of this window needed (0 = off)."""
+    """Keep the capacity the largest offered load (rate x service time) of this window needed (0 = off)."""
     trend_window_s: float = 300.0
     """Fit the rate's linear trend over this window (0 = no trend)."""
     trend_damping: float = 0.5
@@ -154,6 +157,8 @@ class PredictiveState:
 
     rates: tuple[tuple[float, float], ...] = ()
     """(time, demand) samples over the longest of the burst and trend windows."""
+    loads: tuple[tuple[float, float], ...] = ()
+    """(time, demand x service time) samples over the burst window: the offered load, in busy slots."""
     pending: tuple[tuple[float, float], ...] = ()
     """(time, pending requests) samples over the growth window."""
     targets: tuple[tuple[float, int], ...] = ()
@@ -329,17 +334,18 @@ def decide_predictive(obs: PredictiveObservation, state: PredictiveState,
     rate += growth
     keep_s = max(params.burst_window_s, params.trend_window_s)
     rates = (*((t, r) for t, r in state.rates if t > now - keep_s), (now, rate))
+    loads = (*((t, a) for t, a in state.loads if t > now - params.burst_window_s), (now, rate * svc))
     since = now if state.since is None else state.since
-    st = _update_season(replace(state, rates=rates, pending=pend_hist, service_time_s=svc, since=since),
-                        now, rate, params)
+    st = _update_season(replace(state, rates=rates, loads=loads, pending=pend_hist, service_time_s=svc,
+                                since=since), now, rate, params)
 
     horizon = obs.startup_s + params.lag_s
     reason = PredictiveReason.CAPACITY
     lam = rate
     details: dict[str, float] = {"rate_rps": rate, "served_rps": served, "service_s": svc, "horizon_s": horizon}
-    # burst envelope: the largest recent rate
+    # burst envelope: the largest recent offered load, as a rate at today's service time
     if params.burst_window_s > 0:
-        env = max(r for t, r in rates if t > now - params.burst_window_s)
+        env = max(a for _t, a in loads) / svc
         if env > lam * 1.0001:
             lam, reason = env, PredictiveReason.BURST_ENVELOPE
     # forecast (raises only)

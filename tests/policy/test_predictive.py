@@ -160,6 +160,22 @@ def test_a_growing_backlog_is_demand_the_pods_did_not_serve() -> None:
         assert d.desired_replicas == need(expect)
 
 
+def test_the_burst_envelope_keeps_the_capacity_of_a_minute_of_long_requests() -> None:
+    """The envelope remembers offered load (rate x service time), not rate: a minute of requests twice as long at an
+    unchanged rate needs the capacity twice the rate would, and a lease that just had one keeps it for the burst
+    window like a rate burst; once the window has passed, it scales down."""
+    state = PredictiveState()
+    d = None
+    for t, svc in [(float(t), SVC if not 600 <= t < 660 else 2 * SVC) for t in range(0, 1400, 5)]:
+        n = d.desired_replicas if d else need(100.0)
+        d = decide_predictive(obs(t, 100.0, current=n, svc=svc), state, PARAMS)
+        state = d.state
+        if t == 655:
+            assert d.desired_replicas >= need(200.0) > need(100.0)
+        if t == 900:  # 100 req/s of short requests again, the long minute inside the window: held
+            assert (d.desired_replicas, d.reason) == (need(200.0), PredictiveReason.BURST_ENVELOPE)
+    assert d is not None and d.desired_replicas == need(100.0)  # the window has passed
+
 def test_capacity_target_is_monotone_in_rate_and_service_time() -> None:
     """More load or slower requests never need fewer replicas; no load needs none."""
     rates = [0.0, 1.0, 10.0, 50.0, 100.0, 400.0]
