@@ -1,12 +1,15 @@
 """Reading request bodies in the Kubernetes protobuf encoding.
 
-client-go's typed clients (``kubectl create namespace|configmap|deployment``, ``kubectl auth can-i``,
-``kubectl autoscale``) send ``application/vnd.kubernetes.protobuf``: the ``k8s\\0`` magic, then a
-``runtime.Unknown`` envelope (type meta + the message bytes). They accept JSON back, so only decoding
-is needed. The tables below give the field numbers of the upstream ``generated.proto`` files (fields
-are never renumbered there) for the messages those clients send; fields outside them are dropped, as
-an older server would. Zero values of non-pointer fields are dropped too, which is what JSON's
-``omitempty`` gives, so the decoded object equals the JSON the same client would have sent.
+client-go's typed clients (``kubectl create namespace|configmap|deployment|serviceaccount|service|role|
+rolebinding|clusterrole|clusterrolebinding|poddisruptionbudget``, ``kubectl auth can-i``, ``kubectl
+autoscale``) send ``application/vnd.kubernetes.protobuf``: the ``k8s\\0`` magic, then a ``runtime.Unknown``
+envelope (type meta + the message bytes). They accept JSON back, so only decoding is needed. The tables
+below give the field numbers of the upstream ``generated.proto`` files (fields are never renumbered
+there) for the messages those clients send; fields outside them are dropped, as an older server would.
+Zero values of non-pointer fields are dropped too, which is what JSON's ``omitempty`` gives, so the
+decoded object equals the JSON the same client would have sent. A kind without a table (custom resources
+never come as protobuf; a built-in kind the sandbox does not serve might) is :class:`UnsupportedKind`,
+which the API server answers with 415 (`kubectl create -f`, which sends JSON, works for any kind).
 """
 
 from __future__ import annotations
@@ -90,11 +93,66 @@ MESSAGES: dict[str, dict[int, Field]] = {
                                     4: ("targetCPUUtilizationPercentage", "int", "ptr")},
     "HorizontalPodAutoscalerStatus": {},
     "CrossVersionObjectReference": {1: ("kind", "str", ""), 2: ("name", "str", ""), 3: ("apiVersion", "str", "")},
+    # core/v1 ServiceAccount (`kubectl create serviceaccount`)
+    "ServiceAccount": {1: ("metadata", "ObjectMeta", ""), 2: ("secrets", "ObjectReference", "rep"),
+                       3: ("imagePullSecrets", "LocalObjectReference", "rep"),
+                       4: ("automountServiceAccountToken", "bool", "ptr")},
+    "ObjectReference": {1: ("kind", "str", ""), 2: ("namespace", "str", ""), 3: ("name", "str", ""),
+                        4: ("uid", "str", ""), 5: ("apiVersion", "str", ""), 6: ("resourceVersion", "str", ""),
+                        7: ("fieldPath", "str", "")},
+    "LocalObjectReference": {1: ("name", "str", "")},
+    # core/v1 Service (`kubectl create service clusterip|nodeport|loadbalancer|externalname`). Field 16
+    # (topologyKeys) was removed upstream and is not in the sandbox's schema: dropped, as a newer server would.
+    "Service": {1: ("metadata", "ObjectMeta", ""), 2: ("spec", "ServiceSpec", ""),
+                3: ("status", "ServiceStatus", "")},
+    "ServiceStatus": {},
+    "ServiceSpec": {1: ("ports", "ServicePort", "rep"), 2: ("selector", "map", ""), 3: ("clusterIP", "str", ""),
+                    4: ("type", "str", ""), 5: ("externalIPs", "str", "rep"), 7: ("sessionAffinity", "str", ""),
+                    8: ("loadBalancerIP", "str", ""), 9: ("loadBalancerSourceRanges", "str", "rep"),
+                    10: ("externalName", "str", ""), 11: ("externalTrafficPolicy", "str", ""),
+                    12: ("healthCheckNodePort", "int", ""), 13: ("publishNotReadyAddresses", "bool", ""),
+                    14: ("sessionAffinityConfig", "SessionAffinityConfig", ""), 17: ("ipFamilyPolicy", "str", "ptr"),
+                    18: ("clusterIPs", "str", "rep"), 19: ("ipFamilies", "str", "rep"),
+                    20: ("allocateLoadBalancerNodePorts", "bool", "ptr"), 21: ("loadBalancerClass", "str", "ptr"),
+                    22: ("internalTrafficPolicy", "str", "ptr")},
+    # targetPort is a non-pointer IntOrString: an unset one arrives as the int 0 and is dropped here; the
+    # sandbox then defaults it to `port`, as it does for JSON's `"targetPort": 0`.
+    "ServicePort": {1: ("name", "str", ""), 2: ("protocol", "str", ""), 3: ("port", "int", ""),
+                    4: ("targetPort", "intorstr", ""), 5: ("nodePort", "int", ""), 6: ("appProtocol", "str", "ptr")},
+    "SessionAffinityConfig": {1: ("clientIP", "ClientIPConfig", "")},
+    "ClientIPConfig": {1: ("timeoutSeconds", "int", "ptr")},
+    # rbac.authorization.k8s.io/v1 (`kubectl create role|clusterrole|rolebinding|clusterrolebinding`). Repeated
+    # strings keep their empty elements: `--resource=pods` gives apiGroups [""], the core group.
+    "Role": {1: ("metadata", "ObjectMeta", ""), 2: ("rules", "PolicyRule", "rep")},
+    "ClusterRole": {1: ("metadata", "ObjectMeta", ""), 2: ("rules", "PolicyRule", "rep"),
+                    3: ("aggregationRule", "AggregationRule", "")},
+    "AggregationRule": {1: ("clusterRoleSelectors", "LabelSelector", "rep")},
+    "PolicyRule": {1: ("verbs", "str", "rep"), 2: ("apiGroups", "str", "rep"), 3: ("resources", "str", "rep"),
+                   4: ("resourceNames", "str", "rep"), 5: ("nonResourceURLs", "str", "rep")},
+    "RoleBinding": {1: ("metadata", "ObjectMeta", ""), 2: ("subjects", "Subject", "rep"),
+                    3: ("roleRef", "RoleRef", "")},
+    "ClusterRoleBinding": {1: ("metadata", "ObjectMeta", ""), 2: ("subjects", "Subject", "rep"),
+                           3: ("roleRef", "RoleRef", "")},
+    "Subject": {1: ("kind", "str", ""), 2: ("apiGroup", "str", ""), 3: ("name", "str", ""),
+                4: ("namespace", "str", "")},
+    "RoleRef": {1: ("apiGroup", "str", ""), 2: ("kind", "str", ""), 3: ("name", "str", "")},
+    # policy/v1 PodDisruptionBudget (`kubectl create poddisruptionbudget`). minAvailable and maxUnavailable are
+    # IntOrString pointers: present only when set, and then kept even as 0 (`--max-unavailable=0`: no evictions).
+    "PodDisruptionBudget": {1: ("metadata", "ObjectMeta", ""), 2: ("spec", "PodDisruptionBudgetSpec", ""),
+                            3: ("status", "PodDisruptionBudgetStatus", "")},
+    "PodDisruptionBudgetSpec": {1: ("minAvailable", "intorstr", "ptr"), 2: ("selector", "LabelSelector", ""),
+                                3: ("maxUnavailable", "intorstr", "ptr"),
+                                4: ("unhealthyPodEvictionPolicy", "str", "ptr")},
+    "PodDisruptionBudgetStatus": {},
 }
 KINDS = {("v1", "Namespace"): "Namespace", ("v1", "ConfigMap"): "ConfigMap", ("v1", "Pod"): "Pod",
+         ("v1", "ServiceAccount"): "ServiceAccount", ("v1", "Service"): "Service",
          ("apps/v1", "Deployment"): "Deployment", ("coordination.k8s.io/v1", "Lease"): "Lease",
          ("authorization.k8s.io/v1", "SelfSubjectAccessReview"): "SelfSubjectAccessReview",
-         ("autoscaling/v1", "HorizontalPodAutoscaler"): "HorizontalPodAutoscaler"}
+         ("autoscaling/v1", "HorizontalPodAutoscaler"): "HorizontalPodAutoscaler",
+         **{("rbac.authorization.k8s.io/v1", kind): kind
+            for kind in ("Role", "ClusterRole", "RoleBinding", "ClusterRoleBinding")},
+         ("policy/v1", "PodDisruptionBudget"): "PodDisruptionBudget"}
 
 
 class ProtobufError(ValueError):
