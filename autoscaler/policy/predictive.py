@@ -155,10 +155,9 @@ class PredictiveObservation:
 class PredictiveState:
     """What the policy carries between decisions (persist it to survive restarts)."""
 
-    rates: tuple[tuple[float, float], ...] = ()
-    """(time, demand) samples over the longest of the burst and trend windows."""
-    loads: tuple[tuple[float, float], ...] = ()
-    """(time, demand x service time) samples over the burst window: the offered load, in busy slots."""
+    rates: tuple[tuple[float, float, float], ...] = ()
+    """(time, demand, offered load = demand x service time in busy slots) over the longest of the burst and trend
+    windows."""
     pending: tuple[tuple[float, float], ...] = ()
     """(time, pending requests) samples over the growth window."""
     targets: tuple[tuple[float, int], ...] = ()
@@ -215,8 +214,8 @@ def replicas_needed(rate_rps: float, service_s: float, slots: int, params: Predi
 # --------------------------------------------------------------------------------------- forecast
 
 
-def _trend_slope(rates: tuple[tuple[float, float], ...], now: float, window_s: float) -> float:
-    pts = [(t, r) for t, r in rates if t > now - window_s]
+def _trend_slope(rates: tuple[tuple[float, float, float], ...], now: float, window_s: float) -> float:
+    pts = [(t, r) for t, r, _a in rates if t > now - window_s]
     if len(pts) < 4 or pts[-1][0] - pts[0][0] < window_s / 2:
         return 0.0
     t = np.array([p[0] for p in pts])
@@ -333,11 +332,10 @@ def decide_predictive(obs: PredictiveObservation, state: PredictiveState,
     served = rate
     rate += growth
     keep_s = max(params.burst_window_s, params.trend_window_s)
-    rates = (*((t, r) for t, r in state.rates if t > now - keep_s), (now, rate))
-    loads = (*((t, a) for t, a in state.loads if t > now - params.burst_window_s), (now, rate * svc))
+    rates = (*(x for x in state.rates if x[0] > now - keep_s), (now, rate, rate * svc))
     since = now if state.since is None else state.since
-    st = _update_season(replace(state, rates=rates, loads=loads, pending=pend_hist, service_time_s=svc,
-                                since=since), now, rate, params)
+    st = _update_season(replace(state, rates=rates, pending=pend_hist, service_time_s=svc, since=since),
+                        now, rate, params)
 
     horizon = obs.startup_s + params.lag_s
     reason = PredictiveReason.CAPACITY
@@ -345,7 +343,7 @@ def decide_predictive(obs: PredictiveObservation, state: PredictiveState,
     details: dict[str, float] = {"rate_rps": rate, "served_rps": served, "service_s": svc, "horizon_s": horizon}
     # burst envelope: the largest recent offered load, as a rate at today's service time
     if params.burst_window_s > 0:
-        env = max(a for _t, a in loads) / svc
+        env = max(a for t, _r, a in rates if t > now - params.burst_window_s) / svc
         if env > lam * 1.0001:
             lam, reason = env, PredictiveReason.BURST_ENVELOPE
     # forecast (raises only)
