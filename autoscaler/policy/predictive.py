@@ -343,7 +343,9 @@ def decide_predictive(obs: PredictiveObservation, state: PredictiveState,
     details: dict[str, float] = {"rate_rps": rate, "served_rps": served, "service_s": svc, "horizon_s": horizon}
     # burst envelope: the largest recent offered load, as a rate at today's service time
     if params.burst_window_s > 0:
-        env = max(a for t, _r, a in rates if t > now - params.burst_window_s) / svc
+        peak = max(a for t, _r, a in rates if t > now - params.burst_window_s)
+        details["envelope_busy_slots"] = peak
+        env = peak / svc
         if env > lam * 1.0001:
             lam, reason = env, PredictiveReason.BURST_ENVELOPE
     # forecast (raises only)

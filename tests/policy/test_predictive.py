@@ -174,6 +174,7 @@ def test_the_burst_envelope_keeps_the_capacity_of_a_minute_of_long_requests() ->
             assert d.desired_replicas >= need(200.0) > need(100.0)
         if t == 900:  # 100 req/s of short requests again, the long minute inside the window: held
             assert (d.desired_replicas, d.reason) == (need(200.0), PredictiveReason.BURST_ENVELOPE)
+            assert d.details["envelope_busy_slots"] == pytest.approx(100.0 * 2 * SVC)  # for explain and Events
     assert d is not None and d.desired_replicas == need(100.0)  # the window has passed
 
 def test_capacity_target_is_monotone_in_rate_and_service_time() -> None:
