@@ -75,18 +75,13 @@ Schema = dict[str, Any]
 Resolve = Callable[[Schema], Schema]
 
 
-def _no_schema(schema: Schema) -> Schema:
-    return schema
-
-
-def strategic_merge_patch(target: Any, patch: Any, schema: Schema | None = None,
-                          resolve: Resolve = _no_schema) -> Any:
+def strategic_merge_patch(target: Any, patch: Any, schema: Schema, resolve: Resolve) -> Any:
     """Kubernetes strategic merge patch of ``patch`` onto ``target`` (neither is modified). ``schema`` is
     the kind's OpenAPI schema, with ``resolve`` following its ``$ref``s."""
     if not isinstance(patch, dict):
         raise MalformedPatch("strategic merge patch must be a JSON object")
     return _smp_map(copy.deepcopy(target) if isinstance(target, dict) else {}, patch,
-                    _Schema(resolve(schema or {}), resolve))
+                    _Schema(resolve(schema), resolve))
 
 
 class _Schema:
