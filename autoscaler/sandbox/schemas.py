@@ -98,6 +98,9 @@ LABEL_SELECTOR = obj({
 })
 
 CONDITION_COMMON = {"lastTransitionTime": TIME, "message": STR, "reason": STR, "status": STR, "type": STR}
+META_CONDITIONS = arr(obj({**CONDITION_COMMON, "observedGeneration": I64},
+                          ("type", "status", "lastTransitionTime", "reason", "message")))
+"""A list of ``metav1.Condition``: the status conditions of the newer kinds (Service, PodDisruptionBudget)."""
 
 OBJECT_REFERENCE = obj({"apiVersion": STR, "fieldPath": STR, "kind": STR, "name": STR, "namespace": STR,
                         "resourceVersion": STR, "uid": STR})
@@ -160,6 +163,7 @@ HPA_SCHEMAS: dict[str, Obj] = {
 }
 
 # rbac.authorization.k8s.io/v1: stored, not enforced (lists are atomic upstream).
+RBAC_GROUP = "rbac.authorization.k8s.io"
 RBAC = "io.k8s.api.rbac.v1."
 _POLICY_RULE = obj({"apiGroups": STRS, "nonResourceURLs": STRS, "resourceNames": STRS, "resources": STRS,
                     "verbs": STRS}, ("verbs",))
@@ -170,14 +174,12 @@ RBAC_SCHEMAS: dict[str, Obj] = {
     RBAC + "RoleRef": _ROLE_REF,
     RBAC + "Subject": _SUBJECT,
     RBAC + "AggregationRule": obj({"clusterRoleSelectors": arr(ref(META + "LabelSelector"))}),
-    RBAC + "ClusterRole": kind_schema("rbac.authorization.k8s.io", "v1", "ClusterRole", {
+    RBAC + "ClusterRole": kind_schema(RBAC_GROUP, "v1", "ClusterRole", {
         "aggregationRule": ref(RBAC + "AggregationRule"), "rules": arr(ref(RBAC + "PolicyRule"))}),
-    RBAC + "Role": kind_schema("rbac.authorization.k8s.io", "v1", "Role", {
-        "rules": arr(ref(RBAC + "PolicyRule"))}),
-    RBAC + "ClusterRoleBinding": {**kind_schema("rbac.authorization.k8s.io", "v1", "ClusterRoleBinding", {
-        "roleRef": ref(RBAC + "RoleRef"), "subjects": arr(ref(RBAC + "Subject"))}), "required": ["roleRef"]},
-    RBAC + "RoleBinding": {**kind_schema("rbac.authorization.k8s.io", "v1", "RoleBinding", {
-        "roleRef": ref(RBAC + "RoleRef"), "subjects": arr(ref(RBAC + "Subject"))}), "required": ["roleRef"]},
+    RBAC + "Role": kind_schema(RBAC_GROUP, "v1", "Role", {"rules": arr(ref(RBAC + "PolicyRule"))}),
+    **{RBAC + kind: {**kind_schema(RBAC_GROUP, "v1", kind, {
+        "roleRef": ref(RBAC + "RoleRef"), "subjects": arr(ref(RBAC + "Subject"))}), "required": ["roleRef"]}
+       for kind in ("ClusterRoleBinding", "RoleBinding")},
 }
 
 # core/v1 Service: stored only (no cluster IP allocation, no endpoints). Ports merge by port upstream.
@@ -194,8 +196,7 @@ SERVICE_SPEC = obj({
     "type": STR,
 })
 SERVICE_STATUS = obj({
-    "conditions": arr(obj({**CONDITION_COMMON, "observedGeneration": I64},
-                          ("type", "status", "lastTransitionTime", "reason", "message"))),
+    "conditions": META_CONDITIONS,
     "loadBalancer": obj({"ingress": arr(obj({
         "hostname": STR, "ip": STR, "ipMode": STR,
         "ports": arr(obj({"error": STR, "port": I32, "protocol": STR}, ("port", "protocol")))}))}),
@@ -205,8 +206,7 @@ SERVICE_STATUS = obj({
 PDB_SPEC = obj({"maxUnavailable": INT_OR_STRING, "minAvailable": INT_OR_STRING,
                 "selector": ref(META + "LabelSelector"), "unhealthyPodEvictionPolicy": STR})
 PDB_STATUS = obj({
-    "conditions": arr(obj({**CONDITION_COMMON, "observedGeneration": I64},
-                          ("type", "status", "lastTransitionTime", "reason", "message"))),
+    "conditions": META_CONDITIONS,
     "currentHealthy": I32, "desiredHealthy": I32, "disruptedPods": {"type": "object", "additionalProperties": TIME},
     "disruptionsAllowed": I32, "expectedPods": I32, "observedGeneration": I64,
 }, ("disruptionsAllowed", "currentHealthy", "desiredHealthy", "expectedPods"))

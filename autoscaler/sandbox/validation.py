@@ -20,7 +20,7 @@ from typing import Any
 from autoscaler.sandbox import conversion
 from autoscaler.sandbox.errors import ApiError, bad_request
 from autoscaler.sandbox.resources import ResourceType
-from autoscaler.sandbox.schemas import SCHEMAS, resolve
+from autoscaler.sandbox.schemas import RBAC_GROUP, SCHEMAS, resolve
 from autoscaler.sandbox.selectors import from_label_selector_object
 
 Obj = dict[str, Any]
@@ -467,7 +467,6 @@ def validate(rt: ResourceType, obj: Obj, old: Obj | None = None) -> list[Cause]:
     return causes
 
 
-RBAC_GROUP = "rbac.authorization.k8s.io"
 SUBJECT_KINDS = ("ServiceAccount", "User", "Group")
 
 
