@@ -654,7 +654,7 @@ class Controller:
                    f"expected in {det.get('horizon_s', 0):.0f}s, {1000 * det.get('service_s', 0):.0f} ms per request, "
                    f"{det.get('capacity_target', 0):.0f} replicas meet the queue-time SLO")
         if d.reason == PredictiveReason.BURST_ENVELOPE:
-            message += (f"; held for the burst window's peak load, {det.get('envelope_busy_slots', 0):.1f} requests "
+            message += (f"; held for the burst window's peak load, {det['envelope_busy_slots']:.1f} requests "
                         "in service")
         if "reactive_floor" in det:
             message += f"; the queue time, over the SLO for a whole window, asks at least {det['reactive_floor']:.0f}"

@@ -7,8 +7,8 @@ each through hpa, keda, kpa, default and oracle with the default replay settings
 `default`'s figures as ratios, which of issue 8's checks it meets, and whether the oracle (perfect foresight)
 itself reaches half of hpa's violations, i.e. whether that check is feasible at all on the trace.
 `--shared` adds the shared traces (../shared/traces) to the table; `--halves` adds each shared trace's first and
-second half as traces of their own (`_A`, `_B`, each rescaled on its own: held-out segments). `--plot` draws every policy's violations and
-GPU-seconds relative to hpa per trace, with the region issue 8 asks for shaded.
+second half as traces of their own (`_A`, `_B`, each rescaled on its own: held-out segments). `--plot` draws every
+policy's violations and GPU-seconds relative to hpa per trace, with the region issue 8 asks for shaded.
 
 The shapes (none of them was used to choose a parameter):
   flash       Poisson 5 req/s with a 20-minute flash crowd at 5x (tokens)
