@@ -177,6 +177,7 @@ def test_the_burst_envelope_keeps_the_capacity_of_a_minute_of_long_requests() ->
             assert d.details["envelope_busy_slots"] == pytest.approx(100.0 * 2 * SVC)  # for explain and Events
     assert d is not None and d.desired_replicas == need(100.0)  # the window has passed
 
+
 def test_capacity_target_is_monotone_in_rate_and_service_time() -> None:
     """More load or slower requests never need fewer replicas; no load needs none."""
     rates = [0.0, 1.0, 10.0, 50.0, 100.0, 400.0]
