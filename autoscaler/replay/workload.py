@@ -9,7 +9,8 @@ replicas are for.
 
 Arrivals come from :func:`autoscaler.sandbox.load.trace_step_counts` (the sandbox's schedule): 600 s
 buckets are spread uniformly inside each bucket (Poisson given the bucket's count), fractional scaled
-counts are rounded at random, all from one seed. Token columns, when present, give each step the mean
+counts are rounded at random, all from one seed. Buckets that are not a whole number of seconds (100 ms, 2.5 s)
+are first spread evenly over 1 s buckets (:func:`autoscaler.sandbox.load.rebucket`). Token columns, when present, give each step the mean
 prompt and output tokens per request of its bucket, which the serving model turns into a service time.
 """
 
@@ -22,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
-from autoscaler.sandbox.load import Trace, load_trace, trace_step_counts
+from autoscaler.sandbox.load import Trace, is_whole_steps, load_trace, rebucket, trace_step_counts
 from autoscaler.serving import RHO_MAX, ServingConfig, erlang_c
 
 FloatArray = npt.NDArray[np.float64]
@@ -110,13 +111,15 @@ def build_workload(trace_file: str | Path, serving: ServingConfig, *, peak_repli
         trace = Trace(trace.name, trace.bucket_s, trace.requests[:n],
                       None if trace.prompt_tokens is None else trace.prompt_tokens[:n],
                       None if trace.output_tokens is None else trace.output_tokens[:n], trace.comments)
+    if not is_whole_steps(trace.bucket_s, 1.0):
+        trace = rebucket(trace, 1.0)
     svc = trace_mean_service_s(trace, serving)
     cap = replica_capacity_rps(serving, svc, target_queue_time_us)
     peak = peak_rate(trace)
     scale = 1.0 if peak_replicas is None or peak <= 0 else peak_replicas * cap / peak
     counts = trace_step_counts(trace, 1.0, rate_scale=scale, seed=seed)
     per = round(trace.bucket_s)
-    denom = np.maximum(trace.requests, 1.0)
+    denom = np.where(trace.requests > 0, trace.requests, 1.0)  # rebucketed counts may be fractional
     prompt = None if trace.prompt_tokens is None else np.repeat(trace.prompt_tokens / denom, per)
     output = None if trace.output_tokens is None else np.repeat(trace.output_tokens / denom, per)
     return Workload(trace.name, counts, prompt, output, scale, peak * scale, cap, svc, trace.bucket_s)

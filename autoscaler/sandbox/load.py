@@ -105,38 +105,103 @@ def trace_path(name: str | Path) -> Path:
     raise FileNotFoundError(f"trace {str(name)!r} not found (packaged: {', '.join(packaged_traces())})")
 
 
+TOKEN_COLUMNS = {"prompt_tokens": ("prompt_tokens", "input_tokens", "context_tokens"),
+                 "output_tokens": ("output_tokens", "generated_tokens", "completion_tokens")}
+"""Accepted names of the token columns (case-insensitive), first one wins."""
+
+
 def load_trace(name: str | Path) -> Trace:
-    """Read a trace CSV (comments start with ``#``; ``bucket_seconds=`` is read from them)."""
+    """Read a trace CSV (comments start with ``#``; ``bucket_seconds=`` is read from them).
+
+    Only ``requests`` (and the token columns, under any name of :data:`TOKEN_COLUMNS`) are read, so
+    other columns may hold anything. An empty or NaN token cell is filled with the trace's mean tokens
+    per request; a bad ``requests`` cell (empty, negative, not a number) is an error naming its line.
+    Without ``bucket_seconds=`` the bucket is the step of ``t_seconds`` (else 1 s).
+    """
     path = trace_path(name)
     comments: list[str] = []
     header: list[str] | None = None
-    rows: list[list[float]] = []
-    for line in path.read_text().splitlines():
+    cells: dict[str, list[float]] = {}
+    index: dict[str, int] = {}  # column -> position in a row
+    for n, line in enumerate(path.read_text(encoding="utf-8-sig").splitlines(), 1):
         line = line.strip()
         if not line:
             continue
         if line.startswith("#"):
             comments.append(line[1:].strip())
             continue
+        parts = [c.strip().strip('"') for c in line.split(",")]
         if header is None:
-            header = [h.strip() for h in line.split(",")]
+            header = [h.lower() for h in parts]
+            if "requests" not in header:
+                raise ValueError(f"{path}:{n}: no 'requests' column in the header {header}")
+            wanted = {"requests": "requests", "t_seconds": "t_seconds"}
+            for col, aliases in TOKEN_COLUMNS.items():
+                found = next((a for a in aliases if a in header), None)
+                if found is not None:
+                    wanted[col] = found
+            index = {col: header.index(h) for col, h in wanted.items()}
+            cells = {col: [] for col in index}
             continue
-        rows.append([float(x) for x in line.split(",")])
-    if header is None or "requests" not in header:
+        for col, i in index.items():
+            raw = parts[i] if i < len(parts) else ""
+            try:
+                v = float(raw) if raw else math.nan
+            except ValueError:
+                v = math.nan
+            if col == "requests" and not (v >= 0 and math.isfinite(v)):
+                raise ValueError(f"{path}:{n}: requests must be a number >= 0, got {raw!r}")
+            cells[col].append(v)
+    if header is None:
         raise ValueError(f"{path}: no header with a 'requests' column")
-    data = np.asarray(rows, dtype=np.float64).reshape(-1, len(header))
-    col = {h: data[:, i] for i, h in enumerate(header)}
+    requests = np.asarray(cells["requests"], dtype=np.float64)
     bucket = None
     for c in comments:
-        m = re.search(r"bucket_seconds=([0-9.]+)", c)
+        m = re.search(r"bucket_seconds=([0-9.eE+-]+)", c)
         if m:
             bucket = float(m.group(1))
     if bucket is None:
-        t = col.get("t_seconds")
-        bucket = float(t[1] - t[0]) if t is not None and len(t) > 1 else 1.0
-    return Trace(name=path.stem, bucket_s=bucket, requests=col["requests"],
-                 prompt_tokens=col.get("prompt_tokens"), output_tokens=col.get("output_tokens"),
-                 comments=tuple(comments))
+        t = cells.get("t_seconds", [])
+        bucket = float(t[1] - t[0]) if len(t) > 1 and t[1] > t[0] else 1.0
+    if not (bucket > 0 and math.isfinite(bucket)):
+        raise ValueError(f"{path}: bucket_seconds must be > 0, got {bucket}")
+    tokens = {col: _fill_tokens(np.asarray(cells[col], dtype=np.float64), requests)
+              for col in TOKEN_COLUMNS if col in cells}
+    return Trace(name=path.stem, bucket_s=bucket, requests=requests, prompt_tokens=tokens.get("prompt_tokens"),
+                 output_tokens=tokens.get("output_tokens"), comments=tuple(comments))
+
+
+def _fill_tokens(tokens: FloatArray, requests: FloatArray) -> FloatArray | None:
+    """Token sums with unknown (NaN) buckets filled at the known buckets' mean per request (None: none known)."""
+    known = np.isfinite(tokens)
+    if not known.any() or requests[known].sum() <= 0:
+        return None
+    per = tokens[known].sum() / requests[known].sum()
+    return np.where(known, tokens, per * requests)
+
+
+def rebucket(trace: Trace, width_s: float) -> Trace:
+    """The same arrivals in buckets of ``width_s``: each source bucket spread evenly over its time span.
+
+    Counts and token sums become fractional where a source bucket straddles a new edge (the replay rounds
+    counts at random). Used for buckets that are not a whole number of replay steps (e.g. 100 ms or 2.5 s).
+    """
+    n_src = len(trace.requests)
+    edges = np.arange(n_src + 1, dtype=np.float64) * trace.bucket_s
+    n = max(1, math.ceil(trace.duration_s / width_s - 1e-9))
+    new_edges = np.minimum(np.arange(n + 1, dtype=np.float64) * width_s, edges[-1])
+
+    def spread(v: FloatArray | None) -> FloatArray | None:
+        if v is None:
+            return None
+        cum = np.concatenate([[0.0], np.cumsum(v)])
+        out: FloatArray = np.diff(np.interp(new_edges, edges, cum))
+        return out
+
+    requests = spread(trace.requests)
+    assert requests is not None
+    return Trace(trace.name, float(width_s), requests, spread(trace.prompt_tokens), spread(trace.output_tokens),
+                 trace.comments)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -346,16 +411,22 @@ def step_counts(schedule: ArrivalSchedule, step_s: float = 1.0, duration_s: floa
     return counts
 
 
+def is_whole_steps(bucket_s: float, step_s: float) -> bool:
+    """Whether a bucket is a whole number (>= 1) of steps."""
+    per = bucket_s / step_s
+    return per >= 1 - 1e-9 and abs(per - round(per)) <= 1e-9
+
+
 def trace_step_counts(trace: Trace, step_s: float = 1.0, rate_scale: float = 1.0, seed: int = 0) -> FloatArray:
     """A trace as arrivals per ``step_s`` (no compression): buckets wider than a step are split at random
-    (multinomial, i.e. uniform placement), fractional scaled counts rounded at random. Fast for a week."""
+    (multinomial, i.e. uniform placement), fractional scaled counts rounded at random. Fast for a week.
+    Buckets that are not a whole number of steps (100 ms, 2.5 s) are first :func:`rebucket`-ed to the step."""
     rng = np.random.default_rng(seed)
+    if not is_whole_steps(trace.bucket_s, step_s):
+        trace = rebucket(trace, step_s)
     mean = trace.requests * rate_scale
     n = np.floor(mean) + (rng.random(mean.shape) < mean - np.floor(mean))
-    per = trace.bucket_s / step_s
-    if abs(per - round(per)) > 1e-9 or per < 1:
-        raise ValueError(f"step {step_s}s must divide the bucket {trace.bucket_s}s")
-    m = round(per)
+    m = round(trace.bucket_s / step_s)
     if m == 1:
         return n.astype(np.float64)
     out = rng.multinomial(n.astype(np.int64), np.full(m, 1.0 / m))

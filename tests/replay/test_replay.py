@@ -151,6 +151,24 @@ def test_cli_json_shape(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> N
         assert isinstance(fig["scaleEvents"], int) and 1 <= fig["peakReplicas"] <= 12
 
 
+def test_a_100ms_trace_replays_as_its_per_second_sums(tmp_path: Path) -> None:
+    """A trace binned at 100 ms gives the same workload (arrivals, tokens per request) as its 1 s sums."""
+    rng = np.random.default_rng(2)
+    n = rng.poisson(np.repeat([0.3, 1.5, 0.5], 1000))
+    fine = tmp_path / "fine.csv"
+    fine.write_text("# bucket_seconds=0.1\nt_seconds,requests,prompt_tokens,output_tokens\n" + "".join(
+        f"{i / 10:.1f},{k},{k * 900},{k * 90}\n" for i, k in enumerate(n)))
+    s = n.reshape(-1, 10).sum(1)
+    coarse = tmp_path / "coarse.csv"
+    coarse.write_text("# bucket_seconds=1\nt_seconds,requests,prompt_tokens,output_tokens\n" + "".join(
+        f"{i},{k},{k * 900},{k * 90}\n" for i, k in enumerate(s)))
+    a, b = build_workload(fine, DEFAULT_SERVING), build_workload(coarse, DEFAULT_SERVING)
+    assert a.steps == b.steps == 300 and np.array_equal(a.counts, b.counts)
+    assert a.prompt_per_request is not None and b.prompt_per_request is not None
+    assert np.allclose(a.prompt_per_request, b.prompt_per_request)
+    assert a.mean_service_s == pytest.approx(b.mean_service_s) == pytest.approx(0.03 + 0.045 + 0.135)
+
+
 def test_cli_rejects_unknown_policy(capsys: pytest.CaptureFixture[str]) -> None:
     """An unknown policy name exits 2 with the list of known ones."""
     assert main(["replay", "--trace", "azure_conv_2023_1s", "--policies", "nope"]) == 2

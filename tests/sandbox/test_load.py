@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,8 +14,10 @@ from autoscaler.sandbox.load import (
     LoadSpec,
     LoadStats,
     Profile,
+    Trace,
     load_trace,
     packaged_traces,
+    rebucket,
     step_counts,
     trace_step_counts,
 )
@@ -101,6 +104,53 @@ def test_trace_step_counts_splits_coarse_buckets() -> None:
     per_bucket = steps.reshape(1008, 600).sum(1)
     assert np.all(np.abs(per_bucket - sg.requests * 0.1) <= 1)
     assert steps[:600].std() < 3 * np.sqrt(steps[:600].mean())  # Poisson-like, not a burst
+
+
+def _write(path: Path, head: str, rows: list[str]) -> Path:
+    path.write_text(head + "\n" + "\n".join(rows) + "\n")
+    return path
+
+
+def test_sub_second_buckets_are_summed_into_steps(tmp_path: Path) -> None:
+    """A 100 ms trace (timestamps in milliseconds, binned finely) replays as the per-second sums."""
+    counts = np.random.default_rng(1).poisson(0.7, 600)
+    tr = load_trace(_write(tmp_path / "ms.csv", "# bucket_seconds=0.1\nt_seconds,requests",
+                           [f"{i / 10:.1f},{c}" for i, c in enumerate(counts)]))
+    assert tr.bucket_s == 0.1
+    steps = trace_step_counts(tr, 1.0, seed=3)
+    assert np.array_equal(steps, counts.reshape(60, 10).sum(1))
+
+
+def test_buckets_of_a_fraction_of_steps_keep_totals_and_tokens_per_request() -> None:
+    """2.5 s buckets spread evenly over 1 s: the total, and the tokens per request, are kept."""
+    tr = Trace("x", 2.5, np.array([10.0, 0.0, 5.0]), prompt_tokens=np.array([1000.0, 0.0, 500.0]))
+    one = rebucket(tr, 1.0)
+    assert one.requests.tolist() == pytest.approx([4, 4, 2, 0, 0, 2, 2, 1])
+    assert one.prompt_tokens is not None
+    assert np.allclose(one.prompt_tokens, 100 * one.requests)  # 100 tokens per request throughout
+    assert trace_step_counts(tr, 1.0, seed=0).sum() == pytest.approx(15, abs=2)
+
+
+def test_trace_columns_by_alias_with_unknown_token_cells(tmp_path: Path) -> None:
+    """Token columns are found under their usual aliases, other columns are ignored, empty token cells
+    take the trace's mean per request, and the bucket comes from t_seconds when no comment gives it."""
+    tr = load_trace(_write(tmp_path / "t.csv", "t_seconds,Requests,date,input_tokens,completion_tokens",
+                           ["0,2,2024-05-01 10:00,200,20", "5,4,2024-05-01 10:05,,40", "10,0,2024-05-01 10:10,,"]))
+    assert tr.bucket_s == 5 and tr.requests.tolist() == [2, 4, 0]
+    assert tr.prompt_tokens is not None and tr.prompt_tokens.tolist() == [200, 400, 0]
+    assert tr.output_tokens is not None and tr.output_tokens.tolist() == [20, 40, 0]
+
+
+@pytest.mark.parametrize(
+    ("rows", "match"),
+    [(["0,3", "1,-1"], r"t\.csv:3: requests must be a number >= 0, got '-1'"),
+     (["0,3", "1,"], r"t\.csv:3: requests must be .* got ''"),
+     (["0,nan"], r"t\.csv:2: requests"),
+     (["0,x"], r"t\.csv:2: requests")])
+def test_bad_request_counts_name_the_line(tmp_path: Path, rows: list[str], match: str) -> None:
+    """A request count that is missing, negative or not a number is an error naming the file and line."""
+    with pytest.raises(ValueError, match=match):
+        load_trace(_write(tmp_path / "t.csv", "t_seconds,requests", rows))
 
 
 @pytest.mark.parametrize(
