@@ -16,7 +16,7 @@ from pathlib import Path
 
 from autoscaler.config import load_policy
 from autoscaler.replay.policies import ReplaySettings
-from autoscaler.replay.report import criteria, criteria_table, markdown_table, plot
+from autoscaler.replay.report import criteria, criteria_table, frontier_sentence, markdown_table, plot
 from autoscaler.replay.run import replay
 from autoscaler.replay.workload import DEFAULT_SERVING
 
@@ -39,15 +39,17 @@ def main() -> int:
         walls = ", ".join(f"{n} {r.wall_s:.1f} s" for n, r in res.runs.items())
         w = res.workload
         checks = criteria(res.summaries)
+        frontier = res.checks_frontier()
+        verdict = "" if frontier is None else f"\n\n{frontier_sentence(frontier)}"
         sections.append(
             f"### {trace.stem}\n\n{w.steps:,} s, {w.counts.sum():,.0f} requests after scaling x{w.rate_scale:.3g} "
             f"(peak {w.peak_rate_rps:.0f} req/s = 20 replicas x {w.replica_capacity_rps:.1f} req/s; mean service "
             f"{w.mean_service_s * 1000:.0f} ms).\n\n{markdown_table(res.summaries)}\n\n"
-            f"Issue 8 checks for `default`:\n\n{criteria_table(checks)}\n\n"
+            f"Issue 8 checks for `default`:\n\n{criteria_table(checks)}{verdict}\n\n"
             f"Wall time per policy: {walls} (total {time.perf_counter() - t0:.0f} s).\n\n"
             f"![{trace.stem}](results/{png.name})\n")
         print(f"{trace.stem}: done in {time.perf_counter() - t0:.0f} s", file=sys.stderr)
-        print(f"## {trace.stem}\n{markdown_table(res.summaries)}\n\n{criteria_table(checks)}\n", flush=True)
+        print(f"## {trace.stem}\n{markdown_table(res.summaries)}\n\n{criteria_table(checks)}{verdict}\n", flush=True)
     (out_dir / "figures.json").write_text(json.dumps(figures, indent=1))
     machine = f"{platform.machine()}, {os.cpu_count()} cores (shared), Python {platform.python_version()}"
     head = (f"# Replay benchmark\n\nCommand: `python benchmarks/replay_all.py` (= `autoscaler replay --trace T "

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from autoscaler.config import PolicyError, load_policy
 from autoscaler.replay.policies import ReplaySettings, policy_names
-from autoscaler.replay.report import criteria, criteria_table, markdown_table, plot
+from autoscaler.replay.report import criteria, criteria_table, frontier_sentence, markdown_table, plot
 from autoscaler.replay.run import DEFAULT_POLICIES, replay
 from autoscaler.replay.workload import DEFAULT_SERVING
 from autoscaler.serving import ServingConfig
@@ -115,4 +115,7 @@ def run(args: argparse.Namespace) -> int:
         checks = criteria(result.summaries)
         if checks:
             print(f"\nchecks for default (issue 8):\n{criteria_table(checks)}")
+        frontier = result.checks_frontier()
+        if frontier is not None:
+            print(f"\n{frontier_sentence(frontier)}")
     return 0

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
@@ -41,11 +42,15 @@ FloatArray = npt.NDArray[np.float64]
 CHUNK = 8192
 
 
+def replica_range(settings: ReplaySettings) -> FloatArray:
+    """The fleet sizes the oracle chooses from: the columns of :func:`violation_table`."""
+    return np.arange(max(1, settings.min_replicas), settings.max_replicas + 1, dtype=np.float64)
+
+
 def violation_table(workload: Workload, settings: ReplaySettings) -> tuple[npt.NDArray[np.float32],
                                                                            npt.NDArray[np.float32]]:
     """``V[t, j]`` violations and ``W[t, j]`` summed queue time (µs) of step t with ``n = min + j`` replicas."""
-    lo, hi = max(1, settings.min_replicas), settings.max_replicas
-    ns = np.arange(lo, hi + 1, dtype=np.float64)
+    ns = replica_range(settings)
     T, N = workload.steps, len(ns)
     V = np.empty((T, N), dtype=np.float32)
     W = np.empty((T, N), dtype=np.float32)
@@ -108,12 +113,75 @@ def schedule(V: npt.NDArray[np.float32], ns: FloatArray, kappa: float, startup_s
     return path
 
 
+@dataclass(frozen=True)
+class FrontierBound:
+    """The cheapest schedule's cost at a violation budget, bracketed with the exact DP (in the oracle's model).
+
+    Every schedule with at most ``violation_fraction`` of the requests violating costs at least
+    ``gpu_seconds_lower`` (a Lagrangian bound: for any kappa the DP's optimum ``g_k + kappa v_k`` is at most
+    ``g + kappa v``, so ``g >= g_k + kappa (v_k - budget)``); the best schedule the DP found within the
+    budget costs ``gpu_seconds_upper`` (inf: even the largest fleet exceeds the budget).
+    """
+
+    violation_fraction: float
+    gpu_seconds_lower: float
+    gpu_seconds_upper: float
+
+    def verdict(self, gpu_seconds_limit: float) -> bool | None:
+        """True: some schedule meets both limits; False: none does; None: the bracket straddles the limit."""
+        if self.gpu_seconds_upper <= gpu_seconds_limit:
+            return True
+        return False if self.gpu_seconds_lower > gpu_seconds_limit else None
+
+
+def cheapest_within(V: npt.NDArray[np.float32], ns: FloatArray, startup_s: float, total_requests: float,
+                    violation_fraction: float, rel_tol: float = 0.005, max_schedules: int = 16) -> FrontierBound:
+    """:class:`FrontierBound` at ``violation_fraction``: kappa bracketed by factors of 8, then bisected."""
+    budget = violation_fraction * total_requests
+    rows = np.arange(V.shape[0])
+    lower, upper = 0.0, math.inf
+    lo = hi = None  # kappas with violations over / within the budget
+
+    def evaluate(kappa: float) -> bool:
+        nonlocal lower, upper
+        path = schedule(V, ns, kappa, startup_s)
+        n = ns[path]
+        gpu = float(n.sum() + startup_s * np.maximum(0.0, np.diff(n, prepend=n[0])).sum())
+        viol = float(V[rows, path].astype(np.float64).sum())
+        lower = max(lower, gpu + kappa * (viol - budget))
+        if viol <= budget:
+            upper = min(upper, gpu)
+        return viol <= budget
+
+    kappa = 1.0
+    for _ in range(max_schedules):
+        if upper < math.inf and upper - lower <= rel_tol * upper:
+            break
+        if lo is not None and hi is not None:
+            kappa = math.sqrt(lo * hi)
+        ok = evaluate(kappa)
+        if ok:
+            hi = kappa
+            if lo is None:
+                if kappa < 1e-6:
+                    break
+                kappa /= 8.0
+        else:
+            lo = kappa
+            if hi is None:
+                if kappa > 1e12:
+                    break
+                kappa *= 8.0
+    return FrontierBound(violation_fraction, lower, upper)
+
+
 def run_oracle(workload: Workload, settings: ReplaySettings, slo_budget: float = 0.01,
-               progress: Callable[[float], None] | None = None) -> PolicyRun:
-    """The oracle's schedule and outcome, in the same shape as a policy's."""
-    V, W = violation_table(workload, settings)
-    lo = max(1, settings.min_replicas)
-    ns = np.arange(lo, settings.max_replicas + 1, dtype=np.float64)
+               progress: Callable[[float], None] | None = None,
+               table: tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]] | None = None) -> PolicyRun:
+    """The oracle's schedule and outcome, in the same shape as a policy's (``table``: a precomputed
+    :func:`violation_table`)."""
+    V, W = violation_table(workload, settings) if table is None else table
+    ns = replica_range(settings)
     total = float(workload.counts.sum())
     kappa = _kappa_for_budget(V, ns, slo_budget * total)
     path = schedule(V, ns, kappa, settings.startup_s, progress)

@@ -110,6 +110,33 @@ def criteria(summaries: dict[str, dict[str, Any]], policy: str = "default") -> l
     return out
 
 
+def checks_target(summaries: dict[str, dict[str, Any]]) -> tuple[float, float] | None:
+    """What issue 8's checks ask of one point together: (violation fraction, GPU-seconds) upper limits.
+
+    None unless hpa, keda, kpa and the oracle were all replayed.
+    """
+    if not all(n in summaries for n in ("hpa", "keda", "kpa", "oracle")):
+        return None
+    v = min(0.5 * summaries["hpa"]["sloViolationFraction"], summaries["keda"]["sloViolationFraction"],
+            summaries["kpa"]["sloViolationFraction"])
+    g = min(summaries["hpa"]["gpuSeconds"], 1.25 * summaries["oracle"]["gpuSeconds"],
+            summaries["keda"]["gpuSeconds"], summaries["kpa"]["gpuSeconds"])
+    return v, g
+
+
+def frontier_sentence(frontier: dict[str, Any]) -> str:
+    """One line saying whether any replica schedule could meet every check (a ``checksFrontier`` object)."""
+    v, g, lo = frontier["violationFraction"], frontier["gpuSecondsLimit"], frontier["cheapestGpuSecondsLower"]
+    up = frontier["cheapestGpuSecondsUpper"]
+    head = f"Together the checks ask for <= {v:.4f} violations at <= {g:,.0f} GPU-s. The cheapest schedule there"
+    if up is None:
+        return f"{head} does not exist: even the largest fleet, all along, violates more (no policy can meet them all)."
+    span = f"{lo:,.0f}" if up - lo <= 0.005 * up else f"{lo:,.0f}-{up:,.0f}"
+    verdict = {True: "some schedule meets them all", False: "no policy can meet them all",
+               None: "too close to tell"}[frontier["feasible"]]
+    return f"{head}, knowing the future, costs {span} GPU-s ({lo / g:.2f}x the limit): {verdict}."
+
+
 def criteria_table(checks: list[tuple[str, bool | None, str]]) -> str:
     lines = ["| check | met | figures |", "|---|---|---|"]
     for name, ok, fig in checks:

@@ -6,6 +6,7 @@ callback (the CLI draws a bar on stderr when it is a terminal), never to stdout.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -13,9 +14,9 @@ from pathlib import Path
 from typing import Any
 
 from autoscaler.config import ClusterPolicy
-from autoscaler.replay.oracle import run_oracle
+from autoscaler.replay.oracle import FrontierBound, cheapest_within, replica_range, run_oracle, violation_table
 from autoscaler.replay.policies import PolicyContext, ReplaySettings, make_policy
-from autoscaler.replay.report import summarize
+from autoscaler.replay.report import checks_target, summarize
 from autoscaler.replay.sim import PolicyRun, simulate
 from autoscaler.replay.workload import Workload, build_workload
 
@@ -29,6 +30,8 @@ class ReplayResult:
     workload: Workload
     runs: dict[str, PolicyRun]
     summaries: dict[str, dict[str, Any]]
+    frontier: FrontierBound | None = None
+    """The cheapest schedule at the violation level issue 8's checks ask for (None: no oracle or baselines)."""
 
     def to_json(self) -> dict[str, Any]:
         w = self.workload
@@ -36,7 +39,20 @@ class ReplayResult:
                 "workload": {"steps": w.steps, "requests": float(w.counts.sum()), "rateScale": w.rate_scale,
                              "peakRateRps": w.peak_rate_rps, "replicaCapacityRps": w.replica_capacity_rps,
                              "meanServiceSeconds": w.mean_service_s, "bucketSeconds": w.bucket_s},
-                "policies": self.summaries}
+                "policies": self.summaries,
+                **({} if self.frontier is None else {"checksFrontier": self.checks_frontier()})}
+
+    def checks_frontier(self) -> dict[str, Any] | None:
+        """Whether any schedule meets issue 8's checks together, by the oracle's exact DP (None: not computed)."""
+        target = checks_target(self.summaries)
+        if self.frontier is None or target is None:
+            return None
+        f = self.frontier
+        return {"violationFraction": target[0], "gpuSecondsLimit": target[1],
+                # None, None: no schedule has so few violations (not even the largest fleet all along)
+                "cheapestGpuSecondsLower": None if math.isinf(f.gpu_seconds_upper) else f.gpu_seconds_lower,
+                "cheapestGpuSecondsUpper": None if math.isinf(f.gpu_seconds_upper) else f.gpu_seconds_upper,
+                "feasible": f.verdict(target[1])}
 
 
 def replay(trace: str | Path, policies: Sequence[str], settings: ReplaySettings, cluster_policy: ClusterPolicy, *,
@@ -47,14 +63,26 @@ def replay(trace: str | Path, policies: Sequence[str], settings: ReplaySettings,
                               target_queue_time_us=settings.target_queue_time_us, seed=settings.seed,
                               duration_s=duration_s)
     ctx = PolicyContext(settings, cluster_policy, dict(options or {}))
+    table = violation_table(workload, settings) if "oracle" in policies else None
     runs: dict[str, PolicyRun] = {}
     for name in policies:
         cb = None if progress is None else (lambda f, n=name: progress(n, f))
         t0 = time.perf_counter()
         if name == "oracle":
-            run = run_oracle(workload, settings, slo_budget, cb)
+            run = run_oracle(workload, settings, slo_budget, cb, table)
         else:
             run = simulate(workload, make_policy(name, ctx), settings, cb)
         run.wall_s = time.perf_counter() - t0
         runs[name] = run
-    return ReplayResult(workload, runs, {n: summarize(r) for n, r in runs.items()})
+    summaries = {n: summarize(r) for n, r in runs.items()}
+    target = checks_target(summaries)
+    frontier = None
+    if table is not None and target is not None:
+        if progress is not None:
+            progress("frontier", 0.0)
+        frontier = cheapest_within(table[0], replica_range(settings), settings.startup_s,
+                                   float(workload.counts.sum()), target[0])
+        if progress is not None:
+            progress("frontier", 1.0)
+    return ReplayResult(workload, runs, summaries, frontier)
+

@@ -12,7 +12,7 @@ from autoscaler.cli import main
 from autoscaler.commands.decide import decide_document
 from autoscaler.config import ClusterPolicy, load_policy
 from autoscaler.replay import policies as policies_pkg
-from autoscaler.replay.oracle import run_oracle
+from autoscaler.replay.oracle import cheapest_within, run_oracle
 from autoscaler.replay.policies import PolicyContext, ReplaySettings, make_policy, register_algorithm
 from autoscaler.replay.policies.hpa import HpaPolicy, snapshot_to_json
 from autoscaler.replay.promql import extrapolated_rate
@@ -97,6 +97,34 @@ def test_the_oracle_is_never_beaten(trace: str, start: int, length: int) -> None
         assert not beats, (name, s["gpuSeconds"], s["sloViolationFraction"], oracle)
 
 
+@pytest.mark.parametrize("budget", [0.0, 0.05, 0.2, 0.5])
+def test_the_frontier_bound_brackets_the_cheapest_schedule(budget: float) -> None:
+    """The cheapest cost within a violation budget, found by trying every schedule of a small problem, lies
+    inside the bound's bracket, and the bracket's upper end is a schedule that exists."""
+    import itertools
+
+    rng = np.random.default_rng(11)
+    T, ns, startup = 6, np.array([1.0, 2.0, 3.0]), 2.0
+    need = rng.uniform(0.5, 3.5, T)  # violations fall as replicas pass each step's need
+    V = np.maximum(0.0, need[:, None] - ns[None, :]).astype(np.float32) * 10
+    total = 100.0
+    costs = []
+    for path in itertools.product(range(3), repeat=T):
+        n = ns[list(path)]
+        v = float(V[np.arange(T), list(path)].sum())
+        if v <= budget * total:
+            costs.append(float(n.sum() + startup * np.maximum(0.0, np.diff(n, prepend=n[0])).sum()))
+    bound = cheapest_within(V, ns, startup, total, budget, rel_tol=0.0, max_schedules=40)
+    if not costs:
+        assert bound.gpu_seconds_upper == float("inf") and bound.verdict(1e9) is False
+    else:
+        best = min(costs)
+        assert bound.gpu_seconds_lower <= best + 1e-6
+        assert min(abs(c - bound.gpu_seconds_upper) for c in costs) < 1e-6  # a schedule within the budget
+        assert bound.verdict(bound.gpu_seconds_upper) is True
+        assert bound.verdict(bound.gpu_seconds_lower - 1.0) is False
+
+
 def test_default_resolves_to_the_configured_algorithm() -> None:
     """`default` is whatever the cluster policy's algorithm names; a new algorithm is one registration."""
     seen: list[str] = []
@@ -149,6 +177,9 @@ def test_cli_json_shape(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> N
         assert 0.0 <= fig["sloViolationFraction"] <= 1.0
         assert fig["gpuSeconds"] > 0 and fig["p99QueueTimeUs"] >= 0
         assert isinstance(fig["scaleEvents"], int) and 1 <= fig["peakReplicas"] <= 12
+    frontier = out["checksFrontier"]  # whether any schedule could meet issue 8's checks together
+    assert frontier["feasible"] in (True, False, None)
+    assert frontier["cheapestGpuSecondsLower"] <= frontier["cheapestGpuSecondsUpper"]
 
 
 def test_a_100ms_trace_replays_as_its_per_second_sums(tmp_path: Path) -> None:
