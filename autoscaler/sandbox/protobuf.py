@@ -1,7 +1,7 @@
 """Reading request bodies in the Kubernetes protobuf encoding.
 
-client-go's typed clients (``kubectl create namespace|configmap|deployment|serviceaccount|service|role|
-rolebinding|clusterrole|clusterrolebinding|poddisruptionbudget``, ``kubectl auth can-i``, ``kubectl
+client-go's typed clients (``kubectl create namespace|configmap|secret|deployment|serviceaccount|service|
+role|rolebinding|clusterrole|clusterrolebinding|poddisruptionbudget``, ``kubectl auth can-i``, ``kubectl
 autoscale``) send ``application/vnd.kubernetes.protobuf``: the ``k8s\\0`` magic, then a ``runtime.Unknown``
 envelope (type meta + the message bytes). They accept JSON back, so only decoding is needed. The tables
 below give the field numbers of the upstream ``generated.proto`` files (fields are never renumbered
@@ -41,6 +41,10 @@ MESSAGES: dict[str, dict[int, Field]] = {
     "NamespaceStatus": {1: ("phase", "str", "")},
     "ConfigMap": {1: ("metadata", "ObjectMeta", ""), 2: ("data", "map", ""), 3: ("binaryData", "mapb", ""),
                   4: ("immutable", "bool", "ptr")},
+    # core/v1 Secret (`kubectl create secret generic|docker-registry|tls`): data values are raw bytes
+    # (base64 in JSON); stringData, which no kubectl command sends, is merged into data as for JSON.
+    "Secret": {1: ("metadata", "ObjectMeta", ""), 2: ("data", "mapb", ""), 3: ("type", "str", ""),
+               4: ("stringData", "map", ""), 5: ("immutable", "bool", "ptr")},
     "Pod": {1: ("metadata", "ObjectMeta", ""), 2: ("spec", "PodSpec", ""), 3: ("status", "PodStatus", "")},
     "PodStatus": {},
     "PodTemplateSpec": {1: ("metadata", "ObjectMeta", ""), 2: ("spec", "PodSpec", "")},
@@ -145,7 +149,8 @@ MESSAGES: dict[str, dict[int, Field]] = {
                                 4: ("unhealthyPodEvictionPolicy", "str", "ptr")},
     "PodDisruptionBudgetStatus": {},
 }
-KINDS = {("v1", "Namespace"): "Namespace", ("v1", "ConfigMap"): "ConfigMap", ("v1", "Pod"): "Pod",
+KINDS = {("v1", "Namespace"): "Namespace", ("v1", "ConfigMap"): "ConfigMap", ("v1", "Secret"): "Secret",
+         ("v1", "Pod"): "Pod",
          ("v1", "ServiceAccount"): "ServiceAccount", ("v1", "Service"): "Service",
          ("apps/v1", "Deployment"): "Deployment", ("coordination.k8s.io/v1", "Lease"): "Lease",
          ("authorization.k8s.io/v1", "SelfSubjectAccessReview"): "SelfSubjectAccessReview",

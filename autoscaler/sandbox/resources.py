@@ -79,6 +79,8 @@ RESOURCES: tuple[ResourceType, ...] = (
                                   "spec.serviceAccountName", "status.podIP", "status.nominatedNodeName")),
     ResourceType("", "v1", "configmaps", "ConfigMap", True, "io.k8s.api.core.v1.ConfigMap",
                  short_names=("cm",)),
+    # Stored only, like ConfigMaps: no service account token controller, nothing mounts them.
+    ResourceType("", "v1", "secrets", "Secret", True, "io.k8s.api.core.v1.Secret"),
     # Stored only, like ConfigMaps: no token controller, no cluster IPs or endpoints.
     ResourceType("", "v1", "serviceaccounts", "ServiceAccount", True, "io.k8s.api.core.v1.ServiceAccount",
                  short_names=("sa",)),

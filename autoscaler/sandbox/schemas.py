@@ -48,6 +48,8 @@ I64: Obj = {"type": "integer", "format": "int64"}
 TIME: Obj = {"type": "string", "format": "date-time"}
 MICROTIME: Obj = {"type": "string", "format": "date-time"}
 MAP_STR: Obj = {"type": "object", "additionalProperties": {"type": "string"}}
+BYTES: Obj = {"type": "string", "format": "byte"}  # a Go []byte: base64 in JSON
+MAP_BYTES: Obj = {"type": "object", "additionalProperties": BYTES}
 STRS: Obj = arr(STR)
 OPEN: Obj = {"type": "object", "x-kubernetes-preserve-unknown-fields": True}
 INT_OR_STRING: Obj = {"x-kubernetes-int-or-string": True}
@@ -239,7 +241,10 @@ SCHEMAS: dict[str, Obj] = {
     "io.k8s.api.core.v1.Namespace": kind_schema("", "v1", "Namespace", {
         "spec": obj({"finalizers": STRS}), "status": obj({"conditions": arr(OPEN), "phase": STR})}),
     "io.k8s.api.core.v1.ConfigMap": kind_schema("", "v1", "ConfigMap", {
-        "binaryData": MAP_STR, "data": MAP_STR, "immutable": BOOL}),
+        "binaryData": MAP_BYTES, "data": MAP_STR, "immutable": BOOL}),
+    # stringData is write-only: validation.decode merges it into data, base64-encoded
+    "io.k8s.api.core.v1.Secret": kind_schema("", "v1", "Secret", {
+        "data": MAP_BYTES, "immutable": BOOL, "stringData": MAP_STR, "type": STR}),
     "io.k8s.api.core.v1.ObjectReference": OBJECT_REFERENCE,
     "io.k8s.api.core.v1.Event": kind_schema("", "v1", "Event", {
         "action": STR, "count": I32, "eventTime": MICROTIME, "firstTimestamp": TIME,

@@ -77,6 +77,12 @@ COLUMNS: dict[str, list[Column]] = {
     "RoleBinding": [NAME, ROLE_REF, AGE, *BINDING_SUBJECTS],
     "ClusterRoleBinding": [NAME, ROLE_REF, AGE, *BINDING_SUBJECTS],
     "ConfigMap": [NAME, ("Data", "string", "Number of keys in the map", 0), AGE],
+    "Secret": [NAME, ("Type", "string", "Used to facilitate programmatic handling of secret data. More info: "
+                      "https://kubernetes.io/docs/concepts/configuration/secret/#secret-types", 0),
+               ("Data", "string", "Data contains the secret data. Each key must consist of alphanumeric characters, "
+                "'-', '_' or '.'. The serialized form of the secret data is a base64 encoded string, representing "
+                "the arbitrary (possibly non-string) data value here. Described in "
+                "https://tools.ietf.org/html/rfc4648#section-4", 0), AGE],
     "Lease": [NAME, ("Holder", "string", "The holder of the lease", 0), AGE],
     "Event": [("Last Seen", "string", "Time when last this event was observed.", 0),
               ("Type", "string", "Type of this event (Normal, Warning).", 0),
@@ -265,6 +271,8 @@ def cells(rt: ResourceType, obj: Obj) -> list[Any]:
                 of("ServiceAccount")]
     if kind == "ConfigMap":
         return [name, len(obj.get("data") or {}) + len(obj.get("binaryData") or {}), created]
+    if kind == "Secret":
+        return [name, obj.get("type", ""), len(obj.get("data") or {}), created]
     if kind == "Lease":
         return [name, spec.get("holderIdentity") or "<none>", created]
     if kind == "Event":

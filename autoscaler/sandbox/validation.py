@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 from typing import Any
@@ -30,7 +31,10 @@ DNS1123_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z
 DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 QUALIFIED_NAME = re.compile(r"^([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]$")
 LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
-CONFIG_KEY = re.compile(r"^[-._a-zA-Z0-9]+$")
+CONFIG_KEY = re.compile(r"[-._a-zA-Z0-9]+")
+CONFIG_KEY_MSG = ("a valid config key must consist of alphanumeric characters, '-', '_' or '.' (e.g. 'key.name',  "
+                  "or 'KEY_NAME',  or 'key-name', regex used for validation is '[-._a-zA-Z0-9]+')")
+BASE64_ALPHABET = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
 
 SUBDOMAIN_MSG = ("a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or "
                  "'.', and must start and end with an alphanumeric character (e.g. 'example.com', regex used "
@@ -134,6 +138,11 @@ class _Walk:
             return [self.walk(v, items, f"{path}[{i}]") for i, v in enumerate(value)]
         if want == "string" and not isinstance(value, str):
             self.type_error(value, path, "string")
+        elif schema.get("format") == "byte":  # a []byte: kept re-encoded, as the real server prints it back
+            at = base64_error(value)
+            if at is None:
+                return base64.b64encode(base64.b64decode(value)).decode()
+            self.type_errors.append(f"illegal base64 data at input byte {at}")
         elif want == "integer" and (isinstance(value, bool) or not isinstance(value, int)):
             if not (isinstance(value, float) and value.is_integer()):
                 self.type_error(value, path, "integer")
@@ -144,6 +153,34 @@ class _Walk:
         elif want == "boolean" and not isinstance(value, bool):
             self.type_error(value, path, "boolean")
         return _plain(value)
+
+
+def base64_error(text: str) -> int | None:
+    """Where Go's ``base64.StdEncoding`` (which decodes a JSON ``[]byte``) fails on ``text``: the byte
+    offset of its "illegal base64 data at input byte N", None when it decodes. Newlines are skipped."""
+    src, i = text.encode(), 0
+    while True:
+        n = 0  # alphabet characters in this 4-character quantum
+        while n < 4:
+            if i == len(src):
+                return None if n == 0 else i - n
+            c, i = src[i], i + 1
+            if c in BASE64_ALPHABET:
+                n += 1
+            elif c in b"\r\n":
+                continue
+            elif c != ord("=") or n < 2:
+                return i - 1
+            else:  # padding ends the input: "==" after two characters, "=" after three, then newlines only
+                if n == 2:  # the second "=" must follow
+                    i = len(src) - len(src[i:].lstrip(b"\r\n"))
+                    if i == len(src):
+                        return i
+                    if src[i] != ord("="):
+                        return i - 1
+                    i += 1
+                i = len(src) - len(src[i:].lstrip(b"\r\n"))
+                return i if i < len(src) else None
 
 
 def _plain(value: Any) -> Any:
@@ -185,6 +222,10 @@ def decode(rt: ResourceType, body: Any, field_validation: str, schema_name: str 
         warnings = problems
     out.pop("apiVersion", None)
     out.pop("kind", None)
+    if rt.kind == "Secret" and (strings := out.pop("stringData", None)):
+        # write-only: merged into data, winning on shared keys, as upstream's v1 -> internal conversion does
+        encoded = {k: base64.b64encode(v.encode()).decode() for k, v in strings.items()}
+        out["data"] = {**(out.get("data") or {}), **encoded}
     if not isinstance(out.get("metadata"), dict):
         out["metadata"] = {}
     return out, warnings
@@ -271,6 +312,8 @@ def apply_defaults(rt: ResourceType, obj: Obj) -> None:
         for subject in obj.get("subjects") or []:
             if isinstance(subject, dict) and not subject.get("apiGroup") and subject.get("kind") in ("User", "Group"):
                 subject["apiGroup"] = RBAC_GROUP
+    if rt.kind == "Secret" and not obj.get("type"):
+        obj["type"] = "Opaque"
     if rt.kind == "Namespace":
         obj.setdefault("spec", {}).setdefault("finalizers", ["kubernetes"])
         obj.setdefault("status", {}).setdefault("phase", "Active")
@@ -433,17 +476,8 @@ def validate(rt: ResourceType, obj: Obj, old: Obj | None = None) -> list[Cause]:
                                "`spec.activeDeadlineSeconds`,`spec.tolerations` (only additions to existing "
                                "tolerations),`spec.terminationGracePeriodSeconds` (allow it to be set to 1 if "
                                "it was previously negative)"))
-    elif rt.kind == "ConfigMap":
-        for section in ("data", "binaryData"):
-            for key in obj.get(section) or {}:
-                if not CONFIG_KEY.match(key) or len(key) > 253:
-                    causes.append(_invalid(f"{section}", key, "a valid config key must consist of alphanumeric "
-                                           "characters, '-', '_' or '.'"))
-        if old is not None and old.get("immutable"):
-            for f in ("data", "binaryData", "immutable"):
-                if obj.get(f) != old.get(f):
-                    causes.append(("", "FieldValueForbidden", f"{f}: Forbidden: field is immutable when "
-                                   "`immutable` is set"))
+    elif rt.kind in ("ConfigMap", "Secret"):
+        causes += _validate_config_data(rt, obj, old)
     elif rt.kind == "Lease":
         duration = (obj.get("spec") or {}).get("leaseDurationSeconds")
         if isinstance(duration, int) and duration <= 0:
@@ -465,6 +499,89 @@ def validate(rt: ResourceType, obj: Obj, old: Obj | None = None) -> list[Cause]:
     elif rt.kind == "PodDisruptionBudget":
         causes += _validate_pdb(obj.get("spec"))
     return causes
+
+
+def _config_key(key: str) -> list[str]:
+    """IsConfigMapKey: why ``key`` cannot name an entry of a ConfigMap or a Secret."""
+    why = ["must be no more than 253 characters"] if len(key.encode()) > 253 else []
+    if not CONFIG_KEY.fullmatch(key):
+        why.append(CONFIG_KEY_MSG)
+    if key in (".", ".."):
+        why.append(f"must not be '{key}'")
+    elif key.startswith(".."):
+        why.append("must not start with '..'")
+    return why
+
+
+def _validate_config_data(rt: ResourceType, obj: Obj, old: Obj | None) -> list[Cause]:
+    """A ConfigMap's or Secret's update rules (a Secret's type, and everything once `immutable` is set),
+    then its keys, then what a Secret's type requires."""
+    sections = ("data",) if rt.kind == "Secret" else ("data", "binaryData")
+    causes: list[Cause] = []
+    if old is not None:
+        if rt.kind == "Secret" and obj.get("type") != old.get("type"):
+            causes.append(_invalid("type", obj.get("type") or "", "field is immutable"))
+        if old.get("immutable"):
+            changed = [f for f in sections if obj.get(f) != old.get(f)]
+            causes += [(f, "FieldValueForbidden", "Forbidden: field is immutable when `immutable` is set")
+                       for f in ([] if obj.get("immutable") else ["immutable"]) + changed]
+    causes += [_invalid(f"{s}[{key}]", key, why) for s in sections for key in obj.get(s) or {}
+               for why in _config_key(key)]
+    return causes + (_validate_secret(obj) if rt.kind == "Secret" else [])
+
+
+MAX_SECRET_SIZE = 1 << 20
+SA_NAME_ANNOTATION = "kubernetes.io/service-account.name"
+# the data keys a Secret type requires (basic-auth and ssh-auth have their own rules, below)
+SECRET_KEYS: dict[str, tuple[str, ...]] = {
+    "kubernetes.io/dockercfg": (".dockercfg",), "kubernetes.io/dockerconfigjson": (".dockerconfigjson",),
+    "kubernetes.io/tls": ("tls.crt", "tls.key"),
+}
+
+
+def _validate_secret(obj: Obj) -> list[Cause]:
+    """ValidateSecret: the total size, and the keys (and for docker configs, the JSON) the type requires."""
+    data = {k: base64.b64decode(v) for k, v in (obj.get("data") or {}).items()}
+    stype = obj.get("type") or "Opaque"
+    causes: list[Cause] = []
+    if sum(map(len, data.values())) > MAX_SECRET_SIZE:
+        causes.append(("data", "FieldValueTooLong", f"Too long: must have at most {MAX_SECRET_SIZE} bytes"))
+    if stype == "kubernetes.io/service-account-token":
+        if not (obj["metadata"].get("annotations") or {}).get(SA_NAME_ANNOTATION):
+            causes.append(_required(f"metadata.annotations[{SA_NAME_ANNOTATION}]"))
+    elif stype == "kubernetes.io/basic-auth":  # either may be empty, but one of them must be there
+        if "username" not in data and "password" not in data:
+            causes += [_required("data[username]"), _required("data[password]")]
+    elif stype == "kubernetes.io/ssh-auth":
+        if not data.get("ssh-privatekey"):
+            causes.append(_required("data[ssh-privatekey]"))
+    else:
+        causes += [_required(f"data[{k}]") for k in SECRET_KEYS.get(stype, ()) if k not in data]
+        if stype in ("kubernetes.io/dockercfg", "kubernetes.io/dockerconfigjson"):
+            key = SECRET_KEYS[stype][0]
+            error = _json_object_error(data[key]) if key in data else None
+            if error:
+                causes.append(_invalid(f"data[{key}]", "<secret contents redacted>", error))
+    return causes
+
+
+# Python's JSON syntax errors -> where Go's decoder says it was (the others: "looking for beginning of value")
+_GO_JSON_WHERE = {"Expecting property name enclosed in double quotes": "looking for beginning of object key string",
+                  "Expecting ':' delimiter": "after object key", "Extra data": "after top-level value"}
+
+
+def _json_object_error(raw: bytes) -> str | None:
+    """What Go's json.Unmarshal into a map says of ``raw`` (its usual wordings), None when it decodes."""
+    try:
+        value = json.loads(raw.decode(errors="replace"))
+    except json.JSONDecodeError as exc:
+        rest = exc.doc[exc.pos:].strip()
+        if not rest:
+            return "unexpected end of JSON input"
+        return f"invalid character '{rest[0]}' {_GO_JSON_WHERE.get(exc.msg, 'looking for beginning of value')}"
+    if value is None or isinstance(value, dict):
+        return None
+    return f"json: cannot unmarshal {_json_type(value)} into Go value of type map[string]interface {{}}"
 
 
 SUBJECT_KINDS = ("ServiceAccount", "User", "Group")

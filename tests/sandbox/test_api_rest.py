@@ -367,7 +367,7 @@ async def test_self_subject_access_review(http: Http) -> None:
     garbage = await http.post("/apis/authorization.k8s.io/v1/selfsubjectaccessreviews", raw=b"k8s\x00\xff",
                               content_type="application/vnd.kubernetes.protobuf")
     assert garbage.status == 400
-    unknown_kind = b"k8s\x00" + ld(1, ld(1, b"v1") + ld(2, b"Secret")) + ld(2, b"")
+    unknown_kind = b"k8s\x00" + ld(1, ld(1, b"v1") + ld(2, b"Node")) + ld(2, b"")
     r = await http.post("/api/v1/namespaces/default/configmaps", raw=unknown_kind,
                         content_type="application/vnd.kubernetes.protobuf")
     assert r.status == 415

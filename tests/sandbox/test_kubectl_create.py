@@ -204,20 +204,20 @@ def test_decode_rbac_empty_repeated_elements() -> None:
 
 
 def test_unsupported_kind_is_named() -> None:
-    """A kind without a table (a Secret, which the sandbox does not serve; a custom resource, which
+    """A kind without a table (a Node, which the sandbox does not serve; a custom resource, which
     client-go never encodes as protobuf) raises UnsupportedKind naming it."""
-    with pytest.raises(UnsupportedKind, match="no protobuf support for v1 Secret"):
-        decode_object(_envelope("v1", "Secret", _ld(1, _ld(1, b"s"))))
+    with pytest.raises(UnsupportedKind, match="no protobuf support for v1 Node"):
+        decode_object(_envelope("v1", "Node", _ld(1, _ld(1, b"n"))))
     with pytest.raises(UnsupportedKind, match=r"monitoring\.coreos\.com/v1 ServiceMonitor"):
         decode_object(_envelope("monitoring.coreos.com/v1", "ServiceMonitor", b""))
 
 
 async def test_unsupported_kind_answers_415(http: Http) -> None:
     """Over HTTP the same body is a 415 UnsupportedMediaType Status that says which kind and what to send."""
-    r = await http.post("/api/v1/namespaces/default/serviceaccounts", raw=_envelope("v1", "Secret", b""),
+    r = await http.post("/api/v1/namespaces/default/serviceaccounts", raw=_envelope("v1", "Node", b""),
                         content_type=PROTOBUF)
     assert r.status == 415 and r.reason == "UnsupportedMediaType"
-    assert "no protobuf support for v1 Secret" in r.body["message"]
+    assert "no protobuf support for v1 Node" in r.body["message"]
     assert "application/json" in r.body["message"]
     ok = await http.post("/api/v1/namespaces/default/serviceaccounts", content_type=PROTOBUF,
                          raw=_envelope("v1", "ServiceAccount", _ld(1, _ld(1, b"pb-sa"))))
