@@ -10,8 +10,10 @@ repetitions) of:
 * ``batch build``: ``build_batch`` alone (objects -> arrays);
 * ``build, state as arrays``: ``build_batch`` with the state carried as arrays from the last round;
 * ``batch compute``: ``decide_batch`` alone (what a caller that keeps its leases as arrays pays);
+* ``predictive (scalar)``: the shipped default algorithm, ``decide_predictive`` once per lease, each lease
+  with a full history (10 minutes of 5 s decisions: burst envelope, trend, reactive floor, scale-down window);
 
-and checks that both paths return equal decisions for every lease.
+and checks that both HPA paths return equal decisions for every lease.
 
     python benchmarks/decide_throughput.py --leases 10000 [--repeat 5] [--json]
 """
@@ -26,6 +28,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from autoscaler.config import load_policy
 from autoscaler.policy import (
     Behavior,
     DecisionState,
@@ -42,6 +45,7 @@ from autoscaler.policy import (
     decide,
 )
 from autoscaler.policy.batch import StateArrays, build_batch, decide_batch, decide_many
+from autoscaler.policy.predictive import PredictiveObservation, PredictiveState, decide_predictive
 
 NOW = 1_700_000_000.0
 
@@ -83,6 +87,27 @@ def build_leases(n: int, seed: int = 1) -> tuple[list[Snapshot], list[DecisionSt
     return snaps, states
 
 
+def build_predictive(n: int, seed: int = 2) -> list[tuple[PredictiveObservation, PredictiveState]]:
+    """N predictive leases at NOW, each with the history a controller running for 10 minutes carries."""
+    rng = random.Random(seed)
+    out = []
+    for _ in range(n):
+        level, svc, pods = rng.uniform(1, 100), rng.uniform(0.05, 1.0), rng.randint(1, 10)
+        ts = [NOW - 5.0 * k for k in range(119, 0, -1)]
+        state = PredictiveState(
+            rates=tuple((t, r, r * svc) for t in ts for r in [level * rng.uniform(0.8, 1.2)]),
+            pending=tuple((t, rng.uniform(0, 3)) for t in ts[-6:]),
+            targets=tuple((t, max(1, pods + rng.randint(-1, 1))) for t in ts[-24:]),
+            service_time_s=svc, queue_times=tuple((t, rng.uniform(0, 20000), float(pods)) for t in ts[-12:]),
+            since=ts[0])
+        obs = PredictiveObservation(now=NOW, current_replicas=pods, ready_replicas=pods, starting_replicas=0,
+                                    min_replicas=1, max_replicas=20, request_rate_rps=level, service_time_s=svc,
+                                    slots_per_replica=8, startup_s=120.0, queue_time_us=rng.uniform(0, 20000),
+                                    pending_requests=rng.uniform(0, 3))
+        out.append((obs, state))
+    return out
+
+
 def cpu_seconds(fn: Callable[[], Any], repeat: int) -> tuple[float, Any]:
     times = []
     result = None
@@ -108,11 +133,14 @@ def main() -> None:
     carried = StateArrays.of(out)
     carried_s, _ = cpu_seconds(lambda: build_batch(snaps, None, carried=carried), args.repeat)
     mismatches = sum(1 for e, g in zip(expected, got, strict=True) if e != g)
+    params = load_policy().autoscaling.predictive.to_params(10000.0)
+    leases = build_predictive(args.leases)
+    predictive_s, _ = cpu_seconds(lambda: [decide_predictive(o, st, params) for o, st in leases], args.repeat)
 
     n = args.leases
     rows = {
         "scalar": scalar_s, "batch (decide_many)": batch_s, "batch build": build_s,
-        "build, state as arrays": carried_s, "batch compute": compute_s,
+        "build, state as arrays": carried_s, "batch compute": compute_s, "predictive (scalar)": predictive_s,
     }
     report = {
         "leases": n, "repeat": args.repeat, "fallback_leases": int(fallback.sum()), "mismatches": mismatches,

@@ -50,8 +50,11 @@ Pure: numpy only, time and state come in as arguments, state goes out as a froze
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field, replace
+from bisect import bisect_right
+from dataclasses import dataclass, field, fields
 from enum import StrEnum
+from operator import itemgetter
+from typing import Any
 
 import numpy as np
 
@@ -177,6 +180,20 @@ class PredictiveState:
     """Time of the first decision with data (the start of this state's memory, e.g. after a restart)."""
 
 
+_STATE_FIELDS = frozenset(f.name for f in fields(PredictiveState))
+
+
+def _evolve(state: PredictiveState, **changes: Any) -> PredictiveState:
+    """``dataclasses.replace`` for the state, without re-running its frozen ``__init__`` (one
+    ``object.__setattr__`` per field, ~20 µs a copy, four copies a decision). The state has no
+    ``__post_init__``, so copying its fields and replacing some gives the same value."""
+    assert changes.keys() <= _STATE_FIELDS, sorted(changes.keys() - _STATE_FIELDS)
+    new = object.__new__(PredictiveState)
+    new.__dict__.update(state.__dict__)
+    new.__dict__.update(changes)
+    return new
+
+
 @dataclass(frozen=True)
 class PredictiveDecision:
     desired_replicas: int
@@ -201,28 +218,60 @@ def violation_probability(rate_rps: float, replicas: np.ndarray, service_s: floa
 
 
 def replicas_needed(rate_rps: float, service_s: float, slots: int, params: PredictiveParams, limit: int) -> int:
-    """Fewest replicas (up to ``limit``) that meet ``violation_target`` at ``rate_rps``; 0 for no load."""
+    """Fewest replicas (up to ``limit``) that meet ``violation_target`` at ``rate_rps``; 0 for no load.
+
+    :func:`violation_probability` falls as replicas are added, so the search starts just below the
+    saturation point (utilisation ``RHO_MAX``) and walks up, in scalars: a decision costs a few Erlang
+    recursions instead of one per possible fleet size.
+    """
     if rate_rps <= 0:
         return 0
+    limit = max(1, limit)
+    if params.violation_target >= 1.0:
+        return 1
     k = max(1e-6, (params.arrival_cv2 + params.service_time_cv**2) / 2.0)
-    ns = np.arange(1, max(1, limit) + 1, dtype=np.float64)
-    p = violation_probability(rate_rps, ns, service_s, slots, params.target_queue_time_us / 1e6, k)
-    ok = np.nonzero(p <= params.violation_target)[0]
-    return int(ns[ok[0]]) if ok.size else max(1, limit)
+    mu_c = slots / service_s
+    target_s = params.target_queue_time_us / 1e6
+    for n in range(max(1, math.floor(rate_rps / (mu_c * RHO_MAX)) - 1), limit + 1):
+        rho = rate_rps / (n * mu_c)
+        if rho >= RHO_MAX:
+            continue
+        r = max(0.0, rho)
+        a = r * slots  # Erlang B by the stable recursion, then Erlang C (autoscaler.serving.erlang_c)
+        b = 1.0
+        for i in range(1, slots + 1):
+            b = a * b / (i + a * b)
+        wait = b / (1.0 - r * (1.0 - b))
+        if wait * math.exp(-(mu_c * (1.0 - rho)) * target_s / k) <= params.violation_target:
+            return n
+    return limit
 
 
 # --------------------------------------------------------------------------------------- forecast
 
 
+_TIME, _RATE, _LOAD = itemgetter(0), itemgetter(1), itemgetter(2)
+
+
+def _since(history: tuple[tuple[float, ...], ...], cut: float) -> int:
+    """Index of the first entry newer than ``cut`` in a history kept in time order."""
+    return bisect_right(history, cut, key=_TIME)
+
+
 def _trend_slope(rates: tuple[tuple[float, float, float], ...], now: float, window_s: float) -> float:
-    pts = [(t, r) for t, r, _a in rates if t > now - window_s]
+    """Least-squares slope (per second) of the rate over the window; 0 with under 4 points or half a window."""
+    pts = rates[_since(rates, now - window_s):]
     if len(pts) < 4 or pts[-1][0] - pts[0][0] < window_s / 2:
         return 0.0
-    t = np.array([p[0] for p in pts])
-    r = np.array([p[1] for p in pts])
-    t = t - t.mean()
-    den = float((t * t).sum())
-    return float((t * (r - r.mean())).sum() / den) if den > 0 else 0.0
+    n = len(pts)
+    ts, rs = list(map(_TIME, pts)), list(map(_RATE, pts))
+    t_mean, r_mean = sum(ts) / n, sum(rs) / n
+    num = den = 0.0
+    for t, r in zip(ts, rs, strict=True):
+        d = t - t_mean
+        num += d * (r - r_mean)
+        den += d * d
+    return num / den if den > 0 else 0.0
 
 
 def fit_season(history: tuple[float, ...], per_period: int, harmonics: int) -> tuple[float, ...]:
@@ -267,16 +316,16 @@ def _update_season(state: PredictiveState, now: float, rate: float, params: Pred
     b = params.season_bucket_s
     end = state.season_bucket_end
     if end is None:
-        return replace(state, season_bucket_end=math.floor(now / b) * b, bucket_sum=rate, bucket_n=1)
+        return _evolve(state, season_bucket_end=math.floor(now / b) * b, bucket_sum=rate, bucket_n=1)
     if now < end + b:
-        return replace(state, bucket_sum=state.bucket_sum + rate, bucket_n=state.bucket_n + 1)
+        return _evolve(state, bucket_sum=state.bucket_sum + rate, bucket_n=state.bucket_n + 1)
     per = max(1, round(params.season_period_s / b))
     mean = state.bucket_sum / state.bucket_n if state.bucket_n else rate
     gaps = min(per, int((now - end) // b) - 1)
     season = (*state.season, mean, *([mean] * gaps))[-per * params.season_history_periods:]
     new_end = end + b * (1 + gaps) if gaps < per else math.floor(now / b) * b
     fit = fit_season(season, per, params.season_harmonics) if len(season) >= per else ()
-    return replace(state, season=season, season_bucket_end=new_end, bucket_sum=rate, bucket_n=1, season_fit=fit)
+    return _evolve(state, season=season, season_bucket_end=new_end, bucket_sum=rate, bucket_n=1, season_fit=fit)
 
 
 # --------------------------------------------------------------------------------------- decision
@@ -295,7 +344,7 @@ def _sustained_queue(state: PredictiveState, obs: PredictiveObservation,
     samples = state.queue_times if obs.queue_time_us is None else (
         *state.queue_times, (now, obs.queue_time_us, float(obs.ready_replicas)))
     samples = tuple(x for x in samples if x[0] >= now - w)
-    state = replace(state, queue_times=samples)
+    state = _evolve(state, queue_times=samples)
     if not samples or now - samples[0][0] < 0.75 * w:
         return state, None, 0
     return state, min(q for _t, q, _n in samples), int(min(n for _t, _q, n in samples))
@@ -318,7 +367,7 @@ def decide_predictive(obs: PredictiveObservation, state: PredictiveState,
         desired = min(hi, max(lo, current))
         reason = PredictiveReason.MISSING_DATA if desired == current else (
             PredictiveReason.TOO_FEW_REPLICAS if desired > current else PredictiveReason.TOO_MANY_REPLICAS)
-        return PredictiveDecision(desired, reason, replace(state, service_time_s=svc))
+        return PredictiveDecision(desired, reason, _evolve(state, service_time_s=svc))
 
     rate = max(0.0, obs.request_rate_rps)
     pend_hist = state.pending
@@ -332,9 +381,9 @@ def decide_predictive(obs: PredictiveObservation, state: PredictiveState,
     served = rate
     rate += growth
     keep_s = max(params.burst_window_s, params.trend_window_s)
-    rates = (*(x for x in state.rates if x[0] > now - keep_s), (now, rate, rate * svc))
+    rates = (*state.rates[_since(state.rates, now - keep_s):], (now, rate, rate * svc))
     since = now if state.since is None else state.since
-    st = _update_season(replace(state, rates=rates, pending=pend_hist, service_time_s=svc, since=since),
+    st = _update_season(_evolve(state, rates=rates, pending=pend_hist, service_time_s=svc, since=since),
                         now, rate, params)
 
     horizon = obs.startup_s + params.lag_s
@@ -343,7 +392,7 @@ def decide_predictive(obs: PredictiveObservation, state: PredictiveState,
     details: dict[str, float] = {"rate_rps": rate, "served_rps": served, "service_s": svc, "horizon_s": horizon}
     # burst envelope: the largest recent offered load, as a rate at today's service time
     if params.burst_window_s > 0:
-        peak = max(a for t, _r, a in rates if t > now - params.burst_window_s)
+        peak = max(map(_LOAD, rates[_since(rates, now - params.burst_window_s):]))
         details["envelope_busy_slots"] = peak
         env = peak / svc
         if env > lam * 1.0001:
@@ -368,7 +417,7 @@ def decide_predictive(obs: PredictiveObservation, state: PredictiveState,
     target = max(lo, replicas_needed(lam, svc, obs.slots_per_replica, params, hi + 1))  # hi + 1: more than max
     details["capacity_target"] = float(target)
     kept = ((t, n) for t, n in st.targets if t > now - params.scale_down_window_s)
-    st = replace(st, targets=(*kept, (now, target)))
+    st = _evolve(st, targets=(*kept, (now, target)))
 
     desired = target
     # too little history to trust a lower target, or a queue time as chronic: right after a (re)start the burst
@@ -384,7 +433,7 @@ def decide_predictive(obs: PredictiveObservation, state: PredictiveState,
         ratio = min(sustained / params.target_queue_time_us, params.reactive_floor_max_growth)
         floor = min(hi, math.ceil(fleet * ratio))
         details["reactive_floor"] = float(floor)
-        st = replace(st, targets=(*st.targets, (now, floor)))
+        st = _evolve(st, targets=(*st.targets, (now, floor)))
         if floor > desired:
             desired, reason = floor, PredictiveReason.REACTIVE_FLOOR
     if _queue_over(obs, params.panic_queue_factor, params):

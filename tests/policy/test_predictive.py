@@ -17,6 +17,7 @@ from autoscaler.policy.predictive import (
     decide_predictive,
     fit_season,
     replicas_needed,
+    violation_probability,
 )
 from autoscaler.replay.policies import PolicyContext, ReplaySettings, make_policy
 from autoscaler.replay.report import summarize
@@ -184,6 +185,22 @@ def test_capacity_target_is_monotone_in_rate_and_service_time() -> None:
     ns = [replicas_needed(r, SVC, SLOTS, PARAMS, 1000) for r in rates]
     assert ns[0] == 0 and ns == sorted(ns)
     assert replicas_needed(100.0, 0.5, SLOTS, PARAMS, 1000) > replicas_needed(100.0, 0.25, SLOTS, PARAMS, 1000)
+
+
+def test_capacity_target_is_the_first_fleet_the_queueing_model_accepts() -> None:
+    """The scalar search gives the fewest replicas whose P(queue time > target), vectorised over every fleet
+    size, meets the violation target (and the limit when none does), for loads from idle to saturated."""
+    rng = np.random.default_rng(4)
+    for _ in range(300):
+        rate, svc, slots = float(rng.uniform(0.01, 400.0)), float(rng.uniform(0.02, 2.0)), int(rng.integers(1, 17))
+        params = replace(PARAMS, violation_target=float(rng.choice([0.001, 0.01, 0.04, 0.2])),
+                         arrival_cv2=float(rng.uniform(0.5, 4.0)), service_time_cv=float(rng.uniform(0.0, 1.0)))
+        limit = int(rng.integers(1, 60))
+        k = max(1e-6, (params.arrival_cv2 + params.service_time_cv**2) / 2.0)
+        ns = np.arange(1, limit + 1, dtype=np.float64)
+        ok = np.nonzero(violation_probability(rate, ns, svc, slots, params.target_queue_time_us / 1e6, k)
+                        <= params.violation_target)[0]
+        assert replicas_needed(rate, svc, slots, params, limit) == (int(ns[ok[0]]) if ok.size else limit)
 
 
 def test_season_fit_recovers_a_daily_shape() -> None:
