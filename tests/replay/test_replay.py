@@ -177,9 +177,30 @@ def test_cli_json_shape(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> N
         assert 0.0 <= fig["sloViolationFraction"] <= 1.0
         assert fig["gpuSeconds"] > 0 and fig["p99QueueTimeUs"] >= 0
         assert isinstance(fig["scaleEvents"], int) and 1 <= fig["peakReplicas"] <= 12
-    frontier = out["checksFrontier"]  # whether any schedule could meet issue 8's checks together
-    assert frontier["feasible"] in (True, False, None)
-    assert frontier["cheapestGpuSecondsLower"] <= frontier["cheapestGpuSecondsUpper"]
+    # whether any schedule could meet issue 8's checks together: said only where `default` misses one
+    assert ("checksFrontier" in out) == any(ok is False for _n, ok, _f in criteria(out["policies"]))
+
+
+def test_a_missed_check_says_whether_any_schedule_could_meet_them(tmp_path: Path,
+                                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    """When `default` misses a check (here made careless on purpose), the replay says whether the oracle's exact
+    DP finds a schedule that meets every check, with the cost bracket; one that meets them all says nothing."""
+    trace = tmp_path / "t.csv"
+    rng = np.random.default_rng(5)
+    rows = "\n".join(f"{i},{n}" for i, n in enumerate(rng.poisson(np.repeat([3.0, 12.0, 4.0], 200))))
+    trace.write_text(f"# bucket_seconds=1\nt_seconds,requests\n{rows}\n")
+    args = ["replay", "--trace", str(trace), "--peak-replicas", "6", "--startup-seconds", "30", "--json"]
+    assert main([*args, "--policy-option", "predictive.violationTarget=0.9"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert any(ok is False for _n, ok, _f in criteria(out["policies"]))
+    frontier = out["checksFrontier"]
+    target = min(0.5 * out["policies"]["hpa"]["sloViolationFraction"], out["policies"]["keda"]["sloViolationFraction"],
+                 out["policies"]["kpa"]["sloViolationFraction"])
+    assert frontier["violationFraction"] == pytest.approx(target)
+    lo, up, limit = (frontier[k] for k in ("cheapestGpuSecondsLower", "cheapestGpuSecondsUpper", "gpuSecondsLimit"))
+    assert lo <= up and frontier["feasible"] == (True if up <= limit else False if lo > limit else None)
+    assert main([*args[:-1], "--policy-option", "predictive.violationTarget=0.9"]) == 0
+    assert "The cheapest schedule there" in capsys.readouterr().out
 
 
 def test_a_100ms_trace_replays_as_its_per_second_sums(tmp_path: Path) -> None:
