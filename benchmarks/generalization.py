@@ -209,7 +209,7 @@ def main() -> int:
         rows = []
         for trace in traces:
             t0 = time.perf_counter()
-            res = replay(trace, POLICIES, settings, load_policy(), peak_replicas=20)
+            res = replay(trace, POLICIES, settings, load_policy(), peak_replicas=20, frontier_always=True)
             rows.append(summary_row(trace.stem, res.summaries, res.checks_frontier()))
             print(f"{trace.stem}: {time.perf_counter() - t0:.0f} s", file=sys.stderr)
     if args.plot:
