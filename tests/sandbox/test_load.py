@@ -141,6 +141,12 @@ def test_trace_columns_by_alias_with_unknown_token_cells(tmp_path: Path) -> None
     assert tr.output_tokens is not None and tr.output_tokens.tolist() == [20, 40, 0]
 
 
+def test_a_trace_without_times_is_one_bucket_a_row(tmp_path: Path) -> None:
+    """Only `requests` is required: without `t_seconds` or a bucket comment, each row is one second."""
+    tr = load_trace(_write(tmp_path / "t.csv", "requests", ["3", "0", "5"]))
+    assert tr.bucket_s == 1 and tr.requests.tolist() == [3, 0, 5] and tr.prompt_tokens is None
+
+
 @pytest.mark.parametrize(
     ("rows", "match"),
     [(["0,3", "1,-1"], r"t\.csv:3: requests must be a number >= 0, got '-1'"),
