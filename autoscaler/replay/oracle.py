@@ -148,7 +148,8 @@ class FrontierBound:
 
 def cheapest_within(V: npt.NDArray[np.float32], ns: FloatArray, startup_s: float, total_requests: float,
                     violation_fraction: float, rel_tol: float = 0.01, max_schedules: int = 12,
-                    known: tuple[float, float, float] | None = None) -> FrontierBound:
+                    known: tuple[float, float, float] | None = None,
+                    progress: Callable[[float], None] | None = None) -> FrontierBound:
     """:class:`FrontierBound` at ``violation_fraction``: kappa bracketed by factors of 8, then bisected.
 
     ``known``: ``(kappa, violations, GPU-seconds)`` of a DP schedule already computed (the oracle's own), used
@@ -167,8 +168,13 @@ def cheapest_within(V: npt.NDArray[np.float32], ns: FloatArray, startup_s: float
             upper = min(upper, gpu)
         return viol <= budget
 
+    done = 0
+
     def evaluate(kappa: float) -> bool:
-        path = schedule(V, ns, kappa, startup_s)
+        nonlocal done
+        path = schedule(V, ns, kappa, startup_s, None if progress is None else
+                        (lambda f: progress(min(1.0, (done + f) / max_schedules))))
+        done += 1
         n = ns[path]
         gpu = float(n.sum() + startup_s * np.maximum(0.0, np.diff(n, prepend=n[0])).sum())
         return point(kappa, float(V[rows, path].astype(np.float64).sum()), gpu)

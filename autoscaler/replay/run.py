@@ -92,7 +92,8 @@ def replay(trace: str | Path, policies: Sequence[str], settings: ReplaySettings,
         o = runs["oracle"]
         frontier = cheapest_within(table[0], replica_range(settings), settings.startup_s,
                                    float(workload.counts.sum()), target[0],
-                                   known=(float(o.extra["kappa"]), float(o.violations.sum()), o.gpu_seconds))
+                                   known=(float(o.extra["kappa"]), float(o.violations.sum()), o.gpu_seconds),
+                                   progress=None if progress is None else (lambda f: progress("frontier", f)))
         if progress is not None:
             progress("frontier", 1.0)
     return ReplayResult(workload, runs, summaries, frontier)

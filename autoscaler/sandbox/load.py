@@ -135,7 +135,7 @@ def load_trace(name: str | Path) -> Trace:
             header = [h.lower() for h in parts]
             if "requests" not in header:
                 raise ValueError(f"{path}:{n}: no 'requests' column in the header {header}")
-            wanted = {c: c for c in ("requests", "t_seconds") if c in header}
+            wanted: dict[str, str] = {c: c for c in ("requests", "t_seconds") if c in header}
             for col, aliases in TOKEN_COLUMNS.items():
                 found = next((a for a in aliases if a in header), None)
                 if found is not None:
