@@ -1,8 +1,9 @@
 """Control-loop cost at scale: N leases on the sandbox API server and a real Prometheus (backfilled).
 
     python benchmarks/loop_scale.py --leases 10000 --json
+    python benchmarks/loop_scale.py --leases 10000 --json --algorithm predictive
 
-Prints ``{"leases", "loopSeconds", "cpuSeconds", "queriesPerLoop", "apiWritesPerLoop", "rssMB",
+Prints ``{"algorithm", "leases", "loopSeconds", "cpuSeconds", "queriesPerLoop", "apiWritesPerLoop", "rssMB",
 "baselineLoopSeconds", "baselineQueriesPerLoop"}`` (plus details). The sandbox API server runs in a child
 process, so the controller's CPU time and RSS are its own. Prometheus serves backfilled recorded
 queue-time series for every pod (values at the target, so a steady loop decides "no change"), and
@@ -13,6 +14,19 @@ controller that has run for a while.
 The baseline is what HPA + Prometheus Adapter does per loop: for every lease, GET its /scale and run one
 PromQL query for its own pods (the adapter translates each custom-metrics API call into one query), then
 decide; 16 at a time (HPA's default is 5 concurrent syncs, so this flatters the baseline).
+
+``--algorithm predictive`` (the shipped policy's default) sets ``algorithm: predictive`` and
+``predictive.slotsPerReplica: 4`` (with one slot, 5 req/s x 0.2 s would saturate a replica). Prometheus
+then also serves, per pod, the raw Triton series the ``requestStats`` query reads: the counters
+``nv_inference_request_success`` (5 req/s), ``nv_inference_request_failure`` (0),
+``nv_inference_compute_infer_duration_us`` (0.2 s per request), ``nv_inference_queue_duration_us`` (3 ms
+per request) and the gauge ``nv_inference_pending_request_count`` (0), every 15 s over the backfilled
+range; the recorded queue time is 3 ms too. One replica meets the SLO, so a steady loop decides "no change".
+The loop then runs two batched queries (``queueTime`` for the HPA core, which still decides every lease,
+and ``requestStats``) and ``decide_predictive`` per lease. Decision times are aligned so that no measured
+loop closes a season bucket (that writes every lease's predictive-state annotation once per
+``seasonBucketSeconds``). Its baseline is, per lease, GET /scale, one ``requestStats`` query for the
+lease's pods and one ``decide_predictive`` from the controller's state for that lease.
 """
 
 from __future__ import annotations
@@ -28,6 +42,7 @@ import statistics
 import sys
 import tempfile
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +55,10 @@ autoscaling:
     gpuUtilization: {allowed: true, enabled: false, threshold: {default: 90, minimum: 50, maximum: 100}}
   prometheus: {queueTimeRecordingRule: true, maxSampleAgeSeconds: 600}
 """
+PREDICTIVE = """  algorithm: predictive
+  predictive: {slotsPerReplica: 4}
+"""
+RPS, SERVICE_US, QUEUE_US = 5.0, 200_000.0, 3_000.0  # per pod: request rate, compute and queue time per request
 
 
 def _sandbox(n: int, pods_per_lease: int, namespaces: int, kubeconfig: str, ready: Any, stop: Any) -> None:
@@ -93,10 +112,13 @@ async def _run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     from autoscaler.kube.workloads import deployment_path
     from autoscaler.metrics import ClientSettings, LeaseTarget, PrometheusClient, default_registry, fetch
     from autoscaler.metrics.localprom import LocalPrometheus, OpenMetricsWriter, backfill
+    from autoscaler.observe import measured_startup_s, predictive_observation
     from autoscaler.policy import DecisionState, decide
+    from autoscaler.policy.predictive import PredictiveState, decide_predictive
 
+    predictive = args.algorithm == "predictive"
     kubeconfig = work / "kubeconfig"
-    (work / "policy.yaml").write_text(POLICY)
+    (work / "policy.yaml").write_text(POLICY + (PREDICTIVE if predictive else ""))
     ctx = mp.get_context("spawn")
     ready, stop = ctx.Event(), ctx.Event()
     child = ctx.Process(target=_sandbox, args=(args.leases, args.pods, args.namespaces, str(kubeconfig), ready, stop), daemon=True)
@@ -108,13 +130,23 @@ async def _run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         print(f"sandbox: {args.leases} leases ready in {time.monotonic() - t0:.0f}s", file=sys.stderr)
         api = await KubeApi.connect(str(kubeconfig), timeout_s=120)
         pods = (await api.get("/api/v1/pods"))["items"]
-        end = float(int(time.time()) // 60 * 60)
+        # predictive: decisions at end + 5 k stay inside one 600-s season bucket (the shipped seasonBucketSeconds)
+        end = float(int(time.time()) // 600 * 600) if predictive else float(int(time.time()) // 60 * 60)
         w = OpenMetricsWriter()
         points = [(end - 600 + 15 * k, 0.0) for k in range(41)]
-        for p in pods:
+        for i, p in enumerate(pods):
             labels = {"namespace": p["metadata"]["namespace"], "pod": p["metadata"]["name"]}
-            w.add("inference_autoscaler:queue_time_us:rate1m", labels, [(t, 10000.0) for t, _ in points])
-            w.add("inference_autoscaler:request_success:rate1m", labels, [(t, 5.0) for t, _ in points])
+            w.add("inference_autoscaler:queue_time_us:rate1m", labels,
+                  [(t, QUEUE_US if predictive else 10000.0) for t, _ in points])
+            w.add("inference_autoscaler:request_success:rate1m", labels, [(t, RPS) for t, _ in points])
+            if predictive:  # Triton's raw counters (monotonic, from a per-pod base) and pending gauge
+                triton = {**labels, "model": p["metadata"]["name"].split("-5d8f")[0], "version": "1"}
+                base = 1000.0 * (i % 97)  # seconds of traffic before the range
+                for name, per_s in (("nv_inference_request_success", RPS), ("nv_inference_request_failure", 0.0),
+                                    ("nv_inference_compute_infer_duration_us", RPS * SERVICE_US),
+                                    ("nv_inference_queue_duration_us", RPS * QUEUE_US)):
+                    w.add(name, triton, [(t, base * per_s + per_s * (t - points[0][0])) for t, _ in points])
+                w.add("nv_inference_pending_request_count", triton, [(t, 0.0) for t, _ in points])
         w.write(work / "data.om")
         backfill(work / "data.om", work / "tsdb")
         print(f"prometheus: backfilled {len(pods)} pods", file=sys.stderr)
@@ -134,19 +166,27 @@ async def _run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
                 await ctl.tick(now=end + 5 * (k + 1), query_at=end)
             print(f"{fill} loops to fill {args.steady_seconds:.0f} s of stabilisation history", file=sys.stderr)
             loops = [await ctl.tick(now=end + 5 * (fill + k + 1), query_at=end) for k in range(args.loops)]
+            reasons = Counter(rt.last["reason"] for rt in ctl.runtime.values() if rt.last)  # the last measured loop
+            last_now = end + 5 * (fill + args.loops)
             if args.profile:
                 import cProfile
                 import pstats
                 prof = cProfile.Profile()
                 prof.enable()
-                await ctl.tick(now=end + 5 * (fill + args.loops + 1), query_at=end)
+                last_now += 5
+                await ctl.tick(now=last_now, query_at=end)
                 prof.disable()
+                if os.environ.get("PROFILE_OUT"):  # for pstats / snakeviz
+                    prof.dump_stats(os.environ["PROFILE_OUT"])
                 pstats.Stats(prof, stream=sys.stderr).sort_stats(os.environ.get("PROFILE_SORT", "cumulative")).print_stats(35)
             rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
             await ctl.prometheus.close()
 
             # Baseline: per lease GET /scale + one PromQL query for its pods + decide.
-            kind = default_registry().create("queueTime", {"max_sample_age_s": 600})
+            kind = (ctl._kind("requestStats", None) if predictive
+                    else default_registry().create("queueTime", {"max_sample_age_s": 600}))
+            pset = ctl.policy.policy.autoscaling.predictive
+            pparams = pset.to_params(ctl.policy.policy.autoscaling.metrics["queueTime"].threshold.default)
             keys = sorted(ctl.runtime)[: args.baseline_leases or None]
             async with PrometheusClient(ClientSettings(url=prom.url, timeout_s=60)) as client:
                 sem = asyncio.Semaphore(16)
@@ -160,8 +200,16 @@ async def _run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
                         pods = ctl.pods_for(key[0], Selector.from_label_selector(obj["spec"]["selector"]))
                         await api.get(deployment_path(*key) + "/scale")
                         result = await fetch(client, kind, [LeaseTarget.of(key[0], [p.name for p in pods])], at=end)
-                        snap, _ = ctl._snapshot(obj, lease, pods, {"queueTime": result}, end)
-                        decide(snap, DecisionState(), end)
+                        if predictive:  # from the controller's state for this lease, one loop later
+                            current = obj["spec"]["replicas"]
+                            obs = predictive_observation(
+                                key[0], pods, result, last_now + 5, current, lease.min_replicas, lease.max_replicas,
+                                lease.slots_per_replica or pset.slots_per_replica,
+                                measured_startup_s(pods, pset.startup_s))
+                            decide_predictive(obs, ctl.runtime[key].predictive or PredictiveState(), pparams)
+                        else:
+                            snap, _ = ctl._snapshot(obj, lease, pods, {"queueTime": result}, end)
+                            decide(snap, DecisionState(), end)
 
                 b0, bc0 = time.perf_counter(), time.process_time()
                 await asyncio.gather(*(one(k) for k in keys))
@@ -175,6 +223,7 @@ async def _run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
             child.kill()
     scale = args.leases / max(1, len(keys))
     return {
+        "algorithm": args.algorithm,
         "leases": args.leases,
         "pods": len(pods),
         "loopSeconds": round(statistics.median(r.wall_s for r in loops), 3),
@@ -189,6 +238,7 @@ async def _run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         "baselineMeasuredLeases": len(keys),
         "firstLoopApiWrites": warm.api_writes,
         "unmeasuredLoops": fill,
+        "reasons": dict(reasons),
         "loops": [{"wall": round(r.wall_s, 3), "cpu": round(r.cpu_s, 3), "writes": r.api_writes,
                    "decided": r.decided} for r in loops],
         "ratioLoopSeconds": round(base_wall * scale / max(1e-9, statistics.median(r.wall_s for r in loops)), 1),
@@ -205,6 +255,8 @@ def main() -> int:
                     help="loop this long (5 s apart, unmeasured) first, until the stabilisation windows are full")
     ap.add_argument("--baseline-leases", type=int, default=0,
                     help="measure the baseline on this many leases and extrapolate (0 = all)")
+    ap.add_argument("--algorithm", choices=("hpa", "predictive"), default="hpa",
+                    help="the policy's algorithm (predictive: the shipped default; backfills Triton's raw counters)")
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--profile", action="store_true", help="cProfile one extra loop (to stderr)")
     args = ap.parse_args()
