@@ -148,7 +148,8 @@ class SandboxCluster:
 
     async def wait_for_ready(self, namespace: str, name: str, replicas: int | None = None,
                              timeout_s: float = 30.0) -> Obj:
-        """Wait until the deployment's pods are all Ready (``replicas`` defaults to spec.replicas)."""
+        """Wait until the deployment's pods are all Ready and of the current template (``replicas``
+        defaults to spec.replicas): a rollout in progress is not ready."""
         deadline = time.monotonic() + timeout_s
         while True:
             try:
@@ -159,6 +160,7 @@ class SandboxCluster:
                 want = dep["spec"].get("replicas", 1) if replicas is None else replicas
                 status = dep.get("status") or {}
                 if (status.get("readyReplicas", 0) == want and status.get("replicas", 0) == want
+                        and status.get("updatedReplicas", 0) == want
                         and status.get("observedGeneration") == dep["metadata"].get("generation")):
                     return dep
             if time.monotonic() > deadline:

@@ -1,10 +1,13 @@
 """The sandbox's controllers: deployment -> replica sets -> pods, a kubelet stand-in, namespace cleanup.
 
-* Deployment controller: one ReplicaSet per pod-template hash (``<deploy>-<hash>``), the current one
-  scaled to ``spec.replicas`` and older ones to 0 (a template change replaces all pods at once rather
-  than rolling them), status kept true (replicas, updatedReplicas, readyReplicas, availableReplicas,
-  unavailableReplicas, observedGeneration, Available/Progressing conditions; zero counts omitted as the
-  real server does).
+* Deployment controller: one ReplicaSet per pod-template hash (``<deploy>-<hash>``), rolled out as
+  upstream's pkg/controller/deployment does: RollingUpdate within maxSurge/maxUnavailable (the new
+  replica set grows as the surge allows, old ones shrink as availability allows, unhealthy replicas
+  first, oldest replica set first), Recreate (old pods all gone before a new one is created), a change
+  of ``spec.replicas`` during a rollout shared among the replica sets in proportion to their sizes
+  (the ``desired-replicas``/``max-replicas`` annotations), ``spec.paused`` honoured; status kept true
+  (replicas, updatedReplicas, readyReplicas, availableReplicas, unavailableReplicas,
+  observedGeneration, Available/Progressing conditions; zero counts omitted as the real server does).
 * ReplicaSet controller: creates pods ``<rs>-<rand5>`` with the template's labels and an owner
   reference; on scale-down deletes not-ready pods first, then the newest, gracefully.
 * Kubelet stand-in: a new pod is scheduled at once (Pending, ContainerCreating), Running after
@@ -15,7 +18,9 @@
 * Namespace controller: a terminating namespace's contents are deleted, then the namespace.
 
 Reconciliation is level-triggered: any change to a deployment, replica set, pod or namespace marks
-the world dirty and one pass reconciles everything (a sandbox holds tens of objects, not thousands).
+the world dirty and one pass reconciles everything (a sandbox holds tens of objects, not thousands);
+a pod reaching minReadySeconds schedules a pass of its own. A rollout therefore proceeds as pods get
+Ready, with no outside nudge.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ import asyncio
 import hashlib
 import json
 import logging
+import math
 import secrets
 from collections import defaultdict
 from collections.abc import Awaitable, Callable
@@ -130,6 +136,7 @@ class Controllers:
         self._dirty = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._pods: dict[tuple[str, str], _PodRun] = {}
+        self._wakeups: set[float] = set()
         self._watched = {DEPLOYMENTS.storage_key, REPLICASETS.storage_key, PODS.storage_key,
                          NAMESPACES.storage_key}
 
@@ -191,14 +198,21 @@ class Controllers:
             await asyncio.sleep(0.01)  # let bursts of changes coalesce into one pass
 
     def reconcile(self) -> None:
-        """One level-triggered pass over namespaces, deployments and replica sets."""
+        """One level-triggered pass over namespaces, deployments and replica sets. The replica sets go
+        first too, so that the deployments' rollout arithmetic reads their status as the pods now are."""
         self._reconcile_namespaces()
+        self._reconcile_replicasets()
         for dep in self.store.list_objects(DEPLOYMENTS.storage_key):
             try:
                 self._reconcile_deployment(dep)
             except ApiError as exc:
                 log.warning("deployment %s/%s: %s", dep["metadata"].get("namespace"), dep["metadata"]["name"],
                             exc.message)
+        self._reconcile_replicasets()
+        for dep in self.store.list_objects(DEPLOYMENTS.storage_key):
+            self._deployment_status(dep)
+
+    def _reconcile_replicasets(self) -> None:
         pods_by_owner: dict[str, list[Obj]] = defaultdict(list)
         for pod in self.store.list_objects(PODS.storage_key):
             uid = _controller_uid(pod)
@@ -209,8 +223,32 @@ class Controllers:
                 self._reconcile_replicaset(rs, pods_by_owner[rs["metadata"]["uid"]])
             except ApiError as exc:
                 log.warning("replicaset %s: %s", rs["metadata"]["name"], exc.message)
-        for dep in self.store.list_objects(DEPLOYMENTS.storage_key):
-            self._deployment_status(dep)
+
+    def _available_pods(self, ready: list[Obj], min_ready_seconds: int) -> list[Obj]:
+        """The ready pods that have been Ready for minReadySeconds; a pass is scheduled for when the
+        next of the others gets there (nothing in the store changes then)."""
+        if min_ready_seconds <= 0:
+            return ready
+        now = datetime.now(UTC).timestamp()
+        available: list[Obj] = []
+        for pod in ready:
+            left = (_ready_since(pod) or now) + min_ready_seconds - now
+            if left <= 0:
+                available.append(pod)
+            else:
+                self._wake_in(left)
+        return available
+
+    def _wake_in(self, seconds: float) -> None:
+        loop = asyncio.get_running_loop()
+        at = round(loop.time() + seconds + 0.01, 2)
+        if at not in self._wakeups:
+            self._wakeups.add(at)
+            loop.call_at(at, self._wake, at)
+
+    def _wake(self, at: float) -> None:
+        self._wakeups.discard(at)
+        self._dirty.set()
 
     def _reconcile_namespaces(self) -> None:
         for ns in self.store.list_objects(NAMESPACES.storage_key):
@@ -235,59 +273,208 @@ class Controllers:
         return [rs for rs in self.store.list_objects(REPLICASETS.storage_key, ns) if _controller_uid(rs) == uid]
 
     def _reconcile_deployment(self, dep: Obj) -> None:
+        """One sync of the deployment controller (upstream's syncDeployment): a scaling event or a paused
+        deployment scales the replica sets (proportionally while a rollout is under way); otherwise the
+        strategy rolls out the new template."""
         meta, spec = dep["metadata"], dep.get("spec") or {}
         if meta.get("deletionTimestamp"):
             return
-        ns = meta["namespace"]
-        template = clone(spec.get("template") or {})
-        h = template_hash(template, int((dep.get("status") or {}).get("collisionCount", 0)))
-        desired = int(spec.get("replicas", 1))
+        h = template_hash(spec.get("template") or {}, int((dep.get("status") or {}).get("collisionCount", 0)))
         owned = self._owned_replicasets(dep)
-        current = next((rs for rs in owned if (rs["metadata"].get("labels") or {}).get(HASH_LABEL) == h), None)
-        revisions = [int((rs["metadata"].get("annotations") or {}).get("deployment.kubernetes.io/revision", 0))
-                     for rs in owned]
-        if current is None:
-            rs_name = f"{meta['name']}-{h}"
-            if self.store.exists(REPLICASETS.storage_key, ns, rs_name):
-                return  # a foreign replica set holds the name; the real controller bumps collisionCount
-            template.setdefault("metadata", {}).setdefault("labels", {})[HASH_LABEL] = h
-            selector = clone(spec.get("selector") or {})
-            selector.setdefault("matchLabels", {})[HASH_LABEL] = h
-            annotations = {**(meta.get("annotations") or {}),
-                           "deployment.kubernetes.io/desired-replicas": str(desired),
-                           "deployment.kubernetes.io/max-replicas": str(desired),
-                           "deployment.kubernetes.io/revision": str(max(revisions, default=0) + 1)}
-            annotations.pop("kubectl.kubernetes.io/last-applied-configuration", None)
-            rs = {"metadata": {"name": rs_name, "namespace": ns, "labels": template["metadata"]["labels"],
-                               "annotations": annotations, "ownerReferences": [_owner_ref("Deployment", dep)]},
-                  "spec": {"replicas": desired, "minReadySeconds": int(spec.get("minReadySeconds", 0)),
-                           "selector": selector, "template": template}}
-            self.registry.system_create(REPLICASETS, rs)
-            self._event("Deployment", dep, "ScalingReplicaSet", f"Scaled up replica set {rs_name} from 0 to {desired}",
-                        "deployment-controller")
-        elif int((current.get("spec") or {}).get("replicas", 0)) != desired:
-            before = int((current.get("spec") or {}).get("replicas", 0))
-            self._event("Deployment", dep, "ScalingReplicaSet", f"Scaled {'up' if desired > before else 'down'} replica set "
-                        f"{current['metadata']['name']} from {before} to {desired}", "deployment-controller")
-            current["spec"]["replicas"] = desired
-            current["metadata"].setdefault("annotations", {})["deployment.kubernetes.io/desired-replicas"] = str(
-                desired)
-            current["metadata"]["generation"] = int(current["metadata"].get("generation", 1)) + 1
-            self.registry.system_update(REPLICASETS, current)
-        old = [rs for rs in owned if rs is not current and (rs["metadata"].get("labels") or {}).get(HASH_LABEL) != h]
-        for rs in old:
-            if int((rs.get("spec") or {}).get("replicas", 0)) != 0:
-                self._event("Deployment", dep, "ScalingReplicaSet", f"Scaled down replica set {rs['metadata']['name']} from "
-                            f"{rs['spec']['replicas']} to 0", "deployment-controller")
-                rs["spec"]["replicas"] = 0
-                rs["metadata"]["generation"] = int(rs["metadata"].get("generation", 1)) + 1
-                self.registry.system_update(REPLICASETS, rs)
+        new_rs = next((rs for rs in owned if (rs["metadata"].get("labels") or {}).get(HASH_LABEL) == h), None)
+        old = sorted((rs for rs in owned if rs is not new_rs), key=_rs_age)
+        if new_rs is not None:
+            self._sync_new_rs(dep, new_rs, old)
+        if spec.get("paused") or _is_scaling_event(dep, new_rs, old):
+            self._scale(dep, new_rs, old)
+        elif _is_recreate(dep):
+            self._rollout_recreate(dep, h, new_rs, old)
+        else:
+            self._rollout_rolling(dep, h, new_rs, old)
         limit = int(spec.get("revisionHistoryLimit", 10))
-        idle = [rs for rs in old if not (rs.get("status") or {}).get("replicas")]
-        idle.sort(key=lambda rs: int((rs["metadata"].get("annotations") or {}).get(
-            "deployment.kubernetes.io/revision", 0)))
+        idle = [rs for rs in old if not _replicas(rs) and not (rs.get("status") or {}).get("replicas")]
+        idle.sort(key=_revision)
         for rs in idle[: max(len(idle) - limit, 0)]:
-            self.registry.delete(REPLICASETS, ns, rs["metadata"]["name"])
+            self.registry.delete(REPLICASETS, meta["namespace"], rs["metadata"]["name"])
+
+    def _sync_new_rs(self, dep: Obj, rs: Obj, old: list[Obj]) -> None:
+        """Bring an existing new replica set's annotations, revision (bumped on a rollback to it) and
+        minReadySeconds up to date, as upstream's getNewReplicaSet does."""
+        annotations = rs["metadata"].setdefault("annotations", {})
+        before = (dict(annotations), (rs.get("spec") or {}).get("minReadySeconds", 0))
+        annotations.update(_copied_annotations(dep))
+        revision = max((_revision(o) for o in old), default=0) + 1
+        if _revision(rs) < revision:
+            annotations[ANN_REVISION] = str(revision)
+        rs["spec"]["minReadySeconds"] = int((dep.get("spec") or {}).get("minReadySeconds", 0))
+        if (annotations, rs["spec"]["minReadySeconds"]) != before:
+            self._write_rs(rs, spec_changed=before[1] != rs["spec"]["minReadySeconds"])
+
+    def _create_new_rs(self, dep: Obj, h: str, replicas: int, old: list[Obj]) -> Obj | None:
+        meta, spec = dep["metadata"], dep.get("spec") or {}
+        ns = meta["namespace"]
+        rs_name = f"{meta['name']}-{h}"
+        if self.store.exists(REPLICASETS.storage_key, ns, rs_name):
+            return None  # a foreign replica set holds the name; the real controller bumps collisionCount
+        template = clone(spec.get("template") or {})
+        template.setdefault("metadata", {}).setdefault("labels", {})[HASH_LABEL] = h
+        selector = clone(spec.get("selector") or {})
+        selector.setdefault("matchLabels", {})[HASH_LABEL] = h
+        desired = int(spec.get("replicas", 1))
+        annotations = {**_copied_annotations(dep),
+                       ANN_DESIRED: str(desired), ANN_MAX: str(desired + max_surge(dep)),
+                       ANN_REVISION: str(max((_revision(o) for o in old), default=0) + 1)}
+        rs = {"metadata": {"name": rs_name, "namespace": ns, "labels": template["metadata"]["labels"],
+                           "annotations": annotations, "ownerReferences": [_owner_ref("Deployment", dep)]},
+              "spec": {"replicas": replicas, "minReadySeconds": int(spec.get("minReadySeconds", 0)),
+                       "selector": selector, "template": template}}
+        created = self.registry.system_create(REPLICASETS, rs)
+        if replicas > 0:
+            self._event("Deployment", dep, "ScalingReplicaSet", f"Scaled up replica set {rs_name} from 0 to {replicas}",
+                        "deployment-controller")
+        return created
+
+    def _write_rs(self, rs: Obj, spec_changed: bool) -> None:
+        if spec_changed:
+            rs["metadata"]["generation"] = int(rs["metadata"].get("generation", 1)) + 1
+        stored = self.registry.system_update(REPLICASETS, rs)
+        rs["metadata"]["resourceVersion"] = stored["metadata"]["resourceVersion"]
+
+    def _scale_rs(self, dep: Obj, rs: Obj, replicas: int) -> bool:
+        """Set the replica set's size and its desired/max-replicas annotations (upstream's
+        scaleReplicaSet); True (with a ScalingReplicaSet event) when the size changed. ``rs`` is
+        updated in place so that the rest of the sync sees the new size."""
+        desired = int((dep.get("spec") or {}).get("replicas", 1))
+        annotations = rs["metadata"].setdefault("annotations", {})
+        want = {ANN_DESIRED: str(desired), ANN_MAX: str(desired + max_surge(dep))}
+        before = _replicas(rs)
+        if before == replicas and all(annotations.get(k) == v for k, v in want.items()):
+            return False
+        rs.setdefault("spec", {})["replicas"] = replicas
+        annotations.update(want)
+        self._write_rs(rs, spec_changed=before != replicas)
+        if before == replicas:
+            return False
+        self._event("Deployment", dep, "ScalingReplicaSet", f"Scaled {'up' if replicas > before else 'down'} replica "
+                    f"set {rs['metadata']['name']} from {before} to {replicas}", "deployment-controller")
+        return True
+
+    # rolling update (upstream rolling.go)
+    def _rollout_rolling(self, dep: Obj, h: str, new_rs: Obj | None, old: list[Obj]) -> None:
+        if new_rs is None:
+            new_rs = self._create_new_rs(dep, h, new_rs_replicas(dep, old, None), old)
+            if new_rs is None:
+                return
+        all_rs = [*old, new_rs]
+        if self._reconcile_new_rs(dep, all_rs, new_rs):
+            return
+        self._reconcile_old_rss(dep, all_rs, [rs for rs in old if _replicas(rs) > 0], new_rs)
+
+    def _reconcile_new_rs(self, dep: Obj, all_rs: list[Obj], new_rs: Obj) -> bool:
+        desired = int((dep.get("spec") or {}).get("replicas", 1))
+        if _replicas(new_rs) == desired:
+            return False
+        if _replicas(new_rs) > desired:
+            return self._scale_rs(dep, new_rs, desired)
+        return self._scale_rs(dep, new_rs, new_rs_replicas(dep, [rs for rs in all_rs if rs is not new_rs], new_rs))
+
+    def _reconcile_old_rss(self, dep: Obj, all_rs: list[Obj], old_active: list[Obj], new_rs: Obj) -> bool:
+        """Scale old replica sets down as far as maxUnavailable allows: unhealthy replicas first, then
+        available ones, oldest replica set first."""
+        if sum(_replicas(rs) for rs in old_active) == 0:
+            return False
+        desired = int((dep.get("spec") or {}).get("replicas", 1))
+        min_available = desired - max_unavailable(dep)
+        new_unavailable = _replicas(new_rs) - _available(new_rs)
+        max_scaled_down = sum(_replicas(rs) for rs in all_rs) - min_available - new_unavailable
+        if max_scaled_down <= 0:
+            return False
+        cleaned = 0
+        for rs in old_active:  # cleanupUnhealthyReplicas
+            if cleaned >= max_scaled_down:
+                break
+            unhealthy = _replicas(rs) - _available(rs)
+            if _replicas(rs) == 0 or unhealthy <= 0:
+                continue
+            count = min(max_scaled_down - cleaned, unhealthy)
+            self._scale_rs(dep, rs, _replicas(rs) - count)
+            cleaned += count
+        # scaleDownOldReplicaSetsForRollingUpdate
+        total = sum(_available(rs) for rs in [*old_active, new_rs]) - min_available
+        scaled = 0
+        for rs in old_active:
+            if scaled >= total:
+                break
+            if _replicas(rs) == 0:
+                continue
+            count = min(_replicas(rs), total - scaled)
+            self._scale_rs(dep, rs, _replicas(rs) - count)
+            scaled += count
+        return cleaned + max(scaled, 0) > 0
+
+    # recreate (upstream recreate.go)
+    def _rollout_recreate(self, dep: Obj, h: str, new_rs: Obj | None, old: list[Obj]) -> None:
+        scaled_down = False
+        for rs in old:
+            if _replicas(rs) > 0:
+                scaled_down = self._scale_rs(dep, rs, 0) or scaled_down
+        if scaled_down or self._old_pods_running(new_rs, old):
+            return
+        desired = int((dep.get("spec") or {}).get("replicas", 1))
+        if new_rs is None:
+            new_rs = self._create_new_rs(dep, h, desired, old)
+            if new_rs is None:
+                return
+        self._scale_rs(dep, new_rs, desired)
+
+    def _old_pods_running(self, new_rs: Obj | None, old: list[Obj]) -> bool:
+        """Old replica sets still report replicas, or any of their pods (terminating ones included)
+        has not reached a terminal phase."""
+        if any((rs.get("status") or {}).get("replicas") for rs in old):
+            return True
+        uids = {rs["metadata"]["uid"] for rs in old} - ({new_rs["metadata"]["uid"]} if new_rs else set())
+        return any(_controller_uid(p) in uids and (p.get("status") or {}).get("phase") not in ("Failed", "Succeeded")
+                   for p in self.store.iter(PODS.storage_key, old[0]["metadata"]["namespace"] if old else ""))
+
+    # scaling (upstream sync.go's scale)
+    def _scale(self, dep: Obj, new_rs: Obj | None, old: list[Obj]) -> None:
+        """A replica count change: one active replica set takes the whole count; several (a rollout under
+        way) share the change in proportion to their sizes."""
+        desired = int((dep.get("spec") or {}).get("replicas", 1))
+        single = _active_or_latest(new_rs, old)
+        if single is not None:
+            if _replicas(single) != desired:
+                self._scale_rs(dep, single, desired)
+            return
+        if new_rs is not None and _is_saturated(dep, new_rs):
+            for rs in old:
+                if _replicas(rs) > 0:
+                    self._scale_rs(dep, rs, 0)
+            return
+        if _is_recreate(dep):
+            return
+        active = [rs for rs in [*old, *([new_rs] if new_rs else [])] if _replicas(rs) > 0]
+        allowed = desired + max_surge(dep) if desired > 0 else 0
+        to_add = allowed - sum(_replicas(rs) for rs in active)
+        if to_add > 0:  # larger first; on a tie newer first when scaling up, older first when scaling down
+            active.sort(key=_rs_age, reverse=True)
+        else:
+            active.sort(key=_rs_age)
+        active.sort(key=lambda rs: -_replicas(rs))
+        sizes: dict[str, int] = {}
+        added = 0
+        for rs in active:
+            if to_add != 0:
+                share = proportion(dep, rs, to_add, added)
+                sizes[rs["metadata"]["name"]] = _replicas(rs) + share
+                added += share
+            else:
+                sizes[rs["metadata"]["name"]] = _replicas(rs)
+        for i, rs in enumerate(active):
+            name = rs["metadata"]["name"]
+            if i == 0 and to_add != 0:  # the leftover goes to the largest
+                sizes[name] = max(sizes[name] + to_add - added, 0)
+            self._scale_rs(dep, rs, sizes[name])
 
     def _deployment_status(self, dep: Obj) -> None:
         meta, spec = dep["metadata"], dep.get("spec") or {}
@@ -300,10 +487,8 @@ class Controllers:
         pods = [p for p in self.store.list_objects(PODS.storage_key, meta["namespace"])
                 if _controller_uid(p) in uids and not p["metadata"].get("deletionTimestamp")]
         new_uid = new_rs["metadata"]["uid"] if new_rs else None
-        min_ready = int(spec.get("minReadySeconds", 0))
-        now = datetime.now(UTC).timestamp()
         ready = [p for p in pods if is_ready(p)]
-        available = [p for p in ready if min_ready == 0 or (now - (_ready_since(p) or now)) >= min_ready]
+        available = self._available_pods(ready, int(spec.get("minReadySeconds", 0) or 0))
         updated = [p for p in pods if _controller_uid(p) == new_uid]
         desired = int(spec.get("replicas", 1))
         old_status = dep.get("status") or {}
@@ -401,9 +586,10 @@ class Controllers:
                     pass
                 active.remove(pod)
         ready = [p for p in active if is_ready(p)]
+        available = self._available_pods(ready, int(spec.get("minReadySeconds", 0) or 0))
         status: Obj = {"replicas": len(active)}
         status.update(_nonzero(fullyLabeledReplicas=len(active), readyReplicas=len(ready),
-                               availableReplicas=len(ready)))
+                               availableReplicas=len(available)))
         status["observedGeneration"] = int(meta.get("generation", 1))
         if status != rs.get("status"):
             rs["status"] = status
@@ -484,6 +670,135 @@ class Controllers:
         finally:
             if self._pods.get(key) is run:
                 del self._pods[key]
+
+
+# --------------------------------------------------------------------------------------------------
+# deployment arithmetic (upstream's pkg/controller/deployment/util)
+
+ANN_REVISION = "deployment.kubernetes.io/revision"
+ANN_DESIRED = "deployment.kubernetes.io/desired-replicas"
+ANN_MAX = "deployment.kubernetes.io/max-replicas"
+_NOT_COPIED = {"kubectl.kubernetes.io/last-applied-configuration", ANN_REVISION, ANN_DESIRED, ANN_MAX,
+               "deployment.kubernetes.io/revision-history", "deprecated.deployment.rollback.to"}
+
+
+def _replicas(rs: Obj) -> int:
+    return int((rs.get("spec") or {}).get("replicas", 0) or 0)
+
+
+def _available(rs: Obj) -> int:
+    return int((rs.get("status") or {}).get("availableReplicas", 0) or 0)
+
+
+def _int_annotation(obj: Obj, key: str) -> int | None:
+    try:
+        return int((obj["metadata"].get("annotations") or {})[key])
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+def _revision(rs: Obj) -> int:
+    return _int_annotation(rs, ANN_REVISION) or 0
+
+
+def _rs_age(rs: Obj) -> tuple[str, int, str]:
+    """Oldest first: creation time, then (timestamps have one-second resolution and a sandbox rollout
+    takes milliseconds) the revision, then the name."""
+    return str(rs["metadata"].get("creationTimestamp", "")), _revision(rs), str(rs["metadata"]["name"])
+
+
+def _copied_annotations(dep: Obj) -> dict[str, str]:
+    return {k: v for k, v in (dep["metadata"].get("annotations") or {}).items() if k not in _NOT_COPIED}
+
+
+def _is_recreate(dep: Obj) -> bool:
+    return ((dep.get("spec") or {}).get("strategy") or {}).get("type") == "Recreate"
+
+
+def resolve_fenceposts(max_surge_value: Any, max_unavailable_value: Any, desired: int) -> tuple[int, int]:
+    """(maxSurge, maxUnavailable) in pods: percentages of ``desired``, surge rounded up and unavailability
+    down; when both come to 0, one pod may be unavailable (or the rollout could never proceed)."""
+    surge = _scaled(max_surge_value, desired, round_up=True)
+    unavailable = _scaled(max_unavailable_value, desired, round_up=False)
+    if surge == 0 and unavailable == 0:
+        unavailable = 1
+    return surge, unavailable
+
+
+def _fenceposts(dep: Obj) -> tuple[int, int]:
+    spec = dep.get("spec") or {}
+    ru = (spec.get("strategy") or {}).get("rollingUpdate") or {}
+    return resolve_fenceposts(ru.get("maxSurge", "25%"), ru.get("maxUnavailable", "25%"), int(spec.get("replicas", 1)))
+
+
+def max_surge(dep: Obj) -> int:
+    return 0 if _is_recreate(dep) else _fenceposts(dep)[0]
+
+
+def max_unavailable(dep: Obj) -> int:
+    desired = int((dep.get("spec") or {}).get("replicas", 1))
+    if _is_recreate(dep) or desired == 0:
+        return 0
+    return min(_fenceposts(dep)[1], desired)
+
+
+def new_rs_replicas(dep: Obj, old: list[Obj], new_rs: Obj | None) -> int:
+    """The new replica set's next size in a rolling update: up towards spec.replicas, as far as the
+    surge allows (all replica sets' spec.replicas at most spec.replicas + maxSurge)."""
+    desired = int((dep.get("spec") or {}).get("replicas", 1))
+    current_new = _replicas(new_rs) if new_rs is not None else 0
+    if _is_recreate(dep):
+        return desired
+    total = sum(_replicas(rs) for rs in old) + current_new
+    max_total = desired + max_surge(dep)
+    if total >= max_total:
+        return current_new
+    return current_new + min(max_total - total, desired - current_new)
+
+
+def _is_scaling_event(dep: Obj, new_rs: Obj | None, old: list[Obj]) -> bool:
+    """spec.replicas differs from the desired-replicas annotation of an active replica set."""
+    desired = int((dep.get("spec") or {}).get("replicas", 1))
+    for rs in [*old, *([new_rs] if new_rs else [])]:
+        annotated = _int_annotation(rs, ANN_DESIRED)
+        if _replicas(rs) > 0 and annotated is not None and annotated != desired:
+            return True
+    return False
+
+
+def _active_or_latest(new_rs: Obj | None, old: list[Obj]) -> Obj | None:
+    """The only replica set with replicas, the newest if none has any, None if several have."""
+    newest_first = sorted(old, key=_rs_age, reverse=True)
+    active = [rs for rs in [*newest_first, *([new_rs] if new_rs else [])] if _replicas(rs) > 0]
+    if len(active) == 1:
+        return active[0]
+    if not active:
+        return new_rs if new_rs is not None else (newest_first[0] if newest_first else None)
+    return None
+
+
+def _is_saturated(dep: Obj, rs: Obj) -> bool:
+    desired = int((dep.get("spec") or {}).get("replicas", 1))
+    return _replicas(rs) == desired and _int_annotation(rs, ANN_DESIRED) == desired and _available(rs) == desired
+
+
+def proportion(dep: Obj, rs: Obj, to_add: int, added: int) -> int:
+    """This replica set's share of ``to_add`` more (or fewer) replicas, ``added`` being already handed out
+    (upstream's GetProportion): its size scaled by the ratio of the new to the old max-replicas, capped
+    by what is left to hand out."""
+    if _replicas(rs) == 0 or to_add == 0 or to_add == added:
+        return 0
+    desired = int((dep.get("spec") or {}).get("replicas", 1))
+    if desired == 0:
+        fraction = -_replicas(rs)
+    else:
+        before = _int_annotation(rs, ANN_MAX) or 0
+        if before == 0:
+            before = int((dep.get("status") or {}).get("replicas", 0)) or _replicas(rs)
+        scaled = _replicas(rs) * (desired + max_surge(dep)) / before
+        fraction = math.floor(scaled + 0.5) - _replicas(rs)  # rounds half away from zero (sizes >= 0)
+    allowed = to_add - added
+    return min(fraction, allowed) if to_add > 0 else max(fraction, allowed)
 
 
 # --------------------------------------------------------------------------------------------------
