@@ -38,6 +38,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     up.add_argument("--token", default=None, help="require this bearer token from clients")
     up.add_argument("--startup-seconds", type=float, default=None,
                     help="default Running -> Ready delay of pods (overrides the scenario)")
+    up.add_argument("--rolling-updates", action="store_true",
+                    help="roll template changes out as each Deployment's strategy says (maxSurge / maxUnavailable, "
+                         "Recreate), as a real cluster does; default: replace all pods at once")
     up.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
 
 
@@ -84,7 +87,8 @@ async def _up(args: argparse.Namespace, scenario: Scenario) -> int:
             await _stop_quietly(plane)
             plane = None
     try:
-        cluster = SandboxCluster.from_scenario(scenario, port=args.api_port, token=args.token, hooks=plane)
+        cluster = SandboxCluster.from_scenario(scenario, port=args.api_port, token=args.token, hooks=plane,
+                                               rolling_updates=args.rolling_updates)
         await cluster.start()
     except (OSError, ValueError) as exc:
         print(f"autoscaler sandbox: cannot start the API server: {exc}", file=sys.stderr)

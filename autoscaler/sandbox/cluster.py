@@ -42,14 +42,15 @@ class SandboxCluster:
     def __init__(self, *, host: str = "127.0.0.1", port: int = 0, token: str | None = None,
                  hooks: PodHooks | None = None, startup_seconds: float = 5.0, pending_seconds: float = 0.5,
                  terminating_seconds: float = 1.0, history_size: int = 10_000,
-                 bookmark_interval_s: float = 10.0) -> None:
+                 bookmark_interval_s: float = 10.0, rolling_updates: bool = False) -> None:
         self.host, self.port, self.token = host, port, token
         self.store = Store(history_size=history_size)
         self.registry = Registry(self.store)
         self.server = ApiServer(self.registry, token=token, bookmark_interval_s=bookmark_interval_s)
         self.controllers = Controllers(self.registry, hooks, Timing(startup_seconds=startup_seconds,
                                                                      pending_seconds=pending_seconds,
-                                                                     terminating_seconds=terminating_seconds))
+                                                                     terminating_seconds=terminating_seconds,
+                                                                     rolling_updates=rolling_updates))
         for ns in sorted(IMMORTAL_NAMESPACES):
             self.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})
         self._started = False

@@ -60,6 +60,10 @@ class Timing:
     pending_seconds: float = 0.5  # Pending -> Running (image pull, container start)
     terminating_seconds: float = 1.0  # deletionTimestamp -> gone (capped by the pod's grace period)
     hook_timeout_seconds: float = 10.0
+    rolling_updates: bool = False
+    """Roll a new template out as the Deployment's strategy says (maxSurge / maxUnavailable, Recreate). Off: all
+    pods are replaced at once (the strategy read as RollingUpdate with 100 % surge and unavailability), so a
+    patched template settles within the pods' start-up delay: what scripts driving `sandbox up` expect."""
 
 
 def template_hash(template: Obj, collision_count: int = 0) -> str:
@@ -279,6 +283,8 @@ class Controllers:
         meta, spec = dep["metadata"], dep.get("spec") or {}
         if meta.get("deletionTimestamp"):
             return
+        if not self.timing.rolling_updates:
+            dep = {**dep, "spec": {**spec, "strategy": ALL_AT_ONCE}}  # a view for this sync; the object is unchanged
         h = template_hash(spec.get("template") or {}, int((dep.get("status") or {}).get("collisionCount", 0)))
         owned = self._owned_replicasets(dep)
         new_rs = next((rs for rs in owned if (rs["metadata"].get("labels") or {}).get(HASH_LABEL) == h), None)
@@ -709,6 +715,10 @@ def _rs_age(rs: Obj) -> tuple[str, int, str]:
 
 def _copied_annotations(dep: Obj) -> dict[str, str]:
     return {k: v for k, v in (dep["metadata"].get("annotations") or {}).items() if k not in _NOT_COPIED}
+
+
+ALL_AT_ONCE: Obj = {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": "100%", "maxUnavailable": "100%"}}
+"""The strategy a sync reads when :attr:`Timing.rolling_updates` is off: every pod replaced in one step."""
 
 
 def _is_recreate(dep: Obj) -> bool:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -26,6 +26,13 @@ Obj = dict[str, Any]
 HASH = "pod-template-hash"
 DESIRED = "deployment.kubernetes.io/desired-replicas"
 MAX = "deployment.kubernetes.io/max-replicas"
+
+
+@pytest.fixture
+async def cluster() -> AsyncIterator[SandboxCluster]:
+    """The sandbox with upstream's rollouts (`autoscaler sandbox up --rolling-updates`)."""
+    async with SandboxCluster(**FAST, rolling_updates=True) as c:
+        yield c
 
 
 def manifest(name: str, replicas: int, strategy: Obj | None = None, **annotations: str) -> Obj:
@@ -216,7 +223,7 @@ async def test_min_ready_seconds_hold_the_rollout(cluster: SandboxCluster) -> No
 
 def _stepped() -> SandboxCluster:
     """A cluster whose controllers are not started: the test calls reconcile() and plays the kubelet."""
-    return SandboxCluster(**FAST)
+    return SandboxCluster(**FAST, rolling_updates=True)
 
 
 def _play_kubelet(c: SandboxCluster, ready: bool = True) -> None:
@@ -317,3 +324,15 @@ async def test_kubectl_rollout_status_waits_for_the_rollout(cluster: SandboxClus
     new_pods = [p for p in app_pods(cluster, "ks") if not p["metadata"].get("deletionTimestamp")]
     assert len(new_pods) == 2 and all(is_ready(p) and p["metadata"]["labels"][HASH] == new["metadata"]["labels"][HASH]
                                       for p in new_pods)
+
+
+async def test_by_default_a_new_template_replaces_every_pod_at_once() -> None:
+    """Without --rolling-updates the strategy is read as 100 % surge and unavailability: one sync scales the new
+    replica set to the full count and the old ones to 0, whatever the Deployment's strategy says."""
+    async with SandboxCluster(**FAST) as c:
+        c.create(manifest("atonce", 3, rolling(0, 1)))
+        await rolled_out(c, "atonce", 3)
+        with sampling(c, "atonce") as s:
+            new_image(c, "atonce")
+            await rolled_out(c, "atonce", 3)
+        assert s.min_available == 0  # every old pod went before a new one was Ready (rolling(0, 1): 2)
