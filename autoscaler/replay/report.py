@@ -81,6 +81,12 @@ def markdown_table(summaries: dict[str, dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+VIOLATIONS_VS_HPA = 0.5
+"""Issue 8: `default` has at most this fraction of hpa's SLO-violation fraction..."""
+GPU_VS_ORACLE = 1.25
+"""...and at most this multiple of the oracle's GPU-seconds (besides hpa's, keda's and kpa's)."""
+
+
 def criteria(summaries: dict[str, dict[str, Any]], policy: str = "default") -> list[tuple[str, bool | None, str]]:
     """Issue 8's acceptance checks of ``policy`` against the baselines present, as (check, passed, figures).
 
@@ -97,12 +103,12 @@ def criteria(summaries: dict[str, dict[str, Any]], policy: str = "default") -> l
         return None if s is None else (s["sloViolationFraction"], s["gpuSeconds"])
 
     hpa, orc = ref("hpa"), ref("oracle")
-    out.append(("violations <= 0.5 x hpa", None if hpa is None else v <= 0.5 * hpa[0],
-                "-" if hpa is None else f"{v:.4f} vs {0.5 * hpa[0]:.4f}"))
+    out.append((f"violations <= {VIOLATIONS_VS_HPA:g} x hpa", None if hpa is None else v <= VIOLATIONS_VS_HPA * hpa[0],
+                "-" if hpa is None else f"{v:.4f} vs {VIOLATIONS_VS_HPA * hpa[0]:.4f}"))
     out.append(("GPU-s <= hpa", None if hpa is None else g <= hpa[1],
                 "-" if hpa is None else f"{g:,.0f} vs {hpa[1]:,.0f}"))
-    out.append(("GPU-s <= 1.25 x oracle", None if orc is None else g <= 1.25 * orc[1],
-                "-" if orc is None else f"{g:,.0f} vs {1.25 * orc[1]:,.0f}"))
+    out.append((f"GPU-s <= {GPU_VS_ORACLE:g} x oracle", None if orc is None else g <= GPU_VS_ORACLE * orc[1],
+                "-" if orc is None else f"{g:,.0f} vs {GPU_VS_ORACLE * orc[1]:,.0f}"))
     for name in ("keda", "kpa"):
         r = ref(name)
         out.append((f"no worse than {name} (both)", None if r is None else (v <= r[0] and g <= r[1]),
@@ -117,9 +123,9 @@ def checks_target(summaries: dict[str, dict[str, Any]]) -> tuple[float, float] |
     """
     if not all(n in summaries for n in ("hpa", "keda", "kpa", "oracle")):
         return None
-    v = min(0.5 * summaries["hpa"]["sloViolationFraction"], summaries["keda"]["sloViolationFraction"],
+    v = min(VIOLATIONS_VS_HPA * summaries["hpa"]["sloViolationFraction"], summaries["keda"]["sloViolationFraction"],
             summaries["kpa"]["sloViolationFraction"])
-    g = min(summaries["hpa"]["gpuSeconds"], 1.25 * summaries["oracle"]["gpuSeconds"],
+    g = min(summaries["hpa"]["gpuSeconds"], GPU_VS_ORACLE * summaries["oracle"]["gpuSeconds"],
             summaries["keda"]["gpuSeconds"], summaries["kpa"]["gpuSeconds"])
     return v, g
 
