@@ -39,6 +39,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--serving", default=None, help="serving model JSON (the sandbox's serving annotation keys)")
     p.add_argument("--duration", type=float, default=None, help="replay only the first S seconds of the trace")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--jobs", type=int, default=None,
+                   help="worker processes for the policies (default: one per CPU on traces of 6 h or more, else 1; "
+                        "the figures are the same)")
     p.add_argument("--policy-option", action="append", default=[], metavar="POLICY.KEY=VALUE",
                    help="override one knob of a policy, repeatable (e.g. predictive.violationTarget=0.04, "
                         "kpa.targetUtilization=0.7)")
@@ -46,13 +49,27 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="print JSON instead of the Markdown table")
 
 
-def _bar(name: str, frac: float) -> None:
-    width = 30
-    done = int(frac * width)
-    sys.stderr.write(f"\r{name:>8s} [{'#' * done}{'.' * (width - done)}] {frac * 100:5.1f}%")
-    if frac >= 1.0:
-        sys.stderr.write("\n")
-    sys.stderr.flush()
+class _Bars:
+    """One stderr line with every running policy's progress (several run at once with ``--jobs``)."""
+
+    def __init__(self) -> None:
+        self.fracs: dict[str, float] = {}
+
+    def __call__(self, name: str, frac: float) -> None:
+        self.fracs[name] = frac
+        running = {n: f for n, f in self.fracs.items() if f < 1.0}
+        if len(running) <= 1:
+            n, f = (name, frac) if not running else next(iter(running.items()))
+            width = 30
+            done = int(f * width)
+            line = f"{n:>8s} [{'#' * done}{'.' * (width - done)}] {f * 100:5.1f}%"
+        else:
+            line = "  ".join(f"{n} {f * 100:3.0f}%" for n, f in running.items())
+        sys.stderr.write(f"\r{line:<79s}")
+        if not running:
+            sys.stderr.write("\n")
+            self.fracs.clear()
+        sys.stderr.flush()
 
 
 def parse_options(items: list[str]) -> dict[str, float]:
@@ -99,7 +116,8 @@ def run(args: argparse.Namespace) -> int:
                               seed=args.seed)
     try:
         result = replay(args.trace, names, settings, cluster, peak_replicas=peak, slo_budget=args.slo_budget,
-                        duration_s=args.duration, options=options, progress=_bar if sys.stderr.isatty() else None)
+                        duration_s=args.duration, options=options, progress=_Bars() if sys.stderr.isatty() else None,
+                        jobs=args.jobs)
     except (FileNotFoundError, ValueError) as exc:
         print(f"autoscaler replay: {exc}", file=sys.stderr)
         return 2

@@ -2,16 +2,25 @@
 
 The entry point shared by ``autoscaler replay`` and ``benchmarks/replay_all.py``. Progress goes to a
 callback (the CLI draws a bar on stderr when it is a terminal), never to stdout.
+
+Policies are independent given the trace (each simulation is deterministic and seeded), so a long trace
+replays them in worker processes, one per CPU, while this process computes the oracle: a week of 1 s steps
+takes about as long as its slowest policy instead of the sum of all. The figures are the same either way.
 """
 
 from __future__ import annotations
 
 import math
+import multiprocessing as mp
+import os
+import queue as queue_mod
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
+from multiprocessing.pool import AsyncResult
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from autoscaler.config import ClusterPolicy
 from autoscaler.replay.oracle import FrontierBound, cheapest_within, replica_range, run_oracle, violation_table
@@ -23,6 +32,21 @@ from autoscaler.replay.workload import Workload, build_workload
 DEFAULT_POLICIES = ("hpa", "keda", "kpa", "default", "oracle")
 
 Progress = Callable[[str, float], None]
+
+PARALLEL_MIN_STEPS = 6 * 3600
+"""With ``jobs=None``, a trace shorter than this many 1 s steps replays its policies one after another (they take
+a second or two each; a worker process would cost about as much as it saves)."""
+
+_SLOWEST_FIRST = ("default", "predictive", "hpa", "keda", "kpa")
+"""Submission order for the workers (measured on the 7-day trace: default 152 s, hpa 72 s, keda 54 s, kpa 30 s)."""
+
+
+def default_jobs() -> int:
+    """Worker processes for a long replay: the CPUs this process may run on."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not Linux
+        return max(1, os.cpu_count() or 1)
 
 
 @dataclass
@@ -59,28 +83,37 @@ class ReplayResult:
 def replay(trace: str | Path, policies: Sequence[str], settings: ReplaySettings, cluster_policy: ClusterPolicy, *,
            peak_replicas: float | None = 20, slo_budget: float = 0.01, duration_s: float | None = None,
            options: dict[str, float] | None = None, progress: Progress | None = None,
-           frontier_always: bool = False) -> ReplayResult:
+           frontier_always: bool = False, jobs: int | None = None) -> ReplayResult:
     """Replay ``trace`` through each policy (and the oracle) with the same arrivals.
 
     The checks' frontier (:attr:`ReplayResult.frontier`) is computed where `default` misses a check, or always
-    with ``frontier_always`` (when hpa, keda, kpa and the oracle are replayed).
+    with ``frontier_always`` (when hpa, keda, kpa and the oracle are replayed). ``jobs``: worker processes for the
+    simulated policies (None: :func:`default_jobs` on traces of :data:`PARALLEL_MIN_STEPS` or more, else 1).
     """
     workload = build_workload(trace, settings.serving, peak_replicas=peak_replicas,
                               target_queue_time_us=settings.target_queue_time_us, seed=settings.seed,
                               duration_s=duration_s)
     ctx = PolicyContext(settings, cluster_policy, dict(options or {}))
+    sims = [n for n in policies if n != "oracle"]
+    if jobs is None:
+        jobs = default_jobs() if workload.steps >= PARALLEL_MIN_STEPS else 1
     table = None  # the oracle's violation table, kept for the checks' frontier
     runs: dict[str, PolicyRun] = {}
-    for name in policies:
-        cb = None if progress is None else (lambda f, n=name: progress(n, f))
-        t0 = time.perf_counter()
-        if name == "oracle":
-            table = violation_table(workload, settings)
-            run = run_oracle(workload, settings, slo_budget, cb, table)
-        else:
-            run = simulate(workload, make_policy(name, ctx), settings, cb)
-        run.wall_s = time.perf_counter() - t0
-        runs[name] = run
+    if jobs > 1 and len(sims) > 1:
+        def oracle_here(drain: Callable[[], None]) -> tuple[PolicyRun, Table] | None:
+            return _oracle(workload, settings, slo_budget, progress, drain) if "oracle" in policies else None
+
+        done, oracle = _simulate_in_workers(workload, settings, ctx, sims, jobs, progress, oracle_here)
+        if oracle is not None:
+            done["oracle"], table = oracle
+        runs = {n: done[n] for n in policies}
+    else:
+        for name in policies:
+            if name == "oracle":
+                runs[name], table = _oracle(workload, settings, slo_budget, progress, None)
+            else:
+                runs[name] = _simulate_one(workload, settings, ctx, name,
+                                           None if progress is None else partial(progress, name))
     summaries = {n: summarize(r) for n, r in runs.items()}
     target = checks_target(summaries)
     frontier = None
@@ -98,3 +131,97 @@ def replay(trace: str | Path, policies: Sequence[str], settings: ReplaySettings,
             progress("frontier", 1.0)
     return ReplayResult(workload, runs, summaries, frontier)
 
+
+def _simulate_one(workload: Workload, settings: ReplaySettings, ctx: PolicyContext, name: str,
+                  progress: Callable[[float], None] | None) -> PolicyRun:
+    t0 = time.perf_counter()
+    run = simulate(workload, make_policy(name, ctx), settings, progress)
+    run.wall_s = time.perf_counter() - t0
+    return run
+
+
+Table = tuple[Any, Any]
+R = TypeVar("R")
+
+
+def _oracle(workload: Workload, settings: ReplaySettings, slo_budget: float, progress: Progress | None,
+            drain: Callable[[], None] | None) -> tuple[PolicyRun, Table]:
+    """The oracle's run and its violation table; ``drain`` relays the workers' progress meanwhile."""
+    def cb(f: float) -> None:
+        if drain is not None:
+            drain()
+        if progress is not None:
+            progress("oracle", f)
+
+    t0 = time.perf_counter()
+    table = violation_table(workload, settings)
+    run = run_oracle(workload, settings, slo_budget, cb if progress is not None or drain is not None else None, table)
+    run.wall_s = time.perf_counter() - t0
+    if progress is not None:
+        progress("oracle", 1.0)  # the DP's own progress stops one step short
+    return run, table
+
+
+# -- worker processes ------------------------------------------------------------------------------------------
+
+_WORKER: tuple[Workload, ReplaySettings, PolicyContext, Any] | None = None
+
+
+def _init_worker(workload: Workload, settings: ReplaySettings, ctx: PolicyContext, progress_q: Any) -> None:
+    global _WORKER
+    _WORKER = (workload, settings, ctx, progress_q)
+
+
+def _worker_run(name: str) -> PolicyRun:
+    assert _WORKER is not None
+    workload, settings, ctx, q = _WORKER
+    last = -1.0
+
+    def cb(f: float) -> None:
+        nonlocal last
+        if f >= 1.0 or f - last >= 0.01:  # at most ~100 messages a policy
+            last = f
+            q.put((name, f))
+
+    return _simulate_one(workload, settings, ctx, name, cb)
+
+
+def _simulate_in_workers(workload: Workload, settings: ReplaySettings, ctx: PolicyContext, names: list[str],
+                         jobs: int, progress: Progress | None, meanwhile: Callable[[Callable[[], None]], R],
+                         ) -> tuple[dict[str, PolicyRun], R]:
+    """Each of ``names`` simulated in a pool of ``jobs`` processes (forked where the platform can: the workload is
+    inherited, not copied through a pipe), and what ``meanwhile(drain)`` returns, run here in the meantime (the
+    oracle). Progress messages from the workers reach ``progress`` from this process, whenever ``drain`` runs."""
+    methods = mp.get_all_start_methods()
+    mpc = mp.get_context("fork" if "fork" in methods else None)
+    q = mpc.Queue()
+
+    def drain() -> None:
+        while True:
+            try:
+                name, f = q.get_nowait()
+            except queue_mod.Empty:
+                return
+            if progress is not None:
+                progress(name, f)
+
+    order = sorted(names, key=lambda n: _SLOWEST_FIRST.index(n) if n in _SLOWEST_FIRST else len(_SLOWEST_FIRST))
+    pool = mpc.Pool(min(jobs, len(names)), initializer=_init_worker, initargs=(workload, settings, ctx, q))
+    try:
+        pending: dict[str, AsyncResult[PolicyRun]] = {n: pool.apply_async(_worker_run, (n,)) for n in order}
+        out: dict[str, PolicyRun] = {}
+        extra = meanwhile(drain)
+        for name, res in pending.items():
+            while not res.ready():
+                res.wait(0.2)
+                drain()
+            out[name] = res.get()  # a worker's exception is raised here
+        pool.close()
+    except BaseException:
+        pool.terminate()  # a failed policy or Ctrl-C: do not wait for the others
+        raise
+    finally:
+        pool.join()
+        drain()
+        q.close()
+    return out, extra

@@ -185,7 +185,7 @@ def assert_same(leases: list[tuple[Snapshot, DecisionState]], now: float | None 
         assert g == e, f"lease {i}:\n{snaps[i]}\n{states[i]}\nexpected {e}\ngot      {g}"
 
 
-@settings(max_examples=500, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(fleets())
 def test_batch_equals_scalar(leases: list[tuple[Snapshot, DecisionState]]) -> None:
     """decide_many returns exactly the scalar decide() Decision (reason, metrics, state) for every lease."""

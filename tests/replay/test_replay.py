@@ -10,6 +10,7 @@ import pytest
 
 from autoscaler.cli import main
 from autoscaler.commands.decide import decide_document
+from autoscaler.commands.replay import _Bars
 from autoscaler.config import ClusterPolicy, load_policy
 from autoscaler.replay import policies as policies_pkg
 from autoscaler.replay.oracle import cheapest_within, run_oracle
@@ -17,6 +18,7 @@ from autoscaler.replay.policies import PolicyContext, ReplaySettings, make_polic
 from autoscaler.replay.policies.hpa import HpaPolicy, snapshot_to_json
 from autoscaler.replay.promql import extrapolated_rate
 from autoscaler.replay.report import criteria, criteria_table, summarize
+from autoscaler.replay.run import replay
 from autoscaler.replay.sim import simulate
 from autoscaler.replay.workload import DEFAULT_SERVING, Workload, build_workload, replica_capacity_rps
 
@@ -238,3 +240,59 @@ def test_criteria_name_each_failed_check() -> None:
                    "no worse than keda (both)": None, "no worse than kpa (both)": False}
     assert "**no**" in criteria_table(criteria(summaries))
     assert criteria({"hpa": s(0.4, 100.0)}) == []
+
+
+def _trace(tmp_path: Path, rates: np.ndarray, seed: int = 3) -> Path:
+    path = tmp_path / "t.csv"
+    rows = "\n".join(f"{i},{n:g}" for i, n in enumerate(poisson(rates, seed)))
+    path.write_text(f"# bucket_seconds=1\nt_seconds,requests\n{rows}\n")
+    return path
+
+
+def test_policies_replayed_in_worker_processes_give_the_same_figures(tmp_path: Path) -> None:
+    """`jobs=2` (what a long trace gets) replays each policy in a worker and the oracle here: the same schedules
+    and summaries as one after another, and progress reaches the caller for every policy."""
+    trace = _trace(tmp_path, np.concatenate([np.full(400, 15.0), np.full(400, 120.0), np.full(400, 30.0)]))
+    names = ["hpa", "kpa", "default", "oracle"]
+    seen: list[tuple[str, float]] = []
+    results = [replay(trace, names, SETTINGS, SHIPPED, peak_replicas=6, jobs=jobs,
+                      progress=lambda n, f: seen.append((n, f))) for jobs in (1, 2)]
+    one, two = results
+    assert list(two.runs) == names
+    for n in names:
+        assert np.array_equal(one.runs[n].spec_replicas, two.runs[n].spec_replicas), n
+        strip = {k: v for k, v in one.summaries[n].items() if k != "wallSeconds"}
+        assert strip == {k: v for k, v in two.summaries[n].items() if k != "wallSeconds"}, n
+    assert {n for n, f in seen if f >= 1.0} >= set(names)
+
+
+def test_a_policy_failing_in_a_worker_fails_the_replay(tmp_path: Path) -> None:
+    """An exception in a worker process reaches the caller (and the other workers are stopped), not a hang."""
+
+    class Boom:
+        name, interval_s = "boom", 5.0
+
+        def decide(self, view: object) -> int:
+            raise RuntimeError("boom at decision")
+
+    policies_pkg._load()
+    saved = dict(policies_pkg._POLICIES)
+    policies_pkg._POLICIES["boom"] = lambda ctx: Boom()  # inherited by the forked workers
+    try:
+        with pytest.raises(RuntimeError, match="boom at decision"):
+            replay(_trace(tmp_path, np.full(300, 20.0)), ["hpa", "boom"], SETTINGS, SHIPPED, peak_replicas=4, jobs=2)
+    finally:
+        policies_pkg._POLICIES.clear()
+        policies_pkg._POLICIES.update(saved)
+
+
+def test_progress_line_shows_every_running_policy(capsys: pytest.CaptureFixture[str]) -> None:
+    """With policies running at once the bar is one line naming each; it ends with a newline when all are done."""
+    bars = _Bars()
+    bars("hpa", 0.25)
+    bars("default", 0.5)
+    line = capsys.readouterr().err.split("\r")[-1]
+    assert "hpa  25%" in line and "default  50%" in line and not line.endswith("\n")
+    bars("hpa", 1.0)
+    bars("default", 1.0)
+    assert capsys.readouterr().err.endswith("\n")
