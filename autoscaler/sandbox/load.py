@@ -116,7 +116,9 @@ def load_trace(name: str | Path) -> Trace:
     Only ``requests`` (and the token columns, under any name of :data:`TOKEN_COLUMNS`) are read, so
     other columns may hold anything. An empty or NaN token cell is filled with the trace's mean tokens
     per request; a bad ``requests`` cell (empty, negative, not a number) is an error naming its line.
-    Without ``bucket_seconds=`` the bucket is the step of ``t_seconds`` (else 1 s).
+    Without ``bucket_seconds=`` the bucket is the smallest step of ``t_seconds`` (else 1 s). With ``t_seconds``
+    each row goes to the bucket its time says, counted from the first: missing rows are empty buckets, rows out of
+    order are put in order, rows of the same bucket are added.
     """
     path = trace_path(name)
     comments: list[str] = []
@@ -155,18 +157,33 @@ def load_trace(name: str | Path) -> Trace:
     if header is None:
         raise ValueError(f"{path}: no header with a 'requests' column")
     requests = np.asarray(cells["requests"], dtype=np.float64)
+    times = np.asarray(cells.get("t_seconds", []), dtype=np.float64)
+    timed = times.size == requests.size and times.size > 0 and bool(np.isfinite(times).all())
     bucket = None
     for c in comments:
         m = re.search(r"bucket_seconds=([0-9.eE+-]+)", c)
         if m:
             bucket = float(m.group(1))
     if bucket is None:
-        t = cells.get("t_seconds", [])
-        bucket = float(t[1] - t[0]) if len(t) > 1 and t[1] > t[0] else 1.0
+        steps = np.diff(np.unique(times)) if timed else np.zeros(0)
+        bucket = float(steps.min()) if steps.size else 1.0
     if not (bucket > 0 and math.isfinite(bucket)):
         raise ValueError(f"{path}: bucket_seconds must be > 0, got {bucket}")
     tokens = {col: _fill_tokens(np.asarray(cells[col], dtype=np.float64), requests)
               for col in TOKEN_COLUMNS if col in cells}
+    if timed:
+        # rows are placed by their time, not their order: a file that leaves out empty buckets (or is not sorted)
+        # keeps its real time axis; a dense file (every bucket written, the documented format) is unchanged
+        slot = np.rint((times - times.min()) / bucket).astype(np.int64)
+        if not np.array_equal(slot, np.arange(slot.size)):
+            dense = np.zeros(int(slot.max()) + 1)
+            np.add.at(dense, slot, requests)
+            requests = dense
+            for col, sums in tokens.items():
+                if sums is not None:
+                    placed = np.zeros(dense.size)
+                    np.add.at(placed, slot, sums)
+                    tokens[col] = placed
     return Trace(name=path.stem, bucket_s=bucket, requests=requests, prompt_tokens=tokens.get("prompt_tokens"),
                  output_tokens=tokens.get("output_tokens"), comments=tuple(comments))
 
