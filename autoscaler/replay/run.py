@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from functools import partial
 from multiprocessing.pool import AsyncResult
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 from autoscaler.config import ClusterPolicy
 from autoscaler.replay.oracle import FrontierBound, cheapest_within, replica_range, run_oracle, violation_table
@@ -99,14 +99,21 @@ def replay(trace: str | Path, policies: Sequence[str], settings: ReplaySettings,
         jobs = default_jobs() if workload.steps >= PARALLEL_MIN_STEPS else 1
     table = None  # the oracle's violation table, kept for the checks' frontier
     runs: dict[str, PolicyRun] = {}
+    frontier = None
     if jobs > 1 and len(sims) > 1:
-        def oracle_here(drain: Callable[[], None]) -> tuple[PolicyRun, Table] | None:
-            return _oracle(workload, settings, slo_budget, progress, drain) if "oracle" in policies else None
-
-        done, oracle = _simulate_in_workers(workload, settings, ctx, sims, jobs, progress, oracle_here)
-        if oracle is not None:
-            done["oracle"], table = oracle
-        runs = {n: done[n] for n in policies}
+        with _Workers(workload, settings, ctx, sims, jobs, progress) as workers:
+            if "oracle" in policies:
+                runs["oracle"], table = _oracle(workload, settings, slo_budget, progress, workers.drain)
+                if all(n in sims for n in BASELINES):
+                    # this process is idle until the workers are done: bound the checks' frontier now (it needs
+                    # only the baselines and the oracle), and keep it below if `default` misses a check
+                    base = {n: summarize(workers.result(n)) for n in BASELINES}
+                    target = checks_target({**base, "oracle": summarize(runs["oracle"])})
+                    if target is not None:
+                        frontier = _frontier(workload, settings, runs["oracle"], table, target[0], progress,
+                                             workers.drain)
+            done = {n: workers.result(n) for n in sims}
+        runs = {n: runs["oracle"] if n == "oracle" else done[n] for n in policies}
     else:
         for name in policies:
             if name == "oracle":
@@ -116,20 +123,34 @@ def replay(trace: str | Path, policies: Sequence[str], settings: ReplaySettings,
                                            None if progress is None else partial(progress, name))
     summaries = {n: summarize(r) for n, r in runs.items()}
     target = checks_target(summaries)
-    frontier = None
     # only where `default` misses a check: where it meets them all it is itself the proof that they can be met
     missed = any(ok is False for _n, ok, _f in criteria(summaries))
-    if table is not None and target is not None and (missed or frontier_always):
-        if progress is not None:
-            progress("frontier", 0.0)
-        o = runs["oracle"]
-        frontier = cheapest_within(table[0], replica_range(settings), settings.startup_s,
-                                   float(workload.counts.sum()), target[0],
-                                   known=(float(o.extra["kappa"]), float(o.violations.sum()), o.gpu_seconds),
-                                   progress=None if progress is None else (lambda f: progress("frontier", f)))
-        if progress is not None:
-            progress("frontier", 1.0)
+    if table is None or target is None or not (missed or frontier_always):
+        frontier = None
+    elif frontier is None:
+        frontier = _frontier(workload, settings, runs["oracle"], table, target[0], progress, None)
     return ReplayResult(workload, runs, summaries, frontier)
+
+
+BASELINES = ("hpa", "keda", "kpa")
+"""The policies issue 8's checks compare `default` with (besides the oracle)."""
+
+
+def _frontier(workload: Workload, settings: ReplaySettings, oracle: PolicyRun, table: Table, violation_fraction: float,
+              progress: Progress | None, drain: Callable[[], None] | None) -> FrontierBound:
+    def cb(f: float) -> None:
+        if drain is not None:
+            drain()
+        if progress is not None:
+            progress("frontier", f)
+
+    cb(0.0)
+    out = cheapest_within(table[0], replica_range(settings), settings.startup_s, float(workload.counts.sum()),
+                          violation_fraction,
+                          known=(float(oracle.extra["kappa"]), float(oracle.violations.sum()), oracle.gpu_seconds),
+                          progress=cb)
+    cb(1.0)
+    return out
 
 
 def _simulate_one(workload: Workload, settings: ReplaySettings, ctx: PolicyContext, name: str,
@@ -141,7 +162,6 @@ def _simulate_one(workload: Workload, settings: ReplaySettings, ctx: PolicyConte
 
 
 Table = tuple[Any, Any]
-R = TypeVar("R")
 
 
 def _oracle(workload: Workload, settings: ReplaySettings, slo_budget: float, progress: Progress | None,
@@ -186,42 +206,47 @@ def _worker_run(name: str) -> PolicyRun:
     return _simulate_one(workload, settings, ctx, name, cb)
 
 
-def _simulate_in_workers(workload: Workload, settings: ReplaySettings, ctx: PolicyContext, names: list[str],
-                         jobs: int, progress: Progress | None, meanwhile: Callable[[Callable[[], None]], R],
-                         ) -> tuple[dict[str, PolicyRun], R]:
-    """Each of ``names`` simulated in a pool of ``jobs`` processes (forked where the platform can: the workload is
-    inherited, not copied through a pipe), and what ``meanwhile(drain)`` returns, run here in the meantime (the
-    oracle). Progress messages from the workers reach ``progress`` from this process, whenever ``drain`` runs."""
-    methods = mp.get_all_start_methods()
-    mpc = mp.get_context("fork" if "fork" in methods else None)
-    q = mpc.Queue()
+class _Workers:
+    """``names`` simulated in a pool of ``jobs`` processes, forked where the platform can (the workload is
+    inherited, not copied through a pipe), slowest first. Their progress messages reach ``progress`` in this
+    process whenever :meth:`drain` runs (:meth:`result` drains while it waits). Leaving the block by an exception
+    (a policy's, or Ctrl-C) terminates the workers instead of waiting for them."""
 
-    def drain() -> None:
+    def __init__(self, workload: Workload, settings: ReplaySettings, ctx: PolicyContext, names: list[str], jobs: int,
+                 progress: Progress | None) -> None:
+        mpc = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else None)
+        self._q = mpc.Queue()
+        self._progress = progress
+        order = sorted(names, key=lambda n: _SLOWEST_FIRST.index(n) if n in _SLOWEST_FIRST else len(_SLOWEST_FIRST))
+        self._pool = mpc.Pool(min(jobs, len(names)), initializer=_init_worker,
+                              initargs=(workload, settings, ctx, self._q))
+        self._pending: dict[str, AsyncResult[PolicyRun]] = {n: self._pool.apply_async(_worker_run, (n,))
+                                                             for n in order}
+
+    def drain(self) -> None:
         while True:
             try:
-                name, f = q.get_nowait()
+                name, f = self._q.get_nowait()
             except queue_mod.Empty:
                 return
-            if progress is not None:
-                progress(name, f)
+            if self._progress is not None:
+                self._progress(name, f)
 
-    order = sorted(names, key=lambda n: _SLOWEST_FIRST.index(n) if n in _SLOWEST_FIRST else len(_SLOWEST_FIRST))
-    pool = mpc.Pool(min(jobs, len(names)), initializer=_init_worker, initargs=(workload, settings, ctx, q))
-    try:
-        pending: dict[str, AsyncResult[PolicyRun]] = {n: pool.apply_async(_worker_run, (n,)) for n in order}
-        out: dict[str, PolicyRun] = {}
-        extra = meanwhile(drain)
-        for name, res in pending.items():
-            while not res.ready():
-                res.wait(0.2)
-                drain()
-            out[name] = res.get()  # a worker's exception is raised here
-        pool.close()
-    except BaseException:
-        pool.terminate()  # a failed policy or Ctrl-C: do not wait for the others
-        raise
-    finally:
-        pool.join()
-        drain()
-        q.close()
-    return out, extra
+    def result(self, name: str) -> PolicyRun:
+        res = self._pending[name]
+        while not res.ready():
+            res.wait(0.2)
+            self.drain()
+        return res.get()  # a worker's exception is raised here
+
+    def __enter__(self) -> _Workers:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, *_: object) -> None:
+        if exc_type is None:
+            self._pool.close()
+        else:
+            self._pool.terminate()
+        self._pool.join()
+        self.drain()
+        self._q.close()

@@ -250,20 +250,21 @@ def _trace(tmp_path: Path, rates: np.ndarray, seed: int = 3) -> Path:
 
 
 def test_policies_replayed_in_worker_processes_give_the_same_figures(tmp_path: Path) -> None:
-    """`jobs=2` (what a long trace gets) replays each policy in a worker and the oracle here: the same schedules
-    and summaries as one after another, and progress reaches the caller for every policy."""
+    """`jobs=2` (what a long trace gets) replays each policy in a worker and the oracle and the checks' frontier
+    here: the same schedules, summaries and frontier as one after another; progress reaches the caller for each."""
     trace = _trace(tmp_path, np.concatenate([np.full(400, 15.0), np.full(400, 120.0), np.full(400, 30.0)]))
-    names = ["hpa", "kpa", "default", "oracle"]
+    names = ["hpa", "keda", "kpa", "default", "oracle"]
     seen: list[tuple[str, float]] = []
-    results = [replay(trace, names, SETTINGS, SHIPPED, peak_replicas=6, jobs=jobs,
+    results = [replay(trace, names, SETTINGS, SHIPPED, peak_replicas=6, jobs=jobs, frontier_always=True,
                       progress=lambda n, f: seen.append((n, f))) for jobs in (1, 2)]
     one, two = results
     assert list(two.runs) == names
+    assert one.frontier is not None and one.frontier == two.frontier  # bounded while the workers ran
     for n in names:
         assert np.array_equal(one.runs[n].spec_replicas, two.runs[n].spec_replicas), n
         strip = {k: v for k, v in one.summaries[n].items() if k != "wallSeconds"}
         assert strip == {k: v for k, v in two.summaries[n].items() if k != "wallSeconds"}, n
-    assert {n for n, f in seen if f >= 1.0} >= set(names)
+    assert {n for n, f in seen if f >= 1.0} >= {*names, "frontier"}
 
 
 def test_a_policy_failing_in_a_worker_fails_the_replay(tmp_path: Path) -> None:
