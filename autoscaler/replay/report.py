@@ -140,7 +140,14 @@ def frontier_sentence(frontier: dict[str, Any]) -> str:
     span = f"{lo:,.0f}" if up - lo <= 0.005 * up else f"{lo:,.0f}-{up:,.0f}"
     verdict = {True: "some schedule meets them all", False: "no policy can meet them all",
                None: "too close to tell"}[frontier["feasible"]]
-    return f"{head}, knowing the future, costs {span} GPU-s ({lo / g:.2f}x the limit): {verdict}."
+    return f"{head}, knowing the future, costs {span} GPU-s ({frontier_ratio(frontier):.2f}x the limit): {verdict}."
+
+
+def frontier_ratio(frontier: dict[str, Any]) -> float:
+    """The cheapest schedule's cost over the GPU limit, as far as the bracket tells: its upper end where a schedule
+    is known to meet the limit (the bracket may not have closed), else its lower end."""
+    end = frontier["cheapestGpuSecondsUpper"] if frontier["feasible"] else frontier["cheapestGpuSecondsLower"]
+    return float(end) / float(frontier["gpuSecondsLimit"])
 
 
 def criteria_table(checks: list[tuple[str, bool | None, str]]) -> str:

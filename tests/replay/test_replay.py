@@ -17,7 +17,7 @@ from autoscaler.replay.oracle import cheapest_within, run_oracle
 from autoscaler.replay.policies import PolicyContext, ReplaySettings, make_policy, register_algorithm
 from autoscaler.replay.policies.hpa import HpaPolicy, snapshot_to_json
 from autoscaler.replay.promql import extrapolated_rate
-from autoscaler.replay.report import criteria, criteria_table, summarize
+from autoscaler.replay.report import criteria, criteria_table, frontier_sentence, summarize
 from autoscaler.replay.run import replay
 from autoscaler.replay.sim import simulate
 from autoscaler.replay.workload import DEFAULT_SERVING, Workload, build_workload, replica_capacity_rps
@@ -297,3 +297,15 @@ def test_progress_line_shows_every_running_policy(capsys: pytest.CaptureFixture[
     bars("hpa", 1.0)
     bars("default", 1.0)
     assert capsys.readouterr().err.endswith("\n")
+
+
+def test_the_frontier_sentence_quotes_the_end_of_the_bracket_that_decides() -> None:
+    """A schedule known to meet the limit is quoted by its cost (the bracket's upper end, even when its lower end
+    has not closed in); an infeasible limit by the lower bound every schedule pays."""
+    base = {"violationFraction": 0.05, "gpuSecondsLimit": 100.0}
+    yes = frontier_sentence({**base, "cheapestGpuSecondsLower": 0.0, "cheapestGpuSecondsUpper": 80.0,
+                             "feasible": True})
+    no = frontier_sentence({**base, "cheapestGpuSecondsLower": 115.0, "cheapestGpuSecondsUpper": 116.0,
+                            "feasible": False})
+    assert "(0.80x the limit): some schedule meets them all" in yes
+    assert "(1.15x the limit): no policy can meet them all" in no
