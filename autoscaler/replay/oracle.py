@@ -180,6 +180,8 @@ def cheapest_within(V: npt.NDArray[np.float32], ns: FloatArray, startup_s: float
         return point(kappa, float(V[rows, path].astype(np.float64).sum()), gpu)
 
     kappa = 1.0 if known is None else known[0]
+    step = 8.0  # while one side of the bracket is missing, each step is the square of the last (8, 64, 4096...):
+    # the oracle's own kappa may sit at its cap (no fleet meets its budget), decades from the checks' level
     for i in range(max_schedules):
         if upper < math.inf and upper - lower <= rel_tol * upper:
             break
@@ -191,13 +193,13 @@ def cheapest_within(V: npt.NDArray[np.float32], ns: FloatArray, startup_s: float
             if lo is None:
                 if kappa < 1e-6:
                     break
-                kappa /= 8.0
+                kappa, step = max(kappa / step, 1e-7), min(step * step, 1e6)
         else:
             lo = kappa
             if hi is None:
                 if kappa > 1e12:
                     break
-                kappa *= 8.0
+                kappa, step = min(kappa * step, 2e12), min(step * step, 1e6)
     return FrontierBound(violation_fraction, lower, upper)
 
 

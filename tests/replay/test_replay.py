@@ -127,6 +127,24 @@ def test_the_frontier_bound_brackets_the_cheapest_schedule(budget: float) -> Non
         assert bound.verdict(bound.gpu_seconds_lower - 1.0) is False
 
 
+def test_the_frontier_bracket_closes_from_an_oracle_kappa_at_its_cap() -> None:
+    """Where no fleet meets the oracle's own budget its kappa sits at the cap (2^40), decades above the checks'
+    level: within the default 12 schedules its lower end is as tight as 80 schedules make it, its upper end near (it used
+    to walk down by 8x a step and stop with no lower bound at all and an upper end 16 % too high on a day of
+    per-second bursts)."""
+    rng = np.random.default_rng(5)
+    T, ns, startup = 400, np.arange(1.0, 11.0), 30.0
+    need = rng.gamma(0.5, 6.0, T) + 1.0  # bursts: even 10 replicas leave some steps violating
+    V = (np.maximum(0.0, need[:, None] - ns[None, :]) * 10).astype(np.float32)
+    total = 1000.0 * T
+    budget = float(V[:, -1].sum()) / total * 1.5
+    best = cheapest_within(V, ns, startup, total, budget, rel_tol=0.0, max_schedules=80)  # as tight as it gets
+    known = (2.0**40, float(V[:, -1].sum()), float(ns[-1] * T))  # the oracle at the cap: the largest fleet
+    bound = cheapest_within(V, ns, startup, total, budget, known=known)
+    assert bound.gpu_seconds_lower >= 0.98 * best.gpu_seconds_lower > 0
+    assert bound.gpu_seconds_upper <= 1.1 * best.gpu_seconds_upper  # was 1.28x
+
+
 def test_default_resolves_to_the_configured_algorithm() -> None:
     """`default` is whatever the cluster policy's algorithm names; a new algorithm is one registration."""
     seen: list[str] = []
