@@ -13,12 +13,13 @@ from __future__ import annotations
 import math
 import multiprocessing as mp
 import os
+import pickle
 import queue as queue_mod
 import time
+import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
-from multiprocessing.pool import AsyncResult
 from pathlib import Path
 from typing import Any
 
@@ -184,69 +185,90 @@ def _oracle(workload: Workload, settings: ReplaySettings, slo_budget: float, pro
 
 # -- worker processes ------------------------------------------------------------------------------------------
 
-_WORKER: tuple[Workload, ReplaySettings, PolicyContext, Any] | None = None
-
-
-def _init_worker(workload: Workload, settings: ReplaySettings, ctx: PolicyContext, progress_q: Any) -> None:
-    global _WORKER
-    _WORKER = (workload, settings, ctx, progress_q)
-
-
-def _worker_run(name: str) -> PolicyRun:
-    assert _WORKER is not None
-    workload, settings, ctx, q = _WORKER
+def _worker_main(name: str, workload: Workload, settings: ReplaySettings, ctx: PolicyContext, q: Any) -> None:
+    """One policy in a worker process: progress messages, then its run or its exception, through ``q``."""
     last = -1.0
 
     def cb(f: float) -> None:
         nonlocal last
         if f >= 1.0 or f - last >= 0.01:  # at most ~100 messages a policy
             last = f
-            q.put((name, f))
+            q.put(("progress", name, f))
 
-    return _simulate_one(workload, settings, ctx, name, cb)
+    try:
+        q.put(("result", name, _simulate_one(workload, settings, ctx, name, cb)))
+    except BaseException as exc:  # everything goes back to the parent, which raises it
+        try:
+            pickle.dumps(exc)
+        except Exception:  # an exception that cannot cross the pipe is sent as its text
+            exc = RuntimeError("".join(traceback.format_exception(exc)))
+        q.put(("error", name, exc))
 
 
 class _Workers:
-    """``names`` simulated in a pool of ``jobs`` processes, forked where the platform can (the workload is
-    inherited, not copied through a pipe), slowest first. Their progress messages reach ``progress`` in this
-    process whenever :meth:`drain` runs (:meth:`result` drains while it waits). Leaving the block by an exception
-    (a policy's, or Ctrl-C) terminates the workers instead of waiting for them."""
+    """``names`` simulated in worker processes, at most ``jobs`` at a time, slowest first, forked where the platform
+    can (the workload is inherited, not copied through a pipe). Messages (progress, runs, errors) are handled in
+    this process whenever :meth:`drain` runs; :meth:`result` drains while it waits. A policy's exception is raised
+    here; a worker that dies without a word (killed, out of memory) is an error naming it, not a hang. Leaving the
+    block by an exception (a policy's, or Ctrl-C) terminates the workers instead of waiting for them."""
 
     def __init__(self, workload: Workload, settings: ReplaySettings, ctx: PolicyContext, names: list[str], jobs: int,
                  progress: Progress | None) -> None:
-        mpc = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else None)
-        self._q = mpc.Queue()
+        self._mpc = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else None)
+        self._q = self._mpc.Queue()
+        self._args = (workload, settings, ctx)
         self._progress = progress
-        order = sorted(names, key=lambda n: _SLOWEST_FIRST.index(n) if n in _SLOWEST_FIRST else len(_SLOWEST_FIRST))
-        self._pool = mpc.Pool(min(jobs, len(names)), initializer=_init_worker,
-                              initargs=(workload, settings, ctx, self._q))
-        self._pending: dict[str, AsyncResult[PolicyRun]] = {n: self._pool.apply_async(_worker_run, (n,))
-                                                             for n in order}
+        self._todo = sorted(names, key=lambda n: _SLOWEST_FIRST.index(n) if n in _SLOWEST_FIRST
+                            else len(_SLOWEST_FIRST))
+        self._jobs = max(1, jobs)
+        self._running: dict[str, Any] = {}
+        self._done: dict[str, PolicyRun] = {}
+        self._start_more()
 
-    def drain(self) -> None:
+    def _start_more(self) -> None:
+        while self._todo and len(self._running) < self._jobs:
+            name = self._todo.pop(0)
+            proc = self._mpc.Process(target=_worker_main, args=(name, *self._args, self._q), name=f"replay-{name}",
+                                     daemon=True)
+            proc.start()
+            self._running[name] = proc
+
+    def drain(self, timeout: float = 0.0) -> None:
+        """Handle the waiting messages (waiting up to ``timeout`` for the first), then start the next policies."""
         while True:
             try:
-                name, f = self._q.get_nowait()
+                kind, name, payload = self._q.get(timeout=timeout) if timeout > 0 else self._q.get_nowait()
             except queue_mod.Empty:
-                return
-            if self._progress is not None:
-                self._progress(name, f)
+                break
+            timeout = 0.0
+            if kind == "progress":
+                if self._progress is not None:
+                    self._progress(name, payload)
+            elif kind == "result":
+                self._done[name] = payload
+                self._running.pop(name).join()
+            else:
+                raise payload
+        for name, proc in list(self._running.items()):
+            # a worker's messages are all in the pipe before it exits (its queue is flushed at exit), and none was
+            # its run: it died
+            if not proc.is_alive() and name not in self._done and self._q.empty():
+                del self._running[name]
+                raise RuntimeError(f"replay of policy {name!r}: its worker process died (exit code {proc.exitcode}); "
+                                   f"out of memory? try --jobs 1")
+        self._start_more()
 
     def result(self, name: str) -> PolicyRun:
-        res = self._pending[name]
-        while not res.ready():
-            res.wait(0.2)
-            self.drain()
-        return res.get()  # a worker's exception is raised here
+        while name not in self._done:
+            self.drain(timeout=0.2)
+        return self._done[name]
 
     def __enter__(self) -> _Workers:
         return self
 
     def __exit__(self, exc_type: type[BaseException] | None, *_: object) -> None:
-        if exc_type is None:
-            self._pool.close()
-        else:
-            self._pool.terminate()
-        self._pool.join()
-        self.drain()
+        for proc in self._running.values():
+            if exc_type is not None:
+                proc.terminate()  # a failed policy or Ctrl-C: do not wait for the others
+            proc.join()
         self._q.close()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -285,20 +286,26 @@ def test_policies_replayed_in_worker_processes_give_the_same_figures(tmp_path: P
     assert {n for n, f in seen if f >= 1.0} >= {*names, "frontier"}
 
 
-def test_a_policy_failing_in_a_worker_fails_the_replay(tmp_path: Path) -> None:
-    """An exception in a worker process reaches the caller (and the other workers are stopped), not a hang."""
+@pytest.mark.parametrize(("how", "match"), [("raise", "boom at decision"),
+                                             ("die", r"'boom': its worker process died \(exit code 3\)")])
+def test_a_policy_failing_in_a_worker_fails_the_replay(tmp_path: Path, how: str, match: str) -> None:
+    """A policy's exception in a worker process is raised to the caller, and a worker that dies without a word
+    (killed, out of memory) is an error naming the policy: neither hangs the replay."""
+    parent = os.getpid()
 
     class Boom:
         name, interval_s = "boom", 5.0
 
         def decide(self, view: object) -> int:
+            if how == "die" and os.getpid() != parent:
+                os._exit(3)
             raise RuntimeError("boom at decision")
 
     policies_pkg._load()
     saved = dict(policies_pkg._POLICIES)
     policies_pkg._POLICIES["boom"] = lambda ctx: Boom()  # inherited by the forked workers
     try:
-        with pytest.raises(RuntimeError, match="boom at decision"):
+        with pytest.raises(RuntimeError, match=match):
             replay(_trace(tmp_path, np.full(300, 20.0)), ["hpa", "boom"], SETTINGS, SHIPPED, peak_replicas=4, jobs=2)
     finally:
         policies_pkg._POLICIES.clear()
