@@ -33,6 +33,8 @@ from autoscaler.replay.workload import Workload, build_workload
 DEFAULT_POLICIES = ("hpa", "keda", "kpa", "default", "oracle")
 
 Progress = Callable[[str, float], None]
+Table = tuple[Any, Any]
+"""The oracle's violation table (:func:`~autoscaler.replay.oracle.violation_table`)."""
 
 PARALLEL_MIN_STEPS = 6 * 3600
 """With ``jobs=None``, a trace shorter than this many 1 s steps replays its policies one after another (they take
@@ -105,7 +107,7 @@ def replay(trace: str | Path, policies: Sequence[str], settings: ReplaySettings,
         with _Workers(workload, settings, ctx, sims, jobs, progress) as workers:
             if "oracle" in policies:
                 runs["oracle"], table = _oracle(workload, settings, slo_budget, progress, workers.drain)
-                if all(n in sims for n in BASELINES):
+                if all(n in sims for n in BASELINES) and ("default" in sims or frontier_always):
                     # this process is idle until the workers are done: bound the checks' frontier now (it needs
                     # only the baselines and the oracle), and keep it below if `default` misses a check
                     base = {n: summarize(workers.result(n)) for n in BASELINES}
@@ -137,14 +139,21 @@ BASELINES = ("hpa", "keda", "kpa")
 """The policies issue 8's checks compare `default` with (besides the oracle)."""
 
 
-def _frontier(workload: Workload, settings: ReplaySettings, oracle: PolicyRun, table: Table, violation_fraction: float,
-              progress: Progress | None, drain: Callable[[], None] | None) -> FrontierBound:
+def _relay(name: str, progress: Progress | None, drain: Callable[[], None] | None) -> Callable[[float], None]:
+    """A progress callback for work done in this process: reports ``name``'s own progress and, while it runs,
+    the workers' (``drain``)."""
     def cb(f: float) -> None:
         if drain is not None:
             drain()
         if progress is not None:
-            progress("frontier", f)
+            progress(name, f)
 
+    return cb
+
+
+def _frontier(workload: Workload, settings: ReplaySettings, oracle: PolicyRun, table: Table, violation_fraction: float,
+              progress: Progress | None, drain: Callable[[], None] | None) -> FrontierBound:
+    cb = _relay("frontier", progress, drain)
     cb(0.0)
     out = cheapest_within(table[0], replica_range(settings), settings.startup_s, float(workload.counts.sum()),
                           violation_fraction,
@@ -162,24 +171,15 @@ def _simulate_one(workload: Workload, settings: ReplaySettings, ctx: PolicyConte
     return run
 
 
-Table = tuple[Any, Any]
-
-
 def _oracle(workload: Workload, settings: ReplaySettings, slo_budget: float, progress: Progress | None,
             drain: Callable[[], None] | None) -> tuple[PolicyRun, Table]:
     """The oracle's run and its violation table; ``drain`` relays the workers' progress meanwhile."""
-    def cb(f: float) -> None:
-        if drain is not None:
-            drain()
-        if progress is not None:
-            progress("oracle", f)
-
+    cb = _relay("oracle", progress, drain)
     t0 = time.perf_counter()
     table = violation_table(workload, settings)
-    run = run_oracle(workload, settings, slo_budget, cb if progress is not None or drain is not None else None, table)
+    run = run_oracle(workload, settings, slo_budget, cb, table)
     run.wall_s = time.perf_counter() - t0
-    if progress is not None:
-        progress("oracle", 1.0)  # the DP's own progress stops one step short
+    cb(1.0)  # the DP's own progress stops one step short
     return run, table
 
 
