@@ -116,9 +116,9 @@ def load_trace(name: str | Path) -> Trace:
     Only ``requests`` (and the token columns, under any name of :data:`TOKEN_COLUMNS`) are read, so
     other columns may hold anything. An empty or NaN token cell is filled with the trace's mean tokens
     per request; a bad ``requests`` cell (empty, negative, not a number) is an error naming its line.
-    Without ``bucket_seconds=`` the bucket is the smallest step of ``t_seconds`` (else 1 s). With ``t_seconds``
-    each row goes to the bucket its time says, counted from the first: missing rows are empty buckets, rows out of
-    order are put in order, rows of the same bucket are added.
+    Without ``bucket_seconds=`` the bucket is the smallest step of ``t_seconds`` (else 1 s). Rows whose
+    ``t_seconds`` go strictly up go to the bucket their time says, counted from the first: missing rows are empty
+    buckets. Otherwise (unsorted, repeated, or not in seconds) rows are buckets in file order.
     """
     path = trace_path(name)
     comments: list[str] = []
@@ -172,17 +172,18 @@ def load_trace(name: str | Path) -> Trace:
     tokens = {col: _fill_tokens(np.asarray(cells[col], dtype=np.float64), requests)
               for col in TOKEN_COLUMNS if col in cells}
     if timed:
-        # rows are placed by their time, not their order: a file that leaves out empty buckets (or is not sorted)
-        # keeps its real time axis; a dense file (every bucket written, the documented format) is unchanged
-        slot = np.rint((times - times.min()) / bucket).astype(np.int64)
-        if not np.array_equal(slot, np.arange(slot.size)):
-            dense = np.zeros(int(slot.max()) + 1)
-            np.add.at(dense, slot, requests)
+        # a file that leaves out its empty buckets keeps its real time axis: rows go to the bucket their time says.
+        # Only when the times go strictly up bucket by bucket: a dense file (every bucket written, the documented
+        # format) is unchanged, and times that would merge rows (not in seconds, or unsorted) keep the file's order
+        slot = np.rint((times - times[0]) / bucket).astype(np.int64)
+        if not np.array_equal(slot, np.arange(slot.size)) and bool((np.diff(slot) > 0).all()):
+            dense = np.zeros(int(slot[-1]) + 1)
+            dense[slot] = requests
             requests = dense
             for col, sums in tokens.items():
                 if sums is not None:
                     placed = np.zeros(dense.size)
-                    np.add.at(placed, slot, sums)
+                    placed[slot] = sums
                     tokens[col] = placed
     return Trace(name=path.stem, bucket_s=bucket, requests=requests, prompt_tokens=tokens.get("prompt_tokens"),
                  output_tokens=tokens.get("output_tokens"), comments=tuple(comments))

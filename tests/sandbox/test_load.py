@@ -148,14 +148,17 @@ def test_a_trace_without_times_is_one_bucket_a_row(tmp_path: Path) -> None:
 
 
 def test_rows_go_to_the_bucket_their_time_says(tmp_path: Path) -> None:
-    """A file that leaves out its empty buckets, is not sorted, or repeats a bucket keeps its real time axis
-    (counted from its first row): otherwise a sparse trace would replay 4x too fast."""
+    """A file that leaves out its empty buckets keeps its real time axis (counted from its first row): otherwise a
+    sparse trace would replay 4x too fast. Times that would merge rows (unsorted, or a row index under a 600 s
+    bucket) leave the file's order, as before."""
     tr = load_trace(_write(tmp_path / "t.csv", "t_seconds,requests,prompt_tokens",
-                           ["1000,5,50", "1006,3,30", "1003,9,90", "1003,1,10"]))
-    assert tr.bucket_s == 3 and tr.requests.tolist() == [5, 10, 3]
-    assert tr.prompt_tokens is not None and tr.prompt_tokens.tolist() == [50, 100, 30]
+                           ["1000,5,50", "1003,9,90", "1009,3,30"]))
+    assert tr.bucket_s == 3 and tr.requests.tolist() == [5, 9, 0, 3]
+    assert tr.prompt_tokens is not None and tr.prompt_tokens.tolist() == [50, 90, 0, 30]
     dense = load_trace(_write(tmp_path / "d.csv", "# bucket_seconds=1\nt_seconds,requests", ["0,2", "1,0", "2,7"]))
     assert dense.requests.tolist() == [2, 0, 7]
+    index = load_trace(_write(tmp_path / "i.csv", "# bucket_seconds=600\nt_seconds,requests", ["0,2", "1,4", "2,7"]))
+    assert index.requests.tolist() == [2, 4, 7]
 
 
 @pytest.mark.parametrize(
