@@ -27,19 +27,23 @@ def extrapolated_rate(times: FloatArray, values: FloatArray, range_end: float | 
     t = np.asarray(times, dtype=np.float64)
     v = np.asarray(values, dtype=np.float64)
     end = np.broadcast_to(np.asarray(range_end, dtype=np.float64), t.shape[:1])
-    start = end - range_s
-    inside = np.isfinite(t) & np.isfinite(v) & (t > start[:, None]) & (t <= end[:, None])
-    n = inside.sum(axis=1)
-    big = np.where(inside, t, np.inf)
-    small = np.where(inside, t, -np.inf)
-    i_first = np.argmin(big, axis=1)
-    i_last = np.argmax(small, axis=1)
+    inside = np.isfinite(t) & np.isfinite(v) & (t > (end - range_s)[:, None]) & (t <= end[:, None])
+    i_first = np.argmin(np.where(inside, t, np.inf), axis=1)
+    i_last = np.argmax(np.where(inside, t, -np.inf), axis=1)
     rows = np.arange(t.shape[0])
-    t_first, t_last = t[rows, i_first], t[rows, i_last]
-    v_first, v_last = v[rows, i_first], v[rows, i_last]
+    return rate_from_ends(t[rows, i_first], t[rows, i_last], inside.sum(axis=1), v[rows, i_first], v[rows, i_last],
+                          end, range_s)
+
+
+def rate_from_ends(t_first: FloatArray, t_last: FloatArray, n: npt.NDArray[np.int64], v_first: FloatArray,
+                   v_last: FloatArray, range_end: float | FloatArray, range_s: float) -> FloatArray:
+    """``extrapolatedRate`` from each series' first and last sample in the window and the number ``n`` of samples
+    there; NaN where ``n < 2``. Values may carry a leading axis: counters scraped at the same instants share the
+    times (``v_first`` ``[C, S]`` with ``t_first`` ``[S]``)."""
+    end = np.asarray(range_end, dtype=np.float64)
     with np.errstate(divide="ignore", invalid="ignore"):
         result = v_last - v_first
-        to_start = t_first - start
+        to_start = t_first - (end - range_s)
         to_end = end - t_last
         sampled = t_last - t_first
         avg_between = sampled / (n - 1)
@@ -52,12 +56,3 @@ def extrapolated_rate(times: FloatArray, values: FloatArray, range_end: float | 
         interval = interval + np.where(to_end < threshold, to_end, avg_between / 2)
         out: FloatArray = result * (interval / sampled) / range_s
     return np.where(n >= 2, out, np.nan)
-
-
-def scrape_times(now: float, offsets: FloatArray, first: FloatArray, interval_s: float, count: int) -> FloatArray:
-    """The last ``count`` scrape times at or before ``now`` of targets scraped every ``interval_s`` with
-    phase ``offsets``, NaN before each target's ``first`` scrape. Shape ``[S, count]``, oldest first."""
-    last = offsets + np.floor((now - offsets) / interval_s) * interval_s
-    k = np.arange(count - 1, -1, -1, dtype=np.float64)
-    t: FloatArray = last[:, None] - k[None, :] * interval_s
-    return np.where(t >= first[:, None], t, np.nan)

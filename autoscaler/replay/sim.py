@@ -44,7 +44,7 @@ import numpy.typing as npt
 
 from autoscaler.policy.types import Pod, PodPhase
 from autoscaler.replay.policies import ReplayPolicy, ReplaySettings
-from autoscaler.replay.promql import extrapolated_rate, scrape_times
+from autoscaler.replay.promql import rate_from_ends
 from autoscaler.replay.workload import Workload
 from autoscaler.serving import FleetState, StepResult, split_evenly
 
@@ -120,6 +120,7 @@ class ClusterView:
         self._pods = [p for p in sim.live if p.created <= now < p.gone_at]
         self._k8s: tuple[Pod, ...] | None = None
         self._arr: tuple[FloatArray, FloatArray, IntArray] | None = None
+        self._scr: dict[float, tuple[npt.NDArray[np.bool_], FloatArray, FloatArray, IntArray]] = {}
 
     # -- the API server's view ---------------------------------------------------------------------
 
@@ -168,44 +169,54 @@ class ClusterView:
             self._arr = (first, off, np.array([p.slot for p in self._pods], dtype=np.int64))
         return self._arr
 
-    def _scraped(self, at: float) -> npt.NDArray[np.bool_]:
-        first, _off, _slot = self._arrays()
-        out: npt.NDArray[np.bool_] = first <= at
-        return out
+    def _scrapes(self, at: float) -> tuple[npt.NDArray[np.bool_], FloatArray, FloatArray, IntArray]:
+        """Which pods have been scraped by ``at``, and for those: first and last scrape time, history slot.
+        Cached per instant (a decision reads several counters and windows at the same instant)."""
+        got = self._scr.get(at)
+        if got is None:
+            first, off, slot = self._arrays()
+            mask = first <= at
+            off_m = off[mask]
+            last = off_m + np.floor((at - off_m) / self.settings.scrape_interval_s) * self.settings.scrape_interval_s
+            got = self._scr[at] = (mask, first[mask], last, slot[mask])
+        return got
+
+    def _rates(self, counters: Sequence[str], window_s: float | None,
+               at: float) -> tuple[npt.NDArray[np.bool_], FloatArray]:
+        """Which pods are scraped at ``at``, and ``rate(counter[window])`` of each: ``[counter, pod]``.
+
+        A pod's samples in the window are its scrapes ``last - k x interval`` at or after its first scrape, inside
+        ``(at - window, at]`` and still in the history ring: the newest ``n`` of them, so the first and the last
+        are found by counting, and every counter of the pod shares them (:func:`rate_from_ends`)."""
+        window = self.settings.rate_window_s if window_s is None else window_s
+        mask, first, last, slot = self._scrapes(at)
+        if not slot.size:
+            return mask, np.zeros((len(counters), 0))
+        iv = self.settings.scrape_interval_s
+        k = np.arange(math.ceil(window / iv) + 1, dtype=np.float64)
+        t = last[:, None] - k[None, :] * iv
+        n = ((t >= first[:, None]) & (t > max(at - window, at - RING + 2))).sum(axis=1)
+        t_first = last - (n - 1) * iv
+        i_first = np.where(n > 0, t_first, last).astype(np.int64) % RING
+        i_last = last.astype(np.int64) % RING
+        rows = np.array([self._sim.hist_row[c] for c in counters])[:, None]
+        hist = self._sim.hist_all
+        return mask, rate_from_ends(t_first, last, n, hist[rows, slot, i_first], hist[rows, slot, i_last], at, window)
 
     def pod_rates(self, counters: Sequence[str], window_s: float | None = None,
                   at: float | None = None) -> tuple[list[str], dict[str, FloatArray]]:
         """``rate(counter[window])`` per scraped pod at time ``at`` (default now); NaN = no result."""
-        at = self.now if at is None else at
-        window = self.settings.rate_window_s if window_s is None else window_s
-        mask = self._scraped(at)
+        mask, rates = self._rates(counters, window_s, self.now if at is None else at)
         names = [p.name for p, m in zip(self._pods, mask, strict=True) if m]
-        if not names:
-            return names, {c: np.zeros(0) for c in counters}
-        first, off, slot = self._arrays()
-        iv = self.settings.scrape_interval_s
-        count = math.ceil(window / iv) + 1
-        times = scrape_times(at, off[mask], first[mask], iv, count)
-        times = np.where(times > at - RING + 2, times, np.nan)
-        ok = np.isfinite(times)
-        idx = np.where(ok, times, 0).astype(np.int64) % RING
-        slots = slot[mask][:, None]
-        n = len(names)
-        vals = np.vstack([self._sim.hist[c][slots, idx] for c in counters])
-        k = len(counters)
-        rates = extrapolated_rate(np.tile(times, (k, 1)), np.where(np.tile(ok, (k, 1)), vals, np.nan), at, window)
-        return names, {c: rates[i * n:(i + 1) * n] for i, c in enumerate(counters)}
+        return names, {c: rates[i] for i, c in enumerate(counters)}
 
     def pod_gauge(self, gauge: str, at: float | None = None) -> tuple[list[str], FloatArray]:
         """A gauge per scraped pod at its last scrape at or before ``at``."""
-        at = self.now if at is None else at
-        mask = self._scraped(at)
+        mask, _first, last, slot = self._scrapes(self.now if at is None else at)
         names = [p.name for p, m in zip(self._pods, mask, strict=True) if m]
         if not names:
             return [], np.zeros(0)
-        first, off, slot = self._arrays()
-        last = scrape_times(at, off[mask], first[mask], self.settings.scrape_interval_s, 1)[:, 0]
-        vals: FloatArray = self._sim.hist[gauge][slot[mask], last.astype(np.int64) % RING]
+        vals: FloatArray = self._sim.hist[gauge][slot, last.astype(np.int64) % RING]
         return names, vals
 
     def rule_eval_time(self) -> float:
@@ -225,10 +236,10 @@ class ClusterView:
 
     def lease_rates(self, counters: Sequence[str], window_s: float | None = None) -> dict[str, float | None]:
         """``sum(rate(counter[window]))`` over the lease's pods, per counter; None for an empty answer."""
-        _names, r = self.pod_rates(counters, window_s=window_s)
+        _mask, rates = self._rates(counters, window_s, self.now)
         out: dict[str, float | None] = {}
-        for c in counters:
-            v = r[c][np.isfinite(r[c])]
+        for c, r in zip(counters, rates, strict=True):
+            v = r[np.isfinite(r)]
             out[c] = float(v.sum()) if v.size else None
         return out
 
@@ -262,6 +273,8 @@ class Simulation:
         self._free_slots: list[int] = []
         self._n_slots = 0
         self.hist: dict[str, FloatArray] = {}
+        self.hist_all: npt.NDArray[np.float64] = np.zeros((0, 0, RING))
+        self.hist_row: dict[str, int] = {}
         self._grow_slots(max(8, 2 * s.max_replicas + 8))
         T = self.T
         self.arrived = workload.counts.astype(np.float64)
@@ -278,11 +291,13 @@ class Simulation:
 
     def _grow_slots(self, n: int) -> None:
         old = self._n_slots
-        for name in (*COUNTERS, *GAUGES):
-            arr = np.zeros((n, RING))
-            if old:
-                arr[:old] = self.hist[name]
-            self.hist[name] = arr
+        names = (*COUNTERS, *GAUGES)
+        stacked = np.zeros((len(names), n, RING))  # one array, so a query gathers all its counters at once
+        if old:
+            stacked[:, :old] = self.hist_all
+        self.hist_all = stacked
+        self.hist_row = {name: i for i, name in enumerate(names)}
+        self.hist = {name: stacked[i] for i, name in enumerate(names)}  # views: writes go to hist_all
         self._free_slots.extend(range(n - 1, old - 1, -1))
         self._n_slots = n
 
@@ -290,8 +305,7 @@ class Simulation:
         if not self._free_slots:
             self._grow_slots(self._n_slots * 2)
         slot = self._free_slots.pop()
-        for arr in self.hist.values():
-            arr[slot] = 0.0
+        self.hist_all[:, slot] = 0.0
         i = len(self.pods)
         iv = max(1, round(self.settings.scrape_interval_s))
         p = PodRecord(index=i, name=f"pod-{i}", slot=slot, created=t, ready_at=ready_at,
