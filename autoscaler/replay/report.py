@@ -81,6 +81,8 @@ def markdown_table(summaries: dict[str, dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+BASELINES = ("hpa", "keda", "kpa")
+"""The policies issue 8's checks compare `default` with, besides the oracle."""
 VIOLATIONS_VS_HPA = 0.5
 """Issue 8: `default` has at most this fraction of hpa's SLO-violation fraction..."""
 GPU_VS_ORACLE = 1.25
@@ -121,7 +123,7 @@ def checks_target(summaries: dict[str, dict[str, Any]]) -> tuple[float, float] |
 
     None unless hpa, keda, kpa and the oracle were all replayed.
     """
-    if not all(n in summaries for n in ("hpa", "keda", "kpa", "oracle")):
+    if not all(n in summaries for n in (*BASELINES, "oracle")):
         return None
     v = min(VIOLATIONS_VS_HPA * summaries["hpa"]["sloViolationFraction"], summaries["keda"]["sloViolationFraction"],
             summaries["kpa"]["sloViolationFraction"])

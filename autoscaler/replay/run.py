@@ -26,7 +26,7 @@ from typing import Any
 from autoscaler.config import ClusterPolicy
 from autoscaler.replay.oracle import FrontierBound, cheapest_within, replica_range, run_oracle, violation_table
 from autoscaler.replay.policies import PolicyContext, ReplaySettings, make_policy
-from autoscaler.replay.report import checks_target, criteria, summarize
+from autoscaler.replay.report import BASELINES, checks_target, criteria, summarize
 from autoscaler.replay.sim import PolicyRun, simulate
 from autoscaler.replay.workload import Workload, build_workload
 
@@ -133,10 +133,6 @@ def replay(trace: str | Path, policies: Sequence[str], settings: ReplaySettings,
     elif frontier is None:
         frontier = _frontier(workload, settings, runs["oracle"], table, target[0], progress, None)
     return ReplayResult(workload, runs, summaries, frontier)
-
-
-BASELINES = ("hpa", "keda", "kpa")
-"""The policies issue 8's checks compare `default` with (besides the oracle)."""
 
 
 def _relay(name: str, progress: Progress | None, drain: Callable[[], None] | None) -> Callable[[float], None]:

@@ -62,6 +62,8 @@ COUNTERS = {  # Triton counter: (its per-step increment in StepResult, its runni
     "nv_inference_request_failure": ("dropped", "failure_rejected"),
 }
 GAUGES = ("nv_gpu_utilization", "nv_inference_pending_request_count", "inflight")
+HIST_ROW = {name: i for i, name in enumerate((*COUNTERS, *GAUGES))}
+"""Row of each counter and gauge in :attr:`Simulation.hist_all`."""
 
 
 @dataclass(slots=True)
@@ -199,7 +201,7 @@ class ClusterView:
         t_first = last - (n - 1) * iv
         i_first = np.where(n > 0, t_first, last).astype(np.int64) % RING
         i_last = last.astype(np.int64) % RING
-        rows = np.array([self._sim.hist_row[c] for c in counters])[:, None]
+        rows = np.array([HIST_ROW[c] for c in counters])[:, None]
         hist = self._sim.hist_all
         return mask, rate_from_ends(t_first, last, n, hist[rows, slot, i_first], hist[rows, slot, i_last], at, window)
 
@@ -274,7 +276,6 @@ class Simulation:
         self._n_slots = 0
         self.hist: dict[str, FloatArray] = {}
         self.hist_all: npt.NDArray[np.float64] = np.zeros((0, 0, RING))
-        self.hist_row: dict[str, int] = {}
         self._grow_slots(max(8, 2 * s.max_replicas + 8))
         T = self.T
         self.arrived = workload.counts.astype(np.float64)
@@ -291,13 +292,11 @@ class Simulation:
 
     def _grow_slots(self, n: int) -> None:
         old = self._n_slots
-        names = (*COUNTERS, *GAUGES)
-        stacked = np.zeros((len(names), n, RING))  # one array, so a query gathers all its counters at once
+        stacked = np.zeros((len(HIST_ROW), n, RING))  # one array, so a query gathers all its counters at once
         if old:
             stacked[:, :old] = self.hist_all
         self.hist_all = stacked
-        self.hist_row = {name: i for i, name in enumerate(names)}
-        self.hist = {name: stacked[i] for i, name in enumerate(names)}  # views: writes go to hist_all
+        self.hist = {name: stacked[i] for name, i in HIST_ROW.items()}  # views: writes go to hist_all
         self._free_slots.extend(range(n - 1, old - 1, -1))
         self._n_slots = n
 

@@ -285,9 +285,8 @@ class Controllers:
             return
         if not self.timing.rolling_updates:
             dep = {**dep, "spec": {**spec, "strategy": ALL_AT_ONCE}}  # a view for this sync; the object is unchanged
-        h = template_hash(spec.get("template") or {}, int((dep.get("status") or {}).get("collisionCount", 0)))
         owned = self._owned_replicasets(dep)
-        new_rs = next((rs for rs in owned if (rs["metadata"].get("labels") or {}).get(HASH_LABEL) == h), None)
+        h, new_rs = _current_replicaset(dep, owned)
         old = sorted((rs for rs in owned if rs is not new_rs), key=_rs_age)
         if new_rs is not None:
             self._sync_new_rs(dep, new_rs, old)
@@ -326,7 +325,7 @@ class Controllers:
         template.setdefault("metadata", {}).setdefault("labels", {})[HASH_LABEL] = h
         selector = clone(spec.get("selector") or {})
         selector.setdefault("matchLabels", {})[HASH_LABEL] = h
-        desired = int(spec.get("replicas", 1))
+        desired = _desired(dep)
         annotations = {**_copied_annotations(dep),
                        ANN_DESIRED: str(desired), ANN_MAX: str(desired + max_surge(dep)),
                        ANN_REVISION: str(max((_revision(o) for o in old), default=0) + 1)}
@@ -350,7 +349,7 @@ class Controllers:
         """Set the replica set's size and its desired/max-replicas annotations (upstream's
         scaleReplicaSet); True (with a ScalingReplicaSet event) when the size changed. ``rs`` is
         updated in place so that the rest of the sync sees the new size."""
-        desired = int((dep.get("spec") or {}).get("replicas", 1))
+        desired = _desired(dep)
         annotations = rs["metadata"].setdefault("annotations", {})
         want = {ANN_DESIRED: str(desired), ANN_MAX: str(desired + max_surge(dep))}
         before = _replicas(rs)
@@ -377,7 +376,7 @@ class Controllers:
         self._reconcile_old_rss(dep, all_rs, [rs for rs in old if _replicas(rs) > 0], new_rs)
 
     def _reconcile_new_rs(self, dep: Obj, all_rs: list[Obj], new_rs: Obj) -> bool:
-        desired = int((dep.get("spec") or {}).get("replicas", 1))
+        desired = _desired(dep)
         if _replicas(new_rs) == desired:
             return False
         if _replicas(new_rs) > desired:
@@ -389,7 +388,7 @@ class Controllers:
         available ones, oldest replica set first."""
         if sum(_replicas(rs) for rs in old_active) == 0:
             return False
-        desired = int((dep.get("spec") or {}).get("replicas", 1))
+        desired = _desired(dep)
         min_available = desired - max_unavailable(dep)
         new_unavailable = _replicas(new_rs) - _available(new_rs)
         max_scaled_down = sum(_replicas(rs) for rs in all_rs) - min_available - new_unavailable
@@ -424,29 +423,31 @@ class Controllers:
         for rs in old:
             if _replicas(rs) > 0:
                 scaled_down = self._scale_rs(dep, rs, 0) or scaled_down
-        if scaled_down or self._old_pods_running(new_rs, old):
+        if scaled_down or self._old_pods_running(old):
             return
-        desired = int((dep.get("spec") or {}).get("replicas", 1))
+        desired = _desired(dep)
         if new_rs is None:
             new_rs = self._create_new_rs(dep, h, desired, old)
             if new_rs is None:
                 return
         self._scale_rs(dep, new_rs, desired)
 
-    def _old_pods_running(self, new_rs: Obj | None, old: list[Obj]) -> bool:
+    def _old_pods_running(self, old: list[Obj]) -> bool:
         """Old replica sets still report replicas, or any of their pods (terminating ones included)
         has not reached a terminal phase."""
+        if not old:
+            return False
         if any((rs.get("status") or {}).get("replicas") for rs in old):
             return True
-        uids = {rs["metadata"]["uid"] for rs in old} - ({new_rs["metadata"]["uid"]} if new_rs else set())
+        uids = {rs["metadata"]["uid"] for rs in old}
         return any(_controller_uid(p) in uids and (p.get("status") or {}).get("phase") not in ("Failed", "Succeeded")
-                   for p in self.store.iter(PODS.storage_key, old[0]["metadata"]["namespace"] if old else ""))
+                   for p in self.store.iter(PODS.storage_key, old[0]["metadata"]["namespace"]))
 
     # scaling (upstream sync.go's scale)
     def _scale(self, dep: Obj, new_rs: Obj | None, old: list[Obj]) -> None:
         """A replica count change: one active replica set takes the whole count; several (a rollout under
         way) share the change in proportion to their sizes."""
-        desired = int((dep.get("spec") or {}).get("replicas", 1))
+        desired = _desired(dep)
         single = _active_or_latest(new_rs, old)
         if single is not None:
             if _replicas(single) != desired:
@@ -487,8 +488,7 @@ class Controllers:
         if meta.get("deletionTimestamp"):
             return
         owned = self._owned_replicasets(dep)
-        h = template_hash(spec.get("template") or {}, int((dep.get("status") or {}).get("collisionCount", 0)))
-        new_rs = next((rs for rs in owned if (rs["metadata"].get("labels") or {}).get(HASH_LABEL) == h), None)
+        _h, new_rs = _current_replicaset(dep, owned)
         uids = {rs["metadata"]["uid"] for rs in owned}
         pods = [p for p in self.store.list_objects(PODS.storage_key, meta["namespace"])
                 if _controller_uid(p) in uids and not p["metadata"].get("deletionTimestamp")]
@@ -496,7 +496,7 @@ class Controllers:
         ready = [p for p in pods if is_ready(p)]
         available = self._available_pods(ready, int(spec.get("minReadySeconds", 0) or 0))
         updated = [p for p in pods if _controller_uid(p) == new_uid]
-        desired = int(spec.get("replicas", 1))
+        desired = _desired(dep)
         old_status = dep.get("status") or {}
         status: Obj = {"observedGeneration": int(meta.get("generation", 1))}
         status.update(_nonzero(replicas=len(pods), updatedReplicas=len(updated), readyReplicas=len(ready),
@@ -688,6 +688,18 @@ _NOT_COPIED = {"kubectl.kubernetes.io/last-applied-configuration", ANN_REVISION,
                "deployment.kubernetes.io/revision-history", "deprecated.deployment.rollback.to"}
 
 
+def _current_replicaset(dep: Obj, owned: list[Obj]) -> tuple[str, Obj | None]:
+    """The pod-template hash of the deployment's current template, and its replica set if it exists."""
+    h = template_hash((dep.get("spec") or {}).get("template") or {},
+                      int((dep.get("status") or {}).get("collisionCount", 0)))
+    return h, next((rs for rs in owned if (rs["metadata"].get("labels") or {}).get(HASH_LABEL) == h), None)
+
+
+def _desired(dep: Obj) -> int:
+    """The deployment's spec.replicas (1 when unset, as the API server defaults it)."""
+    return int((dep.get("spec") or {}).get("replicas", 1))
+
+
 def _replicas(rs: Obj) -> int:
     return int((rs.get("spec") or {}).get("replicas", 0) or 0)
 
@@ -738,7 +750,7 @@ def resolve_fenceposts(max_surge_value: Any, max_unavailable_value: Any, desired
 def _fenceposts(dep: Obj) -> tuple[int, int]:
     spec = dep.get("spec") or {}
     ru = (spec.get("strategy") or {}).get("rollingUpdate") or {}
-    return resolve_fenceposts(ru.get("maxSurge", "25%"), ru.get("maxUnavailable", "25%"), int(spec.get("replicas", 1)))
+    return resolve_fenceposts(ru.get("maxSurge", "25%"), ru.get("maxUnavailable", "25%"), _desired(dep))
 
 
 def max_surge(dep: Obj) -> int:
@@ -746,7 +758,7 @@ def max_surge(dep: Obj) -> int:
 
 
 def max_unavailable(dep: Obj) -> int:
-    desired = int((dep.get("spec") or {}).get("replicas", 1))
+    desired = _desired(dep)
     if _is_recreate(dep) or desired == 0:
         return 0
     return min(_fenceposts(dep)[1], desired)
@@ -755,7 +767,7 @@ def max_unavailable(dep: Obj) -> int:
 def new_rs_replicas(dep: Obj, old: list[Obj], new_rs: Obj | None) -> int:
     """The new replica set's next size in a rolling update: up towards spec.replicas, as far as the
     surge allows (all replica sets' spec.replicas at most spec.replicas + maxSurge)."""
-    desired = int((dep.get("spec") or {}).get("replicas", 1))
+    desired = _desired(dep)
     current_new = _replicas(new_rs) if new_rs is not None else 0
     if _is_recreate(dep):
         return desired
@@ -768,7 +780,7 @@ def new_rs_replicas(dep: Obj, old: list[Obj], new_rs: Obj | None) -> int:
 
 def _is_scaling_event(dep: Obj, new_rs: Obj | None, old: list[Obj]) -> bool:
     """spec.replicas differs from the desired-replicas annotation of an active replica set."""
-    desired = int((dep.get("spec") or {}).get("replicas", 1))
+    desired = _desired(dep)
     for rs in [*old, *([new_rs] if new_rs else [])]:
         annotated = _int_annotation(rs, ANN_DESIRED)
         if _replicas(rs) > 0 and annotated is not None and annotated != desired:
@@ -788,7 +800,7 @@ def _active_or_latest(new_rs: Obj | None, old: list[Obj]) -> Obj | None:
 
 
 def _is_saturated(dep: Obj, rs: Obj) -> bool:
-    desired = int((dep.get("spec") or {}).get("replicas", 1))
+    desired = _desired(dep)
     return _replicas(rs) == desired and _int_annotation(rs, ANN_DESIRED) == desired and _available(rs) == desired
 
 
@@ -798,7 +810,7 @@ def proportion(dep: Obj, rs: Obj, to_add: int, added: int) -> int:
     by what is left to hand out."""
     if _replicas(rs) == 0 or to_add == 0 or to_add == added:
         return 0
-    desired = int((dep.get("spec") or {}).get("replicas", 1))
+    desired = _desired(dep)
     if desired == 0:
         fraction = -_replicas(rs)
     else:
