@@ -266,6 +266,12 @@ class PredictiveSettings(_Strict):
                                            description="the reactive floor uses the smallest queue time and Ready "
                                                        "count of this window, seconds: only a sustained excess "
                                                        "raises it (0: the current values)")
+    calibration_window_s: float = Field(1200.0, alias="calibrationWindowSeconds", ge=0, le=86400,
+                                        description="time constant of the share of queue-time readings above the "
+                                                    "threshold; while over half are, the demand is scaled up "
+                                                    "(0: off)")
+    calibration_max: float = Field(4.0, alias="calibrationMax", ge=1, le=100,
+                                   description="largest factor the calibration scales the demand by")
 
     @model_validator(mode="after")
     def _bucket_divides_period(self) -> PredictiveSettings:

@@ -658,6 +658,9 @@ class Controller:
                         "in service")
         if "reactive_floor" in det:
             message += f"; the queue time, over the SLO for a whole window, asks at least {det['reactive_floor']:.0f}"
+        if "headroom" in det:
+            message += (f"; the queue time was over the SLO in most recent readings: demand x{det['headroom']:.2f} "
+                        "(calibration)")
         return d.desired_replicas, str(d.reason), message
 
     def _predictive_state(self, p: _Prepared, params: PredictiveParams) -> PredictiveState:

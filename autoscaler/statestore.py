@@ -118,7 +118,8 @@ def restore(p: Persisted, current: int, now: float, granularity_s: float) -> Dec
 #
 # Annotation ``inference-autoscaler.io/predictive-state``: what the predictive policy learns slowly and a
 # restart would otherwise lose, the **daily season** (one mean demand per ``seasonBucketSeconds``, up to
-# ``seasonHistoryPeriods`` days, three significant digits, and the open bucket) and the last service time.
+# ``seasonHistoryPeriods`` days, three significant digits, and the open bucket), the last service time and the
+# headroom the queue-time calibration learnt (it takes a calibration window or more to learn again).
 # It is written when a season bucket closes (every 10 min by default), never in between.
 #
 # The fast-moving part (the burst envelope, recent targets, the backlog samples) is not persisted: after a
@@ -137,6 +138,8 @@ class PredictivePersisted:
     bucket: tuple[float, int]
     """(mean, samples) of the open bucket."""
     service_time_s: float | None
+    headroom: float = 1.0
+    """The calibration's demand factor (1: none learnt)."""
 
     def to_annotation(self) -> str:
         doc: dict[str, Any] = {"v": PREDICTIVE_VERSION, "b": self.season_bucket_s, "end": self.season_end,
@@ -144,6 +147,8 @@ class PredictivePersisted:
                                "open": [float(f"{self.bucket[0]:.3g}"), self.bucket[1]]}
         if self.service_time_s is not None:
             doc["svc"] = float(f"{self.service_time_s:.3g}")
+        if self.headroom > 1.0:
+            doc["h"] = float(f"{self.headroom:.3g}")
         return json.dumps(doc, separators=(",", ":"))
 
 
@@ -153,7 +158,7 @@ def predictive_significant(state: PredictiveState, params: PredictiveParams) -> 
         return None
     mean = state.bucket_sum / state.bucket_n if state.bucket_n else 0.0
     return PredictivePersisted(state.season, state.season_bucket_end, params.season_bucket_s, (mean, state.bucket_n),
-                               state.service_time_s)
+                               state.service_time_s, state.headroom)
 
 
 def predictive_needs_write(new: PredictivePersisted | None, old: PredictivePersisted | None) -> bool:
@@ -172,8 +177,10 @@ def parse_predictive(text: str | None) -> PredictivePersisted | None:
         mean, n = doc.get("open", [0.0, 0])
         svc = doc.get("svc")
         out = PredictivePersisted(tuple(float(m) for m in doc["m"]), float(doc["end"]), float(doc["b"]),
-                                  (float(mean), int(n)), None if svc is None else float(svc))
+                                  (float(mean), int(n)), None if svc is None else float(svc), float(doc.get("h", 1.0)))
     except (ValueError, TypeError, KeyError):
+        return None
+    if not (math.isfinite(out.headroom) and out.headroom >= 1.0):
         return None
     values = [*out.season, out.bucket[0], out.season_end, out.season_bucket_s]
     if any(not math.isfinite(v) or v < 0 for v in values) or out.bucket[1] < 0 or out.season_bucket_s <= 0:
@@ -185,8 +192,11 @@ def parse_predictive(text: str | None) -> PredictivePersisted | None:
 
 def restore_predictive(p: PredictivePersisted, params: PredictiveParams) -> PredictiveState:
     """A state to resume from: the season (refitted; dropped if the bucket size changed) and the service
-    time. The envelope starts empty and ``since`` unset, so the cold-start hold applies."""
+    time, and the calibration's headroom (its share of queued readings set between its thresholds: held until
+    fresh readings move it). The envelope starts empty and ``since`` unset, so the cold-start hold applies."""
     state = PredictiveState(service_time_s=p.service_time_s)
+    if p.headroom > 1.0:
+        state = replace(state, headroom=p.headroom, over_share=0.375)
     if not params.seasonal or p.season_bucket_s != params.season_bucket_s:
         return state
     per = max(1, round(params.season_period_s / params.season_bucket_s))

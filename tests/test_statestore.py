@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -137,6 +138,30 @@ def test_predictive_season_survives_a_restart() -> None:
     assert restored.rates == () and restored.since is None and restored.service_time_s == pytest.approx(0.08)
 
 
+def test_predictive_calibration_headroom_survives_a_restart() -> None:
+    """The headroom the queue-time calibration learnt is written with the season and restored, its share of
+    queued readings between the thresholds so that it is held until fresh readings move it; none learnt, none
+    written."""
+    states, params = _diurnal_run(0.1)
+    last = states[-1]
+    assert isinstance(last, PredictiveState)
+    plain = predictive_significant(last, params)
+    assert plain is not None and '"h"' not in plain.to_annotation()
+    assert restore_predictive(plain, params).headroom == 1.0
+    learnt = predictive_significant(replace(last, headroom=2.3456, over_share=0.9), params)
+    assert learnt is not None
+    restored = restore_predictive(parse_predictive(learnt.to_annotation()) or EMPTY_P, params)
+    assert (restored.headroom, restored.over_share) == (2.35, 0.375)
+    # held through calm and queued readings alike for a while: neither threshold is crossed at once
+    o = PredictiveObservation(now=1e6, current_replicas=10, ready_replicas=10, starting_replicas=0, min_replicas=1,
+                              max_replicas=100, request_rate_rps=100.0, service_time_s=0.08, slots_per_replica=4,
+                              startup_s=120.0, queue_time_us=0.0)
+    st = restored
+    for k in range(12):
+        st = decide_predictive(replace(o, now=1e6 + 5 * k), st, params).state
+    assert st.headroom == 2.35
+
+
 def test_predictive_state_written_once_per_closed_bucket() -> None:
     """Every decision may change the state; the annotation changes only when a season bucket closes."""
     states, params = _diurnal_run(2 / 24, step=5.0)  # two hours of 5-s decisions, 10-min buckets
@@ -153,7 +178,9 @@ def test_predictive_annotation_garbage_and_changed_bucket_size() -> None:
     """Unreadable or negative content is no state; a season kept with other bucket sizes is dropped."""
     for bad in ("", "{", "[]", '{"v": 99}', '{"v":1,"b":600,"end":0,"m":["x"]}', '{"v":1,"b":600,"end":0,"m":[-1]}',
                 '{"v":1,"b":0,"end":0,"m":[]}', '{"v":1,"b":600,"end":0,"m":[NaN]}',
-                '{"v":1,"b":600,"end":0,"m":[],"svc":-1}', '{"v":1,"b":600,"end":0,"m":[],"open":7}'):
+                '{"v":1,"b":600,"end":0,"m":[],"svc":-1}', '{"v":1,"b":600,"end":0,"m":[],"open":7}',
+                '{"v":1,"b":600,"end":0,"m":[],"h":0.5}', '{"v":1,"b":600,"end":0,"m":[],"h":"x"}',
+                '{"v":1,"b":600,"end":0,"m":[],"h":Infinity}'):
         assert parse_predictive(bad) is None, bad
     states, params = _diurnal_run(1.2)
     last = states[-1]

@@ -72,6 +72,7 @@ class PredictiveReason(StrEnum):
     REACTIVE_QUEUE_TIME = "ReactiveQueueTime"
     PANIC = "Panic"
     REACTIVE_FLOOR = "ReactiveFloor"
+    CALIBRATED = "QueueCalibration"
     STARTUP_AWARE = "StartupAware"
     SCALE_DOWN_HELD = "ScaleDownHeld"
     SCALE_DOWN_LIMIT = "ScaleDownLimit"
@@ -127,6 +128,11 @@ class PredictiveParams:
     reactive_floor_window_s: float = 60.0
     """The reactive floor uses the smallest queue time and Ready count of this window: only a sustained excess
     raises it, sized on the fleet that produced it (0 = the current values)."""
+    calibration_window_s: float = 1200.0
+    """Time constant of the share of queue-time readings above the target; while over half of them are, the
+    capacity model underestimates this lease's queueing and its demand is scaled up (0 = off)."""
+    calibration_max: float = 4.0
+    """Largest factor the calibration scales the demand by."""
 
 
 @dataclass(frozen=True)
@@ -178,6 +184,12 @@ class PredictiveState:
     """(time, measured queue time µs, Ready replicas) over the reactive floor's window."""
     since: float | None = None
     """Time of the first decision with data (the start of this state's memory, e.g. after a restart)."""
+    over_share: float = 0.0
+    """Smoothed share of queue-time readings above the target (time constant ``calibration_window_s``)."""
+    headroom: float = 1.0
+    """Factor the capacity model's demand is scaled by (>= 1), learnt from that share."""
+    calibrated_at: float | None = None
+    """Time of the last queue-time reading the calibration used."""
 
 
 _STATE_FIELDS = frozenset(f.name for f in fields(PredictiveState))
@@ -350,6 +362,31 @@ def _sustained_queue(state: PredictiveState, obs: PredictiveObservation,
     return state, min(q for _t, q, _n in samples), int(min(n for _t, _q, n in samples))
 
 
+_CALIBRATION_GROWTH = math.log(1.5)
+"""Log of the headroom's growth per calibration window while the lease queues chronically."""
+
+
+def _calibrate(state: PredictiveState, obs: PredictiveObservation, params: PredictiveParams) -> PredictiveState:
+    """Learn the headroom: the share of queue-time readings above the target, smoothed over the calibration window;
+    while it is over a half (the lease queues most of the time, not in episodes) the headroom grows by half per
+    window; under a quarter it relaxes towards 1 four times slower."""
+    if params.calibration_window_s <= 0 or obs.queue_time_us is None:
+        return state
+    last = state.calibrated_at
+    w = params.calibration_window_s
+    # a reading stands for the time since the previous one, at most a twentieth of the window: after a gap in the
+    # readings (no traffic overnight) one reading is not a window's worth of evidence
+    dt = 0.0 if last is None else min(max(0.0, obs.now - last), w / 20)
+    over = 1.0 if obs.queue_time_us > params.target_queue_time_us else 0.0
+    share = state.over_share + (1.0 - math.exp(-dt / w)) * (over - state.over_share)
+    head = state.headroom
+    if share > 0.5:
+        head = min(params.calibration_max, head * math.exp(dt * _CALIBRATION_GROWTH / w))
+    elif share < 0.25:
+        head = max(1.0, head * math.exp(-dt * _CALIBRATION_GROWTH / (4 * w)))
+    return _evolve(state, over_share=share, headroom=head, calibrated_at=obs.now)
+
+
 def _queue_over(obs: PredictiveObservation, factor: float, params: PredictiveParams) -> bool:
     """The measured queue time exceeds ``factor`` x the target (a factor of 0 switches the check off)."""
     return (factor > 0 and obs.queue_time_us is not None
@@ -415,6 +452,14 @@ def decide_predictive(obs: PredictiveObservation, state: PredictiveState,
             lam, reason = lam + extra, PredictiveReason.BACKLOG
     details["forecast_rps"] = lam
     target = max(lo, replicas_needed(lam, svc, obs.slots_per_replica, params, hi + 1))  # hi + 1: more than max
+    st = _calibrate(st, obs, params)
+    # a headroom learnt before the calibration was switched off or its maximum lowered does not apply beyond them
+    headroom = min(st.headroom, params.calibration_max) if params.calibration_window_s > 0 else 1.0
+    if headroom > 1.0001:
+        details["headroom"] = headroom
+        calibrated = max(lo, replicas_needed(lam * headroom, svc, obs.slots_per_replica, params, hi + 1))
+        if calibrated > target:
+            target, reason = calibrated, PredictiveReason.CALIBRATED
     details["capacity_target"] = float(target)
     kept = ((t, n) for t, n in st.targets if t > now - params.scale_down_window_s)
     st = _evolve(st, targets=(*kept, (now, target)))

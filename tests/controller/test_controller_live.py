@@ -206,12 +206,12 @@ async def test_predictive_lease_scales_on_capacity_and_back(env: Env) -> None:
 
 
 async def test_predictive_season_survives_a_controller_restart(env: Env) -> None:
-    """The daily season a previous controller learned (its annotation) is what the next one forecasts with
-    at its first decision; a fresh lease gets the annotation written at its first decision."""
+    """The daily season and the calibration's headroom a previous controller learned (its annotation) are what the
+    next one decides with at its first decision; a fresh lease gets the annotation written at its first decision."""
     bucket = 600.0
     end = math.floor(time.time() / bucket) * bucket
     day = [100.0 + 50.0 * math.sin(2 * math.pi * i / 144) for i in range(144)]
-    learned = PredictivePersisted(tuple(day), end, bucket, (100.0, 3), 0.05)
+    learned = PredictivePersisted(tuple(day), end, bucket, (100.0, 3), 0.05, headroom=1.8)
     env.deployment("seasoned", {P + "algorithm": "predictive", P + "max-replicas": "4",
                                 PREDICTIVE_STATE_ANNOTATION: learned.to_annotation()})
     env.deployment("fresh", {P + "algorithm": "predictive", P + "max-replicas": "4"})
@@ -230,6 +230,7 @@ async def test_predictive_season_survives_a_controller_restart(env: Env) -> None
         assert seasoned is not None and fresh is not None
         assert len(seasoned.season) == 144 and len(seasoned.season_fit) == 144, "the learned day was not restored"
         assert fresh.season == () and fresh.season_fit == ()
+        assert (seasoned.headroom, fresh.headroom) == (1.8, 1.0), "the learned headroom was not restored"
         await wait_for(lambda: PREDICTIVE_STATE_ANNOTATION in env.get("fresh")["metadata"]["annotations"], 10,
                        "the fresh lease's state written")
     written = parse_predictive(env.get("fresh")["metadata"]["annotations"][PREDICTIVE_STATE_ANNOTATION])
