@@ -24,7 +24,10 @@ The decision, in order (each step is a parameter of :class:`PredictiveParams`):
    rate is the floor.
 4. **Capacity target**: the fewest replicas whose per-replica queue (``slots`` servers, Allen-Cunneen
    G/G/c, :func:`autoscaler.serving.erlang_c`) keeps ``P(queue time > target) <= violation_target``
-   at that rate (``Capacity``).
+   at that rate (``Capacity``). **Calibration**: where over half of the lease's queue-time readings (smoothed over
+   ``calibration_window_s``) exceed the target, the model underestimates its queueing (arrivals burstier than
+   it assumes); the rate is scaled by a learnt headroom, x1.5 per window up to ``calibration_max``, relaxed
+   four times slower once under a quarter (``QueueCalibration``).
 5. **Reactive rules** on the measured queue time: above ``reactive_queue_factor`` x the target, never
    scale down (``ReactiveQueueTime``). When it has stayed above ``reactive_floor_factor`` x the target for
    the whole ``reactive_floor_window_s``, the HPA's rule ``ceil(ready x measured / target)`` on the
