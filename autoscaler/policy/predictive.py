@@ -369,10 +369,13 @@ _CALIBRATION_GROWTH = math.log(1.5)
 """Log of the headroom's growth per calibration window while the lease queues chronically."""
 
 
-def _calibrate(state: PredictiveState, obs: PredictiveObservation, params: PredictiveParams) -> PredictiveState:
+def _calibrate(state: PredictiveState, obs: PredictiveObservation, params: PredictiveParams,
+               beyond_max: bool) -> PredictiveState:
     """Learn the headroom: the share of queue-time readings above the target, smoothed over the calibration window;
     while it is over a half (the lease queues most of the time, not in episodes) the headroom grows by half per
-    window; under a quarter it relaxes towards 1 four times slower."""
+    window; under a quarter it relaxes towards 1 four times slower. It does not grow while the model itself asks for
+    more than the maximum (``beyond_max``): that queue is the bound's, and a headroom learnt from it would outlast
+    the overload by hours."""
     if params.calibration_window_s <= 0 or obs.queue_time_us is None:
         return state
     last = state.calibrated_at
@@ -383,7 +386,7 @@ def _calibrate(state: PredictiveState, obs: PredictiveObservation, params: Predi
     over = 1.0 if obs.queue_time_us > params.target_queue_time_us else 0.0
     share = state.over_share + (1.0 - math.exp(-dt / w)) * (over - state.over_share)
     head = state.headroom
-    if share > 0.5:
+    if share > 0.5 and not beyond_max:
         head = min(params.calibration_max, head * math.exp(dt * _CALIBRATION_GROWTH / w))
     elif share < 0.25:
         head = max(1.0, head * math.exp(-dt * _CALIBRATION_GROWTH / (4 * w)))
@@ -455,7 +458,7 @@ def decide_predictive(obs: PredictiveObservation, state: PredictiveState,
             lam, reason = lam + extra, PredictiveReason.BACKLOG
     details["forecast_rps"] = lam
     target = max(lo, replicas_needed(lam, svc, obs.slots_per_replica, params, hi + 1))  # hi + 1: more than max
-    st = _calibrate(st, obs, params)
+    st = _calibrate(st, obs, params, beyond_max=target > hi)
     # a headroom learnt before the calibration was switched off or its maximum lowered does not apply beyond them
     headroom = min(st.headroom, params.calibration_max) if params.calibration_window_s > 0 else 1.0
     if headroom > 1.0001:

@@ -286,7 +286,7 @@ def test_calibration_learns_headroom_from_a_chronic_queue_and_forgets_it() -> No
     (arrivals burstier than it assumes): once over half the readings, smoothed over the calibration window, are
     over, the demand is scaled up by half per window, up to ``calibration_max``, and the capacity target follows
     (``QueueCalibration``). Calm readings bring it back to 1, four times slower. A queue in episodes (5 minutes an
-    hour) never raises it, and 0 switches it off."""
+    hour) or one the maximum explains never raises it, and 0 switches it off."""
     p = replace(PARAMS, calibration_window_s=600.0, calibration_max=3.0)
     base = need(100.0)
 
@@ -313,6 +313,11 @@ def test_calibration_learns_headroom_from_a_chronic_queue_and_forgets_it() -> No
     calm = feed(0.0, 6000.0 + 4 * 600.0 + 840.0, capped.state, start=6000.0)
     assert 1.8 < calm.state.headroom < 2.4, calm.state
     assert feed(0.0, 30000.0, capped.state, start=6000.0).state.headroom == 1.0
+    # a queue the maximum explains (the model itself asks for more than it) teaches nothing
+    state = PredictiveState()
+    for t in np.arange(0.0, 3000.0, 5.0):
+        state = decide_predictive(obs(float(t), 100.0, current=base, hi=base - 1, queue_us=30000.0), state, p).state
+    assert state.over_share > 0.9 and state.headroom == 1.0
     # five minutes of queue an hour, for six hours
     episodes = feed(lambda t: 30000.0 if t % 3600 < 300 else 0.0, 6 * 3600.0)
     assert episodes.state.headroom == 1.0 and episodes.state.over_share < 0.5
