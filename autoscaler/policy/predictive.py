@@ -53,10 +53,10 @@ Pure: numpy only, time and state come in as arguments, state goes out as a froze
 from __future__ import annotations
 
 import math
-from bisect import bisect_right
+from bisect import bisect_left, bisect_right
 from dataclasses import dataclass, field, fields
 from enum import StrEnum
-from operator import itemgetter
+from operator import itemgetter, mul
 from typing import Any
 
 import numpy as np
@@ -281,11 +281,9 @@ def _trend_slope(rates: tuple[tuple[float, float, float], ...], now: float, wind
     n = len(pts)
     ts, rs = list(map(_TIME, pts)), list(map(_RATE, pts))
     t_mean, r_mean = sum(ts) / n, sum(rs) / n
-    num = den = 0.0
-    for t, r in zip(ts, rs, strict=True):
-        d = t - t_mean
-        num += d * (r - r_mean)
-        den += d * d
+    ds = [t - t_mean for t in ts]
+    num = sum(map(mul, ds, [r - r_mean for r in rs]))  # left to right, as a loop would add them
+    den = sum(map(mul, ds, ds))
     return num / den if den > 0 else 0.0
 
 
@@ -358,11 +356,11 @@ def _sustained_queue(state: PredictiveState, obs: PredictiveObservation,
     now, w = obs.now, params.reactive_floor_window_s
     samples = state.queue_times if obs.queue_time_us is None else (
         *state.queue_times, (now, obs.queue_time_us, float(obs.ready_replicas)))
-    samples = tuple(x for x in samples if x[0] >= now - w)
+    samples = samples[bisect_left(samples, now - w, key=_TIME):]
     state = _evolve(state, queue_times=samples)
     if not samples or now - samples[0][0] < 0.75 * w:
         return state, None, 0
-    return state, min(q for _t, q, _n in samples), int(min(n for _t, _q, n in samples))
+    return state, min(map(_RATE, samples)), int(min(map(_LOAD, samples)))
 
 
 _CALIBRATION_GROWTH = math.log(1.5)
@@ -416,7 +414,7 @@ def decide_predictive(obs: PredictiveObservation, state: PredictiveState,
     pend_hist = state.pending
     growth = 0.0
     if params.growth_window_s > 0 and obs.pending_requests is not None:
-        pend_hist = (*((t, p) for t, p in state.pending if t >= now - params.growth_window_s),
+        pend_hist = (*state.pending[bisect_left(state.pending, now - params.growth_window_s, key=_TIME):],
                      (now, obs.pending_requests))
         t0, p0 = pend_hist[0]
         if now - t0 >= params.growth_window_s / 2:
@@ -467,7 +465,7 @@ def decide_predictive(obs: PredictiveObservation, state: PredictiveState,
         if calibrated > target:
             target, reason = calibrated, PredictiveReason.CALIBRATED
     details["capacity_target"] = float(target)
-    kept = ((t, n) for t, n in st.targets if t > now - params.scale_down_window_s)
+    kept = st.targets[_since(st.targets, now - params.scale_down_window_s):]
     st = _evolve(st, targets=(*kept, (now, target)))
 
     desired = target
