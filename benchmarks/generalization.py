@@ -18,6 +18,13 @@ The shapes (none of them was used to choose a parameter):
   diurnal60   two days at 60-s buckets, a daily sinusoid whose level steps up 40 % on day two
   square      50 <-> 300 req/s every 10 minutes at 5-s buckets (tokens)
   burstyweek  seven days of 1-s buckets: a daily cycle (weekend at 60 %) times per-second Gamma bursts (tokens)
+
+Opt-in (`--only codeweek,convweek`; not in the default set, ~7 min each): a week resampled from a shared Azure
+trace, each 10-minute block a random 10-minute block of the real trace (its per-second arrivals and token sums),
+each request kept with a daily-cycle probability (0.25 at night to 1 at midday; weekends at 80 % of the swing).
+Real burst structure over a week with a daily cycle, as the week-long Azure 2024 traces would have:
+  codeweek    from azure_code_2023_1s.csv
+  convweek    from azure_conv_2023_1s.csv
 """
 
 from __future__ import annotations
@@ -107,6 +114,29 @@ SHAPES: dict[str, Callable[[np.random.Generator], tuple[np.ndarray, int, bool]]]
     "flash": _flash, "ramp": _ramp, "onoff": _onoff, "gammaburst": _gammaburst, "diurnal60": _diurnal60,
     "square": _square, "burstyweek": _burstyweek,
 }
+RESAMPLED = {"codeweek": "azure_code_2023_1s.csv", "convweek": "azure_conv_2023_1s.csv"}
+"""Opt-in shapes: a week resampled from a shared 1-s trace (see the module's docstring)."""
+
+
+def _write_resampled(path: Path, src: Path, rng: np.random.Generator, block: int = 600, days: int = 7) -> None:
+    """A week of ``src``'s real 10-minute blocks, thinned request by request to a daily cycle (tokens with them)."""
+    rows = np.array([[float(v) for v in line.split(",")[:4]] for line in src.read_text().splitlines()
+                     if line[:1].isdigit()])
+    req, tok = rows[:, 1].astype(np.int64), rows[:, 2:4]
+    n_blocks = days * 86400 // block
+    starts = rng.integers(0, req.size - block, size=n_blocks)
+    idx = (starts[:, None] + np.arange(block)[None, :]).ravel()
+    t = np.arange(idx.size)
+    swing = np.where((t // 86400) % 7 >= 5, 0.8, 1.0)
+    keep = 0.625 - 0.375 * swing * np.cos(2 * np.pi * (t % 86400) / 86400)
+    counts = rng.binomial(req[idx], keep)
+    share = np.where(req[idx] > 0, counts / np.maximum(req[idx], 1), 0.0)
+    kept_tok = (tok[idx] * share[:, None]).astype(np.int64)
+    lines = [f"# synthetic trace {path.stem} (benchmarks/generalization.py, seeded): {block}-s blocks of {src.name} "
+             "over a week, thinned to a daily cycle", "# bucket_seconds=1",
+             "t_seconds,requests,prompt_tokens,output_tokens"]
+    lines += [f"{i},{c},{p},{o}" for i, (c, (p, o)) in enumerate(zip(counts, kept_tok, strict=True))]
+    path.write_text("\n".join(lines) + "\n")
 
 
 def write_traces(out: Path, names: list[str], seed: int = 42) -> list[Path]:
@@ -114,9 +144,12 @@ def write_traces(out: Path, names: list[str], seed: int = 42) -> list[Path]:
     paths = []
     for name in names:
         rng = np.random.default_rng([seed, zlib.crc32(name.encode())])  # by name: a subset gives the same traces
-        counts, bucket, tokens = SHAPES[name](rng)
         path = out / f"{name}.csv"
-        _write(path, counts, rng, bucket, tokens)
+        if name in RESAMPLED:
+            _write_resampled(path, SHARED / RESAMPLED[name], rng)
+        else:
+            counts, bucket, tokens = SHAPES[name](rng)
+            _write(path, counts, rng, bucket, tokens)
         paths.append(path)
     return paths
 
@@ -209,9 +242,9 @@ def main() -> int:
     ap.add_argument("--plot", type=Path, default=None, help="write the summary plot (PNG) here")
     args = ap.parse_args()
     names = [n for n in args.only.split(",") if n]
-    unknown = sorted(set(names) - set(SHAPES))
+    unknown = sorted(set(names) - set(SHAPES) - set(RESAMPLED))
     if unknown:
-        print(f"unknown shapes {unknown} (known: {', '.join(SHAPES)})", file=sys.stderr)
+        print(f"unknown shapes {unknown} (known: {', '.join([*SHAPES, *RESAMPLED])})", file=sys.stderr)
         return 2
     with tempfile.TemporaryDirectory() as tmp:
         traces = write_traces(args.out or Path(tmp), names)
