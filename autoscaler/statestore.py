@@ -25,7 +25,13 @@ import math
 from dataclasses import dataclass, replace
 from typing import Any
 
-from autoscaler.policy.predictive import PredictiveParams, PredictiveState, fit_season
+from autoscaler.policy.predictive import (
+    CALIBRATION_GROW_ABOVE,
+    CALIBRATION_RELAX_BELOW,
+    PredictiveParams,
+    PredictiveState,
+    fit_season,
+)
 from autoscaler.policy.types import Behavior, DecisionState, Recommendation, ScaleEvent
 
 VERSION = 1
@@ -196,7 +202,7 @@ def restore_predictive(p: PredictivePersisted, params: PredictiveParams) -> Pred
     fresh readings move it). The envelope starts empty and ``since`` unset, so the cold-start hold applies."""
     state = PredictiveState(service_time_s=p.service_time_s)
     if p.headroom > 1.0:
-        state = replace(state, headroom=p.headroom, over_share=0.375)
+        state = replace(state, headroom=p.headroom, over_share=(CALIBRATION_GROW_ABOVE + CALIBRATION_RELAX_BELOW) / 2)
     if not params.seasonal or p.season_bucket_s != params.season_bucket_s:
         return state
     per = max(1, round(params.season_period_s / params.season_bucket_s))

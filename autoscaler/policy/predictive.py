@@ -365,6 +365,10 @@ def _sustained_queue(state: PredictiveState, obs: PredictiveObservation,
 
 _CALIBRATION_GROWTH = math.log(1.5)
 """Log of the headroom's growth per calibration window while the lease queues chronically."""
+CALIBRATION_GROW_ABOVE = 0.5
+"""The headroom grows while the smoothed share of queue-time readings over the target is above this..."""
+CALIBRATION_RELAX_BELOW = 0.25
+"""...and relaxes towards 1 while it is below this; in between it holds."""
 
 
 def _calibrate(state: PredictiveState, obs: PredictiveObservation, params: PredictiveParams,
@@ -384,9 +388,9 @@ def _calibrate(state: PredictiveState, obs: PredictiveObservation, params: Predi
     over = 1.0 if obs.queue_time_us > params.target_queue_time_us else 0.0
     share = state.over_share + (1.0 - math.exp(-dt / w)) * (over - state.over_share)
     head = state.headroom
-    if share > 0.5 and not beyond_max:
+    if share > CALIBRATION_GROW_ABOVE and not beyond_max:
         head = min(params.calibration_max, head * math.exp(dt * _CALIBRATION_GROWTH / w))
-    elif share < 0.25:
+    elif share < CALIBRATION_RELAX_BELOW:
         head = max(1.0, head * math.exp(-dt * _CALIBRATION_GROWTH / (4 * w)))
     return _evolve(state, over_share=share, headroom=head, calibrated_at=obs.now)
 
