@@ -72,9 +72,9 @@ async def test_partitioned_leader_steps_down_and_standby_takes_over(env: Env) ->
     checker = env.checker(leader_election=True, lease_namespace="default")
     election = {"leader_election": True, "lease_duration_s": 4.0, "renew_deadline_s": 3.0, "retry_period_s": 1.0,
                 "namespace": "default"}
-    async with env.controller("a", checker, api_timeout_s=1.0, **election) as (a, proxy_a, _):
+    async with env.controller("a", checker, api_timeout_s=2.0, **election) as (a, proxy_a, _):
         await wait_for(lambda: a.is_leader, 10, "a leads")
-        async with env.controller("b", checker, api_timeout_s=1.0, **election) as (b, _, _):
+        async with env.controller("b", checker, api_timeout_s=2.0, **election) as (b, _, _):
             await asyncio.sleep(2 * INTERVAL_S)
             assert not b.is_leader
             proxy_a.set("down")
