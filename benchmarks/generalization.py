@@ -46,6 +46,7 @@ from autoscaler.replay.policies import ReplaySettings
 from autoscaler.replay.report import criteria, frontier_ratio
 from autoscaler.replay.run import replay
 from autoscaler.replay.workload import DEFAULT_SERVING
+from autoscaler.sandbox.load import load_trace
 
 POLICIES = ("hpa", "keda", "kpa", "default", "oracle")
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "traces"
@@ -120,9 +121,11 @@ RESAMPLED = {"codeweek": "azure_code_2023_1s.csv", "convweek": "azure_conv_2023_
 
 def _write_resampled(path: Path, src: Path, rng: np.random.Generator, block: int = 600, days: int = 7) -> None:
     """A week of ``src``'s real 10-minute blocks, thinned request by request to a daily cycle (tokens with them)."""
-    rows = np.array([[float(v) for v in line.split(",")[:4]] for line in src.read_text().splitlines()
-                     if line[:1].isdigit()])
-    req, tok = rows[:, 1].astype(np.int64), rows[:, 2:4]
+    trace = load_trace(src)
+    if trace.bucket_s != 1 or trace.prompt_tokens is None or trace.output_tokens is None:
+        raise ValueError(f"{src}: resampling needs 1-s buckets with token columns")
+    req = trace.requests.astype(np.int64)
+    tok = np.column_stack([trace.prompt_tokens, trace.output_tokens])
     n_blocks = days * 86400 // block
     starts = rng.integers(0, req.size - block, size=n_blocks)
     idx = (starts[:, None] + np.arange(block)[None, :]).ravel()
