@@ -272,6 +272,16 @@ class PredictiveSettings(_Strict):
                                                     "(0: off)")
     calibration_max: float = Field(4.0, alias="calibrationMax", ge=1, le=100,
                                    description="largest factor the calibration scales the demand by")
+    spike_roughness: float = Field(0.2, alias="spikeRoughness", gt=0, le=100,
+                                   description="the arrivals are rough when their demand readings' absolute "
+                                               "successive changes sum to more than this fraction of the "
+                                               "readings' sum over the rate history")
+    spike_hold_s: float = Field(1800.0, alias="spikeHoldSeconds", ge=0, le=86400,
+                                description="while the arrivals are rough, scale down no lower than "
+                                            "spikeHoldFraction x the largest target of this window, seconds "
+                                            "(0: off)")
+    spike_hold_fraction: float = Field(0.7, alias="spikeHoldFraction", gt=0, le=1,
+                                       description="fraction of that largest target the spike hold keeps")
 
     @model_validator(mode="after")
     def _bucket_divides_period(self) -> PredictiveSettings:

@@ -44,6 +44,13 @@ The decision, in order (each step is a parameter of :class:`PredictiveParams`):
    nothing is added for load they will absorb (``StartupAware`` when they cover the target).
 7. **Asymmetric scale-down**: up at once; down only to the largest target of the last
    ``scale_down_window_s`` and by at most ``scale_down_max_fraction`` per decision (``ScaleDownHeld``).
+   **Spike hold**: while the arrivals are *rough* (the demand's successive readings move, summed, by more than
+   ``spike_roughness`` of their sum over the rate history: bursts that come and go within a minute, again and
+   again, as a code assistant's requests do), not below ``spike_hold_fraction`` x the largest target of the last
+   ``spike_hold_s`` (``SpikeHold``). Such a lease's queue comes from per-second spikes, which the rate smooths
+   away and a pod created after one arrives too late for; a fleet that drops to the capacity target between
+   spikes meets every next one short. A step, a ramp or a flash crowd is smooth by this measure (one large move
+   in a window), and Poisson arrivals are (the moves are a few per cent of the rate).
 8. Bounds ``[min, max]`` (``TooFewReplicas`` / ``TooManyReplicas``); missing rate data holds the
    current count (``MissingData``), never scales down.
 
@@ -56,7 +63,7 @@ import math
 from bisect import bisect_left, bisect_right
 from dataclasses import dataclass, field, fields
 from enum import StrEnum
-from operator import itemgetter, mul
+from operator import itemgetter, mul, sub
 from typing import Any
 
 import numpy as np
@@ -78,6 +85,7 @@ class PredictiveReason(StrEnum):
     CALIBRATED = "QueueCalibration"
     STARTUP_AWARE = "StartupAware"
     SCALE_DOWN_HELD = "ScaleDownHeld"
+    SPIKE_HOLD = "SpikeHold"
     SCALE_DOWN_LIMIT = "ScaleDownLimit"
     TOO_FEW_REPLICAS = "TooFewReplicas"
     TOO_MANY_REPLICAS = "TooManyReplicas"
@@ -136,6 +144,14 @@ class PredictiveParams:
     capacity model underestimates this lease's queueing and its demand is scaled up (0 = off)."""
     calibration_max: float = 4.0
     """Largest factor the calibration scales the demand by."""
+    spike_roughness: float = 0.2
+    """The arrivals are rough (bursty from second to second) when their demand readings' absolute successive
+    changes sum to more than this fraction of the readings' sum over the rate history."""
+    spike_hold_s: float = 1800.0
+    """While the arrivals are rough, scale down no lower than ``spike_hold_fraction`` x the largest target of
+    this window (0 = off)."""
+    spike_hold_fraction: float = 0.7
+    """Fraction of that largest target the spike hold keeps."""
 
 
 @dataclass(frozen=True)
@@ -173,7 +189,7 @@ class PredictiveState:
     pending: tuple[tuple[float, float], ...] = ()
     """(time, pending requests) samples over the growth window."""
     targets: tuple[tuple[float, int], ...] = ()
-    """(time, capacity target) over the scale-down window."""
+    """(time, capacity target or reactive floor) over the longer of the scale-down and spike-hold windows."""
     service_time_s: float | None = None
     """Last known service time (kept through gaps in the counters)."""
     season: tuple[float, ...] = ()
@@ -266,6 +282,8 @@ def replicas_needed(rate_rps: float, service_s: float, slots: int, params: Predi
 
 
 _TIME, _RATE, _LOAD = itemgetter(0), itemgetter(1), itemgetter(2)
+_N = itemgetter(1)
+"""The count of a (time, replicas) history entry."""
 
 
 def _since(history: tuple[tuple[float, ...], ...], cut: float) -> int:
@@ -371,6 +389,17 @@ CALIBRATION_RELAX_BELOW = 0.25
 """...and relaxes towards 1 while it is below this; in between it holds."""
 
 
+def roughness(rates: tuple[tuple[float, float, float], ...]) -> float:
+    """Sum of the demand readings' absolute successive changes over their sum (0 for no demand): a few per cent
+    for Poisson arrivals or a step (one large move), tens of per cent for spikes that come and go each minute."""
+    demand: list[float] = list(map(_RATE, rates))
+    total = sum(demand)
+    if total <= 0:
+        return 0.0
+    moved: float = sum(map(abs, map(sub, demand[1:], demand)))
+    return moved / total
+
+
 def _calibrate(state: PredictiveState, obs: PredictiveObservation, params: PredictiveParams,
                beyond_max: bool) -> PredictiveState:
     """Learn the headroom: the share of queue-time readings above the target, smoothed over the calibration window;
@@ -469,7 +498,7 @@ def decide_predictive(obs: PredictiveObservation, state: PredictiveState,
         if calibrated > target:
             target, reason = calibrated, PredictiveReason.CALIBRATED
     details["capacity_target"] = float(target)
-    kept = st.targets[_since(st.targets, now - params.scale_down_window_s):]
+    kept = st.targets[_since(st.targets, now - max(params.scale_down_window_s, params.spike_hold_s)):]
     st = _evolve(st, targets=(*kept, (now, target)))
 
     desired = target
@@ -494,10 +523,21 @@ def decide_predictive(obs: PredictiveObservation, state: PredictiveState,
         if grown > desired:
             desired, reason = grown, PredictiveReason.PANIC
     if desired < current:
-        held = max(n for _t, n in st.targets) if warm else current
+        targets = st.targets
+        held = max(map(_N, targets[_since(targets, now - params.scale_down_window_s):])) if warm else current
+        spike_floor = 0
+        if warm and params.spike_hold_s > 0:
+            rough = roughness(rates)
+            details["roughness"] = rough
+            if rough > params.spike_roughness:
+                peak = max(map(_N, targets[_since(targets, now - params.spike_hold_s):]))
+                spike_floor = math.ceil(params.spike_hold_fraction * peak)
+                details["spike_floor"] = float(spike_floor)
         floor_frac = math.ceil(current * (1.0 - params.scale_down_max_fraction))
         if _queue_over(obs, params.reactive_queue_factor, params):
             desired, reason = current, PredictiveReason.REACTIVE_QUEUE_TIME
+        elif spike_floor > max(held, target):
+            desired, reason = min(current, spike_floor), PredictiveReason.SPIKE_HOLD
         elif held > target:
             desired, reason = min(current, held), PredictiveReason.SCALE_DOWN_HELD
         if desired < floor_frac:
@@ -513,5 +553,5 @@ def decide_predictive(obs: PredictiveObservation, state: PredictiveState,
 
 __all__ = [
     "PredictiveDecision", "PredictiveObservation", "PredictiveParams", "PredictiveReason", "PredictiveState",
-    "decide_predictive", "fit_season", "replicas_needed", "violation_probability",
+    "decide_predictive", "fit_season", "replicas_needed", "roughness", "violation_probability",
 ]
