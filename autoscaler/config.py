@@ -272,10 +272,11 @@ class PredictiveSettings(_Strict):
                                                     "(0: off)")
     calibration_max: float = Field(4.0, alias="calibrationMax", ge=1, le=100,
                                    description="largest factor the calibration scales the demand by")
-    spike_roughness: float = Field(0.2, alias="spikeRoughness", gt=0, le=100,
-                                   description="the arrivals are rough when their demand readings' absolute "
-                                               "successive changes sum to more than this fraction of the "
-                                               "readings' sum over the rate history")
+    spike_roughness: float = Field(0.75, alias="spikeRoughness", gt=0, le=10,
+                                   description="the arrivals are rough when the request rate's readings over the "
+                                               "rate history move in spikes: their absolute successive changes "
+                                               "over their sum, scaled so that isolated one-second spikes give 1 "
+                                               "(Poisson, steps, ramps: under 0.15)")
     spike_hold_s: float = Field(1800.0, alias="spikeHoldSeconds", ge=0, le=86400,
                                 description="while the arrivals are rough, scale down no lower than "
                                             "spikeHoldFraction x the largest target of this window, seconds "
@@ -292,8 +293,8 @@ class PredictiveSettings(_Strict):
 
     def to_params(self, target_queue_time_us: float) -> PredictiveParams:
         """The pure policy's parameters, with the lease's queue-time target (µs). Every parameter of the policy
-        is a setting of the same name; the settings the controller itself uses (rate window, start-up delay,
-        slots) stay here."""
+        is a setting of the same name; the settings only the controller uses (start-up delay, slots) stay here (the
+        rate window is both: the controller queries with it, the policy's roughness accounts for it)."""
         shared = {f.name: getattr(self, f.name) for f in fields(PredictiveParams)
                   if f.name in type(self).model_fields}
         return PredictiveParams(target_queue_time_us=target_queue_time_us, **shared)

@@ -44,9 +44,8 @@ The decision, in order (each step is a parameter of :class:`PredictiveParams`):
    nothing is added for load they will absorb (``StartupAware`` when they cover the target).
 7. **Asymmetric scale-down**: up at once; down only to the largest target of the last
    ``scale_down_window_s`` and by at most ``scale_down_max_fraction`` per decision (``ScaleDownHeld``).
-   **Spike hold**: while the arrivals are *rough* (the demand's successive readings move, summed, by more than
-   ``spike_roughness`` of their sum over the rate history: bursts that come and go within a minute, again and
-   again, as a code assistant's requests do), not below ``spike_hold_fraction`` x the largest target of the last
+   **Spike hold**: while the arrivals are *rough* (:func:`roughness` of the rate history over ``spike_roughness``:
+   spikes that come and go within a minute, again and again, as a code assistant's requests do), not below ``spike_hold_fraction`` x the largest target of the last
    ``spike_hold_s`` (``SpikeHold``). Such a lease's queue comes from per-second spikes, which the rate smooths
    away and a pod created after one arrives too late for; a fleet that drops to the capacity target between
    spikes meets every next one short. A step, a ramp or a flash crowd is smooth by this measure (one large move
@@ -144,9 +143,12 @@ class PredictiveParams:
     capacity model underestimates this lease's queueing and its demand is scaled up (0 = off)."""
     calibration_max: float = 4.0
     """Largest factor the calibration scales the demand by."""
-    spike_roughness: float = 0.2
-    """The arrivals are rough (bursty from second to second) when their demand readings' absolute successive
-    changes sum to more than this fraction of the readings' sum over the rate history."""
+    rate_window_s: float = 30.0
+    """The request rate's ``rate()`` window: a one-second spike stays in the readings this long."""
+    spike_roughness: float = 0.75
+    """The arrivals are rough (spikes that come and go) when :func:`roughness` of the rate history exceeds this
+    (1 = every reading's change is a spike entering or leaving the rate window; Poisson arrivals, steps and ramps
+    stay under 0.15)."""
     spike_hold_s: float = 1800.0
     """While the arrivals are rough, scale down no lower than ``spike_hold_fraction`` x the largest target of
     this window (0 = off)."""
@@ -389,15 +391,22 @@ CALIBRATION_RELAX_BELOW = 0.25
 """...and relaxes towards 1 while it is below this; in between it holds."""
 
 
-def roughness(rates: tuple[tuple[float, float, float], ...]) -> float:
-    """Sum of the demand readings' absolute successive changes over their sum (0 for no demand): a few per cent
-    for Poisson arrivals or a step (one large move), tens of per cent for spikes that come and go each minute."""
+def roughness(rates: tuple[tuple[float, float, float], ...], rate_window_s: float) -> float:
+    """How much of the demand comes and goes in spikes: the readings' absolute successive changes over their sum,
+    scaled so that isolated spikes give 1. A one-second spike of ``b`` requests moves the ``rate_window_s`` rate by
+    ``b / W`` twice (in and out of the window) and stays in ``k = max(1, W / interval)`` readings, so spikes alone
+    give ``2 / k`` before scaling. Poisson arrivals move it by a few per cent of the rate, a step or a ramp once or
+    slowly: 0.02-0.15 at 5-200 req/s. 0 without demand or with fewer than two readings."""
+    if len(rates) < 2:
+        return 0.0
     demand: list[float] = list(map(_RATE, rates))
     total = sum(demand)
     if total <= 0:
         return 0.0
     moved: float = sum(map(abs, map(sub, demand[1:], demand)))
-    return moved / total
+    interval = (rates[-1][0] - rates[0][0]) / (len(rates) - 1)
+    k = max(1.0, rate_window_s / interval) if interval > 0 else 1.0
+    return moved / total * k / 2.0
 
 
 def _calibrate(state: PredictiveState, obs: PredictiveObservation, params: PredictiveParams,
@@ -527,7 +536,7 @@ def decide_predictive(obs: PredictiveObservation, state: PredictiveState,
         held = max(map(_N, targets[_since(targets, now - params.scale_down_window_s):])) if warm else current
         spike_floor = 0
         if warm and params.spike_hold_s > 0:
-            rough = roughness(rates)
+            rough = roughness(rates, params.rate_window_s)
             details["roughness"] = rough
             if rough > params.spike_roughness:
                 peak = max(map(_N, targets[_since(targets, now - params.spike_hold_s):]))
