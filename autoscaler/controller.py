@@ -661,6 +661,10 @@ class Controller:
         if "headroom" in det:
             message += (f"; the queue time was over the SLO in most recent readings: demand x{det['headroom']:.2f} "
                         "(calibration)")
+        if d.reason == PredictiveReason.SPIKE_HOLD:
+            message += (f"; arrivals come in spikes (roughness {det['roughness']:.2f}): not below "
+                        f"{det['spike_floor']:.0f}, {params.spike_hold_fraction:g} x the largest target of the last "
+                        f"{params.spike_hold_s:.0f}s")
         return d.desired_replicas, str(d.reason), message
 
     def _predictive_state(self, p: _Prepared, params: PredictiveParams) -> PredictiveState:
