@@ -191,7 +191,8 @@ class PredictiveState:
     pending: tuple[tuple[float, float], ...] = ()
     """(time, pending requests) samples over the growth window."""
     targets: tuple[tuple[float, int], ...] = ()
-    """(time, capacity target or reactive floor) over the longer of the scale-down and spike-hold windows."""
+    """(time, capacity target or reactive floor) over the longer of the scale-down and spike-hold windows, only
+    those larger than every later one (:func:`_push_max`): a window's largest is the first entry inside it."""
     service_time_s: float | None = None
     """Last known service time (kept through gaps in the counters)."""
     season: tuple[float, ...] = ()
@@ -391,6 +392,16 @@ CALIBRATION_RELAX_BELOW = 0.25
 """...and relaxes towards 1 while it is below this; in between it holds."""
 
 
+def _push_max(history: tuple[tuple[float, int], ...], now: float, n: int) -> tuple[tuple[float, int], ...]:
+    """Append ``(now, n)`` to a history of targets, dropping the entries it makes irrelevant: an older target no
+    larger than a newer one is never the largest of a window that ends now. The largest of any window is then
+    the first entry inside it, and a steady lease keeps one or two entries instead of 30 minutes of decisions."""
+    keep = len(history)
+    while keep and history[keep - 1][1] <= n:
+        keep -= 1
+    return (*history[:keep], (now, n))
+
+
 def roughness(rates: tuple[tuple[float, float, float], ...], rate_window_s: float) -> float:
     """How much of the demand comes and goes in spikes: the readings' absolute successive changes over their sum,
     scaled so that isolated spikes give 1. A one-second spike of ``b`` requests moves the ``rate_window_s`` rate by
@@ -508,7 +519,7 @@ def decide_predictive(obs: PredictiveObservation, state: PredictiveState,
             target, reason = calibrated, PredictiveReason.CALIBRATED
     details["capacity_target"] = float(target)
     kept = st.targets[_since(st.targets, now - max(params.scale_down_window_s, params.spike_hold_s)):]
-    st = _evolve(st, targets=(*kept, (now, target)))
+    st = _evolve(st, targets=_push_max(kept, now, target))
 
     desired = target
     # too little history to trust a lower target, or a queue time as chronic: right after a (re)start the burst
@@ -524,7 +535,7 @@ def decide_predictive(obs: PredictiveObservation, state: PredictiveState,
         ratio = min(sustained / params.target_queue_time_us, params.reactive_floor_max_growth)
         floor = min(hi, math.ceil(fleet * ratio))
         details["reactive_floor"] = float(floor)
-        st = _evolve(st, targets=(*st.targets, (now, floor)))
+        st = _evolve(st, targets=_push_max(st.targets, now, floor))
         if floor > desired:
             desired, reason = floor, PredictiveReason.REACTIVE_FLOOR
     if _queue_over(obs, params.panic_queue_factor, params):

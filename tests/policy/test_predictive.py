@@ -423,3 +423,25 @@ def test_spike_hold_cuts_the_violations_of_recurring_spikes(seed: int) -> None:
     default, off = runs["default"], runs["off"]
     assert default["sloViolationFraction"] <= 0.8 * off["sloViolationFraction"], runs
     assert default["gpuSeconds"] <= 1.4 * off["gpuSeconds"], runs
+
+
+def test_target_history_keeps_every_windows_largest_in_a_few_entries() -> None:
+    """The targets history drops what can no longer be a window's largest: for random targets, the first entry in
+    any window ending now is the largest target of that window, and a steady lease keeps one entry."""
+    from autoscaler.policy.predictive import _push_max
+
+    rng = np.random.default_rng(2)
+    full: list[tuple[float, int]] = []
+    kept: tuple[tuple[float, int], ...] = ()
+    for i in range(400):
+        t, n = 5.0 * i, int(rng.integers(1, 30))
+        full.append((t, n))
+        kept = _push_max(kept, t, n)
+        for w in (0.0, 60.0, 120.0, 900.0, 1800.0):
+            inside = [e for e in kept if e[0] >= t - w]
+            assert inside[0][1] == max(m for s, m in full if s >= t - w)
+    assert len(kept) < 40
+    steady: tuple[tuple[float, int], ...] = ()
+    for i in range(100):
+        steady = _push_max(steady, 5.0 * i, 7)
+    assert steady == ((495.0, 7),)
