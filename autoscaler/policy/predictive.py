@@ -45,11 +45,12 @@ The decision, in order (each step is a parameter of :class:`PredictiveParams`):
 7. **Asymmetric scale-down**: up at once; down only to the largest target of the last
    ``scale_down_window_s`` and by at most ``scale_down_max_fraction`` per decision (``ScaleDownHeld``).
    **Spike hold**: while the arrivals are *rough* (:func:`roughness` of the rate history over ``spike_roughness``:
-   spikes that come and go within a minute, again and again, as a code assistant's requests do), not below ``spike_hold_fraction`` x the largest target of the last
-   ``spike_hold_s`` (``SpikeHold``). Such a lease's queue comes from per-second spikes, which the rate smooths
-   away and a pod created after one arrives too late for; a fleet that drops to the capacity target between
-   spikes meets every next one short. A step, a ramp or a flash crowd is smooth by this measure (one large move
-   in a window), and Poisson arrivals are (the moves are a few per cent of the rate).
+   spikes that come and go within a minute, again and again, as a code assistant's requests do), not below
+   ``spike_hold_fraction`` x the largest target of the last ``spike_hold_s`` (``SpikeHold``). Such a lease's
+   queue comes from per-second spikes, which the rate smooths away and a pod created after one arrives too late
+   for; a fleet that drops to the capacity target between spikes meets every next one short. A step, a ramp or
+   a flash crowd is smooth by this measure (one large move in a window), and Poisson arrivals are (the moves are
+   a few per cent of the rate).
 8. Bounds ``[min, max]`` (``TooFewReplicas`` / ``TooManyReplicas``); missing rate data holds the
    current count (``MissingData``), never scales down.
 
