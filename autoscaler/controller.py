@@ -90,7 +90,13 @@ from autoscaler.policy import (
 )
 from autoscaler.policy.batch import decide_many
 from autoscaler.policy.behavior import compact_state
-from autoscaler.policy.predictive import PredictiveParams, PredictiveReason, PredictiveState, decide_predictive
+from autoscaler.policy.predictive import (
+    PredictiveDecision,
+    PredictiveParams,
+    PredictiveReason,
+    PredictiveState,
+    decide_predictive,
+)
 from autoscaler.statestore import (
     EMPTY,
     Persisted,
@@ -226,6 +232,30 @@ class PolicyHolder:
             self.version += 1
         self.last_error = None
         return None
+
+
+def predictive_message(d: PredictiveDecision, params: PredictiveParams) -> str:
+    """The predictive decision in a sentence (status annotation, Events, ``autoscaler leases``): the rate, the
+    forecast, the capacity target, and what else drove the count. Missing details read as 0."""
+    det = d.details
+    served, demand = det.get("served_rps", 0.0), det.get("rate_rps", 0.0)
+    now_part = f"{demand:.1f} req/s now" + (f" ({served:.1f} served, the rest queued)" if demand > served + 0.05 else "")
+    message = (f"predictive: {now_part}, {det.get('forecast_rps', 0):.1f} req/s "
+               f"expected in {det.get('horizon_s', 0):.0f}s, {1000 * det.get('service_s', 0):.0f} ms per request, "
+               f"{det.get('capacity_target', 0):.0f} replicas meet the queue-time SLO")
+    if d.reason == PredictiveReason.BURST_ENVELOPE:
+        message += (f"; held for the burst window's peak load, {det.get('envelope_busy_slots', 0):.1f} requests "
+                    "in service")
+    if "reactive_floor" in det:
+        message += f"; the queue time, over the SLO for a whole window, asks at least {det['reactive_floor']:.0f}"
+    if "headroom" in det:
+        message += (f"; the queue time was over the SLO in most recent readings: demand x{det['headroom']:.2f} "
+                    "(calibration)")
+    if d.reason == PredictiveReason.SPIKE_HOLD:
+        message += (f"; arrivals come in spikes (roughness {det.get('roughness', 0):.2f}): not below "
+                    f"{det.get('spike_floor', 0):.0f}, {params.spike_hold_fraction:g} x the largest target of the "
+                    f"last {params.spike_hold_s:.0f}s")
+    return message
 
 
 class Controller:
@@ -647,25 +677,7 @@ class Controller:
         p.rt.predictive, p.rt.predictive_params = d.state, params
         if d.reason == PredictiveReason.MISSING_DATA:
             return None
-        det = d.details
-        served, demand = det.get("served_rps", 0.0), det.get("rate_rps", 0.0)
-        now_part = f"{demand:.1f} req/s now" + (f" ({served:.1f} served, the rest queued)" if demand > served + 0.05 else "")
-        message = (f"predictive: {now_part}, {det.get('forecast_rps', 0):.1f} req/s "
-                   f"expected in {det.get('horizon_s', 0):.0f}s, {1000 * det.get('service_s', 0):.0f} ms per request, "
-                   f"{det.get('capacity_target', 0):.0f} replicas meet the queue-time SLO")
-        if d.reason == PredictiveReason.BURST_ENVELOPE:
-            message += (f"; held for the burst window's peak load, {det['envelope_busy_slots']:.1f} requests "
-                        "in service")
-        if "reactive_floor" in det:
-            message += f"; the queue time, over the SLO for a whole window, asks at least {det['reactive_floor']:.0f}"
-        if "headroom" in det:
-            message += (f"; the queue time was over the SLO in most recent readings: demand x{det['headroom']:.2f} "
-                        "(calibration)")
-        if d.reason == PredictiveReason.SPIKE_HOLD:
-            message += (f"; arrivals come in spikes (roughness {det['roughness']:.2f}): not below "
-                        f"{det['spike_floor']:.0f}, {params.spike_hold_fraction:g} x the largest target of the last "
-                        f"{params.spike_hold_s:.0f}s")
-        return d.desired_replicas, str(d.reason), message
+        return d.desired_replicas, str(d.reason), predictive_message(d, params)
 
     def _predictive_state(self, p: _Prepared, params: PredictiveParams) -> PredictiveState:
         """The lease's predictive state: in memory, else its season restored from its annotation (after a
