@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from autoscaler.config import ClusterPolicy, parse_policy
+from autoscaler.controller import predictive_message
 from autoscaler.policy.predictive import (
     PredictiveDecision,
     PredictiveObservation,
@@ -39,8 +40,8 @@ def obs(now: float, rate: float | None, *, current: int = 4, starting: int = 0, 
                                  pending_requests=pending)
 
 
-def run(history: list[tuple[float, float]], final: PredictiveObservation,
-        params: PredictiveParams = PARAMS, current: int | None = None) -> tuple[int, PredictiveReason]:
+def decide_after(history: list[tuple[float, float]], final: PredictiveObservation,
+                 params: PredictiveParams = PARAMS, current: int | None = None) -> PredictiveDecision:
     """Feed (time, rate) history at the final observation's replica count, then decide on ``final``."""
     state = PredictiveState()
     n = final.current_replicas if current is None else current
@@ -48,8 +49,19 @@ def run(history: list[tuple[float, float]], final: PredictiveObservation,
         d = decide_predictive(replace(final, now=t, request_rate_rps=r, current_replicas=n,
                                       ready_replicas=n, starting_replicas=0), state, params)
         state = d.state
-    d = decide_predictive(final, state, params)
+    return decide_predictive(final, state, params)
+
+
+def run(history: list[tuple[float, float]], final: PredictiveObservation,
+        params: PredictiveParams = PARAMS, current: int | None = None) -> tuple[int, PredictiveReason]:
+    """:func:`decide_after`'s desired count and reason."""
+    d = decide_after(history, final, params, current)
     return d.desired_replicas, d.reason
+
+
+def alternating(level: float, start: float, until: float) -> list[tuple[float, float]]:
+    """Rate readings every 5 s: ``level`` for 30 s, then 0 for 30 s, and so on (spikes coming and going)."""
+    return [(t, level if int(t // 30) % 2 == 0 else 0.0) for t in np.arange(start, until, 5.0)]
 
 
 def steady(rate: float, until: float, step: float = 5.0) -> list[tuple[float, float]]:
@@ -375,11 +387,7 @@ def test_spike_hold_keeps_a_share_of_the_recent_peak_while_arrivals_are_rough() 
     p = PredictiveParams(seasonal=False, reactive_floor_factor=0.0, trend_window_s=0.0)
     big, small = need(300.0), need(40.0)
     assert small < 0.7 * big - 1
-
-    def rough(level: float, start: float, until: float) -> list[tuple[float, float]]:
-        return [(t, level if int(t // 30) % 2 == 0 else 0.0) for t in np.arange(start, until, 5.0)]
-
-    history = rough(300.0, 0.0, 900.0) + rough(40.0, 900.0, 2100.0)
+    history = alternating(300.0, 0.0, 900.0) + alternating(40.0, 900.0, 2100.0)
     n, reason = run(history, obs(2100.0, 40.0, current=big), p)
     assert (n, reason) == (math.ceil(0.7 * big), PredictiveReason.SPIKE_HOLD)
     # smooth: the same levels without the alternation scale down (at most half per decision)
@@ -394,7 +402,7 @@ def test_spike_hold_keeps_a_share_of_the_recent_peak_while_arrivals_are_rough() 
     assert n == small + 1
     # the burst envelope kept the large spikes' target until 600 s after the last one (t = 895 s); the hold lets
     # it go 1800 s after that
-    later = history + rough(40.0, 2100.0, 3300.0)
+    later = history + alternating(40.0, 2100.0, 3300.0)
     n, reason = run(later, obs(3300.0, 40.0, current=big), p)
     assert n < math.ceil(0.7 * big) and reason != PredictiveReason.SPIKE_HOLD
 
@@ -445,3 +453,24 @@ def test_target_history_keeps_every_windows_largest_in_a_few_entries() -> None:
     for i in range(100):
         steady = _push_max(steady, 5.0 * i, 7)
     assert steady == ((495.0, 7),)
+
+
+def test_the_controllers_message_says_the_rate_the_target_and_a_spike_hold() -> None:
+    """The decision's sentence (status annotation, Events, ``autoscaler leases``) from real decisions: a spike
+    hold names its roughness, level and window; a calibration its factor; missing details read as 0."""
+    p = PredictiveParams(seasonal=False, reactive_floor_factor=0.0, trend_window_s=0.0)
+    big = need(300.0)
+    held = decide_after(alternating(300.0, 0.0, 900.0) + alternating(40.0, 900.0, 2100.0),
+                        obs(2100.0, 40.0, current=big), p)
+    assert held.reason == PredictiveReason.SPIKE_HOLD
+    msg = predictive_message(held, p)
+    assert msg.startswith("predictive: 40.0 req/s now, ")
+    assert f"arrivals come in spikes (roughness {held.details['roughness']:.2f}): not below " \
+           f"{held.desired_replicas}, 0.7 x the largest target of the last 1800s" in msg
+    assert "calibration" not in msg
+    c = replace(PARAMS, calibration_window_s=600.0)
+    calibrated = decide_after(steady(100.0, 3000.0), obs(3000.0, 100.0, current=4, queue_us=30000.0), c)
+    assert calibrated.reason == PredictiveReason.CALIBRATED
+    assert f"demand x{calibrated.details['headroom']:.2f} (calibration)" in predictive_message(calibrated, c)
+    bare = replace(held, details={})
+    assert predictive_message(bare, p).startswith("predictive: 0.0 req/s now, 0.0 req/s expected in 0s")
