@@ -268,10 +268,16 @@ class PredictiveSettings(_Strict):
                                                        "raises it (0: the current values)")
     calibration_window_s: float = Field(1200.0, alias="calibrationWindowSeconds", ge=0, le=86400,
                                         description="time constant of the share of queue-time readings above the "
-                                                    "threshold; while over half are, the demand is scaled up "
-                                                    "(0: off)")
+                                                    "threshold; while over calibrationGrowShare are, the demand "
+                                                    "is scaled up (0: off)")
     calibration_max: float = Field(4.0, alias="calibrationMax", ge=1, le=100,
                                    description="largest factor the calibration scales the demand by")
+    calibration_grow_share: float = Field(0.35, alias="calibrationGrowShare", gt=0, lt=1,
+                                          description="the calibration's headroom grows while the smoothed share "
+                                                      "of queue-time readings above the threshold is over this")
+    calibration_relax_share: float = Field(0.2, alias="calibrationRelaxShare", ge=0, lt=1,
+                                           description="...and relaxes towards 1 while that share is under this "
+                                                       "(below calibrationGrowShare); in between it holds")
     spike_roughness: float = Field(0.75, alias="spikeRoughness", gt=0, le=10,
                                    description="the arrivals are rough when the request rate's readings over the "
                                                "rate history move in spikes: their absolute successive changes "
@@ -289,6 +295,13 @@ class PredictiveSettings(_Strict):
         if self.season_period_s < 2 * self.season_bucket_s:
             raise ValueError(f"predictive.seasonPeriodSeconds ({self.season_period_s}) must be at least twice "
                              f"seasonBucketSeconds ({self.season_bucket_s})")
+        return self
+
+    @model_validator(mode="after")
+    def _calibration_band(self) -> PredictiveSettings:
+        if self.calibration_relax_share >= self.calibration_grow_share:
+            raise ValueError(f"predictive.calibrationRelaxShare ({self.calibration_relax_share}) must be below "
+                             f"calibrationGrowShare ({self.calibration_grow_share})")
         return self
 
     def to_params(self, target_queue_time_us: float) -> PredictiveParams:

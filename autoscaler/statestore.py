@@ -26,8 +26,6 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from autoscaler.policy.predictive import (
-    CALIBRATION_GROW_ABOVE,
-    CALIBRATION_RELAX_BELOW,
     PredictiveParams,
     PredictiveState,
     fit_season,
@@ -202,7 +200,8 @@ def restore_predictive(p: PredictivePersisted, params: PredictiveParams) -> Pred
     fresh readings move it). The envelope starts empty and ``since`` unset, so the cold-start hold applies."""
     state = PredictiveState(service_time_s=p.service_time_s)
     if p.headroom > 1.0:
-        state = replace(state, headroom=p.headroom, over_share=(CALIBRATION_GROW_ABOVE + CALIBRATION_RELAX_BELOW) / 2)
+        state = replace(state, headroom=p.headroom,
+                        over_share=(params.calibration_grow_share + params.calibration_relax_share) / 2)
     if not params.seasonal or p.season_bucket_s != params.season_bucket_s:
         return state
     per = max(1, round(params.season_period_s / params.season_bucket_s))

@@ -24,10 +24,10 @@ The decision, in order (each step is a parameter of :class:`PredictiveParams`):
    rate is the floor.
 4. **Capacity target**: the fewest replicas whose per-replica queue (``slots`` servers, Allen-Cunneen
    G/G/c, :func:`autoscaler.serving.erlang_c`) keeps ``P(queue time > target) <= violation_target``
-   at that rate (``Capacity``). **Calibration**: where over half of the lease's queue-time readings (smoothed over
-   ``calibration_window_s``) exceed the target, the model underestimates its queueing (arrivals burstier than
-   it assumes); the rate is scaled by a learnt headroom, x1.5 per window up to ``calibration_max``, relaxed
-   four times slower once under a quarter (``QueueCalibration``).
+   at that rate (``Capacity``). **Calibration**: where more than ``calibration_grow_share`` of the lease's
+   queue-time readings (smoothed over ``calibration_window_s``) exceed the target, the model underestimates its
+   queueing (arrivals burstier than it assumes); the rate is scaled by a learnt headroom, x1.5 per window up to
+   ``calibration_max``, relaxed four times slower once under ``calibration_relax_share`` (``QueueCalibration``).
 5. **Reactive rules** on the measured queue time: above ``reactive_queue_factor`` x the target, never
    scale down (``ReactiveQueueTime``). When it has stayed above ``reactive_floor_factor`` x the target for
    the whole ``reactive_floor_window_s``, the HPA's rule ``ceil(ready x measured / target)`` on the
@@ -140,10 +140,16 @@ class PredictiveParams:
     """The reactive floor uses the smallest queue time and Ready count of this window: only a sustained excess
     raises it, sized on the fleet that produced it (0 = the current values)."""
     calibration_window_s: float = 1200.0
-    """Time constant of the share of queue-time readings above the target; while over half of them are, the
-    capacity model underestimates this lease's queueing and its demand is scaled up (0 = off)."""
+    """Time constant of the share of queue-time readings above the target; while more than
+    ``calibration_grow_share`` of them are, the capacity model underestimates this lease's queueing and its demand
+    is scaled up (0 = off)."""
     calibration_max: float = 4.0
     """Largest factor the calibration scales the demand by."""
+    calibration_grow_share: float = 0.35
+    """The headroom grows while the smoothed share of queue-time readings over the target is above this..."""
+    calibration_relax_share: float = 0.2
+    """...and relaxes towards 1 while it is below this (lower than ``calibration_grow_share``); in between it
+    holds."""
     rate_window_s: float = 30.0
     """The request rate's ``rate()`` window: a one-second spike stays in the readings this long."""
     spike_roughness: float = 0.75
@@ -387,10 +393,6 @@ def _sustained_queue(state: PredictiveState, obs: PredictiveObservation,
 
 _CALIBRATION_GROWTH = math.log(1.5)
 """Log of the headroom's growth per calibration window while the lease queues chronically."""
-CALIBRATION_GROW_ABOVE = 0.5
-"""The headroom grows while the smoothed share of queue-time readings over the target is above this..."""
-CALIBRATION_RELAX_BELOW = 0.25
-"""...and relaxes towards 1 while it is below this; in between it holds."""
 
 
 def _push_max(history: tuple[tuple[float, int], ...], now: float, n: int) -> tuple[tuple[float, int], ...]:
@@ -424,10 +426,10 @@ def roughness(rates: tuple[tuple[float, float, float], ...], rate_window_s: floa
 def _calibrate(state: PredictiveState, obs: PredictiveObservation, params: PredictiveParams,
                beyond_max: bool) -> PredictiveState:
     """Learn the headroom: the share of queue-time readings above the target, smoothed over the calibration window;
-    while it is over a half (the lease queues most of the time, not in episodes) the headroom grows by half per
-    window; under a quarter it relaxes towards 1 four times slower. It does not grow while the model itself asks for
-    more than the maximum (``beyond_max``): that queue is the bound's, and a headroom learnt from it would outlast
-    the overload by hours."""
+    while it is over ``calibration_grow_share`` (the lease queues much of the time, not in episodes) the headroom
+    grows by half per window; under ``calibration_relax_share`` it relaxes towards 1 four times slower. It does not
+    grow while the model itself asks for more than the maximum (``beyond_max``): that queue is the bound's, and a
+    headroom learnt from it would outlast the overload by hours."""
     if params.calibration_window_s <= 0 or obs.queue_time_us is None:
         return state
     last = state.calibrated_at
@@ -438,9 +440,9 @@ def _calibrate(state: PredictiveState, obs: PredictiveObservation, params: Predi
     over = 1.0 if obs.queue_time_us > params.target_queue_time_us else 0.0
     share = state.over_share + (1.0 - math.exp(-dt / w)) * (over - state.over_share)
     head = state.headroom
-    if share > CALIBRATION_GROW_ABOVE and not beyond_max:
+    if share > params.calibration_grow_share and not beyond_max:
         head = min(params.calibration_max, head * math.exp(dt * _CALIBRATION_GROWTH / w))
-    elif share < CALIBRATION_RELAX_BELOW:
+    elif share < params.calibration_relax_share:
         head = max(1.0, head * math.exp(-dt * _CALIBRATION_GROWTH / (4 * w)))
     return _evolve(state, over_share=share, headroom=head, calibrated_at=obs.now)
 

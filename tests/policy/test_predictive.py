@@ -248,7 +248,8 @@ def test_policy_config_block_is_strict_and_reaches_the_params() -> None:
     pol = parse_policy("autoscaling:\n  algorithm: predictive\n  predictive: {violationTarget: 0.05, drainSeconds: 0}\n")
     params = pol.autoscaling.predictive.to_params(10000.0)
     assert params.violation_target == 0.05 and params.drain_s == 0 and params.scale_down_window_s == 120.0
-    for bad in ("{violationTarget: 2}", "{nope: 1}", "{seasonPeriodSeconds: 900, seasonBucketSeconds: 600}"):
+    for bad in ("{violationTarget: 2}", "{nope: 1}", "{seasonPeriodSeconds: 900, seasonBucketSeconds: 600}",
+                "{calibrationGrowShare: 0.3, calibrationRelaxShare: 0.3}", "{calibrationRelaxShare: 0.4}"):
         with pytest.raises(ValueError):
             parse_policy(f"autoscaling:\n  predictive: {bad}\n")
 
@@ -297,11 +298,13 @@ def test_reactive_floor_and_calibration_answer_a_chronic_queue_the_poisson_model
 
 def test_calibration_learns_headroom_from_a_chronic_queue_and_forgets_it() -> None:
     """A steady 100 req/s that the queueing model sizes, yet the queue time is over the target in every reading
-    (arrivals burstier than it assumes): once over half the readings, smoothed over the calibration window, are
-    over, the demand is scaled up by half per window, up to ``calibration_max``, and the capacity target follows
-    (``QueueCalibration``). Calm readings bring it back to 1, four times slower. A queue in episodes (5 minutes an
-    hour) or one the maximum explains never raises it, and 0 switches it off."""
-    p = replace(PARAMS, calibration_window_s=600.0, calibration_max=3.0)
+    (arrivals burstier than it assumes): once over half the readings (the grow share here), smoothed over the
+    calibration window, are over, the demand is scaled up by half per window, up to ``calibration_max``, and the
+    capacity target follows (``QueueCalibration``). Calm readings bring it back to 1, four times slower, once under
+    the relax share (a quarter here). A queue in episodes (5 minutes an hour) or one the maximum explains never
+    raises it, and 0 switches it off. The shipped grow share (0.35) starts earlier."""
+    p = replace(PARAMS, calibration_window_s=600.0, calibration_max=3.0, calibration_grow_share=0.5,
+                calibration_relax_share=0.25)
     base = need(100.0)
 
     def feed(queue_us: object, until: float, state: PredictiveState | None = None,
@@ -316,6 +319,12 @@ def test_calibration_learns_headroom_from_a_chronic_queue_and_forgets_it() -> No
 
     early = feed(30000.0, 300.0)  # share 1 - e^-0.5 = 0.39: not yet
     assert early.state.headroom == 1.0 and early.reason != PredictiveReason.CALIBRATED
+    half, p = p, replace(p, calibration_grow_share=PARAMS.calibration_grow_share,
+                         calibration_relax_share=PARAMS.calibration_relax_share)
+    assert PARAMS.calibration_grow_share == 0.35
+    sooner = feed(30000.0, 300.0)  # over 0.35 from 260 s (1 - e^(-260/600) > 0.35): 8 readings of growth
+    assert sooner.state.headroom == pytest.approx(1.5 ** ((295.0 - 255.0) / 600.0)), sooner.state
+    p = half
     one = feed(30000.0, 1200.0)  # over half from 420 s (1 - e^(-420/600) > 0.5): 1.5x per window from there
     assert one.state.headroom == pytest.approx(1.5 ** ((1195.0 - 415.0) / 600.0)), one.state
     assert one.reason == PredictiveReason.CALIBRATED and one.desired_replicas > base

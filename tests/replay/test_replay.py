@@ -149,6 +149,7 @@ def test_the_frontier_bracket_closes_from_an_oracle_kappa_at_its_cap() -> None:
 def test_default_resolves_to_the_configured_algorithm() -> None:
     """`default` is whatever the cluster policy's algorithm names; a new algorithm is one registration."""
     seen: list[str] = []
+    policies_pkg.policy_names()  # every module registered first: none of them may replace this test's factory later
     saved = dict(policies_pkg._ALGORITHMS)
 
     @register_algorithm("predictive")
