@@ -28,6 +28,7 @@ The decision, in order (each step is a parameter of :class:`PredictiveParams`):
    queue-time readings (smoothed over ``calibration_window_s``) exceed the target, the model underestimates its
    queueing (arrivals burstier than it assumes); the rate is scaled by a learnt headroom, x1.5 per window up to
    ``calibration_max``, relaxed four times slower once under ``calibration_relax_share`` (``QueueCalibration``).
+   Readings taken while fewer replicas are Ready than the target are not counted: that queue is explained.
 5. **Reactive rules** on the measured queue time: above ``reactive_queue_factor`` x the target, never
    scale down (``ReactiveQueueTime``). When it has stayed above ``reactive_floor_factor`` x the target for
    the whole ``reactive_floor_window_s``, the HPA's rule ``ceil(ready x measured / target)`` on the
@@ -424,14 +425,18 @@ def roughness(rates: tuple[tuple[float, float, float], ...], rate_window_s: floa
 
 
 def _calibrate(state: PredictiveState, obs: PredictiveObservation, params: PredictiveParams,
-               beyond_max: bool) -> PredictiveState:
+               target: int) -> PredictiveState:
     """Learn the headroom: the share of queue-time readings above the target, smoothed over the calibration window;
     while it is over ``calibration_grow_share`` (the lease queues much of the time, not in episodes) the headroom
-    grows by half per window; under ``calibration_relax_share`` it relaxes towards 1 four times slower. It does not
-    grow while the model itself asks for more than the maximum (``beyond_max``): that queue is the bound's, and a
-    headroom learnt from it would outlast the overload by hours."""
+    grows by half per window; under ``calibration_relax_share`` it relaxes towards 1 four times slower.
+
+    Only readings the model does not already explain count: while fewer replicas are Ready than its own capacity
+    ``target`` (pods still starting on a rising load, or a maximum below what it asks for) a queue is expected, and
+    a headroom learnt from it would outlast the episode (a ramp, a flash crowd's onset) or the overload by hours."""
     if params.calibration_window_s <= 0 or obs.queue_time_us is None:
         return state
+    if obs.ready_replicas < target:
+        return _evolve(state, calibrated_at=obs.now)
     last = state.calibrated_at
     w = params.calibration_window_s
     # a reading stands for the time since the previous one, at most a twentieth of the window: after a gap in the
@@ -440,7 +445,7 @@ def _calibrate(state: PredictiveState, obs: PredictiveObservation, params: Predi
     over = 1.0 if obs.queue_time_us > params.target_queue_time_us else 0.0
     share = state.over_share + (1.0 - math.exp(-dt / w)) * (over - state.over_share)
     head = state.headroom
-    if share > params.calibration_grow_share and not beyond_max:
+    if share > params.calibration_grow_share:
         head = min(params.calibration_max, head * math.exp(dt * _CALIBRATION_GROWTH / w))
     elif share < params.calibration_relax_share:
         head = max(1.0, head * math.exp(-dt * _CALIBRATION_GROWTH / (4 * w)))
@@ -512,7 +517,7 @@ def decide_predictive(obs: PredictiveObservation, state: PredictiveState,
             lam, reason = lam + extra, PredictiveReason.BACKLOG
     details["forecast_rps"] = lam
     target = max(lo, replicas_needed(lam, svc, obs.slots_per_replica, params, hi + 1))  # hi + 1: more than max
-    st = _calibrate(st, obs, params, beyond_max=target > hi)
+    st = _calibrate(st, obs, params, target)
     # a headroom learnt before the calibration was switched off or its maximum lowered does not apply beyond them
     headroom = min(st.headroom, params.calibration_max) if params.calibration_window_s > 0 else 1.0
     if headroom > 1.0001:
