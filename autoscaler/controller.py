@@ -249,8 +249,8 @@ def predictive_message(d: PredictiveDecision, params: PredictiveParams) -> str:
     if "reactive_floor" in det:
         message += f"; the queue time, over the SLO for a whole window, asks at least {det['reactive_floor']:.0f}"
     if "headroom" in det:
-        message += (f"; the queue time was over the SLO in most recent readings: demand x{det['headroom']:.2f} "
-                    "(calibration)")
+        message += ("; the queue time was over the SLO in many recent readings the model does not explain: "
+                    f"demand x{det['headroom']:.2f} (calibration)")
     if d.reason == PredictiveReason.SPIKE_HOLD:
         message += (f"; arrivals come in spikes (roughness {det.get('roughness', 0):.2f}): not below "
                     f"{det.get('spike_floor', 0):.0f}, {params.spike_hold_fraction:g} x the largest target of the "

@@ -30,6 +30,18 @@ from autoscaler.replay.workload import DEFAULT_SERVING, Workload, replica_capaci
 SVC = 0.25  # s per request
 SLOTS = 8
 PARAMS = PredictiveParams(seasonal=False, reactive_floor_factor=0.0)  # the floor has its own test
+REPLAY = ReplaySettings(serving=DEFAULT_SERVING, startup_s=120.0, max_replicas=40)
+REPLAY_SVC = DEFAULT_SERVING.service_seconds()
+CAP = replica_capacity_rps(DEFAULT_SERVING, REPLAY_SVC, 10000.0)
+"""One replica's capacity (req/s) at the 10 ms queue-time target, the unit the replayed arrivals are drawn in."""
+
+
+def replay(counts: np.ndarray, peak_rps: float, options: dict[str, float] | None = None,
+           policy: str = "predictive") -> dict[str, float]:
+    """Replay per-second arrival counts through one policy (the shipped cluster policy with ``options``)."""
+    w = Workload("synthetic", counts, None, None, 1.0, peak_rps, CAP, REPLAY_SVC, 1.0)
+    ctx = PolicyContext(REPLAY, ClusterPolicy(), options or {})
+    return summarize(simulate(w, make_policy(policy, ctx), REPLAY))
 
 
 def obs(now: float, rate: float | None, *, current: int = 4, starting: int = 0, lo: int = 1, hi: int = 40,
@@ -258,16 +270,10 @@ def test_predictive_beats_hpa_on_a_diurnal_and_burst_trace() -> None:
     """A compressed diurnal cycle with a burst: fewer SLO violations than the HPA at no more GPU-seconds."""
     T = 3600
     t = np.arange(T)
-    svc = DEFAULT_SERVING.service_seconds()
-    cap = replica_capacity_rps(DEFAULT_SERVING, svc, 10000.0)
-    rate = cap * (6.0 + 4.0 * np.sin(2 * np.pi * t / T - np.pi / 2))
+    rate = CAP * (6.0 + 4.0 * np.sin(2 * np.pi * t / T - np.pi / 2))
     rate[2000:2240] *= 1.8  # a 4-minute burst
     counts = np.random.default_rng(3).poisson(rate).astype(np.float64)
-    w = Workload("diurnal+burst", counts, None, None, 1.0, float(rate.max()), cap, svc, 1.0)
-    settings = ReplaySettings(serving=DEFAULT_SERVING, startup_s=120.0, max_replicas=40)
-    ctx = PolicyContext(settings, ClusterPolicy())
-    hpa = summarize(simulate(w, make_policy("hpa", ctx), settings))
-    pred = summarize(simulate(w, make_policy("predictive", ctx), settings))
+    hpa, pred = (replay(counts, float(rate.max()), policy=p) for p in ("hpa", "predictive"))
     assert pred["sloViolationFraction"] <= 0.5 * hpa["sloViolationFraction"], (pred, hpa)
     assert pred["gpuSeconds"] <= hpa["gpuSeconds"], (pred, hpa)
 
@@ -278,17 +284,12 @@ def test_reactive_floor_and_calibration_answer_a_chronic_queue_the_poisson_model
     against the policy with neither, for more GPU-seconds; the calibration (default) cuts them by another sixth or
     more on top of the floor; the default stays cheaper than the HPA."""
     T = 7200
-    svc = DEFAULT_SERVING.service_seconds()
-    cap = replica_capacity_rps(DEFAULT_SERVING, svc, 10000.0)
     rng = np.random.default_rng(5)
-    counts = rng.poisson(rng.gamma(0.25, 6.0 * cap / 0.25, size=T)).astype(np.float64)
-    w = Workload("gamma-bursts", counts, None, None, 1.0, 6.0 * cap, cap, svc, 1.0)
-    settings = ReplaySettings(serving=DEFAULT_SERVING, startup_s=120.0, max_replicas=40)
+    counts = rng.poisson(rng.gamma(0.25, 6.0 * CAP / 0.25, size=T)).astype(np.float64)
     no_floor, no_cal = {"predictive.reactiveFloorFactor": 0.0}, {"predictive.calibrationWindowSeconds": 0.0}
-    runs = {}
-    for name, options in (("default", {}), ("floor", no_cal), ("neither", {**no_floor, **no_cal}), ("hpa", {})):
-        ctx = PolicyContext(settings, ClusterPolicy(), options)
-        runs[name] = summarize(simulate(w, make_policy("hpa" if name == "hpa" else "predictive", ctx), settings))
+    runs = {name: replay(counts, 6.0 * CAP, options, "hpa" if name == "hpa" else "predictive")
+            for name, options in (("default", {}), ("floor", no_cal), ("neither", {**no_floor, **no_cal}),
+                                  ("hpa", {}))}
     default, floor, neither, hpa = (runs[k] for k in ("default", "floor", "neither", "hpa"))
     assert floor["sloViolationFraction"] <= 0.85 * neither["sloViolationFraction"], runs
     assert neither["gpuSeconds"] < floor["gpuSeconds"], runs
@@ -302,16 +303,11 @@ def test_the_shipped_calibration_band_cuts_the_violations_of_per_second_gamma_bu
     of them queue; the shipped band (0.35 / 0.2) keeps learning headroom there and cuts the violations by 15 % or
     more for at most 1.15x the GPU-seconds (five draws: 21-31 % fewer for 1.04-1.09x)."""
     T = 3 * 3600
-    svc = DEFAULT_SERVING.service_seconds()
-    cap = replica_capacity_rps(DEFAULT_SERVING, svc, 10000.0)
     rng = np.random.default_rng(2)
-    level = 6.0 * cap * (1.0 + 0.5 * np.sin(2 * np.pi * np.arange(T) / T))
+    level = 6.0 * CAP * (1.0 + 0.5 * np.sin(2 * np.pi * np.arange(T) / T))
     counts = rng.poisson(rng.gamma(0.5, level / 0.5)).astype(np.float64)
-    w = Workload("gamma-cv2", counts, None, None, 1.0, float(counts.max()), cap, svc, 1.0)
-    settings = ReplaySettings(serving=DEFAULT_SERVING, startup_s=120.0, max_replicas=40)
     old = {"predictive.calibrationGrowShare": 0.5, "predictive.calibrationRelaxShare": 0.25}
-    shipped, before = (summarize(simulate(w, make_policy("predictive", PolicyContext(settings, ClusterPolicy(), o)),
-                                          settings)) for o in ({}, old))
+    shipped, before = (replay(counts, float(counts.max()), o) for o in ({}, old))
     assert shipped["sloViolationFraction"] <= 0.85 * before["sloViolationFraction"], (shipped, before)
     assert shipped["gpuSeconds"] <= 1.15 * before["gpuSeconds"], (shipped, before)
 
@@ -449,20 +445,15 @@ def test_spike_hold_cuts_the_violations_of_recurring_spikes(seed: int) -> None:
     was 23-64 %). The queue-time calibration is off in both runs so that they differ in the hold alone: without
     the hold it learns part of the same headroom from the queue (seed 4: 0.306 violations instead of 0.374)."""
     T = 7200
-    svc = DEFAULT_SERVING.service_seconds()
-    cap = replica_capacity_rps(DEFAULT_SERVING, svc, 10000.0)
     rng = np.random.default_rng(seed)
     t = np.arange(T)
     level = 1.0 + 0.5 * np.sin(2 * np.pi * t / 3600)
-    counts = rng.poisson(0.05 * cap * level).astype(np.float64)
+    counts = rng.poisson(0.05 * CAP * level).astype(np.float64)
     at = rng.choice(T, size=T // 40, replace=False)
-    counts[at] += rng.gamma(2.0, cap, size=at.size) * level[at]
-    w = Workload("spikes", counts, None, None, 1.0, float(counts.max()), cap, svc, 1.0)
-    settings = ReplaySettings(serving=DEFAULT_SERVING, startup_s=120.0, max_replicas=40)
-    runs = {name: summarize(simulate(w, make_policy("predictive", PolicyContext(settings, ClusterPolicy(), options)),
-                                     settings))
-            for name, options in (("default", {"predictive.calibrationWindowSeconds": 0.0}),
-                                  ("off", {"predictive.spikeHoldSeconds": 0.0, "predictive.calibrationWindowSeconds": 0.0}))}
+    counts[at] += rng.gamma(2.0, CAP, size=at.size) * level[at]
+    no_cal = {"predictive.calibrationWindowSeconds": 0.0}
+    runs = {name: replay(counts, float(counts.max()), options)
+            for name, options in (("default", no_cal), ("off", {**no_cal, "predictive.spikeHoldSeconds": 0.0}))}
     default, off = runs["default"], runs["off"]
     assert default["sloViolationFraction"] <= 0.8 * off["sloViolationFraction"], runs
     assert default["gpuSeconds"] <= 1.4 * off["gpuSeconds"], runs
