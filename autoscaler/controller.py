@@ -978,14 +978,23 @@ class Controller:
                 await self.prometheus.close()
 
 
-async def supervise(coros: dict[str, Awaitable[None]], stop: asyncio.Event, grace_s: float = 5.0) -> None:
-    """Root supervisor: if any task ends or fails, or ``stop`` is set, cancel the rest and re-raise."""
+async def supervise(coros: dict[str, Awaitable[None]], stop: asyncio.Event, grace_s: float = 5.0,
+                    drain: tuple[str, ...] = ("loop",)) -> None:
+    """Root supervisor: if any task ends or fails, or ``stop`` is set, stop the rest and re-raise.
+
+    The tasks named in ``drain`` are not cancelled at once: they see ``stop`` and end on their own within
+    ``grace_s`` (the control loop finishes its tick, so a scale it has written gets its Event and log line,
+    while the leader election, still running, keeps the lease); then everything left is cancelled.
+    """
     tasks: dict[asyncio.Future[Any], str] = {asyncio.ensure_future(c): name for name, c in coros.items()}
     stopper: asyncio.Future[Any] = asyncio.ensure_future(stop.wait())
     try:
         done, _ = await asyncio.wait([*tasks, stopper], return_when=asyncio.FIRST_COMPLETED)
     finally:
         stop.set()
+        draining = [t for t, name in tasks.items() if name in drain and not t.done()]
+        if draining:
+            await asyncio.wait(draining, timeout=grace_s)
         for t in [*tasks, stopper]:
             if not t.done():
                 t.cancel()
