@@ -64,6 +64,7 @@ import math
 from bisect import bisect_left, bisect_right
 from dataclasses import dataclass, field, fields
 from enum import StrEnum
+from itertools import repeat
 from operator import itemgetter, mul, sub
 from typing import Any
 
@@ -227,7 +228,7 @@ _STATE_FIELDS = frozenset(f.name for f in fields(PredictiveState))
 
 def _evolve(state: PredictiveState, **changes: Any) -> PredictiveState:
     """``dataclasses.replace`` for the state, without re-running its frozen ``__init__`` (one
-    ``object.__setattr__`` per field, ~20 µs a copy, four copies a decision). The state has no
+    ``object.__setattr__`` per field, ~20 µs a copy; a decision makes one). The state has no
     ``__post_init__``, so copying its fields and replacing some gives the same value."""
     assert changes.keys() <= _STATE_FIELDS, sorted(changes.keys() - _STATE_FIELDS)
     new = object.__new__(PredictiveState)
@@ -308,10 +309,10 @@ def _trend_slope(rates: tuple[tuple[float, float, float], ...], now: float, wind
     if len(pts) < 4 or pts[-1][0] - pts[0][0] < window_s / 2:
         return 0.0
     n = len(pts)
-    ts, rs = list(map(_TIME, pts)), list(map(_RATE, pts))
+    ts, rs, _ = zip(*pts, strict=True)
     t_mean, r_mean = sum(ts) / n, sum(rs) / n
-    ds = [t - t_mean for t in ts]
-    num = sum(map(mul, ds, [r - r_mean for r in rs]))  # left to right, as a loop would add them
+    ds = list(map(sub, ts, repeat(t_mean)))
+    num = sum(map(mul, ds, map(sub, rs, repeat(r_mean))))  # left to right, as a loop would add them
     den = sum(map(mul, ds, ds))
     return num / den if den > 0 else 0.0
 
@@ -334,16 +335,17 @@ def fit_season(history: tuple[float, ...], per_period: int, harmonics: int) -> t
     return tuple(float(v) for v in y)
 
 
-def _season_ratio(state: PredictiveState, now: float, horizon_s: float, params: PredictiveParams) -> float:
-    """Expected rate change (ratio, >= 0) from now to the horizon from the fitted daily shape."""
-    if not state.season_fit or state.season_bucket_end is None:
+def _season_ratio(fit: tuple[float, ...], end: float | None, now: float, horizon_s: float,
+                  params: PredictiveParams) -> float:
+    """Expected rate change (ratio, >= 0) from now to the horizon from the fitted daily shape ``fit`` whose last
+    bucket ended at ``end``."""
+    if not fit or end is None:
         return 1.0
     b = params.season_bucket_s
-    n = len(state.season_fit)
-    fit = state.season_fit
+    n = len(fit)
     # fit[-1] is the bucket that ended at season_bucket_end; index by buckets since then
     def at(t: float) -> float:
-        off = (t - (state.season_bucket_end or 0.0)) / b
+        off = (t - end) / b
         i = math.floor(off) % n
         return fit[i]
     cur, fut = at(now), max(at(now + horizon_s * f) for f in (0.5, 1.0))
@@ -352,44 +354,46 @@ def _season_ratio(state: PredictiveState, now: float, horizon_s: float, params: 
     return max(0.0, fut / cur)
 
 
-def _update_season(state: PredictiveState, now: float, rate: float, params: PredictiveParams) -> PredictiveState:
+def _update_season(state: PredictiveState, now: float, rate: float, params: PredictiveParams) -> dict[str, Any]:
+    """The season's fields after adding this decision's rate (the changes to the state)."""
     if not params.seasonal:
-        return state
+        return {}
     b = params.season_bucket_s
     end = state.season_bucket_end
     if end is None:
-        return _evolve(state, season_bucket_end=math.floor(now / b) * b, bucket_sum=rate, bucket_n=1)
+        return {"season_bucket_end": math.floor(now / b) * b, "bucket_sum": rate, "bucket_n": 1}
     if now < end + b:
-        return _evolve(state, bucket_sum=state.bucket_sum + rate, bucket_n=state.bucket_n + 1)
+        return {"bucket_sum": state.bucket_sum + rate, "bucket_n": state.bucket_n + 1}
     per = max(1, round(params.season_period_s / b))
     mean = state.bucket_sum / state.bucket_n if state.bucket_n else rate
     gaps = min(per, int((now - end) // b) - 1)
     season = (*state.season, mean, *([mean] * gaps))[-per * params.season_history_periods:]
     new_end = end + b * (1 + gaps) if gaps < per else math.floor(now / b) * b
     fit = fit_season(season, per, params.season_harmonics) if len(season) >= per else ()
-    return _evolve(state, season=season, season_bucket_end=new_end, bucket_sum=rate, bucket_n=1, season_fit=fit)
+    return {"season": season, "season_bucket_end": new_end, "bucket_sum": rate, "bucket_n": 1, "season_fit": fit}
 
 
 # --------------------------------------------------------------------------------------- decision
 
 
 def _sustained_queue(state: PredictiveState, obs: PredictiveObservation,
-                     params: PredictiveParams) -> tuple[PredictiveState, float | None, int]:
+                     params: PredictiveParams) -> tuple[dict[str, Any], float | None, int]:
     """The reactive floor's inputs: the smallest queue time of its window and the smallest Ready count (the fleet
     that produced it: the queue time is a 1 m average, so right after pods become Ready it still shows the smaller
-    fleet's backlog). ``None`` while the floor is off or its window is not covered yet."""
+    fleet's backlog). ``None`` while the floor is off or its window is not covered yet. The first item is the
+    changes to the state."""
     if params.reactive_floor_factor <= 0:
-        return state, None, 0
+        return {}, None, 0
     if params.reactive_floor_window_s <= 0:
-        return state, obs.queue_time_us, obs.ready_replicas
+        return {}, obs.queue_time_us, obs.ready_replicas
     now, w = obs.now, params.reactive_floor_window_s
     samples = state.queue_times if obs.queue_time_us is None else (
         *state.queue_times, (now, obs.queue_time_us, float(obs.ready_replicas)))
     samples = samples[bisect_left(samples, now - w, key=_TIME):]
-    state = _evolve(state, queue_times=samples)
+    changes = {"queue_times": samples}
     if not samples or now - samples[0][0] < 0.75 * w:
-        return state, None, 0
-    return state, min(map(_RATE, samples)), int(min(map(_LOAD, samples)))
+        return changes, None, 0
+    return changes, min(map(_RATE, samples)), int(min(map(_LOAD, samples)))
 
 
 _CALIBRATION_GROWTH = math.log(1.5)
@@ -425,18 +429,19 @@ def roughness(rates: tuple[tuple[float, float, float], ...], rate_window_s: floa
 
 
 def _calibrate(state: PredictiveState, obs: PredictiveObservation, params: PredictiveParams,
-               target: int) -> PredictiveState:
+               target: int) -> dict[str, Any]:
     """Learn the headroom: the share of queue-time readings above the target, smoothed over the calibration window;
     while it is over ``calibration_grow_share`` (the lease queues much of the time, not in episodes) the headroom
     grows by half per window; under ``calibration_relax_share`` it relaxes towards 1 four times slower.
 
     Only readings the model does not already explain count: while fewer replicas are Ready than its own capacity
     ``target`` (pods still starting on a rising load, or a maximum below what it asks for) a queue is expected, and
-    a headroom learnt from it would outlast the episode (a ramp, a flash crowd's onset) or the overload by hours."""
+    a headroom learnt from it would outlast the episode (a ramp, a flash crowd's onset) or the overload by hours.
+    Returns the changes to the state."""
     if params.calibration_window_s <= 0 or obs.queue_time_us is None:
-        return state
+        return {}
     if obs.ready_replicas < target:
-        return _evolve(state, calibrated_at=obs.now)
+        return {"calibrated_at": obs.now}
     last = state.calibrated_at
     w = params.calibration_window_s
     # a reading stands for the time since the previous one, at most a twentieth of the window: after a gap in the
@@ -449,7 +454,7 @@ def _calibrate(state: PredictiveState, obs: PredictiveObservation, params: Predi
         head = min(params.calibration_max, head * math.exp(dt * _CALIBRATION_GROWTH / w))
     elif share < params.calibration_relax_share:
         head = max(1.0, head * math.exp(-dt * _CALIBRATION_GROWTH / (4 * w)))
-    return _evolve(state, over_share=share, headroom=head, calibrated_at=obs.now)
+    return {"over_share": share, "headroom": head, "calibrated_at": obs.now}
 
 
 def _queue_over(obs: PredictiveObservation, factor: float, params: PredictiveParams) -> bool:
@@ -485,8 +490,9 @@ def decide_predictive(obs: PredictiveObservation, state: PredictiveState,
     keep_s = max(params.burst_window_s, params.trend_window_s)
     rates = (*state.rates[_since(state.rates, now - keep_s):], (now, rate, rate * svc))
     since = now if state.since is None else state.since
-    st = _update_season(_evolve(state, rates=rates, pending=pend_hist, service_time_s=svc, since=since),
-                        now, rate, params)
+    # the new state's fields that change, set as they are computed; one copy of the state at the end
+    ch: dict[str, Any] = {"rates": rates, "pending": pend_hist, "service_time_s": svc, "since": since}
+    ch.update(_update_season(state, now, rate, params))
 
     horizon = obs.startup_s + params.lag_s
     reason = PredictiveReason.CAPACITY
@@ -506,7 +512,8 @@ def decide_predictive(obs: PredictiveObservation, state: PredictiveState,
         f = rate + params.trend_damping * max(0.0, slope) * horizon
         if f > lam * 1.0001:
             lam, reason = f, PredictiveReason.TREND
-    ratio = _season_ratio(st, now, horizon, params)
+    ratio = _season_ratio(ch.get("season_fit", state.season_fit),
+                          ch.get("season_bucket_end", state.season_bucket_end), now, horizon, params)
     details["season_ratio"] = ratio
     if rate * ratio > lam * 1.0001:
         lam, reason = rate * ratio, PredictiveReason.SEASONAL
@@ -517,24 +524,26 @@ def decide_predictive(obs: PredictiveObservation, state: PredictiveState,
             lam, reason = lam + extra, PredictiveReason.BACKLOG
     details["forecast_rps"] = lam
     target = max(lo, replicas_needed(lam, svc, obs.slots_per_replica, params, hi + 1))  # hi + 1: more than max
-    st = _calibrate(st, obs, params, target)
+    ch.update(_calibrate(state, obs, params, target))
     # a headroom learnt before the calibration was switched off or its maximum lowered does not apply beyond them
-    headroom = min(st.headroom, params.calibration_max) if params.calibration_window_s > 0 else 1.0
+    headroom = (min(ch.get("headroom", state.headroom), params.calibration_max) if params.calibration_window_s > 0
+                else 1.0)
     if headroom > 1.0001:
         details["headroom"] = headroom
         calibrated = max(lo, replicas_needed(lam * headroom, svc, obs.slots_per_replica, params, hi + 1))
         if calibrated > target:
             target, reason = calibrated, PredictiveReason.CALIBRATED
     details["capacity_target"] = float(target)
-    kept = st.targets[_since(st.targets, now - max(params.scale_down_window_s, params.spike_hold_s)):]
-    st = _evolve(st, targets=_push_max(kept, now, target))
+    kept = state.targets[_since(state.targets, now - max(params.scale_down_window_s, params.spike_hold_s)):]
+    targets = _push_max(kept, now, target)
 
     desired = target
     # too little history to trust a lower target, or a queue time as chronic: right after a (re)start the burst
     # envelope and the scale-down window are empty, and the queue time still shows the backlog of the fleet the
     # controller found
     warm = now - since >= max(params.scale_down_window_s, params.burst_window_s)
-    st, sustained, fleet = _sustained_queue(st, obs, params)
+    queue_changes, sustained, fleet = _sustained_queue(state, obs, params)
+    ch.update(queue_changes)
     if (warm and sustained is not None and fleet > 0
             and sustained > params.reactive_floor_factor * params.target_queue_time_us):
         # the HPA's rule, ceil(ready x queue time / target), on a queue time sustained over the floor's window and
@@ -543,7 +552,7 @@ def decide_predictive(obs: PredictiveObservation, state: PredictiveState,
         ratio = min(sustained / params.target_queue_time_us, params.reactive_floor_max_growth)
         floor = min(hi, math.ceil(fleet * ratio))
         details["reactive_floor"] = float(floor)
-        st = _evolve(st, targets=_push_max(st.targets, now, floor))
+        targets = _push_max(targets, now, floor)
         if floor > desired:
             desired, reason = floor, PredictiveReason.REACTIVE_FLOOR
     if _queue_over(obs, params.panic_queue_factor, params):
@@ -551,7 +560,6 @@ def decide_predictive(obs: PredictiveObservation, state: PredictiveState,
         if grown > desired:
             desired, reason = grown, PredictiveReason.PANIC
     if desired < current:
-        targets = st.targets
         held = max(map(_N, targets[_since(targets, now - params.scale_down_window_s):])) if warm else current
         spike_floor = 0
         if warm and params.spike_hold_s > 0:
@@ -576,7 +584,8 @@ def decide_predictive(obs: PredictiveObservation, state: PredictiveState,
         desired, reason = lo, PredictiveReason.TOO_FEW_REPLICAS
     if desired > hi:
         desired, reason = hi, PredictiveReason.TOO_MANY_REPLICAS
-    return PredictiveDecision(int(desired), reason, st, details)
+    ch["targets"] = targets
+    return PredictiveDecision(int(desired), reason, _evolve(state, **ch), details)
 
 
 __all__ = [
