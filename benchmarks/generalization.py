@@ -1,13 +1,18 @@
 """Issue 8 beyond the shared traces: synthetic traffic shapes, seeded, replayed side by side, one summary row each.
 
-Usage: python benchmarks/generalization.py [--out DIR] [--shared] [--halves] [--only NAME,...] [--json] [--plot PNG]
+Usage: python benchmarks/generalization.py [--out DIR] [--shared] [--halves] [--variants] [--only NAME,...] [--json]
+       [--plot PNG]
 
 Writes the synthetic traces (CSV, the shared traces' format) to DIR (default: a temporary directory), replays
 each through hpa, keda, kpa, default and oracle with the default replay settings, and prints one row per trace:
 `default`'s figures as ratios, which of issue 8's checks it meets, and whether the oracle (perfect foresight)
 itself reaches half of hpa's violations, i.e. whether that check is feasible at all on the trace.
 `--shared` adds the shared traces (../shared/traces) to the table; `--halves` adds each shared trace's first and
-second half as traces of their own (`_A`, `_B`, each rescaled on its own: held-out segments). `--plot` draws every
+second half as traces of their own (`_A`, `_B`, each rescaled on its own: held-out segments). `--variants` (eleventh
+session) adds five traces rebuilt from the two 1-s Azure traces, none of them used to choose a parameter: each
+played backwards (`azure_code_rev`, `azure_conv_rev`: the same bursts in another order), the two added second by
+second (`code_plus_conv`: one endpoint serving both), and each one's first half spliced to the other one's second
+(`conv_then_code`, `code_then_conv`: the traffic changes character mid-trace). `--plot` draws every
 policy's violations and GPU-seconds relative to hpa per trace, with the region issue 8 asks for shaded.
 
 The shapes (none of them was used to choose a parameter):
@@ -173,6 +178,32 @@ def write_halves(src: Path, out: Path) -> list[Path]:
     return paths
 
 
+def _rows(src: Path) -> tuple[list[str], list[list[str]]]:
+    """A 1-s trace's header lines and its rows' fields after ``t_seconds``."""
+    lines = src.read_text().splitlines()
+    head = [x for x in lines if x.startswith("#") or x.startswith("t_seconds")]
+    return head, [x.split(",")[1:] for x in lines if x and x[0].isdigit()]
+
+
+def write_variants(out: Path) -> list[Path]:
+    """Held-out traces rebuilt from the two 1-s Azure traces (reversed, summed, spliced; see the module doc)."""
+    head, code = _rows(SHARED / "azure_code_2023_1s.csv")
+    _, conv = _rows(SHARED / "azure_conv_2023_1s.csv")
+    n = min(len(code), len(conv))
+    summed = [[str(int(a) + int(b)) for a, b in zip(x, y, strict=True)] for x, y in zip(code[:n], conv[:n], strict=True)]
+    variants = {
+        "azure_code_rev": code[::-1], "azure_conv_rev": conv[::-1], "code_plus_conv": summed,
+        "conv_then_code": conv[:len(conv) // 2] + code[len(code) // 2:],
+        "code_then_conv": code[:len(code) // 2] + conv[len(conv) // 2:],
+    }
+    paths = []
+    for name, rows in variants.items():
+        path = out / f"{name}.csv"
+        path.write_text("\n".join([*head, *(",".join([str(i), *r]) for i, r in enumerate(rows))]) + "\n")
+        paths.append(path)
+    return paths
+
+
 def summary_row(name: str, s: dict[str, dict[str, Any]], frontier: dict[str, Any] | None = None) -> dict[str, Any]:
     """`default` against the baselines and the oracle, the checks met, and whether any schedule could meet them
     all (``frontier``: :meth:`ReplayResult.checks_frontier`)."""
@@ -241,6 +272,8 @@ def main() -> int:
     ap.add_argument("--only", default=",".join(SHAPES), help="comma-separated shapes")
     ap.add_argument("--shared", action="store_true", help="also replay the shared traces")
     ap.add_argument("--halves", action="store_true", help="also replay each shared trace's halves (held out)")
+    ap.add_argument("--variants", action="store_true",
+                    help="also replay five traces rebuilt from the Azure traces (reversed, summed, spliced)")
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--plot", type=Path, default=None, help="write the summary plot (PNG) here")
     args = ap.parse_args()
@@ -251,6 +284,8 @@ def main() -> int:
         return 2
     with tempfile.TemporaryDirectory() as tmp:
         traces = write_traces(args.out or Path(tmp), names)
+        if args.variants:
+            traces = write_variants(args.out or Path(tmp)) + traces
         if args.halves:
             out = args.out or Path(tmp)
             traces = [h for src in sorted(SHARED.glob("*.csv")) for h in write_halves(src, out)] + traces
