@@ -4,7 +4,8 @@
     python benchmarks/loop_scale.py --leases 10000 --json --algorithm predictive
 
 Prints ``{"algorithm", "leases", "loopSeconds", "cpuSeconds", "queriesPerLoop", "apiWritesPerLoop", "rssMB",
-"baselineLoopSeconds", "baselineQueriesPerLoop"}`` (plus details). The sandbox API server runs in a child
+"baselineLoopSeconds", "baselineQueriesPerLoop"}`` (plus details, among them ``querySeconds``: each metric kind's
+mean PromQL latency over the measured loops, the part of the wall time Prometheus takes while the loop works). The sandbox API server runs in a child
 process, so the controller's CPU time and RSS are its own. Prometheus serves backfilled recorded
 queue-time series for every pod (values at the target, so a steady loop decides "no change"), and
 queries are pinned to the end of the backfilled range. The measured loops come after 300 s of
@@ -165,7 +166,11 @@ async def _run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
             for k in range(fill):
                 await ctl.tick(now=end + 5 * (k + 1), query_at=end)
             print(f"{fill} loops to fill {args.steady_seconds:.0f} s of stabilisation history", file=sys.stderr)
+            before = _query_seconds(ctl)
             loops = [await ctl.tick(now=end + 5 * (fill + k + 1), query_at=end) for k in range(args.loops)]
+            after = _query_seconds(ctl)
+            query_s = {k: round((after[k][0] - before.get(k, (0.0, 0))[0])
+                                / max(1, after[k][1] - before.get(k, (0.0, 0))[1]), 3) for k in after}
             reasons = Counter(rt.last["reason"] for rt in ctl.runtime.values() if rt.last)  # the last measured loop
             last_now = end + 5 * (fill + args.loops)
             if args.profile:
@@ -239,10 +244,27 @@ async def _run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         "firstLoopApiWrites": warm.api_writes,
         "unmeasuredLoops": fill,
         "reasons": dict(reasons),
+        "querySeconds": query_s,
         "loops": [{"wall": round(r.wall_s, 3), "cpu": round(r.cpu_s, 3), "writes": r.api_writes,
                    "decided": r.decided} for r in loops],
         "ratioLoopSeconds": round(base_wall * scale / max(1e-9, statistics.median(r.wall_s for r in loops)), 1),
     }
+
+
+def _query_seconds(ctl: Any) -> dict[str, tuple[float, int]]:
+    """(total seconds, queries) so far per metric kind, from the controller's own query-latency histogram."""
+    out: dict[str, tuple[float, int]] = {}
+    for metric in ctl.telemetry.registry.collect():
+        if metric.name != "autoscaler_prometheus_query_seconds":
+            continue
+        for smp in metric.samples:
+            kind = smp.labels.get("metric", "")
+            total, n = out.get(kind, (0.0, 0))
+            if smp.name.endswith("_sum"):
+                out[kind] = (smp.value, n)
+            elif smp.name.endswith("_count"):
+                out[kind] = (total, int(smp.value))
+    return out
 
 
 def main() -> int:

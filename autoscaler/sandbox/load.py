@@ -156,6 +156,8 @@ def load_trace(name: str | Path) -> Trace:
             cells[col].append(v)
     if header is None:
         raise ValueError(f"{path}: no header with a 'requests' column")
+    if not cells["requests"]:
+        raise ValueError(f"{path}: no rows after the header (a trace needs at least one bucket)")
     requests = np.asarray(cells["requests"], dtype=np.float64)
     times = np.asarray(cells.get("t_seconds", []), dtype=np.float64)
     timed = times.size == requests.size and times.size > 0 and bool(np.isfinite(times).all())

@@ -166,9 +166,11 @@ def test_rows_go_to_the_bucket_their_time_says(tmp_path: Path) -> None:
     [(["0,3", "1,-1"], r"t\.csv:3: requests must be a number >= 0, got '-1'"),
      (["0,3", "1,"], r"t\.csv:3: requests must be .* got ''"),
      (["0,nan"], r"t\.csv:2: requests"),
-     (["0,x"], r"t\.csv:2: requests")])
+     (["0,x"], r"t\.csv:2: requests"),
+     ([], r"t\.csv: no rows after the header")])
 def test_bad_request_counts_name_the_line(tmp_path: Path, rows: list[str], match: str) -> None:
-    """A request count that is missing, negative or not a number is an error naming the file and line."""
+    """A request count that is missing, negative or not a number is an error naming the file and line; a header
+    without rows is an error too (it used to reach the oracle and fail there with an IndexError)."""
     with pytest.raises(ValueError, match=match):
         load_trace(_write(tmp_path / "t.csv", "t_seconds,requests", rows))
 
