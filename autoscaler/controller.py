@@ -927,7 +927,17 @@ class Controller:
         gc.set_threshold(500_000, 20, 20)
 
     async def run_loop(self) -> None:
-        await asyncio.gather(self.deployments.synced.wait(), self.pods.synced.wait(), self.configmaps.synced.wait())
+        # wait for the caches, or a stop before they sync (no API server yet): then there is no tick to finish
+        waits = [asyncio.ensure_future(c.synced.wait()) for c in (self.deployments, self.pods, self.configmaps)]
+        stopping = asyncio.ensure_future(self.stop.wait())
+        try:
+            while not stopping.done() and not all(w.done() for w in waits):
+                await asyncio.wait([*waits, stopping], return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for f in (*waits, stopping):
+                f.cancel()
+        if self.stop.is_set():
+            return
         log.info("caches synced: %d deployments, %d pods", len(self.deployments.objects), len(self.pods.objects))
         self.tune_gc()
         while not self.stop.is_set():
