@@ -989,12 +989,14 @@ class Controller:
 
 
 async def supervise(coros: dict[str, Awaitable[None]], stop: asyncio.Event, grace_s: float = 5.0,
-                    drain: tuple[str, ...] = ("loop",)) -> None:
+                    drain: tuple[str, ...] = ("loop",), drain_s: float = 15.0) -> None:
     """Root supervisor: if any task ends or fails, or ``stop`` is set, stop the rest and re-raise.
 
     The tasks named in ``drain`` are not cancelled at once: they see ``stop`` and end on their own within
-    ``grace_s`` (the control loop finishes its tick, so a scale it has written gets its Event and log line,
-    while the leader election, still running, keeps the lease); then everything left is cancelled.
+    ``drain_s`` (the control loop finishes its tick, so a scale it has written gets its Event and log line,
+    while the leader election, still running, keeps the lease); then everything left is cancelled and given
+    ``grace_s`` to unwind. 15 s covers a 10,000-lease tick on a slow machine and, with the Lease's release,
+    stays inside the manifest's 30 s ``terminationGracePeriodSeconds``.
     """
     tasks: dict[asyncio.Future[Any], str] = {asyncio.ensure_future(c): name for name, c in coros.items()}
     stopper: asyncio.Future[Any] = asyncio.ensure_future(stop.wait())
@@ -1004,7 +1006,7 @@ async def supervise(coros: dict[str, Awaitable[None]], stop: asyncio.Event, grac
         stop.set()
         draining = [t for t, name in tasks.items() if name in drain and not t.done()]
         if draining:
-            await asyncio.wait(draining, timeout=grace_s)
+            await asyncio.wait(draining, timeout=drain_s)
         for t in [*tasks, stopper]:
             if not t.done():
                 t.cancel()

@@ -40,10 +40,10 @@ async def test_stop_lets_the_loop_finish_its_tick_then_cancels_the_rest() -> Non
     assert sorted(events[2:]) == ["leader cancelled", "watch cancelled"]
 
 
-async def test_a_tick_longer_than_the_grace_is_cancelled() -> None:
+async def test_a_tick_longer_than_the_drain_time_is_cancelled() -> None:
     stop, events = asyncio.Event(), []
     task = asyncio.ensure_future(supervise({"loop": _until_cancelled("loop", events),
-                                            "watch": _until_cancelled("watch", events)}, stop, grace_s=0.1))
+                                            "watch": _until_cancelled("watch", events)}, stop, drain_s=0.1))
     await asyncio.sleep(0.01)
     stop.set()
     await asyncio.wait_for(task, 2.0)
@@ -52,7 +52,7 @@ async def test_a_tick_longer_than_the_grace_is_cancelled() -> None:
 
 def test_sigterm_before_the_caches_sync_stops_at_once_and_cleanly(tmp_path: Path) -> None:
     """`autoscaler run` against an API server that is not there yet: SIGTERM stops it without waiting out the
-    loop's grace period (there is no tick to finish) and without a stray traceback."""
+    loop's drain time (there is no tick to finish) and without a stray traceback."""
     kubeconfig = tmp_path / "kubeconfig"
     kubeconfig.write_text(
         "apiVersion: v1\nkind: Config\ncurrent-context: c\n"
@@ -76,5 +76,5 @@ def test_sigterm_before_the_caches_sync_stops_at_once_and_cleanly(tmp_path: Path
         proc.kill()
     out = "".join(lines) + rest
     assert proc.returncode == 0, out[-2000:]
-    assert elapsed < 4.0, f"took {elapsed:.1f}s: waited out the 5 s grace for a tick that never started"
+    assert elapsed < 4.0, f"took {elapsed:.1f}s: waited for a tick that never started"
     assert "stopped" in out and "Traceback" not in out and "never retrieved" not in out, out[-2000:]
