@@ -926,16 +926,18 @@ class Controller:
         gc.freeze()
         gc.set_threshold(500_000, 20, 20)
 
+    async def _caches_synced(self) -> None:
+        for cache in (self.deployments, self.pods, self.configmaps):
+            await cache.synced.wait()
+
     async def run_loop(self) -> None:
-        # wait for the caches, or a stop before they sync (no API server yet): then there is no tick to finish
-        waits = [asyncio.ensure_future(c.synced.wait()) for c in (self.deployments, self.pods, self.configmaps)]
-        stopping = asyncio.ensure_future(self.stop.wait())
+        # the caches, or a stop before they sync (no API server yet): then there is no tick to finish
+        synced, stopping = asyncio.ensure_future(self._caches_synced()), asyncio.ensure_future(self.stop.wait())
         try:
-            while not stopping.done() and not all(w.done() for w in waits):
-                await asyncio.wait([*waits, stopping], return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait([synced, stopping], return_when=asyncio.FIRST_COMPLETED)
         finally:
-            for f in (*waits, stopping):
-                f.cancel()
+            synced.cancel()
+            stopping.cancel()
         if self.stop.is_set():
             return
         log.info("caches synced: %d deployments, %d pods", len(self.deployments.objects), len(self.pods.objects))

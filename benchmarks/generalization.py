@@ -162,33 +162,33 @@ def write_traces(out: Path, names: list[str], seed: int = 42) -> list[Path]:
     return paths
 
 
+def _read_rows(src: Path) -> tuple[list[str], float, list[list[str]]]:
+    """A trace's header lines, its bucket (the step of ``t_seconds``) and each row's fields after ``t_seconds``."""
+    lines = src.read_text().splitlines()
+    head = [x for x in lines if x.startswith("#") or x.startswith("t_seconds")]
+    rows = [x.split(",") for x in lines if x and x[0].isdigit()]
+    bucket = float(rows[1][0]) - float(rows[0][0]) if len(rows) > 1 else 1.0
+    return head, bucket, [r[1:] for r in rows]
+
+
+def _write_rows(path: Path, head: list[str], rows: list[list[str]], bucket: float = 1.0) -> Path:
+    """A trace file: the header lines, then the rows with ``t_seconds`` counted from 0."""
+    path.write_text("\n".join([*head, *(",".join([f"{i * bucket:g}", *r]) for i, r in enumerate(rows))]) + "\n")
+    return path
+
+
 def write_halves(src: Path, out: Path) -> list[Path]:
     """The first and the second half of a trace, each a trace file of its own (header kept, time from 0)."""
-    lines = src.read_text().splitlines()
-    head = [x for x in lines if x.startswith("#") or x.startswith("t_seconds")]
-    rows = [x for x in lines if x and x[0].isdigit()]
-    bucket = float(rows[1].split(",")[0]) - float(rows[0].split(",")[0]) if len(rows) > 1 else 1.0
+    head, bucket, rows = _read_rows(src)
     mid = len(rows) // 2
-    paths = []
-    for tag, part in (("A", rows[:mid]), ("B", rows[mid:])):
-        body = [",".join([f"{i * bucket:g}", *r.split(",")[1:]]) for i, r in enumerate(part)]
-        path = out / f"{src.stem}_{tag}.csv"
-        path.write_text("\n".join([*head, *body]) + "\n")
-        paths.append(path)
-    return paths
-
-
-def _rows(src: Path) -> tuple[list[str], list[list[str]]]:
-    """A 1-s trace's header lines and its rows' fields after ``t_seconds``."""
-    lines = src.read_text().splitlines()
-    head = [x for x in lines if x.startswith("#") or x.startswith("t_seconds")]
-    return head, [x.split(",")[1:] for x in lines if x and x[0].isdigit()]
+    return [_write_rows(out / f"{src.stem}_{tag}.csv", head, part, bucket)
+            for tag, part in (("A", rows[:mid]), ("B", rows[mid:]))]
 
 
 def write_variants(out: Path) -> list[Path]:
     """Held-out traces rebuilt from the two 1-s Azure traces (reversed, summed, spliced; see the module doc)."""
-    head, code = _rows(SHARED / "azure_code_2023_1s.csv")
-    _, conv = _rows(SHARED / "azure_conv_2023_1s.csv")
+    head, _, code = _read_rows(SHARED / "azure_code_2023_1s.csv")
+    _, _, conv = _read_rows(SHARED / "azure_conv_2023_1s.csv")
     n = min(len(code), len(conv))
     summed = [[str(int(a) + int(b)) for a, b in zip(x, y, strict=True)] for x, y in zip(code[:n], conv[:n], strict=True)]
     variants = {
@@ -196,12 +196,7 @@ def write_variants(out: Path) -> list[Path]:
         "conv_then_code": conv[:len(conv) // 2] + code[len(code) // 2:],
         "code_then_conv": code[:len(code) // 2] + conv[len(conv) // 2:],
     }
-    paths = []
-    for name, rows in variants.items():
-        path = out / f"{name}.csv"
-        path.write_text("\n".join([*head, *(",".join([str(i), *r]) for i, r in enumerate(rows))]) + "\n")
-        paths.append(path)
-    return paths
+    return [_write_rows(out / f"{name}.csv", head, rows) for name, rows in variants.items()]
 
 
 def summary_row(name: str, s: dict[str, dict[str, Any]], frontier: dict[str, Any] | None = None) -> dict[str, Any]:

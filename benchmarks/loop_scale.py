@@ -169,8 +169,10 @@ async def _run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
             before = _query_seconds(ctl)
             loops = [await ctl.tick(now=end + 5 * (fill + k + 1), query_at=end) for k in range(args.loops)]
             after = _query_seconds(ctl)
-            query_s = {k: round((after[k][0] - before.get(k, (0.0, 0))[0])
-                                / max(1, after[k][1] - before.get(k, (0.0, 0))[1]), 3) for k in after}
+            query_s = {}  # mean latency of the measured loops' queries, per metric kind
+            for kind, (total, n) in after.items():
+                total0, n0 = before.get(kind, (0.0, 0))
+                query_s[kind] = round((total - total0) / max(1, n - n0), 3)
             reasons = Counter(rt.last["reason"] for rt in ctl.runtime.values() if rt.last)  # the last measured loop
             last_now = end + 5 * (fill + args.loops)
             if args.profile:
