@@ -289,17 +289,6 @@ class PredictiveSettings(_Strict):
                                             "(0: off)")
     spike_hold_fraction: float = Field(0.7, alias="spikeHoldFraction", gt=0, le=1,
                                        description="fraction of that largest target the spike hold keeps")
-    envelope_trim_s: float = Field(300.0, alias="envelopeTrimSeconds", ge=0, le=86400,
-                                   description="while every queue-time reading stays under envelopeQuietFactor x "
-                                               "the target, the part of the burst envelope above the sustained "
-                                               "load (a level held for two rate windows) shrinks to "
-                                               "envelopeTrimMin of itself over this time; one reading above "
-                                               "restores it at once, seconds (0: off)")
-    envelope_trim_min: float = Field(0.5, alias="envelopeTrimMin", ge=0, le=1,
-                                     description="the smallest share of the envelope's spike part the trim keeps")
-    envelope_quiet_factor: float = Field(0.1, alias="envelopeQuietFactor", ge=0, le=100,
-                                         description="a queue-time reading under this multiple of the target is "
-                                                     "quiet (the trim goes on)")
 
     @model_validator(mode="after")
     def _bucket_divides_period(self) -> PredictiveSettings:

@@ -246,9 +246,6 @@ def predictive_message(d: PredictiveDecision, params: PredictiveParams) -> str:
     if d.reason == PredictiveReason.BURST_ENVELOPE:
         message += (f"; held for the burst window's peak load, {det.get('envelope_busy_slots', 0):.1f} requests "
                     "in service")
-        if "envelope_trim" in det:
-            message += (f", {det['envelope_trim']:.0%} of its part above the sustained load (the queue has stayed "
-                        "quiet)")
     if "reactive_floor" in det:
         message += f"; the queue time, over the SLO for a whole window, asks at least {det['reactive_floor']:.0f}"
     if "headroom" in det:

@@ -16,10 +16,7 @@ The decision, in order (each step is a parameter of :class:`PredictiveParams`):
    ``burst_window_s``, as a rate at the current service time (``BurstEnvelope``): a bursty lease keeps the
    capacity its bursts needed instead of chasing each one. Load, not rate: an LLM server's service time
    follows its requests' token counts, which change from minute to minute as much as the rate does, and a
-   minute of long requests needs the capacity a minute of many requests does. **Trim**: while every queue-time
-   reading stays quiet (under ``envelope_quiet_factor`` x the target), the envelope's part above the sustained load
-   (a level that lasted two rate windows) shrinks to ``envelope_trim_min`` of itself over ``envelope_trim_s``; the
-   first reading above restores it (:func:`_trim_envelope`).
+   minute of long requests needs the capacity a minute of many requests does.
 3. **Forecast** over the horizon ``startup_s + lag_s`` (what a pod created now will meet): a damped
    linear trend of the recent rate (``Trend``) and, once a full period of history exists, the
    lease's own daily shape (a few FFT harmonics, as Crane's predictive HPA) as a multiplicative
@@ -69,7 +66,7 @@ from dataclasses import dataclass, field, fields
 from enum import StrEnum
 from itertools import repeat
 from operator import itemgetter, mul, sub
-from typing import Any, TypeVar
+from typing import Any
 
 import numpy as np
 
@@ -166,14 +163,6 @@ class PredictiveParams:
     this window (0 = off)."""
     spike_hold_fraction: float = 0.7
     """Fraction of that largest target the spike hold keeps."""
-    envelope_trim_s: float = 300.0
-    """While every queue-time reading stays under ``envelope_quiet_factor`` x the target, the part of the burst
-    envelope above the sustained load shrinks to ``envelope_trim_min`` of itself over this time; one reading above
-    restores it at once (0 = off)."""
-    envelope_trim_min: float = 0.5
-    """The smallest share of the envelope's spike part the trim keeps."""
-    envelope_quiet_factor: float = 0.1
-    """A queue-time reading under this multiple of the target is quiet."""
 
 
 @dataclass(frozen=True)
@@ -232,13 +221,6 @@ class PredictiveState:
     """Factor the capacity model's demand is scaled by (>= 1), learnt from that share."""
     calibrated_at: float | None = None
     """Time of the last queue-time reading the calibration used."""
-    trim: float = 1.0
-    """Share of the burst envelope's spike part kept (``envelope_trim_min`` to 1)."""
-    trimmed_at: float | None = None
-    """Time of the last queue-time reading the trim used."""
-    sustained: tuple[tuple[float, float], ...] = ()
-    """(time, offered load held for two rate windows) over the burst window, only those larger than every later one
-    (:func:`_push_max`): the largest is the first entry."""
 
 
 _STATE_FIELDS = frozenset(f.name for f in fields(PredictiveState))
@@ -414,48 +396,18 @@ def _sustained_queue(state: PredictiveState, obs: PredictiveObservation,
     return changes, min(map(_RATE, samples)), int(min(map(_LOAD, samples)))
 
 
-def _trim_envelope(state: PredictiveState, obs: PredictiveObservation, params: PredictiveParams,
-                   rates: tuple[tuple[float, float, float], ...]) -> tuple[float, float, dict[str, Any]]:
-    """The envelope trim: ``(kept share, sustained load, changes to the state)``.
-
-    The burst envelope keeps the capacity of the window's largest offered load, a spike of a few seconds included.
-    Where spikes ride on a steady base (one endpoint serving a code assistant and a chat), that capacity keeps the
-    queue empty for minutes on end: a quiet queue is evidence that the spike part is more than the lease needs.
-    The part of the envelope above the *sustained* load (the largest load that lasted two rate windows: a level,
-    not one spike passing through the rate window) shrinks while every queue-time reading is quiet and is restored
-    at the first reading that is not. A level that drops and comes back (a square wave, a flash crowd's tail) is
-    sustained load and is never trimmed."""
-    now = obs.now
-    low = min(map(_LOAD, rates[_since(rates, now - 2 * params.rate_window_s):]))
-    sustained = _push_max(state.sustained[_since(state.sustained, now - params.burst_window_s):], now, low)
-    changes: dict[str, Any] = {"sustained": sustained}
-    trim = state.trim
-    if obs.queue_time_us is not None:
-        if obs.queue_time_us > params.envelope_quiet_factor * params.target_queue_time_us:
-            trim = 1.0
-        elif state.trimmed_at is not None:
-            # a reading stands for the time since the previous one, at most a minute (a gap is not quiet time)
-            dt = min(60.0, max(0.0, now - state.trimmed_at))
-            trim = max(params.envelope_trim_min, trim - (1.0 - params.envelope_trim_min) * dt / params.envelope_trim_s)
-        changes.update(trim=trim, trimmed_at=now)
-    return trim, sustained[0][1], changes
-
-
 _CALIBRATION_GROWTH = math.log(1.5)
 """Log of the headroom's growth per calibration window while the lease queues chronically."""
 
 
-_Count = TypeVar("_Count", int, float)
-
-
-def _push_max(history: tuple[tuple[float, _Count], ...], now: float, n: _Count) -> tuple[tuple[float, _Count], ...]:
+def _push_max(history: tuple[tuple[float, int], ...], now: float, n: int) -> tuple[tuple[float, int], ...]:
     """Append ``(now, n)`` to a history of targets, dropping the entries it makes irrelevant: an older target no
     larger than a newer one is never the largest of a window that ends now. The largest of any window is then
     the first entry inside it, and a steady lease keeps one or two entries instead of 30 minutes of decisions."""
     keep = len(history)
     while keep and history[keep - 1][1] <= n:
         keep -= 1
-    return history[:keep] + ((now, n),)  # noqa: RUF005 (mypy does not type a star-unpacked generic tuple)
+    return (*history[:keep], (now, n))
 
 
 def roughness(rates: tuple[tuple[float, float, float], ...], rate_window_s: float) -> float:
@@ -551,13 +503,6 @@ def decide_predictive(obs: PredictiveObservation, state: PredictiveState,
         peak = max(map(_LOAD, rates[_since(rates, now - params.burst_window_s):]))
         details["envelope_busy_slots"] = peak
         env = peak / svc
-        if params.envelope_trim_s > 0:
-            trim, level, trim_changes = _trim_envelope(state, obs, params, rates)
-            ch.update(trim_changes)
-            base = max(lam, level / svc)
-            if trim < 1.0 and env > base:
-                details["envelope_trim"] = trim
-                env = base + trim * (env - base)
         if env > lam * 1.0001:
             lam, reason = env, PredictiveReason.BURST_ENVELOPE
     # forecast (raises only)

@@ -205,51 +205,6 @@ def test_the_burst_envelope_keeps_the_capacity_of_a_minute_of_long_requests() ->
     assert d is not None and d.desired_replicas == need(100.0)  # the window has passed
 
 
-def spike_then_base(until: float, params: PredictiveParams, current: int) -> PredictiveState:
-    """The state after 50 req/s with one 20-s spike to 200 req/s at t = 300 s (a batch passing through the rate
-    window) that queued a little (0.2 x the target); every other queue-time reading is 0."""
-    state = PredictiveState()
-    for t in np.arange(0.0, until, 5.0):
-        spike = 300 <= t < 320
-        state = decide_predictive(obs(t, 200.0 if spike else 50.0, current=current, queue_us=2000.0 if spike else 0.0),
-                                  state, params).state
-    return state
-
-
-def test_the_envelope_trim_gives_back_a_spikes_capacity_while_the_queue_stays_quiet() -> None:
-    """A spike that queued is held at first; after ``envelopeTrimSeconds`` of quiet readings (every queue time under
-    a tenth of the target) only ``envelopeTrimMin`` of its part above the base is kept, and one reading above the
-    quiet level restores all of it at once. Without the trim the whole spike is held for the burst window."""
-    quiet = PredictiveParams(seasonal=False, reactive_floor_factor=0.0, envelope_trim_s=300.0, envelope_trim_min=0.5)
-    off = replace(quiet, envelope_trim_s=0.0)
-    assert need(50.0) < need(125.0) < need(200.0)
-    n = need(200.0)
-    # just after the spike: the full envelope
-    d = decide_predictive(obs(330, 50.0, current=n), spike_then_base(330, quiet, n), quiet)
-    assert (d.desired_replicas, d.reason) == (n, PredictiveReason.BURST_ENVELOPE)
-    # 5 quiet minutes after it, still inside the 10-min burst window: half the spike part is kept
-    d = decide_predictive(obs(640, 50.0, current=n), spike_then_base(640, quiet, n), quiet)
-    assert d.details["capacity_target"] == need(50.0 + 0.5 * 150.0) and d.details["envelope_trim"] == 0.5
-    assert d.desired_replicas < n  # down, as far as the scale-down window allows
-    assert "50% of its part above the sustained load (the queue has stayed quiet)" in predictive_message(
-        replace(d, reason=PredictiveReason.BURST_ENVELOPE), quiet)
-    assert decide_predictive(obs(640, 50.0, current=n), spike_then_base(640, off, n), off).desired_replicas == n
-    # the same history, but this reading queues a little: the envelope is back
-    d = decide_predictive(obs(640, 50.0, current=n, queue_us=2000.0), spike_then_base(640, quiet, n), quiet)
-    assert (d.desired_replicas, d.state.trim) == (n, 1.0)
-
-
-def test_the_envelope_trim_keeps_a_level_that_lasted() -> None:
-    """A level held for two rate windows or more is load that comes back (a square wave, a flash crowd's tail),
-    not a spike: its envelope is kept however quiet the queue is, while a spike above it is still trimmed."""
-    params = PredictiveParams(seasonal=False, reactive_floor_factor=0.0)  # the shipped trim
-    level = [(t, 150.0 if 100 <= t < 400 else 50.0) for t in np.arange(0.0, 700.0, 5.0)]
-    assert run(level, obs(700, 50.0, current=need(150.0)), params) == (need(150.0), PredictiveReason.BURST_ENVELOPE)
-    spike_on_level = [(t, 250.0 if 300 <= t < 320 else r) for t, r in level]
-    n, _ = run(spike_on_level, obs(700, 50.0, current=need(250.0)), params)  # every reading quiet
-    assert n == need(150.0 + params.envelope_trim_min * 100.0) < need(250.0)
-
-
 def test_capacity_target_is_monotone_in_rate_and_service_time() -> None:
     """More load or slower requests never need fewer replicas; no load needs none."""
     rates = [0.0, 1.0, 10.0, 50.0, 100.0, 400.0]
