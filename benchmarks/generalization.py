@@ -23,6 +23,10 @@ The shapes (none of them was used to choose a parameter):
   diurnal60   two days at 60-s buckets, a daily sinusoid whose level steps up 40 % on day two
   square      50 <-> 300 req/s every 10 minutes at 5-s buckets (tokens)
   burstyweek  seven days of 1-s buckets: a daily cycle (weekend at 60 %) times per-second Gamma bursts (tokens)
+  shortbursts an hour of random bursts shorter than a pod's start-up: on ~Exp(120 s) at a level ~Exp(mean 5 req/s),
+              off ~Exp(300 s) (twelfth session; tokens)
+  surges      an hour of a 0.2 req/s trickle with four 5-minute surges of +20 req/s at random times (they may
+              overlap; twelfth session; tokens)
 
 Opt-in (`--only codeweek,convweek`; not in the default set, ~7 min each): a week resampled from a shared Azure
 trace, each 10-minute block a random 10-minute block of the real trace (its per-second arrivals and token sums),
@@ -116,9 +120,26 @@ def _burstyweek(rng: np.random.Generator) -> tuple[np.ndarray, int, bool]:
     return rng.poisson(rng.gamma(0.5, level / 0.5)), 1, True
 
 
+def _shortbursts(rng: np.random.Generator) -> tuple[np.ndarray, int, bool]:
+    lam = np.zeros(3600)
+    t = 0
+    while t < lam.size:
+        on, off = int(rng.exponential(120.0)), int(rng.exponential(300.0))
+        lam[t:t + on] = rng.gamma(1.0, 5.0)
+        t += on + off
+    return rng.poisson(lam), 1, True
+
+
+def _surges(rng: np.random.Generator) -> tuple[np.ndarray, int, bool]:
+    lam = np.full(3600, 0.2)
+    for start in rng.choice(3300, 4, replace=False):
+        lam[start:start + 300] += 20.0
+    return rng.poisson(lam), 1, True
+
+
 SHAPES: dict[str, Callable[[np.random.Generator], tuple[np.ndarray, int, bool]]] = {
     "flash": _flash, "ramp": _ramp, "onoff": _onoff, "gammaburst": _gammaburst, "diurnal60": _diurnal60,
-    "square": _square, "burstyweek": _burstyweek,
+    "square": _square, "burstyweek": _burstyweek, "shortbursts": _shortbursts, "surges": _surges,
 }
 RESAMPLED = {"codeweek": "azure_code_2023_1s.csv", "convweek": "azure_conv_2023_1s.csv"}
 """Opt-in shapes: a week resampled from a shared 1-s trace (see the module's docstring)."""
