@@ -12,6 +12,7 @@ demo: .setup-done
 lint: .setup-done
 	ruff check autoscaler tests benchmarks
 	mypy
+	mypy benchmarks
 	$(PY) -m autoscaler.tools.check_layers
 
 test: lint

@@ -74,9 +74,9 @@ def _write(path: Path, counts: np.ndarray, rng: np.random.Generator, bucket: int
         return
     for i, c in enumerate(counts.astype(np.int64)):
         if tokens:
-            p = int(rng.gamma(2.0, 500.0, size=c).sum()) if c else 0
-            o = int(rng.gamma(1.0, 200.0, size=c).sum()) if c else 0
-            lines.append(f"{i * bucket},{c},{p},{o}")
+            prompt = int(rng.gamma(2.0, 500.0, size=c).sum()) if c else 0
+            output = int(rng.gamma(1.0, 200.0, size=c).sum()) if c else 0
+            lines.append(f"{i * bucket},{c},{prompt},{output}")
         else:
             lines.append(f"{i * bucket},{c}")
     path.write_text("\n".join(lines) + "\n")

@@ -190,7 +190,7 @@ async def _run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
             await ctl.prometheus.close()
 
             # Baseline: per lease GET /scale + one PromQL query for its pods + decide.
-            kind = (ctl._kind("requestStats", None) if predictive
+            base_kind = (ctl._kind("requestStats", None) if predictive
                     else default_registry().create("queueTime", {"max_sample_age_s": 600}))
             pset = ctl.policy.policy.autoscaling.predictive
             pparams = pset.to_params(ctl.policy.policy.autoscaling.metrics["queueTime"].threshold.default)
@@ -206,7 +206,7 @@ async def _run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
                         assert lease is not None
                         pods = ctl.pods_for(key[0], Selector.from_label_selector(obj["spec"]["selector"]))
                         await api.get(deployment_path(*key) + "/scale")
-                        result = await fetch(client, kind, [LeaseTarget.of(key[0], [p.name for p in pods])], at=end)
+                        result = await fetch(client, base_kind, [LeaseTarget.of(key[0], [p.name for p in pods])], at=end)
                         if predictive:  # from the controller's state for this lease, one loop later
                             current = obj["spec"]["replicas"]
                             obs = predictive_observation(

@@ -40,7 +40,7 @@ async def _run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     from autoscaler.sandbox.resources import DEPLOYMENTS
 
     (work / "policy.yaml").write_text(POLICY)
-    results = []
+    results: list[dict[str, Any]] = []
     async with DataPlane(workdir=work / "dp", scrape_interval_s=SCRAPE_S) as dp:
         async with SandboxCluster(hooks=dp, startup_seconds=1.0, pending_seconds=0.2) as c:
             kubeconfig = c.write_kubeconfig(work / "kubeconfig")
@@ -72,7 +72,7 @@ async def _run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
                 ctl.stop.set()
                 await task
                 await api.close()
-    med = statistics.median(r["reactionSeconds"] for r in results)
+    med = statistics.median(float(r["reactionSeconds"]) for r in results)
     budget = 2 * SCRAPE_S + LOOP_S
     return {"reactionSeconds": med, "scrapeIntervalSeconds": SCRAPE_S, "loopIntervalSeconds": LOOP_S,
             "budgetSeconds": budget, "withinBudget": med <= budget, "runs": results}
