@@ -239,7 +239,9 @@ class PredictiveSettings(_Strict):
     season_history_periods: int = Field(7, alias="seasonHistoryPeriods", ge=1, le=28,
                                         description="periods of history kept for the seasonal fit")
     drain_s: float = Field(60.0, alias="drainSeconds", ge=0, le=3600,
-                           description="drain the pending backlog within this time, seconds (0: ignore it)")
+                           description="drain the pending backlog within this time, seconds (0: ignore it); a "
+                                       "pod with more of its own work than this is stuck: its backlog counts only "
+                                       "as far as it can serve it in this time, and its queue time is left out")
     scale_down_window_s: float = Field(120.0, alias="scaleDownWindowSeconds", ge=0, le=3600,
                                        description="scale down only to the largest target of this window, seconds")
     scale_down_max_fraction: float = Field(0.5, alias="scaleDownMaxFraction", gt=0, le=1,

@@ -668,11 +668,11 @@ class Controller:
         target_us = next((m.target for m in lease.metrics if m.name == "queueTime"),
                          self.policy.policy.autoscaling.metrics["queueTime"].threshold.default)
         pods = list(snap.pods)
+        params = self._predictive_params(target_us)
         obs = predictive_observation(
             lease.namespace, pods, results.get("requestStats"), now, snap.current_replicas, lease.min_replicas,
             lease.max_replicas, lease.slots_per_replica or settings.slots_per_replica,
-            measured_startup_s(pods, settings.startup_s))
-        params = self._predictive_params(target_us)
+            measured_startup_s(pods, settings.startup_s), params.drain_s)
         d = decide_predictive(obs, self._predictive_state(p, params), params)
         p.rt.predictive, p.rt.predictive_params = d.state, params
         if d.reason == PredictiveReason.MISSING_DATA:

@@ -10,7 +10,7 @@ scale down).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import lru_cache
@@ -18,7 +18,7 @@ from typing import Any
 
 from autoscaler.config import EffectiveMetric
 from autoscaler.metrics import BatchResult, Empty, MultiSeries, NotFinite, NoTraffic, Ok, PodTarget, QueryError, Stale
-from autoscaler.policy.predictive import PredictiveObservation
+from autoscaler.policy.predictive import PredictiveObservation, stuck_backlog
 from autoscaler.policy.snapshot_json import parse_quantity
 from autoscaler.policy.types import (
     MetricInput,
@@ -156,25 +156,37 @@ def measured_startup_s(pods: list[Pod], default_s: float) -> float:
 
 def predictive_observation(namespace: str, pods: list[Pod], result: BatchResult | None, now: float,
                            current: int, min_replicas: int, max_replicas: int, slots: int,
-                           startup_s: float) -> PredictiveObservation:
-    """The predictive policy's view of a lease: summed request statistics of its pods, ready/starting counts."""
+                           startup_s: float, drain_s: float = 0.0) -> PredictiveObservation:
+    """The predictive policy's view of a lease: summed request statistics of its pods, ready/starting counts.
+    With ``drain_s``, a pod whose own backlog takes it longer than that to serve (:func:`stuck_backlog`) counts only
+    what it can drain, and its queue time is left out of the lease's while other pods have traffic."""
     live = [p for p in pods if not p.deleting and p.phase in (PodPhase.PENDING, PodPhase.RUNNING)]
     ready = sum(1 for p in live if p.ready and p.phase == PodPhase.RUNNING)
-    sums: dict[str, float] = {}
-    seen = 0
+    parts: list[Mapping[str, float]] = []
     if result is not None and result.error is None:
         for p in live:
             outcome = result.outcomes.get(PodTarget(namespace, p.name))
             if isinstance(outcome, Ok) and outcome.parts is not None:
-                seen += 1
-                for k, v in outcome.parts.items():
-                    sums[k] = sums.get(k, 0.0) + v
+                parts.append(outcome.parts)
+    sums: dict[str, float] = {}
+    for pod_parts in parts:
+        for k, v in pod_parts.items():
+            sums[k] = sums.get(k, 0.0) + v
+    seen = len(parts)
     rate = None if not seen else sums.get("success", 0.0) + sums.get("failure", 0.0)
     ok_long = sums.get("success_long", 0.0)
     service = sums["compute_us"] / ok_long / 1e6 if ok_long > 0 and "compute_us" in sums else None
     queue = sums["queue_us"] / ok_long if ok_long > 0 and "queue_us" in sums else None
+    pending = sums.get("pending") if seen else None
+    drainable = None
+    if pending and drain_s > 0:
+        drainable, stuck = stuck_backlog([pp.get("pending", 0.0) for pp in parts], service, slots, drain_s)
+        free = [pp for pp, s in zip(parts, stuck, strict=True) if not s]
+        free_ok = sum(pp.get("success_long", 0.0) for pp in free)
+        if any(stuck) and free_ok > 0:
+            queue = sum(pp.get("queue_us", 0.0) for pp in free) / free_ok
     return PredictiveObservation(
         now=now, current_replicas=current, ready_replicas=ready, starting_replicas=max(0, len(live) - ready),
         min_replicas=min_replicas, max_replicas=max_replicas, request_rate_rps=rate, service_time_s=service,
-        slots_per_replica=slots, startup_s=startup_s, queue_time_us=queue,
-        pending_requests=sums.get("pending") if seen else None)
+        slots_per_replica=slots, startup_s=startup_s, queue_time_us=queue, pending_requests=pending,
+        drainable_pending=drainable)

@@ -212,7 +212,7 @@ async def _run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
                             obs = predictive_observation(
                                 key[0], pods, result, last_now + 5, current, lease.min_replicas, lease.max_replicas,
                                 lease.slots_per_replica or pset.slots_per_replica,
-                                measured_startup_s(pods, pset.startup_s))
+                                measured_startup_s(pods, pset.startup_s), pparams.drain_s)
                             decide_predictive(obs, ctl.runtime[key].predictive or PredictiveState(), pparams)
                         else:
                             snap, _ = ctl._snapshot(obj, lease, pods, {"queueTime": result}, end)

@@ -11,7 +11,8 @@ The decision, in order (each step is a parameter of :class:`PredictiveParams`):
 1. **Demand** ``lam``: the lease's served request rate (short window) plus the growth of its backlog
    over ``growth_window_s``: saturated pods serve only what they can, so under overload the served
    rate alone hides the unserved part of the demand. With a backlog (``pending`` requests) the fleet
-   must also drain it within ``drain_s``: ``lam += pending / drain_s`` (``Backlog``).
+   must also drain it within ``drain_s``: ``lam += pending / drain_s`` (``Backlog``), where a pod's backlog counts
+   only as far as that pod can serve it in ``drain_s`` (:func:`stuck_backlog`: new replicas do not take it over).
 2. **Burst envelope**: the largest offered load (demand x service time, in busy slots) seen over the last
    ``burst_window_s``, as a rate at the current service time (``BurstEnvelope``): a bursty lease keeps the
    capacity its bursts needed instead of chasing each one. Load, not rate: an LLM server's service time
@@ -188,6 +189,8 @@ class PredictiveObservation:
     """Lease mean queue time per request (queue-duration / success counters)."""
     pending_requests: float | None = None
     """Requests waiting in the lease's queues (sum of ``nv_inference_pending_request_count``)."""
+    drainable_pending: float | None = None
+    """The part of ``pending_requests`` the fleet can drain within ``drain_s`` (:func:`stuck_backlog`); None = all."""
 
 
 @dataclass(frozen=True)
@@ -288,6 +291,23 @@ def replicas_needed(rate_rps: float, service_s: float, slots: int, params: Predi
         if wait * math.exp(-(mu_c * (1.0 - rho)) * target_s / k) <= params.violation_target:
             return n
     return limit
+
+
+def stuck_backlog(pending_by_pod: list[float], service_s: float | None, slots: int,
+                  drain_s: float) -> tuple[float, list[bool]]:
+    """Which pods' backlogs the fleet cannot drain in time, and the pending requests it can.
+
+    Each server queues its own requests (a Service spreads them over the pods; a pod's queue is not shared), so
+    new replicas do not take a pod's backlog over: it drains at that pod's speed, ``slots / service_s``. A pod whose
+    pending requests take it longer than ``drain_s`` to serve is *stuck* (a small fleet overrun by a surge: one pod
+    can hold minutes of work); only ``slots x drain_s / service_s`` of its backlog counts as drainable, and its
+    queue time, minutes per request, tells nothing about the capacity the other pods need. Returns
+    ``(drainable pending, stuck flag per pod)``; nothing is stuck without a service time or with ``drain_s`` 0."""
+    if not service_s or service_s <= 0 or drain_s <= 0:
+        return float(sum(pending_by_pod)), [False] * len(pending_by_pod)
+    cap = slots * drain_s / service_s
+    stuck = [p > cap for p in pending_by_pod]
+    return float(sum(min(p, cap) for p in pending_by_pod)), stuck
 
 
 # --------------------------------------------------------------------------------------- forecast
@@ -518,8 +538,9 @@ def decide_predictive(obs: PredictiveObservation, state: PredictiveState,
     if rate * ratio > lam * 1.0001:
         lam, reason = rate * ratio, PredictiveReason.SEASONAL
     # backlog to drain
-    if params.drain_s > 0 and obs.pending_requests:
-        extra = obs.pending_requests / params.drain_s
+    backlog = obs.pending_requests if obs.drainable_pending is None else obs.drainable_pending
+    if params.drain_s > 0 and backlog:
+        extra = backlog / params.drain_s
         if extra > 0.05 * max(lam, 1e-9):
             lam, reason = lam + extra, PredictiveReason.BACKLOG
     details["forecast_rps"] = lam
@@ -590,5 +611,5 @@ def decide_predictive(obs: PredictiveObservation, state: PredictiveState,
 
 __all__ = [
     "PredictiveDecision", "PredictiveObservation", "PredictiveParams", "PredictiveReason", "PredictiveState",
-    "decide_predictive", "fit_season", "replicas_needed", "roughness", "violation_probability",
+    "decide_predictive", "fit_season", "replicas_needed", "roughness", "stuck_backlog", "violation_probability",
 ]

@@ -10,6 +10,8 @@ import pytest
 
 from autoscaler.config import ClusterPolicy, parse_policy
 from autoscaler.controller import predictive_message
+from autoscaler.metrics import BatchResult, Ok, PodTarget
+from autoscaler.observe import predictive_observation
 from autoscaler.policy.predictive import (
     PredictiveDecision,
     PredictiveObservation,
@@ -20,8 +22,10 @@ from autoscaler.policy.predictive import (
     fit_season,
     replicas_needed,
     roughness,
+    stuck_backlog,
     violation_probability,
 )
+from autoscaler.policy.types import Pod
 from autoscaler.replay.policies import PolicyContext, ReplaySettings, make_policy
 from autoscaler.replay.report import summarize
 from autoscaler.replay.sim import simulate
@@ -185,6 +189,38 @@ def test_a_growing_backlog_is_demand_the_pods_did_not_serve() -> None:
             state = d.state
         assert d.details["rate_rps"] == pytest.approx(expect)
         assert d.desired_replicas == need(expect)
+
+
+def test_a_backlog_stuck_on_one_pod_asks_for_no_replicas_that_cannot_drain_it() -> None:
+    """Each pod queues its own requests: a pod holding more than ``drainSeconds`` of its own work (a one-replica
+    lease overrun by a surge) drains at its own speed whatever the fleet, so only what it can serve in that time counts
+    as backlog to drain, and its queue time (minutes per request) is left out of the lease's."""
+    cap = SLOTS * 60.0 / SVC  # what one pod serves in 60 s
+    assert stuck_backlog([100.0, 20000.0, 0.0], SVC, SLOTS, 60.0) == (100.0 + cap, [False, True, False])
+    assert stuck_backlog([100.0, 20000.0], None, SLOTS, 60.0) == (20100.0, [False, False])  # no service time yet
+    assert stuck_backlog([100.0, 20000.0], SVC, SLOTS, 0.0) == (20100.0, [False, False])  # drain term off
+
+    # the controller's observation from the requestStats answer, per pod (the replay's follows the same rule)
+    def parts(pending: float, queue_us_per_s: float) -> Ok:
+        return Ok(0.0, parts={"success": 40.0, "failure": 0.0, "success_long": 40.0, "compute_us": 40.0 * SVC * 1e6,
+                              "queue_us": queue_us_per_s, "pending": pending})
+    answer = BatchResult("requestStats", "", {PodTarget("ns", "a"): parts(20000.0, 40.0 * 120e6),
+                                              PodTarget("ns", "b"): parts(2.0, 40.0 * 1000.0),
+                                              PodTarget("ns", "c"): parts(0.0, 40.0 * 3000.0)})
+    pods = [Pod("a"), Pod("b"), Pod("c")]
+    plain = predictive_observation("ns", pods, answer, 100.0, 3, 1, 40, SLOTS, 120.0)
+    assert plain.pending_requests == 20002.0 and plain.drainable_pending is None
+    assert plain.queue_time_us == pytest.approx((120e6 + 1000.0 + 3000.0) / 3)  # request-weighted: the stuck pod's
+    seen = predictive_observation("ns", pods, answer, 100.0, 3, 1, 40, SLOTS, 120.0, drain_s=60.0)
+    assert seen.pending_requests == 20002.0  # all of it: its growth is still unserved demand
+    assert seen.drainable_pending == pytest.approx(2.0 + cap)
+    assert seen.queue_time_us == pytest.approx(2000.0)  # pods b and c
+
+    # the decision: the drain term asks for what can be drained
+    drainable = decide_after(steady(100.0, 600), replace(obs(600, 100.0, current=need(100.0), pending=20002.0),
+                                                         drainable_pending=2.0 + cap))
+    assert drainable.desired_replicas == need(100.0 + (2.0 + cap) / 60.0) < need(100.0 + 20002.0 / 60.0)
+    assert drainable.reason == PredictiveReason.BACKLOG
 
 
 def test_the_burst_envelope_keeps_the_capacity_of_a_minute_of_long_requests() -> None:

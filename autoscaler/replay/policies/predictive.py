@@ -16,12 +16,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from autoscaler.policy.predictive import (
     PredictiveDecision,
     PredictiveObservation,
     PredictiveParams,
     PredictiveState,
     decide_predictive,
+    stuck_backlog,
 )
 from autoscaler.replay.policies import PolicyContext, ReplayPolicy, register_algorithm, register_policy
 from autoscaler.replay.sim import ClusterView
@@ -32,8 +35,10 @@ COMPUTE = "nv_inference_compute_infer_duration_us"
 QUEUE = "nv_inference_queue_duration_us"
 
 
-def observe(view: ClusterView, rate_window_s: float, min_replicas: int, max_replicas: int) -> PredictiveObservation:
-    """The policy's observation from the simulated cluster's Prometheus and API server."""
+def observe(view: ClusterView, rate_window_s: float, min_replicas: int, max_replicas: int,
+            drain_s: float = 0.0) -> PredictiveObservation:
+    """The policy's observation from the simulated cluster's Prometheus and API server, as
+    :func:`autoscaler.observe.predictive_observation` makes it from PromQL (a stuck backlog included)."""
     short = view.lease_rates((SUCCESS, FAILURE), window_s=rate_window_s)
     long = view.lease_rates((SUCCESS, COMPUTE, QUEUE))
     ok, fail = short[SUCCESS], short[FAILURE]
@@ -41,12 +46,23 @@ def observe(view: ClusterView, rate_window_s: float, min_replicas: int, max_repl
     s_long, c_long, q_long = long[SUCCESS], long[COMPUTE], long[QUEUE]
     svc = c_long / s_long / 1e6 if s_long and c_long is not None else None
     qt = q_long / s_long if s_long and q_long is not None else None
-    _g, pend = view.pod_gauge("nv_inference_pending_request_count")
+    names, pend = view.pod_gauge("nv_inference_pending_request_count")
+    drainable = None
+    if pend.size and drain_s > 0 and float(pend.sum()) > 0:
+        drainable, stuck = stuck_backlog(pend.tolist(), svc, view.settings.serving.slots, drain_s)
+        if any(stuck):
+            stuck_names = {n for n, s in zip(names, stuck, strict=True) if s}
+            pods, r = view.pod_rates((SUCCESS, QUEUE))
+            free = [i for i, n in enumerate(pods) if n not in stuck_names]
+            free_ok = float(np.nansum(r[SUCCESS][free]))
+            if free_ok > 0:
+                qt = float(np.nansum(r[QUEUE][free])) / free_ok
     return PredictiveObservation(
         now=view.now, current_replicas=view.spec_replicas, ready_replicas=view.ready_replicas,
         starting_replicas=view.starting_replicas, min_replicas=min_replicas, max_replicas=max_replicas,
         request_rate_rps=rate, service_time_s=svc, slots_per_replica=view.settings.serving.slots,
-        startup_s=view.settings.startup_s, queue_time_us=qt, pending_requests=float(pend.sum()) if pend.size else None)
+        startup_s=view.settings.startup_s, queue_time_us=qt, pending_requests=float(pend.sum()) if pend.size else None,
+        drainable_pending=drainable)
 
 
 @dataclass
@@ -63,7 +79,7 @@ class PredictivePolicy:
     record: list[tuple[PredictiveObservation, PredictiveDecision]] | None = None
 
     def decide(self, view: ClusterView) -> int:
-        obs = observe(view, self.rate_window_s, self.min_replicas, self.max_replicas)
+        obs = observe(view, self.rate_window_s, self.min_replicas, self.max_replicas, self.params.drain_s)
         d = decide_predictive(obs, self.state, self.params)
         self.state = d.state
         if self.record is not None:
