@@ -295,18 +295,26 @@ def replicas_needed(rate_rps: float, service_s: float, slots: int, params: Predi
 
 def stuck_backlog(pending_by_pod: list[float], service_s: float | None, slots: int,
                   drain_s: float) -> tuple[float, list[bool]]:
-    """Which pods' backlogs the fleet cannot drain in time, and the pending requests it can.
+    """Which pods hold a backlog that more replicas cannot drain, and the pending requests the fleet can drain.
 
     Each server queues its own requests (a Service spreads them over the pods; a pod's queue is not shared), so
-    new replicas do not take a pod's backlog over: it drains at that pod's speed, ``slots / service_s``. A pod whose
-    pending requests take it longer than ``drain_s`` to serve is *stuck* (a small fleet overrun by a surge: one pod
-    can hold minutes of work); only ``slots x drain_s / service_s`` of its backlog counts as drainable, and its
-    queue time, minutes per request, tells nothing about the capacity the other pods need. Returns
-    ``(drainable pending, stuck flag per pod)``; nothing is stuck without a service time or with ``drain_s`` 0."""
+    new replicas do not take a pod's backlog over: it drains at that pod's speed, ``slots / service_s``. A pod is
+    *stuck* when
+
+    * its pending requests take it longer than ``drain_s`` to serve (a small fleet overrun by a surge: one pod can
+      hold minutes of work); only ``slots x drain_s / service_s`` of its backlog counts as drainable; or
+    * it has more than one batch (``slots``) pending while another pod has none: every pod gets the same share of
+      the arrivals, so the others' empty queues say the arrivals are within a pod's capacity and this backlog is
+      older than the pods that now share the load (it came before they were Ready).
+
+    A stuck pod's queue time (its requests waited for all the work ahead of them) tells nothing about the capacity
+    the fleet needs now. Returns ``(drainable pending, stuck flag per pod)``; nothing is stuck without a service
+    time or with ``drain_s`` 0."""
     if not service_s or service_s <= 0 or drain_s <= 0:
         return float(sum(pending_by_pod)), [False] * len(pending_by_pod)
     cap = slots * drain_s / service_s
-    stuck = [p > cap for p in pending_by_pod]
+    old = slots if pending_by_pod and min(pending_by_pod) < 1.0 else math.inf
+    stuck = [p > cap or p > old for p in pending_by_pod]
     return float(sum(min(p, cap) for p in pending_by_pod)), stuck
 
 

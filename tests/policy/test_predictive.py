@@ -196,7 +196,11 @@ def test_a_backlog_stuck_on_one_pod_asks_for_no_replicas_that_cannot_drain_it() 
     lease overrun by a surge) drains at its own speed whatever the fleet, so only what it can serve in that time counts
     as backlog to drain, and its queue time (minutes per request) is left out of the lease's."""
     cap = SLOTS * 60.0 / SVC  # what one pod serves in 60 s
-    assert stuck_backlog([100.0, 20000.0, 0.0], SVC, SLOTS, 60.0) == (100.0 + cap, [False, True, False])
+    # more work than it serves in drainSeconds: only that much counts
+    assert stuck_backlog([100.0, 20000.0, 5.0], SVC, SLOTS, 60.0) == (105.0 + cap, [False, True, False])
+    # more than a batch pending while another pod has none: a backlog from before that pod shared the load
+    assert stuck_backlog([100.0, 5.0, 0.0], SVC, SLOTS, 60.0) == (105.0, [True, False, False])
+    assert stuck_backlog([100.0, 50.0], SVC, SLOTS, 60.0) == (150.0, [False, False])  # every pod queues: overload
     assert stuck_backlog([100.0, 20000.0], None, SLOTS, 60.0) == (20100.0, [False, False])  # no service time yet
     assert stuck_backlog([100.0, 20000.0], SVC, SLOTS, 0.0) == (20100.0, [False, False])  # drain term off
 
@@ -221,6 +225,23 @@ def test_a_backlog_stuck_on_one_pod_asks_for_no_replicas_that_cannot_drain_it() 
                                                          drainable_pending=2.0 + cap))
     assert drainable.desired_replicas == need(100.0 + (2.0 + cap) / 60.0) < need(100.0 + 20002.0 / 60.0)
     assert drainable.reason == PredictiveReason.BACKLOG
+
+
+def test_after_a_surge_onto_one_replica_its_backlog_does_not_hold_the_fleet() -> None:
+    """A 3-minute surge at 8x one replica's capacity meets a one-replica lease: that pod's own queue holds minutes of
+    work that the pods added for the surge cannot take over. The fleet goes to the maximum for the surge; once the
+    surge is over and the other pods' queues are empty, the old backlog's queue time (minutes per request) does not
+    bring the maximum back while it drains."""
+    T = 2400
+    rate = np.full(T, 0.2 * CAP)
+    rate[300:480] = 8 * CAP
+    counts = np.random.default_rng(5).poisson(rate).astype(np.float64)
+    w = Workload("surge", counts, None, None, 1.0, float(rate.max()), CAP, REPLAY_SVC, 1.0)
+    run = simulate(w, make_policy("predictive", PolicyContext(REPLAY, ClusterPolicy(), {})), REPLAY)
+    spec = np.asarray(run.spec_replicas)
+    assert spec[300:600].max() == REPLAY.max_replicas  # the surge: as many as allowed
+    assert spec[1100:].max() < REPLAY.max_replicas / 2  # its backlog drains without them
+    assert spec[-300:].max() <= 2  # and the trickle is back on one or two
 
 
 def test_the_burst_envelope_keeps_the_capacity_of_a_minute_of_long_requests() -> None:
