@@ -18,7 +18,7 @@ from typing import Any
 
 from autoscaler.config import EffectiveMetric
 from autoscaler.metrics import BatchResult, Empty, MultiSeries, NotFinite, NoTraffic, Ok, PodTarget, QueryError, Stale
-from autoscaler.policy.predictive import PredictiveObservation, stuck_backlog
+from autoscaler.policy.predictive import PredictiveObservation, queue_time_without, stuck_backlog
 from autoscaler.policy.snapshot_json import parse_quantity
 from autoscaler.policy.types import (
     MetricInput,
@@ -181,10 +181,10 @@ def predictive_observation(namespace: str, pods: list[Pod], result: BatchResult 
     drainable = None
     if pending and drain_s > 0:
         drainable, stuck = stuck_backlog([pp.get("pending", 0.0) for pp in parts], service, slots, drain_s)
-        free = [pp for pp, s in zip(parts, stuck, strict=True) if not s]
-        free_ok = sum(pp.get("success_long", 0.0) for pp in free)
-        if any(stuck) and free_ok > 0:
-            queue = sum(pp.get("queue_us", 0.0) for pp in free) / free_ok
+        if any(stuck):
+            free = queue_time_without(stuck, [pp.get("queue_us", 0.0) for pp in parts],
+                                      [pp.get("success_long", 0.0) for pp in parts])
+            queue = queue if free is None else free
     return PredictiveObservation(
         now=now, current_replicas=current, ready_replicas=ready, starting_replicas=max(0, len(live) - ready),
         min_replicas=min_replicas, max_replicas=max_replicas, request_rate_rps=rate, service_time_s=service,

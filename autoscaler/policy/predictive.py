@@ -318,6 +318,18 @@ def stuck_backlog(pending_by_pod: list[float], service_s: float | None, slots: i
     return float(sum(min(p, cap) for p in pending_by_pod)), stuck
 
 
+def queue_time_without(stuck: list[bool], queue_us_rate: list[float], success_rate: list[float]) -> float | None:
+    """The request-weighted queue time (µs per request) of the pods that are not stuck (:func:`stuck_backlog`),
+    from each pod's queue-duration and success rates (NaN: no result, skipped); None when they served nothing (the
+    lease's own queue time stands then)."""
+    queued = served = 0.0
+    for s, q, ok in zip(stuck, queue_us_rate, success_rate, strict=True):
+        if not s:
+            queued += q if q == q else 0.0
+            served += ok if ok == ok else 0.0
+    return queued / served if served > 0 else None
+
+
 # --------------------------------------------------------------------------------------- forecast
 
 
@@ -619,5 +631,6 @@ def decide_predictive(obs: PredictiveObservation, state: PredictiveState,
 
 __all__ = [
     "PredictiveDecision", "PredictiveObservation", "PredictiveParams", "PredictiveReason", "PredictiveState",
-    "decide_predictive", "fit_season", "replicas_needed", "roughness", "stuck_backlog", "violation_probability",
+    "decide_predictive", "fit_season", "queue_time_without", "replicas_needed", "roughness", "stuck_backlog",
+    "violation_probability",
 ]

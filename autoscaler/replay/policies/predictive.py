@@ -16,14 +16,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-import numpy as np
-
 from autoscaler.policy.predictive import (
     PredictiveDecision,
     PredictiveObservation,
     PredictiveParams,
     PredictiveState,
     decide_predictive,
+    queue_time_without,
     stuck_backlog,
 )
 from autoscaler.replay.policies import PolicyContext, ReplayPolicy, register_algorithm, register_policy
@@ -51,12 +50,10 @@ def observe(view: ClusterView, rate_window_s: float, min_replicas: int, max_repl
     if pend.size and drain_s > 0 and float(pend.sum()) > 0:
         drainable, stuck = stuck_backlog(pend.tolist(), svc, view.settings.serving.slots, drain_s)
         if any(stuck):
-            stuck_names = {n for n, s in zip(names, stuck, strict=True) if s}
             pods, r = view.pod_rates((SUCCESS, QUEUE))
-            free = [i for i, n in enumerate(pods) if n not in stuck_names]
-            free_ok = float(np.nansum(r[SUCCESS][free]))
-            if free_ok > 0:
-                qt = float(np.nansum(r[QUEUE][free])) / free_ok
+            assert pods == names  # the scraped pods of the same instant, in the same order
+            free = queue_time_without(stuck, r[QUEUE].tolist(), r[SUCCESS].tolist())
+            qt = qt if free is None else free
     return PredictiveObservation(
         now=view.now, current_replicas=view.spec_replicas, ready_replicas=view.ready_replicas,
         starting_replicas=view.starting_replicas, min_replicas=min_replicas, max_replicas=max_replicas,
