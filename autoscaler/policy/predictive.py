@@ -39,7 +39,9 @@ The decision, in order (each step is a parameter of :class:`PredictiveParams`):
    queue still holds the backlog of the fleet the controller found. **Panic**: while it exceeds
    ``panic_queue_factor`` times the target (a severe overload the model did not foresee: a cold start, a
    burst far above the envelope), grow the replica count by ``panic_growth`` per decision, as the HPA's
-   default scale-up policy allows, even while pods start (``Panic``). It overshoots on purpose: traffic
+   default scale-up policy allows, even while pods start (``Panic``); only while requests are pending where
+   the server reports them (over an empty queue, a windowed queue time that high is the tail of a backlog
+   just drained). It overshoots on purpose: traffic
    that overloaded the fleet this much tends to come back within a start-up delay, and the envelope and
    held scale-down bring it down.
 6. **Start-up aware**: the target is a *total*: pods still starting count as coming capacity, so
@@ -596,7 +598,8 @@ def decide_predictive(obs: PredictiveObservation, state: PredictiveState,
         targets = _push_max(targets, now, floor)
         if floor > desired:
             desired, reason = floor, PredictiveReason.REACTIVE_FLOOR
-    if _queue_over(obs, params.panic_queue_factor, params):
+    if _queue_over(obs, params.panic_queue_factor, params) and (obs.pending_requests is None
+                                                                 or obs.pending_requests >= 1.0):
         grown = min(hi, math.ceil(current * params.panic_growth))
         if grown > desired:
             desired, reason = grown, PredictiveReason.PANIC

@@ -116,8 +116,14 @@ CASES = [
     Case("no scale-down while queue time is above target", steady(20.0, 2000),
          obs(2000, 20.0, current=20, queue_us=50000.0), "n == 20 and reason == PredictiveReason.REACTIVE_QUEUE_TIME"),
     Case("panic: a queue 100x over target doubles the fleet, even with pods starting", steady(100.0, 600),
-         obs(600, 100.0, current=need(100.0) + 2, starting=2, queue_us=2e6),
+         obs(600, 100.0, current=need(100.0) + 2, starting=2, queue_us=2e6, pending=40.0),
          "n == 2 * (need(100.0) + 2) and reason == PredictiveReason.PANIC"),
+    Case("panic without a pending-requests gauge (a server that does not report one)", steady(100.0, 600),
+         obs(600, 100.0, current=need(100.0), queue_us=2e6, pending=None),
+         "n == 2 * need(100.0) and reason == PredictiveReason.PANIC"),
+    Case("no panic on an empty queue: the windowed queue time is the tail of a backlog already drained",
+         steady(100.0, 600), obs(600, 100.0, current=need(100.0), queue_us=2e6, pending=0.0),
+         "n == need(100.0) and reason != PredictiveReason.PANIC"),
     Case("no panic below the panic factor", steady(100.0, 600), obs(600, 100.0, current=need(100.0), queue_us=5e5),
          "n == need(100.0)"),
     Case("scale-down after the windows, at most half per decision", steady(20.0, 2000), obs(2000, 20.0, current=20),
@@ -498,8 +504,9 @@ def test_spike_hold_cuts_the_violations_of_recurring_spikes(seed: int) -> None:
     """Two hours of near silence broken by a one-second spike every 40 s on average (Gamma sizes, mean two
     replicas' capacity at the target, swelling and ebbing over the hour), the shape of the code trace. Without the
     hold the fleet drops to the capacity target between spikes and meets each next one short; with it (default)
-    the violations fall by a fifth or more for at most 1.4x the GPU-seconds (two draws; over eight draws the cut
-    was 23-64 %). The queue-time calibration is off in both runs so that they differ in the hold alone: without
+    the violations fall by a sixth or more for at most 1.4x the GPU-seconds (two draws; over eight draws the cut
+    is 18-58 %; it was 23-64 % until the panic stopped answering the windowed queue time of a spike already
+    drained, which had added capacity after every large spike, at up to 2.4x these GPU-seconds). The queue-time calibration is off in both runs so that they differ in the hold alone: without
     the hold it learns part of the same headroom from the queue (seed 4: 0.306 violations instead of 0.374)."""
     T = 7200
     rng = np.random.default_rng(seed)
@@ -512,7 +519,7 @@ def test_spike_hold_cuts_the_violations_of_recurring_spikes(seed: int) -> None:
     runs = {name: replay(counts, float(counts.max()), options)
             for name, options in (("default", no_cal), ("off", {**no_cal, "predictive.spikeHoldSeconds": 0.0}))}
     default, off = runs["default"], runs["off"]
-    assert default["sloViolationFraction"] <= 0.8 * off["sloViolationFraction"], runs
+    assert default["sloViolationFraction"] <= 0.85 * off["sloViolationFraction"], runs
     assert default["gpuSeconds"] <= 1.4 * off["gpuSeconds"], runs
 
 
