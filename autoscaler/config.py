@@ -254,7 +254,7 @@ class PredictiveSettings(_Strict):
                                                "window, seconds (0: served rate only)")
     panic_queue_factor: float = Field(100.0, alias="panicQueueFactor", ge=0, le=100000,
                                       description="panic while queue time exceeds this multiple of the threshold "
-                                                  "(0: never)")
+                                                  "and requests are pending (0: never)")
     panic_growth: float = Field(2.0, alias="panicGrowth", ge=1, le=10,
                                 description="in panic, at least this factor times the current replicas per decision")
     reactive_floor_factor: float = Field(1.1, alias="reactiveFloorFactor", ge=0, le=1000,

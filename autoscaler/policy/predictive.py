@@ -133,7 +133,7 @@ class PredictiveParams:
     growth_window_s: float = 30.0
     """Demand = served rate + growth of the backlog over this window (0 = served rate only)."""
     panic_queue_factor: float = 100.0
-    """Panic while the measured queue time exceeds this multiple of the target (0 = never)."""
+    """Panic while the measured queue time exceeds this multiple of the target and requests are pending (0 = never)."""
     panic_growth: float = 2.0
     """In panic, at least this factor times the current replicas per decision (up to max)."""
     reactive_floor_factor: float = 1.1
