@@ -41,9 +41,8 @@ The decision, in order (each step is a parameter of :class:`PredictiveParams`):
    burst far above the envelope), grow the replica count by ``panic_growth`` per decision, as the HPA's
    default scale-up policy allows, even while pods start (``Panic``); only while requests are pending where
    the server reports them (over an empty queue, a windowed queue time that high is the tail of a backlog
-   just drained). It overshoots on purpose: traffic
-   that overloaded the fleet this much tends to come back within a start-up delay, and the envelope and
-   held scale-down bring it down.
+   just drained). It overshoots on purpose: traffic that overloaded the fleet this much tends to come back
+   within a start-up delay, and the envelope and held scale-down bring it down.
 6. **Start-up aware**: the target is a *total*: pods still starting count as coming capacity, so
    nothing is added for load they will absorb (``StartupAware`` when they cover the target).
 7. **Asymmetric scale-down**: up at once; down only to the largest target of the last
@@ -505,6 +504,13 @@ def _queue_over(obs: PredictiveObservation, factor: float, params: PredictivePar
             and obs.queue_time_us > factor * params.target_queue_time_us)
 
 
+def _panic(obs: PredictiveObservation, params: PredictiveParams) -> bool:
+    """A queue time over ``panic_queue_factor`` x the target with requests waiting now (where the server reports
+    them): over an empty queue, a windowed queue time that high is the tail of a backlog that has just drained."""
+    return (_queue_over(obs, params.panic_queue_factor, params)
+            and (obs.pending_requests is None or obs.pending_requests >= 1.0))
+
+
 def decide_predictive(obs: PredictiveObservation, state: PredictiveState,
                       params: PredictiveParams) -> PredictiveDecision:
     """One decision: desired replicas, the part that drove it, the new state."""
@@ -598,8 +604,7 @@ def decide_predictive(obs: PredictiveObservation, state: PredictiveState,
         targets = _push_max(targets, now, floor)
         if floor > desired:
             desired, reason = floor, PredictiveReason.REACTIVE_FLOOR
-    if _queue_over(obs, params.panic_queue_factor, params) and (obs.pending_requests is None
-                                                                 or obs.pending_requests >= 1.0):
+    if _panic(obs, params):
         grown = min(hi, math.ceil(current * params.panic_growth))
         if grown > desired:
             desired, reason = grown, PredictiveReason.PANIC
