@@ -291,6 +291,11 @@ class PredictiveSettings(_Strict):
                                             "(0: off)")
     spike_hold_fraction: float = Field(0.7, alias="spikeHoldFraction", gt=0, le=1,
                                        description="fraction of that largest target the spike hold keeps")
+    envelope_trend_fit: float = Field(0.5, alias="envelopeTrendFit", ge=0, le=1,
+                                      description="on a falling trend whose linear fit explains at least this "
+                                                  "share of the rate's variance (R²) over the trend window, the "
+                                                  "burst envelope counts each past load at the level the fall "
+                                                  "brings it to now (0: off)")
 
     @model_validator(mode="after")
     def _bucket_divides_period(self) -> PredictiveSettings:

@@ -17,7 +17,9 @@ The decision, in order (each step is a parameter of :class:`PredictiveParams`):
    ``burst_window_s``, as a rate at the current service time (``BurstEnvelope``): a bursty lease keeps the
    capacity its bursts needed instead of chasing each one. Load, not rate: an LLM server's service time
    follows its requests' token counts, which change from minute to minute as much as the rate does, and a
-   minute of long requests needs the capacity a minute of many requests does.
+   minute of long requests needs the capacity a minute of many requests does. On a falling trend that a line
+   fits (R² of the trend window's fit at least ``envelope_trend_fit``), each past load counts at the level the
+   fall brings it to now: a steady decline sheds its earlier level instead of holding it for the window.
 3. **Forecast** over the horizon ``startup_s + lag_s`` (what a pod created now will meet): a damped
    linear trend of the recent rate (``Trend``) and, once a full period of history exists, the
    lease's own daily shape (a few FFT harmonics, as Crane's predictive HPA) as a multiplicative
@@ -165,6 +167,11 @@ class PredictiveParams:
     this window (0 = off)."""
     spike_hold_fraction: float = 0.7
     """Fraction of that largest target the spike hold keeps."""
+    envelope_trend_fit: float = 0.5
+    """On a falling trend whose linear fit explains at least this share of the rate's variance over the trend window
+    (R²), the burst envelope counts each past load at the level the fitted fall brings it to now: a lease in steady
+    decline sheds the capacity of its earlier, higher level instead of holding it for the burst window. Bursty
+    arrivals fit a line poorly and keep their envelope (0 = off)."""
 
 
 @dataclass(frozen=True)
@@ -344,18 +351,23 @@ def _since(history: tuple[tuple[float, ...], ...], cut: float) -> int:
     return bisect_right(history, cut, key=_TIME)
 
 
-def _trend_slope(rates: tuple[tuple[float, float, float], ...], now: float, window_s: float) -> float:
-    """Least-squares slope (per second) of the rate over the window; 0 with under 4 points or half a window."""
+def _trend_fit(rates: tuple[tuple[float, float, float], ...], now: float, window_s: float) -> tuple[float, float]:
+    """Least-squares slope (per second) of the rate over the window and the share of the rate's variance the line
+    explains (R², 0-1); (0, 0) with under 4 points or half a window."""
     pts = rates[_since(rates, now - window_s):]
     if len(pts) < 4 or pts[-1][0] - pts[0][0] < window_s / 2:
-        return 0.0
+        return 0.0, 0.0
     n = len(pts)
     ts, rs, _ = zip(*pts, strict=True)
     t_mean, r_mean = sum(ts) / n, sum(rs) / n
     ds = list(map(sub, ts, repeat(t_mean)))
-    num = sum(map(mul, ds, map(sub, rs, repeat(r_mean))))  # left to right, as a loop would add them
+    es = list(map(sub, rs, repeat(r_mean)))
+    num = sum(map(mul, ds, es))  # left to right, as a loop would add them
     den = sum(map(mul, ds, ds))
-    return num / den if den > 0 else 0.0
+    var = sum(map(mul, es, es))
+    if den <= 0:
+        return 0.0, 0.0
+    return num / den, (num * num / (den * var) if var > 0 else 0.0)
 
 
 def fit_season(history: tuple[float, ...], per_period: int, harmonics: int) -> tuple[float, ...]:
@@ -546,17 +558,25 @@ def decide_predictive(obs: PredictiveObservation, state: PredictiveState,
     reason = PredictiveReason.CAPACITY
     lam = rate
     details: dict[str, float] = {"rate_rps": rate, "served_rps": served, "service_s": svc, "horizon_s": horizon}
-    # burst envelope: the largest recent offered load, as a rate at today's service time
+    slope, fit = _trend_fit(rates, now, params.trend_window_s) if params.trend_window_s > 0 else (0.0, 0.0)
+    # burst envelope: the largest recent offered load, as a rate at today's service time; on a falling trend the
+    # line fits, each load lowered by the fall since it was seen
     if params.burst_window_s > 0:
-        peak = max(map(_LOAD, rates[_since(rates, now - params.burst_window_s):]))
+        window = rates[_since(rates, now - params.burst_window_s):]
+        if slope < 0 and params.envelope_trend_fit > 0 and fit >= params.envelope_trend_fit:
+            fall = slope * svc  # busy slots per second
+            peak = max(load + fall * (now - t) for t, _r, load in window)
+            details["envelope_fall_rps_per_s"] = slope
+        else:
+            peak = max(map(_LOAD, window))
         details["envelope_busy_slots"] = peak
         env = peak / svc
         if env > lam * 1.0001:
             lam, reason = env, PredictiveReason.BURST_ENVELOPE
     # forecast (raises only)
     if params.trend_window_s > 0:
-        slope = _trend_slope(rates, now, params.trend_window_s)
         details["trend_rps_per_s"] = slope
+        details["trend_fit"] = fit
         f = rate + params.trend_damping * max(0.0, slope) * horizon
         if f > lam * 1.0001:
             lam, reason = f, PredictiveReason.TREND

@@ -268,6 +268,27 @@ def test_the_burst_envelope_keeps_the_capacity_of_a_minute_of_long_requests() ->
     assert d is not None and d.desired_replicas == need(100.0)  # the window has passed
 
 
+def test_on_a_steady_fall_the_envelope_follows_the_trend_and_bursts_keep_theirs() -> None:
+    """A lease whose rate falls along a line sheds its earlier level: the envelope counts each past load at the level
+    the fall brings it to now, so the capacity target is the current rate's, not the peak of ten minutes ago (with
+    the rule off, that peak holds). Bursts around the same fall fit a line poorly and keep their envelope."""
+    fall = [(t, 200.0 - 0.25 * t) for t in np.arange(0.0, 600.0, 5.0)]
+    final = obs(600, 50.0, current=need(200.0))
+    off = decide_after(fall, final, replace(PARAMS, envelope_trend_fit=0.0))
+    assert off.reason == PredictiveReason.BURST_ENVELOPE and off.details["capacity_target"] >= need(195.0)
+    on = decide_after(fall, final)
+    assert on.details["envelope_fall_rps_per_s"] == pytest.approx(-0.25)
+    assert on.details["trend_fit"] > 0.99 and on.details["capacity_target"] <= need(55.0) < need(195.0)
+    dip = decide_after(fall, obs(600, 30.0, current=need(50.0)))  # under the line: the envelope holds the line
+    assert dip.reason == PredictiveReason.BURST_ENVELOPE and dip.details["capacity_target"] <= need(55.0)
+    assert (f"(past loads lowered along the falling trend, {60 * dip.details['envelope_fall_rps_per_s']:.1f} req/s "
+            "a minute)") in predictive_message(dip, PARAMS)
+    bursty = [(t, r + (80.0 if int(t // 30) % 4 == 0 else 0.0)) for t, r in fall]  # +80 req/s for 30 s in 120 s
+    b = decide_after(bursty, final)
+    assert b.details["trend_fit"] < 0.5 and "envelope_fall_rps_per_s" not in b.details
+    assert b.details["capacity_target"] >= need(270.0)  # the first burst, 200 + 80 - 0.25 x 5 req/s
+
+
 def test_capacity_target_is_monotone_in_rate_and_service_time() -> None:
     """More load or slower requests never need fewer replicas; no load needs none."""
     rates = [0.0, 1.0, 10.0, 50.0, 100.0, 400.0]
