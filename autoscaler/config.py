@@ -296,6 +296,10 @@ class PredictiveSettings(_Strict):
                                                   "share of the rate's variance (R²) over the trend window, the "
                                                   "burst envelope counts each past load at the level the fall "
                                                   "brings it to now (0: off)")
+    envelope_trend_half_share: float = Field(0.3, alias="envelopeTrendHalfShare", ge=0, le=1,
+                                             description="...only where the fall is sustained: the slope over each "
+                                                         "half of the trend window is at least this share of the "
+                                                         "whole window's (a step down is not)")
 
     @model_validator(mode="after")
     def _bucket_divides_period(self) -> PredictiveSettings:

@@ -17,9 +17,10 @@ The decision, in order (each step is a parameter of :class:`PredictiveParams`):
    ``burst_window_s``, as a rate at the current service time (``BurstEnvelope``): a bursty lease keeps the
    capacity its bursts needed instead of chasing each one. Load, not rate: an LLM server's service time
    follows its requests' token counts, which change from minute to minute as much as the rate does, and a
-   minute of long requests needs the capacity a minute of many requests does. On a falling trend that a line
-   fits (R² of the trend window's fit at least ``envelope_trend_fit``), each past load counts at the level the
-   fall brings it to now: a steady decline sheds its earlier level instead of holding it for the window.
+   minute of long requests needs the capacity a minute of many requests does. On a sustained fall (a line fits
+   the trend window, R² at least ``envelope_trend_fit``, and the rate falls in both of its halves), each past load
+   counts at the level the fall brings it to now: a steady decline sheds its earlier level instead of holding it
+   for the window; a step down, bursts and noise keep the envelope.
 3. **Forecast** over the horizon ``startup_s + lag_s`` (what a pod created now will meet): a damped
    linear trend of the recent rate (``Trend``) and, once a full period of history exists, the
    lease's own daily shape (a few FFT harmonics, as Crane's predictive HPA) as a multiplicative
@@ -172,6 +173,11 @@ class PredictiveParams:
     (R²), the burst envelope counts each past load at the level the fitted fall brings it to now: a lease in steady
     decline sheds the capacity of its earlier, higher level instead of holding it for the burst window. Bursty
     arrivals fit a line poorly and keep their envelope (0 = off)."""
+    envelope_trend_half_share: float = 0.3
+    """...and only where the fall is sustained: the rate's slope over each half of the trend window is at least this
+    share of the whole window's. A step down fits a line for a while as it crosses the window, but its earlier
+    half is flat: lowering the envelope there would scale the fleet down and, once the step has left the window and
+    the line no longer fits, up again with the load unchanged."""
 
 
 @dataclass(frozen=True)
@@ -370,6 +376,17 @@ def _trend_fit(rates: tuple[tuple[float, float, float], ...], now: float, window
     return num / den, (num * num / (den * var) if var > 0 else 0.0)
 
 
+def _sustained_fall(rates: tuple[tuple[float, float, float], ...], now: float, slope: float, fit: float,
+                   params: PredictiveParams) -> bool:
+    """The rate falls along a line (R² at least ``envelope_trend_fit``) in both halves of the trend window."""
+    if not (slope < 0 and params.envelope_trend_fit > 0 and fit >= params.envelope_trend_fit):
+        return False
+    half = params.trend_window_s / 2
+    late, _ = _trend_fit(rates, now, half)
+    early, _ = _trend_fit(rates[:_since(rates, now - half)], now - half, half)
+    return max(late, early) <= params.envelope_trend_half_share * slope
+
+
 def fit_season(history: tuple[float, ...], per_period: int, harmonics: int) -> tuple[float, ...]:
     """The daily shape from whole periods of bucket means: the mean and the first ``harmonics``
     daily harmonics of the FFT (Crane's approach, on the period's own frequency grid)."""
@@ -563,7 +580,7 @@ def decide_predictive(obs: PredictiveObservation, state: PredictiveState,
     # line fits, each load lowered by the fall since it was seen
     if params.burst_window_s > 0:
         window = rates[_since(rates, now - params.burst_window_s):]
-        if slope < 0 and params.envelope_trend_fit > 0 and fit >= params.envelope_trend_fit:
+        if _sustained_fall(rates, now, slope, fit, params):
             fall = slope * svc  # busy slots per second
             peak = max(load + fall * (now - t) for t, _r, load in window)
             details["envelope_fall_rps_per_s"] = slope

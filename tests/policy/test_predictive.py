@@ -271,7 +271,8 @@ def test_the_burst_envelope_keeps_the_capacity_of_a_minute_of_long_requests() ->
 def test_on_a_steady_fall_the_envelope_follows_the_trend_and_bursts_keep_theirs() -> None:
     """A lease whose rate falls along a line sheds its earlier level: the envelope counts each past load at the level
     the fall brings it to now, so the capacity target is the current rate's, not the peak of ten minutes ago (with
-    the rule off, that peak holds). Bursts around the same fall fit a line poorly and keep their envelope."""
+    the rule off, that peak holds). A step down is no sustained fall (its earlier half is flat) and keeps the
+    envelope; bursts around the same fall fit a line poorly and keep theirs."""
     fall = [(t, 200.0 - 0.25 * t) for t in np.arange(0.0, 600.0, 5.0)]
     final = obs(600, 50.0, current=need(200.0))
     off = decide_after(fall, final, replace(PARAMS, envelope_trend_fit=0.0))
@@ -283,6 +284,10 @@ def test_on_a_steady_fall_the_envelope_follows_the_trend_and_bursts_keep_theirs(
     assert dip.reason == PredictiveReason.BURST_ENVELOPE and dip.details["capacity_target"] <= need(55.0)
     assert (f"(past loads lowered along the falling trend, {60 * dip.details['envelope_fall_rps_per_s']:.1f} req/s "
             "a minute)") in predictive_message(dip, PARAMS)
+    step = [(t, 200.0 if t < 450.0 else 50.0) for t in np.arange(0.0, 600.0, 5.0)]  # a line fits it, for a while
+    s = decide_after(step, final)
+    assert s.details["trend_fit"] > 0.5 and s.details["trend_rps_per_s"] < 0
+    assert "envelope_fall_rps_per_s" not in s.details and s.details["capacity_target"] >= need(195.0)
     bursty = [(t, r + (80.0 if int(t // 30) % 4 == 0 else 0.0)) for t, r in fall]  # +80 req/s for 30 s in 120 s
     b = decide_after(bursty, final)
     assert b.details["trend_fit"] < 0.5 and "envelope_fall_rps_per_s" not in b.details
