@@ -576,8 +576,8 @@ def decide_predictive(obs: PredictiveObservation, state: PredictiveState,
     lam = rate
     details: dict[str, float] = {"rate_rps": rate, "served_rps": served, "service_s": svc, "horizon_s": horizon}
     slope, fit = _trend_fit(rates, now, params.trend_window_s) if params.trend_window_s > 0 else (0.0, 0.0)
-    # burst envelope: the largest recent offered load, as a rate at today's service time; on a falling trend the
-    # line fits, each load lowered by the fall since it was seen
+    # burst envelope: the largest recent offered load, as a rate at today's service time; on a sustained fall, each
+    # load lowered by the fall since it was seen
     if params.burst_window_s > 0:
         window = rates[_since(rates, now - params.burst_window_s):]
         if _sustained_fall(rates, now, slope, fit, params):
