@@ -247,7 +247,8 @@ def predictive_message(d: PredictiveDecision, params: PredictiveParams) -> str:
         message += (f"; held for the burst window's peak load, {det.get('envelope_busy_slots', 0):.1f} requests "
                     "in service")
         if "envelope_fall_rps_per_s" in det:
-            message += f" (past loads lowered along the falling trend, {60 * det['envelope_fall_rps_per_s']:.1f} req/s a minute)"
+            message += (f" (past loads lowered along the falling trend, {60 * det['envelope_fall_rps_per_s']:.1f} "
+                        "req/s a minute)")
     if "reactive_floor" in det:
         message += f"; the queue time, over the SLO for a whole window, asks at least {det['reactive_floor']:.0f}"
     if "headroom" in det:

@@ -370,9 +370,9 @@ def _trend_fit(rates: tuple[tuple[float, float, float], ...], now: float, window
     es = list(map(sub, rs, repeat(r_mean)))
     num = sum(map(mul, ds, es))  # left to right, as a loop would add them
     den = sum(map(mul, ds, ds))
-    var = sum(map(mul, es, es))
     if den <= 0:
         return 0.0, 0.0
+    var = sum(map(mul, es, es))
     return num / den, (num * num / (den * var) if var > 0 else 0.0)
 
 
