@@ -234,6 +234,14 @@ class PolicyHolder:
         return None
 
 
+def partial_data_message(d: PredictiveDecision, params: PredictiveParams) -> str:
+    """Why a ``PartialData`` decision holds the count (its Event's message: no figures that change every loop)."""
+    return (f"not scaling down: {d.details.get('unmeasured_ready', 0):.0f} pods Ready for over "
+            f"{2 * params.rate_window_s:.0f}s have no request rate, so the lease's rate leaves their traffic out "
+            "(a rate window needs two scrapes of the pod: is predictive.rateWindowSeconds shorter than two scrape "
+            "intervals, or is the pod not scraped?)")
+
+
 def predictive_message(d: PredictiveDecision, params: PredictiveParams) -> str:
     """The predictive decision in a sentence (status annotation, Events, ``autoscaler leases``): the rate, the
     forecast, the capacity target, and what else drove the count. Missing details read as 0."""
@@ -254,6 +262,8 @@ def predictive_message(d: PredictiveDecision, params: PredictiveParams) -> str:
     if "headroom" in det:
         message += ("; the queue time was over the SLO in many recent readings the model does not explain: "
                     f"demand x{det['headroom']:.2f} (calibration)")
+    if d.reason == PredictiveReason.PARTIAL_DATA:
+        message += "; " + partial_data_message(d, params)
     if d.reason == PredictiveReason.SPIKE_HOLD:
         message += (f"; arrivals come in spikes (roughness {det.get('roughness', 0):.2f}): not below "
                     f"{det.get('spike_floor', 0):.0f}, {params.spike_hold_fraction:g} x the largest target of the "
@@ -675,12 +685,16 @@ class Controller:
         obs = predictive_observation(
             lease.namespace, pods, results.get("requestStats"), now, snap.current_replicas, lease.min_replicas,
             lease.max_replicas, lease.slots_per_replica or settings.slots_per_replica,
-            measured_startup_s(pods, settings.startup_s), params.drain_s)
+            measured_startup_s(pods, settings.startup_s), params.drain_s, settle_s=2 * settings.rate_window_s)
         d = decide_predictive(obs, self._predictive_state(p, params), params)
         p.rt.predictive, p.rt.predictive_params = d.state, params
         if d.reason == PredictiveReason.MISSING_DATA:
             return None
-        return d.desired_replicas, str(d.reason), predictive_message(d, params)
+        message = predictive_message(d, params)
+        if d.reason == PredictiveReason.PARTIAL_DATA:
+            self._pending_events.append(self.events.record(p.obj, "Warning", "PartialRequestData",
+                                                           partial_data_message(d, params), now))
+        return d.desired_replicas, str(d.reason), message
 
     def _predictive_state(self, p: _Prepared, params: PredictiveParams) -> PredictiveState:
         """The lease's predictive state: in memory, else its season restored from its annotation (after a

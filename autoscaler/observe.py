@@ -10,6 +10,7 @@ scale down).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -156,18 +157,24 @@ def measured_startup_s(pods: list[Pod], default_s: float) -> float:
 
 def predictive_observation(namespace: str, pods: list[Pod], result: BatchResult | None, now: float,
                            current: int, min_replicas: int, max_replicas: int, slots: int,
-                           startup_s: float, drain_s: float = 0.0) -> PredictiveObservation:
-    """The predictive policy's view of a lease: summed request statistics of its pods, ready/starting counts.
+                           startup_s: float, drain_s: float = 0.0, settle_s: float = math.inf) -> PredictiveObservation:
+    """The predictive policy's view of a lease: summed request statistics of its pods, ready/starting counts, and
+    how many pods Ready for over ``settle_s`` seconds the request statistics leave out (a newer pod's rate needs two
+    scrapes in the rate window first).
     With ``drain_s``, a pod whose own backlog takes it longer than that to serve (:func:`stuck_backlog`) counts only
     what it can drain, and its queue time is left out of the lease's while other pods have traffic."""
     live = [p for p in pods if not p.deleting and p.phase in (PodPhase.PENDING, PodPhase.RUNNING)]
     ready = sum(1 for p in live if p.ready and p.phase == PodPhase.RUNNING)
     parts: list[Mapping[str, float]] = []
-    if result is not None and result.error is None:
-        for p in live:
-            outcome = result.outcomes.get(PodTarget(namespace, p.name))
-            if isinstance(outcome, Ok) and outcome.parts is not None:
-                parts.append(outcome.parts)
+    unmeasured = 0
+    ok = result is not None and result.error is None
+    for p in live:
+        outcome = result.outcomes.get(PodTarget(namespace, p.name)) if ok and result is not None else None
+        if isinstance(outcome, Ok) and outcome.parts is not None:
+            parts.append(outcome.parts)
+        elif (p.ready and p.phase == PodPhase.RUNNING and p.ready_transition_time is not None
+              and now - p.ready_transition_time > settle_s):
+            unmeasured += 1
     sums: dict[str, float] = {}
     for pod_parts in parts:
         for k, v in pod_parts.items():
@@ -189,4 +196,4 @@ def predictive_observation(namespace: str, pods: list[Pod], result: BatchResult 
         now=now, current_replicas=current, ready_replicas=ready, starting_replicas=max(0, len(live) - ready),
         min_replicas=min_replicas, max_replicas=max_replicas, request_rate_rps=rate, service_time_s=service,
         slots_per_replica=slots, startup_s=startup_s, queue_time_us=queue, pending_requests=pending,
-        drainable_pending=drainable)
+        drainable_pending=drainable, unmeasured_ready=unmeasured)

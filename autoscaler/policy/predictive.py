@@ -58,7 +58,8 @@ The decision, in order (each step is a parameter of :class:`PredictiveParams`):
    a flash crowd is smooth by this measure (one large move in a window), and Poisson arrivals are (the moves are
    a few per cent of the rate).
 8. Bounds ``[min, max]`` (``TooFewReplicas`` / ``TooManyReplicas``); missing rate data holds the
-   current count (``MissingData``), never scales down.
+   current count (``MissingData``), never scales down; nor does a rate some Ready pods are missing from
+   (``PartialData``: it counts only the others).
 
 Pure: numpy only, time and state come in as arguments, state goes out as a frozen value.
 """
@@ -97,6 +98,7 @@ class PredictiveReason(StrEnum):
     TOO_FEW_REPLICAS = "TooFewReplicas"
     TOO_MANY_REPLICAS = "TooManyReplicas"
     MISSING_DATA = "MissingData"
+    PARTIAL_DATA = "PartialData"
 
 
 @dataclass(frozen=True)
@@ -205,6 +207,9 @@ class PredictiveObservation:
     """Requests waiting in the lease's queues (sum of ``nv_inference_pending_request_count``)."""
     drainable_pending: float | None = None
     """The part of ``pending_requests`` the fleet can drain within ``drain_s`` (:func:`stuck_backlog`); None = all."""
+    unmeasured_ready: int = 0
+    """Ready pods without a request rate (not scraped twice within the rate window yet): the rate leaves their
+    traffic out, so no scale-down is decided on it."""
 
 
 @dataclass(frozen=True)
@@ -656,7 +661,10 @@ def decide_predictive(obs: PredictiveObservation, state: PredictiveState,
                 spike_floor = math.ceil(params.spike_hold_fraction * peak)
                 details["spike_floor"] = float(spike_floor)
         floor_frac = math.ceil(current * (1.0 - params.scale_down_max_fraction))
-        if _queue_over(obs, params.reactive_queue_factor, params):
+        if obs.unmeasured_ready > 0:
+            desired, reason = current, PredictiveReason.PARTIAL_DATA
+            details["unmeasured_ready"] = float(obs.unmeasured_ready)
+        elif _queue_over(obs, params.reactive_queue_factor, params):
             desired, reason = current, PredictiveReason.REACTIVE_QUEUE_TIME
         elif spike_floor > max(held, target):
             desired, reason = min(current, spike_floor), PredictiveReason.SPIKE_HOLD

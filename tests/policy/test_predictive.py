@@ -8,7 +8,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 import pytest
 
-from autoscaler.config import ClusterPolicy, parse_policy
+from autoscaler.config import ClusterPolicy, load_policy, parse_policy
 from autoscaler.controller import predictive_message
 from autoscaler.metrics import BatchResult, Ok, PodTarget
 from autoscaler.observe import predictive_observation
@@ -591,3 +591,42 @@ def test_the_controllers_message_says_the_rate_the_target_and_a_spike_hold() -> 
     assert f"demand x{calibrated.details['headroom']:.2f} (calibration)" in predictive_message(calibrated, c)
     bare = replace(held, details={})
     assert predictive_message(bare, p).startswith("predictive: 0.0 req/s now, 0.0 req/s expected in 0s")
+
+
+def test_no_scale_down_on_a_rate_that_leaves_ready_pods_out() -> None:
+    """A pod Ready for over two rate windows should have a request rate; when Prometheus returns none for it (a rate
+    window shorter than two scrape intervals, a pod not scraped), the lease's rate counts only the others and looks
+    lower than the traffic: the policy holds the count (``PartialData``) instead of scaling down on it, and says why.
+    A pod that only just became Ready has no rate yet either, by design: it does not hold anything."""
+    answer = BatchResult("requestStats", "", {PodTarget("ns", n): Ok(5.0, parts={"success": 5.0, "success_long": 5.0,
+                                                                                 "compute_us": 5.0 * SVC * 1e6})
+                                              for n in ("a", "b")})
+    pods = [Pod("a", ready_transition_time=0.0), Pod("b", ready_transition_time=0.0),
+            Pod("c", ready_transition_time=0.0), Pod("d", ready_transition_time=990.0)]
+    o = predictive_observation("ns", pods, answer, 1000.0, 4, 1, 40, SLOTS, 120.0, settle_s=60.0)
+    assert o.request_rate_rps == 10.0 and o.unmeasured_ready == 1  # c is missing; d is too new to have a rate
+    assert predictive_observation("ns", pods, answer, 1000.0, 4, 1, 40, SLOTS, 120.0).unmeasured_ready == 0
+
+    history = steady(10.0, 1000)
+    full = decide_after(history, obs(1000, 10.0, current=8))
+    assert full.desired_replicas < 8  # every pod measured: the low rate scales down
+    held = decide_after(history, replace(obs(1000, 10.0, current=8), unmeasured_ready=1))
+    assert held.desired_replicas == 8 and held.reason == PredictiveReason.PARTIAL_DATA
+    assert "1 pods Ready for over 60s have no request rate" in predictive_message(held, PARAMS)
+    up = decide_after(history, replace(obs(1000, 400.0, current=8), unmeasured_ready=1))
+    assert up.desired_replicas > 8  # scale-ups are not held: the missing pods' traffic only adds to the need
+
+
+def test_without_request_data_the_replay_falls_back_to_the_hpa_core_as_the_controller_does() -> None:
+    """With a 15-s rate window over 15-s scrapes most pods have no request rate: the controller then lets the HPA
+    core decide the lease (``MissingData``), and so does the replay, instead of holding the first count through
+    a load that needs ten times as many replicas."""
+    T = 1800
+    rate = np.full(T, 2 * CAP)
+    rate[300:] = 10 * CAP
+    counts = np.random.default_rng(3).poisson(rate).astype(np.float64)
+    w = Workload("step", counts, None, None, 1.0, float(rate.max()), CAP, REPLAY_SVC, 1.0)
+    policy = make_policy("default", PolicyContext(REPLAY, load_policy(), {"predictive.rateWindowSeconds": 15}))
+    run = simulate(w, policy, REPLAY)
+    assert np.asarray(run.spec_replicas)[-300:].min() >= 8  # the HPA core scaled it up
+    assert summarize(run)["sloViolationFraction"] < 0.5

@@ -16,16 +16,20 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from autoscaler.policy.predictive import (
     PredictiveDecision,
     PredictiveObservation,
     PredictiveParams,
+    PredictiveReason,
     PredictiveState,
     decide_predictive,
     queue_time_without,
     stuck_backlog,
 )
 from autoscaler.replay.policies import PolicyContext, ReplayPolicy, register_algorithm, register_policy
+from autoscaler.replay.policies.hpa import make_configured_hpa
 from autoscaler.replay.sim import ClusterView
 
 SUCCESS = "nv_inference_request_success"
@@ -37,11 +41,17 @@ QUEUE = "nv_inference_queue_duration_us"
 def observe(view: ClusterView, rate_window_s: float, min_replicas: int, max_replicas: int,
             drain_s: float = 0.0) -> PredictiveObservation:
     """The policy's observation from the simulated cluster's Prometheus and API server, as
-    :func:`autoscaler.observe.predictive_observation` makes it from PromQL (a stuck backlog included)."""
-    short = view.lease_rates((SUCCESS, FAILURE), window_s=rate_window_s)
+    :func:`autoscaler.observe.predictive_observation` makes it from PromQL (a stuck backlog and the Ready pods
+    without a request rate included)."""
+    scraped, short = view.pod_rates((SUCCESS, FAILURE), window_s=rate_window_s)
+    measured = np.isfinite(short[SUCCESS])
+    fail = short[FAILURE][np.isfinite(short[FAILURE])]
+    rate = float(short[SUCCESS][measured].sum() + fail.sum()) if measured.any() else None
+    have = {n for n, m in zip(scraped, measured, strict=True) if m}
+    settled = view.now - 2 * rate_window_s  # a pod Ready since before this has had two scrapes in the window
+    unmeasured = sum(1 for p in view.k8s_pods() if p.ready and not p.deleting and p.name not in have
+                     and p.ready_transition_time is not None and p.ready_transition_time < settled)
     long = view.lease_rates((SUCCESS, COMPUTE, QUEUE))
-    ok, fail = short[SUCCESS], short[FAILURE]
-    rate = None if ok is None else ok + (fail or 0.0)
     s_long, c_long, q_long = long[SUCCESS], long[COMPUTE], long[QUEUE]
     svc = c_long / s_long / 1e6 if s_long and c_long is not None else None
     qt = q_long / s_long if s_long and q_long is not None else None
@@ -59,7 +69,7 @@ def observe(view: ClusterView, rate_window_s: float, min_replicas: int, max_repl
         starting_replicas=view.starting_replicas, min_replicas=min_replicas, max_replicas=max_replicas,
         request_rate_rps=rate, service_time_s=svc, slots_per_replica=view.settings.serving.slots,
         startup_s=view.settings.startup_s, queue_time_us=qt, pending_requests=float(pend.sum()) if pend.size else None,
-        drainable_pending=drainable)
+        drainable_pending=drainable, unmeasured_ready=unmeasured)
 
 
 @dataclass
@@ -72,15 +82,21 @@ class PredictivePolicy:
     rate_window_s: float
     min_replicas: int
     max_replicas: int
+    fallback: ReplayPolicy | None = None
+    """What decides while the lease has no request data (``MissingData``): the configured HPA core, as in the
+    controller, which decides every lease with it every loop so that its windows are current."""
     state: PredictiveState = field(default_factory=PredictiveState)
     record: list[tuple[PredictiveObservation, PredictiveDecision]] | None = None
 
     def decide(self, view: ClusterView) -> int:
+        hpa = None if self.fallback is None else self.fallback.decide(view)
         obs = observe(view, self.rate_window_s, self.min_replicas, self.max_replicas, self.params.drain_s)
         d = decide_predictive(obs, self.state, self.params)
         self.state = d.state
         if self.record is not None:
             self.record.append((obs, d))
+        if hpa is not None and d.reason == PredictiveReason.MISSING_DATA:
+            return hpa
         return d.desired_replicas
 
 
@@ -94,5 +110,9 @@ def make_predictive(ctx: PolicyContext) -> ReplayPolicy:
     if overrides:  # --policy-option predictive.violationTarget=0.05
         cfg = cfg.with_options(overrides)
     params = cfg.to_params(s.target_queue_time_us)
+    try:
+        fallback = make_configured_hpa(ctx)
+    except ValueError:  # no metric the replay simulates is enabled: without request data the count holds
+        fallback = None
     return PredictivePolicy("predictive", ctx.cluster_policy.autoscaling.loop_interval_s, params, cfg.rate_window_s,
-                            s.min_replicas, s.max_replicas)
+                            s.min_replicas, s.max_replicas, fallback)
