@@ -300,6 +300,16 @@ class PredictiveSettings(_Strict):
                                              description="...only where the fall is sustained: the slope over each "
                                                          "half of the trend window is at least this share of the "
                                                          "whole window's (a step down is not)")
+    one_off_hold_startups: float = Field(1.0, alias="oneOffHoldStartups", ge=0, le=100,
+                                         description="after a fall of the load not seen to come back within "
+                                                     "recurrenceMemorySeconds, the burst envelope spans only this "
+                                                     "many start-up delays (0: always the whole burst window)")
+    recurrence_memory_s: float = Field(3600.0, alias="recurrenceMemorySeconds", gt=0, le=7 * 86400,
+                                       description="how long a return of the load to a level it fell from marks "
+                                                   "the lease's bursts as recurring, seconds")
+    recurrence_share: float = Field(0.5, alias="recurrenceShare", gt=0, lt=1,
+                                    description="a fall: the offered load under this share of the burst envelope; "
+                                                "a return: back over this share of the envelope it fell from")
 
     @model_validator(mode="after")
     def _bucket_divides_period(self) -> PredictiveSettings:

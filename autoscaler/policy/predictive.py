@@ -20,7 +20,11 @@ The decision, in order (each step is a parameter of :class:`PredictiveParams`):
    minute of long requests needs the capacity a minute of many requests does. On a sustained fall (a line fits
    the trend window, R² at least ``envelope_trend_fit``, and the rate falls in both of its halves), each past load
    counts at the level the fall brings it to now: a steady decline sheds its earlier level instead of holding it
-   for the window; a step down, bursts and noise keep the envelope.
+   for the window; a step down, bursts and noise keep the envelope. After a fall (the load under
+   ``recurrence_share`` of the envelope) while the load has not been seen to come back from one within
+   ``recurrence_memory_s``, the envelope spans ``one_off_hold_startups`` start-up delays instead of the window
+   (ski rental: idling longer than a start-up delay costs more than starting again would): a flash crowd that
+   ends releases its capacity; load that recurs keeps the whole window.
 3. **Forecast** over the horizon ``startup_s + lag_s`` (what a pod created now will meet): a damped
    linear trend of the recent rate (``Trend``) and, once a full period of history exists, the
    lease's own daily shape (a few FFT harmonics, as Crane's predictive HPA) as a multiplicative
@@ -180,6 +184,17 @@ class PredictiveParams:
     share of the whole window's. A step down fits a line for a while as it crosses the window, but its earlier
     half is flat: lowering the envelope there would scale the fleet down and, once the step has left the window and
     the line no longer fits, up again with the load unchanged."""
+    one_off_hold_startups: float = 1.0
+    """After a fall of the load that has not been seen to come back (within ``recurrence_memory_s``), the burst
+    envelope spans only this many start-up delays instead of the whole burst window. Ski rental: holding idle
+    replicas longer than a start-up delay costs more than starting them again would if the load came back, so a
+    one-off shift (a flash crowd that ends, a step down) releases its capacity after one; load that has been seen to
+    come back keeps the whole window (0 = always the whole window)."""
+    recurrence_memory_s: float = 3600.0
+    """How long a return of the load to a level it fell from marks the lease's bursts as recurring."""
+    recurrence_share: float = 0.5
+    """A fall: the offered load under this share of the burst envelope; a return: the load back over this share of
+    the envelope it fell from (bursts whose peaks differ still count as coming back)."""
 
 
 @dataclass(frozen=True)
@@ -243,6 +258,11 @@ class PredictiveState:
     """Factor the capacity model's demand is scaled by (>= 1), learnt from that share."""
     calibrated_at: float | None = None
     """Time of the last queue-time reading the calibration used."""
+    fall_peak: float | None = None
+    """The burst envelope's load when the offered load last fell under ``recurrence_share`` of it, until the load
+    comes back (None: no fall open)."""
+    recurred_at: float | None = None
+    """When the offered load last came back over ``recurrence_share`` of a level it had fallen from."""
 
 
 _STATE_FIELDS = frozenset(f.name for f in fields(PredictiveState))
@@ -475,6 +495,21 @@ _CALIBRATION_GROWTH = math.log(1.5)
 """Log of the headroom's growth per calibration window while the lease queues chronically."""
 
 
+def _recurrence(state: PredictiveState, now: float, rates: tuple[tuple[float, float, float], ...], load: float,
+                params: PredictiveParams) -> dict[str, Any]:
+    """Falls and returns of the offered load against the whole burst window's envelope: a fall opens when the load is
+    under ``recurrence_share`` of the envelope (which it then remembers), and closes as a *return* once the load is
+    back over that share of what it fell from. The new ``fall_peak`` and ``recurred_at``."""
+    fall_peak, recurred_at = state.fall_peak, state.recurred_at
+    if fall_peak is None:
+        full = max(map(_LOAD, rates[_since(rates, now - params.burst_window_s):]))
+        if load < params.recurrence_share * full:
+            fall_peak = full
+    elif load > params.recurrence_share * fall_peak:
+        fall_peak, recurred_at = None, now
+    return {"fall_peak": fall_peak, "recurred_at": recurred_at}
+
+
 def _push_max(history: tuple[tuple[float, int], ...], now: float, n: int) -> tuple[tuple[float, int], ...]:
     """Append ``(now, n)`` to a history of targets, dropping the entries it makes irrelevant: an older target no
     larger than a newer one is never the largest of a window that ends now. The largest of any window is then
@@ -584,7 +619,16 @@ def decide_predictive(obs: PredictiveObservation, state: PredictiveState,
     # burst envelope: the largest recent offered load, as a rate at today's service time; on a sustained fall, each
     # load lowered by the fall since it was seen
     if params.burst_window_s > 0:
-        window = rates[_since(rates, now - params.burst_window_s):]
+        span = params.burst_window_s
+        hold = params.one_off_hold_startups * obs.startup_s
+        if 0 < hold < span:
+            ch.update(_recurrence(state, now, rates, rate * svc, params))
+            recurred_at = ch["recurred_at"]
+            if ch["fall_peak"] is not None and (recurred_at is None
+                                                or now - recurred_at > params.recurrence_memory_s):
+                span = hold  # a fall, and no load came back lately: taken as one-off
+        details["envelope_window_s"] = span
+        window = rates[_since(rates, now - span):]
         if _sustained_fall(rates, now, slope, fit, params):
             fall = slope * svc  # busy slots per second
             peak = max(load + fall * (now - t) for t, _r, load in window)

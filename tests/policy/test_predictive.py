@@ -272,26 +272,59 @@ def test_on_a_steady_fall_the_envelope_follows_the_trend_and_bursts_keep_theirs(
     """A lease whose rate falls along a line sheds its earlier level: the envelope counts each past load at the level
     the fall brings it to now, so the capacity target is the current rate's, not the peak of ten minutes ago (with
     the rule off, that peak holds). A step down is no sustained fall (its earlier half is flat) and keeps the
-    envelope; bursts around the same fall fit a line poorly and keep theirs."""
+    envelope; bursts around the same fall fit a line poorly and keep theirs. (The one-off hold, which shortens the
+    envelope after a fall that has not come back, has its own test: it is off here.)"""
+    whole = replace(PARAMS, one_off_hold_startups=0.0)
     fall = [(t, 200.0 - 0.25 * t) for t in np.arange(0.0, 600.0, 5.0)]
     final = obs(600, 50.0, current=need(200.0))
-    off = decide_after(fall, final, replace(PARAMS, envelope_trend_fit=0.0))
+    off = decide_after(fall, final, replace(whole, envelope_trend_fit=0.0))
     assert off.reason == PredictiveReason.BURST_ENVELOPE and off.details["capacity_target"] >= need(195.0)
-    on = decide_after(fall, final)
+    on = decide_after(fall, final, whole)
     assert on.details["envelope_fall_rps_per_s"] == pytest.approx(-0.25)
     assert on.details["trend_fit"] > 0.99 and on.details["capacity_target"] <= need(55.0) < need(195.0)
-    dip = decide_after(fall, obs(600, 30.0, current=need(50.0)))  # under the line: the envelope holds the line
+    dip = decide_after(fall, obs(600, 30.0, current=need(50.0)), whole)  # under the line: the envelope holds the line
     assert dip.reason == PredictiveReason.BURST_ENVELOPE and dip.details["capacity_target"] <= need(55.0)
     assert (f"(past loads lowered along the falling trend, {60 * dip.details['envelope_fall_rps_per_s']:.1f} req/s "
-            "a minute)") in predictive_message(dip, PARAMS)
+            "a minute)") in predictive_message(dip, whole)
     step = [(t, 200.0 if t < 450.0 else 50.0) for t in np.arange(0.0, 600.0, 5.0)]  # a line fits it, for a while
-    s = decide_after(step, final)
+    s = decide_after(step, final, whole)
     assert s.details["trend_fit"] > 0.5 and s.details["trend_rps_per_s"] < 0
     assert "envelope_fall_rps_per_s" not in s.details and s.details["capacity_target"] >= need(195.0)
     bursty = [(t, r + (80.0 if int(t // 30) % 4 == 0 else 0.0)) for t, r in fall]  # +80 req/s for 30 s in 120 s
-    b = decide_after(bursty, final)
+    b = decide_after(bursty, final, whole)
     assert b.details["trend_fit"] < 0.5 and "envelope_fall_rps_per_s" not in b.details
     assert b.details["capacity_target"] >= need(270.0)  # the first burst, 200 + 80 - 0.25 x 5 req/s
+
+
+def test_after_a_fall_not_seen_to_come_back_the_envelope_holds_one_startup() -> None:
+    """Ski rental: holding idle replicas longer than a start-up delay costs more than starting them again would, so
+    once the load has fallen (under half the envelope) and no load has been seen to come back to a level it fell from
+    in the last hour, the envelope spans one start-up delay (120 s here) instead of the burst window (600 s): a flash
+    crowd that ends releases its capacity after two minutes. Where a fall has come back (bursts that recur), the
+    whole window holds, as it does with the rule off; without a fall (steady load, bursts under 2x) nothing
+    changes."""
+    crowd = [(t, 50.0 if t < 600 else 250.0 if t < 1800 else 50.0) for t in np.arange(0.0, 2000.0, 5.0)]
+    final = obs(2000, 50.0, current=need(250.0))
+    one_off = decide_after(crowd, final)
+    assert one_off.details["envelope_window_s"] == 120.0 and one_off.details["capacity_target"] == need(50.0)
+    assert one_off.state.fall_peak == pytest.approx(250.0 * SVC) and one_off.state.recurred_at is None
+    off = decide_after(crowd, final, replace(PARAMS, one_off_hold_startups=0.0))
+    assert off.details["capacity_target"] == need(250.0) and off.reason == PredictiveReason.BURST_ENVELOPE
+    # the same crowd ends a second time after it came back: its return marks the bursts as recurring
+    twice = [(t, 250.0 if 600 <= t < 900 or 1200 <= t < 1800 else 50.0) for t in np.arange(0.0, 2000.0, 5.0)]
+    again = decide_after(twice, final)
+    assert again.state.recurred_at == 1200.0
+    assert again.details["envelope_window_s"] == 600.0 and again.details["capacity_target"] == need(250.0)
+    assert "held for the burst window's peak load" in predictive_message(again, PARAMS)
+    # a minute at 1.5x the steady rate is no fall: the whole window keeps it
+    bump = [(t, 150.0 if 1700 <= t < 1760 else 100.0) for t in np.arange(0.0, 2000.0, 5.0)]
+    kept = decide_after(bump, obs(2000, 100.0, current=need(150.0)))
+    assert kept.state.fall_peak is None and kept.details["envelope_window_s"] == 600.0
+    assert kept.details["capacity_target"] == need(150.0)
+    # explain says when the envelope is the short one
+    early = decide_after(crowd[:int(1850 / 5)], obs(1850, 50.0, current=need(250.0)))
+    assert early.reason == PredictiveReason.BURST_ENVELOPE and early.details["envelope_window_s"] == 120.0
+    assert "of the last 120s (the load fell" in predictive_message(early, PARAMS)
 
 
 def test_capacity_target_is_monotone_in_rate_and_service_time() -> None:
