@@ -167,9 +167,9 @@ def predictive_observation(namespace: str, pods: list[Pod], result: BatchResult 
     ready = sum(1 for p in live if p.ready and p.phase == PodPhase.RUNNING)
     parts: list[Mapping[str, float]] = []
     unmeasured = 0
-    ok = result is not None and result.error is None
+    outcomes = result.outcomes if result is not None and result.error is None else {}
     for p in live:
-        outcome = result.outcomes.get(PodTarget(namespace, p.name)) if ok and result is not None else None
+        outcome = outcomes.get(PodTarget(namespace, p.name))
         if isinstance(outcome, Ok) and outcome.parts is not None:
             parts.append(outcome.parts)
         elif (p.ready and p.phase == PodPhase.RUNNING and p.ready_transition_time is not None

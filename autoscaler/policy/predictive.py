@@ -223,8 +223,8 @@ class PredictiveObservation:
     drainable_pending: float | None = None
     """The part of ``pending_requests`` the fleet can drain within ``drain_s`` (:func:`stuck_backlog`); None = all."""
     unmeasured_ready: int = 0
-    """Ready pods without a request rate (not scraped twice within the rate window yet): the rate leaves their
-    traffic out, so no scale-down is decided on it."""
+    """Ready pods without a request rate although Ready long enough to have one (two rate windows): the rate leaves
+    their traffic out, so no scale-down is decided on it."""
 
 
 @dataclass(frozen=True)
@@ -495,14 +495,15 @@ _CALIBRATION_GROWTH = math.log(1.5)
 """Log of the headroom's growth per calibration window while the lease queues chronically."""
 
 
-def _recurrence(state: PredictiveState, now: float, rates: tuple[tuple[float, float, float], ...], load: float,
+def _recurrence(state: PredictiveState, now: float, whole: tuple[tuple[float, float, float], ...], load: float,
                 params: PredictiveParams) -> dict[str, Any]:
-    """Falls and returns of the offered load against the whole burst window's envelope: a fall opens when the load is
-    under ``recurrence_share`` of the envelope (which it then remembers), and closes as a *return* once the load is
-    back over that share of what it fell from. The new ``fall_peak`` and ``recurred_at``."""
+    """Falls and returns of the offered load against the envelope of the whole burst window (``whole``: its rate
+    history): a fall opens when the load is under ``recurrence_share`` of the envelope (which it then remembers), and
+    closes as a *return* once the load is back over that share of what it fell from. The new ``fall_peak`` and
+    ``recurred_at``."""
     fall_peak, recurred_at = state.fall_peak, state.recurred_at
     if fall_peak is None:
-        full = max(map(_LOAD, rates[_since(rates, now - params.burst_window_s):]))
+        full = max(map(_LOAD, whole))
         if load < params.recurrence_share * full:
             fall_peak = full
     elif load > params.recurrence_share * fall_peak:
@@ -620,15 +621,16 @@ def decide_predictive(obs: PredictiveObservation, state: PredictiveState,
     # load lowered by the fall since it was seen
     if params.burst_window_s > 0:
         span = params.burst_window_s
+        window = rates[_since(rates, now - span):]
         hold = params.one_off_hold_startups * obs.startup_s
         if 0 < hold < span:
-            ch.update(_recurrence(state, now, rates, rate * svc, params))
+            ch.update(_recurrence(state, now, window, rate * svc, params))
             recurred_at = ch["recurred_at"]
             if ch["fall_peak"] is not None and (recurred_at is None
                                                 or now - recurred_at > params.recurrence_memory_s):
                 span = hold  # a fall, and no load came back lately: taken as one-off
+                window = rates[_since(rates, now - span):]
         details["envelope_window_s"] = span
-        window = rates[_since(rates, now - span):]
         if _sustained_fall(rates, now, slope, fit, params):
             fall = slope * svc  # busy slots per second
             peak = max(load + fall * (now - t) for t, _r, load in window)
