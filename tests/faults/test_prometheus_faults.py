@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -12,7 +13,7 @@ import pytest
 from autoscaler.metrics import ClientSettings, LeaseTarget, NoTraffic, Ok, PrometheusClient, fetch_all
 from autoscaler.metrics.promql import PART_LABEL
 from autoscaler.sandbox.faultproxy import FaultProxy
-from tests.faults.conftest import INTERVAL_S, Env, assert_clean, wait_for
+from tests.faults.conftest import INTERVAL_S, POLICY, Env, P, assert_clean, wait_for
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 QUERY = "/api/v1/query"
@@ -158,3 +159,44 @@ async def test_fallback_replicas_raises_capacity_but_never_cuts_it(env: Env) -> 
             assert any(e["reason"] == "SuccessfulRescale" and "fallback" in e["message"]
                        for e in env.events("fb-low"))
     assert_clean(checker)
+
+
+def _without_rate_of_first(prefix: str) -> Callable[[Any], Any]:
+    """Answers without the short-window request rate of the first (by name) pod whose name starts with ``prefix``:
+    what Prometheus returns for a pod while its rate window holds fewer than two of its scrapes."""
+    def rewrite(doc: Any) -> Any:
+        series = _series(doc)
+        pods = sorted({p for s in series if (p := s["metric"].get("pod", "")).startswith(prefix)})
+        if pods:
+            doc["data"]["result"] = [s for s in series if not (s["metric"].get("pod") == pods[0]
+                                                               and s["metric"].get(PART_LABEL) == "success")]
+        return doc
+    return rewrite
+
+
+async def test_a_predictive_lease_holds_while_a_ready_pod_has_no_request_rate(env: Env) -> None:
+    """A lightly loaded predictive lease of 3 pods, one of them Ready for long without a request rate: the lease's
+    rate is the other two's alone, so the policy holds the count (``PartialData``) and says why in a Warning Event
+    instead of scaling down on it; once the pod's rate is back, the lease goes down to the one its load needs."""
+    pfile = env.work / "policy-partial.yaml"
+    pfile.write_text(POLICY + "  predictive: {rateWindowSeconds: 3, burstWindowSeconds: 0, trendWindowSeconds: 0, "
+                              "scaleDownWindowSeconds: 2, startupSeconds: 1, reactiveQueueFactor: 0, "
+                              "panicQueueFactor: 0}\n")
+    env.deployment("partial", {P + "algorithm": "predictive", P + "max-replicas": "4"}, replicas=3)
+    await env.cluster.wait_for_ready("default", "partial", 3)
+    await env.load("partial", {"profile": {"type": "constant", "rate": 1}})  # a known service time; 1 pod serves it
+    await asyncio.sleep(7)  # every pod Ready for over two rate windows
+    key = ("default", "partial")
+    async with FaultProxy(env.dataplane.prometheus_url) as prom:
+        prom.set("rewrite", rewrite=_without_rate_of_first("partial-"), path_filter=QUERY)
+        async with env.controller("partial", None, prometheus_url=prom.url, policy_file=str(pfile)) as (ctl, _, _):
+            await wait_for(lambda: key in ctl.runtime and ctl.runtime[key].last.get("reason") == "PartialData", 15,
+                           "a PartialData decision")
+            await asyncio.sleep(4 * INTERVAL_S)
+            assert env.replicas("partial") == 3, ctl.runtime[key].last
+            assert "1 pods Ready for over 6s have no request rate" in ctl.runtime[key].last["message"]
+            await wait_for(lambda: any(e["reason"] == "PartialRequestData" and e["type"] == "Warning"
+                                       for e in env.events("partial")), 10, "the PartialRequestData Event")
+            prom.set("pass")
+            await wait_for(lambda: env.replicas("partial") == 1, 20, "the scale-down once every pod has a rate")
+    await env.dataplane.stop_load("default", "partial")
