@@ -15,7 +15,7 @@ import aiohttp
 import pytest
 import pytest_asyncio
 
-from autoscaler.doctor.checks import FAIL, OK, SKIP, WARN, Context, Finding, run_checks
+from autoscaler.doctor.checks import FAIL, OK, SKIP, WARN, Context, Finding, prometheus_seconds, run_checks
 from autoscaler.kube.api import KubeApi
 from autoscaler.sandbox.cluster import SandboxCluster
 from autoscaler.sandbox.dataplane import DataPlane
@@ -111,6 +111,29 @@ async def test_healthy_lease_passes_every_check(env: Env) -> None:
     assert {f.status for f in pick(fs, "series", f"{NS}/good")} == {OK}, pick(fs, "series", f"{NS}/good")
     assert pick(fs, "rules")[0].status == OK  # recording rule off in this policy: not needed
     assert pick(fs, "rbac")[0].status == OK
+
+
+async def test_rate_windows_against_the_pods_scrape_interval(env: Env) -> None:
+    """The windows the controller's rate() queries use hold at least two scrapes of the lease's pods at the scrape
+    interval Prometheus reports for their targets (1 s here): 3 s passes; a policy with 1.5 s fails, naming the key
+    and the smallest window that works (the predictive window's own minimum, 2 s, is two of these scrapes)."""
+    fs = await env.findings(lease_namespace=NS)
+    (ok,) = pick(fs, "windows", f"{NS}/good")
+    assert ok.status == OK and "prometheus.rateWindowSeconds = 3s: 3 or more scrapes" in ok.detail, ok
+    short = POLICY.replace("rateWindowSeconds: 3,", "rateWindowSeconds: 1.5,")
+    env.cluster.create({"apiVersion": "v1", "kind": "ConfigMap",
+                        "metadata": {"name": "short-windows", "namespace": "inference-autoscaler"},
+                        "data": {"policy.yaml": short}})
+    (bad,) = pick(await env.findings(lease_namespace=NS, configmap="short-windows"), "windows", f"{NS}/good")
+    assert bad.status == FAIL, bad
+    assert "prometheus.rateWindowSeconds = 1.5s holds fewer than two scrapes at the pods' 1s" in bad.detail
+    assert "set prometheus.rateWindowSeconds to at least 2 (two scrapes; 4 survives a missed one)" in bad.fix
+
+
+async def test_prometheus_durations_as_targets_report_them() -> None:
+    """The scrape interval as /api/v1/targets gives it: Prometheus's duration syntax, in seconds."""
+    assert [prometheus_seconds(t) for t in ("15s", "1m", "1m30s", "500ms", "1h", "")] == [15, 60, 90, 0.5, 3600, None]
+    assert prometheus_seconds("15") is None and prometheus_seconds("15 s") is None
 
 
 async def test_bad_annotation_is_reported_with_the_annotate_fix(env: Env) -> None:
