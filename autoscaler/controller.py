@@ -236,7 +236,7 @@ class PolicyHolder:
 
 def partial_data_message(d: PredictiveDecision, params: PredictiveParams) -> str:
     """Why a ``PartialData`` decision holds the count (its Event's message: no figures that change every loop)."""
-    return (f"not scaling down: {d.details.get('unmeasured_ready', 0):.0f} pods Ready for over "
+    return (f"not scaling down: {d.details.get('unmeasured_ready', 0):.0f} pod(s) Ready for over "
             f"{2 * params.rate_window_s:.0f}s have no request rate, so the lease's rate leaves their traffic out "
             "(a rate window needs two scrapes of the pod: is predictive.rateWindowSeconds shorter than two scrape "
             "intervals, or is the pod not scraped?)")

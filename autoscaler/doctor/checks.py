@@ -232,75 +232,6 @@ def _annotation_fix(ns: str, name: str, key: str) -> str:
 
 # ------------------------------------------------------------------------------------------ 4. series
 
-_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w|y)")
-_UNIT_S = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0, "y": 31536000.0}
-
-
-def prometheus_seconds(text: str) -> float | None:
-    """A Prometheus duration (``15s``, ``1m30s``, ``500ms``) in seconds; None if it is not one."""
-    parts = _DURATION.findall(text or "")
-    if not parts or "".join(n + u for n, u in parts) != text:
-        return None
-    return sum(float(n) * _UNIT_S[u] for n, u in parts)
-
-
-async def _scrape_intervals(url: str) -> dict[tuple[str, str], float]:
-    """(namespace, pod) -> scrape interval (s) of Prometheus's active targets that carry those labels."""
-    async with aiohttp.ClientSession() as s, s.get(f"{url.rstrip('/')}/api/v1/targets", params={"state": "active"},
-                                                   timeout=aiohttp.ClientTimeout(total=10)) as r:
-        body = await r.json()
-    out: dict[tuple[str, str], float] = {}
-    for t in ((body.get("data") or {}).get("activeTargets") or []):
-        labels = t.get("labels") or {}
-        iv = prometheus_seconds(str(t.get("scrapeInterval") or ""))
-        key = (str(labels.get("namespace", "")), str(labels.get("pod", "")))
-        if iv is not None and all(key):
-            out[key] = max(iv, out.get(key, 0.0))
-    return out
-
-
-async def check_windows(ctx: Context, leases: Sequence[Lease]) -> list[Finding]:
-    """Per lease: the ``rate()`` windows of the controller's queries against its pods' scrape interval. A window
-    shorter than two scrapes holds one sample of a pod most of the time, and ``rate()`` of one sample is empty."""
-    if not ctx.prometheus_ok:
-        return [Finding("windows", SKIP, "Prometheus is not reachable", "fix the prometheus check first")]
-    assert ctx.policy is not None
-    a = ctx.policy.autoscaling
-    try:
-        intervals = await _scrape_intervals(str(ctx.prometheus_url))
-    except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
-        return [Finding("windows", SKIP, f"cannot read Prometheus's targets: {exc or type(exc).__name__}")]
-    out: list[Finding] = []
-    for lease in leases:
-        if lease.policy is None:
-            continue
-        ivs = [iv for p in lease.pods if (iv := intervals.get((lease.policy.namespace, p))) is not None]
-        if not ivs:
-            continue  # no target carries these pods' labels: the series check says why
-        iv = max(ivs)
-        names = {m.name for m in lease.policy.metrics if m.query is None}
-        windows = []
-        if "cpuUtilization" in names or ("queueTime" in names and not a.prometheus.queue_time_rule):
-            windows.append(("prometheus.rateWindowSeconds", a.prometheus.rate_window_s))
-        if lease.policy.algorithm == "predictive":
-            windows.append(("predictive.rateWindowSeconds", a.predictive.rate_window_s))
-        if not windows:
-            continue
-        short = [(k, w) for k, w in windows if w < 2 * iv]
-        if short:
-            out.append(Finding(
-                "windows", FAIL, "; ".join(f"{k} = {w:g}s holds fewer than two scrapes at the pods' {iv:g}s scrape "
-                                           "interval, so rate() over it is empty for most pods most of the time"
-                                           for k, w in short)
-                + " (the HPA core then lacks the metric; the predictive policy falls back to it or holds)",
-                f"in the policy ConfigMap set {', '.join(k for k, _ in short)} to at least {2 * iv:g} "
-                f"(two scrapes; {4 * iv:g} survives a missed one), or scrape these pods more often", lease.key))
-        else:
-            out.append(Finding("windows", OK, ", ".join(f"{k} = {w:g}s" for k, w in windows)
-                               + f": {min(w for _, w in windows) / iv:.0f} or more scrapes at the pods' {iv:g}s "
-                               "scrape interval", subject=lease.key))
-    return out
-
 async def _count(client: PrometheusClient, promql: str) -> list[dict[str, str]]:
     ans = await client.query(promql)
     samples = getattr(ans, "samples", None)
@@ -417,6 +348,78 @@ async def check_rules(ctx: Context, leases: Sequence[Lease]) -> list[Finding]:
                     "load config/rules/queue-time.rules.yaml: as a PrometheusRule whose labels match the Prometheus "
                     "object's ruleSelector (and whose namespace matches ruleNamespaceSelector), or via rule_files; "
                     "or set prometheus.queueTimeRecordingRule: false in the policy")]
+
+
+# ------------------------------------------------------------------------------------------ 5. rate windows
+
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w|y)")
+_UNIT_S = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0, "y": 31536000.0}
+
+
+def prometheus_seconds(text: str) -> float | None:
+    """A Prometheus duration (``15s``, ``1m30s``, ``500ms``) in seconds; None if it is not one."""
+    parts = _DURATION.findall(text or "")
+    if not parts or "".join(n + u for n, u in parts) != text:
+        return None
+    return sum(float(n) * _UNIT_S[u] for n, u in parts)
+
+
+async def _scrape_intervals(url: str) -> dict[tuple[str, str], float]:
+    """(namespace, pod) -> scrape interval (s) of Prometheus's active targets that carry those labels."""
+    async with aiohttp.ClientSession() as s, s.get(f"{url.rstrip('/')}/api/v1/targets", params={"state": "active"},
+                                                   timeout=aiohttp.ClientTimeout(total=10)) as r:
+        body = await r.json()
+    out: dict[tuple[str, str], float] = {}
+    for t in ((body.get("data") or {}).get("activeTargets") or []):
+        labels = t.get("labels") or {}
+        iv = prometheus_seconds(str(t.get("scrapeInterval") or ""))
+        key = (str(labels.get("namespace", "")), str(labels.get("pod", "")))
+        if iv is not None and all(key):
+            out[key] = max(iv, out.get(key, 0.0))
+    return out
+
+
+async def check_windows(ctx: Context, leases: Sequence[Lease]) -> list[Finding]:
+    """Per lease: the ``rate()`` windows of the controller's queries against its pods' scrape interval. A window
+    shorter than two scrapes holds one sample of a pod most of the time, and ``rate()`` of one sample is empty."""
+    if not ctx.prometheus_ok:
+        return [Finding("windows", SKIP, "Prometheus is not reachable", "fix the prometheus check first")]
+    assert ctx.policy is not None
+    a = ctx.policy.autoscaling
+    try:
+        intervals = await _scrape_intervals(str(ctx.prometheus_url))
+    except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+        return [Finding("windows", SKIP, f"cannot read Prometheus's targets: {exc or type(exc).__name__}")]
+    out: list[Finding] = []
+    for lease in leases:
+        if lease.policy is None:
+            continue
+        ivs = [iv for p in lease.pods if (iv := intervals.get((lease.policy.namespace, p))) is not None]
+        if not ivs:
+            continue  # no target carries these pods' labels: the series check says why
+        iv = max(ivs)
+        names = {m.name for m in lease.policy.metrics if m.query is None}
+        windows = []
+        if "cpuUtilization" in names or ("queueTime" in names and not a.prometheus.queue_time_rule):
+            windows.append(("prometheus.rateWindowSeconds", a.prometheus.rate_window_s))
+        if lease.policy.algorithm == "predictive":
+            windows.append(("predictive.rateWindowSeconds", a.predictive.rate_window_s))
+        if not windows:
+            continue
+        short = [(k, w) for k, w in windows if w < 2 * iv]
+        if short:
+            out.append(Finding(
+                "windows", FAIL, "; ".join(f"{k} = {w:g}s holds fewer than two scrapes at the pods' {iv:g}s scrape "
+                                           "interval, so rate() over it is empty for most pods most of the time"
+                                           for k, w in short)
+                + " (the HPA core then lacks the metric; the predictive policy falls back to it or holds)",
+                f"in the policy ConfigMap set {', '.join(k for k, _ in short)} to at least {2 * iv:g} "
+                f"(two scrapes; {4 * iv:g} survives a missed one), or scrape these pods more often", lease.key))
+        else:
+            out.append(Finding("windows", OK, ", ".join(f"{k} = {w:g}s" for k, w in windows)
+                               + f": {min(w for _, w in windows) / iv:.0f} or more scrapes at the pods' {iv:g}s "
+                               "scrape interval", subject=lease.key))
+    return out
 
 
 # ------------------------------------------------------------------------------------------ 6. operator

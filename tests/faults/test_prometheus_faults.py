@@ -194,7 +194,7 @@ async def test_a_predictive_lease_holds_while_a_ready_pod_has_no_request_rate(en
                            "a PartialData decision")
             await asyncio.sleep(4 * INTERVAL_S)
             assert env.replicas("partial") == 3, ctl.runtime[key].last
-            assert "1 pods Ready for over 6s have no request rate" in ctl.runtime[key].last["message"]
+            assert "1 pod(s) Ready for over 6s have no request rate" in ctl.runtime[key].last["message"]
             await wait_for(lambda: any(e["reason"] == "PartialRequestData" and e["type"] == "Warning"
                                        for e in env.events("partial")), 10, "the PartialRequestData Event")
             prom.set("pass")

@@ -645,7 +645,7 @@ def test_no_scale_down_on_a_rate_that_leaves_ready_pods_out() -> None:
     assert full.desired_replicas < 8  # every pod measured: the low rate scales down
     held = decide_after(history, replace(obs(1000, 10.0, current=8), unmeasured_ready=1))
     assert held.desired_replicas == 8 and held.reason == PredictiveReason.PARTIAL_DATA
-    assert "1 pods Ready for over 60s have no request rate" in predictive_message(held, PARAMS)
+    assert "1 pod(s) Ready for over 60s have no request rate" in predictive_message(held, PARAMS)
     up = decide_after(history, replace(obs(1000, 400.0, current=8), unmeasured_ready=1))
     assert up.desired_replicas > 8  # scale-ups are not held: the missing pods' traffic only adds to the need
 
