@@ -1003,6 +1003,14 @@ class Controller:
         try:
             await supervise(tasks, self.stop)
         finally:
+            # Events decided in the last loop (posted at the next loop's start): post them now, for at most 5 s,
+            # while the lease is still held, instead of leaving them as never-awaited coroutines
+            pending, self._pending_events = self._pending_events, []
+            if pending:
+                try:
+                    await asyncio.wait_for(asyncio.gather(*pending, return_exceptions=True), 5.0)
+                except TimeoutError:
+                    log.warning("%d Events not posted at shutdown (API server too slow)", len(pending))
             if self.elector is not None and self.elector.held_at_stop:
                 await self.elector.release()  # after the loop has stopped: no write can follow the release
             if runner is not None:
