@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import argparse
 import math
-import re
 import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from autoscaler.metrics.promql import parse_duration as promql_duration
 from autoscaler.metrics.promql import quote, regex_quote
 
 SUCCESS = "nv_inference_request_success"
@@ -30,11 +30,15 @@ MAX_POINTS = 10_000  # Prometheus refuses more than 11,000 points per series
 
 
 def parse_duration(text: str) -> float:
-    """``7d``, ``36h``, ``90m``, ``600s`` or plain seconds."""
-    m = re.fullmatch(r"\s*([0-9.]+)\s*([smhdw]?)\s*", text)
-    if not m:
+    """``7d``, ``36h``, ``90m``, ``600s`` (any Prometheus duration) or plain seconds."""
+    t = text.strip()
+    try:
+        return float(t)
+    except ValueError:
+        seconds = promql_duration(t.replace(" ", ""))
+    if seconds is None:
         raise ValueError(f"not a duration: {text!r} (e.g. 7d, 12h, 30m, 600s)")
-    return float(m.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}[m.group(2)]
+    return seconds
 
 
 def parse_when(text: str | None) -> float:

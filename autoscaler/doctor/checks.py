@@ -21,7 +21,6 @@ Every check yields :class:`Finding` values: ``ok``, ``warn``, ``fail`` or ``skip
 from __future__ import annotations
 
 import asyncio
-import re
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -46,6 +45,7 @@ from autoscaler.kube.selectors import Selector
 from autoscaler.metrics import ClientSettings, LeaseTarget, NoTraffic, Ok, PrometheusClient, fetch, quote, regex_quote
 from autoscaler.metrics.kinds.base import MetricKind
 from autoscaler.metrics.kinds.queue_time import RECORDED_QUEUE_TIME
+from autoscaler.metrics.promql import parse_duration
 from autoscaler.metrics.registry import kind_for
 
 OK, WARN, FAIL, SKIP = "ok", "warn", "fail", "skip"
@@ -352,18 +352,6 @@ async def check_rules(ctx: Context, leases: Sequence[Lease]) -> list[Finding]:
 
 # ------------------------------------------------------------------------------------------ 5. rate windows
 
-_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w|y)")
-_UNIT_S = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0, "y": 31536000.0}
-
-
-def prometheus_seconds(text: str) -> float | None:
-    """A Prometheus duration (``15s``, ``1m30s``, ``500ms``) in seconds; None if it is not one."""
-    parts = _DURATION.findall(text or "")
-    if not parts or "".join(n + u for n, u in parts) != text:
-        return None
-    return sum(float(n) * _UNIT_S[u] for n, u in parts)
-
-
 async def _scrape_intervals(url: str) -> dict[tuple[str, str], float]:
     """(namespace, pod) -> scrape interval (s) of Prometheus's active targets that carry those labels."""
     async with aiohttp.ClientSession() as s, s.get(f"{url.rstrip('/')}/api/v1/targets", params={"state": "active"},
@@ -372,7 +360,7 @@ async def _scrape_intervals(url: str) -> dict[tuple[str, str], float]:
     out: dict[tuple[str, str], float] = {}
     for t in ((body.get("data") or {}).get("activeTargets") or []):
         labels = t.get("labels") or {}
-        iv = prometheus_seconds(str(t.get("scrapeInterval") or ""))
+        iv = parse_duration(str(t.get("scrapeInterval") or ""))
         key = (str(labels.get("namespace", "")), str(labels.get("pod", "")))
         if iv is not None and all(key):
             out[key] = max(iv, out.get(key, 0.0))

@@ -93,6 +93,19 @@ def duration(seconds: float) -> str:
     return f"{ms // 1000}s" if ms % 1000 == 0 else f"{ms}ms"
 
 
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w|y)")
+_UNIT_S = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0, "y": 31536000.0}
+
+
+def parse_duration(text: str) -> float | None:
+    """The seconds of a Prometheus duration (``15s``, ``1m30s``, ``500ms``, as ``/api/v1/targets`` reports a scrape
+    interval); None if ``text`` is not one. The inverse of :func:`duration`."""
+    parts = _DURATION_PART.findall(text)
+    if not parts or "".join(n + u for n, u in parts) != text:
+        return None
+    return sum(float(n) * _UNIT_S[u] for n, u in parts)
+
+
 def _matcher(label: str, alternatives: Sequence[str], literal: bool) -> str:
     if literal and len(alternatives) == 1:
         return f"{label}={quote(alternatives[0])}"

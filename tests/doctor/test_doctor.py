@@ -15,8 +15,9 @@ import aiohttp
 import pytest
 import pytest_asyncio
 
-from autoscaler.doctor.checks import FAIL, OK, SKIP, WARN, Context, Finding, prometheus_seconds, run_checks
+from autoscaler.doctor.checks import FAIL, OK, SKIP, WARN, Context, Finding, run_checks
 from autoscaler.kube.api import KubeApi
+from autoscaler.metrics.promql import parse_duration as prometheus_seconds
 from autoscaler.sandbox.cluster import SandboxCluster
 from autoscaler.sandbox.dataplane import DataPlane
 from autoscaler.sandbox.faultproxy import FaultProxy
