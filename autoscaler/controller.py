@@ -91,6 +91,7 @@ from autoscaler.policy import (
 from autoscaler.policy.batch import decide_many
 from autoscaler.policy.behavior import compact_state
 from autoscaler.policy.predictive import (
+    SETTLE_RATE_WINDOWS,
     PredictiveDecision,
     PredictiveParams,
     PredictiveReason,
@@ -237,9 +238,9 @@ class PolicyHolder:
 def partial_data_message(d: PredictiveDecision, params: PredictiveParams) -> str:
     """Why a ``PartialData`` decision holds the count (its Event's message: no figures that change every loop)."""
     return (f"not scaling down: {d.details.get('unmeasured_ready', 0):.0f} pod(s) Ready for over "
-            f"{2 * params.rate_window_s:.0f}s have no request rate, so the lease's rate leaves their traffic out "
-            "(a rate window needs two scrapes of the pod: is predictive.rateWindowSeconds shorter than two scrape "
-            "intervals, or is the pod not scraped?)")
+            f"{SETTLE_RATE_WINDOWS * params.rate_window_s:.0f}s have no request rate, so the lease's rate leaves "
+            "their traffic out (a rate window needs two scrapes of the pod: is predictive.rateWindowSeconds shorter "
+            "than two scrape intervals, or is the pod not scraped?)")
 
 
 def predictive_message(d: PredictiveDecision, params: PredictiveParams) -> str:
@@ -689,7 +690,7 @@ class Controller:
         obs = predictive_observation(
             lease.namespace, pods, results.get("requestStats"), now, snap.current_replicas, lease.min_replicas,
             lease.max_replicas, lease.slots_per_replica or settings.slots_per_replica,
-            measured_startup_s(pods, settings.startup_s), params.drain_s, settle_s=2 * settings.rate_window_s)
+            measured_startup_s(pods, settings.startup_s), params.drain_s, rate_window_s=params.rate_window_s)
         d = decide_predictive(obs, self._predictive_state(p, params), params)
         p.rt.predictive, p.rt.predictive_params = d.state, params
         if d.reason == PredictiveReason.MISSING_DATA:

@@ -10,7 +10,6 @@ scale down).
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -19,7 +18,7 @@ from typing import Any
 
 from autoscaler.config import EffectiveMetric
 from autoscaler.metrics import BatchResult, Empty, MultiSeries, NotFinite, NoTraffic, Ok, PodTarget, QueryError, Stale
-from autoscaler.policy.predictive import PredictiveObservation, queue_time_without, stuck_backlog
+from autoscaler.policy.predictive import PredictiveObservation, queue_time_without, stuck_backlog, unmeasured_ready
 from autoscaler.policy.snapshot_json import parse_quantity
 from autoscaler.policy.types import (
     MetricInput,
@@ -157,24 +156,24 @@ def measured_startup_s(pods: list[Pod], default_s: float) -> float:
 
 def predictive_observation(namespace: str, pods: list[Pod], result: BatchResult | None, now: float,
                            current: int, min_replicas: int, max_replicas: int, slots: int,
-                           startup_s: float, drain_s: float = 0.0, settle_s: float = math.inf) -> PredictiveObservation:
+                           startup_s: float, drain_s: float = 0.0,
+                           rate_window_s: float | None = None) -> PredictiveObservation:
     """The predictive policy's view of a lease: summed request statistics of its pods, ready/starting counts, and
-    how many pods Ready for over ``settle_s`` seconds the request statistics leave out (a newer pod's rate needs two
-    scrapes in the rate window first).
+    (with ``rate_window_s``, the request rate's window) how many settled Ready pods the statistics leave out
+    (:func:`unmeasured_ready`).
     With ``drain_s``, a pod whose own backlog takes it longer than that to serve (:func:`stuck_backlog`) counts only
     what it can drain, and its queue time is left out of the lease's while other pods have traffic."""
     live = [p for p in pods if not p.deleting and p.phase in (PodPhase.PENDING, PodPhase.RUNNING)]
     ready = sum(1 for p in live if p.ready and p.phase == PodPhase.RUNNING)
     parts: list[Mapping[str, float]] = []
-    unmeasured = 0
+    measured: set[str] = set()
     outcomes = result.outcomes if result is not None and result.error is None else {}
     for p in live:
         outcome = outcomes.get(PodTarget(namespace, p.name))
         if isinstance(outcome, Ok) and outcome.parts is not None:
             parts.append(outcome.parts)
-        elif (p.ready and p.phase == PodPhase.RUNNING and p.ready_transition_time is not None
-              and now - p.ready_transition_time > settle_s):
-            unmeasured += 1
+            measured.add(p.name)
+    unmeasured = 0 if rate_window_s is None else unmeasured_ready(live, measured, now, rate_window_s)
     sums: dict[str, float] = {}
     for pod_parts in parts:
         for k, v in pod_parts.items():

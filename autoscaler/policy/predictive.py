@@ -72,6 +72,7 @@ from __future__ import annotations
 
 import math
 from bisect import bisect_left, bisect_right
+from collections.abc import Container, Iterable
 from dataclasses import dataclass, field, fields
 from enum import StrEnum
 from itertools import repeat
@@ -80,6 +81,7 @@ from typing import Any
 
 import numpy as np
 
+from autoscaler.policy.types import Pod, PodPhase
 from autoscaler.serving import RHO_MAX, erlang_c
 
 
@@ -223,8 +225,8 @@ class PredictiveObservation:
     drainable_pending: float | None = None
     """The part of ``pending_requests`` the fleet can drain within ``drain_s`` (:func:`stuck_backlog`); None = all."""
     unmeasured_ready: int = 0
-    """Ready pods without a request rate although Ready long enough to have one (two rate windows): the rate leaves
-    their traffic out, so no scale-down is decided on it."""
+    """Ready pods without a request rate although Ready long enough to have one (:func:`unmeasured_ready`): the rate
+    leaves their traffic out, so no scale-down is decided on it."""
 
 
 @dataclass(frozen=True)
@@ -375,6 +377,21 @@ def queue_time_without(stuck: list[bool], queue_us_rate: list[float], success_ra
 _TIME, _RATE, _LOAD = itemgetter(0), itemgetter(1), itemgetter(2)
 _N = itemgetter(1)
 """The count of a (time, replicas) history entry."""
+
+
+SETTLE_RATE_WINDOWS = 2.0
+"""A pod Ready for this many rate windows has been scraped at least twice inside one: it should have a request
+rate."""
+
+
+def unmeasured_ready(pods: Iterable[Pod], measured: Container[str], now: float, rate_window_s: float) -> int:
+    """Running, Ready, not terminating pods Ready for over ``SETTLE_RATE_WINDOWS`` rate windows whose names are not in
+    ``measured`` (those Prometheus gave a request rate for): :attr:`PredictiveObservation.unmeasured_ready`. A pod
+    Ready for less has no rate yet by design."""
+    settled = now - SETTLE_RATE_WINDOWS * rate_window_s
+    return sum(1 for p in pods if p.ready and p.phase == PodPhase.RUNNING and not p.deleting
+               and p.name not in measured and p.ready_transition_time is not None
+               and p.ready_transition_time < settled)
 
 
 def _since(history: tuple[tuple[float, ...], ...], cut: float) -> int:
@@ -729,7 +746,18 @@ def decide_predictive(obs: PredictiveObservation, state: PredictiveState,
 
 
 __all__ = [
-    "PredictiveDecision", "PredictiveObservation", "PredictiveParams", "PredictiveReason", "PredictiveState",
-    "decide_predictive", "fit_season", "queue_time_without", "replicas_needed", "roughness", "stuck_backlog",
+    "SETTLE_RATE_WINDOWS",
+    "PredictiveDecision",
+    "PredictiveObservation",
+    "PredictiveParams",
+    "PredictiveReason",
+    "PredictiveState",
+    "decide_predictive",
+    "fit_season",
+    "queue_time_without",
+    "replicas_needed",
+    "roughness",
+    "stuck_backlog",
+    "unmeasured_ready",
     "violation_probability",
 ]

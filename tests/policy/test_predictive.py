@@ -636,7 +636,7 @@ def test_no_scale_down_on_a_rate_that_leaves_ready_pods_out() -> None:
                                               for n in ("a", "b")})
     pods = [Pod("a", ready_transition_time=0.0), Pod("b", ready_transition_time=0.0),
             Pod("c", ready_transition_time=0.0), Pod("d", ready_transition_time=990.0)]
-    o = predictive_observation("ns", pods, answer, 1000.0, 4, 1, 40, SLOTS, 120.0, settle_s=60.0)
+    o = predictive_observation("ns", pods, answer, 1000.0, 4, 1, 40, SLOTS, 120.0, rate_window_s=30.0)
     assert o.request_rate_rps == 10.0 and o.unmeasured_ready == 1  # c is missing; d is too new to have a rate
     assert predictive_observation("ns", pods, answer, 1000.0, 4, 1, 40, SLOTS, 120.0).unmeasured_ready == 0
 

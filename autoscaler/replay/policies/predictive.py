@@ -27,6 +27,7 @@ from autoscaler.policy.predictive import (
     decide_predictive,
     queue_time_without,
     stuck_backlog,
+    unmeasured_ready,
 )
 from autoscaler.replay.policies import PolicyContext, ReplayPolicy, register_algorithm, register_policy
 from autoscaler.replay.policies.hpa import make_configured_hpa
@@ -48,9 +49,7 @@ def observe(view: ClusterView, rate_window_s: float, min_replicas: int, max_repl
     fail = short[FAILURE][np.isfinite(short[FAILURE])]
     rate = float(short[SUCCESS][measured].sum() + fail.sum()) if measured.any() else None
     have = {n for n, m in zip(scraped, measured, strict=True) if m}
-    settled = view.now - 2 * rate_window_s  # a pod Ready since before this has had two scrapes in the window
-    unmeasured = sum(1 for p in view.k8s_pods() if p.ready and not p.deleting and p.name not in have
-                     and p.ready_transition_time is not None and p.ready_transition_time < settled)
+    unmeasured = unmeasured_ready(view.k8s_pods(), have, view.now, rate_window_s)
     long = view.lease_rates((SUCCESS, COMPUTE, QUEUE))
     s_long, c_long, q_long = long[SUCCESS], long[COMPUTE], long[QUEUE]
     svc = c_long / s_long / 1e6 if s_long and c_long is not None else None
