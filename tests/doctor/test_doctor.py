@@ -17,7 +17,6 @@ import pytest_asyncio
 
 from autoscaler.doctor.checks import FAIL, OK, SKIP, WARN, Context, Finding, run_checks
 from autoscaler.kube.api import KubeApi
-from autoscaler.metrics.promql import parse_duration as prometheus_seconds
 from autoscaler.sandbox.cluster import SandboxCluster
 from autoscaler.sandbox.dataplane import DataPlane
 from autoscaler.sandbox.faultproxy import FaultProxy
@@ -129,12 +128,6 @@ async def test_rate_windows_against_the_pods_scrape_interval(env: Env) -> None:
     assert bad.status == FAIL, bad
     assert "prometheus.rateWindowSeconds = 1.5s holds fewer than two scrapes at the pods' 1s" in bad.detail
     assert "set prometheus.rateWindowSeconds to at least 2 (two scrapes; 4 survives a missed one)" in bad.fix
-
-
-async def test_prometheus_durations_as_targets_report_them() -> None:
-    """The scrape interval as /api/v1/targets gives it: Prometheus's duration syntax, in seconds."""
-    assert [prometheus_seconds(t) for t in ("15s", "1m", "1m30s", "500ms", "1h", "")] == [15, 60, 90, 0.5, 3600, None]
-    assert prometheus_seconds("15") is None and prometheus_seconds("15 s") is None
 
 
 async def test_bad_annotation_is_reported_with_the_annotate_fix(env: Env) -> None:

@@ -20,6 +20,7 @@ from autoscaler.metrics import (
     regex_quote,
     selector,
 )
+from autoscaler.metrics.promql import duration, parse_duration
 
 NASTY = [
     'a"b',
@@ -141,3 +142,11 @@ async def test_large_batch_selects_by_namespace_and_still_returns_only_leased_po
     assert PodTarget("team-a", "llm-a-1") not in result.outcomes  # answered by Prometheus, not leased
     assert result.for_pod(PodTarget("team-a", "gone-7")) == Empty()
     assert len(result.outcomes) == len(names)
+
+
+def test_prometheus_durations_parse_as_targets_report_them() -> None:
+    """A scrape interval as /api/v1/targets gives it: Prometheus's duration syntax, in seconds; the inverse of the
+    window literals the queries use."""
+    assert [parse_duration(t) for t in ("15s", "1m", "1m30s", "500ms", "1h", "")] == [15, 60, 90, 0.5, 3600, None]
+    assert parse_duration("15") is None and parse_duration("15 s") is None
+    assert parse_duration(duration(2.5)) == 2.5
