@@ -238,6 +238,18 @@ class PredictiveSettings(_Strict):
                                   description="daily harmonics kept from the FFT")
     season_history_periods: int = Field(7, alias="seasonHistoryPeriods", ge=1, le=28,
                                         description="periods of history kept for the seasonal fit")
+    cycle_correlation: float = Field(0.6, alias="cycleCorrelation", ge=0, le=1,
+                                     description="recurring load: when the load history repeats with a period "
+                                                 "(detrended autocorrelation at least this at its peak), the load "
+                                                 "the last two periods saw at the horizon is a forecast (0: off)")
+    cycle_bucket_s: float = Field(60.0, alias="cycleBucketSeconds", ge=5, le=3600,
+                                  description="resolution of the recurring-load history, seconds")
+    cycle_history_s: float = Field(21600.0, alias="cycleHistorySeconds", ge=0, le=7 * 86400,
+                                   description="recurring-load history kept, seconds (periods up to half of it)")
+    cycle_min_period_s: float = Field(600.0, alias="cycleMinPeriodSeconds", gt=0, le=86400,
+                                      description="shortest period looked for, seconds")
+    cycle_tolerance_s: float = Field(60.0, alias="cycleToleranceSeconds", ge=0, le=3600,
+                                     description="how far a recurrence may drift from the period, seconds")
     drain_s: float = Field(60.0, alias="drainSeconds", ge=0, le=3600,
                            description="drain the pending backlog within this time, seconds (0: ignore it); a "
                                        "pod with more of its own work than this is stuck: its backlog counts only "

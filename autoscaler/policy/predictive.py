@@ -93,6 +93,7 @@ class PredictiveReason(StrEnum):
     BURST_ENVELOPE = "BurstEnvelope"
     TREND = "Trend"
     SEASONAL = "Seasonal"
+    CYCLE = "Cycle"
     REACTIVE_QUEUE_TIME = "ReactiveQueueTime"
     PANIC = "Panic"
     REACTIVE_FLOOR = "ReactiveFloor"
@@ -132,6 +133,18 @@ class PredictiveParams:
     season_bucket_s: float = 600.0
     season_harmonics: int = 4
     season_history_periods: int = 7
+    cycle_correlation: float = 0.6
+    """Recurring load: when the lease's recent load history (the largest load per ``cycle_bucket_s``) repeats
+    with a period, detrended autocorrelation at least this at its peak, the load the last two periods saw at the
+    horizon is a forecast (``Cycle``; 0 = off)."""
+    cycle_bucket_s: float = 60.0
+    """Resolution of the recurring-load history."""
+    cycle_history_s: float = 21600.0
+    """Recurring-load history kept (periods up to half of it are found)."""
+    cycle_min_period_s: float = 600.0
+    """Shortest period looked for (shorter recurrences are the burst envelope's)."""
+    cycle_tolerance_s: float = 60.0
+    """How far a recurrence may drift from the period (each past period is searched this much either side)."""
     drain_s: float = 60.0
     """Backlog (pending requests) is drained within this time (0 = ignore the backlog)."""
     scale_down_window_s: float = 120.0
@@ -265,6 +278,14 @@ class PredictiveState:
     comes back (None: no fall open)."""
     recurred_at: float | None = None
     """When the offered load last came back over ``recurrence_share`` of a level it had fallen from."""
+    cycle: bytes = b""
+    """Largest offered load (busy slots) per completed ``cycle_bucket_s``, oldest first, ending at ``cycle_end``:
+    float64 values as bytes (immutable, 8 bytes a bucket where a tuple of floats would take 32)."""
+    cycle_end: float | None = None
+    cycle_open: float = 0.0
+    """Largest load of the open bucket so far."""
+    cycle_period_s: float | None = None
+    """The period found in ``cycle`` at the last bucket's close (None: none)."""
 
 
 _STATE_FIELDS = frozenset(f.name for f in fields(PredictiveState))
@@ -485,6 +506,80 @@ def _update_season(state: PredictiveState, now: float, rate: float, params: Pred
     return {"season": season, "season_bucket_end": new_end, "bucket_sum": rate, "bucket_n": 1, "season_fit": fit}
 
 
+def find_period(history: np.ndarray, min_lag: int, min_correlation: float) -> int | None:
+    """The period (in buckets) with which ``history`` repeats, or None: the first peak of its autocorrelation
+    (after removing a linear trend) between ``min_lag`` and half the history (two whole periods) that reaches
+    ``min_correlation``, rises at least that much above the lowest value before it, and is within 0.1 of the
+    highest such peak (so a multiple of the period is not taken). A trend or a slow drift decays without such a
+    peak and noise stays near zero; a square wave, a spike train or a cycle peaks at its period."""
+    x = np.asarray(history, dtype=np.float64)
+    n = x.size
+    if min_lag < 1 or n < 2 * min_lag + 2:
+        return None
+    t = np.arange(n, dtype=np.float64) - (n - 1) / 2
+    y = x - x.mean()
+    y -= (float(t @ y) / float(t @ t)) * t  # without its least-squares line
+    var = float(y @ y)
+    if var <= 1e-12 * max(1.0, float(x @ x)):
+        return None
+    f = np.fft.rfft(y, 2 * n)
+    acf = np.fft.irfft(f * np.conj(f), 2 * n)[:n // 2 + 1]
+    r = acf / (n - np.arange(acf.size)) / (var / n)  # unbiased: each lag's mean product over the variance
+    lags = np.arange(min_lag, r.size - 1)
+    peaks = lags[(r[lags] >= r[lags - 1]) & (r[lags] >= r[lags + 1]) & (r[lags] >= min_correlation)]
+    if peaks.size == 0:
+        return None
+    best = float(r[peaks].max())
+    for lag in peaks:
+        if r[lag] >= best - 0.1 and r[lag] - float(r[1:lag].min()) >= min_correlation:
+            return int(lag)
+    return None
+
+
+def _update_cycle(state: PredictiveState, now: float, load: float, params: PredictiveParams) -> dict[str, Any]:
+    """The recurring-load fields after this decision's load (the changes to the state); the period is looked for
+    when a bucket closes."""
+    if params.cycle_correlation <= 0:
+        return {}
+    b = params.cycle_bucket_s
+    end = state.cycle_end
+    if end is None:
+        return {"cycle_end": math.floor(now / b) * b, "cycle_open": load}
+    if now < end + b:
+        return {"cycle_open": load} if load > state.cycle_open else {}
+    keep = max(1, round(params.cycle_history_s / b))
+    gaps = int((now - end) // b) - 1
+    if gaps >= keep:  # away longer than the whole history: start again
+        return {"cycle": b"", "cycle_end": math.floor(now / b) * b, "cycle_open": load, "cycle_period_s": None}
+    old = np.frombuffer(state.cycle, dtype=np.float64)
+    hist = np.concatenate((old, np.full(1 + gaps, state.cycle_open)))[-keep:]
+    lag = find_period(hist, math.ceil(params.cycle_min_period_s / b), params.cycle_correlation)
+    return {"cycle": hist.tobytes(), "cycle_end": end + b * (1 + gaps), "cycle_open": load,
+            "cycle_period_s": None if lag is None else lag * b}
+
+
+def _cycle_forecast(cycle: bytes, end: float | None, period_s: float, now: float, horizon_s: float,
+                    params: PredictiveParams) -> tuple[float, float] | None:
+    """What the lease's recurring pattern says of the load (busy slots) up to the horizon: for each of the last two
+    periods, the largest load between ``now`` and ``now + horizon`` one (two) period(s) earlier, widened by
+    ``cycle_tolerance_s`` either side. Returns (the smaller: a load that came both times, the larger: no higher load
+    came either time), or None without a period."""
+    if end is None:
+        return None
+    hist = np.frombuffer(cycle, dtype=np.float64)
+    b = params.cycle_bucket_s
+    start = end - b * hist.size  # when the oldest bucket began
+    got = []
+    for k in (1, 2):
+        lo = now - k * period_s - params.cycle_tolerance_s
+        hi = now + horizon_s - k * period_s + params.cycle_tolerance_s
+        i0, i1 = math.floor((lo - start) / b), min(hist.size, math.ceil((hi - start) / b))
+        if i0 < 0 or i1 <= i0:
+            return None
+        got.append(float(hist[i0:i1].max()))
+    return min(got), max(got)
+
+
 # --------------------------------------------------------------------------------------- decision
 
 
@@ -628,12 +723,19 @@ def decide_predictive(obs: PredictiveObservation, state: PredictiveState,
     # the new state's fields that change, set as they are computed; one copy of the state at the end
     ch: dict[str, Any] = {"rates": rates, "pending": pend_hist, "service_time_s": svc, "since": since}
     ch.update(_update_season(state, now, rate, params))
+    ch.update(_update_cycle(state, now, rate * svc, params))
 
     horizon = obs.startup_s + params.lag_s
     reason = PredictiveReason.CAPACITY
     lam = rate
     details: dict[str, float] = {"rate_rps": rate, "served_rps": served, "service_s": svc, "horizon_s": horizon}
     slope, fit = _trend_fit(rates, now, params.trend_window_s) if params.trend_window_s > 0 else (0.0, 0.0)
+    period = ch.get("cycle_period_s", state.cycle_period_s) if params.cycle_correlation > 0 else None
+    cyc = None
+    if period is not None:
+        details["cycle_period_s"] = period
+        cyc = _cycle_forecast(ch.get("cycle", state.cycle), ch.get("cycle_end", state.cycle_end), period, now,
+                              horizon, params)
     # burst envelope: the largest recent offered load, as a rate at today's service time; on a sustained fall, each
     # load lowered by the fall since it was seen
     if params.burst_window_s > 0:
@@ -646,7 +748,10 @@ def decide_predictive(obs: PredictiveObservation, state: PredictiveState,
             if ch["fall_peak"] is not None and (recurred_at is None
                                                 or now - recurred_at > params.recurrence_memory_s):
                 span = hold  # a fall, and no load came back lately: taken as one-off
-                window = rates[_since(rates, now - span):]
+            elif cyc is not None and cyc[1] < params.recurrence_share * max(map(_LOAD, window)):
+                span = hold  # the load recurs with a period, and neither of the last two came back this soon
+                details["envelope_cycle_quiet"] = 1.0
+            window = rates[_since(rates, now - span):]
         details["envelope_window_s"] = span
         if _sustained_fall(rates, now, slope, fit, params):
             fall = slope * svc  # busy slots per second
@@ -670,6 +775,10 @@ def decide_predictive(obs: PredictiveObservation, state: PredictiveState,
     details["season_ratio"] = ratio
     if rate * ratio > lam * 1.0001:
         lam, reason = rate * ratio, PredictiveReason.SEASONAL
+    if cyc is not None:
+        details["cycle_forecast_rps"] = cyc[0] / svc
+        if cyc[0] / svc > lam * 1.0001:
+            lam, reason = cyc[0] / svc, PredictiveReason.CYCLE
     # backlog to drain
     backlog = obs.pending_requests if obs.drainable_pending is None else obs.drainable_pending
     if params.drain_s > 0 and backlog:
@@ -753,6 +862,7 @@ __all__ = [
     "PredictiveReason",
     "PredictiveState",
     "decide_predictive",
+    "find_period",
     "fit_season",
     "queue_time_without",
     "replicas_needed",

@@ -19,6 +19,7 @@ from autoscaler.policy.predictive import (
     PredictiveReason,
     PredictiveState,
     decide_predictive,
+    find_period,
     fit_season,
     replicas_needed,
     roughness,
@@ -327,6 +328,69 @@ def test_after_a_fall_not_seen_to_come_back_the_envelope_holds_one_startup() -> 
     assert "of the last 120s (the load fell" in predictive_message(early, PARAMS)
 
 
+def test_find_period_finds_recurrences_and_nothing_in_noise_or_trends() -> None:
+    """The period of a spike train or a square wave (with noise), once two whole periods are in the history; none
+    in noise, a trend, a slow swell (a day seen through six hours) or a constant."""
+    rng = np.random.default_rng(0)
+    spikes = np.tile(np.r_[np.full(5, 40.0), np.full(55, 5.0)], 6) + rng.normal(0, 1, 360)
+    assert find_period(spikes, 10, 0.6) == 60
+    assert find_period(spikes[:119], 10, 0.6) is None  # under two periods: one return is not a pattern yet
+    assert find_period(spikes[:122], 10, 0.6) == 60
+    square = np.tile(np.r_[np.full(10, 50.0), np.full(10, 300.0)], 5) + rng.normal(0, 10, 100)
+    assert find_period(square, 10, 0.6) == 20
+    assert find_period(rng.poisson(5.0, 360).astype(float), 10, 0.6) is None
+    assert find_period(np.linspace(5, 50, 360) + rng.normal(0, 1, 360), 10, 0.6) is None
+    swell = 100 + 50 * np.sin(2 * np.pi * np.arange(360) / 1440) + rng.normal(0, 2, 360)
+    assert find_period(swell, 10, 0.6) is None
+    assert find_period(np.full(360, 7.0), 10, 0.6) is None
+
+
+def test_a_recurring_burst_is_provisioned_ahead_and_released_after() -> None:
+    """A burst of 200 req/s for five minutes at the top of every hour over 20 req/s. Once two hours show the
+    period, the policy provisions the burst's capacity a start-up delay (plus the metric lag) before it comes
+    (``Cycle``), and after it ends the burst envelope spans one start-up delay instead of the whole window: neither
+    of the last two periods had load coming back that soon. With the rule off the burst meets the current fleet and
+    the envelope holds its window (the bursts recur)."""
+    hour = 3600.0
+
+    def rate(t: float) -> float:
+        return 200.0 if t % hour < 300 else 20.0
+
+    history = [(float(t), rate(float(t))) for t in np.arange(0.0, 3 * hour - 100, 5.0)]
+    ahead = obs(3 * hour - 100, 20.0, current=need(20.0))
+    d = decide_after(history, ahead, current=need(20.0))
+    assert d.reason == PredictiveReason.CYCLE and d.details["cycle_period_s"] == hour
+    assert d.details["capacity_target"] >= need(200.0)
+    assert "the load recurs every 3600s" in predictive_message(d, PARAMS)
+    off = replace(PARAMS, cycle_correlation=0.0)
+    d_off = decide_after(history, ahead, off, current=need(20.0))
+    assert d_off.details["capacity_target"] == need(20.0) and "cycle_period_s" not in d_off.details
+    # three minutes after the third burst ended: one start-up delay of envelope, then the base load's target
+    after = [(float(t), rate(float(t))) for t in np.arange(0.0, 3 * hour + 480, 5.0)]
+    later = obs(3 * hour + 480, 20.0, current=need(200.0))
+    d = decide_after(after, later, current=need(200.0))
+    assert d.details["envelope_window_s"] == 120.0 and d.details["capacity_target"] == need(20.0)
+    assert "came back this soon in neither of the last two periods" in predictive_message(
+        decide_after(after[:-40], obs(3 * hour + 380, 20.0, current=need(200.0)), current=need(200.0)), PARAMS)
+    d_off = decide_after(after, later, off, current=need(200.0))
+    assert d_off.details["envelope_window_s"] == 600.0 and d_off.details["capacity_target"] == need(200.0)
+
+
+def test_the_cycle_cuts_violations_and_gpu_seconds_of_a_burst_that_recurs_on_the_clock() -> None:
+    """Three hours of a four-minute burst at 7x the base load every half hour (a batch job on a schedule): with the
+    recurring-load forecast the fleet is up before each burst from the third on, and lets the burst's capacity go a
+    start-up delay after it; without it each burst meets the base fleet and the envelope holds the burst's
+    capacity for ten minutes. Measured: violations 0.128 against 0.279 (hpa 0.238), GPU-seconds 134,750 against
+    181,790 (seeds 0-2 within 1 %)."""
+    t = np.arange(3 * 3600)
+    rate = CAP * np.where(t % 1800 < 240, 14.0, 2.0)
+    counts = np.random.default_rng(0).poisson(rate).astype(np.float64)
+    on = replay(counts, float(rate.max()))
+    off = replay(counts, float(rate.max()), {"predictive.cycleCorrelation": 0.0})
+    assert on["sloViolationFraction"] <= 0.6 * off["sloViolationFraction"], (on, off)
+    assert on["gpuSeconds"] <= 0.85 * off["gpuSeconds"], (on, off)
+
+
 def test_capacity_target_is_monotone_in_rate_and_service_time() -> None:
     """More load or slower requests never need fewer replicas; no load needs none."""
     rates = [0.0, 1.0, 10.0, 50.0, 100.0, 400.0]
@@ -382,7 +446,9 @@ def test_policy_config_block_is_strict_and_reaches_the_params() -> None:
     pol = parse_policy("autoscaling:\n  algorithm: predictive\n  predictive: {violationTarget: 0.05, drainSeconds: 0}\n")
     params = pol.autoscaling.predictive.to_params(10000.0)
     assert params.violation_target == 0.05 and params.drain_s == 0 and params.scale_down_window_s == 120.0
-    for bad in ("{violationTarget: 2}", "{nope: 1}", "{seasonPeriodSeconds: 900, seasonBucketSeconds: 600}",
+    assert parse_policy("autoscaling:\n  predictive: {cycleCorrelation: 0}\n").autoscaling.predictive.to_params(
+        1.0).cycle_correlation == 0
+    for bad in ("{violationTarget: 2}", "{nope: 1}", "{cycleCorrelation: 2}", "{cycleBucketSeconds: 1}", "{seasonPeriodSeconds: 900, seasonBucketSeconds: 600}",
                 "{calibrationGrowShare: 0.3, calibrationRelaxShare: 0.3}", "{calibrationRelaxShare: 0.4}"):
         with pytest.raises(ValueError):
             parse_policy(f"autoscaling:\n  predictive: {bad}\n")
