@@ -27,6 +27,9 @@ The shapes (none of them was used to choose a parameter):
               off ~Exp(300 s) (twelfth session; tokens)
   surges      an hour of a 0.2 req/s trickle with four 5-minute surges of +20 req/s at random times (they may
               overlap; twelfth session; tokens)
+  hourly      six hours of 5 req/s with +35 req/s for the first five minutes of every hour: a batch job on a schedule
+              (sixteenth session; tokens; used to build the recurring-load forecast, so not held out)
+  hourlyjit   the same with each burst starting 0-6 minutes late and lasting 3-8 minutes (sixteenth session; tokens)
 
 Opt-in (`--only codeweek,convweek`; not in the default set, ~7 min each): a week resampled from a shared Azure
 trace, each 10-minute block a random 10-minute block of the real trace (its per-second arrivals and token sums),
@@ -130,6 +133,19 @@ def _shortbursts(rng: np.random.Generator) -> tuple[np.ndarray, int, bool]:
     return rng.poisson(lam), 1, True
 
 
+def _hourly(rng: np.random.Generator) -> tuple[np.ndarray, int, bool]:
+    t = np.arange(6 * 3600)
+    return rng.poisson(5.0 + 35.0 * ((t % 3600) < 300)), 1, True
+
+
+def _hourlyjit(rng: np.random.Generator) -> tuple[np.ndarray, int, bool]:
+    lam = np.full(6 * 3600, 5.0)
+    for hour in range(6):
+        start = hour * 3600 + int(rng.integers(0, 360))
+        lam[start:start + int(rng.integers(180, 480))] += 35.0
+    return rng.poisson(lam), 1, True
+
+
 def _surges(rng: np.random.Generator) -> tuple[np.ndarray, int, bool]:
     lam = np.full(3600, 0.2)
     for start in rng.choice(3300, 4, replace=False):
@@ -140,6 +156,7 @@ def _surges(rng: np.random.Generator) -> tuple[np.ndarray, int, bool]:
 SHAPES: dict[str, Callable[[np.random.Generator], tuple[np.ndarray, int, bool]]] = {
     "flash": _flash, "ramp": _ramp, "onoff": _onoff, "gammaburst": _gammaburst, "diurnal60": _diurnal60,
     "square": _square, "burstyweek": _burstyweek, "shortbursts": _shortbursts, "surges": _surges,
+    "hourly": _hourly, "hourlyjit": _hourlyjit,
 }
 RESAMPLED = {"codeweek": "azure_code_2023_1s.csv", "convweek": "azure_conv_2023_1s.csv"}
 """Opt-in shapes: a week resampled from a shared 1-s trace (see the module's docstring)."""

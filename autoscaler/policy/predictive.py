@@ -28,7 +28,10 @@ The decision, in order (each step is a parameter of :class:`PredictiveParams`):
 3. **Forecast** over the horizon ``startup_s + lag_s`` (what a pod created now will meet): a damped
    linear trend of the recent rate (``Trend``) and, once a full period of history exists, the
    lease's own daily shape (a few FFT harmonics, as Crane's predictive HPA) as a multiplicative
-   change from now to the horizon (``Seasonal``). Forecasts only *raise* the target: the measured
+   change from now to the horizon (``Seasonal``); once two whole periods of a recurring pattern are in the lease's
+   recent load history (:func:`find_period`: a batch job every hour), the load both of the last two periods had
+   from now to the horizon (``Cycle``), and after a burst the envelope spans ``one_off_hold_startups`` start-up
+   delays where neither period had load coming back that soon. Forecasts only *raise* the target: the measured
    rate is the floor.
 4. **Capacity target**: the fewest replicas whose per-replica queue (``slots`` servers, Allen-Cunneen
    G/G/c, :func:`autoscaler.serving.erlang_c`) keeps ``P(queue time > target) <= violation_target``
