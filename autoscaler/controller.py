@@ -27,6 +27,8 @@ from dataclasses import dataclass, field, replace
 from functools import partial
 from typing import Any, TypeVar
 
+import numpy as np
+
 from autoscaler import ANNOTATION_PREFIX
 from autoscaler.config import (
     CONTROLLER_ANNOTATIONS,
@@ -68,8 +70,10 @@ from autoscaler.metrics import (
     LeaseTarget,
     MetricKind,
     PrometheusClient,
+    QueryError,
     fetch_all,
 )
+from autoscaler.metrics.kinds.request_stats import RequestStats
 from autoscaler.metrics.registry import MetricRegistry, default_registry, kind_for
 from autoscaler.observe import (
     MetricObservation,
@@ -97,6 +101,7 @@ from autoscaler.policy.predictive import (
     PredictiveReason,
     PredictiveState,
     decide_predictive,
+    seed_cycle,
 )
 from autoscaler.statestore import (
     EMPTY,
@@ -165,6 +170,8 @@ class LeaseRuntime:
     predictive: PredictiveState | None = None  # the predictive algorithm's state
     predictive_params: PredictiveParams | None = None  # the parameters it was last decided with
     predictive_persisted: PredictivePersisted | None = None  # what the predictive-state annotation holds
+    cycle_seed_due: bool = False  # a new predictive state: read its recurring-load history from Prometheus
+    cycle_seed: np.ndarray | None = None  # (bucket start, largest load) rows read, for the next decision
 
 
 @dataclass(slots=True)
@@ -185,6 +192,7 @@ class _LeaseSpec:
 # A lease between `_begin` (no metric needed) and `_snapshot`: Deployment, lease, pods, runtime, state.
 _Begun = tuple[dict[str, Any], LeasePolicy, tuple[Pod, ...], LeaseRuntime, DecisionState]
 _YIELD_EVERY = 250  # leases prepared between two yields to the event loop while the query runs
+SEED_CONCURRENCY = 2  # recurring-load histories read from Prometheus at once (a restart reads one per lease)
 
 
 @dataclass
@@ -317,6 +325,9 @@ class Controller:
         self._kinds: dict[tuple[Any, ...], MetricKind] = {}  # (policy version, name, query)
         self._pparams: dict[tuple[Any, ...], PredictiveParams] = {}  # (policy version, queue-time target)
         self._pending_events: list[Awaitable[None]] = []
+        self._seeds: set[asyncio.Future[None]] = set()  # recurring-load histories being read (background)
+        self._seed_slots = asyncio.Semaphore(SEED_CONCURRENCY)
+        self._query_at: float | None = None  # the tick's pinned PromQL time (tests, benchmarks)
         self._decisions: Counter[tuple[str, str]] = Counter()  # (reason, mode) -> decisions not yet counted
         self.conflicts = 0
         self.bound_port: int | None = None
@@ -461,6 +472,7 @@ class Controller:
         """
         t0, c0 = time.perf_counter(), time.process_time()
         now = self.clock() if now is None else now
+        self._query_at = query_at
         writes0 = self.api.writes
         report = TickReport()
         policy = self.policy.policy
@@ -699,8 +711,14 @@ class Controller:
             lease.namespace, pods, results.get("requestStats"), now, snap.current_replicas, lease.min_replicas,
             lease.max_replicas, lease.slots_per_replica or settings.slots_per_replica,
             measured_startup_s(pods, settings.startup_s), params.drain_s, rate_window_s=params.rate_window_s)
-        d = decide_predictive(obs, self._predictive_state(p, params), params)
+        state = self._predictive_state(p, params)
+        if p.rt.cycle_seed is not None and state.cycle_end is not None:
+            state, p.rt.cycle_seed = seed_cycle(state, p.rt.cycle_seed, params), None
+        d = decide_predictive(obs, state, params)
         p.rt.predictive, p.rt.predictive_params = d.state, params
+        if p.rt.cycle_seed_due:
+            p.rt.cycle_seed_due = False
+            self._read_cycle_history(lease, p.rt, params)
         if d.reason == PredictiveReason.MISSING_DATA:
             return None
         message = predictive_message(d, params)
@@ -714,11 +732,48 @@ class Controller:
         restart), else empty. Either way a fresh state holds scale-downs until it has a burst window."""
         if p.rt.predictive is not None:
             return p.rt.predictive
+        p.rt.cycle_seed_due = params.cycle_correlation > 0
         persisted = parse_predictive(annotations_of(p.obj).get(PREDICTIVE_STATE_ANNOTATION))
         if persisted is None:
             return PredictiveState()
         p.rt.predictive_persisted = persisted
         return restore_predictive(persisted, params)
+
+    def _read_cycle_history(self, lease: LeasePolicy, rt: LeaseRuntime, params: PredictiveParams) -> None:
+        """Read a new predictive state's recurring-load history from Prometheus in the background (its load over
+        ``cycleHistorySeconds``, the largest per bucket), for the lease's next decision: a period the lease
+        already has is then known at once after a restart, a failover or when the lease is first seen, instead of
+        two periods later. At most ``SEED_CONCURRENCY`` at a time; a failure only means learning from now on."""
+        kind = self._kind("requestStats", None)
+        if not isinstance(kind, RequestStats):
+            return
+        b = params.cycle_bucket_s
+        promql = kind.load_history(lease.namespace, lease.name, params.cycle_history_s, b / 4)
+        at, key = self._query_at, f"{lease.namespace}/{lease.name}"
+
+        async def read() -> None:
+            async with self._seed_slots:
+                res = await self.prometheus.query(promql, at=at, matrix=True)
+            if isinstance(res, QueryError):
+                log.info("recurring-load history of %s not read from Prometheus (%s): learnt from now on",
+                         key, res.message)
+                return
+            peaks: dict[float, float] = {}
+            for sample in res.samples:
+                start = math.floor(sample.timestamp / b) * b
+                if math.isfinite(sample.value) and sample.value > peaks.get(start, -math.inf):
+                    peaks[start] = sample.value
+            rt.cycle_seed = np.array(sorted(peaks.items()), dtype=np.float64).reshape(-1, 2)
+            log.debug("recurring-load history of %s: %d buckets from Prometheus", key, len(peaks))
+
+        task = asyncio.ensure_future(read())
+        self._seeds.add(task)
+        task.add_done_callback(self._seeds.discard)
+
+    async def histories_read(self) -> None:
+        """Wait for the recurring-load histories being read (tests and benchmarks that drive ``tick`` themselves)."""
+        while self._seeds:
+            await asyncio.gather(*list(self._seeds), return_exceptions=True)
 
     def _safety(self, p: _Prepared, decision: Decision,
                 override: tuple[int, str, str] | None = None) -> tuple[int, str, str]:
@@ -1022,6 +1077,8 @@ class Controller:
                     log.warning("%d Events not posted at shutdown (API server too slow)", len(pending))
             if self.elector is not None and self.elector.held_at_stop:
                 await self.elector.release()  # after the loop has stopped: no write can follow the release
+            for task in list(self._seeds):
+                task.cancel()
             if runner is not None:
                 await runner.cleanup()
             if self._prom_owned:

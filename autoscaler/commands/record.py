@@ -20,8 +20,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from autoscaler.metrics.promql import deployment_pods
 from autoscaler.metrics.promql import parse_duration as promql_duration
-from autoscaler.metrics.promql import quote, regex_quote
 
 SUCCESS = "nv_inference_request_success"
 PROMPT_TOKENS = "vllm:prompt_tokens_total"
@@ -59,8 +59,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, type=Path, help="trace CSV to write")
 
 
-def _selector(namespace: str, name: str) -> str:
-    return f"namespace={quote(namespace)},pod=~{quote(regex_quote(name) + '-[a-z0-9]+-[a-z0-9]+')}"
 
 
 def _series(prom: Any, query: str, start: float, end: float, step: float) -> dict[float, float]:
@@ -87,7 +85,7 @@ def record(url: str, lease: str, since_s: float, end: float, step_s: float) -> t
     if not ns or not name:
         raise ValueError(f"--lease must be NAMESPACE/NAME, got {lease!r}")
     prom = PrometheusConnect(url=url, disable_ssl=True)
-    sel = _selector(ns, name)
+    sel = deployment_pods(ns, name)
     first_end = math.floor((end - since_s) / step_s) * step_s + step_s
     last_end = math.floor(end / step_s) * step_s
     window = f"{int(step_s)}s"

@@ -152,8 +152,12 @@ class PrometheusClient:
             self._session = aiohttp.ClientSession(connector=connector)
         return self._session
 
-    async def query(self, promql: str, *, at: float | None = None) -> InstantVector | QueryError:
-        """Evaluate `promql` at Unix time `at` (server's now if None). Never raises for I/O problems."""
+    async def query(self, promql: str, *, at: float | None = None,
+                    matrix: bool = False) -> InstantVector | QueryError:
+        """Evaluate `promql` at Unix time `at` (server's now if None). Never raises for I/O problems.
+
+        A range-vector expression (``expr[6h:15s]``) answers a matrix, an error unless ``matrix``: then its points
+        come back as samples, each with its own timestamp (the series' labels repeated)."""
         loop = asyncio.get_running_loop()
         start = loop.time()
         deadline = start + self.settings.timeout_s
@@ -170,7 +174,7 @@ class PrometheusClient:
                 if remaining <= 0:
                     raise TimeoutError
                 async with asyncio.timeout(remaining):
-                    result = await self._attempt(method, params, remaining, at)
+                    result = await self._attempt(method, params, remaining, at, matrix)
                 break
             except TimeoutError:
                 result = QueryError(f"no answer within the {self.settings.timeout_s:g} s deadline",
@@ -213,7 +217,7 @@ class PrometheusClient:
         return headers
 
     async def _attempt(self, method: str, params: dict[str, str], remaining: float,
-                       at: float | None) -> InstantVector | QueryError:
+                       at: float | None, matrix: bool = False) -> InstantVector | QueryError:
         session = self._get_session()
         params = {**params, "timeout": f"{max(remaining, 0.001):.3f}"}
         try:
@@ -234,7 +238,7 @@ class PrometheusClient:
         except (aiohttp.ClientError, OSError) as exc:
             raise _Retryable(QueryError(f"cannot reach Prometheus: {type(exc).__name__}: {exc}",
                                         "connection")) from None
-        return _parse(status, body, retry_after, at)
+        return _parse(status, body, retry_after, at, matrix)
 
 
 def _retry_after(value: str | None) -> float | None:
@@ -247,7 +251,7 @@ def _retry_after(value: str | None) -> float | None:
 
 
 def _parse(status: int, body: bytes, retry_after: float | None,
-           at: float | None) -> InstantVector | QueryError:
+           at: float | None, matrix: bool = False) -> InstantVector | QueryError:
     retryable = status >= 500 or status == 429
     try:
         doc: Any = from_json(body)  # pydantic-core's parser: ~25 % faster than json.loads on a 4 MB answer
@@ -268,12 +272,13 @@ def _parse(status: int, body: bytes, retry_after: float | None,
             raise _Retryable(err, retry_after)
         return err
     try:
-        return _vector(doc["data"], at, tuple(str(w) for w in doc.get("warnings") or ()))
+        return _vector(doc["data"], at, tuple(str(w) for w in doc.get("warnings") or ()), matrix)
     except (KeyError, TypeError, ValueError, IndexError) as exc:
         return QueryError(f"malformed success body: {type(exc).__name__}: {exc}", "bad_response", status)
 
 
-def _vector(data: Any, at: float | None, warnings: tuple[str, ...]) -> InstantVector | QueryError:
+def _vector(data: Any, at: float | None, warnings: tuple[str, ...],
+            matrix: bool = False) -> InstantVector | QueryError:
     kind = data["resultType"]
     if kind == "vector":
         samples = tuple(  # labels are JSON strings already: no per-sample copy (10k+ series)
@@ -282,6 +287,9 @@ def _vector(data: Any, at: float | None, warnings: tuple[str, ...]) -> InstantVe
     elif kind == "scalar":
         ts, val = data["result"]
         samples = (Sample({}, float(ts), float(val)),)
+    elif kind == "matrix" and matrix:  # a range-vector expression (a subquery): one sample per point, in order
+        samples = tuple(Sample(item["metric"], float(ts), float(val))
+                        for item in data["result"] for ts, val in item["values"])
     else:
         return QueryError(f"expected an instant vector, got resultType {kind!r}", "bad_response", 200)
     eval_time = at if at is not None else (samples[0].timestamp if samples else time.time())

@@ -85,6 +85,12 @@ def regex_quote(value: str) -> str:
     return "".join("\\" + ch if ch in _REGEX_META else ch for ch in value)
 
 
+def deployment_pods(namespace: str, name: str, namespace_label: str = "namespace", pod_label: str = "pod") -> str:
+    """Matchers for every pod a Deployment has had (``<name>-<pod-template-hash>-<suffix>``), those gone included:
+    for its history, where the pods of the moment are not the ones that served it."""
+    return f"{namespace_label}={quote(namespace)}, {pod_label}=~{quote(regex_quote(name) + '-[a-z0-9]+-[a-z0-9]+')}"
+
+
 def duration(seconds: float) -> str:
     """A PromQL duration literal for a window in seconds (whole milliseconds)."""
     ms = round(seconds * 1000)

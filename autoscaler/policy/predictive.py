@@ -561,6 +561,39 @@ def _update_cycle(state: PredictiveState, now: float, load: float, params: Predi
             "cycle_period_s": None if lag is None else lag * b}
 
 
+def seed_cycle(state: PredictiveState, loads: Iterable[tuple[float, float]],
+               params: PredictiveParams) -> PredictiveState:
+    """The recurring-load history completed with older readings of the lease's offered load (time, busy slots):
+    Prometheus's record of it when the state is new (a restart, a failover, a lease first seen), so that a period
+    the lease already has is known at once instead of after two more periods. Readings fill the buckets before the
+    state's own (which are kept), the largest per bucket, up to ``cycle_history_s`` in all; buckets before the first
+    reading are left out, later empty ones take the previous bucket's value (as the policy's own gaps do). The
+    period is looked for again. Needs a first decision (the bucket grid); otherwise the state is returned as is."""
+    if params.cycle_correlation <= 0 or state.cycle_end is None:
+        return state
+    b = params.cycle_bucket_s
+    own = np.frombuffer(state.cycle, dtype=np.float64)
+    room = max(1, round(params.cycle_history_s / b)) - own.size
+    if room <= 0:
+        return state
+    start = state.cycle_end - b * (own.size + room)  # where the first bucket to fill begins
+    old = np.full(room, -np.inf)
+    for t, v in loads:
+        i = math.floor((t - start) / b)
+        if 0 <= i < room and math.isfinite(v) and v > old[i]:
+            old[i] = max(0.0, v)
+    have = np.isfinite(old)
+    if not have.any():
+        return state
+    old = old[int(np.argmax(have)):]
+    for i in range(1, old.size):
+        if not math.isfinite(old[i]):
+            old[i] = old[i - 1]
+    hist = np.concatenate((old, own))
+    lag = find_period(hist, math.ceil(params.cycle_min_period_s / b), params.cycle_correlation)
+    return _evolve(state, cycle=hist.tobytes(), cycle_period_s=None if lag is None else lag * b)
+
+
 def _cycle_forecast(cycle: bytes, end: float | None, period_s: float, now: float, horizon_s: float,
                     params: PredictiveParams) -> tuple[float, float] | None:
     """What the lease's recurring pattern says of the load (busy slots) up to the horizon: for each of the last two
@@ -870,6 +903,7 @@ __all__ = [
     "queue_time_without",
     "replicas_needed",
     "roughness",
+    "seed_cycle",
     "stuck_backlog",
     "unmeasured_ready",
     "violation_probability",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import math
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -168,6 +169,19 @@ async def test_scalar_answer_is_one_unlabelled_sample(fake: FakePrometheus) -> N
     async with PrometheusClient(settings(fake.url)) as c:
         answer = await c.query("scalar(up)")
     assert isinstance(answer, InstantVector) and answer.samples[0].labels == {} and answer.samples[0].value == 2
+
+
+async def test_a_matrix_answer_is_its_points_when_asked_for(fake: FakePrometheus) -> None:
+    """With ``matrix=True`` a range-vector answer (a subquery) comes back as one sample per point, in order; without
+    it the same answer is a bad response (above)."""
+    fake.script = [Reply(body={"status": "success", "data": {"resultType": "matrix", "result": [
+        {"metric": {"pod": "a"}, "values": [[10.0, "1"], [25.0, "2.5"]]},
+        {"metric": {"pod": "b"}, "values": [[10.0, "NaN"]]}]}})]
+    async with PrometheusClient(settings(fake.url)) as c:
+        answer = await c.query("x[30s:15s]", at=30.0, matrix=True)
+    assert isinstance(answer, InstantVector)
+    assert [(s.labels["pod"], s.timestamp) for s in answer.samples] == [("a", 10.0), ("a", 25.0), ("b", 10.0)]
+    assert answer.samples[1].value == 2.5 and math.isnan(answer.samples[2].value)
 
 
 async def test_slow_server_hits_the_deadline(fake: FakePrometheus) -> None:

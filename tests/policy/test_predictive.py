@@ -23,6 +23,7 @@ from autoscaler.policy.predictive import (
     fit_season,
     replicas_needed,
     roughness,
+    seed_cycle,
     stuck_backlog,
     violation_probability,
 )
@@ -374,6 +375,32 @@ def test_a_recurring_burst_is_provisioned_ahead_and_released_after() -> None:
         decide_after(after[:-40], obs(3 * hour + 380, 20.0, current=need(200.0)), current=need(200.0)), PARAMS)
     d_off = decide_after(after, later, off, current=need(200.0))
     assert d_off.details["envelope_window_s"] == 600.0 and d_off.details["capacity_target"] == need(200.0)
+
+
+def test_older_readings_complete_the_cycle_history_and_its_period() -> None:
+    """A state that has decided for ten minutes (after a restart) completed with an hour of older readings (what
+    Prometheus holds of the lease's load, several a minute): the largest per minute fills the buckets before its
+    own, which stay as they were; the 20-minute period is found at once. Readings inside its own history, before the
+    history's reach, or not finite are ignored; without a first decision nothing changes."""
+    def load(t: float) -> float:
+        return 5.0 if t % 1200 < 300 else 1.0
+
+    t0 = 36_000.0
+    state = PredictiveState()
+    for t in np.arange(t0, t0 + 600, 5.0):
+        state = decide_predictive(obs(float(t), load(float(t)) / SVC, current=4), state, PARAMS).state
+    own = np.frombuffer(state.cycle, dtype=np.float64).copy()
+    assert own.size == 9 and state.cycle_period_s is None
+    older = [(float(t), load(float(t)) * (0.5 + 0.5 * (t % 30 == 0))) for t in np.arange(t0 - 3600, t0 + 540, 15.0)]
+    older += [(t0 - 100_000.0, 99.0), (t0 - 30.0, float("nan")), (t0 + 120.0, 99.0)]
+    seeded = seed_cycle(state, older, PARAMS)
+    hist = np.frombuffer(seeded.cycle, dtype=np.float64)
+    assert hist.size == 60 + own.size  # the hour before its first decision, then its own nine minutes
+    np.testing.assert_array_equal(hist[-own.size:], own)
+    assert hist[0] == load(t0 - 3600) and hist.max() == 5.0  # the largest reading per minute; the 99s ignored
+    assert seeded.cycle_period_s == 1200.0
+    assert seed_cycle(PredictiveState(), older, PARAMS) == PredictiveState()
+    assert seed_cycle(state, older, replace(PARAMS, cycle_correlation=0.0)) is state
 
 
 def test_the_cycle_cuts_violations_and_gpu_seconds_of_a_burst_that_recurs_on_the_clock() -> None:

@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from autoscaler.metrics.kinds.base import PodSeries, join_matchers
-from autoscaler.metrics.promql import LeaseTarget, duration, selector, tag
+from autoscaler.metrics.promql import LeaseTarget, deployment_pods, duration, selector, tag
 from autoscaler.metrics.results import Empty, MultiSeries, Ok, Outcome
 
 PARTS = ("success", "failure", "success_long", "compute_us", "queue_us", "pending")
@@ -62,6 +62,14 @@ class RequestStats:
             "pending": f"sum by (namespace, pod) ({self.pending_gauge}{{{m}}})",
         }
         return " or ".join(tag(e, part) for part, e in exprs.items())
+
+    def load_history(self, namespace: str, name: str, span_s: float, step_s: float) -> str:
+        """The Deployment's offered load in busy slots (compute seconds per second, summed over every pod it has
+        had) every ``step_s`` over the last ``span_s``: one series, as a subquery (an instant query of it answers
+        a matrix). For the predictive policy's recurring-load history after a (re)start."""
+        m = join_matchers(self.extra_matchers, deployment_pods(namespace, name))
+        return (f"(sum(rate({self.compute_counter}{{{m}}}[{duration(self.window_s)}])) / 1e6)"
+                f"[{duration(span_s)}:{duration(step_s)}]")
 
     def interpret(self, series: PodSeries, eval_time: float) -> Outcome:
         values: dict[str, float] = {}

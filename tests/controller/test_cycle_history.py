@@ -1,0 +1,125 @@
+"""A new predictive state reads its recurring-load history from Prometheus (a restart, a failover, a lease first
+seen): the sandbox API server and a real Prometheus serving an hour and a half of backfilled Triton counters."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from autoscaler.controller import Controller, Settings
+from autoscaler.kube.api import KubeApi
+from autoscaler.metrics.localprom import LocalPrometheus, OpenMetricsWriter, backfill
+from autoscaler.sandbox.cluster import SandboxCluster
+from autoscaler.sandbox.resources import DEPLOYMENTS, PODS
+
+POLICY = """
+autoscaling:
+  enable: true
+  replicas: {default: {minimum: 1, maximum: 10}, limits: {maximum: 10, minimum: {lowerBound: 1, upperBound: 2}}}
+  metrics:
+    queueTime: {allowed: true, enabled: true, threshold: {default: 10000, minimum: 1000, maximum: 0}}
+  algorithm: predictive
+  predictive: {slotsPerReplica: 4, cycleCorrelation: %s}
+"""
+PERIOD = 1200.0  # a five-minute burst every 20 minutes
+SERVICE_S = 0.2
+NOW_POD, OLD_POD = "batch-5d8f7c9b4-p0000", "batch-7c6b5a4d3-q0000"  # the pod of now; one gone since
+
+
+def _rate(t: float) -> float:
+    return 20.0 if t % PERIOD < 300 else 2.0
+
+
+def _counters(w: OpenMetricsWriter, pod: str, times: np.ndarray) -> None:
+    """Triton's counters for one pod over ``times`` (15-s scrapes), integrated from the burst pattern."""
+    labels = {"namespace": "ml", "pod": pod, "model": "llm", "version": "1"}
+    served = np.cumsum([_rate(float(t)) * 15.0 for t in times])
+    w.add("nv_inference_request_success", labels, zip(times, served, strict=True))
+    w.add("nv_inference_request_failure", labels, [(t, 0.0) for t in times])
+    w.add("nv_inference_compute_infer_duration_us", labels, zip(times, served * SERVICE_S * 1e6, strict=True))
+    w.add("nv_inference_queue_duration_us", labels, zip(times, served * 1000.0, strict=True))
+    w.add("nv_inference_pending_request_count", labels, [(t, 0.0) for t in times])
+
+
+@pytest.fixture
+async def cluster(tmp_path: Path) -> AsyncIterator[tuple[SandboxCluster, str, float]]:
+    """The sandbox with one predictive Deployment and its Ready pod, and Prometheus holding 90 minutes of its
+    load (the first 40 served by a pod that is gone now), ending at a whole minute shortly before now."""
+    end = float(math.floor(time.time() / 60) * 60)
+    w = OpenMetricsWriter()
+    _counters(w, OLD_POD, end - 5400 + 15.0 * np.arange(161))  # until end - 3000
+    _counters(w, NOW_POD, end - 3000 + 15.0 * np.arange(201))  # until end
+    w.write(tmp_path / "data.om")
+    backfill(tmp_path / "data.om", tmp_path / "tsdb")
+    async with SandboxCluster(startup_seconds=0.0, pending_seconds=0.0) as c:
+        await c.controllers.stop()  # the pods are written below, as they are in Prometheus
+        c.ensure_namespace("ml")
+        dep = c.create_deployment("batch", namespace="ml", replicas=1, kind="triton",
+                                  annotations={"inference-autoscaler.io/enabled": "true"})
+        dep["status"] = {"replicas": 1, "readyReplicas": 1, "availableReplicas": 1, "updatedReplicas": 1,
+                         "observedGeneration": dep["metadata"].get("generation", 1)}
+        c.store.replace(DEPLOYMENTS.storage_key, dep)
+        tmpl = dep["spec"]["template"]
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(end - 3000))
+        pod = c.create({"apiVersion": "v1", "kind": "Pod",
+                        "metadata": {"name": NOW_POD, "namespace": "ml", "labels": dict(tmpl["metadata"]["labels"])},
+                        "spec": tmpl["spec"]})
+        pod["status"] = {"phase": "Running", "startTime": stamp, "podIP": "127.0.0.1",
+                         "conditions": [{"type": "Ready", "status": "True", "lastTransitionTime": stamp}]}
+        c.store.replace(PODS.storage_key, pod)
+        c.write_kubeconfig(str(tmp_path / "kubeconfig"))
+        with LocalPrometheus(tmp_path / "tsdb") as prom:
+            yield c, prom.url, end
+
+
+async def _controller(tmp_path: Path, url: str, correlation: float) -> Controller:
+    (tmp_path / "policy.yaml").write_text(POLICY % correlation)
+    api = await KubeApi.connect(str(tmp_path / "kubeconfig"), timeout_s=30)
+    ctl = Controller(api, Settings(policy_file=str(tmp_path / "policy.yaml"), prometheus_url=url,
+                                   leader_election=False, listen_port=0))
+    for cache in (ctl.deployments, ctl.pods, ctl.configmaps):
+        await cache.relist()
+    return ctl
+
+
+@pytest.mark.prometheus
+async def test_a_new_predictive_state_reads_its_recurring_load_from_prometheus(
+        cluster: tuple[SandboxCluster, str, float], tmp_path: Path) -> None:
+    """A controller meeting the lease for the first time finds its 20-minute period at its second decision, from the
+    90 minutes Prometheus holds (the gone pod's load included), instead of 40 minutes later; with the recurring-load
+    forecast switched off it reads nothing."""
+    _, url, end = cluster
+    ctl = await _controller(tmp_path, url, 0.6)
+    try:
+        await ctl.tick(now=end, query_at=end)
+        rt = ctl.runtime[("ml", "batch")]
+        assert rt.predictive is not None and rt.predictive.cycle_period_s is None  # one decision of its own
+        await ctl.histories_read()
+        assert rt.cycle_seed is not None and len(rt.cycle_seed) >= 85  # ~90 one-minute buckets
+        await ctl.tick(now=end + 5, query_at=end)
+        state = rt.predictive
+        assert state is not None and rt.cycle_seed is None
+        assert state.cycle_period_s == PERIOD
+        loads = np.frombuffer(state.cycle, dtype=np.float64)
+        assert loads.size >= 85
+        # the gone pod's bursts are in it: the first 40 minutes hold two bursts at 20 req/s x 0.2 s = 4 busy slots
+        assert np.count_nonzero(loads[:40] > 3.0) >= 8
+        assert not rt.cycle_seed_due and not ctl._seeds  # read once
+    finally:
+        await ctl.api.close()
+        await ctl.prometheus.close()
+    off = await _controller(tmp_path, url, 0.0)
+    try:
+        await off.tick(now=end, query_at=end)
+        assert not off._seeds
+        await off.tick(now=end + 5, query_at=end)
+        state = off.runtime[("ml", "batch")].predictive
+        assert state is not None and state.cycle == b"" and state.cycle_period_s is None
+    finally:
+        await off.api.close()
+        await off.prometheus.close()
