@@ -331,6 +331,13 @@ class PredictiveSettings(_Strict):
         return self
 
     @model_validator(mode="after")
+    def _cycle_buckets(self) -> PredictiveSettings:
+        if self.cycle_min_period_s < 2 * self.cycle_bucket_s:
+            raise ValueError(f"predictive.cycleMinPeriodSeconds ({self.cycle_min_period_s}) must be at least twice "
+                             f"cycleBucketSeconds ({self.cycle_bucket_s})")
+        return self
+
+    @model_validator(mode="after")
     def _calibration_band(self) -> PredictiveSettings:
         if self.calibration_relax_share >= self.calibration_grow_share:
             raise ValueError(f"predictive.calibrationRelaxShare ({self.calibration_relax_share}) must be below "

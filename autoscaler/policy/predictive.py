@@ -534,7 +534,7 @@ def find_period(history: np.ndarray, min_lag: int, min_correlation: float) -> in
         return None
     best = float(r[peaks].max())
     for lag in peaks:
-        if r[lag] >= best - 0.1 and r[lag] - float(r[1:lag].min()) >= min_correlation:
+        if r[lag] >= best - 0.1 and r[lag] - float(r[1:lag + 1].min()) >= min_correlation:
             return int(lag)
     return None
 

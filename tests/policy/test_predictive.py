@@ -344,6 +344,7 @@ def test_find_period_finds_recurrences_and_nothing_in_noise_or_trends() -> None:
     swell = 100 + 50 * np.sin(2 * np.pi * np.arange(360) / 1440) + rng.normal(0, 2, 360)
     assert find_period(swell, 10, 0.6) is None
     assert find_period(np.full(360, 7.0), 10, 0.6) is None
+    assert find_period(spikes, 1, 0.6) == 60  # the shortest lag is no peak of its own
 
 
 def test_a_recurring_burst_is_provisioned_ahead_and_released_after() -> None:
@@ -475,7 +476,8 @@ def test_policy_config_block_is_strict_and_reaches_the_params() -> None:
     assert params.violation_target == 0.05 and params.drain_s == 0 and params.scale_down_window_s == 120.0
     assert parse_policy("autoscaling:\n  predictive: {cycleCorrelation: 0}\n").autoscaling.predictive.to_params(
         1.0).cycle_correlation == 0
-    for bad in ("{violationTarget: 2}", "{nope: 1}", "{cycleCorrelation: 2}", "{cycleBucketSeconds: 1}", "{seasonPeriodSeconds: 900, seasonBucketSeconds: 600}",
+    for bad in ("{violationTarget: 2}", "{nope: 1}", "{cycleCorrelation: 2}", "{cycleBucketSeconds: 1}",
+                "{cycleMinPeriodSeconds: 100, cycleBucketSeconds: 60}", "{seasonPeriodSeconds: 900, seasonBucketSeconds: 600}",
                 "{calibrationGrowShare: 0.3, calibrationRelaxShare: 0.3}", "{calibrationRelaxShare: 0.4}"):
         with pytest.raises(ValueError):
             parse_policy(f"autoscaling:\n  predictive: {bad}\n")
