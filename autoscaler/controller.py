@@ -251,6 +251,18 @@ def partial_data_message(d: PredictiveDecision, params: PredictiveParams) -> str
             "than two scrape intervals, or is the pod not scraped?)")
 
 
+def recurring_load_message(found: float | None, before: float | None, params: PredictiveParams) -> str:
+    """The ``RecurringLoad`` Event's message: a period found, changed or gone (no figures that change every loop)."""
+    history = f"the last {params.cycle_history_s / 3600:g} h of its load"
+    if found is None:
+        return (f"the load no longer recurs every {before:.0f}s ({history}): recurring bursts are no longer "
+                "provisioned ahead")
+    return (f"the load recurs every {found:.0f}s ({history}"
+            + (f"; it was {before:.0f}s" if before is not None else "")
+            + "): what it reached in each of the last two periods is provisioned a start-up delay ahead of its "
+              "return, and a burst's capacity released a start-up delay after it")
+
+
 def predictive_message(d: PredictiveDecision, params: PredictiveParams) -> str:
     """The predictive decision in a sentence (status annotation, Events, ``autoscaler leases``): the rate, the
     forecast, the capacity target, and what else drove the count. Missing details read as 0."""
@@ -712,10 +724,15 @@ class Controller:
             lease.max_replicas, lease.slots_per_replica or settings.slots_per_replica,
             measured_startup_s(pods, settings.startup_s), params.drain_s, rate_window_s=params.rate_window_s)
         state = self._predictive_state(p, params)
+        period = state.cycle_period_s
         if p.rt.cycle_seed is not None and state.cycle_end is not None:
             state, p.rt.cycle_seed = seed_cycle(state, p.rt.cycle_seed, params), None
         d = decide_predictive(obs, state, params)
         p.rt.predictive, p.rt.predictive_params = d.state, params
+        found = d.state.cycle_period_s
+        if found != period and (found is None or period is None or abs(found - period) > params.cycle_bucket_s):
+            self._pending_events.append(self.events.record(p.obj, "Normal", "RecurringLoad",
+                                                           recurring_load_message(found, period, params), now))
         if p.rt.cycle_seed_due:
             p.rt.cycle_seed_due = False
             self._read_cycle_history(lease, p.rt, params)

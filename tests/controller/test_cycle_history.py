@@ -110,6 +110,10 @@ async def test_a_new_predictive_state_reads_its_recurring_load_from_prometheus(
         # the gone pod's bursts are in it: the first 40 minutes hold two bursts at 20 req/s x 0.2 s = 4 busy slots
         assert np.count_nonzero(loads[:40] > 3.0) >= 8
         assert not rt.cycle_seed_due and not ctl._seeds  # read once
+        await ctl.tick(now=end + 10, query_at=end)  # posts the Events of the loop before
+        events = (await ctl.api.get("/api/v1/namespaces/ml/events"))["items"]
+        found = [e for e in events if e["reason"] == "RecurringLoad"]
+        assert len(found) == 1 and "the load recurs every 1200s" in found[0]["message"], events
     finally:
         await ctl.api.close()
         await ctl.prometheus.close()
