@@ -102,6 +102,7 @@ from autoscaler.policy.predictive import (
     PredictiveState,
     decide_predictive,
     seed_cycle,
+    seed_season,
 )
 from autoscaler.statestore import (
     EMPTY,
@@ -170,8 +171,9 @@ class LeaseRuntime:
     predictive: PredictiveState | None = None  # the predictive algorithm's state
     predictive_params: PredictiveParams | None = None  # the parameters it was last decided with
     predictive_persisted: PredictivePersisted | None = None  # what the predictive-state annotation holds
-    cycle_seed_due: bool = False  # a new predictive state: read its recurring-load history from Prometheus
+    history_due: bool = False  # a new predictive state: read its load and rate history from Prometheus
     cycle_seed: np.ndarray | None = None  # (bucket start, largest load) rows read, for the next decision
+    season_seed: np.ndarray | None = None  # (bucket start, mean request rate) rows read, for the next decision
 
 
 @dataclass(slots=True)
@@ -727,15 +729,17 @@ class Controller:
         period = state.cycle_period_s
         if p.rt.cycle_seed is not None and state.cycle_end is not None:
             state, p.rt.cycle_seed = seed_cycle(state, p.rt.cycle_seed, params), None
+        if p.rt.season_seed is not None and state.season_bucket_end is not None:
+            state, p.rt.season_seed = seed_season(state, p.rt.season_seed, params), None
         d = decide_predictive(obs, state, params)
         p.rt.predictive, p.rt.predictive_params = d.state, params
         found = d.state.cycle_period_s
         if found != period and (found is None or period is None or abs(found - period) > params.cycle_bucket_s):
             self._pending_events.append(self.events.record(p.obj, "Normal", "RecurringLoad",
                                                            recurring_load_message(found, period, params), now))
-        if p.rt.cycle_seed_due:
-            p.rt.cycle_seed_due = False
-            self._read_cycle_history(lease, p.rt, params)
+        if p.rt.history_due:
+            p.rt.history_due = False
+            self._read_history(lease, p.rt, params, season=not d.state.season_fit)
         if d.reason == PredictiveReason.MISSING_DATA:
             return None
         message = predictive_message(d, params)
@@ -749,43 +753,59 @@ class Controller:
         restart), else empty. Either way a fresh state holds scale-downs until it has a burst window."""
         if p.rt.predictive is not None:
             return p.rt.predictive
-        p.rt.cycle_seed_due = params.cycle_correlation > 0
+        p.rt.history_due = params.cycle_correlation > 0 or params.seasonal
         persisted = parse_predictive(annotations_of(p.obj).get(PREDICTIVE_STATE_ANNOTATION))
         if persisted is None:
             return PredictiveState()
         p.rt.predictive_persisted = persisted
         return restore_predictive(persisted, params)
 
-    def _read_cycle_history(self, lease: LeasePolicy, rt: LeaseRuntime, params: PredictiveParams) -> None:
-        """Read a new predictive state's recurring-load history from Prometheus in the background (its load over
-        ``cycleHistorySeconds``, the largest per bucket), for the lease's next decision: a period the lease
-        already has is then known at once after a restart, a failover or when the lease is first seen, instead of
-        two periods later. At most ``SEED_CONCURRENCY`` at a time; a failure only means learning from now on."""
+    def _read_history(self, lease: LeasePolicy, rt: LeaseRuntime, params: PredictiveParams, season: bool) -> None:
+        """Read a new predictive state's history from Prometheus in the background, for the lease's next decision:
+        its load over ``cycleHistorySeconds`` (the largest per cycle bucket), so that a period the lease already has
+        is known at once after a restart, a failover or when the lease is first seen, instead of two periods later;
+        and, with ``season`` (no daily shape of its own, none persisted), its mean request rate per season bucket
+        over ``seasonHistoryPeriods`` periods, so that a lease the controller has not seen before has its daily shape
+        at once instead of after a day. At most ``SEED_CONCURRENCY`` leases at a time; a failure only means learning
+        from now on."""
         kind = self._kind("requestStats", None)
         if not isinstance(kind, RequestStats):
             return
-        b = params.cycle_bucket_s
-        promql = kind.load_history(lease.namespace, lease.name, params.cycle_history_s, b / 4)
         at, key = self._query_at, f"{lease.namespace}/{lease.name}"
+        queries: list[tuple[str, str, float, float]] = []  # what, PromQL, bucket, shift of a point to its bucket
+        if params.cycle_correlation > 0:
+            b = params.cycle_bucket_s
+            queries.append(("cycle", kind.load_history(lease.namespace, lease.name, params.cycle_history_s, b / 4),
+                            b, 0.0))
+        if season and params.seasonal:
+            b = params.season_bucket_s  # each point is the mean of the bucket that ends at it
+            span = params.season_period_s * params.season_history_periods
+            queries.append(("season", kind.rate_history(lease.namespace, lease.name, span, b), b, b))
 
         async def read() -> None:
-            async with self._seed_slots:
-                res = await self.prometheus.query(promql, at=at, matrix=True)
-            if isinstance(res, QueryError):
-                log.info("recurring-load history of %s not read from Prometheus (%s): learnt from now on",
-                         key, res.message)
-                return
-            peaks: dict[float, float] = {}
-            for sample in res.samples:
-                start = math.floor(sample.timestamp / b) * b
-                if math.isfinite(sample.value) and sample.value > peaks.get(start, -math.inf):
-                    peaks[start] = sample.value
-            rt.cycle_seed = np.array(sorted(peaks.items()), dtype=np.float64).reshape(-1, 2)
-            log.debug("recurring-load history of %s: %d buckets from Prometheus", key, len(peaks))
+            for what, promql, b, shift in queries:
+                async with self._seed_slots:
+                    res = await self.prometheus.query(promql, at=at, matrix=True)
+                if isinstance(res, QueryError):
+                    log.info("%s history of %s not read from Prometheus (%s): learnt from now on", what, key,
+                             res.message)
+                    continue
+                peaks: dict[float, float] = {}
+                for sample in res.samples:
+                    start = math.floor(sample.timestamp / b) * b - shift
+                    if math.isfinite(sample.value) and sample.value > peaks.get(start, -math.inf):
+                        peaks[start] = sample.value
+                rows = np.array(sorted(peaks.items()), dtype=np.float64).reshape(-1, 2)
+                if what == "cycle":
+                    rt.cycle_seed = rows
+                else:
+                    rt.season_seed = rows
+                log.debug("%s history of %s: %d buckets from Prometheus", what, key, len(peaks))
 
-        task = asyncio.ensure_future(read())
-        self._seeds.add(task)
-        task.add_done_callback(self._seeds.discard)
+        if queries:
+            task = asyncio.ensure_future(read())
+            self._seeds.add(task)
+            task.add_done_callback(self._seeds.discard)
 
     async def histories_read(self) -> None:
         """Wait for the recurring-load histories being read (tests and benchmarks that drive ``tick`` themselves)."""

@@ -594,6 +594,38 @@ def seed_cycle(state: PredictiveState, loads: Iterable[tuple[float, float]],
     return _evolve(state, cycle=hist.tobytes(), cycle_period_s=None if lag is None else lag * b)
 
 
+def seed_season(state: PredictiveState, means: Iterable[tuple[float, float]],
+                params: PredictiveParams) -> PredictiveState:
+    """The daily season completed with older readings of the lease's mean request rate per season bucket
+    ((bucket start, req/s): Prometheus's record of it when a state starts without a season of its own, a lease the
+    controller has not seen before) so that its daily shape is known at once instead of after a day. Readings fill
+    the buckets before the state's own (which are kept), up to ``season_history_periods`` periods in all; buckets
+    before the first reading are left out, later empty ones take the previous bucket's value; the shape is fitted
+    again. Needs a first decision (the bucket grid); otherwise the state is returned as is."""
+    if not params.seasonal or state.season_bucket_end is None:
+        return state
+    b = params.season_bucket_s
+    per = max(1, round(params.season_period_s / b))
+    room = per * params.season_history_periods - len(state.season)
+    if room <= 0:
+        return state
+    start = state.season_bucket_end - b * (len(state.season) + room)
+    old: list[float | None] = [None] * room
+    for t, v in means:
+        i = round((t - start) / b)
+        if 0 <= i < room and math.isfinite(v) and v >= 0:
+            old[i] = v
+    first = next((i for i, m in enumerate(old) if m is not None), None)
+    if first is None:
+        return state
+    filled: list[float] = []
+    for m in old[first:]:
+        filled.append(filled[-1] if m is None else m)
+    season = (*filled, *state.season)
+    fit = fit_season(season, per, params.season_harmonics) if len(season) >= per else ()
+    return _evolve(state, season=season, season_fit=fit)
+
+
 def _cycle_forecast(cycle: bytes, end: float | None, period_s: float, now: float, horizon_s: float,
                     params: PredictiveParams) -> tuple[float, float] | None:
     """What the lease's recurring pattern says of the load (busy slots) up to the horizon: for each of the last two
@@ -904,6 +936,7 @@ __all__ = [
     "replicas_needed",
     "roughness",
     "seed_cycle",
+    "seed_season",
     "stuck_backlog",
     "unmeasured_ready",
     "violation_probability",

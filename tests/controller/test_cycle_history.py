@@ -1,5 +1,5 @@
-"""A new predictive state reads its recurring-load history from Prometheus (a restart, a failover, a lease first
-seen): the sandbox API server and a real Prometheus serving an hour and a half of backfilled Triton counters."""
+"""A new predictive state reads its history from Prometheus (a restart, a failover, a lease first seen): the
+sandbox API server and a real Prometheus serving a day and a half of backfilled Triton counters."""
 
 from __future__ import annotations
 
@@ -24,21 +24,27 @@ autoscaling:
   metrics:
     queueTime: {allowed: true, enabled: true, threshold: {default: 10000, minimum: 1000, maximum: 0}}
   algorithm: predictive
-  predictive: {slotsPerReplica: 4, cycleCorrelation: %s}
+  predictive: {slotsPerReplica: 4, cycleCorrelation: %s, seasonal: %s}
 """
 PERIOD = 1200.0  # a five-minute burst every 20 minutes
 SERVICE_S = 0.2
 NOW_POD, OLD_POD = "batch-5d8f7c9b4-p0000", "batch-7c6b5a4d3-q0000"  # the pod of now; one gone since
+DAY_POD = "batch-6a5b4c3d2-r0000"  # the day before, scraped every minute
 
 
 def _rate(t: float) -> float:
     return 20.0 if t % PERIOD < 300 else 2.0
 
 
-def _counters(w: OpenMetricsWriter, pod: str, times: np.ndarray) -> None:
-    """Triton's counters for one pod over ``times`` (15-s scrapes), integrated from the burst pattern."""
+def _daily(t: float) -> float:
+    return 10.0 + 8.0 * math.sin(2 * math.pi * t / 86400)
+
+
+def _counters(w: OpenMetricsWriter, pod: str, times: np.ndarray, rate=_rate) -> None:  # type: ignore[no-untyped-def]
+    """Triton's counters for one pod over ``times``, integrated from ``rate``."""
     labels = {"namespace": "ml", "pod": pod, "model": "llm", "version": "1"}
-    served = np.cumsum([_rate(float(t)) * 15.0 for t in times])
+    step = float(times[1] - times[0])
+    served = np.cumsum([rate(float(t)) * step for t in times])
     w.add("nv_inference_request_success", labels, zip(times, served, strict=True))
     w.add("nv_inference_request_failure", labels, [(t, 0.0) for t in times])
     w.add("nv_inference_compute_infer_duration_us", labels, zip(times, served * SERVICE_S * 1e6, strict=True))
@@ -49,9 +55,11 @@ def _counters(w: OpenMetricsWriter, pod: str, times: np.ndarray) -> None:
 @pytest.fixture
 async def cluster(tmp_path: Path) -> AsyncIterator[tuple[SandboxCluster, str, float]]:
     """The sandbox with one predictive Deployment and its Ready pod, and Prometheus holding 90 minutes of its
-    load (the first 40 served by a pod that is gone now), ending at a whole minute shortly before now."""
+    load (the first 40 served by a pod that is gone now), ending at a whole minute shortly before now, and before
+    that a day and a half of a daily cycle, served by another pod gone since, scraped every minute."""
     end = float(math.floor(time.time() / 60) * 60)
     w = OpenMetricsWriter()
+    _counters(w, DAY_POD, end - 129600 + 60.0 * np.arange(1801), _daily)  # a day and a half, until end - 21600
     _counters(w, OLD_POD, end - 5400 + 15.0 * np.arange(161))  # until end - 3000
     _counters(w, NOW_POD, end - 3000 + 15.0 * np.arange(201))  # until end
     w.write(tmp_path / "data.om")
@@ -77,8 +85,8 @@ async def cluster(tmp_path: Path) -> AsyncIterator[tuple[SandboxCluster, str, fl
             yield c, prom.url, end
 
 
-async def _controller(tmp_path: Path, url: str, correlation: float) -> Controller:
-    (tmp_path / "policy.yaml").write_text(POLICY % correlation)
+async def _controller(tmp_path: Path, url: str, correlation: float, seasonal: bool = True) -> Controller:
+    (tmp_path / "policy.yaml").write_text(POLICY % (correlation, str(seasonal).lower()))
     api = await KubeApi.connect(str(tmp_path / "kubeconfig"), timeout_s=30)
     ctl = Controller(api, Settings(policy_file=str(tmp_path / "policy.yaml"), prometheus_url=url,
                                    leader_election=False, listen_port=0))
@@ -91,8 +99,8 @@ async def _controller(tmp_path: Path, url: str, correlation: float) -> Controlle
 async def test_a_new_predictive_state_reads_its_recurring_load_from_prometheus(
         cluster: tuple[SandboxCluster, str, float], tmp_path: Path) -> None:
     """A controller meeting the lease for the first time finds its 20-minute period at its second decision, from the
-    90 minutes Prometheus holds (the gone pod's load included), instead of 40 minutes later; with the recurring-load
-    forecast switched off it reads nothing."""
+    90 minutes Prometheus holds (the gone pod's load included), instead of 40 minutes later, and has its daily shape
+    from the day and a half before instead of a day later; with both switched off it reads nothing."""
     _, url, end = cluster
     ctl = await _controller(tmp_path, url, 0.6)
     try:
@@ -109,7 +117,10 @@ async def test_a_new_predictive_state_reads_its_recurring_load_from_prometheus(
         assert loads.size >= 85
         # the gone pod's bursts are in it: the first 40 minutes hold two bursts at 20 req/s x 0.2 s = 4 busy slots
         assert np.count_nonzero(loads[:40] > 3.0) >= 8
-        assert not rt.cycle_seed_due and not ctl._seeds  # read once
+        # the daily shape: 10-minute means of the day and a half before (the gap since filled), fitted at once
+        assert len(state.season) >= 180 and len(state.season_fit) == 144
+        assert 15.0 < max(state.season_fit) < 21.0 and 0.0 < min(state.season_fit) < 5.0
+        assert not rt.history_due and not ctl._seeds and rt.season_seed is None  # read once
         await ctl.tick(now=end + 10, query_at=end)  # posts the Events of the loop before
         events = (await ctl.api.get("/api/v1/namespaces/ml/events"))["items"]
         found = [e for e in events if e["reason"] == "RecurringLoad"]
@@ -117,13 +128,13 @@ async def test_a_new_predictive_state_reads_its_recurring_load_from_prometheus(
     finally:
         await ctl.api.close()
         await ctl.prometheus.close()
-    off = await _controller(tmp_path, url, 0.0)
+    off = await _controller(tmp_path, url, 0.0, seasonal=False)
     try:
         await off.tick(now=end, query_at=end)
         assert not off._seeds
         await off.tick(now=end + 5, query_at=end)
         state = off.runtime[("ml", "batch")].predictive
-        assert state is not None and state.cycle == b"" and state.cycle_period_s is None
+        assert state is not None and state.cycle == b"" and state.cycle_period_s is None and state.season == ()
     finally:
         await off.api.close()
         await off.prometheus.close()

@@ -24,6 +24,7 @@ from autoscaler.policy.predictive import (
     replicas_needed,
     roughness,
     seed_cycle,
+    seed_season,
     stuck_backlog,
     violation_probability,
 )
@@ -402,6 +403,38 @@ def test_older_readings_complete_the_cycle_history_and_its_period() -> None:
     assert seeded.cycle_period_s == 1200.0
     assert seed_cycle(PredictiveState(), older, PARAMS) == PredictiveState()
     assert seed_cycle(state, older, replace(PARAMS, cycle_correlation=0.0)) is state
+
+
+def test_older_rate_means_give_a_new_state_its_daily_shape_at_once() -> None:
+    """A state that has decided for four minutes (its own season bucket) completed with two periods of bucket means
+    (Prometheus's record of the lease's rate; one missing) of a daily cycle compressed to two hours, as in the
+    seasonal test above: the means fill the buckets before its own, the missing one takes the previous value, the
+    shape is fitted at once and the seasonal forecast raises the target before the rise, where the state alone has
+    no shape yet."""
+    p = PredictiveParams(season_period_s=7200.0, season_bucket_s=120.0, burst_window_s=0.0, trend_window_s=0.0,
+                         cycle_correlation=0.0)
+    day = 7200.0
+
+    def shape(t: float) -> float:
+        return 100.0 + 80.0 * float(np.sin(2 * np.pi * t / day))
+
+    t0 = 3 * day - 600  # the rate rises steeply here
+    state = PredictiveState()
+    for t in np.arange(t0 - 240, t0, 10.0):
+        state = decide_predictive(obs(float(t), shape(float(t)), current=20), state, p).state
+    own, end = state.season, state.season_bucket_end
+    assert len(own) == 1 and state.season_fit == () and end is not None
+    means = [(float(b), shape(float(b) + 60.0)) for b in np.arange(end - 2 * day, end - 120.0, 120.0)
+             if b != end - day]
+    seeded = seed_season(state, means, p)
+    assert len(seeded.season) == 120 and seeded.season[-1:] == own  # two periods, its own bucket the last
+    assert seeded.season[60] == seeded.season[59]  # the missing bucket, a period before the end
+    assert len(seeded.season_fit) == 60
+    d = decide_predictive(obs(t0, shape(t0), current=1), seeded, p)
+    assert d.reason == PredictiveReason.SEASONAL and d.details["season_ratio"] > 1.05
+    alone = decide_predictive(obs(t0, shape(t0), current=1), state, p)
+    assert alone.reason != PredictiveReason.SEASONAL and alone.details["season_ratio"] == 1.0
+    assert seed_season(state, means, replace(p, seasonal=False)) is state
 
 
 def test_the_cycle_cuts_violations_and_gpu_seconds_of_a_burst_that_recurs_on_the_clock() -> None:

@@ -71,6 +71,15 @@ class RequestStats:
         return (f"(sum(rate({self.compute_counter}{{{m}}}[{duration(self.window_s)}])) / 1e6)"
                 f"[{duration(span_s)}:{duration(step_s)}]")
 
+    def rate_history(self, namespace: str, name: str, span_s: float, step_s: float) -> str:
+        """The Deployment's request rate (success + failure, every pod it has had) averaged over each ``step_s`` of
+        the last ``span_s``, one point per step at its end: for the predictive policy's daily season when a lease
+        starts without one."""
+        m = join_matchers(self.extra_matchers, deployment_pods(namespace, name))
+        window = duration(step_s)
+        return (f"(sum(rate({self.success_counter}{{{m}}}[{window}])) + "
+                f"(sum(rate({self.failure_counter}{{{m}}}[{window}])) or vector(0)))[{duration(span_s)}:{window}]")
+
     def interpret(self, series: PodSeries, eval_time: float) -> Outcome:
         values: dict[str, float] = {}
         for part in PARTS:
