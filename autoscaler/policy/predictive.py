@@ -561,14 +561,33 @@ def _update_cycle(state: PredictiveState, now: float, load: float, params: Predi
             "cycle_period_s": None if lag is None else lag * b}
 
 
+def _older_buckets(readings: Iterable[tuple[float, float]], start: float, bucket_s: float,
+                   count: int) -> list[float]:
+    """Older readings (time, value) as ``count`` buckets from ``start``: the largest finite one in each (negative
+    ones count as 0); buckets before the first reading are left out, later empty ones take the previous bucket's
+    value (as a state's own gaps do). Empty without a reading in range."""
+    got = [-math.inf] * count
+    for t, v in readings:
+        i = math.floor((t - start) / bucket_s + 1e-9)
+        if 0 <= i < count and math.isfinite(v) and v > got[i]:
+            got[i] = max(0.0, v)
+    first = next((i for i, v in enumerate(got) if v > -math.inf), None)
+    if first is None:
+        return []
+    out = got[first:]
+    for i in range(1, len(out)):
+        if out[i] == -math.inf:
+            out[i] = out[i - 1]
+    return out
+
+
 def seed_cycle(state: PredictiveState, loads: Iterable[tuple[float, float]],
                params: PredictiveParams) -> PredictiveState:
     """The recurring-load history completed with older readings of the lease's offered load (time, busy slots):
     Prometheus's record of it when the state is new (a restart, a failover, a lease first seen), so that a period
     the lease already has is known at once instead of after two more periods. Readings fill the buckets before the
-    state's own (which are kept), the largest per bucket, up to ``cycle_history_s`` in all; buckets before the first
-    reading are left out, later empty ones take the previous bucket's value (as the policy's own gaps do). The
-    period is looked for again. Needs a first decision (the bucket grid); otherwise the state is returned as is."""
+    state's own (which are kept), the largest per bucket, up to ``cycle_history_s`` in all (:func:`_older_buckets`).
+    The period is looked for again. Needs a first decision (the bucket grid); otherwise the state is returned as is."""
     if params.cycle_correlation <= 0 or state.cycle_end is None:
         return state
     b = params.cycle_bucket_s
@@ -576,20 +595,10 @@ def seed_cycle(state: PredictiveState, loads: Iterable[tuple[float, float]],
     room = max(1, round(params.cycle_history_s / b)) - own.size
     if room <= 0:
         return state
-    start = state.cycle_end - b * (own.size + room)  # where the first bucket to fill begins
-    old = np.full(room, -np.inf)
-    for t, v in loads:
-        i = math.floor((t - start) / b)
-        if 0 <= i < room and math.isfinite(v) and v > old[i]:
-            old[i] = max(0.0, v)
-    have = np.isfinite(old)
-    if not have.any():
+    old = _older_buckets(loads, state.cycle_end - b * (own.size + room), b, room)
+    if not old:
         return state
-    old = old[int(np.argmax(have)):]
-    for i in range(1, old.size):
-        if not math.isfinite(old[i]):
-            old[i] = old[i - 1]
-    hist = np.concatenate((old, own))
+    hist = np.concatenate((np.array(old), own))
     lag = find_period(hist, math.ceil(params.cycle_min_period_s / b), params.cycle_correlation)
     return _evolve(state, cycle=hist.tobytes(), cycle_period_s=None if lag is None else lag * b)
 
@@ -599,9 +608,8 @@ def seed_season(state: PredictiveState, means: Iterable[tuple[float, float]],
     """The daily season completed with older readings of the lease's mean request rate per season bucket
     ((bucket start, req/s): Prometheus's record of it when a state starts without a season of its own, a lease the
     controller has not seen before) so that its daily shape is known at once instead of after a day. Readings fill
-    the buckets before the state's own (which are kept), up to ``season_history_periods`` periods in all; buckets
-    before the first reading are left out, later empty ones take the previous bucket's value; the shape is fitted
-    again. Needs a first decision (the bucket grid); otherwise the state is returned as is."""
+    the buckets before the state's own (which are kept), up to ``season_history_periods`` periods in all
+    (:func:`_older_buckets`); the shape is fitted again. Needs a first decision (the bucket grid); otherwise the state is returned as is."""
     if not params.seasonal or state.season_bucket_end is None:
         return state
     b = params.season_bucket_s
@@ -609,19 +617,10 @@ def seed_season(state: PredictiveState, means: Iterable[tuple[float, float]],
     room = per * params.season_history_periods - len(state.season)
     if room <= 0:
         return state
-    start = state.season_bucket_end - b * (len(state.season) + room)
-    old: list[float | None] = [None] * room
-    for t, v in means:
-        i = round((t - start) / b)
-        if 0 <= i < room and math.isfinite(v) and v >= 0:
-            old[i] = v
-    first = next((i for i, m in enumerate(old) if m is not None), None)
-    if first is None:
+    old = _older_buckets(means, state.season_bucket_end - b * (len(state.season) + room), b, room)
+    if not old:
         return state
-    filled: list[float] = []
-    for m in old[first:]:
-        filled.append(filled[-1] if m is None else m)
-    season = (*filled, *state.season)
+    season = (*old, *state.season)
     fit = fit_season(season, per, params.season_harmonics) if len(season) >= per else ()
     return _evolve(state, season=season, season_fit=fit)
 
