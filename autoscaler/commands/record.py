@@ -59,8 +59,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, type=Path, help="trace CSV to write")
 
 
-
-
 def _series(prom: Any, query: str, start: float, end: float, step: float) -> dict[float, float]:
     out: dict[float, float] = {}
     t = start
