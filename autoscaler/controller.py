@@ -944,6 +944,9 @@ class Controller:
         self._set_gauge(rt, ("current", ""), snap.current_replicas, self.telemetry.current, ns, name)
         mode = lease.mode.value
         self._set_gauge(rt, ("desired", mode), desired, self.telemetry.desired, ns, name, mode)
+        if rt.predictive is not None:
+            self._set_gauge(rt, ("cycle", ""), rt.predictive.cycle_period_s or 0.0, self.telemetry.cycle_period, ns,
+                            name)
         ready = sum(1 for p in snap.pods if p.ready and not p.deleting)
         entry = {
             "time": now, "current": snap.current_replicas, "ready": ready, "desired": desired, "reason": reason,

@@ -57,6 +57,9 @@ class Telemetry:
                                   ["namespace", "lease", "metric"], registry=r)
         self.metric_target = Gauge("autoscaler_lease_metric_target", "Metric target per lease",
                                    ["namespace", "lease", "metric"], registry=r)
+        self.cycle_period = Gauge("autoscaler_lease_cycle_period_seconds",
+                                  "Period the predictive policy found in a lease's load (0: none)",
+                                  ["namespace", "lease"], registry=r)
         self.is_leader = Gauge("autoscaler_is_leader", "1 when this instance is the leader", registry=r)
         self.policy_reloads = Counter("autoscaler_policy_reloads", "Policy ConfigMap reloads", ["result"],
                                       registry=r)
@@ -68,7 +71,8 @@ class Telemetry:
 
     def forget_lease(self, namespace: str, lease: str, metrics: list[str]) -> None:
         """Drop a deleted lease's labelled series (absent ones are fine)."""
-        series: list[tuple[Gauge, tuple[str, ...]]] = [(self.current, (namespace, lease))]
+        series: list[tuple[Gauge, tuple[str, ...]]] = [(self.current, (namespace, lease)),
+                                                        (self.cycle_period, (namespace, lease))]
         series += [(self.desired, (namespace, lease, mode.value)) for mode in Mode]
         series += [(g, (namespace, lease, m)) for m in metrics for g in (self.metric_value, self.metric_target)]
         for gauge, labels in series:

@@ -122,6 +122,8 @@ async def test_a_new_predictive_state_reads_its_recurring_load_from_prometheus(
         # 2..18 req/s, not on it)
         assert 14.0 < max(state.season_fit) < 22.0 and -4.0 < min(state.season_fit) < 6.0
         assert not rt.history_due and not ctl._seeds and rt.season_seed is None  # read once
+        assert ctl.telemetry.registry.get_sample_value("autoscaler_lease_cycle_period_seconds",
+                                                       {"namespace": "ml", "lease": "batch"}) == PERIOD
         await ctl.tick(now=end + 10, query_at=end)  # posts the Events of the loop before
         events = (await ctl.api.get("/api/v1/namespaces/ml/events"))["items"]
         found = [e for e in events if e["reason"] == "RecurringLoad"]
