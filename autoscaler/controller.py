@@ -277,13 +277,12 @@ def predictive_message(d: PredictiveDecision, params: PredictiveParams) -> str:
     if d.reason == PredictiveReason.BURST_ENVELOPE:
         message += (f"; held for the burst window's peak load, {det.get('envelope_busy_slots', 0):.1f} requests "
                     "in service")
-        if "envelope_cycle_quiet" in det:
-            message += (f" of the last {det['envelope_window_s']:.0f}s (the load recurs every "
-                        f"{det.get('cycle_period_s', 0):.0f}s and came back this soon in neither of the last two "
-                        f"periods: held for {params.one_off_hold_startups:g} start-up delay(s), not the whole window)")
-        elif det.get("envelope_window_s", params.burst_window_s) < params.burst_window_s:
-            message += (f" of the last {det['envelope_window_s']:.0f}s (the load fell and has not been seen to come "
-                        f"back within {params.recurrence_memory_s:.0f}s: a one-off, held for "
+        if det.get("envelope_window_s", params.burst_window_s) < params.burst_window_s:
+            why = (f"the load recurs every {det.get('cycle_period_s', 0):.0f}s and came back this soon in neither of "
+                   "the last two periods" if "envelope_cycle_quiet" in det else
+                   f"the load fell and has not been seen to come back within {params.recurrence_memory_s:.0f}s: "
+                   "a one-off")
+            message += (f" of the last {det['envelope_window_s']:.0f}s ({why}, held for "
                         f"{params.one_off_hold_startups:g} start-up delay(s), not the whole window)")
         if "envelope_fall_rps_per_s" in det:
             message += (f" (past loads lowered along the falling trend, {60 * det['envelope_fall_rps_per_s']:.1f} "

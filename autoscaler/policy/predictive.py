@@ -818,7 +818,8 @@ def decide_predictive(obs: PredictiveObservation, state: PredictiveState,
             elif cyc is not None and cyc[1] < params.recurrence_share * max(map(_LOAD, window)):
                 span = hold  # the load recurs with a period, and neither of the last two came back this soon
                 details["envelope_cycle_quiet"] = 1.0
-            window = rates[_since(rates, now - span):]
+            if span < params.burst_window_s:
+                window = rates[_since(rates, now - span):]
         details["envelope_window_s"] = span
         if _sustained_fall(rates, now, slope, fit, params):
             fall = slope * svc  # busy slots per second
