@@ -771,35 +771,29 @@ class Controller:
         if not isinstance(kind, RequestStats):
             return
         at, key = self._query_at, f"{lease.namespace}/{lease.name}"
-        queries: list[tuple[str, str, float, float]] = []  # what, PromQL, bucket, shift of a point to its bucket
+        queries: list[tuple[str, str, float]] = []  # what, PromQL, bucket
         if params.cycle_correlation > 0:
             b = params.cycle_bucket_s
-            queries.append(("cycle", kind.load_history(lease.namespace, lease.name, params.cycle_history_s, b / 4),
-                            b, 0.0))
+            queries.append(("cycle", kind.load_history(lease.namespace, lease.name, params.cycle_history_s, b), b))
         if season and params.seasonal:
-            b = params.season_bucket_s  # each point is the mean of the bucket that ends at it
+            b = params.season_bucket_s
             span = params.season_period_s * params.season_history_periods
-            queries.append(("season", kind.rate_history(lease.namespace, lease.name, span, b), b, b))
+            queries.append(("season", kind.rate_history(lease.namespace, lease.name, span, b), b))
 
         async def read() -> None:
-            for what, promql, b, shift in queries:
+            for what, promql, b in queries:
                 async with self._seed_slots:
                     res = await self.prometheus.query(promql, at=at, matrix=True)
                 if isinstance(res, QueryError):
                     log.info("%s history of %s not read from Prometheus (%s): learnt from now on", what, key,
                              res.message)
                     continue
-                peaks: dict[float, float] = {}
-                for sample in res.samples:
-                    start = math.floor(sample.timestamp / b) * b - shift
-                    if math.isfinite(sample.value) and sample.value > peaks.get(start, -math.inf):
-                        peaks[start] = sample.value
-                rows = np.array(sorted(peaks.items()), dtype=np.float64).reshape(-1, 2)
+                rows = kind.bucket_rows(res.samples, b)
                 if what == "cycle":
                     rt.cycle_seed = rows
                 else:
                     rt.season_seed = rows
-                log.debug("%s history of %s: %d buckets from Prometheus", what, key, len(peaks))
+                log.debug("%s history of %s: %d buckets from Prometheus", what, key, len(rows))
 
         if queries:
             task = asyncio.ensure_future(read())

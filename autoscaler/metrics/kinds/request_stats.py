@@ -19,9 +19,11 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import numpy as np
+
 from autoscaler.metrics.kinds.base import PodSeries, join_matchers
 from autoscaler.metrics.promql import LeaseTarget, deployment_pods, duration, selector, tag
-from autoscaler.metrics.results import Empty, MultiSeries, Ok, Outcome
+from autoscaler.metrics.results import Empty, MultiSeries, Ok, Outcome, Sample
 
 PARTS = ("success", "failure", "success_long", "compute_us", "queue_us", "pending")
 
@@ -63,22 +65,31 @@ class RequestStats:
         }
         return " or ".join(tag(e, part) for part, e in exprs.items())
 
-    def load_history(self, namespace: str, name: str, span_s: float, step_s: float) -> str:
-        """The Deployment's offered load in busy slots (compute seconds per second, summed over every pod it has
-        had) every ``step_s`` over the last ``span_s``: one series, as a subquery (an instant query of it answers
-        a matrix). For the predictive policy's recurring-load history after a (re)start."""
+    def load_history(self, namespace: str, name: str, span_s: float, bucket_s: float) -> str:
+        """The Deployment's largest offered load in busy slots (compute seconds per second, summed over every pod it
+        has had, sampled four times a bucket) in each ``bucket_s`` of the last ``span_s``: one point per bucket, at
+        its end (:meth:`bucket_rows`). A subquery: an instant query of it answers a matrix. For the predictive
+        policy's recurring-load history after a (re)start."""
         m = join_matchers(self.extra_matchers, deployment_pods(namespace, name))
-        return (f"(sum(rate({self.compute_counter}{{{m}}}[{duration(self.window_s)}])) / 1e6)"
-                f"[{duration(span_s)}:{duration(step_s)}]")
+        load = f"sum(rate({self.compute_counter}{{{m}}}[{duration(self.window_s)}])) / 1e6"
+        return (f"max_over_time(({load})[{duration(bucket_s)}:{duration(bucket_s / 4)}])"
+                f"[{duration(span_s)}:{duration(bucket_s)}]")
 
-    def rate_history(self, namespace: str, name: str, span_s: float, step_s: float) -> str:
-        """The Deployment's request rate (success + failure, every pod it has had) averaged over each ``step_s`` of
-        the last ``span_s``, one point per step at its end: for the predictive policy's daily season when a lease
-        starts without one."""
+    def rate_history(self, namespace: str, name: str, span_s: float, bucket_s: float) -> str:
+        """The Deployment's request rate (success + failure, every pod it has had) averaged over each ``bucket_s`` of
+        the last ``span_s``: one point per bucket, at its end (:meth:`bucket_rows`). For the predictive policy's
+        daily season when a lease starts without one."""
         m = join_matchers(self.extra_matchers, deployment_pods(namespace, name))
-        window = duration(step_s)
+        window = duration(bucket_s)
         return (f"(sum(rate({self.success_counter}{{{m}}}[{window}])) + "
                 f"(sum(rate({self.failure_counter}{{{m}}}[{window}])) or vector(0)))[{duration(span_s)}:{window}]")
+
+    @staticmethod
+    def bucket_rows(samples: Sequence[Sample], bucket_s: float) -> np.ndarray:
+        """A history query's answer as (bucket start, value) rows: each point stands for the bucket that ends at it;
+        points that are not finite are left out."""
+        rows = [(s.timestamp - bucket_s, s.value) for s in samples if math.isfinite(s.value)]
+        return np.array(rows, dtype=np.float64).reshape(-1, 2)
 
     def interpret(self, series: PodSeries, eval_time: float) -> Outcome:
         values: dict[str, float] = {}
