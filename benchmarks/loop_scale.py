@@ -63,12 +63,14 @@ PREDICTIVE = """  algorithm: predictive
 RPS, SERVICE_US, QUEUE_US = 5.0, 200_000.0, 3_000.0  # per pod: request rate, compute and queue time per request
 
 
-def _sandbox(n: int, pods_per_lease: int, namespaces: int, kubeconfig: str, ready: Any, stop: Any) -> None:
+def _sandbox(n: int, pods_per_lease: int, namespaces: int, kubeconfig: str, ready: Any, stop: Any,
+             real_objects: bool = False) -> None:
     """Child process: the sandbox API server with n Deployments and their Ready pods, until told to stop.
 
     The objects are written straight into the sandbox's store (the simulated deployment controller and
     kubelet are stopped): building 10,000 Deployments through them takes many minutes, and the benchmark
-    measures the autoscaler's loop, not the sandbox's controllers.
+    measures the autoscaler's loop, not the sandbox's controllers. ``real_objects``: the objects as large as a
+    real API server's (see :func:`_as_served`).
     """
     from datetime import UTC, datetime
 
@@ -87,6 +89,8 @@ def _sandbox(n: int, pods_per_lease: int, namespaces: int, kubeconfig: str, read
                 dep["status"] = {"replicas": pods_per_lease, "readyReplicas": pods_per_lease,
                                  "availableReplicas": pods_per_lease, "updatedReplicas": pods_per_lease,
                                  "observedGeneration": dep["metadata"].get("generation", 1)}
+                if real_objects:
+                    _as_served(dep, stamp)
                 c.store.replace(DEPLOYMENTS.storage_key, dep)
                 tmpl = dep["spec"]["template"]
                 for k in range(pods_per_lease):
@@ -98,6 +102,8 @@ def _sandbox(n: int, pods_per_lease: int, namespaces: int, kubeconfig: str, read
                     obj = c.create(pod)
                     obj["status"] = {"phase": "Running", "startTime": stamp, "podIP": "127.0.0.1",
                                      "conditions": [{"type": "Ready", "status": "True", "lastTransitionTime": stamp}]}
+                    if real_objects:
+                        _as_served(obj, stamp)
                     c.store.replace(PODS.storage_key, obj)
             c.write_kubeconfig(kubeconfig)
             ready.set()
@@ -107,13 +113,79 @@ def _sandbox(n: int, pods_per_lease: int, namespaces: int, kubeconfig: str, read
     asyncio.run(main())
 
 
+def _as_served(obj: dict[str, Any], stamp: str) -> None:
+    """Grow a sandbox object (in place) to what a real cluster's API server returns for it: ``managedFields`` of
+    two field managers, kubectl's last-applied annotation on a Deployment, and on a Pod the defaulted spec (an
+    environment, volumes, probes, tolerations), owner, five conditions and a container status. A real Triton
+    Pod is 5-10 KB of JSON; the sandbox's own objects are ~1 KB."""
+    md = obj["metadata"]
+    fields: dict[str, Any] = {f"f:{k}": {f"f:{c}": {} for c in ("name", "image", "env", "ports", "resources", "volumeMounts")}
+              for k in ("metadata", "spec", "status")}
+    md["managedFields"] = [{"manager": m, "operation": "Update", "apiVersion": obj["apiVersion"], "time": stamp,
+                            "fieldsType": "FieldsV1", "fieldsV1": fields} for m in ("kubectl", "kube-controller-manager")]
+    if obj["kind"] == "Deployment":
+        md.setdefault("annotations", {})["kubectl.kubernetes.io/last-applied-configuration"] = json.dumps(
+            {k: obj[k] for k in ("apiVersion", "kind", "spec")})
+        return
+    md["ownerReferences"] = [{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": md["name"].rsplit("-", 1)[0],
+                              "uid": "0c5a9d4e-1f3b-4e8a-9b7c-2d6e5f4a3b21", "controller": True,
+                              "blockOwnerDeletion": True}]
+    spec = obj["spec"] = dict(obj["spec"])
+    spec["containers"] = [{**c, "env": [{"name": f"TRITON_VAR_{i}", "value": "x" * 40} for i in range(12)],
+                           "readinessProbe": {"httpGet": {"path": "/v2/health/ready", "port": 8000},
+                                              "periodSeconds": 5, "timeoutSeconds": 1, "failureThreshold": 3},
+                           "volumeMounts": [{"name": "models", "mountPath": "/models"},
+                                            {"name": "kube-api-access", "readOnly": True,
+                                             "mountPath": "/var/run/secrets/kubernetes.io/serviceaccount"}]}
+                          for c in spec["containers"]]
+    spec.update({"volumes": [{"name": "models", "emptyDir": {}},
+                             {"name": "kube-api-access", "projected": {"defaultMode": 420, "sources": [
+                                 {"serviceAccountToken": {"expirationSeconds": 3607, "path": "token"}},
+                                 {"configMap": {"name": "kube-root-ca.crt", "items": [{"key": "ca.crt", "path": "ca.crt"}]}}]}}],
+                 "nodeName": "gpu-node-1", "serviceAccountName": "default", "priority": 0,
+                 "tolerations": [{"key": k, "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300}
+                                 for k in ("node.kubernetes.io/not-ready", "node.kubernetes.io/unreachable")]})
+    status = obj["status"]
+    status["conditions"] = [{"type": t, "status": "True", "lastProbeTime": None, "lastTransitionTime": stamp}
+                            for t in ("PodReadyToStartContainers", "Initialized", "Ready", "ContainersReady",
+                                      "PodScheduled")]
+    status.update({"hostIP": "10.0.0.1", "podIPs": [{"ip": "127.0.0.1"}], "qosClass": "Burstable",
+                   "containerStatuses": [{"name": c["name"], "ready": True, "started": True, "restartCount": 0,
+                                          "image": c["image"], "imageID": "sha256:" + "0" * 64,
+                                          "containerID": "containerd://" + "1" * 64,
+                                          "state": {"running": {"startedAt": stamp}}} for c in spec["containers"]]})
+
+
+def _backfill(pods: list[tuple[str, str]], end: float, predictive: bool, work: str) -> None:
+    """Child process: every pod's series over the 600 s before ``end``, every 15 s, backfilled into work/tsdb."""
+    from autoscaler.metrics.localprom import OpenMetricsWriter, backfill
+
+    w = OpenMetricsWriter()
+    points = [end - 600 + 15 * k for k in range(41)]
+    for i, (namespace, name) in enumerate(pods):
+        labels = {"namespace": namespace, "pod": name}
+        w.add("inference_autoscaler:queue_time_us:rate1m", labels,
+              [(t, QUEUE_US if predictive else 10000.0) for t in points])
+        w.add("inference_autoscaler:request_success:rate1m", labels, [(t, RPS) for t in points])
+        if predictive:  # Triton's raw counters (monotonic, from a per-pod base) and pending gauge
+            triton = {**labels, "model": name.split("-5d8f")[0], "version": "1"}
+            base = 1000.0 * (i % 97)  # seconds of traffic before the range
+            for series, per_s in (("nv_inference_request_success", RPS), ("nv_inference_request_failure", 0.0),
+                                  ("nv_inference_compute_infer_duration_us", RPS * SERVICE_US),
+                                  ("nv_inference_queue_duration_us", RPS * QUEUE_US)):
+                w.add(series, triton, [(t, base * per_s + per_s * (t - points[0])) for t in points])
+            w.add("nv_inference_pending_request_count", triton, [(t, 0.0) for t in points])
+    w.write(Path(work) / "data.om")
+    backfill(Path(work) / "data.om", Path(work) / "tsdb")
+
+
 async def _run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     from autoscaler.controller import Controller, Settings
     from autoscaler.kube.api import KubeApi
     from autoscaler.kube.selectors import Selector
     from autoscaler.kube.workloads import deployment_path
     from autoscaler.metrics import ClientSettings, LeaseTarget, PrometheusClient, default_registry, fetch
-    from autoscaler.metrics.localprom import LocalPrometheus, OpenMetricsWriter, backfill
+    from autoscaler.metrics.localprom import LocalPrometheus
     from autoscaler.observe import measured_startup_s, predictive_observation
     from autoscaler.policy import DecisionState, decide
     from autoscaler.policy.predictive import PredictiveState, decide_predictive
@@ -123,7 +195,8 @@ async def _run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     (work / "policy.yaml").write_text(POLICY + (PREDICTIVE if predictive else ""))
     ctx = mp.get_context("spawn")
     ready, stop = ctx.Event(), ctx.Event()
-    child = ctx.Process(target=_sandbox, args=(args.leases, args.pods, args.namespaces, str(kubeconfig), ready, stop), daemon=True)
+    child = ctx.Process(target=_sandbox, args=(args.leases, args.pods, args.namespaces, str(kubeconfig), ready, stop,
+                                              args.real_objects), daemon=True)
     t0 = time.monotonic()
     child.start()
     try:
@@ -131,26 +204,16 @@ async def _run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
             raise RuntimeError("sandbox did not become ready")
         print(f"sandbox: {args.leases} leases ready in {time.monotonic() - t0:.0f}s", file=sys.stderr)
         api = await KubeApi.connect(str(kubeconfig), timeout_s=120)
-        pods = (await api.get("/api/v1/pods"))["items"]
+        pods = [(p["metadata"]["namespace"], p["metadata"]["name"]) for p in (await api.get("/api/v1/pods"))["items"]]
         # predictive: decisions at end + 5 k stay inside one 600-s season bucket (the shipped seasonBucketSeconds)
         end = float(int(time.time()) // 600 * 600) if predictive else float(int(time.time()) // 60 * 60)
-        w = OpenMetricsWriter()
-        points = [(end - 600 + 15 * k, 0.0) for k in range(41)]
-        for i, p in enumerate(pods):
-            labels = {"namespace": p["metadata"]["namespace"], "pod": p["metadata"]["name"]}
-            w.add("inference_autoscaler:queue_time_us:rate1m", labels,
-                  [(t, QUEUE_US if predictive else 10000.0) for t, _ in points])
-            w.add("inference_autoscaler:request_success:rate1m", labels, [(t, RPS) for t, _ in points])
-            if predictive:  # Triton's raw counters (monotonic, from a per-pod base) and pending gauge
-                triton = {**labels, "model": p["metadata"]["name"].split("-5d8f")[0], "version": "1"}
-                base = 1000.0 * (i % 97)  # seconds of traffic before the range
-                for name, per_s in (("nv_inference_request_success", RPS), ("nv_inference_request_failure", 0.0),
-                                    ("nv_inference_compute_infer_duration_us", RPS * SERVICE_US),
-                                    ("nv_inference_queue_duration_us", RPS * QUEUE_US)):
-                    w.add(name, triton, [(t, base * per_s + per_s * (t - points[0][0])) for t, _ in points])
-                w.add("nv_inference_pending_request_count", triton, [(t, 0.0) for t, _ in points])
-        w.write(work / "data.om")
-        backfill(work / "data.om", work / "tsdb")
+        # the series are written and backfilled in a child process: their text (~0.5 GB at 10,000 predictive
+        # leases) would otherwise stay in this process's peak RSS, which is meant to be the controller's
+        writer = ctx.Process(target=_backfill, args=(pods, end, predictive, str(work)))
+        writer.start()
+        writer.join()
+        if writer.exitcode != 0:
+            raise RuntimeError(f"backfill failed (exit {writer.exitcode})")
         print(f"prometheus: backfilled {len(pods)} pods", file=sys.stderr)
         with LocalPrometheus(work / "tsdb") as prom:
             settings = Settings(policy_file=str(work / "policy.yaml"), prometheus_url=prom.url,
@@ -240,6 +303,7 @@ async def _run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     return {
         "algorithm": args.algorithm,
         "leases": args.leases,
+        "realObjects": args.real_objects,
         "pods": len(pods),
         "loopSeconds": round(statistics.median(r.wall_s for r in loops), 3),
         "cpuSeconds": round(statistics.median(r.cpu_s for r in loops), 3),
@@ -290,6 +354,8 @@ def main() -> int:
                     help="measure the baseline on this many leases and extrapolate (0 = all)")
     ap.add_argument("--algorithm", choices=("hpa", "predictive"), default="hpa",
                     help="the policy's algorithm (predictive: the shipped default; backfills Triton's raw counters)")
+    ap.add_argument("--real-objects", action="store_true",
+                    help="Deployments and Pods as large as a real API server returns them (managedFields, ...)")
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--profile", action="store_true", help="cProfile one extra loop (to stderr)")
     args = ap.parse_args()
