@@ -63,6 +63,7 @@ from autoscaler.kube.workloads import (
     patch_annotations,
     patch_scale,
     pods_path,
+    slim_deployment,
 )
 from autoscaler.metrics import (
     BatchResult,
@@ -81,6 +82,7 @@ from autoscaler.observe import (
     metric_input,
     pod_from_k8s,
     predictive_observation,
+    slim_pod,
 )
 from autoscaler.policy import (
     Behavior,
@@ -319,8 +321,8 @@ class Controller:
         self.telemetry = Telemetry()
         self.telemetry.watch_api_calls(lambda: dict(self.api.calls))
         self.events = EventRecorder(api, instance=settings.identity or "")
-        self.deployments = WatchCache(api, deployments_path(), name="deployments")
-        self.pods = WatchCache(api, pods_path(), name="pods")
+        self.deployments = WatchCache(api, deployments_path(), name="deployments", transform=slim_deployment)
+        self.pods = WatchCache(api, pods_path(), name="pods", transform=slim_pod)
         self.configmaps = WatchCache(api, f"/api/v1/namespaces/{settings.namespace}/configmaps", name="configmap",
                                      field_selector=f"metadata.name={settings.configmap}")
         self.runtime: dict[tuple[str, str], LeaseRuntime] = {}

@@ -75,6 +75,24 @@ def pod_from_k8s(obj: dict[str, Any]) -> Pod:
     )
 
 
+def slim_pod(obj: dict[str, Any]) -> dict[str, Any]:
+    """The part of a Pod that :func:`pod_from_k8s` and the controller's label index read, and its identity: what
+    the controller's pod cache keeps (a real cluster's Pod is mostly spec, managedFields and container statuses)."""
+    md = obj.get("metadata") or {}
+    status = obj.get("status") or {}
+    slim_status = {k: status[k] for k in ("phase", "startTime") if k in status}
+    ready = [c for c in status.get("conditions") or [] if isinstance(c, dict) and c.get("type") == "Ready"]
+    if ready:
+        slim_status["conditions"] = ready
+    containers = [{"name": c.get("name"), "resources": {"requests": (c.get("resources") or {}).get("requests") or {}}}
+                  for c in (obj.get("spec") or {}).get("containers") or [] if isinstance(c, dict)]
+    return {"metadata": {k: md[k] for k in _POD_METADATA if k in md}, "spec": {"containers": containers},
+            "status": slim_status}
+
+
+_POD_METADATA = ("name", "namespace", "uid", "resourceVersion", "labels", "deletionTimestamp")
+
+
 @dataclass(slots=True)
 class MetricObservation:
     """What one lease's metric looked like this loop, for status, explain and safety rules."""

@@ -19,6 +19,7 @@ log = logging.getLogger(__name__)
 
 Key = tuple[str, str]  # (namespace, name)
 Handler = Callable[[str, dict[str, Any]], None]  # (event type, object)
+Transform = Callable[[dict[str, Any]], dict[str, Any]]  # the part of an object worth keeping
 
 
 def obj_key(obj: dict[str, Any]) -> Key:
@@ -27,11 +28,16 @@ def obj_key(obj: dict[str, Any]) -> Key:
 
 
 class WatchCache:
-    """Keeps ``objects`` in step with the server for one collection path."""
+    """Keeps ``objects`` in step with the server for one collection path.
+
+    ``transform`` (as client-go's informer transform) reduces every object, listed or watched, before it is
+    stored and handed to the handlers: the cache holds only what its readers use (it must keep
+    ``metadata.name``, ``namespace`` and ``resourceVersion``).
+    """
 
     def __init__(self, api: KubeApi, path: str, *, name: str = "", label_selector: str | None = None,
                  field_selector: str | None = None, watch_timeout_s: int = 300,
-                 max_backoff_s: float = 30.0, page_size: int = 5000) -> None:
+                 max_backoff_s: float = 30.0, page_size: int = 5000, transform: Transform | None = None) -> None:
         self.api = api
         self.path = path
         self.name = name or path
@@ -40,6 +46,7 @@ class WatchCache:
         self.watch_timeout_s = watch_timeout_s
         self.max_backoff_s = max_backoff_s
         self.page_size = page_size
+        self.transform = transform
         self.objects: dict[Key, dict[str, Any]] = {}
         self.resource_version = ""
         self.synced = asyncio.Event()
@@ -66,7 +73,7 @@ class WatchCache:
         while True:
             doc = await self.api.get(self.path, limit=self.page_size, **{"continue": cont}, **self._query())
             for item in doc.get("items") or []:
-                items[obj_key(item)] = item
+                items[obj_key(item)] = item if self.transform is None else self.transform(item)
             meta = doc.get("metadata") or {}
             cont = meta.get("continue") or None
             rv = str(meta.get("resourceVersion") or "")
@@ -90,6 +97,8 @@ class WatchCache:
 
     def apply(self, kind: str, obj: dict[str, Any]) -> None:
         """Apply one watch event (also used to fold in our own writes' responses early)."""
+        if self.transform is not None:
+            obj = self.transform(obj)
         rv = str((obj.get("metadata") or {}).get("resourceVersion") or "")
         key = obj_key(obj)
         if kind == "DELETED":

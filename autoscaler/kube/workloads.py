@@ -26,6 +26,27 @@ def pods_path(namespace: str | None = None) -> str:
     return f"/api/v1/namespaces/{namespace}/pods" if namespace else "/api/v1/pods"
 
 
+LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
+
+
+def slim_deployment(obj: dict[str, Any]) -> dict[str, Any]:
+    """A Deployment as the controller's cache keeps it: without its pod template, ``managedFields`` and kubectl's
+    last-applied annotation (a copy of the whole object), which the controller never reads and which make most
+    of a real cluster's Deployment. Everything else (metadata, the selector, replicas, status) is kept."""
+    out = dict(obj)
+    md = obj.get("metadata")
+    if isinstance(md, dict):
+        md = {k: v for k, v in md.items() if k != "managedFields"}
+        ann = md.get("annotations")
+        if isinstance(ann, dict) and LAST_APPLIED in ann:
+            md["annotations"] = {k: v for k, v in ann.items() if k != LAST_APPLIED}
+        out["metadata"] = md
+    spec = obj.get("spec")
+    if isinstance(spec, dict) and "template" in spec:
+        out["spec"] = {k: v for k, v in spec.items() if k != "template"}
+    return out
+
+
 @dataclass(frozen=True, slots=True)
 class Scale:
     namespace: str
