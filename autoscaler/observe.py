@@ -175,7 +175,7 @@ def measured_startup_s(pods: list[Pod], default_s: float) -> float:
 def predictive_observation(namespace: str, pods: list[Pod], result: BatchResult | None, now: float,
                            current: int, min_replicas: int, max_replicas: int, slots: int,
                            startup_s: float, drain_s: float = 0.0,
-                           rate_window_s: float | None = None) -> PredictiveObservation:
+                           rate_window_s: float | None = None, stagger: float = 0.0) -> PredictiveObservation:
     """The predictive policy's view of a lease: summed request statistics of its pods, ready/starting counts, and
     (with ``rate_window_s``, the request rate's window) how many settled Ready pods the statistics leave out
     (:func:`unmeasured_ready`).
@@ -213,4 +213,4 @@ def predictive_observation(namespace: str, pods: list[Pod], result: BatchResult 
         now=now, current_replicas=current, ready_replicas=ready, starting_replicas=max(0, len(live) - ready),
         min_replicas=min_replicas, max_replicas=max_replicas, request_rate_rps=rate, service_time_s=service,
         slots_per_replica=slots, startup_s=startup_s, queue_time_us=queue, pending_requests=pending,
-        drainable_pending=drainable, unmeasured_ready=unmeasured)
+        drainable_pending=drainable, unmeasured_ready=unmeasured, stagger=stagger)

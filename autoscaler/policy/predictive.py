@@ -243,6 +243,10 @@ class PredictiveObservation:
     unmeasured_ready: int = 0
     """Ready pods without a request rate although Ready long enough to have one (:func:`unmeasured_ready`): the rate
     leaves their traffic out, so no scale-down is decided on it."""
+    stagger: float = 0.0
+    """How far into a cycle bucket, as a fraction in [0, 1), this lease looks for its load's period after the bucket
+    closes: a controller gives its leases different ones, so that their searches (whose buckets all close at once)
+    spread over the bucket's loops instead of all falling in one. 0: at the close."""
 
 
 @dataclass(frozen=True)
@@ -288,7 +292,10 @@ class PredictiveState:
     cycle_open: float = 0.0
     """Largest load of the open bucket so far."""
     cycle_period_s: float | None = None
-    """The period found in ``cycle`` at the last bucket's close (None: none)."""
+    """The period found in ``cycle`` at the last search (None: none)."""
+    cycle_search_at: float | None = None
+    """When the period is looked for in the closed buckets (the observation's ``stagger`` after the last close;
+    None: done)."""
 
 
 _STATE_FIELDS = frozenset(f.name for f in fields(PredictiveState))
@@ -539,9 +546,10 @@ def find_period(history: np.ndarray, min_lag: int, min_correlation: float) -> in
     return None
 
 
-def _update_cycle(state: PredictiveState, now: float, load: float, params: PredictiveParams) -> dict[str, Any]:
+def _update_cycle(state: PredictiveState, now: float, load: float, params: PredictiveParams,
+                  stagger: float = 0.0) -> dict[str, Any]:
     """The recurring-load fields after this decision's load (the changes to the state); the period is looked for
-    when a bucket closes."""
+    at the first decision ``stagger`` (a fraction of a bucket) or more after a bucket closes."""
     if params.cycle_correlation <= 0:
         return {}
     b = params.cycle_bucket_s
@@ -549,16 +557,28 @@ def _update_cycle(state: PredictiveState, now: float, load: float, params: Predi
     if end is None:
         return {"cycle_end": math.floor(now / b) * b, "cycle_open": load}
     if now < end + b:
-        return {"cycle_open": load} if load > state.cycle_open else {}
+        ch: dict[str, Any] = {"cycle_open": load} if load > state.cycle_open else {}
+        if state.cycle_search_at is not None and now >= state.cycle_search_at:
+            ch.update(_search(np.frombuffer(state.cycle, dtype=np.float64), params))
+        return ch
     keep = max(1, round(params.cycle_history_s / b))
     gaps = int((now - end) // b) - 1
     if gaps >= keep:  # away longer than the whole history: start again
-        return {"cycle": b"", "cycle_end": math.floor(now / b) * b, "cycle_open": load, "cycle_period_s": None}
+        return {"cycle": b"", "cycle_end": math.floor(now / b) * b, "cycle_open": load, "cycle_period_s": None,
+                "cycle_search_at": None}
     old = np.frombuffer(state.cycle, dtype=np.float64)
     hist = np.concatenate((old, np.full(1 + gaps, state.cycle_open)))[-keep:]
-    lag = find_period(hist, math.ceil(params.cycle_min_period_s / b), params.cycle_correlation)
-    return {"cycle": hist.tobytes(), "cycle_end": end + b * (1 + gaps), "cycle_open": load,
-            "cycle_period_s": None if lag is None else lag * b}
+    closed = end + b * (1 + gaps)
+    ch = {"cycle": hist.tobytes(), "cycle_end": closed, "cycle_open": load}
+    search_at = closed + min(max(stagger, 0.0), 0.99) * b
+    ch.update(_search(hist, params) if now >= search_at else {"cycle_search_at": search_at})
+    return ch
+
+
+def _search(hist: np.ndarray, params: PredictiveParams) -> dict[str, Any]:
+    """The period found in the bucket history (:func:`find_period`), and no search left to do."""
+    lag = find_period(hist, math.ceil(params.cycle_min_period_s / params.cycle_bucket_s), params.cycle_correlation)
+    return {"cycle_period_s": None if lag is None else lag * params.cycle_bucket_s, "cycle_search_at": None}
 
 
 def _older_buckets(readings: Iterable[tuple[float, float]], start: float, bucket_s: float,
@@ -599,8 +619,7 @@ def seed_cycle(state: PredictiveState, loads: Iterable[tuple[float, float]],
     if not old:
         return state
     hist = np.concatenate((np.array(old), own))
-    lag = find_period(hist, math.ceil(params.cycle_min_period_s / b), params.cycle_correlation)
-    return _evolve(state, cycle=hist.tobytes(), cycle_period_s=None if lag is None else lag * b)
+    return _evolve(state, cycle=hist.tobytes(), **_search(hist, params))
 
 
 def seed_season(state: PredictiveState, means: Iterable[tuple[float, float]],
@@ -790,7 +809,7 @@ def decide_predictive(obs: PredictiveObservation, state: PredictiveState,
     # the new state's fields that change, set as they are computed; one copy of the state at the end
     ch: dict[str, Any] = {"rates": rates, "pending": pend_hist, "service_time_s": svc, "since": since}
     ch.update(_update_season(state, now, rate, params))
-    ch.update(_update_cycle(state, now, rate * svc, params))
+    ch.update(_update_cycle(state, now, rate * svc, params, obs.stagger))
 
     horizon = obs.startup_s + params.lag_s
     reason = PredictiveReason.CAPACITY

@@ -379,6 +379,30 @@ def test_a_recurring_burst_is_provisioned_ahead_and_released_after() -> None:
     assert d_off.details["envelope_window_s"] == 600.0 and d_off.details["capacity_target"] == need(200.0)
 
 
+def test_a_lease_stagger_moves_its_period_search_inside_the_bucket() -> None:
+    """The period search runs at the first decision `stagger` (a fraction of a bucket) after a bucket closes, so a
+    controller's leases, whose buckets all close in the same loop, search in different loops. The history is the
+    same; the period found is the same, 30 s later at stagger 0.5 (decisions every 5 s, 60-s buckets)."""
+    def load(t: float) -> float:
+        return 5.0 if t % 1200 < 300 else 1.0
+
+    at_close, staggered = PredictiveState(), PredictiveState()
+    found: dict[str, float] = {}
+    for t in np.arange(36_000.0, 36_000.0 + 3 * 3600, 5.0):
+        now = float(t)
+        at_close = decide_predictive(obs(now, load(now) / SVC), at_close, PARAMS).state
+        staggered = decide_predictive(replace(obs(now, load(now) / SVC), stagger=0.5), staggered, PARAMS).state
+        assert staggered.cycle == at_close.cycle and staggered.cycle_end == at_close.cycle_end
+        if staggered.cycle_period_s != at_close.cycle_period_s:
+            assert now % 60 < 30  # only until the staggered search has run
+        for name, st in (("close", at_close), ("staggered", staggered)):
+            if st.cycle_period_s is not None:
+                found.setdefault(name, now)
+    assert at_close.cycle_period_s == staggered.cycle_period_s == 1200.0
+    assert found["close"] % 60 == 0 and found["staggered"] == found["close"] + 30
+    assert staggered.cycle_search_at is None or staggered.cycle_search_at == staggered.cycle_end + 30
+
+
 def test_older_readings_complete_the_cycle_history_and_its_period() -> None:
     """A state that has decided for ten minutes (after a restart) completed with an hour of older readings (what
     Prometheus holds of the lease's load, several a minute): the largest per minute fills the buckets before its
