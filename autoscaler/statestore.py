@@ -25,10 +25,13 @@ import math
 from dataclasses import dataclass, replace
 from typing import Any
 
+import numpy as np
+
 from autoscaler.policy.predictive import (
     PredictiveParams,
     PredictiveState,
     fit_season,
+    season_values,
 )
 from autoscaler.policy.types import Behavior, DecisionState, Recommendation, ScaleEvent
 
@@ -135,8 +138,9 @@ PREDICTIVE_VERSION = 1
 
 @dataclass(frozen=True, slots=True)
 class PredictivePersisted:
-    season: tuple[float, ...]
-    """Mean demand per completed bucket, oldest first, ending at ``season_end``."""
+    season: bytes
+    """Mean demand per completed bucket, oldest first, ending at ``season_end`` (packed as
+    :attr:`PredictiveState.season`: the state's own bytes, not a copy)."""
     season_end: float
     season_bucket_s: float
     bucket: tuple[float, int]
@@ -145,9 +149,13 @@ class PredictivePersisted:
     headroom: float = 1.0
     """The calibration's demand factor (1: none learnt)."""
 
+    @property
+    def season_buckets(self) -> int:
+        return len(self.season) // 8
+
     def to_annotation(self) -> str:
         doc: dict[str, Any] = {"v": PREDICTIVE_VERSION, "b": self.season_bucket_s, "end": self.season_end,
-                               "m": [float(f"{m:.3g}") for m in self.season],
+                               "m": [float(f"{m:.3g}") for m in season_values(self.season)],
                                "open": [float(f"{self.bucket[0]:.3g}"), self.bucket[1]]}
         if self.service_time_s is not None:
             doc["svc"] = float(f"{self.service_time_s:.3g}")
@@ -180,14 +188,17 @@ def parse_predictive(text: str | None) -> PredictivePersisted | None:
     try:
         mean, n = doc.get("open", [0.0, 0])
         svc = doc.get("svc")
-        out = PredictivePersisted(tuple(float(m) for m in doc["m"]), float(doc["end"]), float(doc["b"]),
+        season = np.array([float(m) for m in doc["m"]], dtype=np.float64)
+        out = PredictivePersisted(season.tobytes(), float(doc["end"]), float(doc["b"]),
                                   (float(mean), int(n)), None if svc is None else float(svc), float(doc.get("h", 1.0)))
     except (ValueError, TypeError, KeyError):
         return None
     if not (math.isfinite(out.headroom) and out.headroom >= 1.0):
         return None
-    values = [*out.season, out.bucket[0], out.season_end, out.season_bucket_s]
+    values = [out.bucket[0], out.season_end, out.season_bucket_s]
     if any(not math.isfinite(v) or v < 0 for v in values) or out.bucket[1] < 0 or out.season_bucket_s <= 0:
+        return None
+    if not (np.isfinite(season).all() and (season >= 0).all()):
         return None
     if out.service_time_s is not None and not (math.isfinite(out.service_time_s) and out.service_time_s > 0):
         return None
@@ -205,7 +216,8 @@ def restore_predictive(p: PredictivePersisted, params: PredictiveParams) -> Pred
     if not params.seasonal or p.season_bucket_s != params.season_bucket_s:
         return state
     per = max(1, round(params.season_period_s / params.season_bucket_s))
-    season = p.season[-per * params.season_history_periods:]
-    fit = fit_season(season, per, params.season_harmonics) if len(season) >= per else ()
+    season = p.season[-8 * per * params.season_history_periods:]
+    values = season_values(season)
+    fit = fit_season(values, per, params.season_harmonics) if values.size >= per else ()
     return replace(state, season=season, season_bucket_end=p.season_end, bucket_sum=p.bucket[0] * p.bucket[1],
                    bucket_n=p.bucket[1], season_fit=fit)

@@ -234,12 +234,12 @@ def _predictive_line(raw: str | None, policy: ClusterPolicy) -> str:
     if p is None:
         return "predictive: the predictive-state annotation is unreadable; the season is relearned"
     cfg = policy.autoscaling.predictive
-    days = len(p.season) * p.season_bucket_s / cfg.season_period_s
+    days = p.season_buckets * p.season_bucket_s / cfg.season_period_s
     need = "" if days >= 1 else f"; the daily forecast starts after {cfg.season_period_s / 3600:g} h of history"
     svc = "" if p.service_time_s is None else f", {1000 * p.service_time_s:.0f} ms per request"
     head = "" if p.headroom <= 1.0 else (f"; the queue-time calibration scales its demand by x{p.headroom:.2f} "
                                          "(the lease queued in most readings)")
-    return f"predictive: {days:.1f} periods of seasonal history learned ({len(p.season)} buckets of " \
+    return f"predictive: {days:.1f} periods of seasonal history learned ({p.season_buckets} buckets of " \
            f"{p.season_bucket_s:g}s){svc}{need}{head}"
 
 

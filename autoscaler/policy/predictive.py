@@ -75,7 +75,7 @@ from __future__ import annotations
 
 import math
 from bisect import bisect_left, bisect_right
-from collections.abc import Container, Iterable
+from collections.abc import Container, Iterable, Sequence
 from dataclasses import dataclass, field, fields
 from enum import StrEnum
 from itertools import repeat
@@ -263,8 +263,9 @@ class PredictiveState:
     those larger than every later one (:func:`_push_max`): a window's largest is the first entry inside it."""
     service_time_s: float | None = None
     """Last known service time (kept through gaps in the counters)."""
-    season: tuple[float, ...] = ()
-    """Mean rate per completed season bucket, oldest first, ending at ``season_bucket_end``."""
+    season: bytes = b""
+    """Mean rate per completed season bucket, oldest first, ending at ``season_bucket_end``: float64 values as bytes
+    (as ``cycle``: a week of 10-minute buckets is 8 KB, where a tuple of floats took 32 KB)."""
     season_bucket_end: float | None = None
     bucket_sum: float = 0.0
     bucket_n: int = 0
@@ -460,7 +461,7 @@ def _sustained_fall(rates: tuple[tuple[float, float, float], ...], now: float, s
     return max(late, early) <= params.envelope_trend_half_share * slope
 
 
-def fit_season(history: tuple[float, ...], per_period: int, harmonics: int) -> tuple[float, ...]:
+def fit_season(history: Sequence[float] | np.ndarray, per_period: int, harmonics: int) -> tuple[float, ...]:
     """The daily shape from whole periods of bucket means: the mean and the first ``harmonics``
     daily harmonics of the FFT (Crane's approach, on the period's own frequency grid)."""
     periods = len(history) // per_period
@@ -510,10 +511,16 @@ def _update_season(state: PredictiveState, now: float, rate: float, params: Pred
     per = max(1, round(params.season_period_s / b))
     mean = state.bucket_sum / state.bucket_n if state.bucket_n else rate
     gaps = min(per, int((now - end) // b) - 1)
-    season = (*state.season, mean, *([mean] * gaps))[-per * params.season_history_periods:]
+    season = np.concatenate((season_values(state.season), np.full(1 + gaps, mean)))[-per * params.season_history_periods:]
     new_end = end + b * (1 + gaps) if gaps < per else math.floor(now / b) * b
-    fit = fit_season(season, per, params.season_harmonics) if len(season) >= per else ()
-    return {"season": season, "season_bucket_end": new_end, "bucket_sum": rate, "bucket_n": 1, "season_fit": fit}
+    fit = fit_season(season, per, params.season_harmonics) if season.size >= per else ()
+    return {"season": season.tobytes(), "season_bucket_end": new_end, "bucket_sum": rate, "bucket_n": 1,
+            "season_fit": fit}
+
+
+def season_values(season: bytes) -> np.ndarray:
+    """A packed season (:attr:`PredictiveState.season`) as an array of bucket means (read-only, no copy)."""
+    return np.frombuffer(season, dtype=np.float64)
 
 
 def find_period(history: np.ndarray, min_lag: int, min_correlation: float) -> int | None:
@@ -633,15 +640,16 @@ def seed_season(state: PredictiveState, means: Iterable[tuple[float, float]],
         return state
     b = params.season_bucket_s
     per = max(1, round(params.season_period_s / b))
-    room = per * params.season_history_periods - len(state.season)
+    own = season_values(state.season)
+    room = per * params.season_history_periods - own.size
     if room <= 0:
         return state
-    old = _older_buckets(means, state.season_bucket_end - b * (len(state.season) + room), b, room)
+    old = _older_buckets(means, state.season_bucket_end - b * (own.size + room), b, room)
     if not old:
         return state
-    season = (*old, *state.season)
-    fit = fit_season(season, per, params.season_harmonics) if len(season) >= per else ()
-    return _evolve(state, season=season, season_fit=fit)
+    season = np.concatenate((np.array(old), own))
+    fit = fit_season(season, per, params.season_harmonics) if season.size >= per else ()
+    return _evolve(state, season=season.tobytes(), season_fit=fit)
 
 
 def _cycle_forecast(cycle: bytes, end: float | None, period_s: float, now: float, horizon_s: float,
