@@ -580,13 +580,16 @@ class Controller:
         # Most leases need no I/O this loop: finish them synchronously; only changes become tasks.
         # Jobs are made into coroutines only when they run: a tick cancelled while writing (shutdown) must not
         # leave never-awaited coroutines behind.
+        # Scale writes go first: after a restart or a failover every lease writes its status once, and a lease that
+        # must scale should not wait behind thousands of annotation patches.
+        scales: list[tuple[_Prepared, Callable[[], Awaitable[None]]]] = []
         jobs: list[tuple[_Prepared, Callable[[], Awaitable[None]]]] = []
         for p, d in zip(prepared, decisions, strict=True):
             try:
                 override = self._predictive(p, results, now) if p.lease.algorithm == "predictive" else None
                 desired, reason, message = self._safety(p, d, override)
                 if desired != p.snap.current_replicas and leader:
-                    jobs.append((p, partial(self._act_io, p, d, desired, reason, message, now, leader, report)))
+                    scales.append((p, partial(self._act_io, p, d, desired, reason, message, now, leader, report)))
                     continue
                 new_state = d.state if desired == d.desired_replicas else state_without_event(d, p.state)
                 if desired != p.snap.current_replicas:  # not the leader: nothing applied
@@ -605,6 +608,7 @@ class Controller:
                 except Exception as exc:  # isolation: a lease's bug must not stop the loop
                     self._lease_failed(report, p.lease, "failed this loop", exc)
 
+        jobs = scales + jobs
         if jobs:
             await asyncio.gather(*(one(p, job) for p, job in jobs))
         for (reason, mode), n in self._decisions.items():  # one counter update per label pair, not per lease
