@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import json
 import logging
 import math
 import os
@@ -81,6 +82,7 @@ from autoscaler.observe import (
     MetricObservation,
     measured_startup_s,
     metric_input,
+    parse_time,
     pod_from_k8s,
     predictive_observation,
     slim_pod,
@@ -969,6 +971,10 @@ class Controller:
         head = (e["current"], e["desired"], e["reason"], e["mode"])
         full = (head, tuple((m["name"], _sig(m["value"]), m["proposed"]) for m in e["metrics"]))
         current_ann = ann.get(STATUS_ANNOTATION)
+        if not rt.status_key and current_ann is not None:
+            # first sight (a restart, a failover): what the annotation already says counts as written, so a new
+            # leader rewrites only the statuses that changed instead of every lease's at once
+            rt.status_key, rt.status_written_at = _written_status(current_ann)
         if full != rt.status_key or current_ann is None:
             urgent = not rt.status_key or rt.status_key[0] != head or current_ann is None
             if urgent or now - rt.status_written_at >= self.settings.status_min_interval_s:
@@ -1170,6 +1176,19 @@ def _spec_replicas(obj: dict[str, Any]) -> int:
     """The Deployment's ``spec.replicas`` (the API server defaults it to 1)."""
     raw = (obj.get("spec") or {}).get("replicas")
     return int(raw) if raw is not None else 1
+
+
+def _written_status(text: str) -> tuple[tuple[Any, ...], float]:
+    """The status key (as ``_annotation_changes`` makes it) of a status annotation, and when it was written;
+    ``((), -inf)`` for anything unreadable (it is written again)."""
+    try:
+        doc = json.loads(text)
+        head = (doc["current"], doc["desired"], doc["reason"], doc["mode"])
+        metrics = tuple((m["name"], m["value"], m["proposed"]) for m in doc["metrics"])
+        written = parse_time(doc.get("updated"))
+    except (ValueError, TypeError, KeyError):
+        return (), -math.inf
+    return (head, metrics), -math.inf if written is None else written
 
 
 def _sig(v: float | None) -> float | None:

@@ -6,15 +6,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import math
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
+from autoscaler.config import STATUS_ANNOTATION
 from autoscaler.controller import Controller, Settings
 from autoscaler.kube.api import KubeApi
-from autoscaler.kube.workloads import deployments_path
+from autoscaler.kube.workloads import deployment_path, deployments_path
 from autoscaler.metrics.localprom import LocalPrometheus, OpenMetricsWriter, backfill
 from autoscaler.sandbox.cluster import SandboxCluster
 from autoscaler.sandbox.resources import DEPLOYMENTS, PODS
@@ -31,8 +34,10 @@ QUIET = 120  # leases at their queue-time target: a status write each, no scale
 HOT = "model-060"  # in the middle of the list: its queue time is 10x the target
 
 
-@pytest.mark.prometheus
-async def test_the_first_loop_scales_before_it_writes_every_status(tmp_path: Path) -> None:
+@pytest.fixture
+async def fleet(tmp_path: Path) -> AsyncIterator[tuple[str, float]]:
+    """The sandbox with QUIET + 1 Ready Deployments, and Prometheus holding their queue times: every lease at its
+    target but HOT, at 10x. Yields Prometheus's URL and the data's end."""
     end = float(math.floor(time.time() / 60) * 60)
     names = [f"model-{i:03d}" for i in range(QUIET + 1)]
     w = OpenMetricsWriter()
@@ -61,33 +66,73 @@ async def test_the_first_loop_scales_before_it_writes_every_status(tmp_path: Pat
             c.store.replace(PODS.storage_key, pod)
         c.write_kubeconfig(str(tmp_path / "kubeconfig"))
         with LocalPrometheus(tmp_path / "tsdb") as prom:
-            api = await KubeApi.connect(str(tmp_path / "kubeconfig"), timeout_s=30)
-            ctl = Controller(api, Settings(policy_file=str(tmp_path / "policy.yaml"), prometheus_url=prom.url,
-                                           leader_election=False, listen_port=0, write_concurrency=4))
-            writes: list[tuple[str, int]] = []  # (deployment, spec.replicas) per watched change, in order
+            yield prom.url, end
 
-            async def watch(rv: str) -> None:
-                async for event in api.watch(deployments_path(), resource_version=rv, timeout_s=30):
-                    obj = event.get("object") or {}
-                    if event.get("type") == "MODIFIED":
-                        writes.append((obj["metadata"]["name"], int(obj["spec"]["replicas"])))
 
-            try:
-                for cache in (ctl.deployments, ctl.pods, ctl.configmaps):
-                    await cache.relist()
-                watcher = asyncio.create_task(watch(ctl.deployments.resource_version))
-                report = await ctl.tick(now=end, query_at=end)
-                assert report.api_writes >= QUIET + 2  # every status, the scale
-                for _ in range(100):
-                    if len(writes) >= QUIET + 2:
-                        break
-                    await asyncio.sleep(0.1)
-                scaled = next(i for i, (name, replicas) in enumerate(writes) if name == HOT and replicas == 4)
-                assert scaled < 8, f"the scale was write {scaled + 1} of {len(writes)}"  # one of the first batch
-                assert sum(1 for name, _ in writes if name != HOT) == QUIET  # and every other lease's status
-            finally:
-                watcher.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await watcher
-                await ctl.prometheus.close()
-                await api.close()
+@contextlib.asynccontextmanager
+async def _controller(tmp_path: Path, url: str) -> AsyncIterator[tuple[Controller, KubeApi]]:
+    """A controller with synced caches (four writes at a time, so that their order shows)."""
+    api = await KubeApi.connect(str(tmp_path / "kubeconfig"), timeout_s=30)
+    ctl = Controller(api, Settings(policy_file=str(tmp_path / "policy.yaml"), prometheus_url=url,
+                                   leader_election=False, listen_port=0, write_concurrency=4))
+    try:
+        for cache in (ctl.deployments, ctl.pods, ctl.configmaps):
+            await cache.relist()
+        yield ctl, api
+    finally:
+        await ctl.prometheus.close()
+        await api.close()
+
+
+@pytest.mark.prometheus
+async def test_the_first_loop_scales_before_it_writes_every_status(fleet: tuple[str, float], tmp_path: Path) -> None:
+    url, end = fleet
+    async with _controller(tmp_path, url) as (ctl, api):
+        writes: list[tuple[str, int]] = []  # (deployment, spec.replicas) per watched change, in order
+
+        async def watch(rv: str) -> None:
+            async for event in api.watch(deployments_path(), resource_version=rv, timeout_s=30):
+                obj = event.get("object") or {}
+                if event.get("type") == "MODIFIED":
+                    writes.append((obj["metadata"]["name"], int(obj["spec"]["replicas"])))
+
+        watcher = asyncio.create_task(watch(ctl.deployments.resource_version))
+        try:
+            report = await ctl.tick(now=end, query_at=end)
+            assert report.api_writes >= QUIET + 2  # every status, the scale
+            for _ in range(100):
+                if len(writes) >= QUIET + 2:
+                    break
+                await asyncio.sleep(0.1)
+            scaled = next(i for i, (name, replicas) in enumerate(writes) if name == HOT and replicas == 4)
+            assert scaled < 8, f"the scale was write {scaled + 1} of {len(writes)}"  # one of the first batch
+            assert sum(1 for name, _ in writes if name != HOT) == QUIET  # and every other lease's status
+        finally:
+            watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watcher
+
+
+@pytest.mark.prometheus
+async def test_a_new_leader_rewrites_only_the_statuses_that_changed(fleet: tuple[str, float], tmp_path: Path) -> None:
+    """A controller that starts (a restart, a failover) over leases whose status annotations an earlier one wrote
+    takes what they say as written: its first loop writes none of the unchanged ones (a fleet of 10,000 leases
+    otherwise starts with 10,000 patches), and a status that is not what the lease's loop says is rewritten."""
+    url, end = fleet
+    async with _controller(tmp_path, url) as (first, _):
+        assert (await first.tick(now=end, query_at=end)).api_writes >= QUIET + 2
+        await first.tick(now=end + 5, query_at=end)  # the scaled lease's new count, seen
+    async with _controller(tmp_path, url) as (second, api):
+        report = await second.tick(now=end + 10, query_at=end)
+        assert report.decided == QUIET + 1
+        assert report.api_writes <= 1, report.api_writes  # at most the hot lease's (its stabilisation state ages)
+        # a status that is not what the loop says (edited, or from an older version) is rewritten at once
+        await api.patch(deployment_path("ml", "model-007"), {"metadata": {"annotations": {
+            STATUS_ANNOTATION: '{"current": 1, "desired": 3, "reason": "x", "mode": "enforce", "metrics": []}'}}})
+        await asyncio.sleep(0.5)  # the watch delivers the edit
+
+    async with _controller(tmp_path, url) as (third, api):
+        assert (await third.tick(now=end + 15, query_at=end)).api_writes <= 2  # model-007's, the hot lease's
+        status = json.loads((await api.get(deployment_path("ml", "model-007")))["metadata"]["annotations"][
+            STATUS_ANNOTATION])
+        assert (status["desired"], status["reason"]) == (1, "DesiredWithinRange")
