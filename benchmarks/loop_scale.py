@@ -4,7 +4,9 @@
     python benchmarks/loop_scale.py --leases 10000 --json --algorithm predictive
 
 Prints ``{"algorithm", "leases", "loopSeconds", "cpuSeconds", "queriesPerLoop", "apiWritesPerLoop", "rssMB",
-"baselineLoopSeconds", "baselineQueriesPerLoop"}`` (plus details, among them ``historiesReadSeconds``: how long after the first loop the predictive leases' recurring-load
+"baselineLoopSeconds", "baselineQueriesPerLoop"}`` (plus details, among them ``restartFirstLoopSeconds`` and
+``restartFirstLoopApiWrites``: a second controller's first loop over the same leases, as after a restart or a
+failover; ``historiesReadSeconds``: how long after the first loop the predictive leases' recurring-load
 histories took to read from Prometheus, in the background, one query per lease; ``querySeconds``: each metric kind's
 mean PromQL latency over the measured loops, the part of the wall time Prometheus takes while the loop works). The sandbox API server runs in a child
 process, so the controller's CPU time and RSS are its own. Prometheus serves backfilled recorded
@@ -260,6 +262,14 @@ async def _run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
             rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
             await ctl.prometheus.close()
 
+            # A restart (or a failover): a new controller's first loop over the statuses the first one wrote
+            again = Controller(api, settings)
+            for cache in (again.deployments, again.pods, again.configmaps):
+                await cache.relist()
+            restart = await again.tick(now=last_now + 5, query_at=end)
+            await again.prometheus.close()
+            print(f"restart: first loop {restart.wall_s:.2f}s, {restart.api_writes} API writes", file=sys.stderr)
+
             # Baseline: per lease GET /scale + one PromQL query for its pods + decide.
             base_kind = (ctl._kind("requestStats", None) if predictive
                     else default_registry().create("queueTime", {"max_sample_age_s": 600}))
@@ -316,6 +326,9 @@ async def _run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         "baselineApiCallsPerLoop": int(base_calls * scale),
         "baselineMeasuredLeases": len(keys),
         "firstLoopApiWrites": warm.api_writes,
+        "firstLoopSeconds": round(warm.wall_s, 2),
+        "restartFirstLoopSeconds": round(restart.wall_s, 2),
+        "restartFirstLoopApiWrites": restart.api_writes,
         "historiesReadSeconds": round(histories_s, 2),
         "unmeasuredLoops": fill,
         "reasons": dict(reasons),
