@@ -582,8 +582,8 @@ class Controller:
         # Most leases need no I/O this loop: finish them synchronously; only changes become tasks.
         # Jobs are made into coroutines only when they run: a tick cancelled while writing (shutdown) must not
         # leave never-awaited coroutines behind.
-        # Scale writes go first: after a restart or a failover every lease writes its status once, and a lease that
-        # must scale should not wait behind thousands of annotation patches.
+        # Scale writes go first: a loop where many leases write their status (a fresh fleet, a new policy) must not
+        # hold a lease that has to scale behind thousands of annotation patches.
         scales: list[tuple[_Prepared, Callable[[], Awaitable[None]]]] = []
         jobs: list[tuple[_Prepared, Callable[[], Awaitable[None]]]] = []
         for p, d in zip(prepared, decisions, strict=True):
