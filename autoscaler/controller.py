@@ -968,8 +968,8 @@ class Controller:
         e = rt.last
         changes: dict[str, str | None] = {}
         ann = (obj.get("metadata") or {}).get("annotations") or {}
-        head = (e["current"], e["desired"], e["reason"], e["mode"])
-        full = (head, tuple((m["name"], _sig(m["value"]), m["proposed"]) for m in e["metrics"]))
+        full = _status_key(e)
+        head = full[0]
         current_ann = ann.get(STATUS_ANNOTATION)
         if not rt.status_key and current_ann is not None:
             # first sight (a restart, a failover): what the annotation already says counts as written, so a new
@@ -1178,17 +1178,23 @@ def _spec_replicas(obj: dict[str, Any]) -> int:
     return int(raw) if raw is not None else 1
 
 
+def _status_key(e: dict[str, Any]) -> tuple[Any, ...]:
+    """What a status annotation is rewritten for: (counts, reason, mode) and each metric's visible value and
+    proposal; from a lease's last decision record or from a written status (its values are already rounded)."""
+    head = (e["current"], e["desired"], e["reason"], e["mode"])
+    return head, tuple((m["name"], _sig(m["value"]), m["proposed"]) for m in e["metrics"])
+
+
 def _written_status(text: str) -> tuple[tuple[Any, ...], float]:
-    """The status key (as ``_annotation_changes`` makes it) of a status annotation, and when it was written;
-    ``((), -inf)`` for anything unreadable (it is written again)."""
+    """The status key of a status annotation, and when it was written; ``((), -inf)`` for anything unreadable
+    (it is written again)."""
     try:
         doc = json.loads(text)
-        head = (doc["current"], doc["desired"], doc["reason"], doc["mode"])
-        metrics = tuple((m["name"], m["value"], m["proposed"]) for m in doc["metrics"])
+        key = _status_key(doc)
         written = parse_time(doc.get("updated"))
-    except (ValueError, TypeError, KeyError):
+    except (ValueError, TypeError, KeyError, AttributeError):
         return (), -math.inf
-    return (head, metrics), -math.inf if written is None else written
+    return key, -math.inf if written is None else written
 
 
 def _sig(v: float | None) -> float | None:
