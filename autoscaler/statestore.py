@@ -31,7 +31,7 @@ from autoscaler.policy.predictive import (
     PredictiveParams,
     PredictiveState,
     fit_season,
-    season_values,
+    unpack,
 )
 from autoscaler.policy.types import Behavior, DecisionState, Recommendation, ScaleEvent
 
@@ -155,7 +155,7 @@ class PredictivePersisted:
 
     def to_annotation(self) -> str:
         doc: dict[str, Any] = {"v": PREDICTIVE_VERSION, "b": self.season_bucket_s, "end": self.season_end,
-                               "m": [float(f"{m:.3g}") for m in season_values(self.season)],
+                               "m": [float(f"{m:.3g}") for m in unpack(self.season)],
                                "open": [float(f"{self.bucket[0]:.3g}"), self.bucket[1]]}
         if self.service_time_s is not None:
             doc["svc"] = float(f"{self.service_time_s:.3g}")
@@ -217,7 +217,7 @@ def restore_predictive(p: PredictivePersisted, params: PredictiveParams) -> Pred
         return state
     per = max(1, round(params.season_period_s / params.season_bucket_s))
     season = p.season[-8 * per * params.season_history_periods:]
-    values = season_values(season)
+    values = unpack(season)
     fit = fit_season(values, per, params.season_harmonics) if values.size >= per else ()
     return replace(state, season=season, season_bucket_end=p.season_end, bucket_sum=p.bucket[0] * p.bucket[1],
                    bucket_n=p.bucket[1], season_fit=fit)

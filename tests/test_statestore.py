@@ -14,7 +14,7 @@ from autoscaler.policy.predictive import (
     PredictiveParams,
     PredictiveState,
     decide_predictive,
-    season_values,
+    unpack,
 )
 from autoscaler.statestore import (
     EMPTY,
@@ -196,4 +196,4 @@ def test_predictive_annotation_garbage_and_changed_bucket_size() -> None:
     assert sig is not None
     other = PredictiveParams(target_queue_time_us=10_000, season_bucket_s=300)
     assert restore_predictive(sig, other).season == b""
-    assert np.allclose(season_values(restore_predictive(sig, params).season), season_values(last.season), rtol=5e-3)
+    assert np.allclose(unpack(restore_predictive(sig, params).season), unpack(last.season), rtol=5e-3)

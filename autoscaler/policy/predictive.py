@@ -511,16 +511,17 @@ def _update_season(state: PredictiveState, now: float, rate: float, params: Pred
     per = max(1, round(params.season_period_s / b))
     mean = state.bucket_sum / state.bucket_n if state.bucket_n else rate
     gaps = min(per, int((now - end) // b) - 1)
-    season = np.concatenate((season_values(state.season), np.full(1 + gaps, mean)))[-per * params.season_history_periods:]
+    season = np.concatenate((unpack(state.season), np.full(1 + gaps, mean)))[-per * params.season_history_periods:]
     new_end = end + b * (1 + gaps) if gaps < per else math.floor(now / b) * b
     fit = fit_season(season, per, params.season_harmonics) if season.size >= per else ()
     return {"season": season.tobytes(), "season_bucket_end": new_end, "bucket_sum": rate, "bucket_n": 1,
             "season_fit": fit}
 
 
-def season_values(season: bytes) -> np.ndarray:
-    """A packed season (:attr:`PredictiveState.season`) as an array of bucket means (read-only, no copy)."""
-    return np.frombuffer(season, dtype=np.float64)
+def unpack(packed: bytes) -> np.ndarray:
+    """A packed history (:attr:`PredictiveState.season`, :attr:`PredictiveState.cycle`) as an array of its bucket
+    values (read-only, no copy)."""
+    return np.frombuffer(packed, dtype=np.float64)
 
 
 def find_period(history: np.ndarray, min_lag: int, min_correlation: float) -> int | None:
@@ -566,14 +567,14 @@ def _update_cycle(state: PredictiveState, now: float, load: float, params: Predi
     if now < end + b:
         ch: dict[str, Any] = {"cycle_open": load} if load > state.cycle_open else {}
         if state.cycle_search_at is not None and now >= state.cycle_search_at:
-            ch.update(_search(np.frombuffer(state.cycle, dtype=np.float64), params))
+            ch.update(_search(unpack(state.cycle), params))
         return ch
     keep = max(1, round(params.cycle_history_s / b))
     gaps = int((now - end) // b) - 1
     if gaps >= keep:  # away longer than the whole history: start again
         return {"cycle": b"", "cycle_end": math.floor(now / b) * b, "cycle_open": load, "cycle_period_s": None,
                 "cycle_search_at": None}
-    old = np.frombuffer(state.cycle, dtype=np.float64)
+    old = unpack(state.cycle)
     hist = np.concatenate((old, np.full(1 + gaps, state.cycle_open)))[-keep:]
     closed = end + b * (1 + gaps)
     ch = {"cycle": hist.tobytes(), "cycle_end": closed, "cycle_open": load}
@@ -618,7 +619,7 @@ def seed_cycle(state: PredictiveState, loads: Iterable[tuple[float, float]],
     if params.cycle_correlation <= 0 or state.cycle_end is None:
         return state
     b = params.cycle_bucket_s
-    own = np.frombuffer(state.cycle, dtype=np.float64)
+    own = unpack(state.cycle)
     room = max(1, round(params.cycle_history_s / b)) - own.size
     if room <= 0:
         return state
@@ -640,7 +641,7 @@ def seed_season(state: PredictiveState, means: Iterable[tuple[float, float]],
         return state
     b = params.season_bucket_s
     per = max(1, round(params.season_period_s / b))
-    own = season_values(state.season)
+    own = unpack(state.season)
     room = per * params.season_history_periods - own.size
     if room <= 0:
         return state
@@ -660,7 +661,7 @@ def _cycle_forecast(cycle: bytes, end: float | None, period_s: float, now: float
     came either time), or None without a period."""
     if end is None:
         return None
-    hist = np.frombuffer(cycle, dtype=np.float64)
+    hist = unpack(cycle)
     b = params.cycle_bucket_s
     start = end - b * hist.size  # when the oldest bucket began
     got = []

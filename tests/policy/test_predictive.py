@@ -23,10 +23,10 @@ from autoscaler.policy.predictive import (
     fit_season,
     replicas_needed,
     roughness,
-    season_values,
     seed_cycle,
     seed_season,
     stuck_backlog,
+    unpack,
     violation_probability,
 )
 from autoscaler.policy.types import Pod
@@ -447,12 +447,12 @@ def test_older_rate_means_give_a_new_state_its_daily_shape_at_once() -> None:
     state = PredictiveState()
     for t in np.arange(t0 - 240, t0, 10.0):
         state = decide_predictive(obs(float(t), shape(float(t)), current=20), state, p).state
-    own, end = season_values(state.season), state.season_bucket_end
+    own, end = unpack(state.season), state.season_bucket_end
     assert own.size == 1 and state.season_fit == () and end is not None
     means = [(float(b), shape(float(b) + 60.0)) for b in np.arange(end - 2 * day, end - 120.0, 120.0)
              if b != end - day]
     seeded = seed_season(state, means, p)
-    season = season_values(seeded.season)
+    season = unpack(seeded.season)
     assert season.size == 120 and season[-1] == own[0]  # two periods, its own bucket the last
     assert season[60] == season[59]  # the missing bucket, a period before the end
     assert len(seeded.season_fit) == 60
