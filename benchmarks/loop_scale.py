@@ -77,36 +77,15 @@ def _sandbox(n: int, pods_per_lease: int, namespaces: int, kubeconfig: str, read
     from datetime import UTC, datetime
 
     from autoscaler.sandbox.cluster import SandboxCluster
-    from autoscaler.sandbox.resources import DEPLOYMENTS, PODS
 
     async def main() -> None:
         async with SandboxCluster(startup_seconds=0.0, pending_seconds=0.0, history_size=200_000) as c:
             await c.controllers.stop()
             stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
             for i in range(n):
-                ns = f"team-{i % namespaces}"
-                c.ensure_namespace(ns)
-                dep = c.create_deployment(f"model-{i}", namespace=ns, replicas=pods_per_lease, kind="triton",
-                                          annotations={"inference-autoscaler.io/enabled": "true"})
-                dep["status"] = {"replicas": pods_per_lease, "readyReplicas": pods_per_lease,
-                                 "availableReplicas": pods_per_lease, "updatedReplicas": pods_per_lease,
-                                 "observedGeneration": dep["metadata"].get("generation", 1)}
-                if real_objects:
-                    _as_served(dep, stamp)
-                c.store.replace(DEPLOYMENTS.storage_key, dep)
-                tmpl = dep["spec"]["template"]
-                for k in range(pods_per_lease):
-                    pod = {"apiVersion": "v1", "kind": "Pod",
-                           "metadata": {"name": f"model-{i}-5d8f7c9b4-p{k:04d}", "namespace": ns,
-                                        "labels": dict(tmpl["metadata"]["labels"]),
-                                        "annotations": dict(tmpl["metadata"].get("annotations") or {})},
-                           "spec": tmpl["spec"]}
-                    obj = c.create(pod)
-                    obj["status"] = {"phase": "Running", "startTime": stamp, "podIP": "127.0.0.1",
-                                     "conditions": [{"type": "Ready", "status": "True", "lastTransitionTime": stamp}]}
-                    if real_objects:
-                        _as_served(obj, stamp)
-                    c.store.replace(PODS.storage_key, obj)
+                c.create_ready_deployment(f"model-{i}", namespace=f"team-{i % namespaces}", replicas=pods_per_lease,
+                                          kind="triton", annotations={"inference-autoscaler.io/enabled": "true"},
+                                          grow=(lambda obj: _as_served(obj, stamp)) if real_objects else None)
             c.write_kubeconfig(kubeconfig)
             ready.set()
             while not stop.is_set():  # noqa: ASYNC110 (a multiprocessing event, not an asyncio one)

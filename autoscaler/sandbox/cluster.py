@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -31,7 +32,7 @@ from autoscaler.sandbox.controllers import Controllers, Timing
 from autoscaler.sandbox.errors import ApiError
 from autoscaler.sandbox.hooks import PodHooks
 from autoscaler.sandbox.registry import IMMORTAL_NAMESPACES, Registry
-from autoscaler.sandbox.resources import DEPLOYMENTS, NAMESPACES, by_kind
+from autoscaler.sandbox.resources import DEPLOYMENTS, NAMESPACES, PODS, by_kind
 from autoscaler.sandbox.scenario import Scenario, ScenarioDeployment, deployment_manifest
 from autoscaler.sandbox.store import Store
 
@@ -130,6 +131,36 @@ class SandboxCluster:
             return self.create(name)
         entry = name if isinstance(name, (dict, ScenarioDeployment)) else {"name": name, **fields}
         return self.create(deployment_manifest(entry))
+
+    def create_ready_deployment(self, name: str, *, namespace: str = "default", replicas: int = 1,
+                                started: float | None = None, grow: Callable[[Obj], None] | None = None,
+                                **fields: Any) -> Obj:
+        """A Deployment and its ``replicas`` Ready pods (``<name>-5d8f7c9b4-p0000``, ...) written straight into the
+        store, as if its rollout had finished at ``started`` (epoch seconds; now by default), for tests and
+        benchmarks that stop the simulated controllers first (``await c.controllers.stop()``): building thousands
+        of Deployments through them takes minutes, and a test that backfills Prometheus needs pods of known names
+        and start times. ``fields`` as :meth:`create_deployment`'s; ``grow`` edits each object before it is stored.
+        Returns the Deployment."""
+        self.ensure_namespace(namespace)
+        dep = self.create_deployment(name, namespace=namespace, replicas=replicas, **fields)
+        dep["status"] = {"replicas": replicas, "readyReplicas": replicas, "availableReplicas": replicas,
+                         "updatedReplicas": replicas, "observedGeneration": dep["metadata"].get("generation", 1)}
+        if grow is not None:
+            grow(dep)
+        self.store.replace(DEPLOYMENTS.storage_key, dep)
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() if started is None else started))
+        tmpl = dep["spec"]["template"]
+        for k in range(replicas):
+            pod = self.create({"apiVersion": "v1", "kind": "Pod", "spec": tmpl["spec"],
+                               "metadata": {"name": f"{name}-5d8f7c9b4-p{k:04d}", "namespace": namespace,
+                                            "labels": dict(tmpl["metadata"]["labels"]),
+                                            "annotations": dict(tmpl["metadata"].get("annotations") or {})}})
+            pod["status"] = {"phase": "Running", "startTime": stamp, "podIP": "127.0.0.1",
+                             "conditions": [{"type": "Ready", "status": "True", "lastTransitionTime": stamp}]}
+            if grow is not None:
+                grow(pod)
+            self.store.replace(PODS.storage_key, pod)
+        return dep
 
     def ensure_namespace(self, name: str) -> None:
         if not self.store.exists(NAMESPACES.storage_key, "", name):

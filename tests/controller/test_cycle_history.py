@@ -15,7 +15,6 @@ from autoscaler.controller import Controller, Settings
 from autoscaler.kube.api import KubeApi
 from autoscaler.metrics.localprom import LocalPrometheus, OpenMetricsWriter, backfill
 from autoscaler.sandbox.cluster import SandboxCluster
-from autoscaler.sandbox.resources import DEPLOYMENTS, PODS
 
 POLICY = """
 autoscaling:
@@ -28,7 +27,7 @@ autoscaling:
 """
 PERIOD = 1200.0  # a five-minute burst every 20 minutes
 SERVICE_S = 0.2
-NOW_POD, OLD_POD = "batch-5d8f7c9b4-p0000", "batch-7c6b5a4d3-q0000"  # the pod of now; one gone since
+NOW_POD, OLD_POD = "batch-5d8f7c9b4-p0000", "batch-7c6b5a4d3-q0000"  # the pod of now (create_ready_deployment's); one gone
 DAY_POD = "batch-6a5b4c3d2-r0000"  # the day before, scraped every minute
 
 
@@ -65,20 +64,8 @@ async def cluster(tmp_path: Path) -> AsyncIterator[tuple[SandboxCluster, str, fl
     backfill(tmp_path / "data.om", tmp_path / "tsdb")
     async with SandboxCluster(startup_seconds=0.0, pending_seconds=0.0) as c:
         await c.controllers.stop()  # the pods are written below, as they are in Prometheus
-        c.ensure_namespace("ml")
-        dep = c.create_deployment("batch", namespace="ml", replicas=1, kind="triton",
+        c.create_ready_deployment("batch", namespace="ml", kind="triton", started=end - 3000,
                                   annotations={"inference-autoscaler.io/enabled": "true"})
-        dep["status"] = {"replicas": 1, "readyReplicas": 1, "availableReplicas": 1, "updatedReplicas": 1,
-                         "observedGeneration": dep["metadata"].get("generation", 1)}
-        c.store.replace(DEPLOYMENTS.storage_key, dep)
-        tmpl = dep["spec"]["template"]
-        stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(end - 3000))
-        pod = c.create({"apiVersion": "v1", "kind": "Pod",
-                        "metadata": {"name": NOW_POD, "namespace": "ml", "labels": dict(tmpl["metadata"]["labels"])},
-                        "spec": tmpl["spec"]})
-        pod["status"] = {"phase": "Running", "startTime": stamp, "podIP": "127.0.0.1",
-                         "conditions": [{"type": "Ready", "status": "True", "lastTransitionTime": stamp}]}
-        c.store.replace(PODS.storage_key, pod)
         c.write_kubeconfig(str(tmp_path / "kubeconfig"))
         with LocalPrometheus(tmp_path / "tsdb") as prom:
             yield c, prom.url, end

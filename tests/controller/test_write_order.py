@@ -20,7 +20,6 @@ from autoscaler.kube.api import KubeApi
 from autoscaler.kube.workloads import deployment_path, deployments_path
 from autoscaler.metrics.localprom import LocalPrometheus, OpenMetricsWriter, backfill
 from autoscaler.sandbox.cluster import SandboxCluster
-from autoscaler.sandbox.resources import DEPLOYMENTS, PODS
 
 POLICY = """
 autoscaling:
@@ -50,20 +49,9 @@ async def fleet(tmp_path: Path) -> AsyncIterator[tuple[str, float]]:
     (tmp_path / "policy.yaml").write_text(POLICY)
     async with SandboxCluster(startup_seconds=0.0, pending_seconds=0.0) as c:
         await c.controllers.stop()  # the objects are written below, Ready, as in Prometheus
-        c.ensure_namespace("ml")
-        stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(end - 600))
         for name in names:
-            dep = c.create_deployment(name, namespace="ml", replicas=1, kind="triton",
+            c.create_ready_deployment(name, namespace="ml", kind="triton", started=end - 600,
                                       annotations={"inference-autoscaler.io/enabled": "true"})
-            dep["status"] = {"replicas": 1, "readyReplicas": 1, "availableReplicas": 1, "updatedReplicas": 1}
-            c.store.replace(DEPLOYMENTS.storage_key, dep)
-            tmpl = dep["spec"]["template"]
-            pod = c.create({"apiVersion": "v1", "kind": "Pod", "spec": tmpl["spec"],
-                            "metadata": {"name": f"{name}-5d8f7c9b4-p0000", "namespace": "ml",
-                                         "labels": dict(tmpl["metadata"]["labels"])}})
-            pod["status"] = {"phase": "Running", "startTime": stamp, "podIP": "127.0.0.1",
-                             "conditions": [{"type": "Ready", "status": "True", "lastTransitionTime": stamp}]}
-            c.store.replace(PODS.storage_key, pod)
         c.write_kubeconfig(str(tmp_path / "kubeconfig"))
         with LocalPrometheus(tmp_path / "tsdb") as prom:
             yield prom.url, end
