@@ -21,6 +21,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "explain": ("autoscaler.commands.explain", "why a lease has the replicas it has"),
     "decide": ("autoscaler.commands.decide", "one JSON snapshot in, one JSON decision out (pure core)"),
     "replay": ("autoscaler.commands.replay", "replay a trace through policies side by side"),
+    "tune": ("autoscaler.commands.tune", "sweep one knob of the shipped policy over a trace; the value to set"),
     "record": ("autoscaler.commands.record", "pull a lease's request-rate history from Prometheus"),
     "sandbox": ("autoscaler.sandbox.cli", "local Kubernetes-API-compatible cluster with simulated Triton pods"),
     "migrate-hpa": ("autoscaler.commands.migrate_hpa", "turn HorizontalPodAutoscalers into annotations"),

@@ -9,9 +9,10 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
-from autoscaler.config import PolicyError, load_policy
+from autoscaler.config import ClusterPolicy, PolicyError, load_policy
 from autoscaler.replay.policies import ReplaySettings, policy_names
 from autoscaler.replay.report import criteria, criteria_table, frontier_sentence, markdown_table, plot
 from autoscaler.replay.run import DEFAULT_POLICIES, replay
@@ -19,11 +20,10 @@ from autoscaler.replay.workload import DEFAULT_SERVING
 from autoscaler.serving import ServingConfig
 
 
-def add_arguments(p: argparse.ArgumentParser) -> None:
+def add_settings_arguments(p: argparse.ArgumentParser) -> None:
+    """The trace, the cluster policy and the simulated cluster: shared with ``autoscaler tune``."""
     p.add_argument("--trace", required=True, help="trace CSV (t_seconds,requests[,prompt_tokens,output_tokens]) "
                    "or a packaged trace name")
-    p.add_argument("--policies", default=",".join(DEFAULT_POLICIES),
-                   help="comma-separated: hpa, hpa-gpu, keda, kpa, default, oracle (default: %(default)s)")
     p.add_argument("--config", type=Path, default=None,
                    help="cluster policy YAML; `default` uses its algorithm (default: the shipped config/policy.yaml)")
     p.add_argument("--peak-replicas", type=float, default=20.0,
@@ -45,6 +45,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--policy-option", action="append", default=[], metavar="POLICY.KEY=VALUE",
                    help="override one knob of a policy, repeatable (e.g. predictive.violationTarget=0.04, "
                         "kpa.targetUtilization=0.7)")
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    add_settings_arguments(p)
+    p.add_argument("--policies", default=",".join(DEFAULT_POLICIES),
+                   help="comma-separated: hpa, hpa-gpu, keda, kpa, default, oracle (default: %(default)s)")
     p.add_argument("--plot", type=Path, default=None, help="write a PNG (load, replicas, queue time) here")
     p.add_argument("--json", action="store_true", help="print JSON instead of the Markdown table")
 
@@ -87,6 +93,38 @@ def parse_options(items: list[str]) -> dict[str, float]:
     return out
 
 
+@dataclass(frozen=True)
+class Setup:
+    """What :func:`add_settings_arguments`' flags ask for, checked."""
+
+    cluster: ClusterPolicy
+    settings: ReplaySettings
+    peak_replicas: float | None
+    options: dict[str, float]
+
+
+def setup_from_args(args: argparse.Namespace) -> Setup:
+    """The cluster policy, the simulated cluster and the policy options of the command line (a ValueError saying
+    what is wrong)."""
+    try:
+        cluster = load_policy(args.config) if args.config else load_policy()
+        serving = ServingConfig.from_annotation(args.serving) if args.serving else DEFAULT_SERVING
+    except (PolicyError, OSError) as exc:
+        raise ValueError(str(exc)) from None
+    options = parse_options(args.policy_option)
+    known = policy_names()
+    unknown = sorted({k.split(".", 1)[0] for k in options} - set(known))
+    if unknown:
+        raise ValueError(f"--policy-option: unknown policies {unknown} (known: {', '.join(known)})")
+    peak = args.peak_replicas if args.peak_replicas and args.peak_replicas > 0 else None
+    max_r = args.max_replicas or max(args.min_replicas + 1, round(2 * (peak or 20)))
+    settings = ReplaySettings(serving=serving, target_queue_time_us=args.target_queue_time_us,
+                              startup_s=args.startup_seconds, scrape_interval_s=args.scrape_interval,
+                              rate_window_s=args.rate_window, min_replicas=args.min_replicas, max_replicas=max_r,
+                              seed=args.seed)
+    return Setup(cluster, settings, peak, options)
+
+
 def run(args: argparse.Namespace) -> int:
     names = [n.strip() for n in args.policies.split(",") if n.strip()]
     known = policy_names()
@@ -95,25 +133,11 @@ def run(args: argparse.Namespace) -> int:
         print(f"autoscaler replay: unknown policies {bad} (known: {', '.join(known)})", file=sys.stderr)
         return 2
     try:
-        cluster = load_policy(args.config) if args.config else load_policy()
-        serving = ServingConfig.from_annotation(args.serving) if args.serving else DEFAULT_SERVING
-    except (PolicyError, ValueError, OSError) as exc:
-        print(f"autoscaler replay: {exc}", file=sys.stderr)
-        return 2
-    try:
-        options = parse_options(args.policy_option)
-        unknown = sorted({k.split(".", 1)[0] for k in options} - set(known))
-        if unknown:
-            raise ValueError(f"--policy-option: unknown policies {unknown} (known: {', '.join(known)})")
+        setup = setup_from_args(args)
     except ValueError as exc:
         print(f"autoscaler replay: {exc}", file=sys.stderr)
         return 2
-    peak = args.peak_replicas if args.peak_replicas and args.peak_replicas > 0 else None
-    max_r = args.max_replicas or max(args.min_replicas + 1, round(2 * (peak or 20)))
-    settings = ReplaySettings(serving=serving, target_queue_time_us=args.target_queue_time_us,
-                              startup_s=args.startup_seconds, scrape_interval_s=args.scrape_interval,
-                              rate_window_s=args.rate_window, min_replicas=args.min_replicas, max_replicas=max_r,
-                              seed=args.seed)
+    cluster, settings, peak, options = setup.cluster, setup.settings, setup.peak_replicas, setup.options
     try:
         result = replay(args.trace, names, settings, cluster, peak_replicas=peak, slo_budget=args.slo_budget,
                         duration_s=args.duration, options=options, progress=_Bars() if sys.stderr.isatty() else None,

@@ -86,25 +86,33 @@ class ReplayResult:
 def replay(trace: str | Path, policies: Sequence[str], settings: ReplaySettings, cluster_policy: ClusterPolicy, *,
            peak_replicas: float | None = 20, slo_budget: float = 0.01, duration_s: float | None = None,
            options: dict[str, float] | None = None, progress: Progress | None = None,
-           frontier_always: bool = False, jobs: int | None = None) -> ReplayResult:
+           frontier_always: bool = False, jobs: int | None = None,
+           variants: dict[str, dict[str, float]] | None = None) -> ReplayResult:
     """Replay ``trace`` through each policy (and the oracle) with the same arrivals.
 
     The checks' frontier (:attr:`ReplayResult.frontier`) is computed where `default` misses a check, or always
     with ``frontier_always`` (when hpa, keda, kpa and the oracle are replayed). ``jobs``: worker processes for the
     simulated policies (None: :func:`default_jobs` on traces of :data:`PARALLEL_MIN_STEPS` or more, else 1).
+    ``variants``: more runs of `default`, each under its label with its own options over ``options`` (a sweep of
+    one knob: ``autoscaler tune``); their summaries follow the policies'.
     """
     workload = build_workload(trace, settings.serving, peak_replicas=peak_replicas,
                               target_queue_time_us=settings.target_queue_time_us, seed=settings.seed,
                               duration_s=duration_s)
     ctx = PolicyContext(settings, cluster_policy, dict(options or {}))
-    sims = [n for n in policies if n != "oracle"]
+    specs: dict[str, tuple[str, PolicyContext]] = {n: (n, ctx) for n in policies if n != "oracle"}
+    for label, extra in (variants or {}).items():
+        if label in specs or label == "oracle":
+            raise ValueError(f"variant label {label!r} is a policy's name")
+        specs[label] = ("default", PolicyContext(settings, cluster_policy, {**ctx.options, **extra}))
+    sims = list(specs)
     if jobs is None:
         jobs = default_jobs() if workload.steps >= PARALLEL_MIN_STEPS else 1
     table = None  # the oracle's violation table, kept for the checks' frontier
     runs: dict[str, PolicyRun] = {}
     frontier = None
     if jobs > 1 and len(sims) > 1:
-        with _Workers(workload, settings, ctx, sims, jobs, progress) as workers:
+        with _Workers(workload, settings, specs, jobs, progress) as workers:
             if "oracle" in policies:
                 runs["oracle"], table = _oracle(workload, settings, slo_budget, progress, workers.drain)
                 if all(n in sims for n in BASELINES) and ("default" in sims or frontier_always):
@@ -116,14 +124,15 @@ def replay(trace: str | Path, policies: Sequence[str], settings: ReplaySettings,
                         frontier = _frontier(workload, settings, runs["oracle"], table, target[0], progress,
                                              workers.drain)
             done = {n: workers.result(n) for n in sims}
-        runs = {n: runs["oracle"] if n == "oracle" else done[n] for n in policies}
+        runs = {n: runs["oracle"] if n == "oracle" else done[n] for n in (*policies, *(variants or {}))}
     else:
-        for name in policies:
-            if name == "oracle":
-                runs[name], table = _oracle(workload, settings, slo_budget, progress, None)
+        for label in (*policies, *(variants or {})):
+            if label == "oracle":
+                runs[label], table = _oracle(workload, settings, slo_budget, progress, None)
             else:
-                runs[name] = _simulate_one(workload, settings, ctx, name,
-                                           None if progress is None else partial(progress, name))
+                name, c = specs[label]
+                runs[label] = _simulate_one(workload, settings, c, name,
+                                            None if progress is None else partial(progress, label))
     summaries = {n: summarize(r) for n, r in runs.items()}
     target = checks_target(summaries)
     # only where `default` misses a check: where it meets them all it is itself the proof that they can be met
@@ -181,40 +190,43 @@ def _oracle(workload: Workload, settings: ReplaySettings, slo_budget: float, pro
 
 # -- worker processes ------------------------------------------------------------------------------------------
 
-def _worker_main(name: str, workload: Workload, settings: ReplaySettings, ctx: PolicyContext, q: Any) -> None:
-    """One policy in a worker process: progress messages, then its run or its exception, through ``q``."""
+def _worker_main(label: str, name: str, workload: Workload, settings: ReplaySettings, ctx: PolicyContext,
+                 q: Any) -> None:
+    """One policy (``name``, run as ``label``) in a worker process: progress messages, then its run or its exception,
+    through ``q``."""
     last = -1.0
 
     def cb(f: float) -> None:
         nonlocal last
         if f >= 1.0 or f - last >= 0.01:  # at most ~100 messages a policy
             last = f
-            q.put(("progress", name, f))
+            q.put(("progress", label, f))
 
     try:
-        q.put(("result", name, _simulate_one(workload, settings, ctx, name, cb)))
+        q.put(("result", label, _simulate_one(workload, settings, ctx, name, cb)))
     except BaseException as exc:  # everything goes back to the parent, which raises it
         try:
             pickle.dumps(exc)
         except Exception:  # an exception that cannot cross the pipe is sent as its text
             exc = RuntimeError("".join(traceback.format_exception(exc)))
-        q.put(("error", name, exc))
+        q.put(("error", label, exc))
 
 
 class _Workers:
-    """``names`` simulated in worker processes, at most ``jobs`` at a time, slowest first, forked where the platform
-    can (the workload is inherited, not copied through a pipe). Messages (progress, runs, errors) are handled in
-    this process whenever :meth:`drain` runs; :meth:`result` drains while it waits. A policy's exception is raised
-    here; a worker that dies without a word (killed, out of memory) is an error naming it, not a hang. Leaving the
-    block by an exception (a policy's, or Ctrl-C) terminates the workers instead of waiting for them."""
+    """The runs of ``specs`` (label -> policy name and its context) in worker processes, at most ``jobs`` at a time,
+    slowest first, forked where the platform can (the workload is inherited, not copied through a pipe). Messages
+    (progress, runs, errors) are handled in this process whenever :meth:`drain` runs; :meth:`result` drains while
+    it waits. A policy's exception is raised here; a worker that dies without a word (killed, out of memory) is an
+    error naming it, not a hang. Leaving the block by an exception (a policy's, or Ctrl-C) terminates the workers
+    instead of waiting for them."""
 
-    def __init__(self, workload: Workload, settings: ReplaySettings, ctx: PolicyContext, names: list[str], jobs: int,
-                 progress: Progress | None) -> None:
+    def __init__(self, workload: Workload, settings: ReplaySettings, specs: dict[str, tuple[str, PolicyContext]],
+                 jobs: int, progress: Progress | None) -> None:
         self._mpc = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else None)
         self._q = self._mpc.Queue()
-        self._args = (workload, settings, ctx)
+        self._workload, self._settings, self._specs = workload, settings, specs
         self._progress = progress
-        self._todo = sorted(names, key=lambda n: _SLOWEST_FIRST.index(n) if n in _SLOWEST_FIRST
+        self._todo = sorted(specs, key=lambda n: _SLOWEST_FIRST.index(specs[n][0]) if specs[n][0] in _SLOWEST_FIRST
                             else len(_SLOWEST_FIRST))
         self._jobs = max(1, jobs)
         self._running: dict[str, Any] = {}
@@ -223,11 +235,12 @@ class _Workers:
 
     def _start_more(self) -> None:
         while self._todo and len(self._running) < self._jobs:
-            name = self._todo.pop(0)
-            proc = self._mpc.Process(target=_worker_main, args=(name, *self._args, self._q), name=f"replay-{name}",
-                                     daemon=True)
+            label = self._todo.pop(0)
+            name, ctx = self._specs[label]
+            proc = self._mpc.Process(target=_worker_main, args=(label, name, self._workload, self._settings, ctx,
+                                                                self._q), name=f"replay-{label}", daemon=True)
             proc.start()
-            self._running[name] = proc
+            self._running[label] = proc
 
     def drain(self, timeout: float = 0.0) -> None:
         """Handle the waiting messages (waiting up to ``timeout`` for the first), then start the next policies."""
