@@ -30,6 +30,10 @@ The shapes (none of them was used to choose a parameter):
   hourly      six hours of 5 req/s with +35 req/s for the first five minutes of every hour: a batch job on a schedule
               (sixteenth session; tokens; used to build the recurring-load forecast, so not held out)
   hourlyjit   the same with each burst starting 0-6 minutes late and lasting 3-8 minutes (sixteenth session; tokens)
+  minutenoise a day at 60-s buckets: a daily cycle times independent per-minute noise (lognormal, sigma 0.8) and
+              rare heavy bursts (1 % of minutes, Pareto), as a low-volume API's per-minute counts (eighteenth session)
+  drift       an hour of 1-s Poisson arrivals around 3.3 req/s whose rate drifts as a random walk (eighteenth
+              session; tokens)
 
 Opt-in (`--only codeweek,convweek`; not in the default set, ~7 min each): a week resampled from a shared Azure
 trace, each 10-minute block a random 10-minute block of the real trace (its per-second arrivals and token sums),
@@ -153,10 +157,23 @@ def _surges(rng: np.random.Generator) -> tuple[np.ndarray, int, bool]:
     return rng.poisson(lam), 1, True
 
 
+def _minutenoise(rng: np.random.Generator) -> tuple[np.ndarray, int, bool]:
+    t = np.arange(1440)
+    level = 16.0 + 14.0 * np.sin(2 * np.pi * (t / 1440 - 0.3))  # requests a minute
+    noise = rng.lognormal(-0.32, 0.8, t.size)  # mean 1
+    bursts = (rng.random(t.size) < 0.01) * rng.pareto(1.5, t.size) * 60.0
+    return rng.poisson(level * noise + bursts), 60, False
+
+
+def _drift(rng: np.random.Generator) -> tuple[np.ndarray, int, bool]:
+    walk = np.exp(np.cumsum(rng.normal(0.0, 0.02, 3600)))
+    return rng.poisson(3.3 * walk / walk.mean()), 1, True
+
+
 SHAPES: dict[str, Callable[[np.random.Generator], tuple[np.ndarray, int, bool]]] = {
     "flash": _flash, "ramp": _ramp, "onoff": _onoff, "gammaburst": _gammaburst, "diurnal60": _diurnal60,
     "square": _square, "burstyweek": _burstyweek, "shortbursts": _shortbursts, "surges": _surges,
-    "hourly": _hourly, "hourlyjit": _hourlyjit,
+    "hourly": _hourly, "hourlyjit": _hourlyjit, "minutenoise": _minutenoise, "drift": _drift,
 }
 RESAMPLED = {"codeweek": "azure_code_2023_1s.csv", "convweek": "azure_conv_2023_1s.csv"}
 """Opt-in shapes: a week resampled from a shared 1-s trace (see the module's docstring)."""
