@@ -55,7 +55,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="print JSON instead of the Markdown table")
 
 
-class _Bars:
+class ProgressBars:
     """One stderr line with every running policy's progress (several run at once with ``--jobs``)."""
 
     def __init__(self) -> None:
@@ -140,7 +140,7 @@ def run(args: argparse.Namespace) -> int:
     cluster, settings, peak, options = setup.cluster, setup.settings, setup.peak_replicas, setup.options
     try:
         result = replay(args.trace, names, settings, cluster, peak_replicas=peak, slo_budget=args.slo_budget,
-                        duration_s=args.duration, options=options, progress=_Bars() if sys.stderr.isatty() else None,
+                        duration_s=args.duration, options=options, progress=ProgressBars() if sys.stderr.isatty() else None,
                         jobs=args.jobs)
     except (FileNotFoundError, ValueError) as exc:
         print(f"autoscaler replay: {exc}", file=sys.stderr)

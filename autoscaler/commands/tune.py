@@ -12,7 +12,7 @@ import json
 import sys
 from pathlib import Path
 
-from autoscaler.commands.replay import _Bars, add_settings_arguments, setup_from_args
+from autoscaler.commands.replay import ProgressBars, add_settings_arguments, setup_from_args
 from autoscaler.replay.policies import policy_names
 from autoscaler.replay.tune import DEFAULT_KNOB, DEFAULT_VALUES, plot, sweep
 
@@ -63,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
         result = sweep(args.trace, args.knob, values, setup.settings, setup.cluster, baselines=baselines,
                        max_violations=args.max_violations, peak_replicas=setup.peak_replicas,
                        slo_budget=args.slo_budget, duration_s=args.duration, options=setup.options,
-                       progress=_Bars() if sys.stderr.isatty() else None, jobs=args.jobs)
+                       progress=ProgressBars() if sys.stderr.isatty() else None, jobs=args.jobs)
     except (FileNotFoundError, ValueError) as exc:
         print(f"autoscaler tune: {exc}", file=sys.stderr)
         return 2

@@ -11,7 +11,7 @@ import pytest
 
 from autoscaler.cli import main
 from autoscaler.commands.decide import decide_document
-from autoscaler.commands.replay import _Bars
+from autoscaler.commands.replay import ProgressBars
 from autoscaler.config import ClusterPolicy, load_policy
 from autoscaler.replay import policies as policies_pkg
 from autoscaler.replay.oracle import cheapest_within, run_oracle
@@ -315,7 +315,7 @@ def test_a_policy_failing_in_a_worker_fails_the_replay(tmp_path: Path, how: str,
 
 def test_progress_line_shows_every_running_policy(capsys: pytest.CaptureFixture[str]) -> None:
     """With policies running at once the bar is one line naming each; it ends with a newline when all are done."""
-    bars = _Bars()
+    bars = ProgressBars()
     bars("hpa", 0.25)
     bars("default", 0.5)
     line = capsys.readouterr().err.split("\r")[-1]
