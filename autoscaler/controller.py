@@ -179,6 +179,7 @@ class LeaseRuntime:
     history_due: bool = False  # a new predictive state: read its load and rate history from Prometheus
     cycle_seed: np.ndarray | None = None  # (bucket start, largest load) rows read, for the next decision
     season_seed: np.ndarray | None = None  # (bucket start, mean request rate) rows read, for the next decision
+    rates: tuple[float, float] | None = None  # predictive: the rate seen and the rate sized for (on /metrics)
 
 
 @dataclass(slots=True)
@@ -323,6 +324,8 @@ class Controller:
         self.prometheus = prometheus or self._make_prometheus()
         self.telemetry = Telemetry()
         self.telemetry.watch_api_calls(lambda: dict(self.api.calls))
+        self.telemetry.watch_request_rates(lambda: [(ns, name, *rt.rates) for (ns, name), rt in self.runtime.items()
+                                                    if rt.rates is not None])
         self.events = EventRecorder(api, instance=settings.identity or "")
         self.deployments = WatchCache(api, deployments_path(), name="deployments", transform=slim_deployment)
         self.pods = WatchCache(api, pods_path(), name="pods", transform=slim_pod)
@@ -588,7 +591,11 @@ class Controller:
         jobs: list[tuple[_Prepared, Callable[[], Awaitable[None]]]] = []
         for p, d in zip(prepared, decisions, strict=True):
             try:
-                override = self._predictive(p, results, now) if p.lease.algorithm == "predictive" else None
+                override = None
+                if p.lease.algorithm == "predictive":
+                    override = self._predictive(p, results, now)
+                else:
+                    p.rt.rates = None
                 desired, reason, message = self._safety(p, d, override)
                 if desired != p.snap.current_replicas and leader:
                     scales.append((p, partial(self._act_io, p, d, desired, reason, message, now, leader, report)))
@@ -742,6 +749,7 @@ class Controller:
             state, p.rt.season_seed = seed_season(state, p.rt.season_seed, params), None
         d = decide_predictive(obs, state, params)
         p.rt.predictive, p.rt.predictive_params = d.state, params
+        p.rt.rates = (d.details.get("rate_rps", math.nan), d.details.get("forecast_rps", math.nan))
         found = d.state.cycle_period_s
         if found != period and (found is None or period is None or abs(found - period) > params.cycle_bucket_s):
             self._pending_events.append(self.events.record(p.obj, "Normal", "RecurringLoad",

@@ -10,12 +10,12 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-from prometheus_client.core import CounterMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from autoscaler.config import Mode
@@ -31,6 +31,28 @@ class _ApiCalls(Collector):
         fam = CounterMetricFamily("autoscaler_kube_api_requests", "Kubernetes API requests by verb", labels=["verb"])
         for verb, n in sorted(self.source().items()):
             fam.add_metric([verb], n)
+        yield fam
+
+
+RateRow = tuple[str, str, float, float]
+"""(namespace, lease, demand, sized): a predictive lease's request rates at its last decision."""
+
+
+class _RequestRates(Collector):
+    """Predictive leases' request rates, read from the controller's leases when Prometheus scrapes: no gauge child
+    per lease to keep, lock and set every loop (two per lease cost ~8 % of a 3,000-lease loop's CPU)."""
+
+    def __init__(self) -> None:
+        self.source: Callable[[], Iterable[RateRow]] = lambda: ()
+
+    def collect(self) -> Any:
+        fam = GaugeMetricFamily("autoscaler_lease_request_rate_rps",
+                                "Predictive leases: the request rate seen (kind=demand: served + backlog growth) and "
+                                "the rate the replicas were sized for (kind=sized: after the burst envelope, forecasts "
+                                "and backlog); NaN without request data", labels=["namespace", "lease", "kind"])
+        for ns, lease, demand, sized in self.source():
+            fam.add_metric([ns, lease, "demand"], demand)
+            fam.add_metric([ns, lease, "sized"], sized)
         yield fam
 
 
@@ -60,6 +82,8 @@ class Telemetry:
         self.cycle_period = Gauge("autoscaler_lease_cycle_period_seconds",
                                   "Period the predictive policy found in a lease's load (0: none)",
                                   ["namespace", "lease"], registry=r)
+        self.request_rates = _RequestRates()
+        r.register(self.request_rates)
         self.is_leader = Gauge("autoscaler_is_leader", "1 when this instance is the leader", registry=r)
         self.policy_reloads = Counter("autoscaler_policy_reloads", "Policy ConfigMap reloads", ["result"],
                                       registry=r)
@@ -68,6 +92,9 @@ class Telemetry:
 
     def watch_api_calls(self, source: Callable[[], dict[str, int]]) -> None:
         self.registry.register(_ApiCalls(source))
+
+    def watch_request_rates(self, source: Callable[[], Iterable[RateRow]]) -> None:
+        self.request_rates.source = source
 
     def forget_lease(self, namespace: str, lease: str, metrics: list[str]) -> None:
         """Drop a deleted lease's labelled series (absent ones are fine)."""

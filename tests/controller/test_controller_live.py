@@ -204,8 +204,15 @@ async def test_predictive_lease_scales_on_capacity_and_back(env: Env) -> None:
             return bool(last) and last["message"].startswith("predictive:") and last["desired"] >= 3
         await wait_for(lambda: env.replicas("predict") >= 3 and sized_by_rate(), 40,
                        "predictive scale-up from the request rate")
+        # what it sized for is on /metrics: the rate it saw and the rate it sized for, at least that
+        def rate(kind: str) -> float:
+            value = ctl.telemetry.registry.get_sample_value(
+                "autoscaler_lease_request_rate_rps", {"namespace": "default", "lease": "predict", "kind": kind})
+            return math.nan if value is None else value
+        assert rate("demand") > 5.0 and rate("sized") >= rate("demand")
         await env.dataplane.stop_load("default", "predict")
         await wait_for(lambda: env.replicas("predict") == 1, 60, "predictive scale-down after the load stops")
+        await wait_for(lambda: rate("demand") < 1.0, 30, "the rate seen falls with the load")
     reasons = {h["reason"] for h in ctl.runtime[("default", "predict")].history}
     assert reasons & {"Capacity", "BurstEnvelope", "Trend", "Backlog", "StartupAware"}, reasons
 
