@@ -122,7 +122,7 @@ from autoscaler.statestore import (
     restore_predictive,
     significant,
 )
-from autoscaler.telemetry import Telemetry, make_app, serve
+from autoscaler.telemetry import LeaseSeries, Telemetry, make_app, serve
 
 log = logging.getLogger("autoscaler.controller")
 _T = TypeVar("_T")
@@ -171,8 +171,6 @@ class LeaseRuntime:
     status_written_at: float = -math.inf
     history: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=20))
     last: dict[str, Any] = field(default_factory=dict)
-    metric_names: list[str] = field(default_factory=list)
-    gauges: dict[tuple[str, str], tuple[Any, float]] = field(default_factory=dict)  # gauge child, value it holds
     predictive: PredictiveState | None = None  # the predictive algorithm's state
     predictive_params: PredictiveParams | None = None  # the parameters it was last decided with
     predictive_persisted: PredictivePersisted | None = None  # what the predictive-state annotation holds
@@ -324,8 +322,7 @@ class Controller:
         self.prometheus = prometheus or self._make_prometheus()
         self.telemetry = Telemetry()
         self.telemetry.watch_api_calls(lambda: dict(self.api.calls))
-        self.telemetry.watch_request_rates(lambda: [(ns, name, *rt.rates) for (ns, name), rt in self.runtime.items()
-                                                    if rt.rates is not None])
+        self.telemetry.watch_leases(self._lease_series)
         self.events = EventRecorder(api, instance=settings.identity or "")
         self.deployments = WatchCache(api, deployments_path(), name="deployments", transform=slim_deployment)
         self.pods = WatchCache(api, pods_path(), name="pods", transform=slim_pod)
@@ -643,9 +640,19 @@ class Controller:
 
     def _forget(self, gone: set[tuple[str, str]]) -> None:
         for key in gone:
-            rt = self.runtime.pop(key, None)
-            if rt is not None:
-                self.telemetry.forget_lease(key[0], key[1], rt.metric_names)
+            self.runtime.pop(key, None)
+
+    def _lease_series(self) -> list[LeaseSeries]:
+        """Every decided lease's series for /metrics, from its last decision (called at each scrape)."""
+        out = []
+        for (ns, name), rt in self.runtime.items():
+            e = rt.last
+            if e:
+                out.append(LeaseSeries(ns, name, e["mode"], e["current"], e["desired"],
+                                       tuple((m["name"], m["value"], m["target"]) for m in e["metrics"]),
+                                       None if rt.predictive is None else rt.predictive.cycle_period_s or 0.0,
+                                       rt.rates))
+        return out
 
     def _lease_failed(self, report: TickReport, lease: LeasePolicy, what: str, exc: Exception) -> None:
         """Per-lease isolation: count, log and go on with the other leases."""
@@ -713,7 +720,6 @@ class Controller:
         rt = self.runtime.get((lease.namespace, lease.name))
         if rt is None:  # registered in `runtime` by the tick once the lease is observed
             rt = LeaseRuntime(history=deque(maxlen=self.settings.history))
-        rt.metric_names = [m.name for m in lease.metrics]
         current = _spec_replicas(obj)
         state = self._state_for(rt, obj, current, now)
         # A human changed the replica count (not us): take it as the new current value and hold it for the
@@ -925,39 +931,13 @@ class Controller:
             return True, desired, reason, message, new_state
         return False, current, reason, message, new_state
 
-    @staticmethod
-    def _set_gauge(rt: LeaseRuntime, key: tuple[str, str], value: float, family: Any, *labels: str) -> None:
-        """Set the lease's labelled gauge child: looked up once, set only on change (``labels()`` and ``set()``
-        take a lock each; at 10,000 leases that is most of the bookkeeping of a steady loop)."""
-        held = rt.gauges.get(key)
-        if held is None:
-            child = family.labels(*labels)
-        elif held[1] == value:
-            return
-        else:
-            child = held[0]
-        child.set(value)
-        rt.gauges[key] = (child, value)
-
     def _record(self, rt: LeaseRuntime, lease: LeasePolicy, obj: dict[str, Any], snap: Snapshot, decision: Decision,
                 observations: list[MetricObservation], desired: int, reason: str, message: str, applied: bool,
                 now: float) -> None:
-        ns, name = lease.namespace, lease.name
-        metrics = []
-        for ob, res in zip(observations, decision.metrics, strict=False):
-            metrics.append({"name": ob.name, "value": None if ob.value is None else round(ob.value, 3),
-                            "target": ob.target, "unit": ob.unit, "proposed": res.proposed_replicas,
-                            "utilization": res.utilization, "error": res.error or ob.error,
-                            "missing": dict(ob.missing) if ob.missing else None})
-            self._set_gauge(rt, ("target", ob.name), ob.target, self.telemetry.metric_target, ns, name, ob.name)
-            if ob.value is not None:
-                self._set_gauge(rt, ("value", ob.name), ob.value, self.telemetry.metric_value, ns, name, ob.name)
-        self._set_gauge(rt, ("current", ""), snap.current_replicas, self.telemetry.current, ns, name)
-        mode = lease.mode.value
-        self._set_gauge(rt, ("desired", mode), desired, self.telemetry.desired, ns, name, mode)
-        if rt.predictive is not None:
-            self._set_gauge(rt, ("cycle", ""), rt.predictive.cycle_period_s or 0.0, self.telemetry.cycle_period, ns,
-                            name)
+        metrics = [{"name": ob.name, "value": None if ob.value is None else round(ob.value, 3), "target": ob.target,
+                    "unit": ob.unit, "proposed": res.proposed_replicas, "utilization": res.utilization,
+                    "error": res.error or ob.error, "missing": dict(ob.missing) if ob.missing else None}
+                   for ob, res in zip(observations, decision.metrics, strict=False)]
         ready = sum(1 for p in snap.pods if p.ready and not p.deleting)
         entry = {
             "time": now, "current": snap.current_replicas, "ready": ready, "desired": desired, "reason": reason,

@@ -7,18 +7,16 @@ readiness (caches synced and a policy loaded), ``/leases`` the last decisions fo
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
-
-from autoscaler.config import Mode
 
 log = logging.getLogger(__name__)
 
@@ -34,26 +32,59 @@ class _ApiCalls(Collector):
         yield fam
 
 
-RateRow = tuple[str, str, float, float]
-"""(namespace, lease, demand, sized): a predictive lease's request rates at its last decision."""
+@dataclass(frozen=True)
+class LeaseSeries:
+    """One lease's series at its last decision, as the controller holds them (built when Prometheus scrapes)."""
+
+    namespace: str
+    lease: str
+    mode: str
+    current: int
+    desired: int
+    metrics: tuple[tuple[str, float | None, float], ...]
+    """(metric, value or None without one, target)."""
+    cycle_period_s: float | None = None
+    """Predictive leases: the period found in the load (0: none); None: not predictive."""
+    rates: tuple[float, float] | None = None
+    """Predictive leases: the request rate seen and the rate sized for (NaN without request data)."""
 
 
-class _RequestRates(Collector):
-    """Predictive leases' request rates, read from the controller's leases when Prometheus scrapes: no gauge child
-    per lease to keep, lock and set every loop (two per lease cost ~8 % of a 3,000-lease loop's CPU)."""
+class _Leases(Collector):
+    """Every lease's series, read from the controller's leases when Prometheus scrapes: no gauge child per lease and
+    metric to keep, lock and set every loop (two more per predictive lease cost ~8 % of a 3,000-lease loop's CPU),
+    and the series of a deleted lease, of a metric no longer read or of a mode left go with it."""
 
     def __init__(self) -> None:
-        self.source: Callable[[], Iterable[RateRow]] = lambda: ()
+        self.source: Callable[[], Iterable[LeaseSeries]] = lambda: ()
 
     def collect(self) -> Any:
-        fam = GaugeMetricFamily("autoscaler_lease_request_rate_rps",
-                                "Predictive leases: the request rate seen (kind=demand: served + backlog growth) and "
-                                "the rate the replicas were sized for (kind=sized: after the burst envelope, forecasts "
-                                "and backlog); NaN without request data", labels=["namespace", "lease", "kind"])
-        for ns, lease, demand, sized in self.source():
-            fam.add_metric([ns, lease, "demand"], demand)
-            fam.add_metric([ns, lease, "sized"], sized)
-        yield fam
+        lease = ["namespace", "lease"]
+        current = GaugeMetricFamily("autoscaler_lease_current_replicas", "Current replicas per lease", labels=lease)
+        desired = GaugeMetricFamily("autoscaler_lease_desired_replicas", "Desired replicas per lease",
+                                    labels=[*lease, "mode"])
+        value = GaugeMetricFamily("autoscaler_lease_metric_value", "Metric value per lease (average over pods)",
+                                  labels=[*lease, "metric"])
+        target = GaugeMetricFamily("autoscaler_lease_metric_target", "Metric target per lease", labels=[*lease, "metric"])
+        cycle = GaugeMetricFamily("autoscaler_lease_cycle_period_seconds",
+                                  "Period the predictive policy found in a lease's load (0: none)", labels=lease)
+        rates = GaugeMetricFamily("autoscaler_lease_request_rate_rps",
+                                  "Predictive leases: the request rate seen (kind=demand: served + backlog growth) and "
+                                  "the rate the replicas were sized for (kind=sized: after the burst envelope, "
+                                  "forecasts and backlog); NaN without request data", labels=[*lease, "kind"])
+        for s in self.source():
+            ids = [s.namespace, s.lease]
+            current.add_metric(ids, s.current)
+            desired.add_metric([*ids, s.mode], s.desired)
+            for name, v, t in s.metrics:
+                target.add_metric([*ids, name], t)
+                if v is not None:
+                    value.add_metric([*ids, name], v)
+            if s.cycle_period_s is not None:
+                cycle.add_metric(ids, s.cycle_period_s)
+            if s.rates is not None:
+                rates.add_metric([*ids, "demand"], s.rates[0])
+                rates.add_metric([*ids, "sized"], s.rates[1])
+        yield from (current, desired, value, target, cycle, rates)
 
 
 class Telemetry:
@@ -71,19 +102,8 @@ class Telemetry:
         self.query_outcomes = Counter("autoscaler_prometheus_pod_outcomes", "Per-pod PromQL outcomes",
                                       ["metric", "outcome"], registry=r)
         self.leases = Gauge("autoscaler_leases", "Leases by state", ["state"], registry=r)
-        self.desired = Gauge("autoscaler_lease_desired_replicas", "Desired replicas per lease",
-                             ["namespace", "lease", "mode"], registry=r)
-        self.current = Gauge("autoscaler_lease_current_replicas", "Current replicas per lease",
-                             ["namespace", "lease"], registry=r)
-        self.metric_value = Gauge("autoscaler_lease_metric_value", "Metric value per lease (average over pods)",
-                                  ["namespace", "lease", "metric"], registry=r)
-        self.metric_target = Gauge("autoscaler_lease_metric_target", "Metric target per lease",
-                                   ["namespace", "lease", "metric"], registry=r)
-        self.cycle_period = Gauge("autoscaler_lease_cycle_period_seconds",
-                                  "Period the predictive policy found in a lease's load (0: none)",
-                                  ["namespace", "lease"], registry=r)
-        self.request_rates = _RequestRates()
-        r.register(self.request_rates)
+        self.lease_series = _Leases()
+        r.register(self.lease_series)
         self.is_leader = Gauge("autoscaler_is_leader", "1 when this instance is the leader", registry=r)
         self.policy_reloads = Counter("autoscaler_policy_reloads", "Policy ConfigMap reloads", ["result"],
                                       registry=r)
@@ -93,18 +113,9 @@ class Telemetry:
     def watch_api_calls(self, source: Callable[[], dict[str, int]]) -> None:
         self.registry.register(_ApiCalls(source))
 
-    def watch_request_rates(self, source: Callable[[], Iterable[RateRow]]) -> None:
-        self.request_rates.source = source
-
-    def forget_lease(self, namespace: str, lease: str, metrics: list[str]) -> None:
-        """Drop a deleted lease's labelled series (absent ones are fine)."""
-        series: list[tuple[Gauge, tuple[str, ...]]] = [(self.current, (namespace, lease)),
-                                                        (self.cycle_period, (namespace, lease))]
-        series += [(self.desired, (namespace, lease, mode.value)) for mode in Mode]
-        series += [(g, (namespace, lease, m)) for m in metrics for g in (self.metric_value, self.metric_target)]
-        for gauge, labels in series:
-            with contextlib.suppress(KeyError):
-                gauge.remove(*labels)
+    def watch_leases(self, source: Callable[[], Iterable[LeaseSeries]]) -> None:
+        """Where the per-lease series come from (the controller's leases, at each scrape)."""
+        self.lease_series.source = source
 
 
 def make_app(telemetry: Telemetry, *, healthy: Callable[[], tuple[bool, str]],

@@ -1,0 +1,44 @@
+"""The per-lease series on /metrics are read from the leases at each scrape: what they show is each lease's last
+decision, and what is gone from the leases is gone from /metrics."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+
+from prometheus_client import generate_latest
+
+from autoscaler.telemetry import LeaseSeries, Telemetry
+
+A = {"namespace": "ml", "lease": "a"}
+B = {"namespace": "ml", "lease": "b"}
+
+
+def test_lease_series_follow_the_leases_at_each_scrape() -> None:
+    """Replicas, metric values and targets, the predictive period and rates per lease; a metric without a value has
+    no value series; a lease gone, or a mode left, has no series at the next scrape."""
+    a = LeaseSeries("ml", "a", "enforce", 2, 3, (("queueTime", 12000.0, 10000.0), ("gpuUtilization", None, 70.0)),
+                    cycle_period_s=1200.0, rates=(10.0, 14.5))
+    b = LeaseSeries("ml", "b", "shadow", 1, 4, (("queueTime", 500.0, 10000.0),), rates=(math.nan, math.nan))
+    rows = [a, b]
+    t = Telemetry()
+    t.watch_leases(lambda: rows)
+    get = t.registry.get_sample_value
+    assert get("autoscaler_lease_current_replicas", A) == 2
+    assert get("autoscaler_lease_desired_replicas", {**A, "mode": "enforce"}) == 3
+    assert get("autoscaler_lease_desired_replicas", {**B, "mode": "shadow"}) == 4
+    assert get("autoscaler_lease_metric_value", {**A, "metric": "queueTime"}) == 12000.0
+    assert get("autoscaler_lease_metric_target", {**A, "metric": "gpuUtilization"}) == 70.0
+    assert get("autoscaler_lease_metric_value", {**A, "metric": "gpuUtilization"}) is None
+    assert get("autoscaler_lease_cycle_period_seconds", A) == 1200.0
+    assert get("autoscaler_lease_cycle_period_seconds", B) is None  # not predictive
+    assert get("autoscaler_lease_request_rate_rps", {**A, "kind": "demand"}) == 10.0
+    assert get("autoscaler_lease_request_rate_rps", {**A, "kind": "sized"}) == 14.5
+    assert math.isnan(get("autoscaler_lease_request_rate_rps", {**B, "kind": "sized"}) or 0.0)
+    assert b'autoscaler_lease_request_rate_rps{kind="sized",lease="b",namespace="ml"} NaN' in generate_latest(t.registry)
+
+    rows = [replace(a, mode="shadow", metrics=a.metrics[:1])]  # b deleted; a in shadow mode, reading one metric
+    assert get("autoscaler_lease_current_replicas", B) is None
+    assert get("autoscaler_lease_desired_replicas", {**A, "mode": "enforce"}) is None
+    assert get("autoscaler_lease_desired_replicas", {**A, "mode": "shadow"}) == 3
+    assert get("autoscaler_lease_metric_target", {**A, "metric": "gpuUtilization"}) is None
