@@ -321,7 +321,7 @@ async def _run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
 def _query_seconds(ctl: Any) -> dict[str, tuple[float, int]]:
     """(total seconds, queries) so far per metric kind, from the controller's own query-latency histogram."""
     out: dict[str, tuple[float, int]] = {}
-    for metric in ctl.telemetry.registry.collect():
+    for metric in ctl.telemetry.query_seconds.collect():  # this histogram only: not every lease's series
         if metric.name != "autoscaler_prometheus_query_seconds":
             continue
         for smp in metric.samples:
