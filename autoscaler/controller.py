@@ -1112,12 +1112,20 @@ class Controller:
                     log.warning("%d Events not posted at shutdown (API server too slow)", len(pending))
             if self.elector is not None and self.elector.held_at_stop:
                 await self.elector.release()  # after the loop has stopped: no write can follow the release
-            for task in list(self._seeds):
-                task.cancel()
             if runner is not None:
                 await runner.cleanup()
-            if self._prom_owned:
-                await self.prometheus.close()
+            await self.aclose()
+
+    async def aclose(self) -> None:
+        """Stop the history reads still running in the background and close the Prometheus client this controller
+        opened: at the end of :meth:`run`, and for a controller driven by :meth:`tick` (tests, benchmarks), whose
+        reads would otherwise fail on the closed client as never-retrieved task errors."""
+        seeds = list(self._seeds)
+        for task in seeds:
+            task.cancel()
+        await asyncio.gather(*seeds, return_exceptions=True)
+        if self._prom_owned:
+            await self.prometheus.close()
 
 
 async def supervise(coros: dict[str, Awaitable[None]], stop: asyncio.Event, grace_s: float = 5.0,

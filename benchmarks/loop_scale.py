@@ -239,14 +239,14 @@ async def _run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
                     prof.dump_stats(os.environ["PROFILE_OUT"])
                 pstats.Stats(prof, stream=sys.stderr).sort_stats(os.environ.get("PROFILE_SORT", "cumulative")).print_stats(35)
             rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-            await ctl.prometheus.close()
+            await ctl.aclose()
 
             # A restart (or a failover): a new controller's first loop over the statuses the first one wrote
             again = Controller(api, settings)
             for cache in (again.deployments, again.pods, again.configmaps):
                 await cache.relist()
             restart = await again.tick(now=last_now + 5, query_at=end)
-            await again.prometheus.close()
+            await again.aclose()
             print(f"restart: first loop {restart.wall_s:.2f}s, {restart.api_writes} API writes", file=sys.stderr)
 
             # Baseline: per lease GET /scale + one PromQL query for its pods + decide.

@@ -134,7 +134,7 @@ async def test_conflict_rereads_and_redecides(env: Env) -> None:
         assert rt.last_seen_replicas == 3 and rt.last["current"] in (1, 3)
         assert env.replicas("conflict") == 3  # not blindly overwritten to 2 from the stale view
     finally:
-        await ctl.prometheus.close()
+        await ctl.aclose()
         await api.close()
 
 

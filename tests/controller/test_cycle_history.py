@@ -3,6 +3,8 @@ sandbox API server and a real Prometheus serving a day and a half of backfilled 
 
 from __future__ import annotations
 
+import asyncio
+import gc
 import math
 import time
 from collections.abc import AsyncIterator
@@ -118,7 +120,7 @@ async def test_a_new_predictive_state_reads_its_recurring_load_from_prometheus(
     finally:
         await ctl._flush_events()  # the Events of its last loop (a failed assertion must not leave them unawaited)
         await ctl.api.close()
-        await ctl.prometheus.close()
+        await ctl.aclose()
     off = await _controller(tmp_path, url, 0.0, seasonal=False)
     try:
         await off.tick(now=end, query_at=end)
@@ -129,4 +131,31 @@ async def test_a_new_predictive_state_reads_its_recurring_load_from_prometheus(
     finally:
         await off._flush_events()
         await off.api.close()
-        await off.prometheus.close()
+        await off.aclose()
+
+
+@pytest.mark.prometheus
+async def test_closing_a_controller_stops_its_history_reads(cluster: tuple[SandboxCluster, str, float],
+                                                           tmp_path: Path) -> None:
+    """A controller closed while its first loop's history reads are still running cancels them: none of them
+    fails later on the closed Prometheus client as a task error nobody retrieves."""
+    _, url, end = cluster
+    loop = asyncio.get_running_loop()
+    errors: list[dict[str, object]] = []
+    before = loop.get_exception_handler()
+    loop.set_exception_handler(lambda _loop, context: errors.append(context))
+    try:
+        ctl = await _controller(tmp_path, url, 0.6)
+        try:
+            await ctl.tick(now=end, query_at=end)
+            assert ctl._seeds  # the reads of a lease met for the first time, in the background
+        finally:
+            await ctl._flush_events()
+            await ctl.api.close()
+            await ctl.aclose()
+        assert not ctl._seeds
+        await asyncio.sleep(0.5)  # what a read left running would need to fail
+        gc.collect()  # a failed task's error is reported when the task is collected
+        assert not errors, errors
+    finally:
+        loop.set_exception_handler(before)

@@ -68,7 +68,7 @@ async def _controller(tmp_path: Path, url: str) -> AsyncIterator[tuple[Controlle
             await cache.relist()
         yield ctl, api
     finally:
-        await ctl.prometheus.close()
+        await ctl.aclose()
         await api.close()
 
 
