@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
+
 from autoscaler.config import ClusterPolicy
 from autoscaler.replay.policies import ReplaySettings
 from autoscaler.replay.report import criteria
@@ -46,9 +48,8 @@ def check_values(cluster: ClusterPolicy, knob: str, values: Sequence[float]) -> 
     for v in values:
         try:
             cluster.autoscaling.predictive.with_options({key: v})
-        except ValueError as exc:
-            first = str(exc).splitlines()[1:3]
-            raise ValueError(f"{knob}={v:g} is not a valid value: {' '.join(s.strip() for s in first)}") from None
+        except ValidationError as exc:
+            raise ValueError(f"{knob}={v:g} is not a valid value: {exc.errors()[0]['msg']}") from None
 
 
 def label(knob: str, value: float) -> str:
