@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from autoscaler.controller import Controller, Settings
+from autoscaler.controller import SEED_CONCURRENCY, Controller, Settings
 from autoscaler.kube.api import KubeApi
 from autoscaler.metrics.localprom import LocalPrometheus, OpenMetricsWriter, backfill
 from autoscaler.sandbox.cluster import SandboxCluster
@@ -147,6 +147,8 @@ async def test_closing_a_controller_stops_its_history_reads(cluster: tuple[Sandb
     try:
         ctl = await _controller(tmp_path, url, 0.6)
         try:
+            for _ in range(SEED_CONCURRENCY):  # every read waits for a slot, as at 10,000 leases met at once
+                await ctl._seed_slots.acquire()
             await ctl.tick(now=end, query_at=end)
             assert ctl._seeds  # the reads of a lease met for the first time, in the background
         finally:
@@ -159,3 +161,4 @@ async def test_closing_a_controller_stops_its_history_reads(cluster: tuple[Sandb
         assert not errors, errors
     finally:
         loop.set_exception_handler(before)
+
