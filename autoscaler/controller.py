@@ -179,6 +179,12 @@ class LeaseRuntime:
     season_seed: np.ndarray | None = None  # (bucket start, mean request rate) rows read, for the next decision
     rates: tuple[float, float] | None = None  # predictive: the rate seen and the rate sized for (on /metrics)
 
+    def leave_predictive(self) -> None:
+        """The lease is decided by another algorithm now: its predictive state goes (with its /metrics series, and
+        the annotation is removed), so that coming back starts afresh, as after a restart, not from a stale state."""
+        self.predictive = self.predictive_params = self.predictive_persisted = None
+        self.history_due, self.cycle_seed, self.season_seed, self.rates = False, None, None, None
+
 
 @dataclass(slots=True)
 class _LeaseSpec:
@@ -591,8 +597,8 @@ class Controller:
                 override = None
                 if p.lease.algorithm == "predictive":
                     override = self._predictive(p, results, now)
-                else:
-                    p.rt.rates = None
+                elif p.rt.predictive is not None:
+                    p.rt.leave_predictive()
                 desired, reason, message = self._safety(p, d, override)
                 if desired != p.snap.current_replicas and leader:
                     scales.append((p, partial(self._act_io, p, d, desired, reason, message, now, leader, report)))

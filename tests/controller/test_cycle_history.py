@@ -15,6 +15,7 @@ import pytest
 
 from autoscaler.controller import SEED_CONCURRENCY, Controller, Settings
 from autoscaler.kube.api import KubeApi
+from autoscaler.kube.workloads import deployment_path
 from autoscaler.metrics.localprom import LocalPrometheus, OpenMetricsWriter, backfill
 from autoscaler.sandbox.cluster import SandboxCluster
 
@@ -162,3 +163,33 @@ async def test_closing_a_controller_stops_its_history_reads(cluster: tuple[Sandb
     finally:
         loop.set_exception_handler(before)
 
+
+@pytest.mark.prometheus
+async def test_a_lease_leaving_the_predictive_algorithm_drops_its_state(cluster: tuple[SandboxCluster, str, float],
+                                                                        tmp_path: Path) -> None:
+    """Annotated `algorithm: hpa` after predictive decisions, the lease loses its predictive state and its predictive
+    series on /metrics (and the state annotation), so that coming back starts afresh as after a restart."""
+    _, url, end = cluster
+    ctl = await _controller(tmp_path, url, 0.6)
+    key, lease = ("ml", "batch"), {"namespace": "ml", "lease": "batch"}
+    get = ctl.telemetry.registry.get_sample_value
+    try:
+        await ctl.tick(now=end, query_at=end)
+        await ctl.histories_read()
+        await ctl.tick(now=end + 5, query_at=end)
+        assert ctl.runtime[key].predictive is not None
+        assert get("autoscaler_lease_cycle_period_seconds", lease) == PERIOD
+        assert get("autoscaler_lease_request_rate_rps", {**lease, "kind": "sized"}) is not None
+        await ctl.api.patch(deployment_path("ml", "batch"),
+                            {"metadata": {"annotations": {"inference-autoscaler.io/algorithm": "hpa"}}})
+        await ctl.deployments.relist()
+        await ctl.tick(now=end + 10, query_at=end)
+        rt = ctl.runtime[key]
+        assert rt.predictive is None and rt.rates is None
+        assert get("autoscaler_lease_cycle_period_seconds", lease) is None
+        assert get("autoscaler_lease_request_rate_rps", {**lease, "kind": "sized"}) is None
+        assert get("autoscaler_lease_desired_replicas", {**lease, "mode": "enforce"}) is not None
+    finally:
+        await ctl._flush_events()
+        await ctl.api.close()
+        await ctl.aclose()
