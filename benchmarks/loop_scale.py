@@ -8,7 +8,9 @@ Prints ``{"algorithm", "leases", "loopSeconds", "cpuSeconds", "queriesPerLoop", 
 ``restartFirstLoopApiWrites``: a second controller's first loop over the same leases, as after a restart or a
 failover; ``historiesReadSeconds``: how long after the first loop the predictive leases' recurring-load
 histories took to read from Prometheus, in the background, one query per lease; ``querySeconds``: each metric kind's
-mean PromQL latency over the measured loops, the part of the wall time Prometheus takes while the loop works). The sandbox API server runs in a child
+mean PromQL latency over the measured loops, the part of the wall time Prometheus takes while the loop works;
+``scrapeSeconds``, ``scrapeBytes`` and ``scrapeLoopStallSeconds``: one scrape of the controller's /metrics and the
+longest the controller's event loop went without running meanwhile). The sandbox API server runs in a child
 process, so the controller's CPU time and RSS are its own. Prometheus serves backfilled recorded
 queue-time series for every pod (values at the target, so a steady loop decides "no change"), and
 queries are pinned to the end of the backfilled range. The measured loops come after 300 s of
@@ -226,6 +228,9 @@ async def _run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
                 total0, n0 = before.get(kind, (0.0, 0))
                 query_s[kind] = round((total - total0) / max(1, n - n0), 3)
             reasons = Counter(rt.last["reason"] for rt in ctl.runtime.values() if rt.last)  # the last measured loop
+            scrape = await _scrape(ctl)
+            print(f"scrape: {scrape['scrapeSeconds']:.2f}s for {scrape['scrapeBytes'] / 1e6:.1f} MB, the loop stalled "
+                  f"{scrape['scrapeLoopStallSeconds']:.3f}s at most", file=sys.stderr)
             last_now = end + 5 * (fill + args.loops)
             if args.profile:
                 import cProfile
@@ -314,8 +319,46 @@ async def _run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         "querySeconds": query_s,
         "loops": [{"wall": round(r.wall_s, 3), "cpu": round(r.cpu_s, 3), "writes": r.api_writes,
                    "decided": r.decided} for r in loops],
+        **scrape,
         "ratioLoopSeconds": round(base_wall * scale / max(1e-9, statistics.median(r.wall_s for r in loops)), 1),
     }
+
+
+async def _scrape(ctl: Any, times: int = 3) -> dict[str, Any]:
+    """Prometheus scraping the controller's /metrics (over HTTP, from a thread as another process would) while a
+    probe on the controller's event loop measures its longest stall: the median of ``times`` scrapes."""
+    import urllib.request
+
+    from autoscaler.telemetry import make_app, serve
+
+    app = make_app(ctl.telemetry, healthy=ctl.healthy, ready=ctl.ready, leases=ctl.lease_view)
+    runner, port = await serve(app, "127.0.0.1", 0)
+    tick = 0.005
+    try:
+        walls, stalls, size = [], [], 0
+        for _ in range(times):
+            done = asyncio.Event()
+            prober = asyncio.create_task(_longest_stall(done, tick))
+            t0 = time.perf_counter()
+            body = await asyncio.to_thread(lambda: urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics").read())
+            walls.append(time.perf_counter() - t0)
+            done.set()
+            stalls.append(await prober)
+            size = len(body)
+    finally:
+        await runner.cleanup()
+    return {"scrapeSeconds": round(statistics.median(walls), 3), "scrapeBytes": size,
+            "scrapeLoopStallSeconds": round(statistics.median(stalls), 3)}
+
+
+async def _longest_stall(done: asyncio.Event, tick: float) -> float:
+    """The longest the event loop went without running this task, beyond its ``tick``-second sleeps, until ``done``."""
+    stall, last = 0.0, time.perf_counter()
+    while not done.is_set():
+        await asyncio.sleep(tick)
+        now = time.perf_counter()
+        stall, last = max(stall, now - last - tick), now
+    return stall
 
 
 def _query_seconds(ctl: Any) -> dict[str, tuple[float, int]]:
