@@ -128,8 +128,11 @@ class Telemetry:
         """The /metrics text. The leases' series are read here, on the event loop that changes them, and the text is
         rendered in a worker thread: at 10,000 leases rendering takes ~0.5 s, a stall of the control loop (and of
         /healthz and the leader lease's renewals) if it ran on the loop. Each scrape renders the series it read."""
-        _SCRAPED.set(list(self.lease_series.source()))  # this request's task's context, copied into the thread
-        return await asyncio.to_thread(generate_latest, self.registry)
+        token = _SCRAPED.set(list(self.lease_series.source()))  # the caller's context, copied into the thread
+        try:
+            return await asyncio.to_thread(generate_latest, self.registry)
+        finally:
+            _SCRAPED.reset(token)  # the registry read directly in this context reads the leases again
 
 
 def make_app(telemetry: Telemetry, *, healthy: Callable[[], tuple[bool, str]],

@@ -48,6 +48,7 @@ import statistics
 import sys
 import tempfile
 import time
+import urllib.request
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -327,8 +328,6 @@ async def _run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
 async def _scrape(ctl: Any, times: int = 3) -> dict[str, Any]:
     """Prometheus scraping the controller's /metrics (over HTTP, from a thread as another process would) while a
     probe on the controller's event loop measures its longest stall: the median of ``times`` scrapes."""
-    import urllib.request
-
     from autoscaler.telemetry import make_app, serve
 
     app = make_app(ctl.telemetry, healthy=ctl.healthy, ready=ctl.ready, leases=ctl.lease_view)
@@ -340,7 +339,7 @@ async def _scrape(ctl: Any, times: int = 3) -> dict[str, Any]:
             done = asyncio.Event()
             prober = asyncio.create_task(_longest_stall(done, tick))
             t0 = time.perf_counter()
-            body = await asyncio.to_thread(lambda: urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics").read())
+            body = await asyncio.to_thread(_fetch, f"http://127.0.0.1:{port}/metrics")
             walls.append(time.perf_counter() - t0)
             done.set()
             stalls.append(await prober)
@@ -349,6 +348,11 @@ async def _scrape(ctl: Any, times: int = 3) -> dict[str, Any]:
         await runner.cleanup()
     return {"scrapeSeconds": round(statistics.median(walls), 3), "scrapeBytes": size,
             "scrapeLoopStallSeconds": round(statistics.median(stalls), 3)}
+
+
+def _fetch(url: str) -> bytes:
+    with urllib.request.urlopen(url) as resp:
+        return bytes(resp.read())
 
 
 async def _longest_stall(done: asyncio.Event, tick: float) -> float:

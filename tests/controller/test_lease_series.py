@@ -42,3 +42,15 @@ def test_lease_series_follow_the_leases_at_each_scrape() -> None:
     assert get("autoscaler_lease_desired_replicas", {**A, "mode": "enforce"}) is None
     assert get("autoscaler_lease_desired_replicas", {**A, "mode": "shadow"}) == 3
     assert get("autoscaler_lease_metric_target", {**A, "metric": "gpuUtilization"}) is None
+
+
+async def test_a_scrape_leaves_the_registry_reading_the_leases() -> None:
+    """A scrape renders the series it read; the registry read afterwards in the same context reads the leases again,
+    not that scrape's copy."""
+    a = LeaseSeries("ml", "a", "enforce", 2, 3, ())
+    rows = [a]
+    t = Telemetry()
+    t.watch_leases(lambda: rows)
+    assert b'autoscaler_lease_desired_replicas{lease="a",mode="enforce",namespace="ml"} 3.0' in await t.exposition()
+    rows = [replace(a, desired=5)]
+    assert t.registry.get_sample_value("autoscaler_lease_desired_replicas", {**A, "mode": "enforce"}) == 5
