@@ -64,7 +64,7 @@ def past_window(V: npt.NDArray[np.float32], ns: npt.NDArray[np.float64], arrival
             while asks and asks[-1][1] <= ask:
                 asks.pop()
             asks.append((t, ask))
-            while asks[0][0] <= t - hold_s:
+            while len(asks) > 1 and asks[0][0] <= t - hold_s:
                 asks.pop(0)
             target = asks[0][1]
             if target > spec:
@@ -105,8 +105,7 @@ def run_trace(path: Path, seed: int) -> dict[str, Any]:
     settings = ReplaySettings(serving=DEFAULT_SERVING, seed=seed)
     policy = load_policy()
     r = replay(path, ("hpa", "keda", "kpa", "default", "oracle"), settings, policy)
-    startup_s = policy.autoscaling.predictive.startup_s
-    points = reference(r.workload, settings, startup_s)
+    points = reference(r.workload, settings, settings.startup_s)  # the simulated pods' start-up, as the oracle's
     base = {k: v for k, v in r.summaries.items() if k != "default"}
 
     def meets(p: dict[str, float]) -> list[str]:
@@ -150,7 +149,7 @@ def main() -> int:
             print(f"  reference, cheapest within 0.5x: {_fmt(res['cheapestWithinHalfHpa'], hpa, orc)}")
             print(f"  reference, meeting every check:  {_fmt(res['cheapestMeetingAll'], hpa, orc)}", flush=True)
     if args.json:
-        json.dump([{k: v for k, v in r.items() if k != "points"} | {"points": r["points"]} for r in out], sys.stdout)
+        json.dump(out, sys.stdout)
         print()
     return 0
 
