@@ -11,7 +11,6 @@ import asyncio
 import json
 import logging
 from collections.abc import Callable, Iterable
-from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,6 +18,7 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
+from prometheus_client.utils import floatToGoString
 
 log = logging.getLogger(__name__)
 
@@ -51,34 +51,34 @@ class LeaseSeries:
     """Predictive leases: the request rate seen and the rate sized for (NaN without request data)."""
 
 
-_SCRAPED: ContextVar[list[LeaseSeries] | None] = ContextVar("scraped_lease_series", default=None)
-"""The leases' series one scrape read on the event loop, for the worker thread that renders that scrape's text."""
+_CURRENT = ("autoscaler_lease_current_replicas", "Current replicas per lease")
+_DESIRED = ("autoscaler_lease_desired_replicas", "Desired replicas per lease")
+_VALUE = ("autoscaler_lease_metric_value", "Metric value per lease (average over pods)")
+_TARGET = ("autoscaler_lease_metric_target", "Metric target per lease")
+_CYCLE = ("autoscaler_lease_cycle_period_seconds", "Period the predictive policy found in a lease's load (0: none)")
+_RATES = ("autoscaler_lease_request_rate_rps",
+          "Predictive leases: the request rate seen (kind=demand: served + backlog growth) and the rate the replicas "
+          "were sized for (kind=sized: after the burst envelope, forecasts and backlog); NaN without request data")
 
 
 class _Leases(Collector):
     """Every lease's series, read from the controller's leases when Prometheus scrapes: no gauge child per lease and
     metric to keep, lock and set every loop (two more per predictive lease cost ~8 % of a 3,000-lease loop's CPU),
-    and the series of a deleted lease, of a metric no longer read or of a mode left go with it."""
+    and the series of a deleted lease, of a metric no longer read or of a mode left go with it. A scrape writes them
+    with :func:`_lease_text`; this collector gives the same series to a direct read of the registry."""
 
     def __init__(self) -> None:
         self.source: Callable[[], Iterable[LeaseSeries]] = lambda: ()
 
     def collect(self) -> Any:
-        scraped = _SCRAPED.get()
         lease = ["namespace", "lease"]
-        current = GaugeMetricFamily("autoscaler_lease_current_replicas", "Current replicas per lease", labels=lease)
-        desired = GaugeMetricFamily("autoscaler_lease_desired_replicas", "Desired replicas per lease",
-                                    labels=[*lease, "mode"])
-        value = GaugeMetricFamily("autoscaler_lease_metric_value", "Metric value per lease (average over pods)",
-                                  labels=[*lease, "metric"])
-        target = GaugeMetricFamily("autoscaler_lease_metric_target", "Metric target per lease", labels=[*lease, "metric"])
-        cycle = GaugeMetricFamily("autoscaler_lease_cycle_period_seconds",
-                                  "Period the predictive policy found in a lease's load (0: none)", labels=lease)
-        rates = GaugeMetricFamily("autoscaler_lease_request_rate_rps",
-                                  "Predictive leases: the request rate seen (kind=demand: served + backlog growth) and "
-                                  "the rate the replicas were sized for (kind=sized: after the burst envelope, "
-                                  "forecasts and backlog); NaN without request data", labels=[*lease, "kind"])
-        for s in self.source() if scraped is None else scraped:
+        current = GaugeMetricFamily(*_CURRENT, labels=lease)
+        desired = GaugeMetricFamily(*_DESIRED, labels=[*lease, "mode"])
+        value = GaugeMetricFamily(*_VALUE, labels=[*lease, "metric"])
+        target = GaugeMetricFamily(*_TARGET, labels=[*lease, "metric"])
+        cycle = GaugeMetricFamily(*_CYCLE, labels=lease)
+        rates = GaugeMetricFamily(*_RATES, labels=[*lease, "kind"])
+        for s in self.source():
             ids = [s.namespace, s.lease]
             current.add_metric(ids, s.current)
             desired.add_metric([*ids, s.mode], s.desired)
@@ -94,31 +94,85 @@ class _Leases(Collector):
         yield from (current, desired, value, target, cycle, rates)
 
 
+_go_float: Callable[[float], str] = floatToGoString  # how generate_latest writes a value (untyped upstream)
+
+
+def _esc(v: str) -> str:
+    return v.replace("\\", r"\\").replace("\n", r"\n").replace('"', r'\"')
+
+
+def _lease_text(series: Iterable[LeaseSeries]) -> str:
+    """The leases' series in the text format, as ``generate_latest`` writes :class:`_Leases`' families (labels in
+    name order), without building a sample object per series first: at 10,000 leases ~6x faster, and no transient
+    ~50 MB of samples."""
+    g = _go_float
+    cur: list[str] = []
+    des: list[str] = []
+    val: list[str] = []
+    tgt: list[str] = []
+    cyc: list[str] = []
+    rat: list[str] = []
+    for s in series:
+        lease, ns = _esc(s.lease), _esc(s.namespace)
+        ids = f'lease="{lease}",namespace="{ns}"}} '
+        cur.append(f"{_CURRENT[0]}{{{ids}{g(s.current)}\n")
+        des.append(f'{_DESIRED[0]}{{lease="{lease}",mode="{_esc(s.mode)}",namespace="{ns}"}} {g(s.desired)}\n')
+        for name, v, t in s.metrics:
+            mid = f'{{lease="{lease}",metric="{_esc(name)}",namespace="{ns}"}} '
+            if v is not None:
+                val.append(f"{_VALUE[0]}{mid}{g(v)}\n")
+            tgt.append(f"{_TARGET[0]}{mid}{g(t)}\n")
+        if s.cycle_period_s is not None:
+            cyc.append(f"{_CYCLE[0]}{{{ids}{g(s.cycle_period_s)}\n")
+        if s.rates is not None:
+            rat.append(f'{_RATES[0]}{{kind="demand",{ids}{g(s.rates[0])}\n')
+            rat.append(f'{_RATES[0]}{{kind="sized",{ids}{g(s.rates[1])}\n')
+    out: list[str] = []
+    for (name, doc), lines in ((_CURRENT, cur), (_DESIRED, des), (_VALUE, val), (_TARGET, tgt), (_CYCLE, cyc),
+                               (_RATES, rat)):
+        out.append(f"# HELP {name} {doc}\n# TYPE {name} gauge\n")
+        out.extend(lines)
+    return "".join(out)
+
+
 class Telemetry:
     def __init__(self) -> None:
-        r = self.registry = CollectorRegistry()
+        self.registry = CollectorRegistry()
+        """Everything, for reading the values (tests, ``get_sample_value``)."""
+        self._rest = CollectorRegistry()
+        """Every collector but the leases' series, which a scrape writes itself (:func:`_lease_text`)."""
         self.loop_seconds = Histogram("autoscaler_loop_duration_seconds", "Wall time of one control loop",
-                                      registry=r, buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10))
-        self.loop_cpu_seconds = Gauge("autoscaler_loop_cpu_seconds", "CPU time of the last control loop", registry=r)
+                                      registry=None, buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10))
+        self.loop_cpu_seconds = Gauge("autoscaler_loop_cpu_seconds", "CPU time of the last control loop",
+                                      registry=None)
         self.decisions = Counter("autoscaler_decisions", "Decisions by reason and mode", ["reason", "mode"],
-                                 registry=r)
-        self.rescales = Counter("autoscaler_rescales", "Scale patches applied", ["direction"], registry=r)
-        self.errors = Counter("autoscaler_errors", "Errors by kind", ["kind"], registry=r)
+                                 registry=None)
+        self.rescales = Counter("autoscaler_rescales", "Scale patches applied", ["direction"], registry=None)
+        self.errors = Counter("autoscaler_errors", "Errors by kind", ["kind"], registry=None)
         self.query_seconds = Histogram("autoscaler_prometheus_query_seconds", "PromQL query latency", ["metric"],
-                                       registry=r, buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5))
+                                       registry=None, buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5))
         self.query_outcomes = Counter("autoscaler_prometheus_pod_outcomes", "Per-pod PromQL outcomes",
-                                      ["metric", "outcome"], registry=r)
-        self.leases = Gauge("autoscaler_leases", "Leases by state", ["state"], registry=r)
-        self.lease_series = _Leases()
-        r.register(self.lease_series)
-        self.is_leader = Gauge("autoscaler_is_leader", "1 when this instance is the leader", registry=r)
+                                      ["metric", "outcome"], registry=None)
+        self.leases = Gauge("autoscaler_leases", "Leases by state", ["state"], registry=None)
+        self.is_leader = Gauge("autoscaler_is_leader", "1 when this instance is the leader", registry=None)
         self.policy_reloads = Counter("autoscaler_policy_reloads", "Policy ConfigMap reloads", ["result"],
-                                      registry=r)
+                                      registry=None)
         self.last_tick = Gauge("autoscaler_last_loop_timestamp_seconds", "Time of the last completed loop",
-                               registry=r)
+                               registry=None)
+        for c in (self.loop_seconds, self.loop_cpu_seconds, self.decisions, self.rescales, self.errors,
+                  self.query_seconds, self.query_outcomes, self.leases, self.is_leader, self.policy_reloads,
+                  self.last_tick):
+            self.register(c)
+        self.lease_series = _Leases()
+        self.registry.register(self.lease_series)
+
+    def register(self, collector: Collector) -> None:
+        """Add a collector to what /metrics exposes."""
+        self.registry.register(collector)
+        self._rest.register(collector)
 
     def watch_api_calls(self, source: Callable[[], dict[str, int]]) -> None:
-        self.registry.register(_ApiCalls(source))
+        self.register(_ApiCalls(source))
 
     def watch_leases(self, source: Callable[[], Iterable[LeaseSeries]]) -> None:
         """Where the per-lease series come from (the controller's leases, at each scrape)."""
@@ -126,13 +180,13 @@ class Telemetry:
 
     async def exposition(self) -> bytes:
         """The /metrics text. The leases' series are read here, on the event loop that changes them, and the text is
-        rendered in a worker thread: at 10,000 leases rendering takes ~0.5 s, a stall of the control loop (and of
-        /healthz and the leader lease's renewals) if it ran on the loop. Each scrape renders the series it read."""
-        token = _SCRAPED.set(list(self.lease_series.source()))  # the caller's context, copied into the thread
-        try:
-            return await asyncio.to_thread(generate_latest, self.registry)
-        finally:
-            _SCRAPED.reset(token)  # the registry read directly in this context reads the leases again
+        rendered in a worker thread: at 10,000 leases ~0.1 s (0.5 s with ``generate_latest`` for every series), a
+        stall of the control loop (and of /healthz and the leader lease's renewals) if it ran on the loop."""
+        series = list(self.lease_series.source())
+
+        def render() -> bytes:
+            return generate_latest(self._rest) + _lease_text(series).encode()
+        return await asyncio.to_thread(render)
 
 
 def make_app(telemetry: Telemetry, *, healthy: Callable[[], tuple[bool, str]],

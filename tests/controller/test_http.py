@@ -44,7 +44,7 @@ class _App:
             return self.rows
         self.telemetry.watch_leases(source)
         self.slow = _SlowFirstRender()
-        self.telemetry.registry.register(self.slow)
+        self.telemetry.register(self.slow)
         self.view: list[dict[str, Any]] = [{"namespace": "ml", "name": "a", "desired": 3, "history": []}]
 
 

@@ -54,3 +54,27 @@ async def test_a_scrape_leaves_the_registry_reading_the_leases() -> None:
     assert b'autoscaler_lease_desired_replicas{lease="a",mode="enforce",namespace="ml"} 3.0' in await t.exposition()
     rows = [replace(a, desired=5)]
     assert t.registry.get_sample_value("autoscaler_lease_desired_replicas", {**A, "mode": "enforce"}) == 5
+
+
+async def test_a_scrape_writes_every_series_as_generate_latest_would() -> None:
+    """/metrics writes the leases' series itself (faster than a sample object per series); what it writes is what
+    prometheus_client's generate_latest writes for the same registry, line for line: escaping, NaN and infinities,
+    large and small values, series left out."""
+    rows = [
+        LeaseSeries("ml", "a", "enforce", 2, 3, (("queueTime", 12000.0, 10000.0), ("gpuUtilization", None, 70.0)),
+                    cycle_period_s=1200.0, rates=(10.0, 14.5)),
+        LeaseSeries("ml", "b", "shadow", 1, 4, (("queueTime", 0.1, 1e16),), cycle_period_s=0.0,
+                    rates=(math.nan, math.inf)),
+        LeaseSeries('we"ird\\ns', "c\nd", "paused", 0, 0, (('custom"x', -math.inf, 2.5e-7),)),
+        LeaseSeries("ml", "idle", "enforce", 1, 1, ()),
+    ]
+    t = Telemetry()
+    t.watch_api_calls(lambda: {"GET": 3, "PATCH": 1})
+    t.watch_leases(lambda: rows)
+    t.decisions.labels("Capacity", "enforce").inc()
+    t.loop_seconds.observe(0.3)
+    text = await t.exposition()
+    assert sorted(text.splitlines()) == sorted(generate_latest(t.registry).splitlines())
+    assert b'autoscaler_lease_metric_target{lease="c\\nd",metric="custom\\"x",namespace="we\\"ird\\\\ns"} 2.5e-07' \
+        in text
+    assert b"autoscaler_kube_api_requests_total" in text and b"autoscaler_decisions_total" in text
