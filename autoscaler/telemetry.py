@@ -1,7 +1,8 @@
 """The controller's own observability: Prometheus metrics, health endpoints and a JSON lease view.
 
-A dedicated ``CollectorRegistry`` per controller (not the process-global one), so several controllers
-can live in one test process. ``/healthz`` is liveness (the loop ticked recently), ``/readyz``
+Registries of its own per controller (not the process-global one), so several controllers can live in one
+test process; /metrics writes the per-lease series itself, off the event loop (:meth:`Telemetry.exposition`).
+``/healthz`` is liveness (the loop ticked recently), ``/readyz``
 readiness (caches synced and a policy loaded), ``/leases`` the last decisions for ``status``/``explain``.
 """
 
