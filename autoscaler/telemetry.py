@@ -17,7 +17,8 @@ from typing import Any
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily
+from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
@@ -66,33 +67,14 @@ class _Leases(Collector):
     """Every lease's series, read from the controller's leases when Prometheus scrapes: no gauge child per lease and
     metric to keep, lock and set every loop (two more per predictive lease cost ~8 % of a 3,000-lease loop's CPU),
     and the series of a deleted lease, of a metric no longer read or of a mode left go with it. A scrape writes them
-    with :func:`_lease_text`; this collector gives the same series to a direct read of the registry."""
+    with :func:`_lease_text`; this collector gives a direct read of the registry the same series, parsed back from
+    that text (one way to write them; reads are for tests and tools, not the scrape path)."""
 
     def __init__(self) -> None:
         self.source: Callable[[], Iterable[LeaseSeries]] = lambda: ()
 
     def collect(self) -> Any:
-        lease = ["namespace", "lease"]
-        current = GaugeMetricFamily(*_CURRENT, labels=lease)
-        desired = GaugeMetricFamily(*_DESIRED, labels=[*lease, "mode"])
-        value = GaugeMetricFamily(*_VALUE, labels=[*lease, "metric"])
-        target = GaugeMetricFamily(*_TARGET, labels=[*lease, "metric"])
-        cycle = GaugeMetricFamily(*_CYCLE, labels=lease)
-        rates = GaugeMetricFamily(*_RATES, labels=[*lease, "kind"])
-        for s in self.source():
-            ids = [s.namespace, s.lease]
-            current.add_metric(ids, s.current)
-            desired.add_metric([*ids, s.mode], s.desired)
-            for name, v, t in s.metrics:
-                target.add_metric([*ids, name], t)
-                if v is not None:
-                    value.add_metric([*ids, name], v)
-            if s.cycle_period_s is not None:
-                cycle.add_metric(ids, s.cycle_period_s)
-            if s.rates is not None:
-                rates.add_metric([*ids, "demand"], s.rates[0])
-                rates.add_metric([*ids, "sized"], s.rates[1])
-        yield from (current, desired, value, target, cycle, rates)
+        yield from text_string_to_metric_families(_lease_text(self.source()))
 
 
 _go_float: Callable[[float], str] = floatToGoString  # how generate_latest writes a value (untyped upstream)

@@ -57,9 +57,9 @@ async def test_a_scrape_leaves_the_registry_reading_the_leases() -> None:
 
 
 async def test_a_scrape_writes_every_series_as_generate_latest_would() -> None:
-    """/metrics writes the leases' series itself (faster than a sample object per series); what it writes is what
-    prometheus_client's generate_latest writes for the same registry, line for line: escaping, NaN and infinities,
-    large and small values, series left out."""
+    """/metrics writes the leases' series itself (faster than a sample object per series); prometheus_client reads
+    that text back (the registry's series) and writes it again with generate_latest line for line the same:
+    escaping, NaN and infinities, large and small values, series left out."""
     rows = [
         LeaseSeries("ml", "a", "enforce", 2, 3, (("queueTime", 12000.0, 10000.0), ("gpuUtilization", None, 70.0)),
                     cycle_period_s=1200.0, rates=(10.0, 14.5)),
