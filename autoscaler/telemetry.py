@@ -87,7 +87,7 @@ def _esc(v: str) -> str:
 def _lease_text(series: Iterable[LeaseSeries]) -> str:
     """The leases' series in the text format, as ``generate_latest`` writes :class:`_Leases`' families (labels in
     name order), without building a sample object per series first: at 10,000 leases a tenth of the CPU (0.06 s
-    instead of 0.6 s a scrape) and ~30 MB less at the peak (``benchmarks/scrape_cost.py``)."""
+    instead of 0.6 s a scrape) and ~25 MB less at the peak (``benchmarks/scrape_cost.py``)."""
     g = _go_float
     cur: list[str] = []
     des: list[str] = []
