@@ -10,6 +10,7 @@ scale down).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -205,10 +206,10 @@ def predictive_observation(namespace: str, pods: list[Pod], result: BatchResult 
     drainable = None
     if pending and drain_s > 0:
         drainable, stuck = stuck_backlog([pp.get("pending", 0.0) for pp in parts], service, slots, drain_s)
-        if any(stuck):
-            free = queue_time_without(stuck, [pp.get("queue_us", 0.0) for pp in parts],
-                                      [pp.get("success_long", 0.0) for pp in parts])
-            queue = queue if free is None else free
+        if any(stuck) or len(parts) > 1:
+            queue = queue_time_without(stuck, [pp.get("queue_us", 0.0) for pp in parts],
+                                       [pp.get("success_long", math.nan) for pp in parts], queue,
+                                       slots / service if service else None)
     return PredictiveObservation(
         now=now, current_replicas=current, ready_replicas=ready, starting_replicas=max(0, len(live) - ready),
         min_replicas=min_replicas, max_replicas=max_replicas, request_rate_rps=rate, service_time_s=service,

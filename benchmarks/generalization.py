@@ -34,6 +34,9 @@ The shapes (none of them was used to choose a parameter):
               rare heavy bursts (1 % of minutes, Pareto), as a low-volume API's per-minute counts (eighteenth session)
   drift       an hour of 1-s Poisson arrivals around 3.3 req/s whose rate drifts as a random walk (eighteenth
               session; tokens)
+  window      an hour: 20 minutes of nothing, 20 of Poisson 10 req/s, 20 of nothing; traffic that starts on a
+              one-replica lease and stops, as a batch job's window (twentieth session; tokens)
+  steady      an hour of Poisson 10 req/s (twentieth session; tokens)
 
 Opt-in (`--only codeweek,convweek`; not in the default set, ~7 min each): a week resampled from a shared Azure
 trace, each 10-minute block a random 10-minute block of the real trace (its per-second arrivals and token sums),
@@ -170,10 +173,21 @@ def _drift(rng: np.random.Generator) -> tuple[np.ndarray, int, bool]:
     return rng.poisson(3.3 * walk / walk.mean()), 1, True
 
 
+def _window(rng: np.random.Generator) -> tuple[np.ndarray, int, bool]:
+    lam = np.zeros(3600)
+    lam[1200:2400] = 10.0
+    return rng.poisson(lam), 1, True
+
+
+def _steady(rng: np.random.Generator) -> tuple[np.ndarray, int, bool]:
+    return rng.poisson(np.full(3600, 10.0)), 1, True
+
+
 SHAPES: dict[str, Callable[[np.random.Generator], tuple[np.ndarray, int, bool]]] = {
     "flash": _flash, "ramp": _ramp, "onoff": _onoff, "gammaburst": _gammaburst, "diurnal60": _diurnal60,
     "square": _square, "burstyweek": _burstyweek, "shortbursts": _shortbursts, "surges": _surges,
     "hourly": _hourly, "hourlyjit": _hourlyjit, "minutenoise": _minutenoise, "drift": _drift,
+    "window": _window, "steady": _steady,
 }
 RESAMPLED = {"codeweek": "azure_code_2023_1s.csv", "convweek": "azure_conv_2023_1s.csv"}
 """Opt-in shapes: a week resampled from a shared 1-s trace (see the module's docstring)."""

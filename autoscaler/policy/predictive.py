@@ -391,16 +391,36 @@ def stuck_backlog(pending_by_pod: list[float], service_s: float | None, slots: i
     return float(sum(min(p, cap) for p in pending_by_pod)), stuck
 
 
-def queue_time_without(stuck: list[bool], queue_us_rate: list[float], success_rate: list[float]) -> float | None:
-    """The request-weighted queue time (µs per request) of the pods that are not stuck (:func:`stuck_backlog`),
-    from each pod's queue-duration and success rates (NaN: no result, skipped); None when they served nothing (the
-    lease's own queue time stands then)."""
+BUSY_SHARE = 0.75
+"""A pod that served at least this share of its speed (``slots / service_s``) over the long rate window was busy for
+the whole window."""
+
+
+def queue_time_without(stuck: list[bool], queue_us_rate: list[float], success_rate: list[float],
+                       lease_queue_us: float | None, pod_rps: float | None) -> float | None:
+    """The queue time (µs per request) of the fleet new replicas would join, from each pod's queue-duration and
+    success rates over the long window (NaN: not measured yet, skipped) and its stuck flag (:func:`stuck_backlog`).
+
+    * None, no queue at all, when some pod served nothing and every other pod measured served at its speed
+      (``pod_rps``, :data:`BUSY_SHARE`) all window: arrivals are spread over every Ready pod, so the busy ones are
+      working off backlogs from before the window while nothing reaches the fleet. As for a lease without traffic,
+      there is no queue time (its requests waited minutes, for work no new replica can take over). A pod with a
+      backlog only seconds old, scraped after a burst began while its idle neighbours were scraped before it, has
+      not been busy all window.
+    * Otherwise the request-weighted queue time of the pods that are not stuck, or the lease's own
+      ``lease_queue_us`` when they served nothing."""
+    measured = [ok for ok in success_rate if ok == ok]
+    if pod_rps and 0.0 in measured and all(ok == 0.0 or ok >= BUSY_SHARE * pod_rps for ok in measured) \
+            and max(measured) > 0:
+        return None
+    if not any(stuck):
+        return lease_queue_us
     queued = served = 0.0
     for s, q, ok in zip(stuck, queue_us_rate, success_rate, strict=True):
-        if not s:
+        if not s and ok == ok:
             queued += q if q == q else 0.0
-            served += ok if ok == ok else 0.0
-    return queued / served if served > 0 else None
+            served += ok
+    return queued / served if served > 0 else lease_queue_us
 
 
 # --------------------------------------------------------------------------------------- forecast
@@ -795,21 +815,24 @@ def decide_predictive(obs: PredictiveObservation, state: PredictiveState,
     lo, hi = obs.min_replicas, max(obs.min_replicas, obs.max_replicas)
     current = obs.current_replicas
     svc = obs.service_time_s if obs.service_time_s and obs.service_time_s > 0 else state.service_time_s
+    pend_hist = state.pending
+    if params.growth_window_s > 0 and obs.pending_requests is not None:
+        pend_hist = (*state.pending[bisect_left(state.pending, now - params.growth_window_s, key=_TIME):],
+                     (now, obs.pending_requests))
     if obs.request_rate_rps is None or svc is None or obs.request_rate_rps != obs.request_rate_rps:
         desired = min(hi, max(lo, current))
         reason = PredictiveReason.MISSING_DATA if desired == current else (
             PredictiveReason.TOO_FEW_REPLICAS if desired > current else PredictiveReason.TOO_MANY_REPLICAS)
-        return PredictiveDecision(desired, reason, _evolve(state, service_time_s=svc))
+        # the backlog's history goes on: when the first requests of a lease that never had traffic complete (its
+        # service time is known from then), their backlog's growth so far is the demand
+        return PredictiveDecision(desired, reason, _evolve(state, service_time_s=svc, pending=pend_hist))
 
     rate = max(0.0, obs.request_rate_rps)
-    pend_hist = state.pending
     growth = 0.0
-    if params.growth_window_s > 0 and obs.pending_requests is not None:
-        pend_hist = (*state.pending[bisect_left(state.pending, now - params.growth_window_s, key=_TIME):],
-                     (now, obs.pending_requests))
+    if pend_hist is not state.pending:  # a pending count now, its history kept
         t0, p0 = pend_hist[0]
         if now - t0 >= params.growth_window_s / 2:
-            growth = max(0.0, (obs.pending_requests - p0) / (now - t0))
+            growth = max(0.0, (pend_hist[-1][1] - p0) / (now - t0))
     served = rate
     rate += growth
     keep_s = max(params.burst_window_s, params.trend_window_s)

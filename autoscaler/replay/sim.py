@@ -123,6 +123,7 @@ class ClusterView:
         self._k8s: tuple[Pod, ...] | None = None
         self._arr: tuple[FloatArray, FloatArray, IntArray] | None = None
         self._scr: dict[float, tuple[npt.NDArray[np.bool_], FloatArray, FloatArray, IntArray]] = {}
+        self._rate: dict[tuple[float, float, str], FloatArray] = {}
 
     # -- the API server's view ---------------------------------------------------------------------
 
@@ -184,8 +185,9 @@ class ClusterView:
         return got
 
     def _rates(self, counters: Sequence[str], window_s: float | None,
-               at: float) -> tuple[npt.NDArray[np.bool_], FloatArray]:
-        """Which pods are scraped at ``at``, and ``rate(counter[window])`` of each: ``[counter, pod]``.
+               at: float) -> tuple[npt.NDArray[np.bool_], list[FloatArray]]:
+        """Which pods are scraped at ``at``, and ``rate(counter[window])`` of each, per counter; cached per instant,
+        window and counter (a decision reads the same series for several purposes).
 
         A pod's samples in the window are its scrapes ``last - k x interval`` at or after its first scrape, inside
         ``(at - window, at]`` and still in the history ring: the newest ``n`` of them, so the first and the last
@@ -193,17 +195,22 @@ class ClusterView:
         window = self.settings.rate_window_s if window_s is None else window_s
         mask, first, last, slot = self._scrapes(at)
         if not slot.size:
-            return mask, np.zeros((len(counters), 0))
-        iv = self.settings.scrape_interval_s
-        k = np.arange(math.ceil(window / iv) + 1, dtype=np.float64)
-        t = last[:, None] - k[None, :] * iv
-        n = ((t >= first[:, None]) & (t > max(at - window, at - RING + 2))).sum(axis=1)
-        t_first = last - (n - 1) * iv
-        i_first = np.where(n > 0, t_first, last).astype(np.int64) % RING
-        i_last = last.astype(np.int64) % RING
-        rows = np.array([HIST_ROW[c] for c in counters])[:, None]
-        hist = self._sim.hist_all
-        return mask, rate_from_ends(t_first, last, n, hist[rows, slot, i_first], hist[rows, slot, i_last], at, window)
+            return mask, [np.zeros(0) for _ in counters]
+        missing = [c for c in counters if (at, window, c) not in self._rate]
+        if missing:
+            iv = self.settings.scrape_interval_s
+            k = np.arange(math.ceil(window / iv) + 1, dtype=np.float64)
+            t = last[:, None] - k[None, :] * iv
+            n = ((t >= first[:, None]) & (t > max(at - window, at - RING + 2))).sum(axis=1)
+            t_first = last - (n - 1) * iv
+            i_first = np.where(n > 0, t_first, last).astype(np.int64) % RING
+            i_last = last.astype(np.int64) % RING
+            rows = np.array([HIST_ROW[c] for c in missing])[:, None]
+            hist = self._sim.hist_all
+            rates = rate_from_ends(t_first, last, n, hist[rows, slot, i_first], hist[rows, slot, i_last], at, window)
+            for c, r in zip(missing, rates, strict=True):
+                self._rate[(at, window, c)] = r
+        return mask, [self._rate[(at, window, c)] for c in counters]
 
     def pod_rates(self, counters: Sequence[str], window_s: float | None = None,
                   at: float | None = None) -> tuple[list[str], dict[str, FloatArray]]:

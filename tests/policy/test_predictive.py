@@ -21,6 +21,7 @@ from autoscaler.policy.predictive import (
     decide_predictive,
     find_period,
     fit_season,
+    queue_time_without,
     replicas_needed,
     roughness,
     seed_cycle,
@@ -201,6 +202,21 @@ def test_a_growing_backlog_is_demand_the_pods_did_not_serve() -> None:
         assert d.desired_replicas == need(expect)
 
 
+def test_a_lease_whose_first_requests_queue_sizes_for_their_backlog_at_its_first_decision() -> None:
+    """A lease that never had traffic has no service time until its first requests complete, and holds
+    (MissingData); its backlog's history goes on meanwhile, so the first decision with a service time counts the
+    backlog's growth since the traffic began (before: from that decision on, half a growth window later)."""
+    p = PredictiveParams(seasonal=False, drain_s=0.0, burst_window_s=0.0, trend_window_s=0.0)
+    state = PredictiveState()
+    for t in (0.0, 5.0, 10.0):  # 400 req/s arrive at one replica; nothing has completed yet
+        d = decide_predictive(obs(t, 0.0, current=1, svc=None, pending=400.0 * t), state, p)
+        assert d.reason == PredictiveReason.MISSING_DATA
+        state = d.state
+    first = decide_predictive(obs(15.0, 10.0, current=1, pending=6000.0), state, p)
+    assert first.details["rate_rps"] == pytest.approx(10.0 + 6000.0 / 15.0)
+    assert first.desired_replicas >= need(400.0)
+
+
 def test_a_backlog_stuck_on_one_pod_asks_for_no_replicas_that_cannot_drain_it() -> None:
     """Each pod queues its own requests: a pod holding more than ``drainSeconds`` of its own work (a one-replica
     lease overrun by a surge) drains at its own speed whatever the fleet, so only what it can serve in that time counts
@@ -235,6 +251,64 @@ def test_a_backlog_stuck_on_one_pod_asks_for_no_replicas_that_cannot_drain_it() 
                                                          drainable_pending=2.0 + cap))
     assert drainable.desired_replicas == need(100.0 + (2.0 + cap) / 60.0) < need(100.0 + 20002.0 / 60.0)
     assert drainable.reason == PredictiveReason.BACKLOG
+
+
+def test_a_backlog_worked_off_while_nothing_reaches_the_fleet_is_no_queue_to_join() -> None:
+    """Arrivals are spread over every Ready pod: a pod that served at its full speed all window while a measured
+    neighbour served nothing is working off a backlog from before the window, and nothing arrives. The fleet then
+    has no queue new replicas would join: no queue time, as for a lease without traffic. A pod whose backlog is
+    seconds old (a burst whose start it was scraped after, its idle neighbours before) was not busy all window, so
+    the lease's queue time stands, as it does with a neighbour not measured yet or without a service time."""
+    speed = SLOTS / SVC  # 32 req/s
+    lease = 90e6  # µs per request: the backlog's waits
+    stuck = [True, False, False]
+    old = [speed, 0.0, 0.0]  # busy all window beside idle pods
+    assert queue_time_without(stuck, [speed * lease, 0.0, 0.0], old, lease, speed) is None
+    assert queue_time_without([False, False], [speed * lease, 0.0], [0.8 * speed, 0.0], lease, speed) is None  # tail
+    fresh = [0.2 * speed, 0.0, 0.0]  # a burst seconds old on the pod scraped after it began
+    assert queue_time_without(stuck, [fresh[0] * lease, 0.0, 0.0], fresh, lease, speed) == lease
+    assert queue_time_without(stuck, [speed * lease, 0.0, math.nan], [speed, 0.0, math.nan], lease, speed) is None
+    assert queue_time_without(stuck[:2], [speed * lease, math.nan], [speed, math.nan], lease, speed) == lease  # unmeasured
+    assert queue_time_without(stuck, [speed * lease, 0.0, 0.0], old, lease, None) == lease  # no service time
+    # with traffic on the other pods, theirs (as before)
+    assert queue_time_without(stuck, [speed * lease, 10 * 2000.0, 10 * 4000.0], [speed, 10.0, 10.0], lease,
+                              speed) == pytest.approx(3000.0)
+    assert queue_time_without([False, False, False], [speed * 5000.0, 10 * 2000.0, 0.0], [speed, 10.0, 0.0], 4000.0,
+                              speed) == 4000.0  # a pod between: nothing stuck, the lease's
+
+    # the controller's observation from the requestStats answer: a pod not measured is not in it
+    def parts(success_long: float, pending: float) -> Ok:
+        return Ok(0.0, parts={"success": success_long, "failure": 0.0, "success_long": success_long,
+                              "compute_us": success_long * SVC * 1e6, "queue_us": success_long * lease,
+                              "pending": pending})
+    pods = [Pod("a"), Pod("b"), Pod("c")]
+
+    def seen(a: float, a_pending: float) -> PredictiveObservation:
+        answer = BatchResult("requestStats", "", {PodTarget("ns", "a"): parts(a, a_pending),
+                                                  PodTarget("ns", "b"): parts(0.0, 0.0),
+                                                  PodTarget("ns", "c"): parts(0.0, 0.0)})
+        return predictive_observation("ns", pods, answer, 100.0, 3, 1, 40, SLOTS, 120.0, drain_s=60.0)
+    assert seen(speed, 20000.0).queue_time_us is None
+    assert seen(speed, 3.0).queue_time_us is None  # its last requests, no longer stuck
+    assert seen(0.2 * speed, 200.0).queue_time_us == pytest.approx(lease)
+
+
+def test_after_a_surge_and_silence_the_fleet_is_released_while_the_backlog_drains() -> None:
+    """A 3-minute surge at 8x one replica's capacity meets a one-replica lease, and then nothing arrives: the pods
+    added for the surge have nothing to serve while the first pod works off its own queue for ~10 more minutes.
+    They go once the surge's envelope has passed, not when that backlog has drained (before: the maximum held until
+    it had, at a third more GPU-seconds)."""
+    T = 1800
+    rate = np.zeros(T)
+    rate[300:480] = 8 * CAP
+    counts = np.random.default_rng(5).poisson(rate).astype(np.float64)
+    w = Workload("surge", counts, None, None, 1.0, float(rate.max()), CAP, REPLAY_SVC, 1.0)
+    run = simulate(w, make_policy("predictive", PolicyContext(REPLAY, ClusterPolicy(), {})), REPLAY)
+    spec = np.asarray(run.spec_replicas)
+    assert spec[300:600].max() == REPLAY.max_replicas  # the surge: as many as allowed
+    busy = np.nonzero(run.served)[0]
+    assert busy[-1] > 1000  # the first pod's backlog takes ten minutes after the surge's envelope to drain
+    assert spec[1000:busy[-1]].max() <= 5
 
 
 def test_after_a_surge_onto_one_replica_its_backlog_does_not_hold_the_fleet() -> None:

@@ -58,11 +58,11 @@ def observe(view: ClusterView, rate_window_s: float, min_replicas: int, max_repl
     drainable = None
     if pend.size and drain_s > 0 and float(pend.sum()) > 0:
         drainable, stuck = stuck_backlog(pend.tolist(), svc, view.settings.serving.slots, drain_s)
-        if any(stuck):
+        if any(stuck) or len(names) > 1:
             pods, r = view.pod_rates((SUCCESS, QUEUE))
             assert pods == names  # the scraped pods of the same instant, in the same order
-            free = queue_time_without(stuck, r[QUEUE].tolist(), r[SUCCESS].tolist())
-            qt = qt if free is None else free
+            qt = queue_time_without(stuck, r[QUEUE].tolist(), r[SUCCESS].tolist(), qt,
+                                    view.settings.serving.slots / svc if svc else None)
     return PredictiveObservation(
         now=view.now, current_replicas=view.spec_replicas, ready_replicas=view.ready_replicas,
         starting_replicas=view.starting_replicas, min_replicas=min_replicas, max_replicas=max_replicas,
