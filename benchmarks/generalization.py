@@ -37,6 +37,15 @@ The shapes (none of them was used to choose a parameter):
   window      an hour: 20 minutes of nothing, 20 of Poisson 10 req/s, 20 of nothing; traffic that starts on a
               one-replica lease and stops, as a batch job's window (twentieth session; tokens)
   steady      an hour of Poisson 10 req/s (twentieth session; tokens)
+  outage      the same with nothing for five minutes at half-time, the load back at once after (twentieth session;
+              tokens)
+  stepup      an hour of Poisson arrivals stepping from 3 to 10 req/s at half-time (twentieth session; tokens)
+  sawtooth    a rate climbing from 2 to 20 req/s over ten minutes and falling back at once, six times (twentieth
+              session; tokens)
+  twolevel    a rate switching between 5 and 20 req/s after 30 s + Exp(300 s) at each level (twentieth session;
+              tokens)
+  bucket10    an hour at 10-s buckets: a 30-minute sinusoid times lognormal noise (sigma 0.3) per bucket (twentieth
+              session)
 
 Opt-in (`--only codeweek,convweek`; not in the default set, ~7 min each): a week resampled from a shared Azure
 trace, each 10-minute block a random 10-minute block of the real trace (its per-second arrivals and token sums),
@@ -183,11 +192,42 @@ def _steady(rng: np.random.Generator) -> tuple[np.ndarray, int, bool]:
     return rng.poisson(np.full(3600, 10.0)), 1, True
 
 
+def _outage(rng: np.random.Generator) -> tuple[np.ndarray, int, bool]:
+    lam = np.full(3600, 10.0)
+    lam[1800:2100] = 0.0
+    return rng.poisson(lam), 1, True
+
+
+def _stepup(rng: np.random.Generator) -> tuple[np.ndarray, int, bool]:
+    return rng.poisson(np.where(np.arange(3600) < 1800, 3.0, 10.0)), 1, True
+
+
+def _sawtooth(rng: np.random.Generator) -> tuple[np.ndarray, int, bool]:
+    t = np.arange(3600)
+    return rng.poisson(2.0 + 18.0 * (t % 600) / 600), 1, True
+
+
+def _twolevel(rng: np.random.Generator) -> tuple[np.ndarray, int, bool]:
+    lam = np.empty(3600)
+    i, level = 0, 5.0
+    while i < lam.size:
+        n = 30 + int(rng.exponential(300.0))
+        lam[i:i + n] = level
+        i, level = i + n, 25.0 - level
+    return rng.poisson(lam), 1, True
+
+
+def _bucket10(rng: np.random.Generator) -> tuple[np.ndarray, int, bool]:
+    k = np.arange(360)
+    return rng.poisson(10.0 * (10.0 + 5.0 * np.sin(2 * np.pi * k / 180)) * rng.lognormal(0.0, 0.3, k.size)), 10, False
+
+
 SHAPES: dict[str, Callable[[np.random.Generator], tuple[np.ndarray, int, bool]]] = {
     "flash": _flash, "ramp": _ramp, "onoff": _onoff, "gammaburst": _gammaburst, "diurnal60": _diurnal60,
     "square": _square, "burstyweek": _burstyweek, "shortbursts": _shortbursts, "surges": _surges,
     "hourly": _hourly, "hourlyjit": _hourlyjit, "minutenoise": _minutenoise, "drift": _drift,
-    "window": _window, "steady": _steady,
+    "window": _window, "steady": _steady, "outage": _outage, "stepup": _stepup, "sawtooth": _sawtooth,
+    "twolevel": _twolevel, "bucket10": _bucket10,
 }
 RESAMPLED = {"codeweek": "azure_code_2023_1s.csv", "convweek": "azure_conv_2023_1s.csv"}
 """Opt-in shapes: a week resampled from a shared 1-s trace (see the module's docstring)."""
