@@ -205,10 +205,11 @@ def predictive_observation(namespace: str, pods: list[Pod], result: BatchResult 
     pending = sums.get("pending") if seen else None
     drainable = None
     if pending and drain_s > 0:
-        drainable, stuck = stuck_backlog([pp.get("pending", 0.0) for pp in parts], service, slots, drain_s)
-        if any(stuck) or len(parts) > 1:
+        waiting = [pp.get("pending", 0.0) for pp in parts]
+        drainable, stuck = stuck_backlog(waiting, service, slots, drain_s)
+        if any(stuck) or (len(parts) > 1 and min(waiting) < 1.0):
             queue = queue_time_without(stuck, [pp.get("queue_us", 0.0) for pp in parts],
-                                       [pp.get("success_long", math.nan) for pp in parts], queue,
+                                       [pp.get("success_long", math.nan) for pp in parts], waiting, queue,
                                        slots / service if service else None)
     return PredictiveObservation(
         now=now, current_replicas=current, ready_replicas=ready, starting_replicas=max(0, len(live) - ready),

@@ -397,22 +397,34 @@ the whole window."""
 
 
 def queue_time_without(stuck: list[bool], queue_us_rate: list[float], success_rate: list[float],
-                       lease_queue_us: float | None, pod_rps: float | None) -> float | None:
+                       pending: list[float], lease_queue_us: float | None, pod_rps: float | None) -> float | None:
     """The queue time (µs per request) of the fleet new replicas would join, from each pod's queue-duration and
-    success rates over the long window (NaN: not measured yet, skipped) and its stuck flag (:func:`stuck_backlog`).
+    success rates over the long window (NaN: not measured yet, skipped), its pending requests and its stuck flag
+    (:func:`stuck_backlog`).
 
-    * None, no queue at all, when some pod served nothing and every other pod measured served at its speed
-      (``pod_rps``, :data:`BUSY_SHARE`) all window: arrivals are spread over every Ready pod, so the busy ones are
-      working off backlogs from before the window while nothing reaches the fleet. As for a lease without traffic,
-      there is no queue time (its requests waited minutes, for work no new replica can take over). A pod with a
-      backlog only seconds old, scraped after a burst began while its idle neighbours were scraped before it, has
-      not been busy all window.
+    * None, no queue at all, when some pod served nothing all window and has nothing waiting, and every other pod
+      measured served at its speed (``pod_rps``, :data:`BUSY_SHARE`) all window: arrivals are spread over every
+      Ready pod, so the busy ones are working off backlogs from before the window while nothing reaches the fleet.
+      As for a lease without traffic, there is no queue time (its requests waited minutes, for work no new replica
+      can take over). A pod with a backlog only seconds old, scraped after a burst began while its idle neighbours
+      were scraped before it, has not been busy all window; a pod that holds requests it does not serve (hung) is
+      not idle.
     * Otherwise the request-weighted queue time of the pods that are not stuck, or the lease's own
       ``lease_queue_us`` when they served nothing."""
-    measured = [ok for ok in success_rate if ok == ok]
-    if pod_rps and 0.0 in measured and all(ok == 0.0 or ok >= BUSY_SHARE * pod_rps for ok in measured) \
-            and max(measured) > 0:
-        return None
+    if pod_rps:
+        idle = busy = False
+        for ok, waiting in zip(success_rate, pending, strict=True):
+            if ok != ok:
+                continue
+            if ok == 0.0 and waiting < 1.0:
+                idle = True
+            elif ok >= BUSY_SHARE * pod_rps:
+                busy = True
+            else:
+                break
+        else:
+            if idle and busy:
+                return None
     if not any(stuck):
         return lease_queue_us
     queued = served = 0.0

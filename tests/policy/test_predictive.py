@@ -255,26 +255,32 @@ def test_a_backlog_stuck_on_one_pod_asks_for_no_replicas_that_cannot_drain_it() 
 
 def test_a_backlog_worked_off_while_nothing_reaches_the_fleet_is_no_queue_to_join() -> None:
     """Arrivals are spread over every Ready pod: a pod that served at its full speed all window while a measured
-    neighbour served nothing is working off a backlog from before the window, and nothing arrives. The fleet then
-    has no queue new replicas would join: no queue time, as for a lease without traffic. A pod whose backlog is
-    seconds old (a burst whose start it was scraped after, its idle neighbours before) was not busy all window, so
-    the lease's queue time stands, as it does with a neighbour not measured yet or without a service time."""
+    neighbour served nothing and holds nothing is working off a backlog from before the window, and nothing arrives.
+    The fleet then has no queue new replicas would join: no queue time, as for a lease without traffic. A pod whose
+    backlog is seconds old (a burst whose start it was scraped after, its idle neighbours before) was not busy all
+    window, and a neighbour that holds requests it does not serve (hung) is not idle: the lease's queue time stands
+    then, as it does with a neighbour not measured yet or without a service time."""
     speed = SLOTS / SVC  # 32 req/s
     lease = 90e6  # µs per request: the backlog's waits
     stuck = [True, False, False]
     old = [speed, 0.0, 0.0]  # busy all window beside idle pods
-    assert queue_time_without(stuck, [speed * lease, 0.0, 0.0], old, lease, speed) is None
-    assert queue_time_without([False, False], [speed * lease, 0.0], [0.8 * speed, 0.0], lease, speed) is None  # tail
+    queued = [speed * lease, 0.0, 0.0]
+    waiting = [20000.0, 0.0, 0.0]
+    assert queue_time_without(stuck, queued, old, waiting, lease, speed) is None
+    assert queue_time_without([False, False], queued[:2], [0.8 * speed, 0.0], [3.0, 0.0], lease, speed) is None  # tail
     fresh = [0.2 * speed, 0.0, 0.0]  # a burst seconds old on the pod scraped after it began
-    assert queue_time_without(stuck, [fresh[0] * lease, 0.0, 0.0], fresh, lease, speed) == lease
-    assert queue_time_without(stuck, [speed * lease, 0.0, math.nan], [speed, 0.0, math.nan], lease, speed) is None
-    assert queue_time_without(stuck[:2], [speed * lease, math.nan], [speed, math.nan], lease, speed) == lease  # unmeasured
-    assert queue_time_without(stuck, [speed * lease, 0.0, 0.0], old, lease, None) == lease  # no service time
+    assert queue_time_without(stuck, [fresh[0] * lease, 0.0, 0.0], fresh, waiting, lease, speed) == lease
+    hung = [20000.0, 0.0, 50.0]  # the third pod holds 50 requests and served none: not idle
+    assert queue_time_without(stuck, queued, old, hung, lease, speed) == lease
+    assert queue_time_without(stuck, [*queued[:2], math.nan], [speed, 0.0, math.nan], waiting, lease, speed) is None
+    assert queue_time_without(stuck[:2], [speed * lease, math.nan], [speed, math.nan], waiting[:2], lease,
+                              speed) == lease  # unmeasured
+    assert queue_time_without(stuck, queued, old, waiting, lease, None) == lease  # no service time
     # with traffic on the other pods, theirs (as before)
-    assert queue_time_without(stuck, [speed * lease, 10 * 2000.0, 10 * 4000.0], [speed, 10.0, 10.0], lease,
+    assert queue_time_without(stuck, [speed * lease, 10 * 2000.0, 10 * 4000.0], [speed, 10.0, 10.0], waiting, lease,
                               speed) == pytest.approx(3000.0)
-    assert queue_time_without([False, False, False], [speed * 5000.0, 10 * 2000.0, 0.0], [speed, 10.0, 0.0], 4000.0,
-                              speed) == 4000.0  # a pod between: nothing stuck, the lease's
+    assert queue_time_without([False, False, False], [speed * 5000.0, 10 * 2000.0, 0.0], [speed, 10.0, 0.0],
+                              [5.0, 1.0, 0.0], 4000.0, speed) == 4000.0  # a pod between: nothing stuck, the lease's
 
     # the controller's observation from the requestStats answer: a pod not measured is not in it
     def parts(success_long: float, pending: float) -> Ok:

@@ -58,10 +58,10 @@ def observe(view: ClusterView, rate_window_s: float, min_replicas: int, max_repl
     drainable = None
     if pend.size and drain_s > 0 and float(pend.sum()) > 0:
         drainable, stuck = stuck_backlog(pend.tolist(), svc, view.settings.serving.slots, drain_s)
-        if any(stuck) or len(names) > 1:
+        if any(stuck) or (len(names) > 1 and float(pend.min()) < 1.0):
             pods, r = view.pod_rates((SUCCESS, QUEUE))
             assert pods == names  # the scraped pods of the same instant, in the same order
-            qt = queue_time_without(stuck, r[QUEUE].tolist(), r[SUCCESS].tolist(), qt,
+            qt = queue_time_without(stuck, r[QUEUE].tolist(), r[SUCCESS].tolist(), pend.tolist(), qt,
                                     view.settings.serving.slots / svc if svc else None)
     return PredictiveObservation(
         now=view.now, current_replicas=view.spec_replicas, ready_replicas=view.ready_replicas,
