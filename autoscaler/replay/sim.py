@@ -208,6 +208,7 @@ class ClusterView:
             rows = np.array([HIST_ROW[c] for c in missing])[:, None]
             hist = self._sim.hist_all
             rates = rate_from_ends(t_first, last, n, hist[rows, slot, i_first], hist[rows, slot, i_last], at, window)
+            rates.setflags(write=False)  # shared by every reader of the instant
             for c, r in zip(missing, rates, strict=True):
                 self._rate[(at, window, c)] = r
         return mask, [self._rate[(at, window, c)] for c in counters]
