@@ -33,7 +33,7 @@ from autoscaler.policy.predictive import (
 from autoscaler.policy.types import Pod
 from autoscaler.replay.policies import PolicyContext, ReplaySettings, make_policy
 from autoscaler.replay.report import summarize
-from autoscaler.replay.sim import simulate
+from autoscaler.replay.sim import PolicyRun, simulate
 from autoscaler.replay.workload import DEFAULT_SERVING, Workload, replica_capacity_rps
 
 SVC = 0.25  # s per request
@@ -299,17 +299,21 @@ def test_a_backlog_worked_off_while_nothing_reaches_the_fleet_is_no_queue_to_joi
     assert seen(0.2 * speed, 200.0).queue_time_us == pytest.approx(lease)
 
 
+def _surge_onto_one_replica(seconds: int, base_rps: float) -> PolicyRun:
+    """``predictive`` replayed on ``base_rps`` with 3 minutes at 8x one replica's capacity from t = 300 s."""
+    rate = np.full(seconds, base_rps)
+    rate[300:480] = 8 * CAP
+    counts = np.random.default_rng(5).poisson(rate).astype(np.float64)
+    w = Workload("surge", counts, None, None, 1.0, float(rate.max()), CAP, REPLAY_SVC, 1.0)
+    return simulate(w, make_policy("predictive", PolicyContext(REPLAY, ClusterPolicy(), {})), REPLAY)
+
+
 def test_after_a_surge_and_silence_the_fleet_is_released_while_the_backlog_drains() -> None:
     """A 3-minute surge at 8x one replica's capacity meets a one-replica lease, and then nothing arrives: the pods
     added for the surge have nothing to serve while the first pod works off its own queue for ~10 more minutes.
     They go once the surge's envelope has passed, not when that backlog has drained (before: the maximum held until
     it had, at a third more GPU-seconds)."""
-    T = 1800
-    rate = np.zeros(T)
-    rate[300:480] = 8 * CAP
-    counts = np.random.default_rng(5).poisson(rate).astype(np.float64)
-    w = Workload("surge", counts, None, None, 1.0, float(rate.max()), CAP, REPLAY_SVC, 1.0)
-    run = simulate(w, make_policy("predictive", PolicyContext(REPLAY, ClusterPolicy(), {})), REPLAY)
+    run = _surge_onto_one_replica(1800, base_rps=0.0)
     spec = np.asarray(run.spec_replicas)
     assert spec[300:600].max() == REPLAY.max_replicas  # the surge: as many as allowed
     busy = np.nonzero(run.served)[0]
@@ -322,13 +326,7 @@ def test_after_a_surge_onto_one_replica_its_backlog_does_not_hold_the_fleet() ->
     work that the pods added for the surge cannot take over. The fleet goes to the maximum for the surge; once the
     surge is over and the other pods' queues are empty, the old backlog's queue time (minutes per request) does not
     bring the maximum back while it drains."""
-    T = 2400
-    rate = np.full(T, 0.2 * CAP)
-    rate[300:480] = 8 * CAP
-    counts = np.random.default_rng(5).poisson(rate).astype(np.float64)
-    w = Workload("surge", counts, None, None, 1.0, float(rate.max()), CAP, REPLAY_SVC, 1.0)
-    run = simulate(w, make_policy("predictive", PolicyContext(REPLAY, ClusterPolicy(), {})), REPLAY)
-    spec = np.asarray(run.spec_replicas)
+    spec = np.asarray(_surge_onto_one_replica(2400, base_rps=0.2 * CAP).spec_replicas)
     assert spec[300:600].max() == REPLAY.max_replicas  # the surge: as many as allowed
     assert spec[1100:].max() < REPLAY.max_replicas / 2  # its backlog drains without them
     assert spec[-300:].max() <= 2  # and the trickle is back on one or two
