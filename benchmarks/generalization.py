@@ -35,7 +35,8 @@ The shapes (none of them was used to choose a parameter):
   drift       an hour of 1-s Poisson arrivals around 3.3 req/s whose rate drifts as a random walk (eighteenth
               session; tokens)
   window      an hour: 20 minutes of nothing, 20 of Poisson 10 req/s, 20 of nothing; traffic that starts on a
-              one-replica lease and stops, as a batch job's window (twentieth session; tokens)
+              one-replica lease and stops, as a batch job's window (twentieth session; tokens; the shape the
+              backlog rule of that session was found on, so not held out)
   steady      an hour of Poisson 10 req/s (twentieth session; tokens)
   outage      the same with nothing for five minutes at half-time, the load back at once after (twentieth session;
               tokens)
