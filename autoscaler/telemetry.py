@@ -61,6 +61,8 @@ _CYCLE = ("autoscaler_lease_cycle_period_seconds", "Period the predictive policy
 _RATES = ("autoscaler_lease_request_rate_rps",
           "Predictive leases: the request rate seen (kind=demand: served + backlog growth) and the rate the replicas "
           "were sized for (kind=sized: after the burst envelope, forecasts and backlog); NaN without request data")
+_FAMILIES = (_CURRENT, _DESIRED, _VALUE, _TARGET, _CYCLE, _RATES)
+"""The leases' families, in the order a scrape writes them."""
 
 
 class _Leases(Collector):
@@ -89,12 +91,8 @@ def _lease_text(series: Iterable[LeaseSeries]) -> str:
     name order), without building a sample object per series first: at 10,000 leases a tenth of the CPU (0.06 s
     instead of 0.6 s a scrape) and ~25 MB less at the peak (``benchmarks/scrape_cost.py``)."""
     g = _go_float
-    cur: list[str] = []
-    des: list[str] = []
-    val: list[str] = []
-    tgt: list[str] = []
-    cyc: list[str] = []
-    rat: list[str] = []
+    lines: tuple[list[str], ...] = tuple([] for _ in _FAMILIES)
+    cur, des, val, tgt, cyc, rat = lines
     for s in series:
         lease, ns = _esc(s.lease), _esc(s.namespace)
         ids = f'lease="{lease}",namespace="{ns}"}} '
@@ -111,10 +109,9 @@ def _lease_text(series: Iterable[LeaseSeries]) -> str:
             rat.append(f'{_RATES[0]}{{kind="demand",{ids}{g(s.rates[0])}\n')
             rat.append(f'{_RATES[0]}{{kind="sized",{ids}{g(s.rates[1])}\n')
     out: list[str] = []
-    for (name, doc), lines in ((_CURRENT, cur), (_DESIRED, des), (_VALUE, val), (_TARGET, tgt), (_CYCLE, cyc),
-                               (_RATES, rat)):
+    for (name, doc), family in zip(_FAMILIES, lines, strict=True):
         out.append(f"# HELP {name} {doc}\n# TYPE {name} gauge\n")
-        out.extend(lines)
+        out.extend(family)
     return "".join(out)
 
 
