@@ -19,7 +19,13 @@ from typing import Any
 
 from autoscaler.config import EffectiveMetric
 from autoscaler.metrics import BatchResult, Empty, MultiSeries, NotFinite, NoTraffic, Ok, PodTarget, QueryError, Stale
-from autoscaler.policy.predictive import PredictiveObservation, queue_time_without, stuck_backlog, unmeasured_ready
+from autoscaler.policy.predictive import (
+    PredictiveObservation,
+    pod_queue_times_matter,
+    queue_time_without,
+    stuck_backlog,
+    unmeasured_ready,
+)
 from autoscaler.policy.snapshot_json import parse_quantity
 from autoscaler.policy.types import (
     MetricInput,
@@ -207,7 +213,7 @@ def predictive_observation(namespace: str, pods: list[Pod], result: BatchResult 
     if pending and drain_s > 0:
         waiting = [pp.get("pending", 0.0) for pp in parts]
         drainable, stuck = stuck_backlog(waiting, service, slots, drain_s)
-        if any(stuck) or (len(parts) > 1 and min(waiting) < 1.0):
+        if pod_queue_times_matter(stuck, waiting):
             queue = queue_time_without(stuck, [pp.get("queue_us", 0.0) for pp in parts],
                                        [pp.get("success_long", math.nan) for pp in parts], waiting, queue,
                                        slots / service if service else None)

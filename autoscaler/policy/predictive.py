@@ -396,6 +396,12 @@ BUSY_SHARE = 0.75
 the whole window."""
 
 
+def pod_queue_times_matter(stuck: list[bool], pending: list[float]) -> bool:
+    """Whether :func:`queue_time_without` can answer other than the lease's own queue time: a pod is stuck, or one of
+    several pods holds nothing (it may be idle beside busy ones). Adapters read the pods' rates only then."""
+    return any(stuck) or (len(pending) > 1 and min(pending) < 1.0)
+
+
 def queue_time_without(stuck: list[bool], queue_us_rate: list[float], success_rate: list[float],
                        pending: list[float], lease_queue_us: float | None, pod_rps: float | None) -> float | None:
     """The queue time (µs per request) of the fleet new replicas would join, from each pod's queue-duration and
@@ -412,19 +418,11 @@ def queue_time_without(stuck: list[bool], queue_us_rate: list[float], success_ra
     * Otherwise the request-weighted queue time of the pods that are not stuck, or the lease's own
       ``lease_queue_us`` when they served nothing."""
     if pod_rps:
-        idle = busy = False
-        for ok, waiting in zip(success_rate, pending, strict=True):
-            if ok != ok:
-                continue
-            if ok == 0.0 and waiting < 1.0:
-                idle = True
-            elif ok >= BUSY_SHARE * pod_rps:
-                busy = True
-            else:
-                break
-        else:
-            if idle and busy:
-                return None
+        measured = [(ok, w) for ok, w in zip(success_rate, pending, strict=True) if ok == ok]
+        idle = [ok == 0.0 and w < 1.0 for ok, w in measured]
+        if any(idle) and not all(idle) and all(i or ok >= BUSY_SHARE * pod_rps
+                                               for i, (ok, _w) in zip(idle, measured, strict=True)):
+            return None
     if not any(stuck):
         return lease_queue_us
     queued = served = 0.0
@@ -828,9 +826,10 @@ def decide_predictive(obs: PredictiveObservation, state: PredictiveState,
     current = obs.current_replicas
     svc = obs.service_time_s if obs.service_time_s and obs.service_time_s > 0 else state.service_time_s
     pend_hist = state.pending
-    if params.growth_window_s > 0 and obs.pending_requests is not None:
+    pending_now = obs.pending_requests if params.growth_window_s > 0 else None  # the backlog's growth is tracked
+    if pending_now is not None:
         pend_hist = (*state.pending[bisect_left(state.pending, now - params.growth_window_s, key=_TIME):],
-                     (now, obs.pending_requests))
+                     (now, pending_now))
     if obs.request_rate_rps is None or svc is None or obs.request_rate_rps != obs.request_rate_rps:
         desired = min(hi, max(lo, current))
         reason = PredictiveReason.MISSING_DATA if desired == current else (
@@ -841,10 +840,10 @@ def decide_predictive(obs: PredictiveObservation, state: PredictiveState,
 
     rate = max(0.0, obs.request_rate_rps)
     growth = 0.0
-    if pend_hist is not state.pending:  # a pending count now, its history kept
+    if pending_now is not None:
         t0, p0 = pend_hist[0]
         if now - t0 >= params.growth_window_s / 2:
-            growth = max(0.0, (pend_hist[-1][1] - p0) / (now - t0))
+            growth = max(0.0, (pending_now - p0) / (now - t0))
     served = rate
     rate += growth
     keep_s = max(params.burst_window_s, params.trend_window_s)
@@ -995,6 +994,7 @@ __all__ = [
     "decide_predictive",
     "find_period",
     "fit_season",
+    "pod_queue_times_matter",
     "queue_time_without",
     "replicas_needed",
     "roughness",

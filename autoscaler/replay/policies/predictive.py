@@ -25,6 +25,7 @@ from autoscaler.policy.predictive import (
     PredictiveReason,
     PredictiveState,
     decide_predictive,
+    pod_queue_times_matter,
     queue_time_without,
     stuck_backlog,
     unmeasured_ready,
@@ -57,11 +58,12 @@ def observe(view: ClusterView, rate_window_s: float, min_replicas: int, max_repl
     names, pend = view.pod_gauge("nv_inference_pending_request_count")
     drainable = None
     if pend.size and drain_s > 0 and float(pend.sum()) > 0:
-        drainable, stuck = stuck_backlog(pend.tolist(), svc, view.settings.serving.slots, drain_s)
-        if any(stuck) or (len(names) > 1 and float(pend.min()) < 1.0):
+        waiting = pend.tolist()
+        drainable, stuck = stuck_backlog(waiting, svc, view.settings.serving.slots, drain_s)
+        if pod_queue_times_matter(stuck, waiting):
             pods, r = view.pod_rates((SUCCESS, QUEUE))
             assert pods == names  # the scraped pods of the same instant, in the same order
-            qt = queue_time_without(stuck, r[QUEUE].tolist(), r[SUCCESS].tolist(), pend.tolist(), qt,
+            qt = queue_time_without(stuck, r[QUEUE].tolist(), r[SUCCESS].tolist(), waiting, qt,
                                     view.settings.serving.slots / svc if svc else None)
     return PredictiveObservation(
         now=view.now, current_replicas=view.spec_replicas, ready_replicas=view.ready_replicas,
