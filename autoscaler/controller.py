@@ -16,6 +16,7 @@ awaits; a tick snapshots what it needs at its start, so a watch event landing mi
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import json
 import logging
@@ -1081,10 +1082,9 @@ class Controller:
                 self.last_tick_at = time.monotonic()
                 self.telemetry.is_leader.set(0)
             delay = max(0.0, self.interval_s - (time.monotonic() - start))
-            try:
-                await asyncio.wait_for(self.stop.wait(), timeout=delay)
-            except TimeoutError:
-                pass
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(delay):
+                    await self.stop.wait()
 
     async def run(self, *, api_client: Any = None, serve_http: bool = True) -> None:
         """Run everything under one supervisor until ``stop`` is set or a root task dies."""
@@ -1113,7 +1113,8 @@ class Controller:
             pending, self._pending_events = self._pending_events, []
             if pending:
                 try:
-                    await asyncio.wait_for(asyncio.gather(*pending, return_exceptions=True), 5.0)
+                    async with asyncio.timeout(5.0):
+                        await asyncio.gather(*pending, return_exceptions=True)
                 except TimeoutError:
                     log.warning("%d Events not posted at shutdown (API server too slow)", len(pending))
             if self.elector is not None and self.elector.held_at_stop:

@@ -202,7 +202,8 @@ async def run_demo(plan: Plan, workdir: Path, *, stop: asyncio.Event, view: View
                         view.update(elapsed, list(states.values()))
                         next_at += SAMPLE_S
                         with contextlib.suppress(TimeoutError):
-                            await asyncio.wait_for(stop.wait(), timeout=max(0.0, next_at - clock()))
+                            async with asyncio.timeout(max(0.0, next_at - clock())):
+                                await stop.wait()
                     interrupted = stop.is_set()
                     elapsed = min(clock() - t0, plan.duration_s)
                 finally:
@@ -210,7 +211,8 @@ async def run_demo(plan: Plan, workdir: Path, *, stop: asyncio.Event, view: View
                         await dp.stop_load(NAMESPACE, lease.name)
                     ctl.stop.set()
                     try:
-                        await asyncio.wait_for(ctl_task, 15)
+                        async with asyncio.timeout(15):
+                            await ctl_task
                     except Exception as exc:  # the report matters more than a controller shutdown error
                         log.warning("controller shutdown: %s", exc)
                     await api.close()

@@ -76,8 +76,8 @@ class LeaderElector:
         patch = [{"op": "test", "path": "/spec/holderIdentity", "value": self.identity},
                  {"op": "remove", "path": "/spec/holderIdentity"}]
         try:
-            await asyncio.wait_for(CoordinationV1Api(self._api).patch_namespaced_lease(
-                self.name, self.namespace, patch), timeout_s)
+            async with asyncio.timeout(timeout_s):
+                await CoordinationV1Api(self._api).patch_namespaced_lease(self.name, self.namespace, patch)
         except Exception as exc:  # the lease simply runs out instead
             log.warning("leader election: could not release %s/%s: %s", self.namespace, self.name, exc)
             return False

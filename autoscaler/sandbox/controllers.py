@@ -622,7 +622,8 @@ class Controllers:
 
     async def _hook(self, fn: Callable[[Obj], Awaitable[None]], pod: Obj) -> None:
         try:
-            await asyncio.wait_for(fn(clone(pod)), self.timing.hook_timeout_seconds)
+            async with asyncio.timeout(self.timing.hook_timeout_seconds):
+                await fn(clone(pod))
         except asyncio.CancelledError:
             raise
         except Exception:
@@ -632,7 +633,8 @@ class Controllers:
     async def _sleep_or(event: asyncio.Event, seconds: float) -> bool:
         """Sleep, or return True early when ``event`` is set."""
         try:
-            await asyncio.wait_for(event.wait(), seconds)
+            async with asyncio.timeout(seconds):
+                await event.wait()
             return True
         except TimeoutError:
             return event.is_set()

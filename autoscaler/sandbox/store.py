@@ -66,7 +66,8 @@ class Subscription:
     async def get(self, wait_s: float) -> Change | None:
         """The next change, or None after ``wait_s`` seconds without one (or once closed)."""
         try:
-            return await asyncio.wait_for(self._queue.get(), wait_s)
+            async with asyncio.timeout(wait_s):
+                return await self._queue.get()
         except TimeoutError:
             return None
 

@@ -144,6 +144,37 @@ async def test_hooks_are_called_in_order() -> None:
         assert rec.calls[2][2]["metadata"]["deletionTimestamp"]
 
 
+class Signal(Recorder):
+    """Recorder whose ``running`` event is set by the pod_running hook itself, just before it returns."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.running = asyncio.Event()
+
+    async def pod_running(self, pod: dict[str, Any]) -> None:
+        await super().pod_running(pod)
+        self.running.set()
+
+
+async def test_stopping_as_a_hook_returns_does_not_hang() -> None:
+    """Stopping the controllers in the loop step after a pod's hook returned still ends the pod's task.
+
+    The hook's event wakes this test one step before the kubelet stand-in resumes from the hook, so the stop's
+    cancellation lands while the hook's result is waiting to be delivered. A timeout that then returns the result
+    (asyncio.wait_for before Python 3.12) swallowed the cancellation: the pod's task went on to wait for a deletion
+    that never comes, and the stop hung (a test's teardown once hung for half an hour this way)."""
+    rec = Signal()
+    async with SandboxCluster(hooks=rec, **FAST) as c:
+        c.create_deployment("triton-a")
+        async with asyncio.timeout(5):
+            await rec.running.wait()  # no task in between: this resumes in the step after the hook returned
+        try:
+            async with asyncio.timeout(5):
+                await c.controllers.stop()
+        except TimeoutError:
+            raise AssertionError("the controllers' stop hung on a pod task that ignored its cancellation") from None
+
+
 async def test_failing_hooks_do_not_break_the_controller() -> None:
     """Hooks that raise are logged; pods still become Ready and go away."""
     async with SandboxCluster(hooks=Recorder(fail=True), **FAST) as c:
