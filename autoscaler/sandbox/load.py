@@ -41,7 +41,6 @@ The scenario ``load`` block (camelCase; snake_case accepted)::
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import itertools
 import math
 import re
@@ -667,11 +666,15 @@ class LoadDriver:
         self._task = asyncio.get_running_loop().create_task(self._run(), name="load-driver")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        task, self._task = self._task, None
+        if task is None:
+            return
+        task.cancel()
+        # wait without awaiting the task itself: its CancelledError is expected, but a CancelledError aimed at the
+        # caller must reach the caller (suppressing it around `await task` swallowed both)
+        await asyncio.wait({task})
+        if not task.cancelled() and (exc := task.exception()) is not None:
+            raise exc
 
     @property
     def done(self) -> bool:

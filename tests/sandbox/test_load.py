@@ -267,3 +267,17 @@ def test_stats_record_is_bounded() -> None:
     for i in range(25):
         st.record(float(i), 0.0, 0.0)
     assert 5 <= st.requests <= 10 and st.arrival_times[-1] == 24.0
+
+
+async def test_stopping_a_driver_keeps_its_callers_own_cancellation() -> None:
+    """A caller cancelled while it waits for the driver to stop is cancelled: the driver's end is not its own."""
+    driver = LoadDriver(LoadSpec.from_dict({"profile": {"type": "constant", "rate": 100}, "durationS": 60.0}),
+                        lambda: [])
+    driver.start()
+    await asyncio.sleep(0.05)
+    stopper = asyncio.create_task(driver.stop())
+    await asyncio.sleep(0)  # the stopper has cancelled the driver and waits for it to end
+    stopper.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await stopper
+    assert driver.done
