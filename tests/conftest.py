@@ -28,7 +28,7 @@ _LEFT_OPEN: list[str] = []
 @pytest.fixture(autouse=True)
 def _report_a_hang(request: pytest.FixtureRequest) -> Iterator[None]:
     # autouse and set up first, so torn down last: a hang in another fixture's teardown is covered too
-    timer = threading.Timer(HANG_REPORT_S, report_hang, args=(request.node.nodeid, None, request.config))
+    timer = threading.Timer(HANG_REPORT_S, report_hang, args=(request.node.nodeid, request.config))
     timer.daemon = True
     timer.start()
     try:

@@ -6,7 +6,7 @@ import asyncio
 import io
 import threading
 
-from tests.hangs import report_hang
+from tests.hangs import write_report
 
 
 async def _wait_for_a_deletion_that_never_comes(event: asyncio.Event) -> None:
@@ -18,7 +18,7 @@ async def test_a_hang_report_shows_each_pending_task_and_what_it_awaits() -> Non
     task = asyncio.create_task(_wait_for_a_deletion_that_never_comes(never), name="kubelet-default-pod-a")
     await asyncio.sleep(0)  # the task now waits on the event
     out = io.StringIO()
-    reporter = threading.Thread(target=report_hang, args=("tests/x.py::test_y", out))  # as the timer's thread does
+    reporter = threading.Thread(target=write_report, args=("tests/x.py::test_y", out))  # as the timer's thread does
     reporter.start()
     await asyncio.to_thread(reporter.join)
     text = out.getvalue()
