@@ -205,6 +205,8 @@ class _LeaseSpec:
 # A lease between `_begin` (no metric needed) and `_snapshot`: Deployment, lease, pods, runtime, state.
 _Begun = tuple[dict[str, Any], LeasePolicy, tuple[Pod, ...], LeaseRuntime, DecisionState]
 _YIELD_EVERY = 250  # leases prepared between two yields to the event loop while the query runs
+_LIMIT_REASONS = frozenset({PredictiveReason.TOO_MANY_REPLICAS, PredictiveReason.TOO_FEW_REPLICAS,
+                           PredictiveReason.SCALE_DOWN_LIMIT})  # the predictive reasons that name a limit
 SEED_CONCURRENCY = 2  # recurring-load histories read from Prometheus at once (a restart reads one per lease)
 
 
@@ -946,11 +948,17 @@ class Controller:
                     "error": res.error or ob.error, "missing": dict(ob.missing) if ob.missing else None}
                    for ob, res in zip(observations, decision.metrics, strict=False)]
         ready = sum(1 for p in snap.pods if p.ready and not p.deleting)
+        # The core's limit applies only to its own decision: a predictive lease's or a safety rule's count names
+        # its limit in its reason, if it has one.
+        if (desired, reason) == (decision.desired_replicas, decision.reason):
+            limited_by = decision.limited_by
+        else:
+            limited_by = reason if reason in _LIMIT_REASONS else ""
         entry = {
             "time": now, "current": snap.current_replicas, "ready": ready, "desired": desired, "reason": reason,
             "message": message, "mode": lease.mode.value, "applied": applied, "metrics": metrics,
             "metricReplicas": decision.metric_replicas, "stabilizedReplicas": decision.stabilized_replicas,
-            "limitedBy": decision.limited_by or None, "min": lease.min_replicas, "max": lease.max_replicas,
+            "limitedBy": limited_by or None, "min": lease.min_replicas, "max": lease.max_replicas,
         }
         prev = rt.last
         rt.last = entry

@@ -1,0 +1,85 @@
+"""What a predictive lease's status says limited its count: the sandbox API server, and a real Prometheus serving
+backfilled Triton counters of a pod whose requests wait 100x the queue-time target."""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from autoscaler.config import STATUS_ANNOTATION
+from autoscaler.controller import Controller, Settings
+from autoscaler.kube.api import KubeApi
+from autoscaler.kube.workloads import deployment_path
+from autoscaler.metrics.localprom import LocalPrometheus, OpenMetricsWriter, backfill
+from autoscaler.sandbox.cluster import SandboxCluster
+
+POLICY = """
+autoscaling:
+  enable: true
+  replicas: {default: {minimum: 1, maximum: 3}, limits: {maximum: 10, minimum: {lowerBound: 1, upperBound: 2}}}
+  metrics:
+    queueTime: {allowed: true, enabled: true, threshold: {default: 10000, minimum: 1000, maximum: 0}}
+  algorithm: predictive
+  predictive: {slotsPerReplica: 4}
+  prometheus: {queueTimeRecordingRule: false}
+"""
+POD = "slow-5d8f7c9b4-p0000"  # create_ready_deployment's pod
+
+
+@pytest.fixture
+async def cluster(tmp_path: Path) -> AsyncIterator[tuple[str, float]]:
+    """One Ready predictive Deployment (at most 3 replicas) whose pod served 2 req/s of 0.2 s each for ten minutes,
+    each request queued 1 s first (the target is 10 ms). Yields Prometheus's URL and the data's end."""
+    end = float(math.floor(time.time() / 60) * 60)
+    times = end - 600 + 15.0 * np.arange(41)
+    served = 2.0 * (times - times[0])
+    labels = {"namespace": "ml", "pod": POD, "model": "llm", "version": "1"}
+    w = OpenMetricsWriter()
+    w.add("nv_inference_request_success", labels, zip(times, served, strict=True))
+    w.add("nv_inference_request_failure", labels, [(t, 0.0) for t in times])
+    w.add("nv_inference_compute_infer_duration_us", labels, zip(times, served * 200_000.0, strict=True))
+    w.add("nv_inference_queue_duration_us", labels, zip(times, served * 1_000_000.0, strict=True))
+    w.add("nv_inference_pending_request_count", labels, [(t, 0.0) for t in times])
+    w.write(tmp_path / "data.om")
+    backfill(tmp_path / "data.om", tmp_path / "tsdb")
+    (tmp_path / "policy.yaml").write_text(POLICY)
+    async with SandboxCluster(startup_seconds=0.0, pending_seconds=0.0) as c:
+        await c.controllers.stop()  # the pod is written below, as it is in Prometheus
+        c.create_ready_deployment("slow", namespace="ml", kind="triton", started=end - 600,
+                                  annotations={"inference-autoscaler.io/enabled": "true"})
+        c.write_kubeconfig(str(tmp_path / "kubeconfig"))
+        with LocalPrometheus(tmp_path / "tsdb") as prom:
+            yield prom.url, end
+
+
+@pytest.mark.prometheus
+async def test_a_predictive_count_is_not_reported_as_limited_by_the_hpa_cores_bound(
+        cluster: tuple[str, float], tmp_path: Path) -> None:
+    """The HPA core, run alongside for the per-metric proposals, asks for 100 replicas and is cut to the maximum; the
+    predictive algorithm's count below the maximum is what is applied, so the status names no limit. (It used to
+    carry the core's `TooManyReplicas`, and `autoscaler explain` printed "limited by: TooManyReplicas" under a
+    count below the maximum.)"""
+    url, end = cluster
+    api = await KubeApi.connect(str(tmp_path / "kubeconfig"), timeout_s=30)
+    ctl = Controller(api, Settings(policy_file=str(tmp_path / "policy.yaml"), prometheus_url=url,
+                                   leader_election=False, listen_port=0))
+    try:
+        for cache in (ctl.deployments, ctl.pods, ctl.configmaps):
+            await cache.relist()
+        await ctl.tick(now=end, query_at=end)
+        last = ctl.runtime[("ml", "slow")].last
+        assert last["metricReplicas"] == 100 and last["max"] == 3  # the core's own ask, over the bound
+        assert last["message"].startswith("predictive") and last["desired"] < 3, last
+        assert last["limitedBy"] is None
+        written = (await api.get(deployment_path("ml", "slow")))["metadata"]["annotations"][STATUS_ANNOTATION]
+        assert json.loads(written)["desired"] == last["desired"] and json.loads(written).get("limitedBy") is None
+    finally:
+        await ctl._flush_events()
+        await api.close()
+        await ctl.aclose()
