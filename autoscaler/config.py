@@ -14,7 +14,9 @@ untouched); out-of-range values are clamped to the nearest bound and reported.
 
 from __future__ import annotations
 
+import difflib
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass, field, fields
 from enum import StrEnum
 from pathlib import Path
@@ -541,6 +543,13 @@ def _int(raw: str) -> int | None:
     return v
 
 
+def _did_you_mean(name: str, known: Iterable[str]) -> str:
+    """``", did you mean 'x'?"`` for the known name closest to a mistyped one (case, a letter, a plural), else ``""``."""
+    by_lower = {k.lower(): k for k in known}
+    close = difflib.get_close_matches(name.lower(), by_lower, n=1, cutoff=0.75)
+    return f", did you mean {by_lower[close[0]]!r}?" if close else ""
+
+
 def is_opted_in(annotations: dict[str, str] | None) -> bool:
     raw = (annotations or {}).get(ANNOTATION_PREFIX + "enabled")
     return raw is not None and _bool(raw) is True
@@ -573,8 +582,8 @@ def resolve_lease(namespace: str, name: str, annotations: dict[str, str] | None,
 
     for key in ann:
         if key not in KNOWN_KEYS and not key.startswith("threshold."):
-            issue(key, ann[key], "unknown annotation (ignored); known: " + ", ".join(sorted(KNOWN_KEYS)) +
-                  ", threshold.<metric>", Severity.ADJUSTED)
+            issue(key, ann[key], "unknown annotation (ignored)" + _did_you_mean(key, KNOWN_KEYS) + "; known: " +
+                  ", ".join(sorted(KNOWN_KEYS)) + ", threshold.<metric>", Severity.ADJUSTED)
 
     # --- replicas
     lim = a.replicas.limits
@@ -621,8 +630,8 @@ def resolve_lease(namespace: str, name: str, annotations: dict[str, str] | None,
         for n in names:
             mp = a.metrics.get(n)
             if mp is None:
-                issue("metrics", ann["metrics"], f"unknown metric {n!r} (ignored); the policy defines: " +
-                      ", ".join(sorted(a.metrics)), Severity.ADJUSTED)
+                issue("metrics", ann["metrics"], f"unknown metric {n!r} (ignored){_did_you_mean(n, a.metrics)}; "
+                      "the policy defines: " + ", ".join(sorted(a.metrics)), Severity.ADJUSTED)
             elif not (mp.enabled or mp.allowed):
                 issue("metrics", ann["metrics"], f"metric {n!r} is neither enabled nor allowed by the cluster "
                       "policy (ignored)", Severity.ADJUSTED)
@@ -638,7 +647,8 @@ def resolve_lease(namespace: str, name: str, annotations: dict[str, str] | None,
         mname = key[len("threshold."):]
         mp = a.metrics.get(mname)
         if mp is None:
-            issue(key, raw, f"unknown metric {mname!r} (ignored)", Severity.ADJUSTED)
+            issue(key, raw, f"unknown metric {mname!r} (ignored){_did_you_mean(mname, a.metrics)}; the policy "
+                  "defines: " + ", ".join(sorted(a.metrics)), Severity.ADJUSTED)
             continue
         try:
             val = float(raw.strip())

@@ -125,6 +125,28 @@ def test_replica_bounds(tms: ClusterPolicy, annotations: dict[str, str], min_r: 
         assert not r.issues
 
 
+@pytest.mark.parametrize(("annotations", "key", "suggestion"), [
+    ({P + "min-replica": "2"}, "min-replica", "did you mean 'min-replicas'?"),
+    ({P + "maxReplicas": "2"}, "maxReplicas", "did you mean 'max-replicas'?"),
+    ({P + "metrics": "queueTime,gpuutilization"}, "metrics", "did you mean 'gpuUtilization'?"),
+    ({P + "threshold.queue_time": "5000"}, "threshold.queue_time", "did you mean 'queueTime'?"),
+    ({P + "algo": "hpa"}, "algo", None),
+], ids=["a letter short", "camel case", "metric's case", "metric in snake case", "too far for a guess"])
+def test_a_mistyped_name_is_ignored_with_the_name_it_is_closest_to(
+        tms: ClusterPolicy, annotations: dict[str, str], key: str, suggestion: str | None) -> None:
+    """An unknown key or metric is ignored (the lease still resolves) and its message names the closest known one,
+    when one is close; the full list follows either way."""
+    r = resolve_lease("ns", "d", {P + "enabled": "true", **annotations}, tms)
+    found = [i for i in r.issues if i.key == P + key]
+    assert len(found) == 1 and found[0].severity == Severity.ADJUSTED, r.issues
+    rule = found[0].rule
+    assert "known:" in rule or "the policy defines:" in rule
+    if suggestion:
+        assert suggestion in rule
+    else:
+        assert "did you mean" not in rule
+
+
 def test_metrics_enabled_by_default_and_allowed_on_request(tms: ClusterPolicy) -> None:
     """No `metrics` annotation: the enabled ones; asking: allowed or enabled ones; others ignored with a reason."""
     assert [m.name for m in resolve_lease("ns", "d", ann(), tms).lease.metrics] == ["queueTime"]  # type: ignore[union-attr]
