@@ -21,6 +21,7 @@ Every check yields :class:`Finding` values: ``ok``, ``warn``, ``fail`` or ``skip
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -47,6 +48,8 @@ from autoscaler.metrics.kinds.base import MetricKind
 from autoscaler.metrics.kinds.queue_time import RECORDED_QUEUE_TIME
 from autoscaler.metrics.promql import parse_duration
 from autoscaler.metrics.registry import kind_for
+from autoscaler.observe import pod_from_k8s
+from autoscaler.policy.types import Pod
 
 OK, WARN, FAIL, SKIP = "ok", "warn", "fail", "skip"
 ENABLED = ANNOTATION_PREFIX + "enabled"
@@ -158,11 +161,16 @@ async def check_policy(ctx: Context) -> list[Finding]:
 
 # ------------------------------------------------------------------------------------------ 3. leases
 
+NEW_S = 60.0  # a pod Ready for less than this may not have a rate yet (two scrapes in its window)
+
+
 @dataclass
 class Lease:
     obj: dict[str, Any]
     policy: LeasePolicy | None
     pods: list[str]
+    unready: frozenset[str] = frozenset()  # of ``pods``: not Ready (starting: its server may not export yet)
+    new: frozenset[str] = frozenset()  # of ``pods``: Ready for less than NEW_S
 
     @property
     def key(self) -> str:
@@ -202,17 +210,18 @@ async def find_leases(ctx: Context) -> tuple[list[Lease], list[Finding]]:
             metrics = ", ".join(f"{m.name}<={m.target:g}{m.unit}" for m in res.lease.metrics)
             findings.append(Finding("annotations", OK, f"valid: {res.lease.min_replicas}..{res.lease.max_replicas} "
                                     f"replicas, {res.lease.mode.value}, {metrics}", subject=subject))
-        pods: list[str] = []
+        pods: list[Pod] = []
         sel = Selector.from_label_selector((obj.get("spec") or {}).get("selector"))
         try:
             plist = (await ctx.api.get(f"/api/v1/namespaces/{ns}/pods")).get("items") or []
-            pods = sorted(str(p["metadata"]["name"]) for p in plist
-                          if sel.matches((p.get("metadata") or {}).get("labels") or {})
-                          and not (p.get("metadata") or {}).get("deletionTimestamp"))
+            pods = sorted((pod_from_k8s(p) for p in plist if sel.matches((p.get("metadata") or {}).get("labels") or {})),
+                          key=lambda p: p.name)
         except KubeError as exc:
             findings.append(Finding("leases", FAIL, f"cannot list pods in {ns}: {exc}", "see the RBAC check below",
                                     subject))
-        leases.append(Lease(obj, res.lease, pods))
+        live, now = [p for p in pods if not p.deleting], time.time()
+        leases.append(Lease(obj, res.lease, [p.name for p in live], frozenset(p.name for p in live if not p.ready),
+                            frozenset(p.name for p in live if p.ready and (p.ready_transition_time or 0) > now - NEW_S)))
     if not leases:
         where = f"namespace {ctx.lease_namespace}" if ctx.lease_namespace else "any namespace"
         findings.append(Finding("leases", WARN, f"no Deployment in {where} has {ENABLED}",
@@ -264,14 +273,25 @@ async def check_series(ctx: Context, leases: Sequence[Lease]) -> list[Finding]:
                     continue
                 good = [p for p, o in result.outcomes.items() if isinstance(o, (Ok, NoTraffic))]
                 bad = {p.pod: type(o).__name__ for p, o in result.outcomes.items() if not isinstance(o, (Ok, NoTraffic))}
+                # a pod that is not Ready yet may export nothing yet: that says nothing about the scrape
+                waiting = sorted(p for p in bad if p in lease.unready)
+                for p in waiting:
+                    del bad[p]
+                later = f"; {len(waiting)} pod(s) not Ready yet have none yet" if waiting else ""
+                new = sum(1 for p in bad if p in lease.new)
+                if new:
+                    later += (f"; {new} of the {len(bad)} Ready for under {NEW_S:.0f}s (a rate needs two scrapes: if "
+                              "the scrape interval is long, run the doctor again in a minute)")
                 if not bad:
-                    out.append(Finding("series", OK, f"{m.name}: series for all {len(good)} pod(s)", subject=lease.key))
+                    status, text = (OK, f"series for all {len(good)} pod(s)") if good else (WARN, "no Ready pod yet")
+                    out.append(Finding("series", status, f"{m.name}: {text}{later}",
+                                       "" if good else "run the doctor again once a pod is Ready", lease.key))
                     continue
-                detail, fix = await _diagnose(client, ctx.policy, kind, ns, lease.pods)
+                detail, fix = await _diagnose(client, ctx.policy, kind, ns, sorted(bad))
                 status = FAIL if not good else WARN
                 out.append(Finding("series", status, f"{m.name}: no usable value for {len(bad)} of "
-                                   f"{len(lease.pods)} pod(s) ({', '.join(sorted(set(bad.values())))}); {detail}",
-                                   fix, lease.key))
+                                   f"{len(lease.pods)} pod(s) ({', '.join(sorted(set(bad.values())))}); {detail}"
+                                   f"{later}", fix, lease.key))
     return out
 
 

@@ -151,6 +151,37 @@ async def test_absent_metric_is_reported_as_absent(env: Env) -> None:
     assert "PodMonitor" in f.fix and f"{P}metrics" in f.fix
 
 
+async def test_a_starting_pod_without_series_is_not_a_scrape_problem(env: Env) -> None:
+    """A lease scaled up a moment ago: its Ready pod has series, the new pod (not Ready yet, so not scraped) has
+    none, and that is said as such, not diagnosed as a label or scrape problem of the lease; a lease with no Ready
+    pod at all waits for one. (It used to warn "no usable value for 1 of 2 pod(s)" with a relabelling fix.)"""
+    ns, slow = "doc-starting", {P + "enabled": "true", P + "metrics": "queueTime",
+                                "sandbox.inference-autoscaler.io/startup-seconds": "600"}
+    env.cluster.ensure_namespace(ns)
+    env.cluster.create_deployment("scaled", namespace=ns, replicas=1, kind="triton",
+                                  annotations={P + "enabled": "true", P + "metrics": "queueTime"})
+    await env.cluster.wait_for_ready(ns, "scaled")
+    await _until(env.dataplane.prometheus_url, f'rate(nv_inference_request_success{{namespace="{ns}"}}[3s])', True)
+    env.cluster.create_deployment("cold", namespace=ns, replicas=1, kind="triton", annotations=slow)
+    api = await KubeApi.connect(str(env.kubeconfig))
+    try:
+        path = f"/apis/apps/v1/namespaces/{ns}/deployments/scaled"
+        await api.patch(path, {"metadata": {"annotations": slow}})  # on the Deployment: no rollout, new pods only
+        await api.patch(path + "/scale", {"spec": {"replicas": 2}})
+        for _ in range(100):
+            pods = (await api.get(f"/api/v1/namespaces/{ns}/pods"))["items"]
+            if len(pods) == 3 and all(p["status"].get("phase") == "Running" for p in pods):
+                break
+            await asyncio.sleep(0.1)
+    finally:
+        await api.close()
+    fs = await env.findings(lease_namespace=ns)
+    (f,) = pick(fs, "series", f"{ns}/scaled")
+    assert f.status == OK and f.detail.endswith("series for all 1 pod(s); 1 pod(s) not Ready yet have none yet"), f
+    (f,) = pick(fs, "series", f"{ns}/cold")
+    assert f.status == WARN and "no Ready pod yet" in f.detail and "once a pod is Ready" in f.fix, f
+
+
 async def test_prometheus_down_fails_first_and_skips_the_series(env: Env) -> None:
     """With Prometheus unreachable the first finding says so with the port-forward fix; PromQL checks are skipped."""
     async with FaultProxy(env.dataplane.prometheus_url) as proxy:
