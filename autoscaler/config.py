@@ -39,6 +39,15 @@ from autoscaler.policy.types import (
 )
 
 BUILTIN_METRICS = ("cpuUtilization", "gpuUtilization", "queueTime", "kvCacheUsage")
+
+
+def _did_you_mean(name: str, known: Iterable[str]) -> str:
+    """``", did you mean 'x'?"`` for the known name closest to a mistyped one (case, a letter, a plural), else ``""``."""
+    by_lower = {k.lower(): k for k in known}
+    close = difflib.get_close_matches(name.lower(), by_lower, n=1, cutoff=0.75)
+    return f", did you mean {by_lower[close[0]]!r}?" if close else ""
+
+
 STATUS_ANNOTATION = ANNOTATION_PREFIX + "status"
 STATE_ANNOTATION = ANNOTATION_PREFIX + "state"
 PREDICTIVE_STATE_ANNOTATION = ANNOTATION_PREFIX + "predictive-state"
@@ -390,6 +399,10 @@ class Autoscaling(_Strict):
                 base["threshold"] = th
                 merged[name] = base
             else:
+                if isinstance(block, dict) and "query" not in block and (hint := _did_you_mean(name, BUILTIN_METRICS)):
+                    # most likely a misspelt built-in one (gpuUtilisation): say so before "threshold: Field required"
+                    raise ValueError(f"{name!r} is not a built-in metric{hint} (a custom metric needs 'query' and "
+                                     "'threshold')")
                 merged[name] = block
         return merged
 
@@ -541,13 +554,6 @@ def _int(raw: str) -> int | None:
     except ValueError:
         return None
     return v
-
-
-def _did_you_mean(name: str, known: Iterable[str]) -> str:
-    """``", did you mean 'x'?"`` for the known name closest to a mistyped one (case, a letter, a plural), else ``""``."""
-    by_lower = {k.lower(): k for k in known}
-    close = difflib.get_close_matches(name.lower(), by_lower, n=1, cutoff=0.75)
-    return f", did you mean {by_lower[close[0]]!r}?" if close else ""
 
 
 def is_opted_in(annotations: dict[str, str] | None) -> bool:

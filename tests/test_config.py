@@ -79,11 +79,13 @@ def test_partial_metric_block_keeps_tms_thresholds() -> None:
     ("autoscaling: {replicas: {default: {maximum: 20}}}", "default.maximum (20) is greater than limits.maximum (10)"),
     ("autoscaling: {replicas: {limits: {minimum: {lowerBound: 3, upperBound: 2}}}}", "lowerBound (3) is greater"),
     ("autoscaling: {metrics: {myQps: {threshold: {default: 5}}}}", "metrics.myQps: a custom metric needs 'query'"),
+    ("autoscaling: {metrics: {gpuUtilisation: {allowed: true}}}",
+     "'gpuUtilisation' is not a built-in metric, did you mean 'gpuUtilization'?"),
     ("autoscaling: {enable: maybe}", "autoscaling.enable"),
     ("autoscaling: {unknownKey: 1}", "autoscaling.unknownKey"),
     ("autoscaling: [", "not valid YAML"),
     ("- a\n- b", "must be a mapping"),
-], ids=["limit zero", "default above limit", "bounds reversed", "custom without query", "bad bool",
+], ids=["limit zero", "default above limit", "bounds reversed", "custom without query", "misspelt built-in", "bad bool",
         "unknown key", "bad yaml", "not a mapping"])
 def test_bad_policy_is_rejected_with_location(text: str, fragment: str) -> None:
     """Every policy error names the field (and value) that is wrong."""
