@@ -414,6 +414,7 @@ class Controller:
             log.warning("policy ConfigMap %s deleted; keeping the last good policy", name)
             return
         text = (obj.get("data") or {}).get(self.settings.configmap_key)
+        version, rejected = self.policy.version, self.policy.last_error is not None
         if text is None:
             err: PolicyError | None = PolicyError(name, [f"data has no key {self.settings.configmap_key!r}"])
             self.policy.last_error = str(err)
@@ -422,6 +423,11 @@ class Controller:
         if err is None:
             self.telemetry.policy_reloads.labels("ok").inc()
             log.info("policy loaded from %s (version %d)", name, self.policy.version)
+            # an edit, or a fix after a rejected one (not a re-list of the same text after a watch reconnects)
+            if self.is_leader and (self.policy.version != version or rejected):
+                self._pending_events.append(self.events.record(
+                    obj, "Normal", "PolicyLoaded", f"policy version {self.policy.version} in use, from {name}",
+                    self.clock(), kind="ConfigMap", api_version="v1"))
             return
         self.telemetry.policy_reloads.labels("rejected").inc()
         log.error("policy ConfigMap rejected, keeping the last good policy: %s", err)

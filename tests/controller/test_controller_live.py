@@ -6,6 +6,7 @@ import asyncio
 import json
 import math
 import time
+from typing import Any
 
 import numpy as np
 import pytest
@@ -79,6 +80,46 @@ async def test_fleet_policy_semantics_shadow_paused_and_bad_annotations(env: Env
     assert sh["mode"] == "shadow" and sh["desired"] > 1 and sh["current"] == 1
     assert any(e["reason"] == "ShadowRescale" for e in env.events("shadow"))
     assert STATUS_ANNOTATION not in env.get("paused")["metadata"].get("annotations", {})
+
+
+async def test_policy_configmap_is_hot_reloaded_and_a_bad_one_keeps_the_last_good(env: Env) -> None:
+    """The policy ConfigMap bounds the leases as soon as it is edited; a bad edit is rejected with a Warning Event on
+    the ConfigMap naming the field, the last good policy stays in force and the loop goes on; fixing it is
+    confirmed with a Normal Event."""
+    env.deployment("reload", {})
+    await env.cluster.wait_for_ready("default", "reload")
+    cm_path = "/api/v1/namespaces/default/configmaps/policy-reload"
+    text = env.policy_file.read_text()
+
+    def cm(policy: str) -> dict[str, Any]:
+        return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "policy-reload", "namespace": "default"},
+                "data": {"policy.yaml": policy}}
+    env.cluster.create(cm(text.replace("default: {minimum: 1, maximum: 3}", "default: {minimum: 1, maximum: 2}")))
+    async with env.controller(namespace="default", configmap="policy-reload") as ctl:
+        api = ctl.api
+        await env.load("reload", HEAVY)
+        await wait_for(lambda: env.replicas("reload") == 2, 30, "the ConfigMap's default maximum 2 (the file says 3)")
+        four = text.replace("default: {minimum: 1, maximum: 3}", "default: {minimum: 1, maximum: 4}")
+        await api.put(cm_path, cm(four))
+        await wait_for(lambda: env.replicas("reload") == 4, 30, "the edited maximum 4, without a restart")
+        version = ctl.policy.version
+        await api.put(cm_path, cm(four.replace("limits: {maximum: 4,", "limits: {maximum: 3,")))  # under the default
+        await wait_for(lambda: any(e["reason"] == "InvalidPolicy" for e in env.events("policy-reload")), 10,
+                       "a Warning Event on the ConfigMap")
+        (bad,) = [e for e in env.events("policy-reload") if e["reason"] == "InvalidPolicy"]
+        assert bad["type"] == "Warning" and bad["involvedObject"]["kind"] == "ConfigMap"
+        assert "default.maximum (4) is greater than limits.maximum (3)" in bad["message"]
+        assert "keeping the last good policy" in bad["message"]
+        ticks = ctl.last_report
+        await wait_for(lambda: ctl.last_report is not ticks, 10, "the loop going on")
+        assert ctl.policy.version == version and ctl.last_report.leases >= 1 and env.replicas("reload") == 4
+        assert status(env, "reload")["max"] == 4
+        await api.put(cm_path, cm(text))
+        loaded = f"policy version {version + 1} in use"
+        await wait_for(lambda: any(e["reason"] == "PolicyLoaded" and e["type"] == "Normal" and loaded in e["message"]
+                                   for e in env.events("policy-reload")), 10, "a Normal Event once it is good again")
+        await wait_for(lambda: env.replicas("reload") == 3, 30, "the default maximum 3 again")
+    await env.dataplane.stop_load("default", "reload")
 
 
 async def test_prometheus_outage_never_scales_down_and_recovers(env: Env) -> None:
