@@ -66,14 +66,48 @@ def targets(status: dict[str, Any]) -> str:
     return ", ".join(parts) or "<none>"
 
 
-async def _deployments(args: argparse.Namespace, namespace: str | None) -> list[dict[str, Any]]:
+def add_policy_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--policy-file", help="resolve against this policy instead of the cluster's ConfigMap")
+    p.add_argument("--policy-namespace", default=POLICY_NAMESPACE)
+    p.add_argument("--configmap", default=POLICY_CONFIGMAP)
+    p.add_argument("--configmap-key", default=POLICY_KEY, help="the ConfigMap key holding the policy YAML")
+
+
+async def _policy(api: KubeApi, args: argparse.Namespace) -> tuple[ClusterPolicy, str]:
+    """The policy the controller resolves leases against: ``--policy-file``, else the ConfigMap, else (no ConfigMap)
+    the shipped default, with where it came from. A ConfigMap without the key, or a bad one, raises PolicyError."""
+    if args.policy_file:
+        return load_policy(args.policy_file), args.policy_file
+    try:
+        cm = await api.get(f"/api/v1/namespaces/{args.policy_namespace}/configmaps/{args.configmap}")
+    except KubeError as exc:
+        if not exc.not_found:
+            raise
+        return load_policy(DEFAULT_POLICY), f"{DEFAULT_POLICY} (no ConfigMap found)"
+    src = f"configmap/{args.policy_namespace}/{args.configmap} key {args.configmap_key}"
+    text = (cm.get("data") or {}).get(args.configmap_key)
+    if text is None:
+        raise PolicyError(src, [f"the ConfigMap has no key {args.configmap_key!r}"])
+    return parse_policy(text, src), src
+
+
+async def _deployments(args: argparse.Namespace, namespace: str | None
+                       ) -> tuple[list[dict[str, Any]], ClusterPolicy | None, str]:
+    """The leases (and Deployments with a status), and the policy to resolve them against: None, with why, when it
+    cannot be read (the table then shows what the controller last wrote, unchecked)."""
     api = await KubeApi.connect(args.kubeconfig, args.context)
     try:
         doc = await api.get(deployments_path(namespace))
+        try:
+            policy, _ = await _policy(api, args)
+            why = ""
+        except (KubeError, PolicyError) as exc:
+            policy, why = None, str(exc)
     finally:
         await api.close()
-    return [d for d in doc.get("items") or [] if STATUS_ANNOTATION in annotations_of(d)
-            or is_opted_in(annotations_of(d))]
+    items = [d for d in doc.get("items") or [] if STATUS_ANNOTATION in annotations_of(d)
+             or is_opted_in(annotations_of(d))]
+    return items, policy, why
 
 
 def status_of(dep: dict[str, Any]) -> tuple[dict[str, Any] | None, str | None]:
@@ -88,19 +122,33 @@ def status_of(dep: dict[str, Any]) -> tuple[dict[str, Any] | None, str | None]:
     return (st, None) if isinstance(st, dict) else (None, "not a JSON object")
 
 
-def status_rows(items: list[dict[str, Any]], now: float) -> list[dict[str, Any]]:
+def status_rows(items: list[dict[str, Any]], now: float, policy: ClusterPolicy | None = None) -> list[dict[str, Any]]:
+    """One row per lease from the controller's status annotation. With the policy, the annotations are resolved as
+    the controller resolves them: a lease it no longer scales (invalid annotations, paused, opted out) is shown so,
+    not with the last decision it made while it did."""
     rows = []
     for d in sorted(items, key=lambda d: (d["metadata"].get("namespace", ""), d["metadata"]["name"])):
         md = d["metadata"]
         st = status_of(d)[0] or {}
-        rows.append({
+        row = {
             "namespace": md.get("namespace", ""), "name": md["name"], "targets": targets(st),
             "min": st.get("min"), "max": st.get("max"),
             "replicas": (d.get("spec") or {}).get("replicas"), "desired": st.get("desired"),
             "mode": st.get("mode", "-"), "reason": st.get("reason", "NotYetDecided" if not st else "-"),
             "age": _age(now - (parse_time(md.get("creationTimestamp")) or now)),
             "lastScale": st.get("lastScaleTime"), "status": st,
-        })
+        }
+        if policy is not None:
+            res = resolve_lease(str(md.get("namespace", "")), md["name"], annotations_of(d), policy)
+            row["issues"] = [i.message for i in res.issues]
+            if not res.opted_in:
+                row.update(mode="-", reason="NotALease", desired=None)
+            elif res.lease is None:
+                row.update(mode="invalid", reason="InvalidAnnotation", desired=None)
+            elif res.lease.paused:
+                row.update(mode="paused", reason="Paused", desired=None,
+                           min=res.lease.min_replicas, max=res.lease.max_replicas)
+        rows.append(row)
     return rows
 
 
@@ -121,16 +169,20 @@ def add_arguments(p: argparse.ArgumentParser) -> None:  # status
     add_common(p)
     p.add_argument("-n", "--namespace", default=None)
     p.add_argument("-A", "--all-namespaces", action="store_true")
+    add_policy_arguments(p)
 
 
 def run(args: argparse.Namespace) -> int:  # status
     ns = None if args.all_namespaces else (args.namespace or "default")
     try:
-        items = asyncio.run(_deployments(args, ns))
+        items, policy, why = asyncio.run(_deployments(args, ns))
     except KubeError as exc:
         print(f"autoscaler status: {exc}", file=sys.stderr)
         return 1
-    rows = status_rows(items, time.time())
+    if policy is None:
+        print(f"autoscaler status: the policy cannot be read ({why}); showing the last decisions unchecked",
+              file=sys.stderr)
+    rows = status_rows(items, time.time(), policy)
     if args.json:
         print(json.dumps(rows, indent=2))
     elif not rows:
@@ -146,29 +198,15 @@ def run(args: argparse.Namespace) -> int:  # status
 def add_explain_arguments(p: argparse.ArgumentParser) -> None:
     add_common(p)
     p.add_argument("lease", metavar="NAMESPACE/NAME")
-    p.add_argument("--policy-file", help="resolve against this policy instead of the cluster's ConfigMap")
-    p.add_argument("--policy-namespace", default=POLICY_NAMESPACE)
-    p.add_argument("--configmap", default=POLICY_CONFIGMAP)
-    p.add_argument("--configmap-key", default=POLICY_KEY, help="the ConfigMap key holding the policy YAML")
+    add_policy_arguments(p)
 
 
 async def _explain_data(args: argparse.Namespace, ns: str, name: str) -> tuple[dict[str, Any], ClusterPolicy, str]:
     api = await KubeApi.connect(args.kubeconfig, args.context)
     try:
         dep = await api.get(deployment_path(ns, name))
-        if args.policy_file:
-            return dep, load_policy(args.policy_file), args.policy_file
-        try:
-            cm = await api.get(f"/api/v1/namespaces/{args.policy_namespace}/configmaps/{args.configmap}")
-            src = f"configmap/{args.policy_namespace}/{args.configmap} key {args.configmap_key}"
-            text = (cm.get("data") or {}).get(args.configmap_key)
-            if text is None:
-                raise PolicyError(src, [f"the ConfigMap has no key {args.configmap_key!r}"])
-            return dep, parse_policy(text, src), src
-        except KubeError as exc:
-            if not exc.not_found:
-                raise
-            return dep, load_policy(DEFAULT_POLICY), f"{DEFAULT_POLICY} (no ConfigMap found)"
+        policy, src = await _policy(api, args)
+        return dep, policy, src
     finally:
         await api.close()
 

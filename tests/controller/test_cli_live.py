@@ -85,3 +85,35 @@ async def test_explain_reads_the_policy_configmap_and_names_a_missing_key(env: E
     rc, out, _ = await cli(capsys, "explain", "--kubeconfig", kc, "--configmap-key", "custom.yaml", "--json",
                            "default/cli-cm")
     assert rc == 0 and json.loads(out)["status"] is None
+
+
+async def test_status_shows_a_lease_the_controller_no_longer_scales(env: Env,
+                                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    """Leases whose last decision is still written in their status, then made invalid or paused: `status` resolves
+    their annotations against the policy as the controller does, and shows them so instead of that last decision;
+    when the policy cannot be read it says so and shows the last decisions as written."""
+    last = json.dumps({"desired": 2, "reason": "DesiredWithinRange", "mode": "enforce", "min": 1, "max": 3,
+                       "metrics": []})
+    env.deployment("was-good", {P + "max-replicas": "lots", STATUS_ANNOTATION: last}, namespace="cli-stale")
+    env.deployment("on-hold", {P + "paused": "true", STATUS_ANNOTATION: last}, namespace="cli-stale")
+    env.deployment("fine", {STATUS_ANNOTATION: last}, namespace="cli-stale")
+    kc = str(env.kubeconfig)
+    rc, out, err = await cli(capsys, "status", "--kubeconfig", kc, "-n", "cli-stale", "--json",
+                             "--policy-file", str(env.policy_file))
+    assert rc == 0 and not err
+    rows = {r["name"]: r for r in json.loads(out)}
+    assert (rows["was-good"]["mode"], rows["was-good"]["reason"], rows["was-good"]["desired"]) == (
+        "invalid", "InvalidAnnotation", None)
+    assert any("max-replicas='lots'" in i for i in rows["was-good"]["issues"])
+    assert (rows["on-hold"]["mode"], rows["on-hold"]["reason"]) == ("paused", "Paused")
+    assert (rows["fine"]["mode"], rows["fine"]["reason"], rows["fine"]["desired"]) == (
+        "enforce", "DesiredWithinRange", 2)
+
+    env.cluster.ensure_namespace("cli-policy")
+    env.cluster.registry.create(CONFIGMAPS, "cli-policy", {"apiVersion": "v1", "kind": "ConfigMap",
+                                                           "metadata": {"name": "keyless", "namespace": "cli-policy"},
+                                                           "data": {}})
+    rc, out, err = await cli(capsys, "status", "--kubeconfig", kc, "-n", "cli-stale", "--policy-namespace",
+                             "cli-policy", "--configmap", "keyless")
+    assert rc == 0 and "the policy cannot be read" in err and "has no key 'policy.yaml'" in err
+    assert all("DesiredWithinRange" in line for line in out.splitlines()[1:]), out
