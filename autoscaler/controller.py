@@ -43,6 +43,7 @@ from autoscaler.config import (
     STATE_ANNOTATION,
     STATUS_ANNOTATION,
     ClusterPolicy,
+    EffectiveMetric,
     LeasePolicy,
     Mode,
     PolicyError,
@@ -264,6 +265,17 @@ def partial_data_message(d: PredictiveDecision, params: PredictiveParams) -> str
             f"{SETTLE_RATE_WINDOWS * params.rate_window_s:.0f}s have no request rate, so the lease's rate leaves "
             "their traffic out (a rate window needs two scrapes of the pod: is predictive.rateWindowSeconds shorter "
             "than two scrape intervals, or is the pod not scraped?)")
+
+
+def no_request_data_message(pods: int, kind: MetricKind, params: PredictiveParams,
+                            metrics: Sequence[EffectiveMetric]) -> str:
+    """The ``PredictiveUnavailable`` Event's message: a predictive lease none of whose settled pods has a request rate
+    (no figures that change every loop)."""
+    series = " / ".join(kind.raw_series[:1]) or kind.name
+    return (f"no request rate: {pods} pod(s) Ready for over {SETTLE_RATE_WINDOWS * params.rate_window_s:.0f}s export "
+            f"no {series} (not a Triton server, or not scraped), so the predictive algorithm cannot size this lease; "
+            f"the HPA rule decides on its metrics ({', '.join(m.name for m in metrics) or 'none'}) instead. Annotate "
+            f"{ANNOTATION_PREFIX}algorithm=hpa to choose that explicitly")
 
 
 def recurring_load_message(found: float | None, before: float | None, params: PredictiveParams) -> str:
@@ -779,6 +791,10 @@ class Controller:
             p.rt.history_due = False
             self._read_history(lease, p.rt, params, season=not d.state.season_fit)
         if d.reason == PredictiveReason.MISSING_DATA:
+            if obs.request_rate_rps is None and obs.unmeasured_ready > 0:
+                self._pending_events.append(self.events.record(
+                    p.obj, "Normal", "PredictiveUnavailable", no_request_data_message(
+                        obs.unmeasured_ready, self._kind("requestStats", None), params, lease.metrics), now))
             return None
         message = predictive_message(d, params)
         if d.reason == PredictiveReason.PARTIAL_DATA:

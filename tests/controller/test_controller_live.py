@@ -256,6 +256,30 @@ async def test_predictive_lease_scales_on_capacity_and_back(env: Env) -> None:
         await wait_for(lambda: rate("demand") < 1.0, 30, "the rate seen falls with the load")
     reasons = {h["reason"] for h in ctl.runtime[("default", "predict")].history}
     assert reasons & {"Capacity", "BurstEnvelope", "Trend", "Backlog", "StartupAware"}, reasons
+    assert not [e for e in env.events("predict") if e["reason"] == "PredictiveUnavailable"]
+
+
+async def test_a_predictive_lease_without_request_counters_says_the_hpa_rule_decides(env: Env) -> None:
+    """A predictive lease on NIM pods (vLLM-style metrics, none of Triton's request counters): once its pod has been
+    Ready for two rate windows without a request rate, a Normal Event says the predictive algorithm cannot size it
+    and the HPA rule decides on its metrics instead (a Triton lease never gets it: the capacity test below)."""
+    pfile = env.policy_file.with_name("policy-predictive-nim.yaml")
+    pfile.write_text(env.policy_file.read_text() + """
+  predictive: {rateWindowSeconds: 3}
+""")
+    env.cluster.create_deployment("nim-pred", namespace="default", replicas=1, kind="nim", annotations={
+        P + "enabled": "true", P + "algorithm": "predictive", P + "metrics": "gpuUtilization"})
+    await env.cluster.wait_for_ready("default", "nim-pred")
+    async with env.controller(policy_file=str(pfile)) as ctl:
+        await wait_for(lambda: any(e["reason"] == "PredictiveUnavailable" for e in env.events("nim-pred")), 20,
+                       "an Event saying the predictive algorithm has no request rate")
+        last = ctl.runtime[("default", "nim-pred")].last
+        assert last["reason"] in {"DesiredWithinRange", "ScaleDownStabilized"} and last["metrics"], last
+    (e,) = [e for e in env.events("nim-pred") if e["reason"] == "PredictiveUnavailable"]
+    assert e["type"] == "Normal"
+    assert "1 pod(s) Ready for over 6s export no nv_inference_request_success" in e["message"]
+    assert "the HPA rule decides on its metrics (gpuUtilization)" in e["message"]
+    assert f"{P}algorithm=hpa" in e["message"]
 
 
 async def test_predictive_season_survives_a_controller_restart(env: Env) -> None:
