@@ -389,6 +389,12 @@ class Autoscaling(_Strict):
         if not isinstance(v, dict):
             return v
         merged: dict[str, Any] = {k: m.model_dump(by_alias=True) for k, m in _default_metrics().items()}
+        # most likely misspelt built-in ones (gpuUtilisation): say so, before "threshold: Field required"
+        misspelt = [f"{name!r} is not a built-in metric{hint}" for name, block in v.items()
+                    if name not in merged and isinstance(block, dict) and "query" not in block
+                    and (hint := _did_you_mean(name, BUILTIN_METRICS))]
+        if misspelt:
+            raise ValueError("; ".join(misspelt) + " (a custom metric needs 'query' and 'threshold')")
         for name, block in v.items():
             if isinstance(block, dict) and name in merged:
                 base = dict(merged[name])
@@ -399,10 +405,6 @@ class Autoscaling(_Strict):
                 base["threshold"] = th
                 merged[name] = base
             else:
-                if isinstance(block, dict) and "query" not in block and (hint := _did_you_mean(name, BUILTIN_METRICS)):
-                    # most likely a misspelt built-in one (gpuUtilisation): say so before "threshold: Field required"
-                    raise ValueError(f"{name!r} is not a built-in metric{hint} (a custom metric needs 'query' and "
-                                     "'threshold')")
                 merged[name] = block
         return merged
 

@@ -79,8 +79,9 @@ def test_partial_metric_block_keeps_tms_thresholds() -> None:
     ("autoscaling: {replicas: {default: {maximum: 20}}}", "default.maximum (20) is greater than limits.maximum (10)"),
     ("autoscaling: {replicas: {limits: {minimum: {lowerBound: 3, upperBound: 2}}}}", "lowerBound (3) is greater"),
     ("autoscaling: {metrics: {myQps: {threshold: {default: 5}}}}", "metrics.myQps: a custom metric needs 'query'"),
-    ("autoscaling: {metrics: {gpuUtilisation: {allowed: true}}}",
-     "'gpuUtilisation' is not a built-in metric, did you mean 'gpuUtilization'?"),
+    ("autoscaling: {metrics: {gpuUtilisation: {allowed: true}, queuetime: {enabled: true}}}",
+     "'gpuUtilisation' is not a built-in metric, did you mean 'gpuUtilization'?; 'queuetime' is not a built-in "
+     "metric, did you mean 'queueTime'?"),
     ("autoscaling: {enable: maybe}", "autoscaling.enable"),
     ("autoscaling: {unknownKey: 1}", "autoscaling.unknownKey"),
     ("autoscaling: [", "not valid YAML"),
