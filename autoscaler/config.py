@@ -41,11 +41,15 @@ from autoscaler.policy.types import (
 BUILTIN_METRICS = ("cpuUtilization", "gpuUtilization", "queueTime", "kvCacheUsage")
 
 
-def _did_you_mean(name: str, known: Iterable[str]) -> str:
-    """``", did you mean 'x'?"`` for the known name closest to a mistyped one (case, a letter, a plural), else ``""``."""
+def closest_name(name: str, known: Iterable[str]) -> str | None:
+    """The known name a mistyped one is closest to (case, a letter, a plural), if one is close."""
     by_lower = {k.lower(): k for k in known}
     close = difflib.get_close_matches(name.lower(), by_lower, n=1, cutoff=0.75)
-    return f", did you mean {by_lower[close[0]]!r}?" if close else ""
+    return by_lower[close[0]] if close else None
+
+
+def _did_you_mean(name: str | None) -> str:
+    return f", did you mean {name!r}?" if name else ""
 
 
 STATUS_ANNOTATION = ANNOTATION_PREFIX + "status"
@@ -392,7 +396,7 @@ class Autoscaling(_Strict):
         # most likely misspelt built-in ones (gpuUtilisation): say so, before "threshold: Field required"
         misspelt = [f"{name!r} is not a built-in metric{hint}" for name, block in v.items()
                     if name not in merged and isinstance(block, dict) and "query" not in block
-                    and (hint := _did_you_mean(name, BUILTIN_METRICS))]
+                    and (hint := _did_you_mean(closest_name(name, BUILTIN_METRICS)))]
         if misspelt:
             raise ValueError("; ".join(misspelt) + " (a custom metric needs 'query' and 'threshold')")
         for name, block in v.items():
@@ -487,6 +491,7 @@ class LeaseIssue:
     value: str
     rule: str
     severity: Severity
+    rename: str = ""  # the full key a mistyped key most likely meant (min-replica -> min-replicas), if any
 
     @property
     def message(self) -> str:
@@ -569,8 +574,8 @@ def resolve_lease(namespace: str, name: str, annotations: dict[str, str] | None,
     ann = {k[len(ANNOTATION_PREFIX):]: v for k, v in (annotations or {}).items() if k.startswith(ANNOTATION_PREFIX)}
     issues: list[LeaseIssue] = []
 
-    def issue(key: str, value: str, rule: str, sev: Severity) -> None:
-        issues.append(LeaseIssue(ANNOTATION_PREFIX + key, value, rule, sev))
+    def issue(key: str, value: str, rule: str, sev: Severity, rename: str | None = None) -> None:
+        issues.append(LeaseIssue(ANNOTATION_PREFIX + key, value, rule, sev, ANNOTATION_PREFIX + rename if rename else ""))
 
     raw_enabled = ann.get("enabled")
     if raw_enabled is None:
@@ -590,8 +595,9 @@ def resolve_lease(namespace: str, name: str, annotations: dict[str, str] | None,
 
     for key in ann:
         if key not in KNOWN_KEYS and not key.startswith("threshold."):
-            issue(key, ann[key], "unknown annotation (ignored)" + _did_you_mean(key, KNOWN_KEYS) + "; known: " +
-                  ", ".join(sorted(KNOWN_KEYS)) + ", threshold.<metric>", Severity.ADJUSTED)
+            meant = closest_name(key, KNOWN_KEYS)
+            issue(key, ann[key], "unknown annotation (ignored)" + _did_you_mean(meant) + "; known: " +
+                  ", ".join(sorted(KNOWN_KEYS)) + ", threshold.<metric>", Severity.ADJUSTED, meant)
 
     # --- replicas
     lim = a.replicas.limits
@@ -638,7 +644,7 @@ def resolve_lease(namespace: str, name: str, annotations: dict[str, str] | None,
         for n in names:
             mp = a.metrics.get(n)
             if mp is None:
-                issue("metrics", ann["metrics"], f"unknown metric {n!r} (ignored){_did_you_mean(n, a.metrics)}; "
+                issue("metrics", ann["metrics"], f"unknown metric {n!r} (ignored){_did_you_mean(closest_name(n, a.metrics))}; "
                       "the policy defines: " + ", ".join(sorted(a.metrics)), Severity.ADJUSTED)
             elif not (mp.enabled or mp.allowed):
                 issue("metrics", ann["metrics"], f"metric {n!r} is neither enabled nor allowed by the cluster "
@@ -655,8 +661,9 @@ def resolve_lease(namespace: str, name: str, annotations: dict[str, str] | None,
         mname = key[len("threshold."):]
         mp = a.metrics.get(mname)
         if mp is None:
-            issue(key, raw, f"unknown metric {mname!r} (ignored){_did_you_mean(mname, a.metrics)}; the policy "
-                  "defines: " + ", ".join(sorted(a.metrics)), Severity.ADJUSTED)
+            meant = closest_name(mname, a.metrics)
+            issue(key, raw, f"unknown metric {mname!r} (ignored){_did_you_mean(meant)}; the policy "
+                  "defines: " + ", ".join(sorted(a.metrics)), Severity.ADJUSTED, meant and "threshold." + meant)
             continue
         try:
             val = float(raw.strip())

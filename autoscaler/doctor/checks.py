@@ -21,6 +21,7 @@ Every check yields :class:`Finding` values: ``ok``, ``warn``, ``fail`` or ``skip
 from __future__ import annotations
 
 import asyncio
+import shlex
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -35,6 +36,7 @@ from autoscaler.config import (
     POLICY_KEY,
     POLICY_NAMESPACE,
     ClusterPolicy,
+    LeaseIssue,
     LeasePolicy,
     PolicyError,
     Severity,
@@ -202,10 +204,9 @@ async def find_leases(ctx: Context) -> tuple[list[Lease], list[Finding]]:
         for issue in res.issues:
             if issue.severity == Severity.INVALID:
                 findings.append(Finding("annotations", FAIL, f"{issue.message} (the lease is left untouched)",
-                                        _annotation_fix(ns, name, issue.key), subject))
+                                        _annotation_fix(ns, name, issue), subject))
             else:
-                findings.append(Finding("annotations", WARN, issue.message, _annotation_fix(ns, name, issue.key),
-                                        subject))
+                findings.append(Finding("annotations", WARN, issue.message, _annotation_fix(ns, name, issue), subject))
         if res.lease is not None and not res.issues:
             metrics = ", ".join(f"{m.name}<={m.target:g}{m.unit}" for m in res.lease.metrics)
             findings.append(Finding("annotations", OK, f"valid: {res.lease.min_replicas}..{res.lease.max_replicas} "
@@ -229,9 +230,13 @@ async def find_leases(ctx: Context) -> tuple[list[Lease], list[Finding]]:
     return leases, findings
 
 
-def _annotation_fix(ns: str, name: str, key: str) -> str:
+def _annotation_fix(ns: str, name: str, issue: LeaseIssue) -> str:
+    key = issue.key
     if not key.startswith(ANNOTATION_PREFIX):
         return "change the cluster policy (see the policy check)"
+    if issue.rename:  # a mistyped key: move its value to the key it most likely meant
+        return (f"kubectl -n {ns} annotate deployment {name} --overwrite {key}- "
+                f"{issue.rename}={shlex.quote(issue.value)}")
     examples = {"max-replicas": "4", "min-replicas": "1", "mode": "enforce", "paused": "false", "enabled": "true",
                 "metrics": "queueTime,gpuUtilization", "algorithm": "hpa"}
     short = key[len(ANNOTATION_PREFIX):]

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import shlex
 import sys
 import time
 from collections.abc import AsyncIterator
@@ -21,6 +23,7 @@ from autoscaler.sandbox.cluster import SandboxCluster
 from autoscaler.sandbox.dataplane import DataPlane
 from autoscaler.sandbox.faultproxy import FaultProxy
 from autoscaler.sandbox.prometheus import JOB_PODS
+from autoscaler.sandbox.resources import DEPLOYMENTS
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 P = "inference-autoscaler.io/"
@@ -39,6 +42,7 @@ LEASES = {
     "relabelled": {P + "metrics": "queueTime"},
     "absent": {P + "metrics": "kvCacheUsage"},
     "typo": {P + "max-replicas": "ten"},
+    "misspelt": {P + "min-replica": "1"},
 }
 
 
@@ -135,6 +139,25 @@ async def test_bad_annotation_is_reported_with_the_annotate_fix(env: Env) -> Non
     (f,) = pick(await env.findings(lease_namespace=NS), "annotations", f"{NS}/typo")
     assert f.status == FAIL and "max-replicas='ten'" in f.detail and "whole number" in f.detail
     assert f.fix.startswith(f"kubectl -n {NS} annotate deployment typo --overwrite {P}max-replicas=")
+
+
+async def test_a_mistyped_key_is_fixed_by_moving_its_value_with_the_real_kubectl(env: Env, tmp_path: Path) -> None:
+    """min-replica (a letter short) is ignored with a warning; the fix moves its value to min-replicas in one
+    kubectl command, and the real kubectl run with that command leaves the lease valid."""
+    (f,) = pick(await env.findings(lease_namespace=NS), "annotations", f"{NS}/misspelt")
+    assert f.status == WARN and "did you mean 'min-replicas'?" in f.detail
+    assert f.fix == f"kubectl -n {NS} annotate deployment misspelt --overwrite {P}min-replica- {P}min-replicas=1"
+    home = tmp_path / "home"
+    home.mkdir()
+    proc = await asyncio.create_subprocess_exec(
+        *shlex.split(f.fix), env={"HOME": str(home), "KUBECONFIG": str(env.kubeconfig), "PATH": os.environ["PATH"]},
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    _, err = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode == 0, err.decode()
+    (f,) = pick(await env.findings(lease_namespace=NS), "annotations", f"{NS}/misspelt")
+    assert f.status == OK, f
+    ann = env.cluster.store.get(DEPLOYMENTS.storage_key, NS, "misspelt")["metadata"]["annotations"]
+    assert ann[P + "min-replicas"] == "1" and P + "min-replica" not in ann
 
 
 async def test_labels_not_matching_point_to_exported_pod_and_honor_labels(env: Env) -> None:
