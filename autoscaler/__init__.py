@@ -2,3 +2,8 @@
 
 __version__ = "0.1.0"
 ANNOTATION_PREFIX = "inference-autoscaler.io/"
+
+
+class CommandError(Exception):
+    """A problem the command line reports in one line (``autoscaler <command>: <message>``, exit 1) instead of a
+    traceback: a kubeconfig that cannot be read, ..."""

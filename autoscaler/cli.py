@@ -12,6 +12,8 @@ import importlib
 import sys
 from collections.abc import Sequence
 
+from autoscaler import CommandError
+
 # command -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
     "run": ("autoscaler.commands.run", "run the controller against a cluster (in-cluster or --kubeconfig)"),
@@ -50,7 +52,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"autoscaler: command {args_list[0]!r} is not available in this build: {exc}", file=sys.stderr)
         return 2
     args = parser.parse_args(args_list)
-    rc: int = args._module.run(args)
+    try:
+        rc: int = args._module.run(args)
+    except CommandError as exc:
+        print(f"autoscaler {args.command}: {exc}", file=sys.stderr)
+        return 1
     return rc
 
 

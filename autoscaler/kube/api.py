@@ -8,14 +8,18 @@ controller needs. Every call is counted by verb so the loop can report API calls
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
+import os
 from collections import Counter
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 from kubernetes_asyncio import client, config
 from kubernetes_asyncio.client.api_client import ApiClient
+
+from autoscaler import CommandError
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +51,14 @@ class KubeError(Exception):
         return self.status == 410
 
 
+class KubeconfigError(CommandError):
+    """No usable cluster configuration: the kubeconfig is missing or unreadable, or names no such context."""
+
+
+def _file_exists(path: str) -> bool:
+    return os.path.exists(os.path.expanduser(path))
+
+
 async def load_api_client(kubeconfig: str | None = None, context: str | None = None) -> ApiClient:
     """An ApiClient from ``kubeconfig`` (or $KUBECONFIG / ~/.kube/config), else the in-cluster config."""
     cfg = client.Configuration()
@@ -56,7 +68,14 @@ async def load_api_client(kubeconfig: str | None = None, context: str | None = N
             return ApiClient(configuration=cfg)
         except config.ConfigException:
             pass
-    await config.load_kube_config(config_file=kubeconfig, context=context, client_configuration=cfg)
+    where = kubeconfig or os.environ.get("KUBECONFIG", "").split(os.pathsep)[0] or "~/.kube/config"
+    if not await asyncio.to_thread(_file_exists, where):
+        hint = "" if kubeconfig else " (and not running in a cluster; pass --kubeconfig)"
+        raise KubeconfigError(f"kubeconfig {where}: no such file{hint}")
+    try:
+        await config.load_kube_config(config_file=kubeconfig, context=context, client_configuration=cfg)
+    except (config.ConfigException, OSError, ValueError, TypeError, AttributeError) as exc:
+        raise KubeconfigError(f"kubeconfig {where}: {exc}") from None
     return ApiClient(configuration=cfg)
 
 

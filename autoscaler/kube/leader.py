@@ -12,14 +12,18 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
+import time
 import uuid
 
+import aiohttp
 from kubernetes_asyncio.client import CoordinationV1Api
 from kubernetes_asyncio.client.api_client import ApiClient
 from kubernetes_asyncio.leaderelection import electionconfig, leaderelection
 from kubernetes_asyncio.leaderelection.resourcelock.leaselock import LeaseLock
 
 log = logging.getLogger(__name__)
+
+REPEAT_LOG_S = 60.0  # the same failure is logged again after this long, not at every retry
 
 
 def default_identity() -> str:
@@ -37,6 +41,7 @@ class LeaderElector:
         self.held_at_stop = False
         self.transitions = 0
         self.changed = asyncio.Event()
+        self._failure: tuple[str, float] | None = None  # the last failure logged, and when (monotonic)
         self._api = api_client
         self._lock = LeaseLock(name, namespace, self.identity, api_client)
         self._config = electionconfig.Config(
@@ -48,6 +53,7 @@ class LeaderElector:
     async def _on_started(self) -> None:
         log.info("leader election: %s is now the leader of %s/%s", self.identity, self.namespace, self.name)
         self.is_leader = True
+        self._failure = None  # reachable again: the next failure is news
         self.transitions += 1
         self.changed.set()
 
@@ -66,10 +72,22 @@ class LeaderElector:
                 self.held_at_stop = self.is_leader  # the owner releases once its writers have stopped
                 self.is_leader = False
                 raise
+            except (aiohttp.ClientError, OSError, TimeoutError) as exc:  # the API server cannot be reached
+                self._log_failure(exc)
             except Exception:
                 log.exception("leader election round failed")
             self.is_leader = False
             await asyncio.sleep(self._config.retry_period)
+
+    def _log_failure(self, exc: BaseException) -> None:
+        """An API server that cannot be reached, in one line, and the same one again only after REPEAT_LOG_S: not a
+        traceback every retry period. (Refusals, e.g. 403 from RBAC, the library logs in a line itself and retries.)"""
+        reason = str(exc) or type(exc).__name__
+        now = time.monotonic()
+        if self._failure is None or self._failure[0] != reason or now - self._failure[1] >= REPEAT_LOG_S:
+            log.warning("leader election: cannot reach the API server for the Lease %s/%s: %s; retrying every %gs",
+                        self.namespace, self.name, reason, self._config.retry_period)
+            self._failure = (reason, now)
 
     async def release(self, timeout_s: float = 2.0) -> bool:
         """Give the Lease up if this candidate still holds it (a JSON patch that tests the holder first)."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from pathlib import Path
 
 import pytest
 
@@ -117,3 +118,24 @@ async def test_status_shows_a_lease_the_controller_no_longer_scales(env: Env,
                              "cli-policy", "--configmap", "keyless")
     assert rc == 0 and "the policy cannot be read" in err and "has no key 'policy.yaml'" in err
     assert all("DesiredWithinRange" in line for line in out.splitlines()[1:]), out
+
+
+@pytest.mark.parametrize("command", ["run", "status", "explain", "doctor"])
+async def test_a_missing_kubeconfig_is_one_line_not_a_traceback(command: str, tmp_path: Path,
+                                                                capsys: pytest.CaptureFixture[str]) -> None:
+    """Every command that talks to a cluster, given a kubeconfig that is not there or names no such context, says so
+    in one line and exits 1 (it printed kubernetes-asyncio's traceback: 'Expected key current-context'; migrate-hpa
+    has said it in its own words, exit 2, all along)."""
+    extra = ["default/x"] if command == "explain" else []
+    rc, out, err = await cli(capsys, command, "--kubeconfig", str(tmp_path / "nope.yaml"), *extra)
+    text = out + err
+    assert rc == 1 and "Traceback" not in text, text
+    assert f"kubeconfig {tmp_path / 'nope.yaml'}: no such file" in text, text
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(json.dumps({"apiVersion": "v1", "kind": "Config", "current-context": "a",
+                                      "clusters": [{"name": "c", "cluster": {"server": "http://127.0.0.1:1"}}],
+                                      "users": [{"name": "u", "user": {}}],
+                                      "contexts": [{"name": "a", "context": {"cluster": "c", "user": "u"}}]}))
+    rc, out, err = await cli(capsys, command, "--kubeconfig", str(kubeconfig), "--context", "nope", *extra)
+    text = out + err
+    assert rc == 1 and "Traceback" not in text and "Expected object with name nope" in text, text
