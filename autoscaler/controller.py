@@ -889,6 +889,11 @@ class Controller:
         """Keep the new state, record the decision; return the annotation changes to write (leader only)."""
         p.rt.state = compact_state(new_state)  # same decisions, flat per-loop cost once the windows fill
         report.decided += 1
+        failed = [f"{ob.name}: {res.error or ob.error}" for ob, res in zip(p.observations, decision.metrics, strict=False)
+                  if res.error or ob.error]
+        if failed and leader:  # as the HPA's FailedGetPodsMetric, once per failing metric set (deduplicated)
+            self._pending_events.append(self.events.record(
+                p.obj, "Warning", "FailedGetMetrics", "unable to get metrics: " + "; ".join(failed), now))
         self._decisions[(reason, p.lease.mode.value)] += 1
         self._record(p.rt, p.lease, p.obj, p.snap, decision, p.observations, desired, reason, message, applied, now)
         return self._annotation_changes(p.obj, p.lease, p.rt, now) if leader else {}

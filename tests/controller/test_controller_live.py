@@ -123,7 +123,8 @@ async def test_policy_configmap_is_hot_reloaded_and_a_bad_one_keeps_the_last_goo
 
 
 async def test_prometheus_outage_never_scales_down_and_recovers(env: Env) -> None:
-    """With Prometheus unreachable the lease holds its size; when it returns, the loop resumes."""
+    """With Prometheus unreachable the lease holds its size and a Warning Event says which metric failed and why
+    (one Event, its count going up); when Prometheus returns, the loop resumes."""
     env.deployment("outage", {P + "max-replicas": "4"}, replicas=3)
     await env.cluster.wait_for_ready("default", "outage")
     async with FaultProxy(env.dataplane.prometheus_url) as proxy:
@@ -133,6 +134,9 @@ async def test_prometheus_outage_never_scales_down_and_recovers(env: Env) -> Non
             assert env.replicas("outage") == 3
             assert status(env, "outage")["reason"] == "FailedGetPodsMetric"
             assert ctl.runtime[("default", "outage")].failures >= 2
+            (failed,) = [e for e in env.events("outage") if e["reason"] == "FailedGetMetrics"]
+            assert failed["type"] == "Warning" and failed["message"].startswith("unable to get metrics: queueTime: ")
+            assert "cannot reach Prometheus" in failed["message"] or "no answer" in failed["message"], failed
             proxy.set("pass")
             await wait_for(lambda: env.replicas("outage") < 3, 25, "scale-down once metrics are back (no load)")
 
