@@ -362,6 +362,7 @@ class Controller:
         self.last_report = TickReport()
         self.last_tick_at: float | None = None
         self._kinds: dict[tuple[Any, ...], MetricKind] = {}  # (policy version, name, query)
+        self._query_failures: dict[str, tuple[str, float, float]] = {}  # kind -> (error, since, last logged)
         self._pparams: dict[tuple[Any, ...], PredictiveParams] = {}  # (policy version, queue-time target)
         self._pending_events: list[Awaitable[None]] = []
         self._seeds: set[asyncio.Future[None]] = set()  # recurring-load histories being read (background)
@@ -589,6 +590,7 @@ class Controller:
                 self.telemetry.query_seconds.labels(name).observe(r.latency_s)
                 if r.error is not None:
                     self.telemetry.errors.labels("prometheus").inc()
+                self._log_query_outcome(name, r, now)
 
         # Observe every lease, decide them all at once (vectorised core), then act with bounded concurrency.
         prepared: list[_Prepared] = []
@@ -724,6 +726,20 @@ class Controller:
         rt.persisted = persisted
         rt.restored = True
         return restore(persisted, current, now, self.settings.state_granularity_s)
+
+    def _log_query_outcome(self, name: str, result: BatchResult, now: float) -> None:
+        """A metric kind's query failing, in one warning line, again only when its error changes or after a minute,
+        and its recovery: an outage must show in the log, not only in the leases' status and Events."""
+        failing = self._query_failures.get(name)
+        if result.error is None:
+            if failing is not None:
+                log.info("%s query works again (it failed from %s)", name, rfc3339(failing[1]))
+                del self._query_failures[name]
+            return
+        message = result.error.message
+        if failing is None or failing[0] != message or now - failing[2] >= 60.0:
+            log.warning("%s query failed: %s; no lease is scaled down on it while it fails", name, message)
+            self._query_failures[name] = (message, failing[1] if failing else now, now)
 
     async def _begin_all(self, leases: list[tuple[dict[str, Any], LeasePolicy, _LeaseSpec]], now: float,
                          leader: bool, report: TickReport) -> list[_Begun]:

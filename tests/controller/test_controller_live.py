@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import math
 import time
 from typing import Any
@@ -122,9 +123,11 @@ async def test_policy_configmap_is_hot_reloaded_and_a_bad_one_keeps_the_last_goo
     await env.dataplane.stop_load("default", "reload")
 
 
-async def test_prometheus_outage_never_scales_down_and_recovers(env: Env) -> None:
-    """With Prometheus unreachable the lease holds its size and a Warning Event says which metric failed and why
-    (one Event, its count going up); when Prometheus returns, the loop resumes."""
+async def test_prometheus_outage_never_scales_down_and_recovers(env: Env, caplog: pytest.LogCaptureFixture) -> None:
+    """With Prometheus unreachable the lease holds its size, a Warning Event says which metric failed and why (one
+    Event, its count going up) and so does one log line; when Prometheus returns, the log says so and the loop
+    resumes."""
+    caplog.set_level(logging.INFO, logger="autoscaler.controller")
     env.deployment("outage", {P + "max-replicas": "4"}, replicas=3)
     await env.cluster.wait_for_ready("default", "outage")
     async with FaultProxy(env.dataplane.prometheus_url) as proxy:
@@ -137,8 +140,12 @@ async def test_prometheus_outage_never_scales_down_and_recovers(env: Env) -> Non
             (failed,) = [e for e in env.events("outage") if e["reason"] == "FailedGetMetrics"]
             assert failed["type"] == "Warning" and failed["message"].startswith("unable to get metrics: queueTime: ")
             assert "cannot reach Prometheus" in failed["message"] or "no answer" in failed["message"], failed
+            failing = [r for r in caplog.records if "query failed" in r.getMessage()]
+            assert [r.getMessage().split(":")[0] for r in failing] == ["queueTime query failed"], failing
+            assert failing[0].levelno == logging.WARNING
             proxy.set("pass")
             await wait_for(lambda: env.replicas("outage") < 3, 25, "scale-down once metrics are back (no load)")
+            assert any(r.getMessage().startswith("queueTime query works again") for r in caplog.records)
 
 
 async def test_manual_scale_is_taken_as_current(env: Env) -> None:
