@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -120,7 +122,21 @@ async def test_status_shows_a_lease_the_controller_no_longer_scales(env: Env,
     assert all("DesiredWithinRange" in line for line in out.splitlines()[1:]), out
 
 
+@pytest.fixture
+def root_logging() -> Iterator[None]:
+    """`autoscaler run` in this process sets up the root logger for itself (a handler on this test's stderr, which is
+    closed after it): put the root logger back as it was."""
+    root = logging.getLogger()
+    handlers = root.handlers[:]
+    levels = {name: logging.getLogger(name).level for name in ("", "aiohttp.access", "kubernetes_asyncio")}
+    yield
+    root.handlers[:] = handlers
+    for name, level in levels.items():
+        logging.getLogger(name).setLevel(level)
+
+
 @pytest.mark.parametrize("command", ["run", "status", "explain", "doctor"])
+@pytest.mark.usefixtures("root_logging")
 async def test_a_missing_kubeconfig_is_one_line_not_a_traceback(command: str, tmp_path: Path,
                                                                 capsys: pytest.CaptureFixture[str]) -> None:
     """Every command that talks to a cluster, given a kubeconfig that is not there or names no such context, says so
