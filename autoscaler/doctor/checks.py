@@ -14,6 +14,7 @@
    objects' ``podMonitorSelector`` / ``ruleSelector`` and the namespace selectors (or, with no
    Prometheus object visible, against the policy's ``podMonitorLabels`` / ``ruleLabels``).
 7. RBAC: SelfSubjectAccessReview for what the controller does (scale get/patch, watch, events).
+8. No HorizontalPodAutoscaler scales an enforcing lease's Deployment too.
 
 Every check yields :class:`Finding` values: ``ok``, ``warn``, ``fail`` or ``skip``, a detail and a fix.
 """
@@ -38,6 +39,7 @@ from autoscaler.config import (
     ClusterPolicy,
     LeaseIssue,
     LeasePolicy,
+    Mode,
     PolicyError,
     Severity,
     parse_policy,
@@ -551,6 +553,45 @@ async def check_rbac(ctx: Context, leases: Sequence[Lease]) -> list[Finding]:
                     f"in {', '.join(namespaces)}")]
 
 
+# ------------------------------------------------------------------------------------------ 8. conflicts
+
+async def check_conflicts(ctx: Context, leases: Sequence[Lease]) -> list[Finding]:
+    """A HorizontalPodAutoscaler that scales a lease's Deployment too: both write ``spec.replicas`` and undo each
+    other (the controller takes each of the HPA's changes for a human's and holds; the HPA then moves it again).
+    KEDA refuses a second scaler for a workload; here the doctor says so. A lease in shadow mode next to its HPA is
+    the migration's comparison (docs/migration.md), not a conflict."""
+    findings: list[Finding] = []
+    by_ns: dict[str, list[dict[str, Any]]] = {}
+    for lease in leases:
+        if lease.policy is None or lease.policy.paused:
+            continue
+        ns, name = lease.policy.namespace, lease.policy.name
+        if ns not in by_ns:
+            try:
+                doc = await ctx.api.get(f"/apis/autoscaling/v2/namespaces/{ns}/horizontalpodautoscalers")
+                by_ns[ns] = list(doc.get("items") or [])
+            except KubeError as exc:
+                by_ns[ns] = []
+                if not exc.not_found:  # 404: the cluster serves no HPAs at all
+                    findings.append(Finding("conflicts", SKIP, f"cannot list HorizontalPodAutoscalers in {ns}: {exc}",
+                                            "allow list on horizontalpodautoscalers to check this", f"{ns}/*"))
+        for hpa in by_ns[ns]:
+            ref = (hpa.get("spec") or {}).get("scaleTargetRef") or {}
+            if ref.get("kind") != "Deployment" or ref.get("name") != name:
+                continue
+            hpa_name = (hpa.get("metadata") or {}).get("name")
+            if lease.policy.mode == Mode.SHADOW:
+                findings.append(Finding("conflicts", OK, f"HorizontalPodAutoscaler {hpa_name} scales this Deployment "
+                                        "and the lease is in shadow mode: compare `autoscaler status` with `kubectl get "
+                                        "hpa` before switching", subject=lease.key))
+                continue
+            findings.append(Finding(
+                "conflicts", FAIL, f"HorizontalPodAutoscaler {hpa_name} also scales this Deployment: both write "
+                "spec.replicas and undo each other", f"kubectl -n {ns} delete hpa {hpa_name}  (or, to compare first: "
+                f"kubectl -n {ns} annotate deployment {name} --overwrite {ANNOTATION_PREFIX}mode=shadow)", lease.key))
+    return findings
+
+
 async def run_checks(ctx: Context) -> list[Finding]:
     """Every check, in order; later checks use what the earlier ones found."""
     findings = await check_policy(ctx)
@@ -565,4 +606,5 @@ async def run_checks(ctx: Context) -> list[Finding]:
     findings += await check_windows(ctx, leases)
     findings += await check_operator(ctx, leases)
     findings += await check_rbac(ctx, leases)
+    findings += await check_conflicts(ctx, leases)
     return findings

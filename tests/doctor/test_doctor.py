@@ -205,6 +205,28 @@ async def test_a_starting_pod_without_series_is_not_a_scrape_problem(env: Env) -
     assert f.status == WARN and "no Ready pod yet" in f.detail and "once a pod is Ready" in f.fix, f
 
 
+async def test_an_hpa_on_an_enforcing_lease_is_a_conflict_and_on_a_shadow_one_the_migration(env: Env) -> None:
+    """A HorizontalPodAutoscaler scaling an enforcing lease's Deployment fails the conflicts check, with the fix; next
+    to a lease in shadow mode it is the migration's comparison and passes; one on another Deployment is ignored."""
+    ns = "doc-hpa"
+    env.cluster.ensure_namespace(ns)
+    for name, mode in (("fought", "enforce"), ("compared", "shadow"), ("alone", "enforce")):
+        env.cluster.create_deployment(name, namespace=ns, replicas=1, kind="triton",
+                                      annotations={P + "enabled": "true", P + "mode": mode})
+    for name in ("fought", "compared", "other"):
+        env.cluster.create({"apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler",
+                            "metadata": {"name": f"{name}-hpa", "namespace": ns},
+                            "spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": name},
+                                     "minReplicas": 1, "maxReplicas": 4}})
+    fs = await env.findings(lease_namespace=ns)
+    (fought,) = pick(fs, "conflicts", f"{ns}/fought")
+    assert fought.status == FAIL and "HorizontalPodAutoscaler fought-hpa also scales this Deployment" in fought.detail
+    assert fought.fix.startswith(f"kubectl -n {ns} delete hpa fought-hpa")
+    (compared,) = pick(fs, "conflicts", f"{ns}/compared")
+    assert compared.status == OK and "shadow mode" in compared.detail
+    assert not pick(fs, "conflicts", f"{ns}/alone")
+
+
 async def test_prometheus_down_fails_first_and_skips_the_series(env: Env) -> None:
     """With Prometheus unreachable the first finding says so with the port-forward fix; PromQL checks are skipped."""
     async with FaultProxy(env.dataplane.prometheus_url) as proxy:
