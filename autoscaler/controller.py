@@ -180,6 +180,7 @@ class LeaseRuntime:
     cycle_seed: np.ndarray | None = None  # (bucket start, largest load) rows read, for the next decision
     season_seed: np.ndarray | None = None  # (bucket start, mean request rate) rows read, for the next decision
     rates: tuple[float, float] | None = None  # predictive: the rate seen and the rate sized for (on /metrics)
+    outside_changes: list[float] = field(default_factory=list)  # when replicas changed outside us, last FIGHT_WINDOW_S
 
     def leave_predictive(self) -> None:
         """The lease is decided by another algorithm now: its predictive state goes (with its /metrics series, and
@@ -208,6 +209,7 @@ _Begun = tuple[dict[str, Any], LeasePolicy, tuple[Pod, ...], LeaseRuntime, Decis
 _YIELD_EVERY = 250  # leases prepared between two yields to the event loop while the query runs
 _LIMIT_REASONS = frozenset({PredictiveReason.TOO_MANY_REPLICAS, PredictiveReason.TOO_FEW_REPLICAS,
                            PredictiveReason.SCALE_DOWN_LIMIT})  # the predictive reasons that name a limit
+FIGHT_WINDOW_S, FIGHT_CHANGES = 600.0, 3  # this many outside changes of replicas in this window: another writer
 SEED_CONCURRENCY = 2  # recurring-load histories read from Prometheus at once (a restart reads one per lease)
 
 
@@ -769,11 +771,19 @@ class Controller:
         # scale-down window instead of fighting back at once.
         if rt.last_seen_replicas is not None and current != rt.last_seen_replicas and current != rt.last_written_replicas:
             state = DecisionState((*(state.recommendations or ()), Recommendation(now, current)), state.scale_events)
+            rt.outside_changes = [t for t in rt.outside_changes if t > now - FIGHT_WINDOW_S] + [now]
             if leader:
                 self._pending_events.append(self.events.record(
                     obj, "Normal", "ManualScaleDetected",
                     f"replicas changed from {rt.last_seen_replicas} to {current} outside the autoscaler; "
                     "taking it as the current count", now))
+                if len(rt.outside_changes) >= FIGHT_CHANGES:
+                    self._pending_events.append(self.events.record(
+                        obj, "Warning", "ReplicasFought",
+                        f"replicas changed outside the autoscaler {len(rt.outside_changes)} times in "
+                        f"{FIGHT_WINDOW_S / 60:.0f} minutes: another writer (a HorizontalPodAutoscaler, KEDA, a GitOps "
+                        "sync of spec.replicas) seems to scale this Deployment too; remove it or set "
+                        f"{ANNOTATION_PREFIX}paused=true (`autoscaler doctor` lists HPAs on leases)", now))
         rt.last_seen_replicas = current
         return rt, state
 

@@ -159,6 +159,25 @@ async def test_manual_scale_is_taken_as_current(env: Env) -> None:
                        "ManualScaleDetected event")
         await asyncio.sleep(4)  # inside the 8 s window: held
         assert env.replicas("manual") == 3
+    assert not [e for e in env.events("manual") if e["reason"] == "ReplicasFought"]  # once is a human
+
+
+async def test_replicas_changed_again_and_again_outside_are_another_writer(env: Env) -> None:
+    """Three changes of replicas from outside within ten minutes (an HPA or a GitOps sync on the same Deployment):
+    each is taken as the current count, and a Warning Event says another writer seems to scale it too."""
+    env.deployment("fought", {P + "max-replicas": "4"})
+    await env.cluster.wait_for_ready("default", "fought")
+    async with env.controller() as ctl:
+        await wait_for(lambda: bool(status(env, "fought")), 10, "first decision")
+        for replicas in (3, 2, 4):
+            _scale(env, "fought", replicas)
+            await wait_for(lambda r=replicas: ctl.runtime[("default", "fought")].last_seen_replicas == r, 10,
+                           f"the controller seeing {replicas} replicas")
+        await wait_for(lambda: any(e["reason"] == "ReplicasFought" for e in env.events("fought")), 10,
+                       "a ReplicasFought Event")
+    (fought,) = [e for e in env.events("fought") if e["reason"] == "ReplicasFought"]
+    assert fought["type"] == "Warning" and "changed outside the autoscaler 3 times in 10 minutes" in fought["message"]
+    assert "autoscaler doctor" in fought["message"]
 
 
 def _scale(env: Env, name: str, replicas: int) -> None:
