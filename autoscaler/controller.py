@@ -69,6 +69,7 @@ from autoscaler.kube.workloads import (
     pods_path,
     slim_deployment,
 )
+from autoscaler.logs import RELOG_S
 from autoscaler.metrics import (
     BatchResult,
     ClientSettings,
@@ -739,7 +740,7 @@ class Controller:
                 del self._query_failures[name]
             return
         message = result.error.message
-        if failing is None or failing[0] != message or now - failing[2] >= 60.0:
+        if failing is None or failing[0] != message or now - failing[2] >= RELOG_S:
             log.warning("%s query failed: %s; no lease is scaled down on it while it fails", name, message)
             self._query_failures[name] = (message, failing[1] if failing else now, now)
 

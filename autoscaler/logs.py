@@ -7,6 +7,9 @@ import logging
 import sys
 from datetime import UTC, datetime
 
+RELOG_S = 60.0
+"""A failure that goes on (a query, the API server) is logged again after this long, not at every retry."""
+
 
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:

@@ -284,7 +284,7 @@ async def check_series(ctx: Context, leases: Sequence[Lease]) -> list[Finding]:
                 waiting = sorted(p for p in bad if p in lease.unready)
                 for p in waiting:
                     del bad[p]
-                later = f"; {len(waiting)} pod(s) not Ready yet have none yet" if waiting else ""
+                later = f"; {len(waiting)} pod(s) not Ready yet, none expected from them" if waiting else ""
                 new = sum(1 for p in bad if p in lease.new)
                 if new:
                     later += (f"; {new} of the {len(bad)} Ready for under {NEW_S:.0f}s (a rate needs two scrapes: if "

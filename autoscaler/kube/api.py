@@ -55,8 +55,8 @@ class KubeconfigError(CommandError):
     """No usable cluster configuration: the kubeconfig is missing or unreadable, or names no such context."""
 
 
-def _file_exists(path: str) -> bool:
-    return os.path.exists(os.path.expanduser(path))
+def _any_file_exists(paths: list[str]) -> bool:
+    return any(os.path.exists(os.path.expanduser(p)) for p in paths)
 
 
 async def load_api_client(kubeconfig: str | None = None, context: str | None = None) -> ApiClient:
@@ -68,8 +68,10 @@ async def load_api_client(kubeconfig: str | None = None, context: str | None = N
             return ApiClient(configuration=cfg)
         except config.ConfigException:
             pass
-    where = kubeconfig or os.environ.get("KUBECONFIG", "").split(os.pathsep)[0] or "~/.kube/config"
-    if not await asyncio.to_thread(_file_exists, where):
+    paths = [kubeconfig] if kubeconfig else [p for p in os.environ.get("KUBECONFIG", "").split(os.pathsep) if p]
+    paths = paths or ["~/.kube/config"]
+    where = os.pathsep.join(paths)
+    if not await asyncio.to_thread(_any_file_exists, paths):
         hint = "" if kubeconfig else " (and not running in a cluster; pass --kubeconfig)"
         raise KubeconfigError(f"kubeconfig {where}: no such file{hint}")
     try:

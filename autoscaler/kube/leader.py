@@ -21,9 +21,10 @@ from kubernetes_asyncio.client.api_client import ApiClient
 from kubernetes_asyncio.leaderelection import electionconfig, leaderelection
 from kubernetes_asyncio.leaderelection.resourcelock.leaselock import LeaseLock
 
+from autoscaler.logs import RELOG_S
+
 log = logging.getLogger(__name__)
 
-REPEAT_LOG_S = 60.0  # the same failure is logged again after this long, not at every retry
 
 
 def default_identity() -> str:
@@ -80,11 +81,11 @@ class LeaderElector:
             await asyncio.sleep(self._config.retry_period)
 
     def _log_failure(self, exc: BaseException) -> None:
-        """An API server that cannot be reached, in one line, and the same one again only after REPEAT_LOG_S: not a
+        """An API server that cannot be reached, in one line, and the same one again only after RELOG_S: not a
         traceback every retry period. (Refusals, e.g. 403 from RBAC, the library logs in a line itself and retries.)"""
         reason = str(exc) or type(exc).__name__
         now = time.monotonic()
-        if self._failure is None or self._failure[0] != reason or now - self._failure[1] >= REPEAT_LOG_S:
+        if self._failure is None or self._failure[0] != reason or now - self._failure[1] >= RELOG_S:
             log.warning("leader election: cannot reach the API server for the Lease %s/%s: %s; retrying every %gs",
                         self.namespace, self.name, reason, self._config.retry_period)
             self._failure = (reason, now)

@@ -200,7 +200,7 @@ async def test_a_starting_pod_without_series_is_not_a_scrape_problem(env: Env) -
         await api.close()
     fs = await env.findings(lease_namespace=ns)
     (f,) = pick(fs, "series", f"{ns}/scaled")
-    assert f.status == OK and f.detail.endswith("series for all 1 pod(s); 1 pod(s) not Ready yet have none yet"), f
+    assert f.status == OK and f.detail.endswith("series for all 1 pod(s); 1 pod(s) not Ready yet, none expected from them"), f
     (f,) = pick(fs, "series", f"{ns}/cold")
     assert f.status == WARN and "no Ready pod yet" in f.detail and "once a pod is Ready" in f.fix, f
 
