@@ -26,7 +26,6 @@ from autoscaler.logs import RELOG_S
 log = logging.getLogger(__name__)
 
 
-
 def default_identity() -> str:
     return f"{socket.gethostname()}-{uuid.uuid4().hex[:6]}"
 
