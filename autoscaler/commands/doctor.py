@@ -30,6 +30,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--policy-namespace", default="inference-autoscaler",
                         help="namespace of the policy ConfigMap (default inference-autoscaler)")
     parser.add_argument("--configmap", default="inference-autoscaler-policy", help="policy ConfigMap name")
+    parser.add_argument("--lease-name", default="inference-autoscaler",
+                        help="the controller's leader-election Lease, in --policy-namespace (default inference-autoscaler)")
     parser.add_argument("--json", action="store_true", help="print the findings as JSON")
 
 
@@ -42,7 +44,7 @@ async def diagnose(args: argparse.Namespace) -> list[Finding]:
                         "pass --kubeconfig (and --context), or run inside the cluster")]
     try:
         ctx = Context(api, args.prometheus_url, policy_namespace=args.policy_namespace, configmap=args.configmap,
-                      lease_namespace=args.namespace)
+                      lease_namespace=args.namespace, leader_lease=args.lease_name)
         return await run_checks(ctx)
     finally:
         await api.close()

@@ -1,7 +1,7 @@
 """The doctor's checks, in the order a human would debug "why does my lease not scale".
 
 1. Prometheus reachable, and its version (``/api/v1/status/buildinfo``).
-2. The policy ConfigMap exists and is valid.
+2. The policy ConfigMap exists and is valid; a controller holds and renews its leader-election Lease.
 3. Every annotated lease's annotations are valid (the same resolution the controller does).
 4. Per lease and enabled metric: does the controller's own PromQL return series for the lease's pods?
    If not, which labels are wrong: series labelled ``exported_pod``/``exported_namespace`` (scraped
@@ -22,6 +22,7 @@ Every check yields :class:`Finding` values: ``ok``, ``warn``, ``fail`` or ``skip
 from __future__ import annotations
 
 import asyncio
+import math
 import shlex
 import time
 from collections.abc import Sequence
@@ -52,7 +53,7 @@ from autoscaler.metrics.kinds.base import MetricKind
 from autoscaler.metrics.kinds.queue_time import RECORDED_QUEUE_TIME
 from autoscaler.metrics.promql import parse_duration
 from autoscaler.metrics.registry import kind_for
-from autoscaler.observe import pod_from_k8s
+from autoscaler.observe import parse_time, pod_from_k8s
 from autoscaler.policy.types import Pod
 
 OK, WARN, FAIL, SKIP = "ok", "warn", "fail", "skip"
@@ -101,6 +102,7 @@ class Context:
     configmap: str = POLICY_CONFIGMAP
     configmap_key: str = POLICY_KEY
     lease_namespace: str | None = None
+    leader_lease: str = "inference-autoscaler"  # the controller's leader-election Lease, in policy_namespace
     policy: ClusterPolicy | None = None
     prometheus_ok: bool = False
 
@@ -161,6 +163,36 @@ async def check_policy(ctx: Context) -> list[Finding]:
         return [Finding("policy", WARN, f"{name} is valid but autoscaling.enable is false: no lease scales",
                         "set autoscaling.enable: true")]
     return [Finding("policy", OK, f"{name} is valid")]
+
+
+# ------------------------------------------------------------------------------------------ 2b. the controller
+
+async def check_controller(ctx: Context) -> list[Finding]:
+    """A controller is running: its leader-election Lease is held and renewed. Nothing scales without one, whatever
+    the other checks say."""
+    ns, name = ctx.policy_namespace, ctx.leader_lease
+    where = f"Lease {ns}/{name}"
+    look = f"kubectl -n {ns} get pods,deployments; kubectl -n {ns} logs deploy/inference-autoscaler"
+    try:
+        lease = await ctx.api.get(f"/apis/coordination.k8s.io/v1/namespaces/{ns}/leases/{name}")
+    except KubeError as exc:
+        if exc.not_found:
+            return [Finding("controller", WARN, f"no {where}: no controller has run here with leader election (one "
+                            "run with --no-leader-election has none)", f"deploy it: kubectl apply -k manifests/; or "
+                            f"look: {look}")]
+        return [Finding("controller", SKIP, f"cannot read {where}: {exc}", "allow get on leases to check this")]
+    spec = lease.get("spec") or {}
+    holder = spec.get("holderIdentity")
+    renewed = parse_time(spec.get("renewTime"))
+    duration = float(spec.get("leaseDurationSeconds") or 15)
+    if not holder:
+        return [Finding("controller", WARN, f"{where} is held by no one: its last leader stopped and released it, "
+                        "and no controller has taken it since", f"look: {look}")]
+    age = time.time() - renewed if renewed is not None else math.inf
+    if age > 3 * duration:
+        return [Finding("controller", FAIL, f"{where} was last renewed {age:.0f}s ago by {holder} (it lasts "
+                        f"{duration:.0f}s): no controller is running, so no lease is scaled", f"look: {look}")]
+    return [Finding("controller", OK, f"{holder} leads ({where} renewed {max(0.0, age):.0f}s ago)")]
 
 
 # ------------------------------------------------------------------------------------------ 3. leases
@@ -598,7 +630,7 @@ async def run_checks(ctx: Context) -> list[Finding]:
     if not ctx.prometheus_url:
         assert ctx.policy is not None
         ctx.prometheus_url = ctx.policy.autoscaling.prometheus.url
-    findings = await check_prometheus(ctx) + findings
+    findings = await check_prometheus(ctx) + findings + await check_controller(ctx)
     leases, lf = await find_leases(ctx)
     findings += lf
     findings += await check_series(ctx, leases)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import shlex
 import sys
 import time
@@ -225,6 +226,29 @@ async def test_an_hpa_on_an_enforcing_lease_is_a_conflict_and_on_a_shadow_one_th
     (compared,) = pick(fs, "conflicts", f"{ns}/compared")
     assert compared.status == OK and "shadow mode" in compared.detail
     assert not pick(fs, "conflicts", f"{ns}/alone")
+
+
+async def test_the_controller_check_reads_its_leader_lease(env: Env) -> None:
+    """A Lease renewed a moment ago: the controller runs; renewed ten minutes ago: none runs (fail); released or
+    absent: a warning saying so. Each names the Lease and where to look."""
+    def stamp(t: float) -> str:
+        return time.strftime("%Y-%m-%dT%H:%M:%S.000000Z", time.gmtime(t))
+    for name, holder, renewed in (("fresh", "ctl-a", time.time() - 2), ("stale", "ctl-b", time.time() - 600),
+                                  ("released", None, time.time() - 5)):
+        spec = {"leaseDurationSeconds": 15, "renewTime": stamp(renewed), **({"holderIdentity": holder} if holder else {})}
+        env.cluster.create({"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+                            "metadata": {"name": name, "namespace": "inference-autoscaler"}, "spec": spec})
+
+    async def finding(lease: str) -> Finding:
+        (f,) = pick(await env.findings(lease_namespace=NS, leader_lease=lease), "controller")
+        return f
+    fresh, stale, released, absent = [await finding(n) for n in ("fresh", "stale", "released", "absent")]
+    assert fresh.status == OK and fresh.detail.startswith("ctl-a leads (Lease inference-autoscaler/fresh renewed ")
+    assert stale.status == FAIL and re.search(r"last renewed 6\d\ds ago by ctl-b", stale.detail), stale
+    assert "no controller is running" in stale.detail and "logs deploy/inference-autoscaler" in stale.fix
+    assert released.status == WARN and "held by no one" in released.detail
+    assert absent.status == WARN and "no Lease inference-autoscaler/absent" in absent.detail
+    assert "kubectl apply -k manifests/" in absent.fix
 
 
 async def test_prometheus_down_fails_first_and_skips_the_series(env: Env) -> None:
