@@ -154,11 +154,7 @@ def _backfill(pods: list[tuple[str, str]], end: float, predictive: bool, work: s
         if predictive:  # Triton's raw counters (monotonic, from a per-pod base) and pending gauge
             triton = {**labels, "model": name.split("-5d8f")[0], "version": "1"}
             base = 1000.0 * (i % 97)  # seconds of traffic before the range
-            for series, per_s in (("nv_inference_request_success", RPS), ("nv_inference_request_failure", 0.0),
-                                  ("nv_inference_compute_infer_duration_us", RPS * SERVICE_US),
-                                  ("nv_inference_queue_duration_us", RPS * QUEUE_US)):
-                w.add(series, triton, [(t, base * per_s + per_s * (t - points[0])) for t in points])
-            w.add("nv_inference_pending_request_count", triton, [(t, 0.0) for t in points])
+            w.add_triton(triton, points, [RPS * (base + t - points[0]) for t in points], SERVICE_US, QUEUE_US)
     w.write(Path(work) / "data.om")
     backfill(Path(work) / "data.om", Path(work) / "tsdb")
 

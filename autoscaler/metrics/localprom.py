@@ -45,6 +45,17 @@ class OpenMetricsWriter:
         lines = self._families.setdefault(name, [])
         lines.extend(f"{head} {_number(v)} {t:.3f}" for t, v in points)
 
+    def add_triton(self, labels: Mapping[str, str], times: Sequence[float], served: Sequence[float],
+                   service_us: float, queue_us: float) -> None:
+        """Triton's request counters of one model on one pod: ``served`` requests by each of ``times`` (cumulative,
+        none failed), each computed for ``service_us`` after waiting ``queue_us``, nothing pending."""
+        self.add("nv_inference_request_success", labels, zip(times, served, strict=True))
+        self.add("nv_inference_request_failure", labels, [(t, 0.0) for t in times])
+        self.add("nv_inference_compute_infer_duration_us", labels,
+                 [(t, n * service_us) for t, n in zip(times, served, strict=True)])
+        self.add("nv_inference_queue_duration_us", labels, [(t, n * queue_us) for t, n in zip(times, served, strict=True)])
+        self.add("nv_inference_pending_request_count", labels, [(t, 0.0) for t in times])
+
     def write(self, path: Path) -> None:
         """Write the file, ending with ``# EOF``."""
         with open(path, "w", encoding="utf-8") as fh:

@@ -40,14 +40,10 @@ def _rate(t: float) -> float:
 
 def _counters(w: OpenMetricsWriter, pod: str, times: np.ndarray, rate=_rate) -> None:  # type: ignore[no-untyped-def]
     """Triton's counters for one pod over ``times``, integrated from ``rate``."""
-    labels = {"namespace": "ml", "pod": pod, "model": "llm", "version": "1"}
     step = float(times[1] - times[0])
     served = np.cumsum([rate(float(t)) * step for t in times])
-    w.add("nv_inference_request_success", labels, zip(times, served, strict=True))
-    w.add("nv_inference_request_failure", labels, [(t, 0.0) for t in times])
-    w.add("nv_inference_compute_infer_duration_us", labels, zip(times, served * SERVICE_S * 1e6, strict=True))
-    w.add("nv_inference_queue_duration_us", labels, zip(times, served * 1000.0, strict=True))
-    w.add("nv_inference_pending_request_count", labels, [(t, 0.0) for t in times])
+    w.add_triton({"namespace": "ml", "pod": pod, "model": "llm", "version": "1"}, list(times), list(served),
+                 service_us=SERVICE_S * 1e6, queue_us=1000.0)
 
 
 @pytest.fixture

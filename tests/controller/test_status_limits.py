@@ -39,13 +39,9 @@ async def cluster(tmp_path: Path) -> AsyncIterator[tuple[str, float]]:
     end = float(math.floor(time.time() / 60) * 60)
     times = end - 600 + 15.0 * np.arange(41)
     served = 2.0 * (times - times[0])
-    labels = {"namespace": "ml", "pod": POD, "model": "llm", "version": "1"}
     w = OpenMetricsWriter()
-    w.add("nv_inference_request_success", labels, zip(times, served, strict=True))
-    w.add("nv_inference_request_failure", labels, [(t, 0.0) for t in times])
-    w.add("nv_inference_compute_infer_duration_us", labels, zip(times, served * 200_000.0, strict=True))
-    w.add("nv_inference_queue_duration_us", labels, zip(times, served * 1_000_000.0, strict=True))
-    w.add("nv_inference_pending_request_count", labels, [(t, 0.0) for t in times])
+    w.add_triton({"namespace": "ml", "pod": POD, "model": "llm", "version": "1"}, list(times), list(served),
+                 service_us=200_000.0, queue_us=1_000_000.0)
     w.write(tmp_path / "data.om")
     backfill(tmp_path / "data.om", tmp_path / "tsdb")
     (tmp_path / "policy.yaml").write_text(POLICY)
