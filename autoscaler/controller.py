@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import inspect
 import json
 import logging
 import math
@@ -1188,7 +1189,15 @@ class Controller:
     async def aclose(self) -> None:
         """Stop the history reads still running in the background and close the Prometheus client this controller
         opened: at the end of :meth:`run`, and for a controller driven by :meth:`tick` (tests, benchmarks), whose
-        reads would otherwise fail on the closed client as never-retrieved task errors."""
+        reads would otherwise fail on the closed client as never-retrieved task errors. Events still pending (a
+        tick-driven controller posts a loop's Events at the next tick; :meth:`run` posts them at its end) are
+        dropped, not left as never-awaited coroutines."""
+        pending, self._pending_events = self._pending_events, []
+        for coro in pending:
+            if inspect.iscoroutine(coro):
+                coro.close()
+        if pending:
+            log.debug("%d Events of the last loop not posted (the controller was closed without run)", len(pending))
         seeds = list(self._seeds)
         for task in seeds:
             task.cancel()

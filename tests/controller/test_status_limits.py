@@ -1,8 +1,10 @@
-"""What a predictive lease's status says limited its count: the sandbox API server, and a real Prometheus serving
-backfilled Triton counters of a pod whose requests wait 100x the queue-time target."""
+"""A controller driven by `tick` against the sandbox API server and a real Prometheus serving backfilled Triton counters
+of a pod whose requests wait 100x the queue-time target: what its status says limited the count, and what closing it
+does with Events not yet posted."""
 
 from __future__ import annotations
 
+import inspect
 import json
 import math
 import time
@@ -79,3 +81,25 @@ async def test_a_predictive_count_is_not_reported_as_limited_by_the_hpa_cores_bo
         await ctl._flush_events()
         await api.close()
         await ctl.aclose()
+
+
+async def test_closing_a_tick_driven_controller_drops_its_unposted_events(
+        cluster: tuple[str, float], tmp_path: Path) -> None:
+    """A controller driven by `tick` (tests, benchmarks) posts the Events of a loop's last phase at the next tick
+    (here FailedGetMetrics: its Prometheus is not there); closed before that, it closes them instead of leaving
+    never-awaited coroutines (a RuntimeWarning that failed a test's teardown now and then)."""
+    _, end = cluster
+    api = await KubeApi.connect(str(tmp_path / "kubeconfig"), timeout_s=30)
+    ctl = Controller(api, Settings(policy_file=str(tmp_path / "policy.yaml"), prometheus_url="http://127.0.0.1:9",
+                                   leader_election=False, listen_port=0))
+    try:
+        for cache in (ctl.deployments, ctl.pods, ctl.configmaps):
+            await cache.relist()
+        await ctl.tick(now=end, query_at=end)
+        queued = list(ctl._pending_events)
+        assert queued, "a FailedGetMetrics Event waiting for the next tick"
+    finally:
+        await ctl.aclose()
+        await api.close()
+    assert all(inspect.getcoroutinestate(c) == inspect.CORO_CLOSED for c in queued)  # type: ignore[arg-type]
+    assert not ctl._pending_events
