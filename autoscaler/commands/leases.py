@@ -29,6 +29,7 @@ from autoscaler.config import (
     resolve_lease,
 )
 from autoscaler.kube.api import KubeApi, KubeError
+from autoscaler.kube.leader import LeaseView, read_lease
 from autoscaler.kube.workloads import annotations_of, deployment_path, deployments_path
 from autoscaler.observe import parse_time
 from autoscaler.statestore import parse_predictive
@@ -92,9 +93,10 @@ async def _policy(api: KubeApi, args: argparse.Namespace) -> tuple[ClusterPolicy
 
 
 async def _deployments(args: argparse.Namespace, namespace: str | None
-                       ) -> tuple[list[dict[str, Any]], ClusterPolicy | None, str]:
-    """The leases (and Deployments with a status), and the policy to resolve them against: None, with why, when it
-    cannot be read (the table then shows what the controller last wrote, unchecked)."""
+                       ) -> tuple[list[dict[str, Any]], ClusterPolicy | None, str, LeaseView | None]:
+    """The leases (and Deployments with a status), the policy to resolve them against (None, with why, when it cannot
+    be read: the table then shows what the controller last wrote, unchecked) and the controller's leader Lease (None
+    when there is none or it cannot be read)."""
     api = await KubeApi.connect(args.kubeconfig, args.context)
     try:
         doc = await api.get(deployments_path(namespace))
@@ -103,11 +105,15 @@ async def _deployments(args: argparse.Namespace, namespace: str | None
             why = ""
         except (KubeError, PolicyError) as exc:
             policy, why = None, str(exc)
+        try:
+            lease = await read_lease(api, args.policy_namespace, args.lease_name, time.time())
+        except KubeError:
+            lease = None
     finally:
         await api.close()
     items = [d for d in doc.get("items") or [] if STATUS_ANNOTATION in annotations_of(d)
              or is_opted_in(annotations_of(d))]
-    return items, policy, why
+    return items, policy, why, lease
 
 
 def status_of(dep: dict[str, Any]) -> tuple[dict[str, Any] | None, str | None]:
@@ -170,15 +176,21 @@ def add_arguments(p: argparse.ArgumentParser) -> None:  # status
     p.add_argument("-n", "--namespace", default=None)
     p.add_argument("-A", "--all-namespaces", action="store_true")
     add_policy_arguments(p)
+    p.add_argument("--lease-name", default="inference-autoscaler",
+                   help="the controller's leader-election Lease, in --policy-namespace: a warning when no one renews it")
 
 
 def run(args: argparse.Namespace) -> int:  # status
     ns = None if args.all_namespaces else (args.namespace or "default")
     try:
-        items, policy, why = asyncio.run(_deployments(args, ns))
+        items, policy, why, lease = asyncio.run(_deployments(args, ns))
     except KubeError as exc:
         print(f"autoscaler status: {exc}", file=sys.stderr)
         return 1
+    if lease is not None and lease.stale:
+        last = "released" if not lease.holder else f"last renewed {lease.age_s:.0f}s ago by {lease.holder}"
+        print(f"autoscaler status: no controller is running (Lease {args.policy_namespace}/{args.lease_name} {last}): "
+              "these are the last decisions one wrote", file=sys.stderr)
     if policy is None:
         print(f"autoscaler status: the policy cannot be read ({why}); showing the last decisions unchecked",
               file=sys.stderr)

@@ -22,7 +22,6 @@ Every check yields :class:`Finding` values: ``ok``, ``warn``, ``fail`` or ``skip
 from __future__ import annotations
 
 import asyncio
-import math
 import shlex
 import time
 from collections.abc import Sequence
@@ -47,13 +46,14 @@ from autoscaler.config import (
     resolve_lease,
 )
 from autoscaler.kube.api import KubeApi, KubeError
+from autoscaler.kube.leader import read_lease
 from autoscaler.kube.selectors import Selector
 from autoscaler.metrics import ClientSettings, LeaseTarget, NoTraffic, Ok, PrometheusClient, fetch, quote, regex_quote
 from autoscaler.metrics.kinds.base import MetricKind
 from autoscaler.metrics.kinds.queue_time import RECORDED_QUEUE_TIME
 from autoscaler.metrics.promql import parse_duration
 from autoscaler.metrics.registry import kind_for
-from autoscaler.observe import parse_time, pod_from_k8s
+from autoscaler.observe import pod_from_k8s
 from autoscaler.policy.types import Pod
 
 OK, WARN, FAIL, SKIP = "ok", "warn", "fail", "skip"
@@ -174,25 +174,21 @@ async def check_controller(ctx: Context) -> list[Finding]:
     where = f"Lease {ns}/{name}"
     look = f"kubectl -n {ns} get pods,deployments; kubectl -n {ns} logs deploy/inference-autoscaler"
     try:
-        lease = await ctx.api.get(f"/apis/coordination.k8s.io/v1/namespaces/{ns}/leases/{name}")
+        lease = await read_lease(ctx.api, ns, name, time.time())
     except KubeError as exc:
-        if exc.not_found:
-            return [Finding("controller", WARN, f"no {where}: no controller has run here with leader election (one "
-                            "run with --no-leader-election has none)", f"deploy it: kubectl apply -k manifests/; or "
-                            f"look: {look}")]
         return [Finding("controller", SKIP, f"cannot read {where}: {exc}", "allow get on leases to check this")]
-    spec = lease.get("spec") or {}
-    holder = spec.get("holderIdentity")
-    renewed = parse_time(spec.get("renewTime"))
-    duration = float(spec.get("leaseDurationSeconds") or 15)
-    if not holder:
+    if lease is None:
+        return [Finding("controller", WARN, f"no {where}: no controller has run here with leader election (one "
+                        "run with --no-leader-election has none)", f"deploy it: kubectl apply -k manifests/; or "
+                        f"look: {look}")]
+    if not lease.holder:
         return [Finding("controller", WARN, f"{where} is held by no one: its last leader stopped and released it, "
                         "and no controller has taken it since", f"look: {look}")]
-    age = time.time() - renewed if renewed is not None else math.inf
-    if age > 3 * duration:
-        return [Finding("controller", FAIL, f"{where} was last renewed {age:.0f}s ago by {holder} (it lasts "
-                        f"{duration:.0f}s): no controller is running, so no lease is scaled", f"look: {look}")]
-    return [Finding("controller", OK, f"{holder} leads ({where} renewed {max(0.0, age):.0f}s ago)")]
+    if lease.stale:
+        return [Finding("controller", FAIL, f"{where} was last renewed {lease.age_s:.0f}s ago by {lease.holder} (it "
+                        f"lasts {lease.duration_s:.0f}s): no controller is running, so no lease is scaled",
+                        f"look: {look}")]
+    return [Finding("controller", OK, f"{lease.holder} leads ({where} renewed {max(0.0, lease.age_s):.0f}s ago)")]
 
 
 # ------------------------------------------------------------------------------------------ 3. leases

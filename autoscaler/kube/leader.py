@@ -11,9 +11,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import socket
 import time
 import uuid
+from dataclasses import dataclass
+from datetime import datetime
 
 import aiohttp
 from kubernetes_asyncio.client import CoordinationV1Api
@@ -21,9 +24,40 @@ from kubernetes_asyncio.client.api_client import ApiClient
 from kubernetes_asyncio.leaderelection import electionconfig, leaderelection
 from kubernetes_asyncio.leaderelection.resourcelock.leaselock import LeaseLock
 
+from autoscaler.kube.api import KubeApi, KubeError
 from autoscaler.logs import RELOG_S
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class LeaseView:
+    """A leader-election Lease as another process sees it: who holds it and how long since it was renewed."""
+
+    holder: str | None
+    age_s: float  # since renewTime (inf without one)
+    duration_s: float
+
+    @property
+    def stale(self) -> bool:
+        """No controller leads: released, or not renewed for three lease durations (a margin for clock skew)."""
+        return not self.holder or self.age_s > 3 * self.duration_s
+
+
+async def read_lease(api: KubeApi, namespace: str, name: str, now: float) -> LeaseView | None:
+    """The Lease ``namespace/name`` at wall time ``now``, or None if there is none (KubeError for other failures)."""
+    try:
+        obj = await api.get(f"/apis/coordination.k8s.io/v1/namespaces/{namespace}/leases/{name}")
+    except KubeError as exc:
+        if exc.not_found:
+            return None
+        raise
+    spec = obj.get("spec") or {}
+    try:
+        renewed = datetime.fromisoformat(str(spec["renewTime"]).replace("Z", "+00:00")).timestamp()
+    except (KeyError, ValueError):
+        renewed = -math.inf
+    return LeaseView(spec.get("holderIdentity") or None, now - renewed, float(spec.get("leaseDurationSeconds") or 15))
 
 
 def default_identity() -> str:

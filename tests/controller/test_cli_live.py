@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -155,3 +156,27 @@ async def test_a_missing_kubeconfig_is_one_line_not_a_traceback(command: str, tm
     rc, out, err = await cli(capsys, command, "--kubeconfig", str(kubeconfig), "--context", "nope", *extra)
     text = out + err
     assert rc == 1 and "Traceback" not in text and "Expected object with name nope" in text, text
+
+
+async def test_status_says_when_no_controller_renews_its_lease(env: Env, capsys: pytest.CaptureFixture[str]) -> None:
+    """The decisions `status` shows are the last a controller wrote: when its leader Lease was released or not renewed
+    for three lease durations, `status` says that no controller is running; a fresh Lease says nothing."""
+    def stamp(t: float) -> str:
+        return time.strftime("%Y-%m-%dT%H:%M:%S.000000Z", time.gmtime(t))
+    env.cluster.ensure_namespace("cli-ctl")
+    for name, holder, renewed in (("fresh", "ctl-a", time.time()), ("stale", "ctl-b", time.time() - 900),
+                                  ("released", None, time.time())):
+        spec = {"leaseDurationSeconds": 15, "renewTime": stamp(renewed), **({"holderIdentity": holder} if holder else {})}
+        env.cluster.create({"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+                            "metadata": {"name": name, "namespace": "cli-ctl"}, "spec": spec})
+    kc = str(env.kubeconfig)
+    said = {}
+    for name in ("fresh", "stale", "released", "absent"):
+        rc, _, err = await cli(capsys, "status", "--kubeconfig", kc, "--policy-file", str(env.policy_file),
+                               "--policy-namespace", "cli-ctl", "--lease-name", name)
+        assert rc == 0
+        said[name] = err
+    assert said["fresh"] == "" and said["absent"] == ""
+    assert "no controller is running (Lease cli-ctl/stale last renewed 9" in said["stale"], said["stale"]
+    assert "ago by ctl-b)" in said["stale"]
+    assert "no controller is running (Lease cli-ctl/released released)" in said["released"]
