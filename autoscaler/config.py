@@ -58,6 +58,8 @@ PREDICTIVE_STATE_ANNOTATION = ANNOTATION_PREFIX + "predictive-state"
 POLICY_NAMESPACE = "inference-autoscaler"
 """Where the cluster policy ConfigMap (and the controller's leader Lease) live by default."""
 POLICY_CONFIGMAP = "inference-autoscaler-policy"
+LEADER_LEASE = "inference-autoscaler"
+"""The controller's leader-election Lease, in the policy namespace."""
 POLICY_KEY = "policy.yaml"
 """The ConfigMap key that holds the policy YAML."""
 CONTROLLER_ANNOTATIONS = frozenset({STATUS_ANNOTATION, STATE_ANNOTATION, PREDICTIVE_STATE_ANNOTATION})

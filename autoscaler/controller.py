@@ -37,6 +37,7 @@ from autoscaler import ANNOTATION_PREFIX
 from autoscaler.config import (
     CONTROLLER_ANNOTATIONS,
     DEFAULT_POLICY,
+    LEADER_LEASE,
     POLICY_CONFIGMAP,
     POLICY_KEY,
     POLICY_NAMESPACE,
@@ -147,7 +148,7 @@ class Settings:
     interval_s: float | None = None  # overrides the policy's loopIntervalSeconds
     dry_run: bool = False
     leader_election: bool = True
-    lease_name: str = "inference-autoscaler"
+    lease_name: str = LEADER_LEASE
     identity: str | None = None
     lease_duration_s: float = 15.0
     renew_deadline_s: float = 10.0

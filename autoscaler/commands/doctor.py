@@ -14,6 +14,7 @@ import sys
 from rich.console import Console
 from rich.markup import escape
 
+from autoscaler.config import LEADER_LEASE, POLICY_CONFIGMAP, POLICY_NAMESPACE
 from autoscaler.doctor.checks import FAIL, OK, SKIP, WARN, Context, Finding, run_checks
 from autoscaler.kube.api import KubeApi
 
@@ -27,10 +28,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--prometheus-url", default=None, help="Prometheus base URL (default: the policy's "
                                                                "prometheus.url)")
     parser.add_argument("--namespace", "-n", default=None, help="only check leases in this namespace")
-    parser.add_argument("--policy-namespace", default="inference-autoscaler",
+    parser.add_argument("--policy-namespace", default=POLICY_NAMESPACE,
                         help="namespace of the policy ConfigMap (default inference-autoscaler)")
-    parser.add_argument("--configmap", default="inference-autoscaler-policy", help="policy ConfigMap name")
-    parser.add_argument("--lease-name", default="inference-autoscaler",
+    parser.add_argument("--configmap", default=POLICY_CONFIGMAP, help="policy ConfigMap name")
+    parser.add_argument("--lease-name", default=LEADER_LEASE,
                         help="the controller's leader-election Lease, in --policy-namespace (default inference-autoscaler)")
     parser.add_argument("--json", action="store_true", help="print the findings as JSON")
 

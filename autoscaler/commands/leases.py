@@ -16,6 +16,7 @@ from typing import Any
 
 from autoscaler.config import (
     DEFAULT_POLICY,
+    LEADER_LEASE,
     POLICY_CONFIGMAP,
     POLICY_KEY,
     POLICY_NAMESPACE,
@@ -176,7 +177,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:  # status
     p.add_argument("-n", "--namespace", default=None)
     p.add_argument("-A", "--all-namespaces", action="store_true")
     add_policy_arguments(p)
-    p.add_argument("--lease-name", default="inference-autoscaler",
+    p.add_argument("--lease-name", default=LEADER_LEASE,
                    help="the controller's leader-election Lease, in --policy-namespace: a warning when no one renews it")
 
 

@@ -33,6 +33,7 @@ import aiohttp
 from autoscaler import ANNOTATION_PREFIX
 from autoscaler.config import (
     DEFAULT_POLICY,
+    LEADER_LEASE,
     POLICY_CONFIGMAP,
     POLICY_KEY,
     POLICY_NAMESPACE,
@@ -102,7 +103,7 @@ class Context:
     configmap: str = POLICY_CONFIGMAP
     configmap_key: str = POLICY_KEY
     lease_namespace: str | None = None
-    leader_lease: str = "inference-autoscaler"  # the controller's leader-election Lease, in policy_namespace
+    leader_lease: str = LEADER_LEASE  # the controller's leader-election Lease, in policy_namespace
     policy: ClusterPolicy | None = None
     prometheus_ok: bool = False
 
