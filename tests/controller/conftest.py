@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest_asyncio
 
-from autoscaler.controller import Controller
+from autoscaler.controller import Controller, Settings
 from autoscaler.kube.api import KubeApi
 from autoscaler.sandbox.cluster import SandboxCluster
 from autoscaler.sandbox.dataplane import DataPlane
@@ -62,3 +62,19 @@ async def env(tmp_path_factory: Any) -> AsyncIterator[Env]:
     async with DataPlane(workdir=work / "dataplane") as dp:
         async with SandboxCluster(hooks=dp, startup_seconds=1.0, pending_seconds=0.2, terminating_seconds=0.5) as c:
             yield Env(c, dp, policy, c.write_kubeconfig(work / "kubeconfig"))
+
+
+@contextlib.asynccontextmanager
+async def tick_driven(tmp_path: Path, url: str, **settings: Any) -> AsyncIterator[tuple[Controller, KubeApi]]:
+    """A controller the test drives with ``tick`` (no watches, no leader election) from ``tmp_path``'s kubeconfig and
+    policy.yaml, its caches listed once; closed after (Events it did not post yet are dropped)."""
+    api = await KubeApi.connect(str(tmp_path / "kubeconfig"), timeout_s=30)
+    ctl = Controller(api, Settings(policy_file=str(tmp_path / "policy.yaml"), prometheus_url=url,
+                                   leader_election=False, listen_port=0, **settings))
+    try:
+        for cache in (ctl.deployments, ctl.pods, ctl.configmaps):
+            await cache.relist()
+        yield ctl, api
+    finally:
+        await ctl.aclose()
+        await api.close()

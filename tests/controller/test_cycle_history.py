@@ -4,6 +4,7 @@ sandbox API server and a real Prometheus serving a day and a half of backfilled 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import math
 import time
@@ -13,11 +14,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from autoscaler.controller import SEED_CONCURRENCY, Controller, Settings
-from autoscaler.kube.api import KubeApi
+from autoscaler.controller import SEED_CONCURRENCY, Controller
 from autoscaler.kube.workloads import deployment_path
 from autoscaler.metrics.localprom import LocalPrometheus, OpenMetricsWriter, backfill
 from autoscaler.sandbox.cluster import SandboxCluster
+from tests.controller.conftest import tick_driven
 
 POLICY = """
 autoscaling:
@@ -70,14 +71,12 @@ async def cluster(tmp_path: Path) -> AsyncIterator[tuple[SandboxCluster, str, fl
             yield c, prom.url, end
 
 
-async def _controller(tmp_path: Path, url: str, correlation: float, seasonal: bool = True) -> Controller:
+@contextlib.asynccontextmanager
+async def _controller(tmp_path: Path, url: str, correlation: float,
+                      seasonal: bool = True) -> AsyncIterator[Controller]:
     (tmp_path / "policy.yaml").write_text(POLICY % (correlation, str(seasonal).lower()))
-    api = await KubeApi.connect(str(tmp_path / "kubeconfig"), timeout_s=30)
-    ctl = Controller(api, Settings(policy_file=str(tmp_path / "policy.yaml"), prometheus_url=url,
-                                   leader_election=False, listen_port=0))
-    for cache in (ctl.deployments, ctl.pods, ctl.configmaps):
-        await cache.relist()
-    return ctl
+    async with tick_driven(tmp_path, url) as (ctl, _):
+        yield ctl
 
 
 @pytest.mark.prometheus
@@ -87,8 +86,7 @@ async def test_a_new_predictive_state_reads_its_recurring_load_from_prometheus(
     90 minutes Prometheus holds (the gone pod's load included), instead of 40 minutes later, and has its daily shape
     from the day and a half before instead of a day later; with both switched off it reads nothing."""
     _, url, end = cluster
-    ctl = await _controller(tmp_path, url, 0.6)
-    try:
+    async with _controller(tmp_path, url, 0.6) as ctl:
         await ctl.tick(now=end, query_at=end)
         rt = ctl.runtime[("ml", "batch")]
         assert rt.predictive is not None and rt.predictive.cycle_period_s is None  # one decision of its own
@@ -114,21 +112,12 @@ async def test_a_new_predictive_state_reads_its_recurring_load_from_prometheus(
         events = (await ctl.api.get("/api/v1/namespaces/ml/events"))["items"]
         found = [e for e in events if e["reason"] == "RecurringLoad"]
         assert len(found) == 1 and "the load recurs every 1200s" in found[0]["message"], events
-    finally:
-        await ctl._flush_events()  # the Events of its last loop (a failed assertion must not leave them unawaited)
-        await ctl.api.close()
-        await ctl.aclose()
-    off = await _controller(tmp_path, url, 0.0, seasonal=False)
-    try:
+    async with _controller(tmp_path, url, 0.0, seasonal=False) as off:
         await off.tick(now=end, query_at=end)
         assert not off._seeds
         await off.tick(now=end + 5, query_at=end)
         state = off.runtime[("ml", "batch")].predictive
         assert state is not None and state.cycle == b"" and state.cycle_period_s is None and state.season == b""
-    finally:
-        await off._flush_events()
-        await off.api.close()
-        await off.aclose()
 
 
 @pytest.mark.prometheus
@@ -142,16 +131,11 @@ async def test_closing_a_controller_stops_its_history_reads(cluster: tuple[Sandb
     before = loop.get_exception_handler()
     loop.set_exception_handler(lambda _loop, context: errors.append(context))
     try:
-        ctl = await _controller(tmp_path, url, 0.6)
-        try:
+        async with _controller(tmp_path, url, 0.6) as ctl:
             for _ in range(SEED_CONCURRENCY):  # every read waits for a slot, as at 10,000 leases met at once
                 await ctl._seed_slots.acquire()
             await ctl.tick(now=end, query_at=end)
             assert ctl._seeds  # the reads of a lease met for the first time, in the background
-        finally:
-            await ctl._flush_events()
-            await ctl.api.close()
-            await ctl.aclose()
         assert not ctl._seeds
         await asyncio.sleep(0.5)  # what a read left running would need to fail
         gc.collect()  # a failed task's error is reported when the task is collected
@@ -166,10 +150,9 @@ async def test_a_lease_leaving_the_predictive_algorithm_drops_its_state(cluster:
     """Annotated `algorithm: hpa` after predictive decisions, the lease loses its predictive state and its predictive
     series on /metrics (and the state annotation), so that coming back starts afresh as after a restart."""
     _, url, end = cluster
-    ctl = await _controller(tmp_path, url, 0.6)
     key, lease = ("ml", "batch"), {"namespace": "ml", "lease": "batch"}
-    get = ctl.telemetry.registry.get_sample_value
-    try:
+    async with _controller(tmp_path, url, 0.6) as ctl:
+        get = ctl.telemetry.registry.get_sample_value
         await ctl.tick(now=end, query_at=end)
         await ctl.histories_read()
         await ctl.tick(now=end + 5, query_at=end)
@@ -185,7 +168,3 @@ async def test_a_lease_leaving_the_predictive_algorithm_drops_its_state(cluster:
         assert get("autoscaler_lease_cycle_period_seconds", lease) is None
         assert get("autoscaler_lease_request_rate_rps", {**lease, "kind": "sized"}) is None
         assert get("autoscaler_lease_desired_replicas", {**lease, "mode": "enforce"}) is not None
-    finally:
-        await ctl._flush_events()
-        await ctl.api.close()
-        await ctl.aclose()

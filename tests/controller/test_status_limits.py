@@ -15,11 +15,10 @@ import numpy as np
 import pytest
 
 from autoscaler.config import STATUS_ANNOTATION
-from autoscaler.controller import Controller, Settings
-from autoscaler.kube.api import KubeApi
 from autoscaler.kube.workloads import deployment_path
 from autoscaler.metrics.localprom import LocalPrometheus, OpenMetricsWriter, backfill
 from autoscaler.sandbox.cluster import SandboxCluster
+from tests.controller.conftest import tick_driven
 
 POLICY = """
 autoscaling:
@@ -64,12 +63,7 @@ async def test_a_predictive_count_is_not_reported_as_limited_by_the_hpa_cores_bo
     carry the core's `TooManyReplicas`, and `autoscaler explain` printed "limited by: TooManyReplicas" under a
     count below the maximum.)"""
     url, end = cluster
-    api = await KubeApi.connect(str(tmp_path / "kubeconfig"), timeout_s=30)
-    ctl = Controller(api, Settings(policy_file=str(tmp_path / "policy.yaml"), prometheus_url=url,
-                                   leader_election=False, listen_port=0))
-    try:
-        for cache in (ctl.deployments, ctl.pods, ctl.configmaps):
-            await cache.relist()
+    async with tick_driven(tmp_path, url) as (ctl, api):
         await ctl.tick(now=end, query_at=end)
         last = ctl.runtime[("ml", "slow")].last
         assert last["metricReplicas"] == 100 and last["max"] == 3  # the core's own ask, over the bound
@@ -77,10 +71,6 @@ async def test_a_predictive_count_is_not_reported_as_limited_by_the_hpa_cores_bo
         assert last["limitedBy"] is None
         written = (await api.get(deployment_path("ml", "slow")))["metadata"]["annotations"][STATUS_ANNOTATION]
         assert json.loads(written)["desired"] == last["desired"] and json.loads(written).get("limitedBy") is None
-    finally:
-        await ctl._flush_events()
-        await api.close()
-        await ctl.aclose()
 
 
 async def test_closing_a_tick_driven_controller_drops_its_unposted_events(
@@ -89,17 +79,9 @@ async def test_closing_a_tick_driven_controller_drops_its_unposted_events(
     (here FailedGetMetrics: its Prometheus is not there); closed before that, it closes them instead of leaving
     never-awaited coroutines (a RuntimeWarning that failed a test's teardown now and then)."""
     _, end = cluster
-    api = await KubeApi.connect(str(tmp_path / "kubeconfig"), timeout_s=30)
-    ctl = Controller(api, Settings(policy_file=str(tmp_path / "policy.yaml"), prometheus_url="http://127.0.0.1:9",
-                                   leader_election=False, listen_port=0))
-    try:
-        for cache in (ctl.deployments, ctl.pods, ctl.configmaps):
-            await cache.relist()
+    async with tick_driven(tmp_path, "http://127.0.0.1:9") as (ctl, _):
         await ctl.tick(now=end, query_at=end)
         queued = list(ctl._pending_events)
         assert queued, "a FailedGetMetrics Event waiting for the next tick"
-    finally:
-        await ctl.aclose()
-        await api.close()
     assert all(inspect.getcoroutinestate(c) == inspect.CORO_CLOSED for c in queued)  # type: ignore[arg-type]
     assert not ctl._pending_events

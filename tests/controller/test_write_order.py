@@ -15,11 +15,10 @@ from pathlib import Path
 import pytest
 
 from autoscaler.config import STATUS_ANNOTATION
-from autoscaler.controller import Controller, Settings
-from autoscaler.kube.api import KubeApi
 from autoscaler.kube.workloads import deployment_path, deployments_path
 from autoscaler.metrics.localprom import LocalPrometheus, OpenMetricsWriter, backfill
 from autoscaler.sandbox.cluster import SandboxCluster
+from tests.controller.conftest import tick_driven
 
 POLICY = """
 autoscaling:
@@ -57,25 +56,10 @@ async def fleet(tmp_path: Path) -> AsyncIterator[tuple[str, float]]:
             yield prom.url, end
 
 
-@contextlib.asynccontextmanager
-async def _controller(tmp_path: Path, url: str) -> AsyncIterator[tuple[Controller, KubeApi]]:
-    """A controller with synced caches (four writes at a time, so that their order shows)."""
-    api = await KubeApi.connect(str(tmp_path / "kubeconfig"), timeout_s=30)
-    ctl = Controller(api, Settings(policy_file=str(tmp_path / "policy.yaml"), prometheus_url=url,
-                                   leader_election=False, listen_port=0, write_concurrency=4))
-    try:
-        for cache in (ctl.deployments, ctl.pods, ctl.configmaps):
-            await cache.relist()
-        yield ctl, api
-    finally:
-        await ctl.aclose()
-        await api.close()
-
-
 @pytest.mark.prometheus
 async def test_the_first_loop_scales_before_it_writes_every_status(fleet: tuple[str, float], tmp_path: Path) -> None:
     url, end = fleet
-    async with _controller(tmp_path, url) as (ctl, api):
+    async with tick_driven(tmp_path, url, write_concurrency=4) as (ctl, api):
         writes: list[tuple[str, int]] = []  # (deployment, spec.replicas) per watched change, in order
 
         async def watch(rv: str) -> None:
@@ -107,10 +91,10 @@ async def test_a_new_leader_rewrites_only_the_statuses_that_changed(fleet: tuple
     takes what they say as written: its first loop writes none of the unchanged ones (a fleet of 10,000 leases
     otherwise starts with 10,000 patches), and a status that is not what the lease's loop says is rewritten."""
     url, end = fleet
-    async with _controller(tmp_path, url) as (first, _):
+    async with tick_driven(tmp_path, url, write_concurrency=4) as (first, _):
         assert (await first.tick(now=end, query_at=end)).api_writes >= QUIET + 2
         await first.tick(now=end + 5, query_at=end)  # the scaled lease's new count, seen
-    async with _controller(tmp_path, url) as (second, api):
+    async with tick_driven(tmp_path, url, write_concurrency=4) as (second, api):
         report = await second.tick(now=end + 10, query_at=end)
         assert report.decided == QUIET + 1
         assert report.api_writes <= 1, report.api_writes  # at most the hot lease's (its stabilisation state ages)
@@ -119,7 +103,7 @@ async def test_a_new_leader_rewrites_only_the_statuses_that_changed(fleet: tuple
             STATUS_ANNOTATION: '{"current": 1, "desired": 3, "reason": "x", "mode": "enforce", "metrics": []}'}}})
         await asyncio.sleep(0.5)  # the watch delivers the edit
 
-    async with _controller(tmp_path, url) as (third, api):
+    async with tick_driven(tmp_path, url, write_concurrency=4) as (third, api):
         assert (await third.tick(now=end + 15, query_at=end)).api_writes <= 2  # model-007's, the hot lease's
         status = json.loads((await api.get(deployment_path("ml", "model-007")))["metadata"]["annotations"][
             STATUS_ANNOTATION])
