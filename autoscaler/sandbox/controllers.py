@@ -49,6 +49,7 @@ log = logging.getLogger(__name__)
 ANN_STARTUP = "sandbox.inference-autoscaler.io/startup-seconds"
 ANN_KIND = "sandbox.inference-autoscaler.io/kind"
 ANN_SERVING = "sandbox.inference-autoscaler.io/serving"
+ANN_SCRAPE = "sandbox.inference-autoscaler.io/scrape"
 HASH_LABEL = "pod-template-hash"
 NODE_NAME = "sandbox-node"
 POD_IP = "127.0.0.1"

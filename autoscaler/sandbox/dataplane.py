@@ -12,9 +12,11 @@ pod lifecycle events with full Kubernetes pod objects; the data plane does the r
 
 A pod belongs to the deployment named by its ``ownerReferences`` (a ``Deployment`` owner, or a
 ``ReplicaSet`` owner ``<deployment>-<hash>``) or else by its ``app`` label. Pod annotations
-``sandbox.inference-autoscaler.io/kind`` (``triton`` | ``nim``) and
+``sandbox.inference-autoscaler.io/kind`` (``triton`` | ``nim`` | ``vllm``) and
 ``sandbox.inference-autoscaler.io/serving`` (JSON, see :class:`~autoscaler.serving.ServingConfig`)
-configure it; the container name and CPU request come from ``spec.containers[0]``.
+configure it; the container name and CPU request come from ``spec.containers[0]``. With
+``sandbox.inference-autoscaler.io/scrape: "false"`` its own endpoint is not a scrape target (a pod no PodMonitor
+selects); its GPU is still on the node's dcgm-exporter.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from autoscaler.policy.snapshot_json import parse_quantity
-from autoscaler.sandbox.controllers import ANN_KIND, ANN_SERVING, is_ready
+from autoscaler.sandbox.controllers import ANN_KIND, ANN_SCRAPE, ANN_SERVING, is_ready
 from autoscaler.sandbox.load import LoadDriver, LoadSpec, LoadStats
 from autoscaler.sandbox.pods import (
     DEFAULT_NODE,
@@ -144,7 +146,7 @@ class DataPlane:
         containers = spec.get("containers") or [{}]
         c0 = containers[0]
         kind = str(ann.get(ANN_KIND, "triton")).lower()
-        if kind not in ("triton", "nim"):
+        if kind not in ("triton", "nim", "vllm"):
             log.warning("pod %s/%s: unknown %s %r, using triton", *key, ANN_KIND, kind)
             kind = "triton"
         try:
@@ -164,7 +166,8 @@ class DataPlane:
         sim.port = await self.metrics.open(pod_page(sim))
         self.pods[key] = sim
         node.pods[key] = sim
-        self.prometheus.set_target(JOB_PODS, f"127.0.0.1:{sim.port}", self._target_labels(sim))
+        if str(ann.get(ANN_SCRAPE, "true")).lower() != "false":
+            self.prometheus.set_target(JOB_PODS, f"127.0.0.1:{sim.port}", self._target_labels(sim))
         if is_ready(pod):
             sim.ready = True
 

@@ -8,7 +8,9 @@ format Prometheus scrapes, with the names, types, units and labels of the real e
   instance reporter, ``gpu_uuid``), GPU gauges (``gpu_uuid`` only) and CPU gauges (no labels), on
   ``/metrics`` (Triton's metrics port).
 * kind ``nim``: the vLLM engine metrics (``vllm:*`` with ``model_name`` and ``engine``) plus the
-  un-prefixed NIM names, on ``/v1/metrics`` (NIM's path; ``/metrics`` answers too).
+  un-prefixed NIM names, on ``/v1/metrics`` (NIM's path; ``/metrics`` answers too). Its histograms (queue and
+  inference time per request) are observed when a request finishes, as vLLM does.
+* kind ``vllm``: a plain ``vllm serve``: the same ``vllm:*`` metrics, without the NIM names, on ``/metrics``.
 
 Node-level exporters are separate targets, one of each per node (``spec.nodeName``, default
 ``sandbox-node``), as a DaemonSet would be:
@@ -29,6 +31,7 @@ listening socket and a few objects, so hundreds are cheap. Metrics are rendered 
 from __future__ import annotations
 
 import hashlib
+import heapq
 import socket
 import time
 from collections import deque
@@ -103,6 +106,33 @@ class _UtilWindow:
 
 
 QUEUE_BUCKETS_S = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+INFERENCE_BUCKETS_S = (0.3, 0.5, 0.8, 1.0, 1.5, 2.0, 2.5, 5.0, 10.0, 15.0, 20.0, 30.0, 40.0, 50.0, 60.0, 120.0,
+                       240.0, 480.0, 960.0, 1920.0, 7680.0)  # vLLM's request-latency buckets
+
+
+class _Histogram:
+    """A Prometheus histogram of seconds: cumulative bucket counts, sum and count."""
+
+    def __init__(self, buckets: tuple[float, ...]) -> None:
+        self.buckets = buckets
+        self.counts = [0] * len(buckets)
+        self.sum = 0.0
+        self.count = 0
+
+    def observe(self, v: float) -> None:
+        self.sum += v
+        self.count += 1
+        for i, b in enumerate(self.buckets):
+            if v <= b:
+                self.counts[i] += 1
+
+    def render(self, e: _Exposition, name: str, help_text: str, **labels: str) -> None:
+        e.family(name, "histogram", help_text)
+        for b, n in zip(self.buckets, self.counts, strict=True):
+            e.sample(f"{name}_bucket", _labels(**labels, le=repr(float(b))), n)
+        e.sample(f"{name}_bucket", _labels(**labels, le="+Inf"), self.count)
+        e.sample(f"{name}_sum", _labels(**labels), round(self.sum, 6))
+        e.sample(f"{name}_count", _labels(**labels), self.count)
 
 
 @dataclass
@@ -139,9 +169,9 @@ class SimPod:
         self._util_dcgm = _UtilWindow(1.0)
         self._energy_j = 0.0
         self._energy_t = 0.0
-        self._queue_buckets = [0] * len(QUEUE_BUCKETS_S)
-        self._queue_sum = 0.0
-        self._queue_count = 0
+        self.queue_time = _Histogram(QUEUE_BUCKETS_S)
+        self.inference_time = _Histogram(INFERENCE_BUCKETS_S)
+        self._unfinished: list[tuple[float, float, float]] = []  # (finish, queue s, inference s), a heap
 
     # -- time and traffic --------------------------------------------------------------------------
 
@@ -164,13 +194,8 @@ class SimPod:
         """One request reaches this pod at wall time ``at_wall`` (default now)."""
         t = self.now() if at_wall is None else self.to_pod_time(at_wall)
         adm = self.replica.arrive(t, prompt_tokens, output_tokens)
-        if adm.accepted:
-            q = adm.queue_seconds
-            self._queue_sum += q
-            self._queue_count += 1
-            for i, b in enumerate(QUEUE_BUCKETS_S):
-                if q <= b:
-                    self._queue_buckets[i] += 1
+        if adm.accepted and self.kind != "triton":
+            heapq.heappush(self._unfinished, (adm.finish, adm.queue_seconds, adm.finish - adm.start))
         return adm
 
     def terminate(self) -> None:
@@ -182,6 +207,10 @@ class SimPod:
         """Advance the replica to now; returns the pod time."""
         t = self.now()
         self.replica.advance_to(t)
+        while self._unfinished and self._unfinished[0][0] <= t:
+            _, queue_s, inference_s = heapq.heappop(self._unfinished)
+            self.queue_time.observe(queue_s)
+            self.inference_time.observe(inference_s)
         return t
 
     @property
@@ -211,7 +240,7 @@ class SimPod:
 
     def render(self) -> str:
         t = self.sync()
-        return self._render_nim(t) if self.kind == "nim" else self._render_triton(t)
+        return self._render_triton(t) if self.kind == "triton" else self._render_vllm(t)
 
     def _render_triton(self, t: float) -> str:
         r = self.replica
@@ -277,7 +306,7 @@ class SimPod:
         e.sample("nv_cpu_memory_used_bytes", "", 34359738368)
         return e.text()
 
-    def _render_nim(self, t: float) -> str:
+    def _render_vllm(self, t: float) -> str:
         r = self.replica
         c = r.counters
         e = _Exposition()
@@ -297,14 +326,20 @@ class SimPod:
             val = c.success if reason == "stop" else 0
             e.sample("vllm:request_success_total", _labels(engine="0", finished_reason=reason, model_name=self.model),
                      val)
-        e.family("vllm:request_queue_time_seconds", "histogram", "Histogram of time spent in WAITING phase for request.")
-        for b, n in zip(QUEUE_BUCKETS_S, self._cumulative_buckets(), strict=True):
-            e.sample("vllm:request_queue_time_seconds_bucket",
-                     _labels(engine="0", le=repr(float(b)), model_name=self.model), n)
-        e.sample("vllm:request_queue_time_seconds_bucket", _labels(engine="0", le="+Inf", model_name=self.model),
-                 self._queue_count)
-        e.sample("vllm:request_queue_time_seconds_sum", lab, round(self._queue_sum, 6))
-        e.sample("vllm:request_queue_time_seconds_count", lab, self._queue_count)
+        self.queue_time.render(e, "vllm:request_queue_time_seconds",
+                               "Histogram of time spent in WAITING phase for request.", engine="0",
+                               model_name=self.model)
+        self.inference_time.render(e, "vllm:request_inference_time_seconds",
+                                   "Histogram of time spent in RUNNING phase for request.", engine="0",
+                                   model_name=self.model)
+        if self.kind == "nim":
+            self._render_nim_names(e)
+        self._gpu_util(self._util_triton, t)
+        return e.text()
+
+    def _render_nim_names(self, e: _Exposition) -> None:
+        r = self.replica
+        c = r.counters
         nim = _labels(model_name=self.model)
         e.family("num_requests_running", "gauge", "Number of requests currently running on GPU.")
         e.sample("num_requests_running", nim, r.running)
@@ -318,12 +353,6 @@ class SimPod:
         e.sample("request_success_total", nim, c.success)
         e.family("request_failure_total", "counter", "Number of failed requests.")
         e.sample("request_failure_total", nim, c.failure_rejected)
-        self._gpu_util(self._util_triton, t)
-        return e.text()
-
-    def _cumulative_buckets(self) -> list[int]:
-        # bucket counts were recorded per upper bound already cumulatively (q <= b for every b)
-        return list(self._queue_buckets)
 
     def dcgm_samples(self, node_labels: dict[str, str]) -> list[tuple[str, str, float]]:
         """(metric, labels, value) for this pod's GPU, as the node's dcgm-exporter shows them."""

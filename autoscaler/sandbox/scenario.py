@@ -27,12 +27,12 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from autoscaler.sandbox.controllers import ANN_KIND, ANN_SERVING, ANN_STARTUP
+from autoscaler.sandbox.controllers import ANN_KIND, ANN_SCRAPE, ANN_SERVING, ANN_STARTUP
 
 Obj = dict[str, Any]
 DEFAULT_SCENARIO = Path(__file__).resolve().parents[2] / "config" / "sandbox-scenario.yaml"
@@ -58,7 +58,9 @@ class ScenarioDeployment(BaseModel):
     name: str
     namespace: str = "default"
     replicas: int = Field(1, ge=0)
-    kind: str = Field("triton", description="serving kind: triton, nim, vllm")
+    kind: Literal["triton", "nim", "vllm"] = Field("triton", description="serving kind: triton, nim, vllm")
+    scrape: bool = Field(True, description="Prometheus scrapes its pods' own metrics (false: as without a "
+                                           "PodMonitor; their GPUs are still on the node's dcgm-exporter)")
     startupSeconds: float | None = Field(None, ge=0, description="Running -> Ready delay of its pods")
     labels: dict[str, str] = Field(default_factory=dict)
     annotations: dict[str, str] = Field(default_factory=dict)
@@ -99,9 +101,11 @@ def deployment_manifest(d: ScenarioDeployment | Obj) -> Obj:
     """An apps/v1 Deployment for a scenario entry (a ScenarioDeployment or the equivalent dict)."""
     spec = d if isinstance(d, ScenarioDeployment) else ScenarioDeployment.model_validate(d)
     labels = {"app": spec.name, **spec.labels}
-    template_annotations = {ANN_KIND: spec.kind}
+    template_annotations: dict[str, str] = {ANN_KIND: spec.kind}
     if spec.serving is not None:
         template_annotations[ANN_SERVING] = json.dumps(spec.serving, sort_keys=True)
+    if not spec.scrape:
+        template_annotations[ANN_SCRAPE] = "false"
     if spec.startupSeconds is not None:
         template_annotations[ANN_STARTUP] = f"{spec.startupSeconds:g}"
     c = spec.container

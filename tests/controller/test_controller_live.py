@@ -18,6 +18,7 @@ from autoscaler.sandbox.faultproxy import FaultProxy
 from autoscaler.sandbox.resources import LEASES
 from autoscaler.statestore import PredictivePersisted, parse_predictive
 from tests.controller.conftest import HEAVY, Env, wait_for
+from tests.support import SERVING
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 P = "inference-autoscaler.io/"
@@ -289,15 +290,46 @@ async def test_predictive_lease_scales_on_capacity_and_back(env: Env) -> None:
     assert not [e for e in env.events("predict") if e["reason"] == "PredictiveUnavailable"]
 
 
+async def test_a_predictive_lease_on_vllm_pods_is_sized_from_vllms_metrics(env: Env) -> None:
+    """A predictive lease on plain vLLM pods (none of Triton's counters) is sized by the predictive algorithm from
+    vLLM's finished requests and inference time, and its queueTime is vLLM's queue-time histogram: the same sizing
+    as a Triton lease's, with no PredictiveUnavailable Event."""
+    pfile = env.policy_file.with_name("policy-predictive-vllm.yaml")
+    pfile.write_text(env.policy_file.read_text() + """
+  predictive: {rateWindowSeconds: 3, burstWindowSeconds: 0, trendWindowSeconds: 0, lagSeconds: 0,
+               scaleDownWindowSeconds: 4, startupSeconds: 1, violationTarget: 0.05, panicQueueFactor: 0}
+""")
+    env.cluster.create_deployment("vllm-pred", namespace="default", replicas=1, kind="vllm", serving=SERVING,
+                                  annotations={P + "enabled": "true", P + "algorithm": "predictive",
+                                               P + "slots-per-replica": "2", P + "max-replicas": "4"})
+    await env.cluster.wait_for_ready("default", "vllm-pred")
+    async with env.controller(policy_file=str(pfile)) as ctl:
+        await env.load("vllm-pred", {"profile": {"type": "constant", "rate": 100}})
+
+        def sized() -> bool:
+            last = ctl.runtime[("default", "vllm-pred")].last if ("default", "vllm-pred") in ctl.runtime else {}
+            return bool(last) and last["message"].startswith("predictive:") and last["desired"] >= 3
+        await wait_for(lambda: env.replicas("vllm-pred") >= 3 and sized(), 40,
+                       "predictive scale-up from vLLM's request rate")
+        await wait_for(lambda: any(m["name"] == "queueTime" and m.get("value") is not None
+                                   for m in status(env, "vllm-pred").get("metrics", [])), 10,
+                       "a queue time from vLLM's histogram in the lease's status")
+    await env.dataplane.stop_load("default", "vllm-pred")
+    reasons = {h["reason"] for h in ctl.runtime[("default", "vllm-pred")].history}
+    assert reasons & {"Capacity", "BurstEnvelope", "Trend", "Backlog", "StartupAware"}, reasons
+    assert not [e for e in env.events("vllm-pred") if e["reason"] == "PredictiveUnavailable"]
+
+
 async def test_a_predictive_lease_without_request_counters_says_the_hpa_rule_decides(env: Env) -> None:
-    """A predictive lease on NIM pods (vLLM-style metrics, none of Triton's request counters): once its pod has been
-    Ready for two rate windows without a request rate, a Normal Event says the predictive algorithm cannot size it
-    and the HPA rule decides on its metrics instead (a Triton lease never gets it: the capacity test below)."""
+    """A predictive lease whose pods are not scraped (no PodMonitor selects them; their GPUs are still on the node's
+    dcgm-exporter), so neither Triton's nor vLLM's request counters are in Prometheus: once its pod has been Ready
+    for two rate windows without a request rate, a Normal Event says the predictive algorithm cannot size it and
+    the HPA rule decides on its metrics instead (a Triton or vLLM lease never gets it: the tests above)."""
     pfile = env.policy_file.with_name("policy-predictive-nim.yaml")
     pfile.write_text(env.policy_file.read_text() + """
   predictive: {rateWindowSeconds: 3}
 """)
-    env.cluster.create_deployment("nim-pred", namespace="default", replicas=1, kind="nim", annotations={
+    env.cluster.create_deployment("nim-pred", namespace="default", replicas=1, kind="nim", scrape=False, annotations={
         P + "enabled": "true", P + "algorithm": "predictive", P + "metrics": "gpuUtilization"})
     await env.cluster.wait_for_ready("default", "nim-pred")
     async with env.controller(policy_file=str(pfile)) as ctl:
@@ -307,7 +339,8 @@ async def test_a_predictive_lease_without_request_counters_says_the_hpa_rule_dec
         assert last["reason"] in {"DesiredWithinRange", "ScaleDownStabilized"} and last["metrics"], last
     (e,) = [e for e in env.events("nim-pred") if e["reason"] == "PredictiveUnavailable"]
     assert e["type"] == "Normal"
-    assert "1 pod(s) Ready for over 6s export no nv_inference_request_success" in e["message"]
+    assert ("1 pod(s) Ready for over 6s export neither nv_inference_request_success nor vllm:request_success_total"
+            in e["message"])
     assert "the HPA rule decides on its metrics (gpuUtilization)" in e["message"]
     assert f"{P}algorithm=hpa" in e["message"]
 

@@ -12,6 +12,11 @@ Pods (namespace/pod) and what each metric holds at T0 (samples every 15 s from T
 * team-b/llm-b-1 (lease B): CPU samples end at T0-240; DCGM samples end at T0-180 (stale); queue
   counter grows with no success (+Inf); KV NaN.
 * team-b/llm-a-1, team-b/llm-b-x, team-a/noise-0: decoys that no lease asks for.
+* team-c/chat-5d8c7-aaaaa (lease C, Deployment ``chat``): a vLLM server with two engines: 3 + 1 finished req/s
+  (``finished_reason`` stop and length on engine 0), 2 s of inference per request, 50 ms (50,000 us) of queueing per
+  request, 2 + 3 requests waiting.
+* team-c/chat-6b9d4-bbbbb (lease C, the same Deployment's other ReplicaSet): a Triton server, 2 req/s succeeded and
+  0.5 failed, 100 ms of compute and 300 us of queueing per request, 1 pending.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from autoscaler.metrics.localprom import OpenMetricsWriter
 T0 = 1_700_003_600.0
 STEP = 15.0
 START = T0 - 600.0
+VLLM_POD, TRITON_POD = "chat-5d8c7-aaaaa", "chat-6b9d4-bbbbb"
 RULES = Path(__file__).resolve().parents[2] / "config" / "rules" / "queue-time.rules.yaml"
 
 
@@ -91,7 +97,8 @@ def dataset() -> OpenMetricsWriter:
     triton("team-b", "llm-b-1", 0.0, 100.0)
     # What the recording rule would have written (rules never evaluate over backfilled history).
     for pod, ns, q, r in [("llm-a-0", "team-a", 600.0, 3.0), ("llm-a-1", "team-a", math.nan, 0.0),
-                          ("llm-b-0", "team-b", 2000.0, 4.0)]:
+                          ("llm-b-0", "team-b", 2000.0, 4.0), (VLLM_POD, "team-c", 50000.0, 4.0),
+                          (TRITON_POD, "team-c", 300.0, 2.0)]:
         w.add("inference_autoscaler:queue_time_us:rate1m", {"namespace": ns, "pod": pod}, gauge(q))
         w.add("inference_autoscaler:request_success:rate1m", {"namespace": ns, "pod": pod}, gauge(r))
 
@@ -101,6 +108,24 @@ def dataset() -> OpenMetricsWriter:
     w.add("vllm:kv_cache_usage_perc", {"namespace": "team-b", "pod": "llm-b-0", **vllm}, gauge(0.4))
     w.add("gpu_cache_usage_perc", {"namespace": "team-b", "pod": "llm-b-0", "model_name": "x"}, gauge(0.75))
     w.add("vllm:kv_cache_usage_perc", {"namespace": "team-b", "pod": "llm-b-1", **vllm}, gauge(math.nan))
+
+    chat = {"namespace": "team-c", "pod": VLLM_POD, "model_name": "llama"}
+    for reason, rate in (("stop", 3.0), ("length", 1.0)):
+        w.add("vllm:request_success_total", {**chat, "engine": "0", "finished_reason": reason}, counter(rate))
+    w.add("vllm:request_success_total", {**chat, "engine": "0", "finished_reason": "abort"}, counter(0.0))
+    for engine, share, waiting in (("0", 0.25, 2), ("1", 0.75, 3)):  # the finished requests split over engines
+        lab = {**chat, "engine": engine}
+        w.add("vllm:request_inference_time_seconds_sum", lab, counter(8.0 * share))
+        w.add("vllm:request_inference_time_seconds_count", lab, counter(4.0 * share))
+        w.add("vllm:request_queue_time_seconds_sum", lab, counter(0.2 * share))
+        w.add("vllm:request_queue_time_seconds_count", lab, counter(4.0 * share))
+        w.add("vllm:num_requests_waiting", lab, gauge(waiting))
+    tri = {"namespace": "team-c", "pod": TRITON_POD, "model": "m", "version": "1"}
+    w.add("nv_inference_request_success", tri, counter(2.0))
+    w.add("nv_inference_request_failure", {**tri, "reason": "REJECTED"}, counter(0.5))
+    w.add("nv_inference_compute_infer_duration_us", tri, counter(2.0 * 100_000))
+    w.add("nv_inference_queue_duration_us", tri, counter(2.0 * 300))
+    w.add("nv_inference_pending_request_count", tri, gauge(1))
 
     for pod, worker, value in [("llm-a-0", "w1", 3), ("llm-a-0", "w2", 4), ("llm-a-1", "w1", 5)]:
         w.add("app_inflight_requests", {"namespace": "team-a", "pod": pod, "worker": worker}, gauge(value))

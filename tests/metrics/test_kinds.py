@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 
 import pytest
-from metrics_testdata import T0
+from metrics_testdata import T0, TRITON_POD, VLLM_POD
 
 from autoscaler.metrics import (
     CpuUtilization,
@@ -36,6 +36,8 @@ LEASE_B = LeaseTarget("team-b", pod_regex="llm-b-[0-9]+")
 LEASES = [LEASE_A, LEASE_B]
 A0, A1, A9 = (PodTarget("team-a", p) for p in ("llm-a-0", "llm-a-1", "llm-a-9"))
 B0, B1 = PodTarget("team-b", "llm-b-0"), PodTarget("team-b", "llm-b-1")
+LEASE_C = LeaseTarget.of("team-c", [VLLM_POD, TRITON_POD])
+C0, C1 = PodTarget("team-c", VLLM_POD), PodTarget("team-c", TRITON_POD)
 DECOYS = {PodTarget("team-b", "llm-a-1"), PodTarget("team-b", "llm-b-x"), PodTarget("team-a", "noise-0")}
 
 
@@ -103,6 +105,48 @@ async def test_queue_time_per_request_and_no_traffic(client: PrometheusClient, s
     if source == "raw":
         expected[B1] = NotFinite(math.inf)
     assert_outcomes(dict(result.outcomes), expected)
+
+
+@pytest.mark.parametrize("source", ["recorded", "raw"])
+async def test_queue_time_of_a_vllm_pod_is_its_histograms_mean(client: PrometheusClient, source: str) -> None:
+    """A pod without Triton's counters is read from vLLM's queue-time histogram (summed over its engines, seconds to
+    microseconds); a Triton pod of the same lease is read from Triton's counters, in the same query."""
+    result = await fetch(client, QueueTime(source=source), [LEASE_C], at=T0)  # type: ignore[arg-type]
+    assert_outcomes(dict(result.outcomes), {C0: ok(50_000), C1: ok(300)})
+
+
+async def test_request_stats_of_triton_and_vllm_pods_in_one_query(client: PrometheusClient) -> None:
+    """requestStats reads each pod from the server it runs: a vLLM pod's finished requests (every reason), inference
+    and queue time (seconds to microseconds) and waiting requests, summed over its engines; a Triton pod's counters.
+    So service time (compute / success_long) and queue time per request come out in the same units for both."""
+    from autoscaler.metrics.kinds.request_stats import RequestStats
+
+    result = await fetch(client, RequestStats(), [LEASE_C], at=T0)
+    vllm, triton = result.outcomes[C0], result.outcomes[C1]
+    assert isinstance(vllm, Ok) and isinstance(triton, Ok), result.outcomes
+    assert vllm.value == pytest.approx(4.0) and triton.value == pytest.approx(2.5)
+    assert vllm.parts == pytest.approx({"success": 4.0, "success_long": 4.0, "compute_us": 8e6, "queue_us": 2e5,
+                                        "pending": 5.0})
+    assert triton.parts == pytest.approx({"success": 2.0, "failure": 0.5, "success_long": 2.0, "compute_us": 2e5,
+                                          "queue_us": 600.0, "pending": 1.0})
+    assert vllm.parts["compute_us"] / vllm.parts["success_long"] / 1e6 == pytest.approx(2.0)  # 2 s per request
+
+
+async def test_request_histories_count_every_pod_of_a_deployment_whatever_its_server(
+        client: PrometheusClient) -> None:
+    """The predictive policy's history queries (load and rate per bucket, for a lease met for the first time) add
+    up a Deployment's pods each read from its own server: a Deployment with a vLLM pod and a Triton pod counts both
+    (8 + 0.2 busy slots; 4 + 2.5 req/s)."""
+    from autoscaler.metrics import InstantVector
+    from autoscaler.metrics.kinds.request_stats import RequestStats
+
+    kind = RequestStats()
+    load = await client.query(kind.load_history("team-c", "chat", 300.0, 60.0), at=T0, matrix=True)
+    rate = await client.query(kind.rate_history("team-c", "chat", 300.0, 60.0), at=T0, matrix=True)
+    assert isinstance(load, InstantVector) and isinstance(rate, InstantVector), (load, rate)
+    assert len(load.samples) == len(rate.samples) == 5
+    assert [s.value for s in load.samples] == pytest.approx([8.2] * 5)
+    assert [s.value for s in rate.samples] == pytest.approx([6.5] * 5)
 
 
 async def test_kv_cache_fallback_names_in_percent(client: PrometheusClient) -> None:
@@ -185,7 +229,8 @@ def test_request_stats_interpretation() -> None:
     assert isinstance(out, Ok) and out.value == 10.0 and out.parts is not None and out.parts["compute_us"] == 5e5
     assert isinstance(k.interpret(PodSeries((), {"pending": s(3.0)}), 0.0), Empty)
     query = k.build([LeaseTarget.of("ns", ["p"])])
-    assert query.count(" or ") == 5 and 'autoscaler_part", "pending"' in query
+    # six parts, each Triton's or else vLLM's (vLLM has no failure counter)
+    assert query.count(" or ") == 5 + 5 and 'autoscaler_part", "pending"' in query
 
 
 def test_a_value_too_large_for_a_quantity_is_not_finite() -> None:

@@ -120,7 +120,10 @@ def test_registry_creates_known_kinds_and_names_bad_options() -> None:
     """The registry builds kinds from options and rejects unknown names or options precisely."""
     registry = default_registry()
     assert sorted(registry) == ["cpuUtilization", "gpuUtilization", "kvCacheUsage", "queueTime", "requestStats"]
-    assert registry.create("queueTime", {"source": "raw"}).build([LeaseTarget.of("n", ["p"])]).count("rate(") == 3
+    # raw: queue time, its denominator and the request rate, each from Triton's counters or vLLM's histogram
+    assert registry.create("queueTime", {"source": "raw"}).build([LeaseTarget.of("n", ["p"])]).count("rate(") == 6
+    assert "vllm" not in registry.create("queueTime", {"source": "raw", "vllm_histogram": ""}).build(
+        [LeaseTarget.of("n", ["p"])])
     with pytest.raises(ValueError, match="unknown metric kind 'nope'"):
         registry.create("nope")
     with pytest.raises(ValueError, match=r"bad options .*colour"):

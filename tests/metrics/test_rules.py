@@ -7,10 +7,10 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from metrics_testdata import RULES, T0
+from metrics_testdata import RULES, T0, TRITON_POD, VLLM_POD
 
 from autoscaler.metrics import InstantVector, LeaseTarget, Ok, PodTarget, PrometheusClient, QueueTime, fetch
-from autoscaler.metrics.kinds.queue_time import RECORDED_QUEUE_TIME, RECORDED_REQUEST_RATE
+from autoscaler.metrics.kinds.queue_time import RECORDED_QUEUE_TIME, RECORDED_REQUEST_RATE, recording_exprs
 from autoscaler.metrics.localprom import rule_expressions
 
 pytestmark = pytest.mark.prometheus
@@ -37,6 +37,18 @@ def test_rule_names_match_the_builder() -> None:
     assert set(rule_expressions(RULES)) == {RECORDED_QUEUE_TIME, RECORDED_REQUEST_RATE}
 
 
+def test_rule_file_is_the_builders_rule() -> None:
+    """The rule file records what the per-lease PrometheusRule and the raw source compute (both servers), spelt
+    out for people: the same expressions but for layout and the empty matchers."""
+    def normal(expr: str) -> str:
+        return "".join(expr.replace("{}", "").split())
+
+    rate, queue = recording_exprs("")
+    exprs = rule_expressions(RULES)
+    assert normal(exprs[RECORDED_REQUEST_RATE]) == normal(rate)
+    assert normal(exprs[RECORDED_QUEUE_TIME]) == normal(queue)
+
+
 async def test_rule_expression_equals_raw_builder_at_pinned_time(client: PrometheusClient) -> None:
     """The rule's own expression, evaluated on the backfilled counters, gives the raw builder's values."""
     expr = rule_expressions(RULES)[RECORDED_QUEUE_TIME]
@@ -46,7 +58,9 @@ async def test_rule_expression_equals_raw_builder_at_pinned_time(client: Prometh
     assert by_pod[PodTarget("team-a", "llm-a-0")] == pytest.approx(600.0)
     assert by_pod[PodTarget("team-b", "llm-b-0")] == pytest.approx(2000.0)
     assert math.isnan(by_pod[PodTarget("team-a", "llm-a-1")])  # no traffic: NaN, not a silent 0
+    assert by_pod[PodTarget("team-c", VLLM_POD)] == pytest.approx(50_000.0)  # vLLM's histogram
     raw = await fetch(client, QueueTime(source="raw"), [LeaseTarget.of("team-a", ["llm-a-0"]),
-                                                        LeaseTarget.of("team-b", ["llm-b-0"])], at=T0)
+                                                        LeaseTarget.of("team-b", ["llm-b-0"]),
+                                                        LeaseTarget.of("team-c", [VLLM_POD, TRITON_POD])], at=T0)
     for pod, outcome in raw.outcomes.items():
         assert outcome == Ok(pytest.approx(by_pod[pod]))

@@ -107,6 +107,36 @@ def test_nim_page_vllm_names() -> None:
     assert sample(pod.render(), "vllm:request_success_total") == 6
 
 
+def test_nim_histograms_are_observed_as_requests_finish() -> None:
+    """vLLM's queue and inference (RUNNING phase) time histograms move when a request finishes, as vLLM observes
+    them, so their counts agree with the finished-request counter at every scrape (4 slots, 40 ms a request)."""
+    clock = FakeClock()
+    pod = make_pod(kind="nim", clock=clock)
+    for _ in range(6):
+        pod.submit()  # 4 run now; 2 wait 40 ms
+    page = pod.render()
+    assert sample(page, "vllm:request_inference_time_seconds_count") == 0  # nothing finished yet
+    assert sample(page, "vllm:request_queue_time_seconds_count") == 0
+    clock.t += 0.05
+    page = pod.render()
+    assert sample(page, "vllm:request_success_total") == 4
+    assert sample(page, "vllm:request_inference_time_seconds_count") == 4
+    assert sample(page, "vllm:request_inference_time_seconds_sum") == pytest.approx(4 * 0.04)
+    assert sample(page, "vllm:request_queue_time_seconds_sum") == pytest.approx(0.0)
+    clock.t += 0.05
+    page = pod.render()
+    assert sample(page, "vllm:request_success_total") == sample(page, "vllm:request_queue_time_seconds_count") == 6
+    assert sample(page, "vllm:request_queue_time_seconds_sum") == pytest.approx(2 * 0.04)
+    assert sample(page, "vllm:request_inference_time_seconds_sum") == pytest.approx(6 * 0.04)
+    fam = families(page)
+    assert fam["vllm:request_inference_time_seconds"][0] == "histogram"
+    buckets = {lab["le"]: s.value for f in text_string_to_metric_families(page)
+               if f.name == "vllm:request_inference_time_seconds" for s in f.samples
+               if s.name.endswith("_bucket") for lab in [s.labels]}
+    assert buckets["0.3"] == buckets["+Inf"] == 6
+    assert {"model_name", "engine"} <= set(fam["vllm:request_inference_time_seconds"][1][0])
+
+
 def test_dcgm_and_cadvisor_labels() -> None:
     """dcgm-exporter series carry the GPU user's pod/namespace/container; cAdvisor has per-container CPU."""
     clock = FakeClock()

@@ -1,9 +1,16 @@
-"""`queueTime`: mean time a request waited in Triton's scheduler queue, in microseconds.
+"""`queueTime`: mean time a request waited for an execution slot, in microseconds.
 
-Triton splits its counters by ``gpu_uuid`` (one series per GPU instance) and by model, so the
-request-weighted mean sums numerator and denominator by (namespace, pod) *before* dividing. The
-default reads the series recorded by ``config/rules/queue-time.rules.yaml``; ``source="raw"`` runs the
-same expression directly (no rule needed, heavier at scale).
+Triton: its queue-duration counter over its success counter. Triton splits its counters by ``gpu_uuid`` (one
+series per GPU instance) and by model, so the request-weighted mean sums numerator and denominator by
+(namespace, pod) *before* dividing. vLLM (and NIM images built on it): the mean of the
+``vllm:request_queue_time_seconds`` histogram (its ``_sum`` over its ``_count``, seconds scaled to
+microseconds), summed by pod over engines and models likewise. Each pod is read from the first server whose
+series it has (``triton or vllm``). The default reads the series recorded by
+``config/rules/queue-time.rules.yaml``; ``source="raw"`` runs the same expression directly (no rule needed,
+heavier at scale).
+
+vLLM observes the histogram when a request finishes, as Triton adds to its counters, so both lag a queue that
+is building up by the requests' service time.
 
 A pod that served no request in the window has 0/0 = NaN. That is not an error and not a number:
 the query also fetches the request rate, and NaN with a rate of exactly 0 becomes `NoTraffic`, which
@@ -25,14 +32,25 @@ RECORDED_QUEUE_TIME = "inference_autoscaler:queue_time_us:rate1m"
 RECORDED_REQUEST_RATE = "inference_autoscaler:request_success:rate1m"
 QUEUE_COUNTER = "nv_inference_queue_duration_us"
 SUCCESS_COUNTER = "nv_inference_request_success"
+VLLM_QUEUE_HISTOGRAM = "vllm:request_queue_time_seconds"
+
+
+def _exprs(queue_counter: str, success_counter: str, histogram: str, matchers: str, window: str) -> tuple[str, str]:
+    """(request rate, queue time per request in us) per pod: Triton's counters, else vLLM's histogram."""
+    def rate(counter: str) -> str:
+        return f"sum by (namespace, pod) (rate({counter}{{{matchers}}}[{window}]))"
+
+    req, queue = rate(success_counter), f"({rate(queue_counter)} / {rate(success_counter)})"
+    if histogram:
+        req = f"{req} or {rate(histogram + '_count')}"
+        queue = f"{queue} or (1e+06 * {rate(histogram + '_sum')} / {rate(histogram + '_count')})"
+    return req, queue
 
 
 def recording_exprs(matchers: str) -> tuple[str, str]:
     """The recording rule's two expressions (request rate, queue time per request) over series with
-    ``matchers``; config/rules/queue-time.rules.yaml is the same rule for every pod."""
-    rate = f"sum by (namespace, pod) (rate({SUCCESS_COUNTER}{{{matchers}}}[1m]))"
-    queue = f"sum by (namespace, pod) (rate({QUEUE_COUNTER}{{{matchers}}}[1m]))"
-    return rate, f"{queue}\n/\n{rate}"
+    ``matchers``; config/rules/queue-time.rules.yaml is the same rule for every pod (``matchers`` empty)."""
+    return _exprs(QUEUE_COUNTER, SUCCESS_COUNTER, VLLM_QUEUE_HISTOGRAM, matchers, "1m")
 
 
 @dataclass(frozen=True)
@@ -48,6 +66,8 @@ class QueueTime:
     """Raw source only (the recorded rule fixes its own 1m window)."""
     queue_counter: str = QUEUE_COUNTER
     success_counter: str = SUCCESS_COUNTER
+    vllm_histogram: str = VLLM_QUEUE_HISTOGRAM
+    """vLLM's queue-time histogram, read for pods without Triton's counters ("": Triton only)."""
     extra_matchers: str = ""
     max_sample_age_s: float = SAMPLE_AGE_S
 
@@ -57,7 +77,8 @@ class QueueTime:
 
     @property
     def raw_series(self) -> tuple[str, ...]:
-        return (self.queue_counter, self.success_counter)
+        vllm = (f"{self.vllm_histogram}_sum", f"{self.vllm_histogram}_count") if self.vllm_histogram else ()
+        return (self.queue_counter, self.success_counter, *vllm)
 
     def build(self, leases: Sequence[LeaseTarget]) -> str:
         """Value, request rate (part "rate") and newest sample timestamp (part "ts") per pod."""
@@ -67,11 +88,11 @@ class QueueTime:
             rate = f"{self.recorded_rate_metric}{{{matchers}}}"
             newest = f"max by (namespace, pod) (timestamp({value}))"
         else:
-            window = duration(self.window_s)
-            queued = f"sum by (namespace, pod) (rate({self.queue_counter}{{{matchers}}}[{window}]))"
-            rate = f"sum by (namespace, pod) (rate({self.success_counter}{{{matchers}}}[{window}]))"
-            value = f"({queued} / {rate})"
-            newest = f"max by (namespace, pod) (timestamp({self.success_counter}{{{matchers}}}))"
+            rate, value = _exprs(self.queue_counter, self.success_counter, self.vllm_histogram, matchers,
+                                 duration(self.window_s))
+            value = f"({value})"
+            counters = (self.success_counter, *((f"{self.vllm_histogram}_count",) if self.vllm_histogram else ()))
+            newest = " or ".join(f"max by (namespace, pod) (timestamp({c}{{{matchers}}}))" for c in counters)
         return f"{value} or {tag(rate, 'rate')} or {tag(newest, 'ts')}"
 
     def interpret(self, series: PodSeries, eval_time: float) -> Outcome:

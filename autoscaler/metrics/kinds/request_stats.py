@@ -3,14 +3,24 @@
 One batched query returns, per (namespace, pod), the series the predictive policy needs (see
 docs/predictive.md), each tagged with ``autoscaler_part``:
 
-* ``success`` / ``failure``: ``rate()`` of Triton's success / failure counters over the short window;
-* ``success_long`` / ``compute_us`` / ``queue_us``: success, compute-duration and queue-duration rates
-  over the long window (service time = compute / success, queue time = queue / success);
-* ``pending``: the ``nv_inference_pending_request_count`` gauge.
+* ``success`` / ``failure``: ``rate()`` of the finished / failed request counters over the short window;
+* ``success_long`` / ``compute_us`` / ``queue_us``: the finished-request rate, and the compute and queue time
+  (microseconds per second) over the long window (service time = compute / success, queue time = queue / success);
+* ``pending``: the number of requests waiting for a slot.
 
-Per pod the outcome is ``Ok(value=request rate, parts={...})``; a pod without the success counter is
-`Empty` (not a Triton pod, or not scraped). Sums are taken ``by (namespace, pod)`` first, so several
-models or GPUs per pod are added up, and the ``gpu_uuid`` split of Triton's counters does not matter.
+Two servers' series are read (:data:`SERVERS`), each part as ``triton or vllm`` per pod, so one query serves a
+lease whatever it runs, and a Deployment that moves from one server to the other:
+
+* **Triton**: ``nv_inference_request_success`` / ``_failure``, ``nv_inference_compute_infer_duration_us``,
+  ``nv_inference_queue_duration_us`` and ``nv_inference_pending_request_count``;
+* **vLLM** (and NIM images built on it, which expose the ``vllm:`` names): ``vllm:request_success_total`` (every
+  ``finished_reason``; vLLM has no failure counter), the sums of the ``vllm:request_inference_time_seconds`` and
+  ``vllm:request_queue_time_seconds`` histograms (seconds, scaled to microseconds) and ``vllm:num_requests_waiting``.
+  Inference time is the time a request held a slot of the running batch, as Triton's compute time is.
+
+Per pod the outcome is ``Ok(value=request rate, parts={...})``; a pod without a finished-request counter is
+`Empty` (neither server, or not scraped). Sums are taken ``by (namespace, pod)`` first, so several models,
+engines or GPUs per pod are added up, and the ``gpu_uuid`` split of Triton's counters does not matter.
 """
 
 from __future__ import annotations
@@ -29,6 +39,41 @@ PARTS = ("success", "failure", "success_long", "compute_us", "queue_us", "pendin
 
 
 @dataclass(frozen=True)
+class ServerSeries:
+    """One inference server's names for what `RequestStats` reads."""
+
+    server: str
+    success: str
+    """Counter of finished requests."""
+    compute: str
+    """Counter of the time requests held an execution slot, summed over requests, in ``us_per_unit`` units."""
+    queue: str
+    """Counter of the time requests waited for a slot, likewise."""
+    pending: str
+    """Gauge of the requests waiting for a slot."""
+    failure: str = ""
+    """Counter of failed requests ("": the server has none)."""
+    us_per_unit: float = 1.0
+    """Microseconds per unit of ``compute`` and ``queue`` (1 for Triton's ``_us`` counters, 1e6 for seconds)."""
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(n for n in (self.success, self.failure, self.compute, self.queue, self.pending) if n)
+
+
+TRITON = ServerSeries("triton", success="nv_inference_request_success",
+                      compute="nv_inference_compute_infer_duration_us", queue="nv_inference_queue_duration_us",
+                      pending="nv_inference_pending_request_count", failure="nv_inference_request_failure")
+VLLM = ServerSeries("vllm", success="vllm:request_success_total", compute="vllm:request_inference_time_seconds_sum",
+                    queue="vllm:request_queue_time_seconds_sum", pending="vllm:num_requests_waiting", us_per_unit=1e6)
+SERVERS = (TRITON, VLLM)
+
+
+def _scaled(factor: float, expr: str) -> str:
+    return expr if factor == 1.0 else f"{factor:g} * {expr}"
+
+
+@dataclass(frozen=True)
 class RequestStats:
     """Request rate (`Ok.value`, requests/s) and its components (`Ok.parts`) per pod."""
 
@@ -36,17 +81,21 @@ class RequestStats:
     unit: str = "rps"
     window_s: float = 30.0
     long_window_s: float = 60.0
-    success_counter: str = "nv_inference_request_success"
-    failure_counter: str = "nv_inference_request_failure"
-    compute_counter: str = "nv_inference_compute_infer_duration_us"
-    queue_counter: str = "nv_inference_queue_duration_us"
-    pending_gauge: str = "nv_inference_pending_request_count"
+    servers: tuple[ServerSeries, ...] = SERVERS
     extra_matchers: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.servers:
+            raise ValueError("requestStats needs at least one server's series")
 
     @property
     def raw_series(self) -> tuple[str, ...]:
-        return (self.success_counter, self.failure_counter, self.compute_counter, self.queue_counter,
-                self.pending_gauge)
+        return tuple(dict.fromkeys(n for s in self.servers for n in s.names))
+
+    @property
+    def success_counters(self) -> tuple[str, ...]:
+        """Each server's finished-request counter (what a pod must export to be measured)."""
+        return tuple(s.success for s in self.servers)
 
     def build(self, leases: Sequence[LeaseTarget]) -> str:
         m = join_matchers(self.extra_matchers, selector(leases).both)
@@ -55,34 +104,52 @@ class RequestStats:
         def rate(counter: str, window: str) -> str:
             return f"sum by (namespace, pod) (rate({counter}{{{m}}}[{window}]))"
 
-        exprs = {
-            "success": rate(self.success_counter, short),
-            "failure": rate(self.failure_counter, short),
-            "success_long": rate(self.success_counter, long),
-            "compute_us": rate(self.compute_counter, long),
-            "queue_us": rate(self.queue_counter, long),
-            "pending": f"sum by (namespace, pod) ({self.pending_gauge}{{{m}}})",
-        }
-        return " or ".join(tag(e, part) for part, e in exprs.items())
+        def part(s: ServerSeries, name: str) -> str | None:
+            if name == "success":
+                return rate(s.success, short)
+            if name == "failure":
+                return rate(s.failure, short) if s.failure else None
+            if name == "success_long":
+                return rate(s.success, long)
+            if name in ("compute_us", "queue_us"):
+                return _scaled(s.us_per_unit, rate(s.compute if name == "compute_us" else s.queue, long))
+            return f"sum by (namespace, pod) ({s.pending}{{{m}}})"
+
+        tagged = []
+        for name in PARTS:
+            exprs = [e for s in self.servers if (e := part(s, name)) is not None]
+            if exprs:
+                tagged.append(tag(" or ".join(exprs), name))
+        return " or ".join(tagged)
 
     def load_history(self, namespace: str, name: str, span_s: float, bucket_s: float) -> str:
         """The Deployment's largest offered load in busy slots (compute seconds per second, summed over every pod it
         has had, sampled four times a bucket) in each ``bucket_s`` of the last ``span_s``: one point per bucket, at
         its end (:meth:`bucket_rows`). A subquery: an instant query of it answers a matrix. For the predictive
-        policy's recurring-load history after a (re)start."""
+        policy's recurring-load history after a (re)start. Each pod is read from its first server, as in
+        :meth:`build`, so a Deployment moving from one server to the other is counted whole."""
         m = join_matchers(self.extra_matchers, deployment_pods(namespace, name))
-        load = f"sum(rate({self.compute_counter}{{{m}}}[{duration(self.window_s)}])) / 1e6"
-        return (f"max_over_time(({load})[{duration(bucket_s)}:{duration(bucket_s / 4)}])"
+        window = duration(self.window_s)
+        per_pod = " or ".join(
+            _scaled(s.us_per_unit / 1e6, f"sum by (namespace, pod) (rate({s.compute}{{{m}}}[{window}]))")
+            for s in self.servers)
+        return (f"max_over_time(sum({per_pod})[{duration(bucket_s)}:{duration(bucket_s / 4)}])"
                 f"[{duration(span_s)}:{duration(bucket_s)}]")
 
     def rate_history(self, namespace: str, name: str, span_s: float, bucket_s: float) -> str:
-        """The Deployment's request rate (success + failure, every pod it has had) averaged over each ``bucket_s`` of
+        """The Deployment's request rate (finished + failed, every pod it has had) averaged over each ``bucket_s`` of
         the last ``span_s``: one point per bucket, at its end (:meth:`bucket_rows`). For the predictive policy's
-        daily season when a lease starts without one."""
+        daily season when a lease starts without one. Each pod is read from its first server, as in :meth:`build`."""
         m = join_matchers(self.extra_matchers, deployment_pods(namespace, name))
         window = duration(bucket_s)
-        return (f"(sum(rate({self.success_counter}{{{m}}}[{window}])) + "
-                f"(sum(rate({self.failure_counter}{{{m}}}[{window}])) or vector(0)))[{duration(span_s)}:{window}]")
+
+        def rate(counter: str) -> str:
+            return f"sum by (namespace, pod) (rate({counter}{{{m}}}[{window}]))"
+
+        def total(s: ServerSeries) -> str:
+            return f"({rate(s.success)} + {rate(s.failure)}) or {rate(s.success)}" if s.failure else rate(s.success)
+
+        return f"sum({' or '.join(total(s) for s in self.servers)})[{duration(span_s)}:{window}]"
 
     @staticmethod
     def bucket_rows(samples: Sequence[Sample], bucket_s: float) -> np.ndarray:
