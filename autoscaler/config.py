@@ -245,7 +245,9 @@ class PredictiveSettings(_Strict):
                              description="pod creation-to-Ready delay when none has been measured yet, seconds")
     slots_per_replica: int = Field(1, alias="slotsPerReplica", ge=1, le=4096,
                                    description="requests one replica executes at once (instances x max batch) when "
-                                               "the lease's slots-per-replica annotation does not say")
+                                               "the lease's slots-per-replica annotation and its pods (NIM's "
+                                               "num_request_max) do not say; the default 1 (Triton's default "
+                                               "model configuration) is not applied to vLLM pods")
     seasonal: bool = Field(True, description="use the lease's daily shape (FFT) once a full period of history exists")
     season_period_s: float = Field(86400.0, alias="seasonPeriodSeconds", ge=600,
                                    description="period of the seasonality, seconds")

@@ -90,6 +90,7 @@ from autoscaler.observe import (
     parse_time,
     pod_from_k8s,
     predictive_observation,
+    server_slots,
     slim_pod,
 )
 from autoscaler.policy import (
@@ -283,6 +284,15 @@ def no_request_data_message(pods: int, kind: MetricKind, params: PredictiveParam
             "size this lease; "
             f"the HPA rule decides on its metrics ({', '.join(m.name for m in metrics) or 'none'}) instead. Annotate "
             f"{ANNOTATION_PREFIX}algorithm=hpa to choose that explicitly")
+
+
+def unknown_slots_message(metrics: Sequence[EffectiveMetric]) -> str:
+    """The ``PredictiveUnavailable`` Event's message for a predictive lease on vLLM pods whose slots nobody states."""
+    return ("the pods serve with vLLM, which runs many requests at once but does not report how many (NIM reports "
+            "num_request_max), and neither the lease's slots-per-replica annotation nor the policy's "
+            "predictive.slotsPerReplica says it, so the predictive algorithm cannot size this lease; the HPA rule "
+            f"decides on its metrics ({', '.join(m.name for m in metrics) or 'none'}) instead. Annotate "
+            f"{ANNOTATION_PREFIX}slots-per-replica=<the server's --max-num-seqs> to size it by its request rate")
 
 
 def recurring_load_message(found: float | None, before: float | None, params: PredictiveParams) -> str:
@@ -800,9 +810,17 @@ class Controller:
                          self.policy.policy.autoscaling.metrics["queueTime"].threshold.default)
         pods = list(snap.pods)
         params = self._predictive_params(target_us)
+        stats = results.get("requestStats")
+        reported, vllm = server_slots(lease.namespace, pods, stats)
+        slots = (lease.slots_per_replica or reported
+                 or (settings.slots_per_replica if "slots_per_replica" in settings.model_fields_set else None))
+        if slots is None and vllm:  # vLLM runs many at once and does not say how many: 1 would be far off
+            self._pending_events.append(self.events.record(p.obj, "Normal", "PredictiveUnavailable",
+                                                           unknown_slots_message(lease.metrics), now))
+            return None
         obs = predictive_observation(
-            lease.namespace, pods, results.get("requestStats"), now, snap.current_replicas, lease.min_replicas,
-            lease.max_replicas, lease.slots_per_replica or settings.slots_per_replica,
+            lease.namespace, pods, stats, now, snap.current_replicas, lease.min_replicas,
+            lease.max_replicas, slots or settings.slots_per_replica,
             measured_startup_s(pods, settings.startup_s), params.drain_s, rate_window_s=params.rate_window_s,
             stagger=lease_stagger(lease.namespace, lease.name))
         state = self._predictive_state(p, params)

@@ -179,6 +179,25 @@ def measured_startup_s(pods: list[Pod], default_s: float) -> float:
     return delays[len(delays) // 2] if delays else default_s
 
 
+def server_slots(namespace: str, pods: list[Pod], result: BatchResult | None) -> tuple[int | None, bool]:
+    """What the lease's live pods' servers say about their slots: the median of the slot counts they report (NIM's
+    ``num_request_max``; None when none does), and whether any pod was read from vLLM's series (vLLM batches many
+    requests at once without reporting how many, so such a lease's slots must be stated or reported)."""
+    outcomes = result.outcomes if result is not None and result.error is None else {}
+    reported: list[float] = []
+    vllm = False
+    for p in pods:
+        if p.deleting or p.phase not in (PodPhase.PENDING, PodPhase.RUNNING):
+            continue
+        outcome = outcomes.get(PodTarget(namespace, p.name))
+        if isinstance(outcome, Ok) and outcome.parts is not None:
+            vllm = vllm or outcome.parts.get("vllm", 0.0) > 0
+            if outcome.parts.get("slots", 0.0) >= 1:
+                reported.append(outcome.parts["slots"])
+    reported.sort()
+    return (round(reported[len(reported) // 2]) if reported else None), vllm
+
+
 def predictive_observation(namespace: str, pods: list[Pod], result: BatchResult | None, now: float,
                            current: int, min_replicas: int, max_replicas: int, slots: int,
                            startup_s: float, drain_s: float = 0.0,

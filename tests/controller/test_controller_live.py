@@ -290,34 +290,49 @@ async def test_predictive_lease_scales_on_capacity_and_back(env: Env) -> None:
     assert not [e for e in env.events("predict") if e["reason"] == "PredictiveUnavailable"]
 
 
-async def test_a_predictive_lease_on_vllm_pods_is_sized_from_vllms_metrics(env: Env) -> None:
-    """A predictive lease on plain vLLM pods (none of Triton's counters) is sized by the predictive algorithm from
-    vLLM's finished requests and inference time, and its queueTime is vLLM's queue-time histogram: the same sizing
-    as a Triton lease's, with no PredictiveUnavailable Event."""
+async def test_predictive_leases_on_vllm_and_nim_pods_are_sized_from_their_metrics(env: Env) -> None:
+    """Predictive leases on vLLM-based pods (none of Triton's counters) are sized by the predictive algorithm from
+    vLLM's finished requests and inference time, and their queueTime is vLLM's queue-time histogram: a plain vLLM
+    lease whose slots are annotated, and a NIM lease whose slots come from NIM's num_request_max. A plain vLLM lease
+    with no slots stated is left to the HPA rule, with a PredictiveUnavailable Event saying what to annotate (vLLM
+    runs many requests at once, so the policy's default of one would size it far too large)."""
     pfile = env.policy_file.with_name("policy-predictive-vllm.yaml")
     pfile.write_text(env.policy_file.read_text() + """
+  algorithm: predictive
   predictive: {rateWindowSeconds: 3, burstWindowSeconds: 0, trendWindowSeconds: 0, lagSeconds: 0,
                scaleDownWindowSeconds: 4, startupSeconds: 1, violationTarget: 0.05, panicQueueFactor: 0}
 """)
-    env.cluster.create_deployment("vllm-pred", namespace="default", replicas=1, kind="vllm", serving=SERVING,
-                                  annotations={P + "enabled": "true", P + "algorithm": "predictive",
-                                               P + "slots-per-replica": "2", P + "max-replicas": "4"})
-    await env.cluster.wait_for_ready("default", "vllm-pred")
+    sized_leases = {"vllm-pred": "vllm", "nim-sized": "nim"}
+    for name, kind in {**sized_leases, "vllm-unsized": "vllm"}.items():
+        slots = {P + "slots-per-replica": "2"} if name == "vllm-pred" else {}  # NIM says 2 (its num_request_max)
+        env.cluster.create_deployment(name, namespace="default", replicas=1, kind=kind, serving=SERVING,
+                                      annotations={P + "enabled": "true", P + "max-replicas": "4", **slots})
+    for name in (*sized_leases, "vllm-unsized"):
+        await env.cluster.wait_for_ready("default", name)
     async with env.controller(policy_file=str(pfile)) as ctl:
-        await env.load("vllm-pred", {"profile": {"type": "constant", "rate": 100}})
+        for name in sized_leases:
+            await env.load(name, {"profile": {"type": "constant", "rate": 100}})
 
-        def sized() -> bool:
-            last = ctl.runtime[("default", "vllm-pred")].last if ("default", "vllm-pred") in ctl.runtime else {}
+        def sized(name: str) -> bool:
+            last = ctl.runtime[("default", name)].last if ("default", name) in ctl.runtime else {}
             return bool(last) and last["message"].startswith("predictive:") and last["desired"] >= 3
-        await wait_for(lambda: env.replicas("vllm-pred") >= 3 and sized(), 40,
-                       "predictive scale-up from vLLM's request rate")
-        await wait_for(lambda: any(m["name"] == "queueTime" and m.get("value") is not None
-                                   for m in status(env, "vllm-pred").get("metrics", [])), 10,
-                       "a queue time from vLLM's histogram in the lease's status")
-    await env.dataplane.stop_load("default", "vllm-pred")
-    reasons = {h["reason"] for h in ctl.runtime[("default", "vllm-pred")].history}
-    assert reasons & {"Capacity", "BurstEnvelope", "Trend", "Backlog", "StartupAware"}, reasons
-    assert not [e for e in env.events("vllm-pred") if e["reason"] == "PredictiveUnavailable"]
+        await wait_for(lambda: all(env.replicas(n) >= 3 and sized(n) for n in sized_leases), 40,
+                       "predictive scale-up of both from vLLM's request rate")
+        await wait_for(lambda: all(any(m["name"] == "queueTime" and m.get("value") is not None
+                                       for m in status(env, n).get("metrics", [])) for n in sized_leases), 10,
+                       "a queue time from vLLM's histogram in the leases' status")
+        await wait_for(lambda: any(e["reason"] == "PredictiveUnavailable" for e in env.events("vllm-unsized")), 20,
+                       "an Event saying the unsized vLLM lease needs its slots")
+        last = ctl.runtime[("default", "vllm-unsized")].last
+        assert not last["message"].startswith("predictive:") and env.replicas("vllm-unsized") == 1, last
+    for name in sized_leases:
+        await env.dataplane.stop_load("default", name)
+        reasons = {h["reason"] for h in ctl.runtime[("default", name)].history}
+        assert reasons & {"Capacity", "BurstEnvelope", "Trend", "Backlog", "StartupAware"}, (name, reasons)
+        assert not [e for e in env.events(name) if e["reason"] == "PredictiveUnavailable"], name
+    (e,) = [e for e in env.events("vllm-unsized") if e["reason"] == "PredictiveUnavailable"]
+    assert "does not report how many" in e["message"] and f"{P}slots-per-replica=" in e["message"]
+    assert "the HPA rule decides on its metrics (queueTime)" in e["message"]
 
 
 async def test_a_predictive_lease_without_request_counters_says_the_hpa_rule_decides(env: Env) -> None:

@@ -14,7 +14,7 @@ Pods (namespace/pod) and what each metric holds at T0 (samples every 15 s from T
 * team-b/llm-a-1, team-b/llm-b-x, team-a/noise-0: decoys that no lease asks for.
 * team-c/chat-5d8c7-aaaaa (lease C, Deployment ``chat``): a vLLM server with two engines: 3 + 1 finished req/s
   (``finished_reason`` stop and length on engine 0), 2 s of inference per request, 50 ms (50,000 us) of queueing per
-  request, 2 + 3 requests waiting.
+  request, 2 + 3 requests waiting, 16 slots (NIM's ``num_request_max``).
 * team-c/chat-6b9d4-bbbbb (lease C, the same Deployment's other ReplicaSet): a Triton server, 2 req/s succeeded and
   0.5 failed, 100 ms of compute and 300 us of queueing per request, 1 pending.
 """
@@ -120,6 +120,7 @@ def dataset() -> OpenMetricsWriter:
         w.add("vllm:request_queue_time_seconds_sum", lab, counter(0.2 * share))
         w.add("vllm:request_queue_time_seconds_count", lab, counter(4.0 * share))
         w.add("vllm:num_requests_waiting", lab, gauge(waiting))
+    w.add("num_request_max", {"namespace": "team-c", "pod": VLLM_POD, "model_name": "llama"}, gauge(16))  # NIM's name
     tri = {"namespace": "team-c", "pod": TRITON_POD, "model": "m", "version": "1"}
     w.add("nv_inference_request_success", tri, counter(2.0))
     w.add("nv_inference_request_failure", {**tri, "reason": "REJECTED"}, counter(0.5))

@@ -126,7 +126,7 @@ async def test_request_stats_of_triton_and_vllm_pods_in_one_query(client: Promet
     assert isinstance(vllm, Ok) and isinstance(triton, Ok), result.outcomes
     assert vllm.value == pytest.approx(4.0) and triton.value == pytest.approx(2.5)
     assert vllm.parts == pytest.approx({"success": 4.0, "success_long": 4.0, "compute_us": 8e6, "queue_us": 2e5,
-                                        "pending": 5.0})
+                                        "pending": 5.0, "slots": 16.0, "vllm": 1.0})  # read from vLLM; NIM's slots
     assert triton.parts == pytest.approx({"success": 2.0, "failure": 0.5, "success_long": 2.0, "compute_us": 2e5,
                                           "queue_us": 600.0, "pending": 1.0})
     assert vllm.parts["compute_us"] / vllm.parts["success_long"] / 1e6 == pytest.approx(2.0)  # 2 s per request
@@ -229,8 +229,8 @@ def test_request_stats_interpretation() -> None:
     assert isinstance(out, Ok) and out.value == 10.0 and out.parts is not None and out.parts["compute_us"] == 5e5
     assert isinstance(k.interpret(PodSeries((), {"pending": s(3.0)}), 0.0), Empty)
     query = k.build([LeaseTarget.of("ns", ["p"])])
-    # six parts, each Triton's or else vLLM's (vLLM has no failure counter)
-    assert query.count(" or ") == 5 + 5 and 'autoscaler_part", "pending"' in query
+    # seven parts, each Triton's or else vLLM's (vLLM has no failure counter, Triton no slot gauge)
+    assert query.count(" or ") == 6 + 5 and 'autoscaler_part", "pending"' in query
 
 
 def test_a_value_too_large_for_a_quantity_is_not_finite() -> None:

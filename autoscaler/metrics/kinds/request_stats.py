@@ -6,7 +6,10 @@ docs/predictive.md), each tagged with ``autoscaler_part``:
 * ``success`` / ``failure``: ``rate()`` of the finished / failed request counters over the short window;
 * ``success_long`` / ``compute_us`` / ``queue_us``: the finished-request rate, and the compute and queue time
   (microseconds per second) over the long window (service time = compute / success, queue time = queue / success);
-* ``pending``: the number of requests waiting for a slot.
+* ``pending``: the number of requests waiting for a slot;
+* ``slots``: the requests a replica runs at once, where the server reports it (NIM's ``num_request_max``);
+* ``vllm``: 1 for a pod read from vLLM's series (the success series carries ``autoscaler_server``), absent for
+  Triton: vLLM batches many requests at once and does not say how many, so a vLLM lease needs its slots stated.
 
 Two servers' series are read (:data:`SERVERS`), each part as ``triton or vllm`` per pod, so one query serves a
 lease whatever it runs, and a Deployment that moves from one server to the other:
@@ -35,7 +38,8 @@ from autoscaler.metrics.kinds.base import PodSeries, join_matchers
 from autoscaler.metrics.promql import LeaseTarget, deployment_pods, duration, selector, tag
 from autoscaler.metrics.results import Empty, MultiSeries, Ok, Outcome, Sample
 
-PARTS = ("success", "failure", "success_long", "compute_us", "queue_us", "pending")
+PARTS = ("success", "failure", "success_long", "compute_us", "queue_us", "pending", "slots")
+SERVER_LABEL = "autoscaler_server"
 
 
 @dataclass(frozen=True)
@@ -55,17 +59,20 @@ class ServerSeries:
     """Counter of failed requests ("": the server has none)."""
     us_per_unit: float = 1.0
     """Microseconds per unit of ``compute`` and ``queue`` (1 for Triton's ``_us`` counters, 1e6 for seconds)."""
+    slots: str = ""
+    """Gauge of the requests a replica runs at once ("": the server does not report it)."""
 
     @property
     def names(self) -> tuple[str, ...]:
-        return tuple(n for n in (self.success, self.failure, self.compute, self.queue, self.pending) if n)
+        return tuple(n for n in (self.success, self.failure, self.compute, self.queue, self.pending, self.slots) if n)
 
 
 TRITON = ServerSeries("triton", success="nv_inference_request_success",
                       compute="nv_inference_compute_infer_duration_us", queue="nv_inference_queue_duration_us",
                       pending="nv_inference_pending_request_count", failure="nv_inference_request_failure")
 VLLM = ServerSeries("vllm", success="vllm:request_success_total", compute="vllm:request_inference_time_seconds_sum",
-                    queue="vllm:request_queue_time_seconds_sum", pending="vllm:num_requests_waiting", us_per_unit=1e6)
+                    queue="vllm:request_queue_time_seconds_sum", pending="vllm:num_requests_waiting", us_per_unit=1e6,
+                    slots="num_request_max")
 SERVERS = (TRITON, VLLM)
 
 
@@ -106,7 +113,9 @@ class RequestStats:
 
         def part(s: ServerSeries, name: str) -> str | None:
             if name == "success":
-                return rate(s.success, short)
+                return f'label_replace({rate(s.success, short)}, "{SERVER_LABEL}", "{s.server}", "", "")'
+            if name == "slots":
+                return f"max by (namespace, pod) ({s.slots}{{{m}}})" if s.slots else None
             if name == "failure":
                 return rate(s.failure, short) if s.failure else None
             if name == "success_long":
@@ -118,8 +127,8 @@ class RequestStats:
         tagged = []
         for name in PARTS:
             exprs = [e for s in self.servers if (e := part(s, name)) is not None]
-            if exprs:
-                tagged.append(tag(" or ".join(exprs), name))
+            if exprs:  # each pod from the first server that has the series (the server's label aside)
+                tagged.append(tag(" or on (namespace, pod) ".join(exprs), name))
         return " or ".join(tagged)
 
     def load_history(self, namespace: str, name: str, span_s: float, bucket_s: float) -> str:
@@ -168,4 +177,6 @@ class RequestStats:
                 values[part] = got[0].value
         if "success" not in values:
             return Empty("no request counter for this pod")
+        if series.parts["success"][0].labels.get(SERVER_LABEL) == "vllm":
+            values["vllm"] = 1.0
         return Ok(values["success"] + values.get("failure", 0.0), parts=values)
