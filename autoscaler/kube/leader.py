@@ -10,18 +10,24 @@ over at its next retry instead of waiting the lease out.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import math
 import socket
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 import aiohttp
+from kubernetes_asyncio import client as k8s
 from kubernetes_asyncio.client import CoordinationV1Api
 from kubernetes_asyncio.client.api_client import ApiClient
+from kubernetes_asyncio.client.exceptions import ApiException
 from kubernetes_asyncio.leaderelection import electionconfig, leaderelection
+from kubernetes_asyncio.leaderelection.leaderelectionrecord import LeaderElectionRecord
 from kubernetes_asyncio.leaderelection.resourcelock.leaselock import LeaseLock
 
 from autoscaler.kube.api import KubeApi, KubeError
@@ -60,6 +66,75 @@ async def read_lease(api: KubeApi, namespace: str, name: str, now: float) -> Lea
     return LeaseView(spec.get("holderIdentity") or None, now - renewed, float(spec.get("leaseDurationSeconds") or 15))
 
 
+class _LibraryRepeats(logging.Filter):
+    """Drops the election library's own line for a refused Lease request ("failed to create lock", "failed to acquire
+    lease", "Error retrieving resource lock"), at every retry: :class:`_ReportingLeaseLock` has reported the refusal
+    once, with its reason and the fix (a lost update race, 409, is no news)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        msg = str(record.msg)
+        return not (msg.endswith(("failed to create lock", "failed to acquire lease"))
+                    or msg.startswith("Error retrieving resource lock"))
+
+
+logging.getLogger(leaderelection.__name__).addFilter(_LibraryRepeats())
+
+
+def refusal_message(action: str, namespace: str, name: str, exc: ApiException) -> str:
+    """Why the API server refused a Lease request, and what to do about it, in one line."""
+    try:
+        message = str(json.loads(exc.body or "{}").get("message") or exc.reason)
+    except (ValueError, AttributeError):
+        message = str(exc.reason)
+    head = f"leader election: cannot {action} the Lease {namespace}/{name}: {exc.status} {message}"
+    if exc.status == 404 and "namespace" in message:
+        return (f"{head}; create the namespace (kubectl create namespace {namespace}) or run with --namespace set "
+                "to one that exists")
+    if exc.status == 403:
+        return (f"{head}; the controller's account needs get, create and update on leases in {namespace} "
+                "(manifests/rbac.yaml)")
+    if exc.status == 401:
+        return f"{head}; the API server does not accept the credentials (kubeconfig user or service-account token)"
+    return head
+
+
+class _ReportingLeaseLock(LeaseLock):
+    """The library's Lease lock, whose refused requests (403 from RBAC, a namespace that does not exist) go to
+    ``report`` as an ApiException instead of a traceback in the log at every retry."""
+
+    def __init__(self, name: str, namespace: str, identity: str, api_client: ApiClient,
+                 report: Callable[[str, ApiException], None]) -> None:
+        super().__init__(name, namespace, identity, api_client)
+        self._report = report
+
+    async def get(self, name: str, namespace: str) -> Any:
+        found, record = await super().get(name, namespace)
+        if not found and isinstance(record, ApiException) and record.status != 404:
+            self._report("read", record)
+        return found, record
+
+    async def create(self, name: str, namespace: str, election_record: LeaderElectionRecord) -> bool:
+        body = k8s.V1Lease(metadata=k8s.V1ObjectMeta(name=name), spec=self.update_lease(election_record))
+        try:
+            await self.api_instance.create_namespaced_lease(namespace, body)
+        except ApiException as exc:
+            self._report("create", exc)
+            return False
+        return True
+
+    async def update(self, name: str, namespace: str, updated_record: LeaderElectionRecord) -> bool:
+        if self.lease_reference is None:
+            return False
+        self.lease_reference.spec = self.update_lease(updated_record, self.lease_reference.spec)
+        try:
+            await self.api_instance.replace_namespaced_lease(name=name, namespace=namespace, body=self.lease_reference)
+        except ApiException as exc:
+            if exc.status != 409:  # another candidate renewed first: the election's ordinary race, not a problem
+                self._report("update", exc)
+            return False
+        return True
+
+
 def default_identity() -> str:
     return f"{socket.gethostname()}-{uuid.uuid4().hex[:6]}"
 
@@ -77,7 +152,7 @@ class LeaderElector:
         self.changed = asyncio.Event()
         self._failure: tuple[str, float] | None = None  # the last failure logged, and when (monotonic)
         self._api = api_client
-        self._lock = LeaseLock(name, namespace, self.identity, api_client)
+        self._lock = _ReportingLeaseLock(name, namespace, self.identity, api_client, self._log_refusal)
         self._config = electionconfig.Config(
             # the library stores the duration as a string and int()s it: it must be a whole number
             self._lock, max(2, round(lease_duration_s)), renew_deadline_s, retry_period_s,
@@ -114,14 +189,22 @@ class LeaderElector:
             await asyncio.sleep(self._config.retry_period)
 
     def _log_failure(self, exc: BaseException) -> None:
-        """An API server that cannot be reached, in one line, and the same one again only after RELOG_S: not a
-        traceback every retry period. (Refusals, e.g. 403 from RBAC, the library logs in a line itself and retries.)"""
-        reason = str(exc) or type(exc).__name__
+        """An API server that cannot be reached, in one line (:meth:`_log_once`)."""
+        self._log_once(f"leader election: cannot reach the API server for the Lease {self.namespace}/{self.name}: "
+                       f"{str(exc) or type(exc).__name__}")
+
+    def _log_refusal(self, action: str, exc: ApiException) -> None:
+        """A Lease request the API server refused (RBAC, a missing namespace, bad credentials), in one line with
+        the fix (:meth:`_log_once`)."""
+        self._log_once(refusal_message(action, self.namespace, self.name, exc))
+
+    def _log_once(self, message: str) -> None:
+        """A failure to campaign as one warning, the same one again only after RELOG_S: not a traceback every retry
+        period."""
         now = time.monotonic()
-        if self._failure is None or self._failure[0] != reason or now - self._failure[1] >= RELOG_S:
-            log.warning("leader election: cannot reach the API server for the Lease %s/%s: %s; retrying every %gs",
-                        self.namespace, self.name, reason, self._config.retry_period)
-            self._failure = (reason, now)
+        if self._failure is None or self._failure[0] != message or now - self._failure[1] >= RELOG_S:
+            log.warning("%s; retrying every %gs", message, self._config.retry_period)
+            self._failure = (message, now)
 
     async def release(self, timeout_s: float = 2.0) -> bool:
         """Give the Lease up if this candidate still holds it (a JSON patch that tests the holder first)."""
