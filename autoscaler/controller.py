@@ -90,6 +90,7 @@ from autoscaler.observe import (
     parse_time,
     pod_from_k8s,
     predictive_observation,
+    resolve_slots,
     server_slots,
     slim_pod,
 )
@@ -811,16 +812,16 @@ class Controller:
         pods = list(snap.pods)
         params = self._predictive_params(target_us)
         stats = results.get("requestStats")
-        reported, vllm = server_slots(lease.namespace, pods, stats)
-        slots = (lease.slots_per_replica or reported
-                 or (settings.slots_per_replica if "slots_per_replica" in settings.model_fields_set else None))
-        if slots is None and vllm:  # vLLM runs many at once and does not say how many: 1 would be far off
+        slots, _ = resolve_slots(lease.slots_per_replica, *server_slots(lease.namespace, pods, stats),
+                                 policy_slots=settings.slots_per_replica,
+                                 policy_explicit="slots_per_replica" in settings.model_fields_set)
+        if slots is None:  # vLLM runs many at once and does not say how many: one would be far off
             self._pending_events.append(self.events.record(p.obj, "Normal", "PredictiveUnavailable",
                                                            unknown_slots_message(lease.metrics), now))
             return None
         obs = predictive_observation(
             lease.namespace, pods, stats, now, snap.current_replicas, lease.min_replicas,
-            lease.max_replicas, slots or settings.slots_per_replica,
+            lease.max_replicas, slots,
             measured_startup_s(pods, settings.startup_s), params.drain_s, rate_window_s=params.rate_window_s,
             stagger=lease_stagger(lease.namespace, lease.name))
         state = self._predictive_state(p, params)

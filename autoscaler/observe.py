@@ -198,6 +198,22 @@ def server_slots(namespace: str, pods: list[Pod], result: BatchResult | None) ->
     return (round(reported[len(reported) // 2]) if reported else None), vllm
 
 
+def resolve_slots(annotated: int | None, reported: int | None, vllm: bool, *, policy_slots: int,
+                  policy_explicit: bool) -> tuple[int | None, str]:
+    """The slots per replica the predictive algorithm sizes a lease with, and where they come from: the lease's
+    annotation, else what its pods report (:func:`server_slots`), else the policy's ``predictive.slotsPerReplica``. Its
+    default (1, Triton's default model configuration) is not applied to a lease read from vLLM's series: (None, why)."""
+    if annotated:
+        return annotated, "the slots-per-replica annotation"
+    if reported:
+        return reported, "the pods' num_request_max"
+    if policy_explicit:
+        return policy_slots, "the policy's predictive.slotsPerReplica"
+    if vllm:
+        return None, "vLLM does not report its batch size and nothing states it"
+    return policy_slots, "the policy's default predictive.slotsPerReplica (Triton's default model configuration)"
+
+
 def predictive_observation(namespace: str, pods: list[Pod], result: BatchResult | None, now: float,
                            current: int, min_replicas: int, max_replicas: int, slots: int,
                            startup_s: float, drain_s: float = 0.0,

@@ -9,7 +9,8 @@
    or the metric absent from Prometheus altogether.
 5. The queue-time recording rule is loaded (``/api/v1/rules``) when the policy reads it; the ``rate()``
    windows the controller queries hold at least two scrapes of each lease's pods (the scrape interval from
-   ``/api/v1/targets``): ``rate()`` over fewer is empty.
+   ``/api/v1/targets``): ``rate()`` over fewer is empty. A predictive lease has request counters (Triton's or
+   vLLM's) and known slots per replica.
 6. When Prometheus Operator kinds exist: PodMonitor / PrometheusRule labels against the Prometheus
    objects' ``podMonitorSelector`` / ``ruleSelector`` and the namespace selectors (or, with no
    Prometheus object visible, against the policy's ``podMonitorLabels`` / ``ruleLabels``).
@@ -54,7 +55,7 @@ from autoscaler.metrics.kinds.base import MetricKind
 from autoscaler.metrics.kinds.queue_time import RECORDED_QUEUE_TIME
 from autoscaler.metrics.promql import parse_duration
 from autoscaler.metrics.registry import kind_for
-from autoscaler.observe import pod_from_k8s
+from autoscaler.observe import pod_from_k8s, resolve_slots
 from autoscaler.policy.types import Pod
 
 OK, WARN, FAIL, SKIP = "ok", "warn", "fail", "skip"
@@ -466,6 +467,63 @@ async def check_windows(ctx: Context, leases: Sequence[Lease]) -> list[Finding]:
     return out
 
 
+async def check_predictive(ctx: Context, leases: Sequence[Lease]) -> list[Finding]:
+    """Per predictive lease: whether its pods' request counters (Triton's or vLLM's) are there to size it, and the
+    slots per replica it is sized with and where they come from; a vLLM lease whose slots nobody states is left to the
+    HPA rule by the controller."""
+    if not ctx.prometheus_ok:
+        return [Finding("predictive", SKIP, "Prometheus is not reachable", "fix the prometheus check first")]
+    assert ctx.policy is not None
+    a = ctx.policy.autoscaling
+    kind = kind_for("requestStats", None, a)
+    out: list[Finding] = []
+    async with PrometheusClient(ClientSettings(url=str(ctx.prometheus_url), timeout_s=10)) as client:
+        for lease in leases:
+            if lease.policy is None or lease.policy.algorithm != "predictive":
+                continue
+            ready = sorted(set(lease.pods) - lease.unready)
+            if not ready:
+                continue  # the series check says there is no Ready pod yet
+            ns, name = lease.policy.namespace, lease.policy.name
+            result = await fetch(client, kind, [LeaseTarget.of(ns, ready)])
+            if result.error is not None:
+                out.append(Finding("predictive", FAIL, f"request counters: query failed: {result.error}",
+                                   "check Prometheus", lease.key))
+                continue
+            parts = [o.parts for o in result.outcomes.values() if isinstance(o, Ok) and o.parts is not None]
+            metrics = ", ".join(m.name for m in lease.policy.metrics) or "none"
+            if not parts:
+                if set(ready) <= lease.new:
+                    out.append(Finding("predictive", WARN, f"no request rate yet: its {len(ready)} Ready pod(s) are "
+                                       f"Ready for under {NEW_S:.0f}s (a rate needs two scrapes)",
+                                       "run the doctor again in a minute", lease.key))
+                    continue
+                detail, fix = await _diagnose(client, ctx.policy, kind, ns, ready)
+                out.append(Finding(
+                    "predictive", WARN, f"no request counters for {len(ready)} Ready pod(s), neither Triton's nor "
+                    f"vLLM's, so the HPA rule decides this lease on its metrics ({metrics}): {detail}",
+                    f"{fix}; or state it: kubectl -n {ns} annotate deployment {name} --overwrite "
+                    f"{ANNOTATION_PREFIX}algorithm=hpa", lease.key))
+                continue
+            vllm = any(pp.get("vllm", 0.0) > 0 for pp in parts)
+            reported = sorted(pp["slots"] for pp in parts if pp.get("slots", 0.0) >= 1)
+            slots, source = resolve_slots(lease.policy.slots_per_replica,
+                                          round(reported[len(reported) // 2]) if reported else None, vllm,
+                                          policy_slots=a.predictive.slots_per_replica,
+                                          policy_explicit="slots_per_replica" in a.predictive.model_fields_set)
+            server = "vLLM" if vllm else "Triton"
+            if slots is None:
+                out.append(Finding(
+                    "predictive", WARN, f"sized from {server}'s request counters, but {source}, so the controller "
+                    f"leaves this lease to the HPA rule on its metrics ({metrics})",
+                    f"kubectl -n {ns} annotate deployment {name} --overwrite "
+                    f"{ANNOTATION_PREFIX}slots-per-replica=<the server's --max-num-seqs>", lease.key))
+            else:
+                out.append(Finding("predictive", OK, f"sized from {server}'s request counters of {len(parts)} pod(s), "
+                                   f"{slots} slot(s) per replica from {source}", subject=lease.key))
+    return out
+
+
 # ------------------------------------------------------------------------------------------ 6. operator
 
 def _selector_matches(sel: dict[str, Any] | None, labels: dict[str, str]) -> bool:
@@ -633,6 +691,7 @@ async def run_checks(ctx: Context) -> list[Finding]:
     findings += await check_series(ctx, leases)
     findings += await check_rules(ctx, leases)
     findings += await check_windows(ctx, leases)
+    findings += await check_predictive(ctx, leases)
     findings += await check_operator(ctx, leases)
     findings += await check_rbac(ctx, leases)
     findings += await check_conflicts(ctx, leases)

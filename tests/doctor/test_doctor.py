@@ -24,7 +24,7 @@ from autoscaler.sandbox.cluster import SandboxCluster
 from autoscaler.sandbox.dataplane import DataPlane
 from autoscaler.sandbox.faultproxy import FaultProxy
 from autoscaler.sandbox.prometheus import JOB_PODS
-from autoscaler.sandbox.resources import DEPLOYMENTS
+from autoscaler.sandbox.resources import DEPLOYMENTS, PODS
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 P = "inference-autoscaler.io/"
@@ -204,6 +204,42 @@ async def test_a_starting_pod_without_series_is_not_a_scrape_problem(env: Env) -
     assert f.status == OK and f.detail.endswith("series for all 1 pod(s); 1 pod(s) not Ready yet, none expected from them"), f
     (f,) = pick(fs, "series", f"{ns}/cold")
     assert f.status == WARN and "no Ready pod yet" in f.detail and "once a pod is Ready" in f.fix, f
+
+
+async def test_predictive_leases_have_request_counters_and_known_slots(env: Env) -> None:
+    """The predictive check, per predictive lease: a Triton lease sized with the policy's default slot, said as such;
+    a NIM lease with the slots its pods report (num_request_max); a plain vLLM lease with no slots stated, which the
+    controller leaves to the HPA rule, with the annotate fix; pods not scraped, whose lease has no request counters
+    at all, with the diagnosis of the series check."""
+    ns = "doc-pred"
+    env.cluster.ensure_namespace(ns)
+    pred = {P + "enabled": "true", P + "algorithm": "predictive"}
+    for name, kind, extra in (("triton", "triton", {}), ("nim", "nim", {"serving": {"concurrency": 8}}),
+                              ("vllm", "vllm", {}), ("dark", "triton", {"scrape": False})):
+        env.cluster.create_deployment(name, namespace=ns, replicas=1, kind=kind, annotations=pred, **extra)
+    for name in ("triton", "nim", "vllm", "dark"):
+        await env.cluster.wait_for_ready(ns, name)
+    url = env.dataplane.prometheus_url
+    await _until(url, f'rate(nv_inference_request_success{{namespace="{ns}"}}[30s])', True)
+    await _until(url, f'count(count by (pod) (rate(vllm:request_success_total{{namespace="{ns}"}}[30s]))) == 2', True)
+    (dark,) = [p for p in env.cluster.store.list_objects(PODS.storage_key, ns) if p["metadata"]["name"].startswith("dark-")]
+    for cond in dark["status"]["conditions"]:  # Ready for five minutes: long enough to have had a rate
+        cond["lastTransitionTime"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - 300))
+    env.cluster.store.replace(PODS.storage_key, dark)
+    fs = await env.findings(lease_namespace=ns)
+    (f,) = pick(fs, "predictive", f"{ns}/triton")
+    assert f.status == OK and "sized from Triton's request counters of 1 pod(s), 1 slot(s) per replica from the " \
+        "policy's default" in f.detail, f
+    (f,) = pick(fs, "predictive", f"{ns}/nim")
+    assert f.status == OK and "vLLM's request counters" in f.detail and "8 slot(s) per replica from the pods' " \
+        "num_request_max" in f.detail, f
+    (f,) = pick(fs, "predictive", f"{ns}/vllm")
+    assert f.status == WARN and "vLLM does not report its batch size" in f.detail and "HPA rule" in f.detail, f
+    assert f.fix == f"kubectl -n {ns} annotate deployment vllm --overwrite {P}slots-per-replica=<the server's " \
+        "--max-num-seqs>", f
+    (f,) = pick(fs, "predictive", f"{ns}/dark")
+    assert f.status == WARN and "no request counters for 1 Ready pod(s), neither Triton's nor vLLM's" in f.detail, f
+    assert "no series is labelled with these pods" in f.detail and f"{P}algorithm=hpa" in f.fix, f
 
 
 async def test_an_hpa_on_an_enforcing_lease_is_a_conflict_and_on_a_shadow_one_the_migration(env: Env) -> None:
