@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import difflib
 import math
-from collections.abc import Iterable
+import re
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, fields
 from enum import StrEnum
 from pathlib import Path
@@ -547,7 +548,24 @@ class Resolution:
 _TRUE = {"true", "yes", "1", "on"}
 _FALSE = {"false", "no", "0", "off", ""}
 KNOWN_KEYS = {"enabled", "min-replicas", "max-replicas", "metrics", "paused", "mode", "algorithm", "slots-per-replica",
-              "status", "state", "predictive-state"}
+              "metrics-port", "metrics-path", "status", "state", "predictive-state"}
+_PORT_NAME = re.compile(r"[a-z0-9]([a-z0-9-]{0,13}[a-z0-9])?")
+
+
+def metrics_endpoint(annotations: Mapping[str, str] | None) -> tuple[str | None, str | None, list[tuple[str, str]]]:
+    """The lease's own metrics port name and path for its PodMonitor (``metrics-port`` / ``metrics-path``; None: the
+    policy's ``metricsPort`` and ``/metrics``), and the (key, rule) of each value that is not usable (ignored)."""
+    ann = annotations or {}
+    port = ann.get(ANNOTATION_PREFIX + "metrics-port")
+    path = ann.get(ANNOTATION_PREFIX + "metrics-path")
+    bad: list[tuple[str, str]] = []
+    if port is not None and not (_PORT_NAME.fullmatch(port.strip()) and not port.strip().isdigit()):
+        bad.append(("metrics-port", "must be a container port's name (lowercase letters, digits and '-', at most 15)"))
+        port = None
+    if path is not None and not (path.strip().startswith("/") and " " not in path.strip()):
+        bad.append(("metrics-path", "must be an HTTP path starting with '/'"))
+        path = None
+    return (port.strip() if port else None), (path.strip() if path else None), bad
 
 
 def _bool(raw: str) -> bool | None:
@@ -722,6 +740,9 @@ def resolve_lease(namespace: str, name: str, annotations: dict[str, str] | None,
             issue("slots-per-replica", ann["slots-per-replica"], "must be a whole number >= 1", Severity.INVALID)
         else:
             slots = v
+
+    for key, rule in metrics_endpoint(annotations)[2]:
+        issue(key, ann[key], rule + "; the PodMonitor uses the policy's", Severity.ADJUSTED)
 
     res_issues = tuple(issues)
     if any(i.severity == Severity.INVALID for i in res_issues):

@@ -11,6 +11,7 @@ from autoscaler.config import (
     PolicyError,
     Severity,
     load_policy,
+    metrics_endpoint,
     parse_policy,
     resolve_lease,
 )
@@ -148,6 +149,25 @@ def test_a_mistyped_name_is_ignored_with_the_name_it_is_closest_to(
         assert suggestion in rule
     else:
         assert "did you mean" not in rule
+
+
+@pytest.mark.parametrize(("port", "path", "bad"), [
+    ("http", "/v1/metrics", set()),
+    ("HTTP", "/v1/metrics", {"metrics-port"}),
+    ("8000", "v1/metrics", {"metrics-port", "metrics-path"}),
+    ("a-port-name-too-long", "/metrics", {"metrics-port"}),
+], ids=["NIM's", "upper case", "a number and no slash", "too long"])
+def test_the_podmonitors_port_and_path_annotations(tms: ClusterPolicy, port: str, path: str, bad: set[str]) -> None:
+    """metrics-port / metrics-path (a lease's own endpoint for its PodMonitor, e.g. NIM's /v1/metrics) are known keys;
+    a value the PodMonitor cannot use is ignored with a Warning (the policy's port, /metrics), the lease goes on."""
+    annotations = {P + "enabled": "true", P + "metrics-port": port, P + "metrics-path": path}
+    r = resolve_lease("ns", "d", annotations, tms)
+    assert r.lease is not None
+    assert {i.key.removeprefix(P) for i in r.issues} == bad
+    assert all(i.severity == Severity.ADJUSTED and "the PodMonitor uses the policy's" in i.rule for i in r.issues)
+    got_port, got_path, _ = metrics_endpoint(annotations)
+    assert got_port == (None if "metrics-port" in bad else port)
+    assert got_path == (None if "metrics-path" in bad else path)
 
 
 def test_metrics_enabled_by_default_and_allowed_on_request(tms: ClusterPolicy) -> None:

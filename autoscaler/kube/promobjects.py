@@ -32,7 +32,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from autoscaler.config import PrometheusSettings
+from autoscaler.config import PrometheusSettings, metrics_endpoint
 from autoscaler.kube.api import KubeApi, KubeError
 from autoscaler.metrics.kinds.queue_time import RECORDED_QUEUE_TIME, RECORDED_REQUEST_RATE, recording_exprs
 from autoscaler.metrics.promql import quote
@@ -89,16 +89,19 @@ def _metadata(dep: dict[str, Any], labels: dict[str, str]) -> dict[str, Any]:
 
 
 def pod_monitor(dep: dict[str, Any], settings: PrometheusSettings) -> dict[str, Any]:
-    """The PodMonitor of one lease: its pods, the metrics port, the lease label on every series."""
+    """The PodMonitor of one lease: its pods, the metrics port and path (the lease's ``metrics-port`` /
+    ``metrics-path`` annotations, e.g. NIM's ``/v1/metrics``, else the policy's port and ``/metrics``), the lease
+    label on every series."""
     selector = (dep.get("spec") or {}).get("selector") or {}
     name = str((dep.get("metadata") or {}).get("name") or "")
+    port, path, _ = metrics_endpoint((dep.get("metadata") or {}).get("annotations"))
     return {
         "apiVersion": GROUP_VERSION, "kind": POD_MONITOR.kind,
         "metadata": _metadata(dep, settings.pod_monitor_labels),
         "spec": {
             "selector": {k: v for k, v in selector.items() if k in ("matchLabels", "matchExpressions")},
             "podMetricsEndpoints": [{
-                "port": settings.metrics_port, "path": "/metrics",
+                "port": port or settings.metrics_port, "path": path or "/metrics",
                 "relabelings": [{"action": "replace", "targetLabel": LEASE_SERIES_LABEL, "replacement": name}],
             }],
         },

@@ -54,7 +54,8 @@ async def test_objects_follow_leases_through_the_controller(cluster: SandboxClus
     policy.write_text(POLICY % "true")
     cluster.ensure_namespace("team-a")
     a = cluster.create_deployment("triton-a", replicas=1, annotations=LEASE)
-    cluster.create_deployment("triton-b", namespace="team-a", replicas=1, annotations=LEASE)
+    cluster.create_deployment("nim-b", namespace="team-a", replicas=1, annotations={  # NIM's port and path
+        **LEASE, "inference-autoscaler.io/metrics-port": "http", "inference-autoscaler.io/metrics-path": "/v1/metrics"})
     cluster.create_deployment("plain", replicas=1)
     api = await KubeApi.connect(str(cluster.write_kubeconfig(tmp_path / "kubeconfig")))
     ctl = Controller(api, Settings(policy_file=str(policy), leader_election=False, listen_port=0))
@@ -70,7 +71,9 @@ async def test_objects_follow_leases_through_the_controller(cluster: SandboxClus
                                                       "controller": True}]
         (ep,) = pm["spec"]["podMetricsEndpoints"]
         assert ep["port"] == "triton-metrics" and pm["spec"]["selector"] == a["spec"]["selector"]
-        assert ep["relabelings"][0]["targetLabel"] == LEASE_SERIES_LABEL
+        assert ep["relabelings"][0]["targetLabel"] == LEASE_SERIES_LABEL and ep["path"] == "/metrics"
+        (nim,) = objects(cluster, PM, "team-a")[object_name("nim-b")]["spec"]["podMetricsEndpoints"]
+        assert (nim["port"], nim["path"]) == ("http", "/v1/metrics")
         pr = objects(cluster, PR)[object_name("triton-a")]
         assert pr["metadata"]["labels"] == {"role": "rules", MANAGED_BY_KEY: MANAGED_BY}
         assert [r["record"] for r in pr["spec"]["groups"][0]["rules"]] == [RECORDED_REQUEST_RATE, RECORDED_QUEUE_TIME]
@@ -88,7 +91,7 @@ async def test_objects_follow_leases_through_the_controller(cluster: SandboxClus
         cluster.registry.update(DEPLOYMENTS, "default", "triton-a", dep)
         await wait_for(lambda: not objects(cluster, PM) and not objects(cluster, PR), "objects of a lease that opted out")
 
-        cluster.registry.delete(DEPLOYMENTS, "team-a", "triton-b")  # the garbage collector and the controller
+        cluster.registry.delete(DEPLOYMENTS, "team-a", "nim-b")  # the garbage collector and the controller
         await wait_for(lambda: not objects(cluster, PM, "team-a") and not objects(cluster, PR, "team-a"),
                        "objects of a deleted Deployment")
     finally:
