@@ -11,7 +11,7 @@ scale down).
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import lru_cache
@@ -180,20 +180,23 @@ def measured_startup_s(pods: list[Pod], default_s: float) -> float:
 
 
 def server_slots(namespace: str, pods: list[Pod], result: BatchResult | None) -> tuple[int | None, bool]:
-    """What the lease's live pods' servers say about their slots: the median of the slot counts they report (NIM's
+    """What the lease's live pods' servers say about their slots (:func:`reported_slots` of their request statistics)."""
+    outcomes = result.outcomes if result is not None and result.error is None else {}
+    parts = [o.parts for p in pods if not p.deleting and p.phase in (PodPhase.PENDING, PodPhase.RUNNING)
+             if isinstance(o := outcomes.get(PodTarget(namespace, p.name)), Ok) and o.parts is not None]
+    return reported_slots(parts)
+
+
+def reported_slots(parts: Iterable[Mapping[str, float]]) -> tuple[int | None, bool]:
+    """From pods' request statistics (``requestStats`` parts): the median of the slot counts they report (NIM's
     ``num_request_max``; None when none does), and whether any pod was read from vLLM's series (vLLM batches many
     requests at once without reporting how many, so such a lease's slots must be stated or reported)."""
-    outcomes = result.outcomes if result is not None and result.error is None else {}
     reported: list[float] = []
     vllm = False
-    for p in pods:
-        if p.deleting or p.phase not in (PodPhase.PENDING, PodPhase.RUNNING):
-            continue
-        outcome = outcomes.get(PodTarget(namespace, p.name))
-        if isinstance(outcome, Ok) and outcome.parts is not None:
-            vllm = vllm or outcome.parts.get("vllm", 0.0) > 0
-            if outcome.parts.get("slots", 0.0) >= 1:
-                reported.append(outcome.parts["slots"])
+    for pp in parts:
+        vllm = vllm or pp.get("vllm", 0.0) > 0
+        if pp.get("slots", 0.0) >= 1:
+            reported.append(pp["slots"])
     reported.sort()
     return (round(reported[len(reported) // 2]) if reported else None), vllm
 

@@ -55,7 +55,7 @@ from autoscaler.metrics.kinds.base import MetricKind
 from autoscaler.metrics.kinds.queue_time import RECORDED_QUEUE_TIME
 from autoscaler.metrics.promql import parse_duration
 from autoscaler.metrics.registry import kind_for
-from autoscaler.observe import pod_from_k8s, resolve_slots
+from autoscaler.observe import pod_from_k8s, reported_slots, resolve_slots
 from autoscaler.policy.types import Pod
 
 OK, WARN, FAIL, SKIP = "ok", "warn", "fail", "skip"
@@ -505,10 +505,8 @@ async def check_predictive(ctx: Context, leases: Sequence[Lease]) -> list[Findin
                     f"{fix}; or state it: kubectl -n {ns} annotate deployment {name} --overwrite "
                     f"{ANNOTATION_PREFIX}algorithm=hpa", lease.key))
                 continue
-            vllm = any(pp.get("vllm", 0.0) > 0 for pp in parts)
-            reported = sorted(pp["slots"] for pp in parts if pp.get("slots", 0.0) >= 1)
-            slots, source = resolve_slots(lease.policy.slots_per_replica,
-                                          round(reported[len(reported) // 2]) if reported else None, vllm,
+            reported, vllm = reported_slots(parts)
+            slots, source = resolve_slots(lease.policy.slots_per_replica, reported, vllm,
                                           policy_slots=a.predictive.slots_per_replica,
                                           policy_explicit="slots_per_replica" in a.predictive.model_fields_set)
             server = "vLLM" if vllm else "Triton"
