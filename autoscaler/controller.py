@@ -315,8 +315,9 @@ def predictive_message(d: PredictiveDecision, params: PredictiveParams) -> str:
     served, demand = det.get("served_rps", 0.0), det.get("rate_rps", 0.0)
     now_part = f"{demand:.1f} req/s now" + (f" ({served:.1f} served, the rest queued)" if demand > served + 0.05 else "")
     message = (f"predictive: {now_part}, {det.get('forecast_rps', 0):.1f} req/s "
-               f"expected in {det.get('horizon_s', 0):.0f}s, {1000 * det.get('service_s', 0):.0f} ms per request, "
-               f"{det.get('capacity_target', 0):.0f} replicas meet the queue-time SLO")
+               f"expected in {det.get('horizon_s', 0):.0f}s, {1000 * det.get('service_s', 0):.0f} ms per request"
+               + (f" on {det['slots']:.0f} slots a replica" if det.get("slots", 1) > 1 else "")
+               + f", {det.get('capacity_target', 0):.0f} replicas meet the queue-time SLO")
     if d.reason == PredictiveReason.BURST_ENVELOPE:
         message += (f"; held for the burst window's peak load, {det.get('envelope_busy_slots', 0):.1f} requests "
                     "in service")

@@ -927,6 +927,7 @@ def decide_predictive(obs: PredictiveObservation, state: PredictiveState,
         if calibrated > target:
             target, reason = calibrated, PredictiveReason.CALIBRATED
     details["capacity_target"] = float(target)
+    details["slots"] = float(obs.slots_per_replica)
     kept = state.targets[_since(state.targets, now - max(params.scale_down_window_s, params.spike_hold_s)):]
     targets = _push_max(kept, now, target)
 

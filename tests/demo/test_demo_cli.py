@@ -29,7 +29,8 @@ def test_demo_scales_up_under_load_then_down_and_writes_the_report(tmp_path: Pat
                           "lowestReplicas", "sloViolationFraction", "gpuSeconds", "reactionSeconds"}, key
         assert s["minReplicas"] <= s["lowestReplicas"] <= s["peakReplicas"] <= s["maxReplicas"], key
         assert 0.0 <= s["sloViolationFraction"] <= 1.0 and s["gpuSeconds"] > 0, key
-    for key in ("demo/triton-resnet", "demo/triton-predictive", "demo/triton-cpu", "demo/nim-llm"):
+    for key in ("demo/triton-resnet", "demo/triton-predictive", "demo/triton-cpu", "demo/nim-llm",
+                "demo/nim-predictive"):
         s = leases[key]
         assert s["mode"] == "enforce" and s["scaleUps"] >= 1 and s["scaleDowns"] >= 1, (key, s)
         assert s["peakReplicas"] >= 3 and s["lowestReplicas"] == 1, (key, s)
