@@ -1,7 +1,10 @@
 """Soak: a time-compressed sandbox run with random faults, checked by the invariant checker throughout.
 
-Three Triton leases take sine-shaped load (periods of a minute or two: hours of daily cycles compressed
-~60x). The controller runs as a real ``autoscaler run`` process whose API traffic goes through a
+Four leases take sine-shaped load (periods of a minute or two: hours of daily cycles compressed ~60x): three
+Triton leases on the HPA rule, and a NIM lease on the predictive algorithm, sized from vLLM's request counters
+(its slots from NIM's ``num_request_max``). Recovery is timed on the Triton leases: their status annotations are
+rewritten every second as their values move, while the predictive lease's stays as it is while its decision and
+values do (held by its burst envelope), so a write cannot time its recovery; the invariants hold for all four. The controller runs as a real ``autoscaler run`` process whose API traffic goes through a
 FaultProxy; Prometheus sits behind another. Every few seconds one random fault is injected for a few
 seconds: Prometheus down / slow / 5xx / empty / NaN / multi-series / stale answers, API 409 storms,
 5xx, slow writes, cut watch streams, 410 Gone, or a SIGKILL of the controller (restarted at once; kills
@@ -52,8 +55,11 @@ autoscaling:
 """
 LEASES = {"soak-a": {"mean": 60, "amplitude": 50, "periodS": 60},
           "soak-b": {"mean": 40, "amplitude": 35, "periodS": 90},
-          "soak-c": {"mean": 25, "amplitude": 20, "periodS": 120}}
+          "soak-c": {"mean": 25, "amplitude": 20, "periodS": 120},
+          "soak-nim": {"mean": 30, "amplitude": 25, "periodS": 75}}
 SERVING = {"concurrency": 2, "serviceTimeMs": 50}
+KINDS = {"soak-nim": ("nim", {P + "algorithm": "predictive"})}  # the others: Triton on the HPA rule
+TIMED = [name for name in LEASES if name not in KINDS]  # the leases recovery is timed on (module docstring)
 
 
 def _series(doc: Any) -> list[dict[str, Any]]:
@@ -146,8 +152,9 @@ class Soak:
                 SandboxCluster(hooks=dp, startup_seconds=1.0, pending_seconds=0.2, terminating_seconds=0.5) as c, \
                 FaultProxy(c.url) as api, FaultProxy(dp.prometheus_url) as prom:
             for name in LEASES:
-                c.create_deployment(name, replicas=1, kind="triton", serving=SERVING,
-                                    annotations={P + "enabled": "true", P + "max-replicas": "6", "owner": "soak"})
+                kind, extra = KINDS.get(name, ("triton", {}))
+                c.create_deployment(name, replicas=1, kind=kind, serving=SERVING, annotations={
+                    P + "enabled": "true", P + "max-replicas": "6", "owner": "soak", **extra})
             checker = InvariantChecker(c, POLICY, blind_grace_s=1.5)
             checker.attach("soak", api)
             checker.watch_prometheus(prom)
@@ -227,7 +234,7 @@ class Soak:
         deadline = time.monotonic() + 15
         while time.monotonic() < deadline:
             ok = True
-            for name in LEASES:
+            for name in TIMED:
                 obj = c.store.get(DEPLOYMENTS.storage_key, "default", name) or {}
                 raw = (obj.get("metadata", {}).get("annotations") or {}).get(STATUS_ANNOTATION)
                 st = json.loads(raw) if raw else {}
