@@ -293,7 +293,8 @@ def unknown_slots_message(metrics: Sequence[EffectiveMetric]) -> str:
             "num_request_max), and neither the lease's slots-per-replica annotation nor the policy's "
             "predictive.slotsPerReplica says it, so the predictive algorithm cannot size this lease; the HPA rule "
             f"decides on its metrics ({', '.join(m.name for m in metrics) or 'none'}) instead. Annotate "
-            f"{ANNOTATION_PREFIX}slots-per-replica=<the server's --max-num-seqs> to size it by its request rate")
+            f"{ANNOTATION_PREFIX}slots-per-replica=<the batch it runs: --max-num-seqs, or fewer when its KV cache "
+            "fills first; autoscaler doctor reads it from the pods> to size it by its request rate")
 
 
 def recurring_load_message(found: float | None, before: float | None, params: PredictiveParams) -> str:

@@ -467,6 +467,21 @@ async def check_windows(ctx: Context, leases: Sequence[Lease]) -> list[Finding]:
     return out
 
 
+SATURATION_WINDOW = "1h"
+
+
+async def _saturated_running(client: PrometheusClient, ns: str, pods: Sequence[str]) -> int | None:
+    """The requests vLLM pods ran at once while others waited in the last SATURATION_WINDOW (each pod's peak, their
+    median): the batch a pod really runs, fewer than ``--max-num-seqs`` when its KV cache fills first. None if no pod
+    had requests waiting."""
+    m = f"namespace={quote(ns)}, pod=~{quote('|'.join(map(regex_quote, pods)))}"
+    running = f"sum by (namespace, pod) (vllm:num_requests_running{{{m}}})"
+    waiting = f"sum by (namespace, pod) (vllm:num_requests_waiting{{{m}}}) > 0"
+    ans = await client.query(f"max_over_time(({running} and on (namespace, pod) {waiting})[{SATURATION_WINDOW}:5s])")
+    peaks = sorted(s.value for s in getattr(ans, "samples", ()) if s.value >= 1)
+    return round(peaks[len(peaks) // 2]) if peaks else None
+
+
 async def check_predictive(ctx: Context, leases: Sequence[Lease]) -> list[Finding]:
     """Per predictive lease: whether its pods' request counters (Triton's or vLLM's) are there to size it, and the
     slots per replica it is sized with and where they come from; a vLLM lease whose slots nobody states is left to the
@@ -510,15 +525,24 @@ async def check_predictive(ctx: Context, leases: Sequence[Lease]) -> list[Findin
                                           policy_slots=a.predictive.slots_per_replica,
                                           policy_explicit="slots_per_replica" in a.predictive.model_fields_set)
             server = "vLLM" if vllm else "Triton"
+            seen = await _saturated_running(client, ns, ready) if vllm else None
+            seen_text = (f"; in the last {SATURATION_WINDOW} its pods ran up to {seen} requests at once while others "
+                         "waited (the median of their peaks): that is the batch they run" if seen else "")
+            annotate = f"kubectl -n {ns} annotate deployment {name} --overwrite {ANNOTATION_PREFIX}slots-per-replica="
             if slots is None:
                 out.append(Finding(
                     "predictive", WARN, f"sized from {server}'s request counters, but {source}, so the controller "
-                    f"leaves this lease to the HPA rule on its metrics ({metrics})",
-                    f"kubectl -n {ns} annotate deployment {name} --overwrite "
-                    f"{ANNOTATION_PREFIX}slots-per-replica=<the server's --max-num-seqs>", lease.key))
+                    f"leaves this lease to the HPA rule on its metrics ({metrics}){seen_text}",
+                    annotate + (str(seen) if seen else "<the batch the server runs: --max-num-seqs, or fewer when its "
+                                "KV cache fills first>"), lease.key))
+            elif seen and slots > seen:
+                out.append(Finding(
+                    "predictive", WARN, f"sized for {slots} slot(s) per replica from {source}{seen_text}, fewer: the "
+                    "algorithm then takes a replica for more than it serves, and scales late", annotate + str(seen),
+                    lease.key))
             else:
                 out.append(Finding("predictive", OK, f"sized from {server}'s request counters of {len(parts)} pod(s), "
-                                   f"{slots} slot(s) per replica from {source}", subject=lease.key))
+                                   f"{slots} slot(s) per replica from {source}{seen_text}", subject=lease.key))
     return out
 
 

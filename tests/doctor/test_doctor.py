@@ -209,8 +209,9 @@ async def test_a_starting_pod_without_series_is_not_a_scrape_problem(env: Env) -
 async def test_predictive_leases_have_request_counters_and_known_slots(env: Env) -> None:
     """The predictive check, per predictive lease: a Triton lease sized with the policy's default slot, said as such;
     a NIM lease with the slots its pods report (num_request_max); a plain vLLM lease with no slots stated, which the
-    controller leaves to the HPA rule, with the annotate fix; pods not scraped, whose lease has no request counters
-    at all, with the diagnosis of the series check."""
+    controller leaves to the HPA rule, with the annotate fix naming the batch its pod ran while requests waited (4
+    slots, overloaded); pods not scraped, whose lease has no request counters at all, with the diagnosis of the
+    series check."""
     ns = "doc-pred"
     env.cluster.ensure_namespace(ns)
     pred = {P + "enabled": "true", P + "algorithm": "predictive"}
@@ -222,6 +223,12 @@ async def test_predictive_leases_have_request_counters_and_known_slots(env: Env)
     url = env.dataplane.prometheus_url
     await _until(url, f'rate(nv_inference_request_success{{namespace="{ns}"}}[30s])', True)
     await _until(url, f'count(count by (pod) (rate(vllm:request_success_total{{namespace="{ns}"}}[30s]))) == 2', True)
+    await env.dataplane.start_load(ns, "vllm", {"profile": {"type": "constant", "rate": 200}})  # 100 req/s a pod
+    try:
+        await _until(url, f'max_over_time((sum(vllm:num_requests_running{{namespace="{ns}", pod=~"vllm-.*"}}) and '
+                          f'sum(vllm:num_requests_waiting{{namespace="{ns}", pod=~"vllm-.*"}}) > 0)[1h:5s])', True)
+    finally:
+        await env.dataplane.stop_load(ns, "vllm")
     (dark,) = [p for p in env.cluster.store.list_objects(PODS.storage_key, ns) if p["metadata"]["name"].startswith("dark-")]
     for cond in dark["status"]["conditions"]:  # Ready for five minutes: long enough to have had a rate
         cond["lastTransitionTime"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - 300))
@@ -235,8 +242,15 @@ async def test_predictive_leases_have_request_counters_and_known_slots(env: Env)
         "num_request_max" in f.detail, f
     (f,) = pick(fs, "predictive", f"{ns}/vllm")
     assert f.status == WARN and "vLLM does not report its batch size" in f.detail and "HPA rule" in f.detail, f
-    assert f.fix == f"kubectl -n {ns} annotate deployment vllm --overwrite {P}slots-per-replica=<the server's " \
-        "--max-num-seqs>", f
+    assert "its pods ran up to 4 requests at once while others waited" in f.detail, f
+    assert f.fix == f"kubectl -n {ns} annotate deployment vllm --overwrite {P}slots-per-replica=4", f
+    dep = env.cluster.store.get(DEPLOYMENTS.storage_key, ns, "vllm")
+    assert dep is not None
+    dep["metadata"]["annotations"][P + "slots-per-replica"] = "16"  # more than it runs: its KV cache fills first
+    env.cluster.store.replace(DEPLOYMENTS.storage_key, dep)
+    (over,) = pick(await env.findings(lease_namespace=ns), "predictive", f"{ns}/vllm")
+    assert over.status == WARN and "sized for 16 slot(s) per replica from the slots-per-replica annotation" in \
+        over.detail and over.fix == f.fix, over
     (f,) = pick(fs, "predictive", f"{ns}/dark")
     assert f.status == WARN and "no request counters for 1 Ready pod(s), neither Triton's nor vLLM's" in f.detail, f
     assert "no series is labelled with these pods" in f.detail and f"{P}algorithm=hpa" in f.fix, f
