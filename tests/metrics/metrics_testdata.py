@@ -12,8 +12,9 @@ Pods (namespace/pod) and what each metric holds at T0 (samples every 15 s from T
 * team-b/llm-b-1 (lease B): CPU samples end at T0-240; DCGM samples end at T0-180 (stale); queue
   counter grows with no success (+Inf); KV NaN.
 * team-b/llm-a-1, team-b/llm-b-x, team-a/noise-0: decoys that no lease asks for.
-* team-c/chat-5d8c7-aaaaa (lease C, Deployment ``chat``): a vLLM server with two engines: 3 + 1 finished req/s
-  (``finished_reason`` stop and length on engine 0), 2 s of inference per request, 50 ms (50,000 us) of queueing per
+* team-c/chat-5d8c7-aaaaa (lease C, Deployment ``chat``): a vLLM server with two engines: 3 + 1 + 1 finished req/s
+  (``finished_reason`` stop, length and abort on engine 0; the aborted ones gave up while waiting, so they are in
+  neither histogram), 2 s of inference per request that ran, 50 ms (50,000 us) of queueing per
   request, 2 + 3 requests waiting, 16 slots (NIM's ``num_request_max``).
 * team-c/chat-6b9d4-bbbbb (lease C, the same Deployment's other ReplicaSet): a Triton server, 2 req/s succeeded and
   0.5 failed, 100 ms of compute and 300 us of queueing per request, 1 pending.
@@ -112,7 +113,7 @@ def dataset() -> OpenMetricsWriter:
     chat = {"namespace": "team-c", "pod": VLLM_POD, "model_name": "llama"}
     for reason, rate in (("stop", 3.0), ("length", 1.0)):
         w.add("vllm:request_success_total", {**chat, "engine": "0", "finished_reason": reason}, counter(rate))
-    w.add("vllm:request_success_total", {**chat, "engine": "0", "finished_reason": "abort"}, counter(0.0))
+    w.add("vllm:request_success_total", {**chat, "engine": "0", "finished_reason": "abort"}, counter(1.0))
     for engine, share, waiting in (("0", 0.25, 2), ("1", 0.75, 3)):  # the finished requests split over engines
         lab = {**chat, "engine": engine}
         w.add("vllm:request_inference_time_seconds_sum", lab, counter(8.0 * share))

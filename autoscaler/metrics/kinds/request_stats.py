@@ -4,8 +4,9 @@ One batched query returns, per (namespace, pod), the series the predictive polic
 docs/predictive.md), each tagged with ``autoscaler_part``:
 
 * ``success`` / ``failure``: ``rate()`` of the finished / failed request counters over the short window;
-* ``success_long`` / ``compute_us`` / ``queue_us``: the finished-request rate, and the compute and queue time
-  (microseconds per second) over the long window (service time = compute / success, queue time = queue / success);
+* ``success_long`` / ``compute_us`` / ``queue_us``: the rate of the requests whose compute time is counted, and
+  the compute and queue time (microseconds per second) over the long window (service time = compute /
+  success_long, queue time = queue / success_long);
 * ``pending``: the number of requests waiting for a slot;
 * ``slots``: the requests a replica runs at once, where the server reports it (NIM's ``num_request_max``);
 * ``vllm``: 1 for a pod read from vLLM's series (the success series carries ``autoscaler_server``), absent for
@@ -18,8 +19,11 @@ lease whatever it runs, and a Deployment that moves from one server to the other
   ``nv_inference_queue_duration_us`` and ``nv_inference_pending_request_count``;
 * **vLLM** (and NIM images built on it, which expose the ``vllm:`` names): ``vllm:request_success_total`` (every
   ``finished_reason``; vLLM has no failure counter), the sums of the ``vllm:request_inference_time_seconds`` and
-  ``vllm:request_queue_time_seconds`` histograms (seconds, scaled to microseconds) and ``vllm:num_requests_waiting``.
-  Inference time is the time a request held a slot of the running batch, as Triton's compute time is.
+  ``vllm:request_queue_time_seconds`` histograms (seconds, scaled to microseconds) over the inference histogram's
+  own count (``success_long``: aborted requests are finished requests too, but a client that gave up while
+  waiting held no slot, so counting it would shorten the service time just when clients time out), and
+  ``vllm:num_requests_waiting``. Inference time is the time a request held a slot of the running batch, as
+  Triton's compute time is.
 
 Per pod the outcome is ``Ok(value=request rate, parts={...})``; a pod without a finished-request counter is
 `Empty` (neither server, or not scraped). Sums are taken ``by (namespace, pod)`` first, so several models,
@@ -61,10 +65,13 @@ class ServerSeries:
     """Microseconds per unit of ``compute`` and ``queue`` (1 for Triton's ``_us`` counters, 1e6 for seconds)."""
     slots: str = ""
     """Gauge of the requests a replica runs at once ("": the server does not report it)."""
+    computed: str = ""
+    """Counter of the requests whose time is in ``compute`` ("": ``success``)."""
 
     @property
     def names(self) -> tuple[str, ...]:
-        return tuple(n for n in (self.success, self.failure, self.compute, self.queue, self.pending, self.slots) if n)
+        return tuple(n for n in (self.success, self.failure, self.compute, self.queue, self.pending, self.slots,
+                                 self.computed) if n)
 
 
 TRITON = ServerSeries("triton", success="nv_inference_request_success",
@@ -72,7 +79,7 @@ TRITON = ServerSeries("triton", success="nv_inference_request_success",
                       pending="nv_inference_pending_request_count", failure="nv_inference_request_failure")
 VLLM = ServerSeries("vllm", success="vllm:request_success_total", compute="vllm:request_inference_time_seconds_sum",
                     queue="vllm:request_queue_time_seconds_sum", pending="vllm:num_requests_waiting", us_per_unit=1e6,
-                    slots="num_request_max")
+                    slots="num_request_max", computed="vllm:request_inference_time_seconds_count")
 SERVERS = (TRITON, VLLM)
 
 
@@ -119,7 +126,7 @@ class RequestStats:
             if name == "failure":
                 return rate(s.failure, short) if s.failure else None
             if name == "success_long":
-                return rate(s.success, long)
+                return rate(s.computed or s.success, long)
             if name in ("compute_us", "queue_us"):
                 return _scaled(s.us_per_unit, rate(s.compute if name == "compute_us" else s.queue, long))
             return f"sum by (namespace, pod) ({s.pending}{{{m}}})"
