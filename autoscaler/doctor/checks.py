@@ -468,6 +468,7 @@ async def check_windows(ctx: Context, leases: Sequence[Lease]) -> list[Finding]:
 
 
 SATURATION_WINDOW = "1h"
+SLOTS_TOLERANCE = 1.25  # stated slots within this factor of the batch seen pass (a KV-bound batch varies)
 
 
 async def _saturated_running(client: PrometheusClient, ns: str, pods: Sequence[str]) -> int | None:
@@ -525,7 +526,7 @@ async def check_predictive(ctx: Context, leases: Sequence[Lease]) -> list[Findin
                                           policy_slots=a.predictive.slots_per_replica,
                                           policy_explicit="slots_per_replica" in a.predictive.model_fields_set)
             server = "vLLM" if vllm else "Triton"
-            seen = await _saturated_running(client, ns, ready) if vllm else None
+            seen = await _saturated_running(client, ns, ready)  # also Triton's vLLM backend, which reports them
             seen_text = (f"; in the last {SATURATION_WINDOW} its pods ran up to {seen} requests at once while others "
                          "waited (the median of their peaks): that is the batch they run" if seen else "")
             annotate = f"kubectl -n {ns} annotate deployment {name} --overwrite {ANNOTATION_PREFIX}slots-per-replica="
@@ -535,10 +536,15 @@ async def check_predictive(ctx: Context, leases: Sequence[Lease]) -> list[Findin
                     f"leaves this lease to the HPA rule on its metrics ({metrics}){seen_text}",
                     annotate + (str(seen) if seen else "<the batch the server runs: --max-num-seqs, or fewer when its "
                                 "KV cache fills first>"), lease.key))
-            elif seen and slots > seen:
+            elif seen and slots > SLOTS_TOLERANCE * seen:
                 out.append(Finding(
                     "predictive", WARN, f"sized for {slots} slot(s) per replica from {source}{seen_text}, fewer: the "
                     "algorithm then takes a replica for more than it serves, and scales late", annotate + str(seen),
+                    lease.key))
+            elif seen and seen > SLOTS_TOLERANCE * slots:
+                out.append(Finding(
+                    "predictive", WARN, f"sized for {slots} slot(s) per replica from {source}{seen_text}, more: the "
+                    "algorithm then takes a replica for less than it serves, and keeps too many", annotate + str(seen),
                     lease.key))
             else:
                 out.append(Finding("predictive", OK, f"sized from {server}'s request counters of {len(parts)} pod(s), "

@@ -251,6 +251,14 @@ async def test_predictive_leases_have_request_counters_and_known_slots(env: Env)
     (over,) = pick(await env.findings(lease_namespace=ns), "predictive", f"{ns}/vllm")
     assert over.status == WARN and "sized for 16 slot(s) per replica from the slots-per-replica annotation" in \
         over.detail and over.fix == f.fix, over
+    dep["metadata"]["annotations"][P + "slots-per-replica"] = "1"  # fewer than it runs: too many replicas
+    env.cluster.store.replace(DEPLOYMENTS.storage_key, dep)
+    (under,) = pick(await env.findings(lease_namespace=ns), "predictive", f"{ns}/vllm")
+    assert under.status == WARN and "sized for 1 slot(s)" in under.detail and "keeps too many" in under.detail, under
+    dep["metadata"]["annotations"][P + "slots-per-replica"] = "5"  # within a quarter of the 4 it ran
+    env.cluster.store.replace(DEPLOYMENTS.storage_key, dep)
+    (near,) = pick(await env.findings(lease_namespace=ns), "predictive", f"{ns}/vllm")
+    assert near.status == OK and "5 slot(s) per replica from the slots-per-replica annotation" in near.detail, near
     (f,) = pick(fs, "predictive", f"{ns}/dark")
     assert f.status == WARN and "no request counters for 1 Ready pod(s), neither Triton's nor vLLM's" in f.detail, f
     assert "no series is labelled with these pods" in f.detail and f"{P}algorithm=hpa" in f.fix, f
