@@ -63,7 +63,8 @@ ENABLED = ANNOTATION_PREFIX + "enabled"
 
 # The raw series each built-in kind reads (to tell "absent" from "labelled differently").
 EXPORTERS = {
-    "queueTime": "Triton's metrics endpoint (port 8002, /metrics)",
+    "queueTime": "Triton's metrics endpoint (port 8002, /metrics) or vLLM's (/metrics; NIM's /v1/metrics)",
+    "requestStats": "Triton's metrics endpoint (port 8002, /metrics) or vLLM's (/metrics; NIM's /v1/metrics)",
     "gpuUtilization": "NVIDIA dcgm-exporter (GPU Operator)",
     "kvCacheUsage": "the vLLM / NIM metrics endpoint (/metrics or NIM's /v1/metrics)",
     "cpuUtilization": "the kubelet's cAdvisor endpoint (/metrics/cadvisor)",
