@@ -214,17 +214,33 @@ def add_explain_arguments(p: argparse.ArgumentParser) -> None:
     add_policy_arguments(p)
 
 
-async def _explain_data(args: argparse.Namespace, ns: str, name: str) -> tuple[dict[str, Any], ClusterPolicy, str]:
+async def _explain_data(args: argparse.Namespace, ns: str,
+                        name: str) -> tuple[dict[str, Any], ClusterPolicy, str, list[dict[str, Any]]]:
     api = await KubeApi.connect(args.kubeconfig, args.context)
     try:
         dep = await api.get(deployment_path(ns, name))
         policy, src = await _policy(api, args)
-        return dep, policy, src
+        try:  # the Deployment's Events, for why the predictive algorithm does not size it (optional: RBAC may refuse)
+            events = (await api.get(f"/api/v1/namespaces/{ns}/events", fieldSelector=(
+                f"involvedObject.kind=Deployment,involvedObject.name={name}")))["items"]
+        except KubeError:
+            events = []
+        return dep, policy, src, events
     finally:
         await api.close()
 
 
-def explain_lines(dep: dict[str, Any], policy: ClusterPolicy, source: str) -> list[str]:
+def _unsized_line(events: list[dict[str, Any]]) -> str | None:
+    """The newest ``PredictiveUnavailable`` Event's message, as a line: why the HPA rule decides a predictive lease."""
+    found = [e for e in events if e.get("reason") == "PredictiveUnavailable"]
+    if not found:
+        return None
+    newest = max(found, key=lambda e: str(e.get("lastTimestamp") or e.get("eventTime") or ""))
+    return f"  the HPA rule decides, not the predictive algorithm: {newest.get('message', '')}"
+
+
+def explain_lines(dep: dict[str, Any], policy: ClusterPolicy, source: str,
+                  events: list[dict[str, Any]] | None = None) -> list[str]:
     md = dep["metadata"]
     ns, name = md.get("namespace", ""), md["name"]
     ann = annotations_of(dep)
@@ -257,6 +273,10 @@ def explain_lines(dep: dict[str, Any], policy: ClusterPolicy, source: str) -> li
     out.append(f"  last decision ({st.get('updated', '?')}): replicas {st.get('current')} "
                f"(ready {st.get('ready')}) -> desired {st.get('desired')}  [{st.get('reason')}]")
     out.append(f"    {st.get('message', '')}")
+    if (res.lease is not None and res.lease.algorithm == "predictive"
+            and not str(st.get("message", "")).startswith("predictive:")
+            and (unsized := _unsized_line(events or [])) is not None):
+        out.append(unsized)
     for m in st.get("metrics") or []:
         line = (f"    {m['name']}: value {_fmt(m.get('value'))} vs target {_fmt(m.get('target'))}{m.get('unit', '')}"
                 f" -> proposes {_fmt(m.get('proposed'))} replicas")
@@ -300,7 +320,7 @@ def run_explain(args: argparse.Namespace) -> int:
         print("autoscaler explain: give the lease as NAMESPACE/NAME", file=sys.stderr)
         return 2
     try:
-        dep, policy, source = asyncio.run(_explain_data(args, ns, name))
+        dep, policy, source, events = asyncio.run(_explain_data(args, ns, name))
     except KubeError as exc:
         print(f"autoscaler explain: {exc}", file=sys.stderr)
         return 1
@@ -309,7 +329,7 @@ def run_explain(args: argparse.Namespace) -> int:
         return 1
     if args.json:
         print(json.dumps({"lease": args.lease, "status": status_of(dep)[0],
-                          "explanation": explain_lines(dep, policy, source)}, indent=2))
+                          "explanation": explain_lines(dep, policy, source, events)}, indent=2))
     else:
-        print("\n".join(explain_lines(dep, policy, source)))
+        print("\n".join(explain_lines(dep, policy, source, events)))
     return 0

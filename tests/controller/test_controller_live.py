@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from autoscaler.cli import main
 from autoscaler.config import PREDICTIVE_STATE_ANNOTATION, STATE_ANNOTATION, STATUS_ANNOTATION
 from autoscaler.policy.predictive import PredictiveState
 from autoscaler.sandbox.faultproxy import FaultProxy
@@ -290,7 +291,8 @@ async def test_predictive_lease_scales_on_capacity_and_back(env: Env) -> None:
     assert not [e for e in env.events("predict") if e["reason"] == "PredictiveUnavailable"]
 
 
-async def test_predictive_leases_on_vllm_and_nim_pods_are_sized_from_their_metrics(env: Env) -> None:
+async def test_predictive_leases_on_vllm_and_nim_pods_are_sized_from_their_metrics(
+        env: Env, capsys: pytest.CaptureFixture[str]) -> None:
     """Predictive leases on vLLM-based pods (none of Triton's counters) are sized by the predictive algorithm from
     vLLM's finished requests and inference time, and their queueTime is vLLM's queue-time histogram: a plain vLLM
     lease whose slots are annotated, and a NIM lease whose slots come from NIM's num_request_max. A plain vLLM lease
@@ -333,6 +335,13 @@ async def test_predictive_leases_on_vllm_and_nim_pods_are_sized_from_their_metri
     (e,) = [e for e in env.events("vllm-unsized") if e["reason"] == "PredictiveUnavailable"]
     assert "does not report how many" in e["message"] and f"{P}slots-per-replica=" in e["message"]
     assert "the HPA rule decides on its metrics (queueTime)" in e["message"]
+    # `autoscaler explain` says why the predictive lease is decided by the HPA rule, from that Event
+    capsys.readouterr()
+    rc = await asyncio.to_thread(main, ["explain", "--kubeconfig", str(env.kubeconfig), "--policy-file", str(pfile),
+                                        "default/vllm-unsized"])
+    out = capsys.readouterr().out
+    assert rc == 0 and "algorithm predictive" in out, out
+    assert "the HPA rule decides, not the predictive algorithm: the pods serve with vLLM" in out, out
 
 
 async def test_a_predictive_lease_without_request_counters_says_the_hpa_rule_decides(env: Env) -> None:
