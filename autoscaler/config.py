@@ -143,6 +143,10 @@ def _default_metrics() -> dict[str, MetricPolicy]:
     }
 
 
+Server = Literal["triton", "vllm"]
+SERVERS: tuple[Server, ...] = ("triton", "vllm")
+
+
 class PrometheusSettings(_Strict):
     pod_monitor_labels: dict[str, str] = Field(default_factory=lambda: {"release": "prometheus"},
                                                alias="podMonitorLabels")
@@ -161,6 +165,10 @@ class PrometheusSettings(_Strict):
                                   description="read queue time from the shipped recording rule (1m window)")
     rate_window_s: float = Field(60.0, alias="rateWindowSeconds", gt=0,
                                  description="rate() window for CPU and raw queue-time queries")
+    servers: list[Server] = Field(
+        default_factory=lambda: list(SERVERS), min_length=1,
+        description="whose request series queueTime (raw) and the predictive algorithm read, each pod from the "
+                    "first it has: [triton] spares Prometheus the vLLM selectors in a Triton-only cluster")
 
 
 class PolicyIn(_Strict):

@@ -86,14 +86,33 @@ def test_partial_metric_block_keeps_tms_thresholds() -> None:
     ("autoscaling: {enable: maybe}", "autoscaling.enable"),
     ("autoscaling: {unknownKey: 1}", "autoscaling.unknownKey"),
     ("autoscaling: [", "not valid YAML"),
+    ("autoscaling: {prometheus: {servers: [triton, tgi]}}", "autoscaling.prometheus.servers"),
+    ("autoscaling: {prometheus: {servers: []}}", "autoscaling.prometheus.servers"),
     ("- a\n- b", "must be a mapping"),
 ], ids=["limit zero", "default above limit", "bounds reversed", "custom without query", "misspelt built-in", "bad bool",
-        "unknown key", "bad yaml", "not a mapping"])
+        "unknown key", "bad yaml", "unknown server", "no server", "not a mapping"])
 def test_bad_policy_is_rejected_with_location(text: str, fragment: str) -> None:
     """Every policy error names the field (and value) that is wrong."""
     with pytest.raises(PolicyError) as err:
         parse_policy(text, source="configmap/policy.yaml")
     assert fragment in str(err.value) and "configmap/policy.yaml" in str(err.value)
+
+
+def test_prometheus_servers_choose_whose_request_series_are_read() -> None:
+    """prometheus.servers (default both): [triton] leaves vLLM's selectors out of the request-statistics and raw
+    queue-time queries, which a Triton-only cluster's Prometheus would evaluate for nothing."""
+    from autoscaler.metrics import LeaseTarget
+    from autoscaler.metrics.registry import kind_for
+
+    lease = [LeaseTarget.of("ns", ["p"])]
+    both = parse_policy("autoscaling: {prometheus: {queueTimeRecordingRule: false}}").autoscaling
+    triton = parse_policy("autoscaling: {prometheus: {queueTimeRecordingRule: false, servers: [triton]}}").autoscaling
+    for name in ("requestStats", "queueTime"):
+        assert "vllm:" in kind_for(name, None, both).build(lease), name
+        query = kind_for(name, None, triton).build(lease)
+        assert "vllm:" not in query and "nv_inference_request_success" in query, name
+    vllm = parse_policy("autoscaling: {prometheus: {servers: [vllm]}}").autoscaling
+    assert "nv_inference" not in kind_for("requestStats", None, vllm).build(lease)
 
 
 def test_not_asked_is_never_scaled(tms: ClusterPolicy) -> None:

@@ -11,12 +11,13 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 from autoscaler.metrics.kinds import CpuUtilization, CustomPromQL, GpuUtilization, KvCacheUsage, MetricKind, QueueTime
-from autoscaler.metrics.kinds.request_stats import RequestStats
+from autoscaler.metrics.kinds.request_stats import SERVERS, RequestStats
 
 if TYPE_CHECKING:
     from autoscaler.config import Autoscaling
 
 Factory = Callable[..., MetricKind]
+SERVERS_BY_NAME = {s.server: s for s in SERVERS}
 
 
 class MetricRegistry:
@@ -68,11 +69,13 @@ def kind_for(name: str, query: str | None, autoscaling: Autoscaling, registry: M
         return CustomPromQL(name=name, template=query)
     if name == "queueTime":
         return reg.create(name, {"source": "recorded" if prom.queue_time_rule else "raw", "window_s": prom.rate_window_s,
-                                 "max_sample_age_s": prom.max_sample_age_s})
+                                 "max_sample_age_s": prom.max_sample_age_s,
+                                 **({} if "vllm" in prom.servers else {"vllm_histogram": ""})})
     if name == "requestStats":
         pred = autoscaling.predictive
         # service and queue time over twice the rate window (60 s with the shipped 30 s)
-        return reg.create(name, {"window_s": pred.rate_window_s, "long_window_s": max(2 * pred.rate_window_s, 10.0)})
+        return reg.create(name, {"window_s": pred.rate_window_s, "long_window_s": max(2 * pred.rate_window_s, 10.0),
+                                 "servers": tuple(SERVERS_BY_NAME[s] for s in prom.servers)})
     if name == "cpuUtilization":
         return reg.create(name, {"window_s": prom.rate_window_s, "max_sample_age_s": prom.max_sample_age_s})
     return reg.create(name, {"max_sample_age_s": prom.max_sample_age_s})
