@@ -2,6 +2,7 @@
 
     python benchmarks/loop_scale.py --leases 10000 --json
     python benchmarks/loop_scale.py --leases 10000 --json --algorithm predictive
+    python benchmarks/loop_scale.py --leases 3000 --json --algorithm predictive --servers triton
 
 Prints ``{"algorithm", "leases", "loopSeconds", "cpuSeconds", "queriesPerLoop", "apiWritesPerLoop", "rssMB",
 "baselineLoopSeconds", "baselineQueriesPerLoop"}`` (plus details, among them ``restartFirstLoopSeconds`` and
@@ -172,7 +173,8 @@ async def _run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
 
     predictive = args.algorithm == "predictive"
     kubeconfig = work / "kubeconfig"
-    (work / "policy.yaml").write_text(POLICY + (PREDICTIVE if predictive else ""))
+    policy = POLICY.replace("maxSampleAgeSeconds: 600}", f"maxSampleAgeSeconds: 600, servers: [{args.servers}]}}")
+    (work / "policy.yaml").write_text(policy + (PREDICTIVE if predictive else ""))
     ctx = mp.get_context("spawn")
     ready, stop = ctx.Event(), ctx.Event()
     child = ctx.Process(target=_sandbox, args=(args.leases, args.pods, args.namespaces, str(kubeconfig), ready, stop,
@@ -293,6 +295,7 @@ async def _run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     scale = args.leases / max(1, len(keys))
     return {
         "algorithm": args.algorithm,
+        "servers": args.servers,
         "leases": args.leases,
         "realObjects": args.real_objects,
         "pods": len(pods),
@@ -391,6 +394,8 @@ def main() -> int:
                     help="the policy's algorithm (predictive: the shipped default; backfills Triton's raw counters)")
     ap.add_argument("--real-objects", action="store_true",
                     help="Deployments and Pods as large as a real API server returns them (managedFields, ...)")
+    ap.add_argument("--servers", default="triton, vllm",
+                    help="the policy's prometheus.servers, e.g. 'triton' (whose request series the queries read)")
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--profile", action="store_true", help="cProfile one extra loop (to stderr)")
     args = ap.parse_args()
