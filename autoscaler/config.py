@@ -144,7 +144,7 @@ def _default_metrics() -> dict[str, MetricPolicy]:
 
 
 Server = Literal["triton", "vllm"]
-SERVERS: tuple[Server, ...] = ("triton", "vllm")
+SERVER_NAMES: tuple[Server, ...] = ("triton", "vllm")
 
 
 class PrometheusSettings(_Strict):
@@ -166,7 +166,7 @@ class PrometheusSettings(_Strict):
     rate_window_s: float = Field(60.0, alias="rateWindowSeconds", gt=0,
                                  description="rate() window for CPU and raw queue-time queries")
     servers: list[Server] = Field(
-        default_factory=lambda: list(SERVERS), min_length=1,
+        default_factory=lambda: list(SERVER_NAMES), min_length=1,
         description="whose request series queueTime (raw) and the predictive algorithm read, each pod from the "
                     "first it has: [triton] spares Prometheus the vLLM selectors in a Triton-only cluster")
 
@@ -371,6 +371,11 @@ class PredictiveSettings(_Strict):
             raise ValueError(f"predictive.calibrationRelaxShare ({self.calibration_relax_share}) must be below "
                              f"calibrationGrowShare ({self.calibration_grow_share})")
         return self
+
+    @property
+    def stated_slots(self) -> int | None:
+        """``slotsPerReplica`` when the policy states it, None when it is the default (which vLLM pods do not get)."""
+        return self.slots_per_replica if "slots_per_replica" in self.model_fields_set else None
 
     def to_params(self, target_queue_time_us: float) -> PredictiveParams:
         """The pure policy's parameters, with the lease's queue-time target (µs). Every parameter of the policy

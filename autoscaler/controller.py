@@ -814,9 +814,7 @@ class Controller:
         pods = list(snap.pods)
         params = self._predictive_params(target_us)
         stats = results.get("requestStats")
-        slots, _ = resolve_slots(lease.slots_per_replica, *server_slots(lease.namespace, pods, stats),
-                                 policy_slots=settings.slots_per_replica,
-                                 policy_explicit="slots_per_replica" in settings.model_fields_set)
+        slots, _ = resolve_slots(lease.slots_per_replica, *server_slots(lease.namespace, pods, stats), settings)
         if slots is None:  # vLLM runs many at once and does not say how many: one would be far off
             self._pending_events.append(self.events.record(p.obj, "Normal", "PredictiveUnavailable",
                                                            unknown_slots_message(lease.metrics), now))

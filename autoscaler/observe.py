@@ -17,7 +17,7 @@ from datetime import datetime
 from functools import lru_cache
 from typing import Any
 
-from autoscaler.config import EffectiveMetric
+from autoscaler.config import EffectiveMetric, PredictiveSettings
 from autoscaler.metrics import BatchResult, Empty, MultiSeries, NotFinite, NoTraffic, Ok, PodTarget, QueryError, Stale
 from autoscaler.policy.predictive import (
     PredictiveObservation,
@@ -201,8 +201,8 @@ def reported_slots(parts: Iterable[Mapping[str, float]]) -> tuple[int | None, bo
     return (round(reported[len(reported) // 2]) if reported else None), vllm
 
 
-def resolve_slots(annotated: int | None, reported: int | None, vllm: bool, *, policy_slots: int,
-                  policy_explicit: bool) -> tuple[int | None, str]:
+def resolve_slots(annotated: int | None, reported: int | None, vllm: bool,
+                  policy: PredictiveSettings) -> tuple[int | None, str]:
     """The slots per replica the predictive algorithm sizes a lease with, and where they come from: the lease's
     annotation, else what its pods report (:func:`server_slots`), else the policy's ``predictive.slotsPerReplica``. Its
     default (1, Triton's default model configuration) is not applied to a lease read from vLLM's series: (None, why)."""
@@ -210,11 +210,11 @@ def resolve_slots(annotated: int | None, reported: int | None, vllm: bool, *, po
         return annotated, "the slots-per-replica annotation"
     if reported:
         return reported, "the pods' num_request_max"
-    if policy_explicit:
-        return policy_slots, "the policy's predictive.slotsPerReplica"
+    if policy.stated_slots is not None:
+        return policy.stated_slots, "the policy's predictive.slotsPerReplica"
     if vllm:
         return None, "vLLM does not report its batch size and nothing states it"
-    return policy_slots, "the policy's default predictive.slotsPerReplica (Triton's default model configuration)"
+    return policy.slots_per_replica, "the policy's default predictive.slotsPerReplica (Triton's default model configuration)"
 
 
 def predictive_observation(namespace: str, pods: list[Pod], result: BatchResult | None, now: float,

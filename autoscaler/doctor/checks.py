@@ -53,6 +53,7 @@ from autoscaler.kube.selectors import Selector
 from autoscaler.metrics import ClientSettings, LeaseTarget, NoTraffic, Ok, PrometheusClient, fetch, quote, regex_quote
 from autoscaler.metrics.kinds.base import MetricKind
 from autoscaler.metrics.kinds.queue_time import RECORDED_QUEUE_TIME
+from autoscaler.metrics.kinds.request_stats import VLLM_RUNNING, VLLM_WAITING
 from autoscaler.metrics.promql import parse_duration
 from autoscaler.metrics.registry import kind_for
 from autoscaler.observe import pod_from_k8s, reported_slots, resolve_slots
@@ -477,8 +478,8 @@ async def _saturated_running(client: PrometheusClient, ns: str, pods: Sequence[s
     median): the batch a pod really runs, fewer than ``--max-num-seqs`` when its KV cache fills first. None if no pod
     had requests waiting."""
     m = f"namespace={quote(ns)}, pod=~{quote('|'.join(map(regex_quote, pods)))}"
-    running = f"sum by (namespace, pod) (vllm:num_requests_running{{{m}}})"
-    waiting = f"sum by (namespace, pod) (vllm:num_requests_waiting{{{m}}}) > 0"
+    running = f"sum by (namespace, pod) ({VLLM_RUNNING}{{{m}}})"
+    waiting = f"sum by (namespace, pod) ({VLLM_WAITING}{{{m}}}) > 0"
     ans = await client.query(f"max_over_time(({running} and on (namespace, pod) {waiting})[{SATURATION_WINDOW}:5s])")
     peaks = sorted(s.value for s in getattr(ans, "samples", ()) if s.value >= 1)
     return round(peaks[len(peaks) // 2]) if peaks else None
@@ -523,9 +524,7 @@ async def check_predictive(ctx: Context, leases: Sequence[Lease]) -> list[Findin
                     f"{ANNOTATION_PREFIX}algorithm=hpa", lease.key))
                 continue
             reported, vllm = reported_slots(parts)
-            slots, source = resolve_slots(lease.policy.slots_per_replica, reported, vllm,
-                                          policy_slots=a.predictive.slots_per_replica,
-                                          policy_explicit="slots_per_replica" in a.predictive.model_fields_set)
+            slots, source = resolve_slots(lease.policy.slots_per_replica, reported, vllm, a.predictive)
             server = "vLLM" if vllm else "Triton"
             seen = await _saturated_running(client, ns, ready)  # also Triton's vLLM backend, which reports them
             seen_text = (f"; in the last {SATURATION_WINDOW} its pods ran up to {seen} requests at once while others "

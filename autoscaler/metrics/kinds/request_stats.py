@@ -39,11 +39,14 @@ from dataclasses import dataclass
 import numpy as np
 
 from autoscaler.metrics.kinds.base import PodSeries, join_matchers
+from autoscaler.metrics.kinds.queue_time import QUEUE_COUNTER, SUCCESS_COUNTER, VLLM_QUEUE_HISTOGRAM
 from autoscaler.metrics.promql import LeaseTarget, deployment_pods, duration, selector, tag
 from autoscaler.metrics.results import Empty, MultiSeries, Ok, Outcome, Sample
 
 PARTS = ("success", "failure", "success_long", "compute_us", "queue_us", "pending", "slots")
 SERVER_LABEL = "autoscaler_server"
+VLLM_WAITING = "vllm:num_requests_waiting"
+VLLM_RUNNING = "vllm:num_requests_running"
 
 
 @dataclass(frozen=True)
@@ -74,11 +77,11 @@ class ServerSeries:
                                  self.computed) if n)
 
 
-TRITON = ServerSeries("triton", success="nv_inference_request_success",
-                      compute="nv_inference_compute_infer_duration_us", queue="nv_inference_queue_duration_us",
-                      pending="nv_inference_pending_request_count", failure="nv_inference_request_failure")
+TRITON = ServerSeries("triton", success=SUCCESS_COUNTER, compute="nv_inference_compute_infer_duration_us",
+                      queue=QUEUE_COUNTER, pending="nv_inference_pending_request_count",
+                      failure="nv_inference_request_failure")
 VLLM = ServerSeries("vllm", success="vllm:request_success_total", compute="vllm:request_inference_time_seconds_sum",
-                    queue="vllm:request_queue_time_seconds_sum", pending="vllm:num_requests_waiting", us_per_unit=1e6,
+                    queue=VLLM_QUEUE_HISTOGRAM + "_sum", pending=VLLM_WAITING, us_per_unit=1e6,
                     slots="num_request_max", computed="vllm:request_inference_time_seconds_count")
 SERVERS = (TRITON, VLLM)
 
