@@ -21,11 +21,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from autoscaler.metrics.kinds.request_stats import SERVERS
+from autoscaler.metrics.kinds.request_stats import RequestStats
 from autoscaler.metrics.promql import deployment_pods
 from autoscaler.metrics.promql import parse_duration as promql_duration
 
-SUCCESS = tuple(s.success for s in SERVERS)  # each pod's first that it has, as the controller reads it
+REQUESTS = RequestStats()  # each pod's finished requests from the first server it has, as the controller reads them
 PROMPT_TOKENS = "vllm:prompt_tokens_total"
 OUTPUT_TOKENS = "vllm:generation_tokens_total"
 MAX_POINTS = 10_000  # Prometheus refuses more than 11,000 points per series
@@ -89,7 +89,7 @@ def record(url: str, lease: str, since_s: float, end: float, step_s: float) -> t
     first_end = math.floor((end - since_s) / step_s) * step_s + step_s
     last_end = math.floor(end / step_s) * step_s
     window = f"{int(step_s)}s"
-    per_pod = " or ".join(f"sum by (namespace, pod) (increase({c}{{{sel}}}[{window}]))" for c in SUCCESS)
+    per_pod = REQUESTS.finished_by_pod(sel, window, fn="increase", failures=False)
     cols = {"requests": _series(prom, f"sum({per_pod})", first_end, last_end, step_s)}
     for col, metric in (("prompt_tokens", PROMPT_TOKENS), ("output_tokens", OUTPUT_TOKENS)):
         got = _series(prom, f'sum(increase({{__name__="{metric}",{sel}}}[{window}]))', first_end, last_end, step_s)
@@ -114,7 +114,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"autoscaler record: {exc}", file=sys.stderr)
         return 2
     t0 = datetime.fromtimestamp(end - since, UTC).isoformat()
-    lines = [f"# source: {args.prometheus} lease {args.lease} ({' or '.join(SUCCESS)} increase per bucket)",
+    lines = [f"# source: {args.prometheus} lease {args.lease} ({' or '.join(REQUESTS.success_counters)} increase per bucket)",
              f"# bucket_seconds={int(step)}  t0={t0}",
              "# requests: arrivals counted as successful requests per bucket; tokens summed when present",
              ",".join(header)]

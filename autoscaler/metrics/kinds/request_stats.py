@@ -161,14 +161,20 @@ class RequestStats:
         daily season when a lease starts without one. Each pod is read from its first server, as in :meth:`build`."""
         m = join_matchers(self.extra_matchers, deployment_pods(namespace, name))
         window = duration(bucket_s)
+        return f"sum({self.finished_by_pod(m, window)})[{duration(span_s)}:{window}]"
 
-        def rate(counter: str) -> str:
-            return f"sum by (namespace, pod) (rate({counter}{{{m}}}[{window}]))"
+    def finished_by_pod(self, matchers: str, window: str, fn: str = "rate", failures: bool = True) -> str:
+        """``fn`` (``rate`` or ``increase``) over ``window`` of each pod's finished (and, with ``failures``, failed)
+        requests, each pod from its first server, as in :meth:`build`."""
+        def counted(counter: str) -> str:
+            return f"sum by (namespace, pod) ({fn}({counter}{{{matchers}}}[{window}]))"
 
         def total(s: ServerSeries) -> str:
-            return f"({rate(s.success)} + {rate(s.failure)}) or {rate(s.success)}" if s.failure else rate(s.success)
+            if failures and s.failure:
+                return f"({counted(s.success)} + {counted(s.failure)}) or {counted(s.success)}"
+            return counted(s.success)
 
-        return f"sum({' or '.join(total(s) for s in self.servers)})[{duration(span_s)}:{window}]"
+        return " or ".join(total(s) for s in self.servers)
 
     @staticmethod
     def bucket_rows(samples: Sequence[Sample], bucket_s: float) -> np.ndarray:
