@@ -84,13 +84,17 @@ from autoscaler.metrics import (
 from autoscaler.metrics.kinds.request_stats import RequestStats
 from autoscaler.metrics.registry import MetricRegistry, default_registry, kind_for
 from autoscaler.observe import (
+    LEARNED_SOURCE,
     MetricObservation,
+    learned_batch,
     measured_startup_s,
     metric_input,
+    note_batches,
     parse_time,
     pod_from_k8s,
     predictive_observation,
     resolve_slots,
+    saturated_batches,
     server_slots,
     slim_pod,
 )
@@ -185,6 +189,9 @@ class LeaseRuntime:
     cycle_seed: np.ndarray | None = None  # (bucket start, largest load) rows read, for the next decision
     season_seed: np.ndarray | None = None  # (bucket start, mean request rate) rows read, for the next decision
     rates: tuple[float, float] | None = None  # predictive: the rate seen and the rate sized for (on /metrics)
+    batch_peaks: dict[str, tuple[float, float]] = field(default_factory=dict)  # pod: (largest batch saturated, when)
+    batch_history: bool = False  # the pods' saturated batches of the last hour were asked of Prometheus
+    learned_slots: int | None = None  # the slots last learnt from batch_peaks (an Event when they change)
     outside_changes: list[float] = field(default_factory=list)  # when replicas changed outside us, last FIGHT_WINDOW_S
 
     def leave_predictive(self) -> None:
@@ -216,6 +223,7 @@ _LIMIT_REASONS = frozenset({PredictiveReason.TOO_MANY_REPLICAS, PredictiveReason
                            PredictiveReason.SCALE_DOWN_LIMIT})  # the predictive reasons that name a limit
 FIGHT_WINDOW_S, FIGHT_CHANGES = 600.0, 3  # this many outside changes of replicas in this window: another writer
 SEED_CONCURRENCY = 2  # recurring-load histories read from Prometheus at once (a restart reads one per lease)
+BATCH_HISTORY_S = 3600.0  # how far back a vLLM lease's saturated batches are read after a (re)start
 
 
 @dataclass
@@ -290,11 +298,21 @@ def no_request_data_message(pods: int, kind: MetricKind, params: PredictiveParam
 def unknown_slots_message(metrics: Sequence[EffectiveMetric]) -> str:
     """The ``PredictiveUnavailable`` Event's message for a predictive lease on vLLM pods whose slots nobody states."""
     return ("the pods serve with vLLM, which runs many requests at once but does not report how many (NIM reports "
-            "num_request_max), and neither the lease's slots-per-replica annotation nor the policy's "
-            "predictive.slotsPerReplica says it, so the predictive algorithm cannot size this lease; the HPA rule "
-            f"decides on its metrics ({', '.join(m.name for m in metrics) or 'none'}) instead. Annotate "
+            "num_request_max), neither the lease's slots-per-replica annotation nor the policy's "
+            "predictive.slotsPerReplica says it, and no pod has yet had requests waiting for a slot long enough to "
+            "show the batch it runs (the controller learns it then), so the predictive algorithm cannot size this "
+            f"lease; the HPA rule decides on its metrics ({', '.join(m.name for m in metrics) or 'none'}) until then. "
+            "Annotate "
             f"{ANNOTATION_PREFIX}slots-per-replica=<the batch it runs: --max-num-seqs, or fewer when its KV cache "
             "fills first; autoscaler doctor reads it from the pods> to size it by its request rate")
+
+
+def learned_slots_message(learned: int | None, before: int | None, pods: int) -> str:
+    """The ``SlotsLearned`` Event's message: the slots a vLLM lease is sized with, from its saturated pods."""
+    was = f" (was {before})" if before else ""
+    return (f"sized on {learned} slots a replica{was}: the requests its pods ran at once while others kept waiting "
+            f"for a slot (the median of {pods} pod(s)' largest batch), as vLLM does not report its batch size; "
+            f"annotate {ANNOTATION_PREFIX}slots-per-replica to state it instead")
 
 
 def recurring_load_message(found: float | None, before: float | None, params: PredictiveParams) -> str:
@@ -814,8 +832,18 @@ class Controller:
         pods = list(snap.pods)
         params = self._predictive_params(target_us)
         stats = results.get("requestStats")
-        slots, _ = resolve_slots(lease.slots_per_replica, *server_slots(lease.namespace, pods, stats), settings)
+        p.rt.batch_peaks = note_batches(p.rt.batch_peaks, saturated_batches(lease.namespace, pods, stats), now)
+        learned = learned_batch(p.rt.batch_peaks)
+        reported, vllm = server_slots(lease.namespace, pods, stats)
+        slots, source = resolve_slots(lease.slots_per_replica, reported, vllm, settings, learned)
+        if source == LEARNED_SOURCE and learned != p.rt.learned_slots:
+            self._pending_events.append(self.events.record(p.obj, "Normal", "SlotsLearned", learned_slots_message(
+                learned, p.rt.learned_slots, len(p.rt.batch_peaks)), now))
+            p.rt.learned_slots = learned
         if slots is None:  # vLLM runs many at once and does not say how many: one would be far off
+            if not p.rt.batch_history:
+                p.rt.batch_history = True
+                self._read_batches(lease, p.rt)
             self._pending_events.append(self.events.record(p.obj, "Normal", "PredictiveUnavailable",
                                                            unknown_slots_message(lease.metrics), now))
             return None
@@ -904,6 +932,33 @@ class Controller:
             task = asyncio.ensure_future(read())
             self._seeds.add(task)
             task.add_done_callback(self._seeds.discard)
+
+    def _read_batches(self, lease: LeasePolicy, rt: LeaseRuntime) -> None:
+        """Read in the background the batches the lease's pods ran while requests waited over the last
+        ``BATCH_HISTORY_S`` (:meth:`RequestStats.batch_history`), so that a vLLM lease saturated before a restart
+        or a failover has its slots at once, not at its next saturation. A failure only means learning from now on."""
+        kind = self._kind("requestStats", None)
+        if not isinstance(kind, RequestStats):
+            return
+        promql = kind.batch_history(lease.namespace, lease.name, BATCH_HISTORY_S)
+        if not promql:
+            return
+        at, key = self._query_at, f"{lease.namespace}/{lease.name}"
+
+        async def read() -> None:
+            async with self._seed_slots:
+                res = await self.prometheus.query(promql, at=at)
+            if isinstance(res, QueryError):
+                log.info("saturated batches of %s not read from Prometheus (%s): learnt from now on", key, res.message)
+                return
+            seen = {pod: s.value for s in res.samples
+                    if (pod := s.labels.get("pod")) and math.isfinite(s.value) and s.value >= 1}
+            rt.batch_peaks = note_batches(rt.batch_peaks, seen, time.time())
+            log.debug("saturated batches of %s: %d pod(s) from Prometheus", key, len(seen))
+
+        task = asyncio.ensure_future(read())
+        self._seeds.add(task)
+        task.add_done_callback(self._seeds.discard)
 
     async def histories_read(self) -> None:
         """Wait for the recurring-load histories being read (tests and benchmarks that drive ``tick`` themselves)."""

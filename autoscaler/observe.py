@@ -179,41 +179,85 @@ def measured_startup_s(pods: list[Pod], default_s: float) -> float:
     return delays[len(delays) // 2] if delays else default_s
 
 
+def _live_parts(namespace: str, pods: list[Pod], result: BatchResult | None) -> dict[str, Mapping[str, float]]:
+    """The request statistics (``requestStats`` parts) of the lease's live pods, by pod name."""
+    outcomes = result.outcomes if result is not None and result.error is None else {}
+    return {p.name: o.parts for p in pods if not p.deleting and p.phase in (PodPhase.PENDING, PodPhase.RUNNING)
+            if isinstance(o := outcomes.get(PodTarget(namespace, p.name)), Ok) and o.parts is not None}
+
+
 def server_slots(namespace: str, pods: list[Pod], result: BatchResult | None) -> tuple[int | None, bool]:
     """What the lease's live pods' servers say about their slots (:func:`reported_slots` of their request statistics)."""
-    outcomes = result.outcomes if result is not None and result.error is None else {}
-    parts = [o.parts for p in pods if not p.deleting and p.phase in (PodPhase.PENDING, PodPhase.RUNNING)
-             if isinstance(o := outcomes.get(PodTarget(namespace, p.name)), Ok) and o.parts is not None]
-    return reported_slots(parts)
+    return reported_slots(_live_parts(namespace, pods, result).values())
+
+
+def saturated_batches(namespace: str, pods: list[Pod], result: BatchResult | None) -> dict[str, float]:
+    """The requests each live pod runs while others keep waiting for a slot (its ``batch`` part), by pod name: only
+    the pods saturated now."""
+    return {name: parts["batch"] for name, parts in _live_parts(namespace, pods, result).items()
+            if parts.get("batch", 0.0) >= 1}
+
+
+def median_int(values: Iterable[float]) -> int | None:
+    """The median (the upper one of an even count) of ``values``, rounded; None for none."""
+    ordered = sorted(values)
+    return round(ordered[len(ordered) // 2]) if ordered else None
+
+
+BATCH_PODS = 16  # the most recently saturated pods whose batch the learnt slots are the median of
+
+
+def note_batches(peaks: Mapping[str, tuple[float, float]], seen: Mapping[str, float],
+                 now: float) -> dict[str, tuple[float, float]]:
+    """Each pod's largest batch seen while saturated (:func:`saturated_batches`), with when it was last saturated:
+    ``peaks`` updated with ``seen`` at ``now``, keeping the ``BATCH_PODS`` most recently saturated pods (a
+    Deployment's pods come and go; a new model version's replace the old ones' figures)."""
+    out = dict(peaks)
+    for pod, batch in seen.items():
+        out[pod] = (max(batch, out.get(pod, (0.0, now))[0]), now)
+    if len(out) > BATCH_PODS:
+        out = dict(sorted(out.items(), key=lambda kv: kv[1][1])[-BATCH_PODS:])
+    return out
+
+
+def learned_batch(peaks: Mapping[str, tuple[float, float]]) -> int | None:
+    """The slots a lease's pods showed they run (:func:`note_batches`): the median of their peaks; None before any
+    pod was saturated."""
+    return median_int(peak for peak, _ in peaks.values())
 
 
 def reported_slots(parts: Iterable[Mapping[str, float]]) -> tuple[int | None, bool]:
     """From pods' request statistics (``requestStats`` parts): the median of the slot counts they report (NIM's
     ``num_request_max``; None when none does), and whether any pod was read from vLLM's series (vLLM batches many
-    requests at once without reporting how many, so such a lease's slots must be stated or reported)."""
+    requests at once without reporting how many, so such a lease's slots must be stated, reported or learnt)."""
     reported: list[float] = []
     vllm = False
     for pp in parts:
         vllm = vllm or pp.get("vllm", 0.0) > 0
         if pp.get("slots", 0.0) >= 1:
             reported.append(pp["slots"])
-    reported.sort()
-    return (round(reported[len(reported) // 2]) if reported else None), vllm
+    return median_int(reported), vllm
+
+
+LEARNED_SOURCE = "the batch its pods ran while requests waited"
 
 
 def resolve_slots(annotated: int | None, reported: int | None, vllm: bool,
-                  policy: PredictiveSettings) -> tuple[int | None, str]:
+                  policy: PredictiveSettings, learned: int | None = None) -> tuple[int | None, str]:
     """The slots per replica the predictive algorithm sizes a lease with, and where they come from: the lease's
-    annotation, else what its pods report (:func:`server_slots`), else the policy's ``predictive.slotsPerReplica``. Its
-    default (1, Triton's default model configuration) is not applied to a lease read from vLLM's series: (None, why)."""
+    annotation, else what its pods report (:func:`server_slots`), else what they showed they run when saturated
+    (``learned``, :func:`learned_batch`), else the policy's ``predictive.slotsPerReplica``. Its default (1, Triton's
+    default model configuration) is not applied to a lease read from vLLM's series: (None, why)."""
     if annotated:
         return annotated, "the slots-per-replica annotation"
     if reported:
         return reported, "the pods' num_request_max"
+    if learned:
+        return learned, LEARNED_SOURCE
     if policy.stated_slots is not None:
         return policy.stated_slots, "the policy's predictive.slotsPerReplica"
     if vllm:
-        return None, "vLLM does not report its batch size and nothing states it"
+        return None, "vLLM does not report its batch size, nothing states it, and no pod has been saturated yet"
     return policy.slots_per_replica, "the policy's default predictive.slotsPerReplica (Triton's default model configuration)"
 
 

@@ -53,10 +53,10 @@ from autoscaler.kube.selectors import Selector
 from autoscaler.metrics import ClientSettings, LeaseTarget, NoTraffic, Ok, PrometheusClient, fetch, quote, regex_quote
 from autoscaler.metrics.kinds.base import MetricKind
 from autoscaler.metrics.kinds.queue_time import RECORDED_QUEUE_TIME
-from autoscaler.metrics.kinds.request_stats import VLLM_RUNNING, VLLM_WAITING
+from autoscaler.metrics.kinds.request_stats import RequestStats
 from autoscaler.metrics.promql import parse_duration
 from autoscaler.metrics.registry import kind_for
-from autoscaler.observe import pod_from_k8s, reported_slots, resolve_slots
+from autoscaler.observe import LEARNED_SOURCE, median_int, pod_from_k8s, reported_slots, resolve_slots
 from autoscaler.policy.types import Pod
 
 OK, WARN, FAIL, SKIP = "ok", "warn", "fail", "skip"
@@ -469,20 +469,17 @@ async def check_windows(ctx: Context, leases: Sequence[Lease]) -> list[Finding]:
     return out
 
 
-SATURATION_WINDOW = "1h"
+SATURATION_WINDOW_S = 3600.0
 SLOTS_TOLERANCE = 1.25  # stated slots within this factor of the batch seen pass (a KV-bound batch varies)
 
 
-async def _saturated_running(client: PrometheusClient, ns: str, pods: Sequence[str]) -> int | None:
-    """The requests vLLM pods ran at once while others waited in the last SATURATION_WINDOW (each pod's peak, their
-    median): the batch a pod really runs, fewer than ``--max-num-seqs`` when its KV cache fills first. None if no pod
-    had requests waiting."""
-    m = f"namespace={quote(ns)}, pod=~{quote('|'.join(map(regex_quote, pods)))}"
-    running = f"sum by (namespace, pod) ({VLLM_RUNNING}{{{m}}})"
-    waiting = f"sum by (namespace, pod) ({VLLM_WAITING}{{{m}}}) > 0"
-    ans = await client.query(f"max_over_time(({running} and on (namespace, pod) {waiting})[{SATURATION_WINDOW}:5s])")
-    peaks = sorted(s.value for s in getattr(ans, "samples", ()) if s.value >= 1)
-    return round(peaks[len(peaks) // 2]) if peaks else None
+async def _saturated_batch(client: PrometheusClient, kind: RequestStats, ns: str, name: str) -> int | None:
+    """The requests the Deployment's pods ran at once while others kept waiting, in the last SATURATION_WINDOW_S (each
+    pod's peak, their median: what the controller learns a vLLM lease's slots from): the batch a pod really runs,
+    fewer than ``--max-num-seqs`` when its KV cache fills first. None if no pod was saturated."""
+    promql = kind.batch_history(ns, name, SATURATION_WINDOW_S)
+    ans = await client.query(promql) if promql else None
+    return median_int(s.value for s in getattr(ans, "samples", ()) if s.value >= 1)
 
 
 async def check_predictive(ctx: Context, leases: Sequence[Lease]) -> list[Finding]:
@@ -524,18 +521,21 @@ async def check_predictive(ctx: Context, leases: Sequence[Lease]) -> list[Findin
                     f"{ANNOTATION_PREFIX}algorithm=hpa", lease.key))
                 continue
             reported, vllm = reported_slots(parts)
-            slots, source = resolve_slots(lease.policy.slots_per_replica, reported, vllm, a.predictive)
             server = "vLLM" if vllm else "Triton"
-            seen = await _saturated_running(client, ns, ready)  # also Triton's vLLM backend, which reports them
-            seen_text = (f"; in the last {SATURATION_WINDOW} its pods ran up to {seen} requests at once while others "
-                         "waited (the median of their peaks): that is the batch they run" if seen else "")
+            seen = (await _saturated_batch(client, kind, ns, name)  # also Triton's vLLM backend, which reports them
+                    if isinstance(kind, RequestStats) else None)
+            slots, source = resolve_slots(lease.policy.slots_per_replica, reported, vllm, a.predictive, seen)
+            seen_text = (f"; in the last {SATURATION_WINDOW_S / 3600:g}h its pods ran up to {seen} requests at once "
+                         "while others kept waiting (the median of their peaks): that is the batch they run"
+                         if seen and source != LEARNED_SOURCE else "")
             annotate = f"kubectl -n {ns} annotate deployment {name} --overwrite {ANNOTATION_PREFIX}slots-per-replica="
             if slots is None:
                 out.append(Finding(
                     "predictive", WARN, f"sized from {server}'s request counters, but {source}, so the controller "
-                    f"leaves this lease to the HPA rule on its metrics ({metrics}){seen_text}",
-                    annotate + (str(seen) if seen else "<the batch the server runs: --max-num-seqs, or fewer when its "
-                                "KV cache fills first>"), lease.key))
+                    f"leaves this lease to the HPA rule on its metrics ({metrics}) until requests wait for a slot "
+                    "long enough to show the batch a pod runs",
+                    annotate + "<the batch the server runs: --max-num-seqs, or fewer when its KV cache fills first>",
+                    lease.key))
             elif seen and slots > SLOTS_TOLERANCE * seen:
                 out.append(Finding(
                     "predictive", WARN, f"sized for {slots} slot(s) per replica from {source}{seen_text}, fewer: the "

@@ -315,9 +315,9 @@ async def test_predictive_leases_on_vllm_and_nim_pods_are_sized_from_their_metri
         for name in sized_leases:
             await env.load(name, {"profile": {"type": "constant", "rate": 100}})
 
-        def sized(name: str) -> bool:
+        def sized(name: str, replicas: int = 3) -> bool:
             last = ctl.runtime[("default", name)].last if ("default", name) in ctl.runtime else {}
-            return bool(last) and last["message"].startswith("predictive:") and last["desired"] >= 3
+            return bool(last) and last["message"].startswith("predictive:") and last["desired"] >= replicas
         await wait_for(lambda: all(env.replicas(n) >= 3 and sized(n) for n in sized_leases), 40,
                        "predictive scale-up of both from vLLM's request rate")
         await wait_for(lambda: all(any(m["name"] == "queueTime" and m.get("value") is not None
@@ -331,7 +331,7 @@ async def test_predictive_leases_on_vllm_and_nim_pods_are_sized_from_their_metri
         await env.dataplane.stop_load("default", name)
         reasons = {h["reason"] for h in ctl.runtime[("default", name)].history}
         assert reasons & {"Capacity", "BurstEnvelope", "Trend", "Backlog", "StartupAware"}, (name, reasons)
-        assert not [e for e in env.events(name) if e["reason"] == "PredictiveUnavailable"], name
+        assert not [e for e in env.events(name) if e["reason"] == "PredictiveUnavailable"], (name, env.events(name))
     (e,) = [e for e in env.events("vllm-unsized") if e["reason"] == "PredictiveUnavailable"]
     assert "does not report how many" in e["message"] and f"{P}slots-per-replica=" in e["message"]
     assert "the HPA rule decides on its metrics (queueTime)" in e["message"]
@@ -342,6 +342,21 @@ async def test_predictive_leases_on_vllm_and_nim_pods_are_sized_from_their_metri
     out = capsys.readouterr().out
     assert rc == 0 and "algorithm predictive" in out, out
     assert "the HPA rule decides, not the predictive algorithm: the pods serve with vLLM" in out, out
+    # Overloaded, the unsized lease's pod runs its 2 slots while requests keep waiting: the controller learns them
+    # (a SlotsLearned Event) and sizes the lease by its request rate from then on.
+    async with env.controller(policy_file=str(pfile)) as ctl:
+        await env.load("vllm-unsized", {"profile": {"type": "constant", "rate": 100}})  # 2.5 pods' worth
+        await wait_for(lambda: sized("vllm-unsized") and env.replicas("vllm-unsized") >= 3, 40,
+                       "predictive scale-up of the unsized lease on the slots it showed")
+        assert "on 2 slots a replica" in ctl.runtime[("default", "vllm-unsized")].last["message"]
+        await env.dataplane.stop_load("default", "vllm-unsized")
+    (e,) = [e for e in env.events("vllm-unsized") if e["reason"] == "SlotsLearned"]
+    assert e["type"] == "Normal" and e["message"].startswith("sized on 2 slots a replica: the requests its pods ran")
+    # A controller started afresh (a restart, a failover) reads those batches back from Prometheus: the lease, no
+    # longer saturated, is sized by the predictive algorithm again, on the same 2 slots.
+    async with env.controller(policy_file=str(pfile)) as ctl:
+        await wait_for(lambda: sized("vllm-unsized", replicas=1), 20, "the predictive algorithm again after a restart")
+        assert ctl.runtime[("default", "vllm-unsized")].learned_slots == 2  # no load now: from the history
 
 
 async def test_a_predictive_lease_without_request_counters_says_the_hpa_rule_decides(env: Env) -> None:

@@ -208,32 +208,40 @@ async def test_a_starting_pod_without_series_is_not_a_scrape_problem(env: Env) -
 
 async def test_predictive_leases_have_request_counters_and_known_slots(env: Env) -> None:
     """The predictive check, per predictive lease: a Triton lease sized with the policy's default slot, said as such;
-    a NIM lease with the slots its pods report (num_request_max); a plain vLLM lease with no slots stated, which the
-    controller leaves to the HPA rule, with the annotate fix naming the batch its pod ran while requests waited (4
-    slots, overloaded); pods not scraped, whose lease has no request counters at all, with the diagnosis of the
-    series check."""
+    a NIM lease with the slots its pods report (num_request_max); a plain vLLM lease with no slots stated, sized with
+    the batch its pod ran while requests kept waiting (4 slots, overloaded), as the controller learns it, and
+    warned when an annotation states other slots; a vLLM lease never saturated, which the controller leaves to the
+    HPA rule; pods not scraped, whose lease has no request counters at all, with the diagnosis of the series check."""
     ns = "doc-pred"
     env.cluster.ensure_namespace(ns)
+    env.cluster.create({"apiVersion": "v1", "kind": "ConfigMap",  # a 3-s window: saturated for 3 s is enough
+                        "metadata": {"name": "predictive-3s", "namespace": "inference-autoscaler"},
+                        "data": {"policy.yaml": POLICY + "  predictive: {rateWindowSeconds: 3}\n"}})
     pred = {P + "enabled": "true", P + "algorithm": "predictive"}
-    for name, kind, extra in (("triton", "triton", {}), ("nim", "nim", {"serving": {"concurrency": 8}}),
-                              ("vllm", "vllm", {}), ("dark", "triton", {"scrape": False})):
+    leases = (("triton", "triton", {}), ("nim", "nim", {"serving": {"concurrency": 8}}), ("vllm", "vllm", {}),
+              ("idle", "vllm", {}), ("dark", "triton", {"scrape": False}))
+    for name, kind, extra in leases:
         env.cluster.create_deployment(name, namespace=ns, replicas=1, kind=kind, annotations=pred, **extra)
-    for name in ("triton", "nim", "vllm", "dark"):
+    for name, _, _ in leases:
         await env.cluster.wait_for_ready(ns, name)
     url = env.dataplane.prometheus_url
     await _until(url, f'rate(nv_inference_request_success{{namespace="{ns}"}}[30s])', True)
-    await _until(url, f'count(count by (pod) (rate(vllm:request_success_total{{namespace="{ns}"}}[30s]))) == 2', True)
+    await _until(url, f'count(count by (pod) (rate(vllm:request_success_total{{namespace="{ns}"}}[30s]))) == 3', True)
     await env.dataplane.start_load(ns, "vllm", {"profile": {"type": "constant", "rate": 200}})  # 100 req/s a pod
-    try:
-        await _until(url, f'max_over_time((sum(vllm:num_requests_running{{namespace="{ns}", pod=~"vllm-.*"}}) and '
-                          f'sum(vllm:num_requests_waiting{{namespace="{ns}", pod=~"vllm-.*"}}) > 0)[1h:5s])', True)
+    m = f'namespace="{ns}", pod=~"vllm-.*"'
+    try:  # running requests while some waited at every sample of 3 s
+        await _until(url, f"max_over_time((sum(vllm:num_requests_running{{{m}}}) and "
+                          f"sum(min_over_time(vllm:num_requests_waiting{{{m}}}[3s])) > 0)[1h:5s])", True)
     finally:
         await env.dataplane.stop_load(ns, "vllm")
     (dark,) = [p for p in env.cluster.store.list_objects(PODS.storage_key, ns) if p["metadata"]["name"].startswith("dark-")]
     for cond in dark["status"]["conditions"]:  # Ready for five minutes: long enough to have had a rate
         cond["lastTransitionTime"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - 300))
     env.cluster.store.replace(PODS.storage_key, dark)
-    fs = await env.findings(lease_namespace=ns)
+
+    async def findings() -> list[Finding]:
+        return await env.findings(lease_namespace=ns, configmap="predictive-3s")
+    fs = await findings()
     (f,) = pick(fs, "predictive", f"{ns}/triton")
     assert f.status == OK and "sized from Triton's request counters of 1 pod(s), 1 slot(s) per replica from the " \
         "policy's default" in f.detail, f
@@ -241,23 +249,26 @@ async def test_predictive_leases_have_request_counters_and_known_slots(env: Env)
     assert f.status == OK and "vLLM's request counters" in f.detail and "8 slot(s) per replica from the pods' " \
         "num_request_max" in f.detail, f
     (f,) = pick(fs, "predictive", f"{ns}/vllm")
-    assert f.status == WARN and "vLLM does not report its batch size" in f.detail and "HPA rule" in f.detail, f
-    assert "its pods ran up to 4 requests at once while others waited" in f.detail, f
-    assert f.fix == f"kubectl -n {ns} annotate deployment vllm --overwrite {P}slots-per-replica=4", f
+    assert f.status == OK and "4 slot(s) per replica from the batch its pods ran while requests waited" in f.detail, f
+    (f,) = pick(fs, "predictive", f"{ns}/idle")
+    assert f.status == WARN and "no pod has been saturated yet" in f.detail and "HPA rule" in f.detail, f
+    assert f.fix.startswith(f"kubectl -n {ns} annotate deployment idle --overwrite {P}slots-per-replica=<"), f
+    fix = f"kubectl -n {ns} annotate deployment vllm --overwrite {P}slots-per-replica=4"
     dep = env.cluster.store.get(DEPLOYMENTS.storage_key, ns, "vllm")
     assert dep is not None
     dep["metadata"]["annotations"][P + "slots-per-replica"] = "16"  # more than it runs: its KV cache fills first
     env.cluster.store.replace(DEPLOYMENTS.storage_key, dep)
-    (over,) = pick(await env.findings(lease_namespace=ns), "predictive", f"{ns}/vllm")
+    (over,) = pick(await findings(), "predictive", f"{ns}/vllm")
     assert over.status == WARN and "sized for 16 slot(s) per replica from the slots-per-replica annotation" in \
-        over.detail and over.fix == f.fix, over
+        over.detail and over.fix == fix, over
+    assert "its pods ran up to 4 requests at once while others kept waiting" in over.detail, over
     dep["metadata"]["annotations"][P + "slots-per-replica"] = "1"  # fewer than it runs: too many replicas
     env.cluster.store.replace(DEPLOYMENTS.storage_key, dep)
-    (under,) = pick(await env.findings(lease_namespace=ns), "predictive", f"{ns}/vllm")
+    (under,) = pick(await findings(), "predictive", f"{ns}/vllm")
     assert under.status == WARN and "sized for 1 slot(s)" in under.detail and "keeps too many" in under.detail, under
     dep["metadata"]["annotations"][P + "slots-per-replica"] = "5"  # within a quarter of the 4 it ran
     env.cluster.store.replace(DEPLOYMENTS.storage_key, dep)
-    (near,) = pick(await env.findings(lease_namespace=ns), "predictive", f"{ns}/vllm")
+    (near,) = pick(await findings(), "predictive", f"{ns}/vllm")
     assert near.status == OK and "5 slot(s) per replica from the slots-per-replica annotation" in near.detail, near
     (f,) = pick(fs, "predictive", f"{ns}/dark")
     assert f.status == WARN and "no request counters for 1 Ready pod(s), neither Triton's nor vLLM's" in f.detail, f

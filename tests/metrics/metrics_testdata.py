@@ -114,14 +114,19 @@ def dataset() -> OpenMetricsWriter:
     for reason, rate in (("stop", 3.0), ("length", 1.0)):
         w.add("vllm:request_success_total", {**chat, "engine": "0", "finished_reason": reason}, counter(rate))
     w.add("vllm:request_success_total", {**chat, "engine": "0", "finished_reason": "abort"}, counter(1.0))
-    for engine, share, waiting in (("0", 0.25, 2), ("1", 0.75, 3)):  # the finished requests split over engines
+    for engine, share, waiting, running in (("0", 0.25, 2, 6), ("1", 0.75, 3, 10)):  # the requests split over engines
         lab = {**chat, "engine": engine}
+        w.add("vllm:num_requests_running", lab, gauge(running))  # saturated: requests waited throughout
         w.add("vllm:request_inference_time_seconds_sum", lab, counter(8.0 * share))
         w.add("vllm:request_inference_time_seconds_count", lab, counter(4.0 * share))
         w.add("vllm:request_queue_time_seconds_sum", lab, counter(0.2 * share))
         w.add("vllm:request_queue_time_seconds_count", lab, counter(4.0 * share))
         w.add("vllm:num_requests_waiting", lab, gauge(waiting))
     w.add("num_request_max", {"namespace": "team-c", "pod": VLLM_POD, "model_name": "llama"}, gauge(16))  # NIM's name
+    # A pod whose requests wait only at the last scrape (one scheduler step), with 3 running: not saturated.
+    w.add("vllm:num_requests_running", {"namespace": "team-a", "pod": "llm-a-0", **vllm}, gauge(3))
+    w.add("vllm:num_requests_waiting", {"namespace": "team-a", "pod": "llm-a-0", **vllm},
+          [(t, 1.0 if t == T0 else 0.0) for t in times()])
     tri = {"namespace": "team-c", "pod": TRITON_POD, "model": "m", "version": "1"}
     w.add("nv_inference_request_success", tri, counter(2.0))
     w.add("nv_inference_request_failure", {**tri, "reason": "REJECTED"}, counter(0.5))

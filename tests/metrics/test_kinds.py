@@ -126,11 +126,30 @@ async def test_request_stats_of_triton_and_vllm_pods_in_one_query(client: Promet
     assert isinstance(vllm, Ok) and isinstance(triton, Ok), result.outcomes
     assert vllm.value == pytest.approx(5.0) and triton.value == pytest.approx(2.5)  # the aborted ones arrived too
     assert vllm.parts == pytest.approx({"success": 5.0, "success_long": 4.0, "compute_us": 8e6, "queue_us": 2e5,
-                                        "pending": 5.0, "slots": 16.0, "vllm": 1.0})  # read from vLLM; NIM's slots
+                                        "pending": 5.0, "slots": 16.0, "batch": 16.0, "vllm": 1.0})  # NIM's slots
+    # the batch it runs while requests keep waiting: 6 + 10 running over its two engines
     assert triton.parts == pytest.approx({"success": 2.0, "failure": 0.5, "success_long": 2.0, "compute_us": 2e5,
                                           "queue_us": 600.0, "pending": 1.0})
     # 2 s per request that ran: the requests aborted while waiting do not shorten it
     assert vllm.parts["compute_us"] / vllm.parts["success_long"] / 1e6 == pytest.approx(2.0)
+
+
+async def test_a_batch_is_read_only_while_requests_keep_waiting(client: PrometheusClient) -> None:
+    """requestStats' ``batch`` part (what the controller learns a vLLM lease's slots from) is a pod's running
+    requests only while some waited at every scrape of the window: a pod whose requests waited at the last scrape
+    only (one scheduler step) has none; and the history query finds the saturated pod's batch."""
+    from autoscaler.metrics import InstantVector
+    from autoscaler.metrics.kinds.request_stats import TRITON, RequestStats
+
+    kind = RequestStats()
+    result = await fetch(client, kind, LEASES, at=T0)
+    (a0,) = [o for t, o in result.outcomes.items() if t.pod == "llm-a-0"]
+    assert isinstance(a0, Ok) and a0.parts is not None and a0.parts["pending"] == 1.0, a0
+    assert "batch" not in a0.parts, a0.parts
+    history = await client.query(kind.batch_history("team-c", "chat", 300.0), at=T0)
+    assert isinstance(history, InstantVector), history
+    assert [(s.labels["pod"], s.value) for s in history.samples] == [(VLLM_POD, 16.0)]
+    assert RequestStats(servers=(TRITON,)).batch_history("team-c", "chat", 300.0) == ""  # Triton runs no batch gauge
 
 
 async def test_request_histories_count_every_pod_of_a_deployment_whatever_its_server(
@@ -230,8 +249,8 @@ def test_request_stats_interpretation() -> None:
     assert isinstance(out, Ok) and out.value == 10.0 and out.parts is not None and out.parts["compute_us"] == 5e5
     assert isinstance(k.interpret(PodSeries((), {"pending": s(3.0)}), 0.0), Empty)
     query = k.build([LeaseTarget.of("ns", ["p"])])
-    # seven parts, each Triton's or else vLLM's (vLLM has no failure counter, Triton no slot gauge)
-    assert query.count(" or ") == 6 + 5 and 'autoscaler_part", "pending"' in query
+    # eight parts, each Triton's or else vLLM's (vLLM has no failure counter, Triton no slot or running gauge)
+    assert query.count(" or ") == 7 + 5 and 'autoscaler_part", "pending"' in query
 
 
 def test_a_value_too_large_for_a_quantity_is_not_finite() -> None:

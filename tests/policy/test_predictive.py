@@ -895,3 +895,27 @@ def test_without_request_data_the_replay_falls_back_to_the_hpa_core_as_the_contr
     run = simulate(w, policy, REPLAY)
     assert np.asarray(run.spec_replicas)[-300:].min() >= 8  # the HPA core scaled it up
     assert summarize(run)["sloViolationFraction"] < 0.5
+
+
+def test_slots_are_learnt_from_saturated_pods_and_yield_to_what_is_stated() -> None:
+    """A vLLM lease's slots: the median of its pods' largest batch while saturated (a pod's largest, not its last:
+    a batch varies with the requests' lengths), the most recent BATCH_PODS pods only (a new model version's pods
+    replace the old ones' figures). The annotation and NIM's reported slots come first; learnt slots come before
+    the policy's stated value, and a vLLM lease with none of them is not sized at all."""
+    from autoscaler.config import PredictiveSettings
+    from autoscaler.observe import BATCH_PODS, LEARNED_SOURCE, learned_batch, note_batches, resolve_slots
+
+    peaks = note_batches({}, {"a": 30.0, "b": 24.0}, now=10.0)
+    peaks = note_batches(peaks, {"a": 20.0, "c": 28.0}, now=20.0)  # a smaller batch later does not lower a's
+    assert peaks["a"] == (30.0, 20.0) and learned_batch(peaks) == 28
+    assert learned_batch({}) is None
+    for i in range(BATCH_PODS):  # a new version's pods, saturated at 8
+        peaks = note_batches(peaks, {f"new-{i}": 8.0}, now=100.0 + i)
+    assert len(peaks) == BATCH_PODS and learned_batch(peaks) == 8
+    default, stated = PredictiveSettings(), PredictiveSettings(slots_per_replica=4)
+    assert resolve_slots(None, None, True, default, 28) == (28, LEARNED_SOURCE)
+    assert resolve_slots(None, None, True, stated, 28) == (28, LEARNED_SOURCE)
+    assert resolve_slots(None, None, True, stated, None)[0] == 4
+    assert resolve_slots(16, 8, True, default, 28)[0] == 16 and resolve_slots(None, 8, True, default, 28)[0] == 8
+    assert resolve_slots(None, None, True, default, None)[0] is None
+    assert resolve_slots(None, None, False, default, None)[0] == default.slots_per_replica

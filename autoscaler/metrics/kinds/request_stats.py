@@ -9,8 +9,13 @@ docs/predictive.md), each tagged with ``autoscaler_part``:
   success_long, queue time = queue / success_long);
 * ``pending``: the number of requests waiting for a slot;
 * ``slots``: the requests a replica runs at once, where the server reports it (NIM's ``num_request_max``);
+* ``batch``: the requests the pod runs now, present only while requests have waited for a slot throughout the short
+  window (vLLM's ``num_requests_running`` while ``num_requests_waiting`` stayed above zero): the batch the pod
+  really runs when saturated, which the controller learns a vLLM lease's slots from (a request that waits for one
+  scheduler step does not count);
 * ``vllm``: 1 for a pod read from vLLM's series (the success series carries ``autoscaler_server``), absent for
-  Triton: vLLM batches many requests at once and does not say how many, so a vLLM lease needs its slots stated.
+  Triton: vLLM batches many requests at once and does not say how many, so a vLLM lease needs its slots stated,
+  reported or learnt (``batch``).
 
 Two servers' series are read (:data:`SERVERS`), each part as ``triton or vllm`` per pod, so one query serves a
 lease whatever it runs, and a Deployment that moves from one server to the other:
@@ -43,7 +48,7 @@ from autoscaler.metrics.kinds.queue_time import QUEUE_COUNTER, SUCCESS_COUNTER, 
 from autoscaler.metrics.promql import LeaseTarget, deployment_pods, duration, selector, tag
 from autoscaler.metrics.results import Empty, MultiSeries, Ok, Outcome, Sample
 
-PARTS = ("success", "failure", "success_long", "compute_us", "queue_us", "pending", "slots")
+PARTS = ("success", "failure", "success_long", "compute_us", "queue_us", "pending", "slots", "batch")
 SERVER_LABEL = "autoscaler_server"
 VLLM_WAITING = "vllm:num_requests_waiting"
 VLLM_RUNNING = "vllm:num_requests_running"
@@ -70,11 +75,13 @@ class ServerSeries:
     """Gauge of the requests a replica runs at once ("": the server does not report it)."""
     computed: str = ""
     """Counter of the requests whose time is in ``compute`` ("": ``success``)."""
+    running: str = ""
+    """Gauge of the requests in the running batch ("": the server does not export it)."""
 
     @property
     def names(self) -> tuple[str, ...]:
         return tuple(n for n in (self.success, self.failure, self.compute, self.queue, self.pending, self.slots,
-                                 self.computed) if n)
+                                 self.computed, self.running) if n)
 
 
 TRITON = ServerSeries("triton", success=SUCCESS_COUNTER, compute="nv_inference_compute_infer_duration_us",
@@ -82,12 +89,19 @@ TRITON = ServerSeries("triton", success=SUCCESS_COUNTER, compute="nv_inference_c
                       failure="nv_inference_request_failure")
 VLLM = ServerSeries("vllm", success="vllm:request_success_total", compute="vllm:request_inference_time_seconds_sum",
                     queue=VLLM_QUEUE_HISTOGRAM + "_sum", pending=VLLM_WAITING, us_per_unit=1e6,
-                    slots="num_request_max", computed="vllm:request_inference_time_seconds_count")
+                    slots="num_request_max", computed="vllm:request_inference_time_seconds_count",
+                    running=VLLM_RUNNING)
 SERVERS = (TRITON, VLLM)
 
 
 def _scaled(factor: float, expr: str) -> str:
     return expr if factor == 1.0 else f"{factor:g} * {expr}"
+
+
+def _saturated_batch(s: ServerSeries, m: str, window: str) -> str:
+    """A pod's running requests, only while some waited for a slot at every sample of ``window``."""
+    return (f"sum by (namespace, pod) ({s.running}{{{m}}}) and on (namespace, pod) "
+            f"(sum by (namespace, pod) (min_over_time({s.pending}{{{m}}}[{window}])) > 0)")
 
 
 @dataclass(frozen=True)
@@ -126,6 +140,8 @@ class RequestStats:
                 return f'label_replace({rate(s.success, short)}, "{SERVER_LABEL}", "{s.server}", "", "")'
             if name == "slots":
                 return f"max by (namespace, pod) ({s.slots}{{{m}}})" if s.slots else None
+            if name == "batch":
+                return _saturated_batch(s, m, short) if s.running else None
             if name == "failure":
                 return rate(s.failure, short) if s.failure else None
             if name == "success_long":
@@ -140,6 +156,16 @@ class RequestStats:
             if exprs:  # each pod from the first server that has the series (the server's label aside)
                 tagged.append(tag(" or on (namespace, pod) ".join(exprs), name))
         return " or ".join(tagged)
+
+    def batch_history(self, namespace: str, name: str, span_s: float, step_s: float = 5.0) -> str:
+        """Each pod's largest ``batch`` part (the requests it ran while others kept waiting) over the last
+        ``span_s``, sampled every ``step_s``, for every pod the Deployment has had: one sample per pod that was
+        saturated, none for the others ("" when no server exports a running batch). For the slots a vLLM lease is
+        learnt with after a (re)start, and for ``autoscaler doctor``."""
+        m = join_matchers(self.extra_matchers, deployment_pods(namespace, name))
+        short = duration(self.window_s)
+        batch = " or on (namespace, pod) ".join(_saturated_batch(s, m, short) for s in self.servers if s.running)
+        return f"max_over_time(({batch})[{duration(span_s)}:{duration(step_s)}])" if batch else ""
 
     def load_history(self, namespace: str, name: str, span_s: float, bucket_s: float) -> str:
         """The Deployment's largest offered load in busy slots (compute seconds per second, summed over every pod it
