@@ -87,15 +87,16 @@ from autoscaler.observe import (
     LEARNED_SOURCE,
     MetricObservation,
     learned_batch,
+    lease_parts,
     measured_startup_s,
     metric_input,
     note_batches,
     parse_time,
     pod_from_k8s,
     predictive_observation,
+    reported_slots,
     resolve_slots,
     saturated_batches,
-    server_slots,
     slim_pod,
 )
 from autoscaler.policy import (
@@ -832,9 +833,10 @@ class Controller:
         pods = list(snap.pods)
         params = self._predictive_params(target_us)
         stats = results.get("requestStats")
-        p.rt.batch_peaks = note_batches(p.rt.batch_peaks, saturated_batches(lease.namespace, pods, stats), now)
+        parts = lease_parts(lease.namespace, pods, stats)
+        p.rt.batch_peaks = note_batches(p.rt.batch_peaks, saturated_batches(parts), now)
         learned = learned_batch(p.rt.batch_peaks)
-        reported, vllm = server_slots(lease.namespace, pods, stats)
+        reported, vllm = reported_slots(parts.values())
         slots, source = resolve_slots(lease.slots_per_replica, reported, vllm, settings, learned)
         if source == LEARNED_SOURCE and learned != p.rt.learned_slots:
             self._pending_events.append(self.events.record(p.obj, "Normal", "SlotsLearned", learned_slots_message(

@@ -179,23 +179,17 @@ def measured_startup_s(pods: list[Pod], default_s: float) -> float:
     return delays[len(delays) // 2] if delays else default_s
 
 
-def _live_parts(namespace: str, pods: list[Pod], result: BatchResult | None) -> dict[str, Mapping[str, float]]:
+def lease_parts(namespace: str, pods: list[Pod], result: BatchResult | None) -> dict[str, Mapping[str, float]]:
     """The request statistics (``requestStats`` parts) of the lease's live pods, by pod name."""
     outcomes = result.outcomes if result is not None and result.error is None else {}
     return {p.name: o.parts for p in pods if not p.deleting and p.phase in (PodPhase.PENDING, PodPhase.RUNNING)
             if isinstance(o := outcomes.get(PodTarget(namespace, p.name)), Ok) and o.parts is not None}
 
 
-def server_slots(namespace: str, pods: list[Pod], result: BatchResult | None) -> tuple[int | None, bool]:
-    """What the lease's live pods' servers say about their slots (:func:`reported_slots` of their request statistics)."""
-    return reported_slots(_live_parts(namespace, pods, result).values())
-
-
-def saturated_batches(namespace: str, pods: list[Pod], result: BatchResult | None) -> dict[str, float]:
-    """The requests each live pod runs while others keep waiting for a slot (its ``batch`` part), by pod name: only
-    the pods saturated now."""
-    return {name: parts["batch"] for name, parts in _live_parts(namespace, pods, result).items()
-            if parts.get("batch", 0.0) >= 1}
+def saturated_batches(parts: Mapping[str, Mapping[str, float]]) -> dict[str, float]:
+    """The requests each pod runs while others keep waiting for a slot (its ``batch`` part), by pod name, from
+    :func:`lease_parts`: only the pods saturated now."""
+    return {name: pp["batch"] for name, pp in parts.items() if pp.get("batch", 0.0) >= 1}
 
 
 def median_int(values: Iterable[float]) -> int | None:
@@ -245,7 +239,7 @@ LEARNED_SOURCE = "the batch its pods ran while requests waited"
 def resolve_slots(annotated: int | None, reported: int | None, vllm: bool,
                   policy: PredictiveSettings, learned: int | None = None) -> tuple[int | None, str]:
     """The slots per replica the predictive algorithm sizes a lease with, and where they come from: the lease's
-    annotation, else what its pods report (:func:`server_slots`), else what they showed they run when saturated
+    annotation, else what its pods report (:func:`reported_slots`), else what they showed they run when saturated
     (``learned``, :func:`learned_batch`), else the policy's ``predictive.slotsPerReplica``. Its default (1, Triton's
     default model configuration) is not applied to a lease read from vLLM's series: (None, why)."""
     if annotated:
@@ -272,14 +266,8 @@ def predictive_observation(namespace: str, pods: list[Pod], result: BatchResult 
     what it can drain, and its queue time is left out of the lease's while other pods have traffic."""
     live = [p for p in pods if not p.deleting and p.phase in (PodPhase.PENDING, PodPhase.RUNNING)]
     ready = sum(1 for p in live if p.ready and p.phase == PodPhase.RUNNING)
-    parts: list[Mapping[str, float]] = []
-    measured: set[str] = set()
-    outcomes = result.outcomes if result is not None and result.error is None else {}
-    for p in live:
-        outcome = outcomes.get(PodTarget(namespace, p.name))
-        if isinstance(outcome, Ok) and outcome.parts is not None:
-            parts.append(outcome.parts)
-            measured.add(p.name)
+    by_pod = lease_parts(namespace, live, result)
+    parts, measured = list(by_pod.values()), set(by_pod)
     unmeasured = 0 if rate_window_s is None else unmeasured_ready(live, measured, now, rate_window_s)
     sums: dict[str, float] = {}
     for pod_parts in parts:
