@@ -308,12 +308,14 @@ def unknown_slots_message(metrics: Sequence[EffectiveMetric]) -> str:
             "fills first; autoscaler doctor reads it from the pods> to size it by its request rate")
 
 
-def learned_slots_message(learned: int | None, before: int | None, pods: int) -> str:
+def learned_slots_message(learned: int | None, before: int | None, pods: int, reported: int | None) -> str:
     """The ``SlotsLearned`` Event's message: the slots a vLLM lease is sized with, from its saturated pods."""
     was = f" (was {before})" if before else ""
+    why = (f"fewer than the {reported} its pods report (num_request_max): their KV cache fills first"
+           if reported and reported > (learned or 0) else "vLLM does not report the batch it runs")
     return (f"sized on {learned} slots a replica{was}: the requests its pods ran at once while others kept waiting "
-            f"for a slot (the median of {pods} pod(s)' largest batch), as vLLM does not report its batch size; "
-            f"annotate {ANNOTATION_PREFIX}slots-per-replica to state it instead")
+            f"for a slot (the median of {pods} pod(s)' largest batch); {why}; annotate "
+            f"{ANNOTATION_PREFIX}slots-per-replica to state it instead")
 
 
 def recurring_load_message(found: float | None, before: float | None, params: PredictiveParams) -> str:
@@ -840,7 +842,7 @@ class Controller:
         slots, source = resolve_slots(lease.slots_per_replica, reported, vllm, settings, learned)
         if source == LEARNED_SOURCE and learned != p.rt.learned_slots:
             self._pending_events.append(self.events.record(p.obj, "Normal", "SlotsLearned", learned_slots_message(
-                learned, p.rt.learned_slots, len(p.rt.batch_peaks)), now))
+                learned, p.rt.learned_slots, len(p.rt.batch_peaks), reported), now))
             p.rt.learned_slots = learned
         if slots is None:  # vLLM runs many at once and does not say how many: one would be far off
             if not p.rt.batch_history:

@@ -239,15 +239,16 @@ LEARNED_SOURCE = "the batch its pods ran while requests waited"
 def resolve_slots(annotated: int | None, reported: int | None, vllm: bool,
                   policy: PredictiveSettings, learned: int | None = None) -> tuple[int | None, str]:
     """The slots per replica the predictive algorithm sizes a lease with, and where they come from: the lease's
-    annotation, else what its pods report (:func:`reported_slots`), else what they showed they run when saturated
-    (``learned``, :func:`learned_batch`), else the policy's ``predictive.slotsPerReplica``. Its default (1, Triton's
-    default model configuration) is not applied to a lease read from vLLM's series: (None, why)."""
+    annotation, else what its pods showed they run when saturated (``learned``, :func:`learned_batch`), else what
+    they report (:func:`reported_slots`: NIM's ``num_request_max`` is ``--max-num-seqs``, more than a pod runs when
+    its KV cache fills first), else the policy's ``predictive.slotsPerReplica``. Its default (1, Triton's default
+    model configuration) is not applied to a lease read from vLLM's series: (None, why)."""
     if annotated:
         return annotated, "the slots-per-replica annotation"
-    if reported:
-        return reported, "the pods' num_request_max"
     if learned:
         return learned, LEARNED_SOURCE
+    if reported:
+        return reported, "the pods' num_request_max"
     if policy.stated_slots is not None:
         return policy.stated_slots, "the policy's predictive.slotsPerReplica"
     if vllm:

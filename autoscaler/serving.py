@@ -81,7 +81,8 @@ Other outputs
   is the fraction of time *any* kernel runs, which saturates earlier with several instances; we take
   the GPU as proportionally busy.
 * ``kv_usage`` (``vllm:kv_cache_usage_perc``) is the prompt + output tokens of the running requests
-  over ``kv_cache_tokens``; a request holds its whole allocation while it runs.
+  over ``kv_cache_tokens``; a request holds its whole allocation while it runs. Set, ``kv_cache_tokens`` also
+  limits what a :class:`Replica` runs at once (first come, first served), as vLLM's scheduler does.
 * Without token counts a request is taken to have ``default_prompt_tokens`` / ``default_output_tokens``.
 """
 
@@ -144,7 +145,12 @@ class ServingConfig:
     """Squared CV of inter-arrival times inside a step, for the fleet's stationary term (1 = Poisson)."""
     max_queue: int | None = None
     kv_cache_tokens: float | None = None
-    """KV-cache capacity in tokens; default ``slots * (default_prompt_tokens + default_output_tokens) * 1.25``."""
+    """KV-cache capacity in tokens. Set, it also limits what runs at once in :class:`Replica` (the live sandbox):
+    a request starts only once its prompt and output tokens fit beside those of the requests running (vLLM's
+    scheduler, first come first served: the head of the queue waits for room, and those behind it wait too), so a
+    replica whose requests are long runs fewer than its slots. Unset, only the KV-cache gauge uses a capacity,
+    ``slots * (default_prompt_tokens + default_output_tokens) * 1.25``. The replay's fleet model does not limit
+    its batch by it."""
     default_prompt_tokens: float = 512.0
     default_output_tokens: float = 128.0
     rate_smoothing_s: float = 5.0
@@ -297,6 +303,8 @@ class Replica:
         self._running_tokens = 0.0
         self._busy_done = 0.0  # slot-seconds of finished requests
         self._last_tail = start_time  # finish time of the last request assigned
+        self._last_start = start_time  # start time of the last request assigned
+        self._inflight_tokens = 0.0  # KV-cache tokens of the requests running or waiting
 
     # -- inputs ------------------------------------------------------------------------------------
 
@@ -317,8 +325,12 @@ class Replica:
             self.counters.failure_rejected += 1
             return Admission(False, t)
         s = self.service_seconds(prompt_tokens, output_tokens) if service_s is None else service_s
+        p = self.config.default_prompt_tokens if prompt_tokens is None else float(prompt_tokens)
+        o = self.config.default_output_tokens if output_tokens is None else float(output_tokens)
         free_at, slot = self._slots[0]
-        start = max(t, free_at)
+        start = max(t, free_at, self._last_start)  # FIFO: a request never starts before one that came earlier
+        if self.config.kv_cache_tokens is not None and self._inflight_tokens + p + o > self.config.kv_cache_tokens:
+            start = self._kv_start(start, p + o, self.config.kv_cache_tokens)
         finish = start + s
         heapq.heapreplace(self._slots, (finish, slot))
         inst = slot // self.config.max_batch_size
@@ -329,14 +341,28 @@ class Replica:
             self._batch_start[inst] = start
             self._batch_size[inst] = 1
             opens = True
-        p = self.config.default_prompt_tokens if prompt_tokens is None else float(prompt_tokens)
-        o = self.config.default_output_tokens if output_tokens is None else float(output_tokens)
         req = _Req(t, start, finish, p + o, p, o, opens)
         self._seq += 1
         heapq.heappush(self._waiting, (start, self._seq, req))
         self._last_tail = max(self._last_tail, finish)
+        self._last_start = start
+        self._inflight_tokens += p + o
         self.advance_to(t)  # a request that starts at once is running at once
         return Admission(True, t, start, finish)
+
+    def _kv_start(self, earliest: float, tokens: float, capacity: float) -> float:
+        """When a request of ``tokens`` fits in the KV cache beside the requests admitted before it, from
+        ``earliest`` on (they all start by then: FIFO). Their usage only falls after that, one finish at a time; a
+        request larger than the whole cache runs alone."""
+        ahead = sorted((r.finish, r.tokens) for _, _, r in (*self._running, *self._waiting) if r.finish > earliest)
+        used = sum(tok for _, tok in ahead)
+        start = earliest
+        for finish, tok in ahead:
+            if used + tokens <= capacity:
+                break
+            used -= tok
+            start = finish
+        return start
 
     def advance_to(self, t: float) -> None:
         """Move the clock to ``t``: start and finish whatever is due by then."""
@@ -355,6 +381,7 @@ class Replica:
             self._n_running -= 1
             self._running_start_sum -= req.start
             self._running_tokens -= req.tokens
+            self._inflight_tokens -= req.tokens
             compute = req.finish - req.start
             self._busy_done += compute
             c.success += 1
@@ -368,6 +395,8 @@ class Replica:
         if not self._running:
             self._running_start_sum = 0.0  # avoid drift
             self._running_tokens = 0.0
+            if not self._waiting:
+                self._inflight_tokens = 0.0
 
     def drain(self) -> None:
         """Stop accepting arrivals; what is queued or running still completes."""

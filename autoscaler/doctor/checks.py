@@ -547,8 +547,10 @@ async def check_predictive(ctx: Context, leases: Sequence[Lease]) -> list[Findin
                     "algorithm then takes a replica for less than it serves, and keeps too many", annotate + str(seen),
                     lease.key))
             else:
+                kv = (f"; fewer than the {reported} its pods report (num_request_max): their KV cache fills first"
+                      if source == LEARNED_SOURCE and reported and reported > SLOTS_TOLERANCE * slots else "")
                 out.append(Finding("predictive", OK, f"sized from {server}'s request counters of {len(parts)} pod(s), "
-                                   f"{slots} slot(s) per replica from {source}{seen_text}", subject=lease.key))
+                                   f"{slots} slot(s) per replica from {source}{seen_text}{kv}", subject=lease.key))
     return out
 
 

@@ -297,7 +297,10 @@ async def test_predictive_leases_on_vllm_and_nim_pods_are_sized_from_their_metri
     vLLM's finished requests and inference time, and their queueTime is vLLM's queue-time histogram: a plain vLLM
     lease whose slots are annotated, and a NIM lease whose slots come from NIM's num_request_max. A plain vLLM lease
     with no slots stated is left to the HPA rule, with a PredictiveUnavailable Event saying what to annotate (vLLM
-    runs many requests at once, so the policy's default of one would size it far too large)."""
+    runs many requests at once, so the policy's default of one would size it far too large), until its pods are
+    saturated: then it is sized on the batch they ran while requests kept waiting (a SlotsLearned Event), also after
+    a restart (read back from Prometheus). A NIM lease whose KV cache fills before its num_request_max is sized on
+    the batch it runs, not on what it reports."""
     pfile = env.policy_file.with_name("policy-predictive-vllm.yaml")
     pfile.write_text(env.policy_file.read_text() + """
   algorithm: predictive
@@ -305,14 +308,17 @@ async def test_predictive_leases_on_vllm_and_nim_pods_are_sized_from_their_metri
                scaleDownWindowSeconds: 4, startupSeconds: 1, violationTarget: 0.05, panicQueueFactor: 0}
 """)
     sized_leases = {"vllm-pred": "vllm", "nim-sized": "nim"}
-    for name, kind in {**sized_leases, "vllm-unsized": "vllm"}.items():
+    # nim-kv: NIM says 4 (its num_request_max), but its KV cache holds two requests' tokens (640 each)
+    serving = {**{n: SERVING for n in (*sized_leases, "vllm-unsized")}, "nim-kv": {**SERVING, "concurrency": 4,
+                                                                                  "kvCacheTokens": 1280}}
+    for name, kind in {**sized_leases, "vllm-unsized": "vllm", "nim-kv": "nim"}.items():
         slots = {P + "slots-per-replica": "2"} if name == "vllm-pred" else {}  # NIM says 2 (its num_request_max)
-        env.cluster.create_deployment(name, namespace="default", replicas=1, kind=kind, serving=SERVING,
+        env.cluster.create_deployment(name, namespace="default", replicas=1, kind=kind, serving=serving[name],
                                       annotations={P + "enabled": "true", P + "max-replicas": "4", **slots})
-    for name in (*sized_leases, "vllm-unsized"):
+    for name in serving:
         await env.cluster.wait_for_ready("default", name)
     async with env.controller(policy_file=str(pfile)) as ctl:
-        for name in sized_leases:
+        for name in (*sized_leases, "nim-kv"):
             await env.load(name, {"profile": {"type": "constant", "rate": 100}})
 
         def sized(name: str, replicas: int = 3) -> bool:
@@ -327,6 +333,12 @@ async def test_predictive_leases_on_vllm_and_nim_pods_are_sized_from_their_metri
                        "an Event saying the unsized vLLM lease needs its slots")
         last = ctl.runtime[("default", "vllm-unsized")].last
         assert not last["message"].startswith("predictive:") and env.replicas("vllm-unsized") == 1, last
+        # the NIM lease whose KV cache fills first is sized on the two requests it runs, not the four it reports
+        await wait_for(lambda: sized("nim-kv") and "on 2 slots a replica" in ctl.runtime[("default", "nim-kv")]
+                       .last["message"], 30, "the KV-bound NIM lease sized on the batch it runs")
+        await env.dataplane.stop_load("default", "nim-kv")
+    (e,) = [e for e in env.events("nim-kv") if e["reason"] == "SlotsLearned"]
+    assert "sized on 2 slots a replica" in e["message"] and "fewer than the 4 its pods report" in e["message"], e
     for name in sized_leases:
         await env.dataplane.stop_load("default", name)
         reasons = {h["reason"] for h in ctl.runtime[("default", name)].history}

@@ -208,7 +208,8 @@ async def test_a_starting_pod_without_series_is_not_a_scrape_problem(env: Env) -
 
 async def test_predictive_leases_have_request_counters_and_known_slots(env: Env) -> None:
     """The predictive check, per predictive lease: a Triton lease sized with the policy's default slot, said as such;
-    a NIM lease with the slots its pods report (num_request_max); a plain vLLM lease with no slots stated, sized with
+    a NIM lease whose KV cache fills first, sized on the 5 requests it runs, not the 8 it reports (num_request_max);
+    a plain vLLM lease with no slots stated, sized with
     the batch its pod ran while requests kept waiting (4 slots, overloaded), as the controller learns it, and
     warned when an annotation states other slots; a vLLM lease never saturated, which the controller leaves to the
     HPA rule; pods not scraped, whose lease has no request counters at all, with the diagnosis of the series check."""
@@ -218,7 +219,8 @@ async def test_predictive_leases_have_request_counters_and_known_slots(env: Env)
                         "metadata": {"name": "predictive-3s", "namespace": "inference-autoscaler"},
                         "data": {"policy.yaml": POLICY + "  predictive: {rateWindowSeconds: 3}\n"}})
     pred = {P + "enabled": "true", P + "algorithm": "predictive"}
-    leases = (("triton", "triton", {}), ("nim", "nim", {"serving": {"concurrency": 8}}), ("vllm", "vllm", {}),
+    kv = {"concurrency": 8, "kvCacheTokens": 5 * 640}  # NIM says 8; its KV cache holds five 640-token requests
+    leases = (("triton", "triton", {}), ("nim", "nim", {"serving": kv}), ("vllm", "vllm", {}),
               ("idle", "vllm", {}), ("dark", "triton", {"scrape": False}))
     for name, kind, extra in leases:
         env.cluster.create_deployment(name, namespace=ns, replicas=1, kind=kind, annotations=pred, **extra)
@@ -227,13 +229,16 @@ async def test_predictive_leases_have_request_counters_and_known_slots(env: Env)
     url = env.dataplane.prometheus_url
     await _until(url, f'rate(nv_inference_request_success{{namespace="{ns}"}}[30s])', True)
     await _until(url, f'count(count by (pod) (rate(vllm:request_success_total{{namespace="{ns}"}}[30s]))) == 3', True)
-    await env.dataplane.start_load(ns, "vllm", {"profile": {"type": "constant", "rate": 200}})  # 100 req/s a pod
-    m = f'namespace="{ns}", pod=~"vllm-.*"'
+    for name in ("vllm", "nim"):  # 200 req/s: more than either runs (100 and 125 req/s)
+        await env.dataplane.start_load(ns, name, {"profile": {"type": "constant", "rate": 200}})
     try:  # running requests while some waited at every sample of 3 s
-        await _until(url, f"max_over_time((sum(vllm:num_requests_running{{{m}}}) and "
-                          f"sum(min_over_time(vllm:num_requests_waiting{{{m}}}[3s])) > 0)[1h:5s])", True)
+        for name in ("vllm", "nim"):
+            m = f'namespace="{ns}", pod=~"{name}-.*"'
+            await _until(url, f"max_over_time((sum(vllm:num_requests_running{{{m}}}) and "
+                              f"sum(min_over_time(vllm:num_requests_waiting{{{m}}}[3s])) > 0)[1h:5s])", True)
     finally:
-        await env.dataplane.stop_load(ns, "vllm")
+        for name in ("vllm", "nim"):
+            await env.dataplane.stop_load(ns, name)
     (dark,) = [p for p in env.cluster.store.list_objects(PODS.storage_key, ns) if p["metadata"]["name"].startswith("dark-")]
     for cond in dark["status"]["conditions"]:  # Ready for five minutes: long enough to have had a rate
         cond["lastTransitionTime"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - 300))
@@ -246,8 +251,8 @@ async def test_predictive_leases_have_request_counters_and_known_slots(env: Env)
     assert f.status == OK and "sized from Triton's request counters of 1 pod(s), 1 slot(s) per replica from the " \
         "policy's default" in f.detail, f
     (f,) = pick(fs, "predictive", f"{ns}/nim")
-    assert f.status == OK and "vLLM's request counters" in f.detail and "8 slot(s) per replica from the pods' " \
-        "num_request_max" in f.detail, f
+    assert f.status == OK and "vLLM's request counters" in f.detail and "5 slot(s) per replica from the batch its " \
+        "pods ran while requests waited; fewer than the 8 its pods report (num_request_max)" in f.detail, f
     (f,) = pick(fs, "predictive", f"{ns}/vllm")
     assert f.status == OK and "4 slot(s) per replica from the batch its pods ran while requests waited" in f.detail, f
     (f,) = pick(fs, "predictive", f"{ns}/idle")

@@ -900,8 +900,9 @@ def test_without_request_data_the_replay_falls_back_to_the_hpa_core_as_the_contr
 def test_slots_are_learnt_from_saturated_pods_and_yield_to_what_is_stated() -> None:
     """A vLLM lease's slots: the median of its pods' largest batch while saturated (a pod's largest, not its last:
     a batch varies with the requests' lengths), the most recent BATCH_PODS pods only (a new model version's pods
-    replace the old ones' figures). The annotation and NIM's reported slots come first; learnt slots come before
-    the policy's stated value, and a vLLM lease with none of them is not sized at all."""
+    replace the old ones' figures). The annotation comes first; learnt slots come before NIM's reported ones (its
+    --max-num-seqs, more than it runs when its KV cache fills first) and the policy's stated value, and a vLLM
+    lease with none of them is not sized at all."""
     from autoscaler.config import PredictiveSettings
     from autoscaler.observe import BATCH_PODS, LEARNED_SOURCE, learned_batch, note_batches, resolve_slots
 
@@ -916,6 +917,7 @@ def test_slots_are_learnt_from_saturated_pods_and_yield_to_what_is_stated() -> N
     assert resolve_slots(None, None, True, default, 28) == (28, LEARNED_SOURCE)
     assert resolve_slots(None, None, True, stated, 28) == (28, LEARNED_SOURCE)
     assert resolve_slots(None, None, True, stated, None)[0] == 4
-    assert resolve_slots(16, 8, True, default, 28)[0] == 16 and resolve_slots(None, 8, True, default, 28)[0] == 8
+    assert resolve_slots(16, 8, True, default, 28)[0] == 16 and resolve_slots(None, 32, True, default, 28)[0] == 28
+    assert resolve_slots(None, 32, True, stated, None) == (32, "the pods' num_request_max")
     assert resolve_slots(None, None, True, default, None)[0] is None
     assert resolve_slots(None, None, False, default, None)[0] == default.slots_per_replica

@@ -67,6 +67,26 @@ def test_replica_fifo_by_hand() -> None:
     assert r.busy_slot_seconds == pytest.approx(4.0)
 
 
+def test_replica_kv_cache_limits_the_batch_first_come_first_served() -> None:
+    """With a KV cache of 4,000 tokens, 8 slots run only four 1,000-token requests at once (the batch a vLLM pod
+    runs when its cache fills before --max-num-seqs); a long request at the head of the queue waits for room and
+    the short one behind it waits too (first come, first served); without the cache set the slots decide."""
+    cfg = ServingConfig(concurrency=8, service_time_ms=1000, kv_cache_tokens=4000)
+    r = Replica(cfg)
+    adm = [r.arrive(0.0, prompt_tokens=900, output_tokens=100) for _ in range(10)]
+    assert [a.start for a in adm] == [0.0] * 4 + [1.0] * 4 + [2.0] * 2
+    assert (r.running, r.pending, r.kv_usage) == (4, 6, 1.0)
+    r.advance_to(3.0)
+    assert r.idle and r.counters.success == 10
+    r = Replica(cfg, start_time=10.0)
+    first = [r.arrive(10.0, prompt_tokens=900, output_tokens=100) for _ in range(2)]  # 2,000 tokens running
+    long = r.arrive(10.5, prompt_tokens=2900, output_tokens=100)  # 3,000: room only once both finish
+    short = r.arrive(10.6, prompt_tokens=50, output_tokens=50)  # would fit at once, but comes after the long one
+    assert [a.finish for a in first] == [11.0, 11.0] and (long.start, short.start) == (11.0, 11.0)
+    unlimited = Replica(ServingConfig(concurrency=8, service_time_ms=1000))
+    assert [unlimited.arrive(0.0, 900, 100).start for _ in range(10)] == [0.0] * 8 + [1.0] * 2
+
+
 def test_replica_batches_count_executions() -> None:
     """Requests that start together on one instance form one execution (count / exec = batch size)."""
     r = Replica(ServingConfig(instances=1, max_batch_size=4, service_time_ms=100))
