@@ -192,7 +192,7 @@ class LeaseRuntime:
     rates: tuple[float, float] | None = None  # predictive: the rate seen and the rate sized for (on /metrics)
     batch_peaks: dict[str, tuple[float, float]] = field(default_factory=dict)  # pod: (largest batch saturated, when)
     batch_history: bool = False  # the pods' saturated batches of the last hour were asked of Prometheus
-    learned_slots: int | None = None  # the slots last learnt from batch_peaks (an Event when they change)
+    learned_slots: int | None = None  # the learnt slots last announced in a SlotsLearned Event
     outside_changes: list[float] = field(default_factory=list)  # when replicas changed outside us, last FIGHT_WINDOW_S
 
     def leave_predictive(self) -> None:
@@ -225,6 +225,7 @@ _LIMIT_REASONS = frozenset({PredictiveReason.TOO_MANY_REPLICAS, PredictiveReason
 FIGHT_WINDOW_S, FIGHT_CHANGES = 600.0, 3  # this many outside changes of replicas in this window: another writer
 SEED_CONCURRENCY = 2  # recurring-load histories read from Prometheus at once (a restart reads one per lease)
 BATCH_HISTORY_S = 3600.0  # how far back a vLLM lease's saturated batches are read after a (re)start
+LEARNED_CHANGE = 0.25  # a SlotsLearned Event when the learnt slots move by more than this fraction (a KV-bound batch varies)
 
 
 @dataclass
@@ -836,18 +837,21 @@ class Controller:
         params = self._predictive_params(target_us)
         stats = results.get("requestStats")
         parts = lease_parts(lease.namespace, pods, stats)
-        p.rt.batch_peaks = note_batches(p.rt.batch_peaks, saturated_batches(parts), now)
+        p.rt.batch_peaks = note_batches(p.rt.batch_peaks, saturated_batches(parts), now,
+                                        (q.name for q in pods if not q.deleting))
         learned = learned_batch(p.rt.batch_peaks)
         reported, vllm = reported_slots(parts.values())
         slots, source = resolve_slots(lease.slots_per_replica, reported, vllm, settings, learned)
-        if source == LEARNED_SOURCE and learned != p.rt.learned_slots:
+        announced = p.rt.learned_slots
+        if source == LEARNED_SOURCE and learned and (not announced or abs(learned - announced) > LEARNED_CHANGE
+                                                     * announced):
             self._pending_events.append(self.events.record(p.obj, "Normal", "SlotsLearned", learned_slots_message(
-                learned, p.rt.learned_slots, len(p.rt.batch_peaks), reported), now))
+                learned, announced, len(p.rt.batch_peaks), reported), now))
             p.rt.learned_slots = learned
+        if learned is None and not lease.slots_per_replica and (vllm or reported) and not p.rt.batch_history:
+            p.rt.batch_history = True  # once a runtime: what a previous controller saw saturated, if anything
+            self._read_batches(lease, p.rt)
         if slots is None:  # vLLM runs many at once and does not say how many: one would be far off
-            if not p.rt.batch_history:
-                p.rt.batch_history = True
-                self._read_batches(lease, p.rt)
             self._pending_events.append(self.events.record(p.obj, "Normal", "PredictiveUnavailable",
                                                            unknown_slots_message(lease.metrics), now))
             return None

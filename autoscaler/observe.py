@@ -201,17 +201,27 @@ def median_int(values: Iterable[float]) -> int | None:
 BATCH_PODS = 16  # the most recently saturated pods whose batch the learnt slots are the median of
 
 
-def note_batches(peaks: Mapping[str, tuple[float, float]], seen: Mapping[str, float],
-                 now: float) -> dict[str, tuple[float, float]]:
+def note_batches(peaks: Mapping[str, tuple[float, float]], seen: Mapping[str, float], now: float,
+                 live: Iterable[str] = ()) -> dict[str, tuple[float, float]]:
     """Each pod's largest batch seen while saturated (:func:`saturated_batches`), with when it was last saturated:
-    ``peaks`` updated with ``seen`` at ``now``, keeping the ``BATCH_PODS`` most recently saturated pods (a
-    Deployment's pods come and go; a new model version's replace the old ones' figures)."""
+    ``peaks`` updated with ``seen`` at ``now``, keeping the ``BATCH_PODS`` most recently saturated pods. With the
+    ``live`` pods' names, the pods of a ReplicaSet none of them belongs to are forgotten: after a rollout the new
+    template (another model, GPU or ``--max-num-seqs``) is learnt afresh, and a figure too small for it cannot keep
+    the lease too large for ever (it would never be saturated again to correct it)."""
     out = dict(peaks)
     for pod, batch in seen.items():
         out[pod] = (max(batch, out.get(pod, (0.0, now))[0]), now)
+    templates = {replica_set(name) for name in live}
+    if templates:
+        out = {pod: v for pod, v in out.items() if replica_set(pod) in templates}
     if len(out) > BATCH_PODS:
         out = dict(sorted(out.items(), key=lambda kv: kv[1][1])[-BATCH_PODS:])
     return out
+
+
+def replica_set(pod: str) -> str:
+    """The ReplicaSet a Deployment's pod belongs to, from its name (``<deployment>-<template hash>-<suffix>``)."""
+    return pod.rsplit("-", 1)[0]
 
 
 def learned_batch(peaks: Mapping[str, tuple[float, float]]) -> int | None:

@@ -899,8 +899,8 @@ def test_without_request_data_the_replay_falls_back_to_the_hpa_core_as_the_contr
 
 def test_slots_are_learnt_from_saturated_pods_and_yield_to_what_is_stated() -> None:
     """A vLLM lease's slots: the median of its pods' largest batch while saturated (a pod's largest, not its last:
-    a batch varies with the requests' lengths), the most recent BATCH_PODS pods only (a new model version's pods
-    replace the old ones' figures). The annotation comes first; learnt slots come before NIM's reported ones (its
+    a batch varies with the requests' lengths), the most recent BATCH_PODS pods only, of the ReplicaSets that still
+    have live pods (a rollout's new template is learnt afresh). The annotation comes first; learnt slots come before NIM's reported ones (its
     --max-num-seqs, more than it runs when its KV cache fills first) and the policy's stated value, and a vLLM
     lease with none of them is not sized at all."""
     from autoscaler.config import PredictiveSettings
@@ -913,6 +913,13 @@ def test_slots_are_learnt_from_saturated_pods_and_yield_to_what_is_stated() -> N
     for i in range(BATCH_PODS):  # a new version's pods, saturated at 8
         peaks = note_batches(peaks, {f"new-{i}": 8.0}, now=100.0 + i)
     assert len(peaks) == BATCH_PODS and learned_batch(peaks) == 8
+    # a rollout: once no live pod is of the old ReplicaSet, its pods' batches are forgotten
+    peaks = note_batches({"m-old-a": (30.0, 1.0), "m-old-b": (30.0, 2.0), "m-new-c": (12.0, 3.0)}, {}, 4.0,
+                         live=["m-old-a", "m-new-d"])
+    assert learned_batch(peaks) == 30 and len(peaks) == 3  # the old template still runs: both kept
+    peaks = note_batches(peaks, {}, 5.0, live=["m-new-c", "m-new-d"])
+    assert learned_batch(peaks) == 12 and list(peaks) == ["m-new-c"]
+    assert note_batches(peaks, {}, 6.0, live=["m-newer-e"]) == {}
     default, stated = PredictiveSettings(), PredictiveSettings(slots_per_replica=4)
     assert resolve_slots(None, None, True, default, 28) == (28, LEARNED_SOURCE)
     assert resolve_slots(None, None, True, stated, 28) == (28, LEARNED_SOURCE)
