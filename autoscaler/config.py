@@ -143,8 +143,8 @@ def _default_metrics() -> dict[str, MetricPolicy]:
     }
 
 
-Server = Literal["triton", "vllm"]
-SERVER_NAMES: tuple[Server, ...] = ("triton", "vllm")
+Server = Literal["triton", "vllm", "nim"]
+SERVER_NAMES: tuple[Server, ...] = ("triton", "vllm", "nim")
 
 
 class PrometheusSettings(_Strict):
@@ -168,7 +168,8 @@ class PrometheusSettings(_Strict):
     servers: list[Server] = Field(
         default_factory=lambda: list(SERVER_NAMES), min_length=1,
         description="whose request series queueTime (raw) and the predictive algorithm read, each pod from the "
-                    "first it has: [triton] spares Prometheus the vLLM selectors in a Triton-only cluster")
+                    "first it has (nim: NIM for LLMs' un-prefixed names, for pods without vLLM's): [triton] spares "
+                    "Prometheus the vLLM and NIM selectors in a Triton-only cluster")
 
 
 class PolicyIn(_Strict):

@@ -291,7 +291,7 @@ def no_request_data_message(pods: int, kind: MetricKind, params: PredictiveParam
     counters = kind.success_counters if isinstance(kind, RequestStats) else kind.raw_series[:1]
     series = " nor ".join(counters) or kind.name
     return (f"no request rate: {pods} pod(s) Ready for over {SETTLE_RATE_WINDOWS * params.rate_window_s:.0f}s export "
-            f"neither {series} (not a Triton or vLLM server, or not scraped), so the predictive algorithm cannot "
+            f"neither {series} (not a Triton, vLLM or NIM server, or not scraped), so the predictive algorithm cannot "
             "size this lease; "
             f"the HPA rule decides on its metrics ({', '.join(m.name for m in metrics) or 'none'}) instead. Annotate "
             f"{ANNOTATION_PREFIX}algorithm=hpa to choose that explicitly")

@@ -99,8 +99,9 @@ def test_bad_policy_is_rejected_with_location(text: str, fragment: str) -> None:
 
 
 def test_prometheus_servers_choose_whose_request_series_are_read() -> None:
-    """prometheus.servers (default both): [triton] leaves vLLM's selectors out of the request-statistics and raw
-    queue-time queries, which a Triton-only cluster's Prometheus would evaluate for nothing."""
+    """prometheus.servers (default all three): [triton] leaves vLLM's and NIM's selectors out of the
+    request-statistics and raw queue-time queries, which a Triton-only cluster's Prometheus would evaluate for
+    nothing."""
     from autoscaler.metrics import LeaseTarget
     from autoscaler.metrics.registry import kind_for
 
@@ -108,9 +109,12 @@ def test_prometheus_servers_choose_whose_request_series_are_read() -> None:
     both = parse_policy("autoscaling: {prometheus: {queueTimeRecordingRule: false}}").autoscaling
     triton = parse_policy("autoscaling: {prometheus: {queueTimeRecordingRule: false, servers: [triton]}}").autoscaling
     for name in ("requestStats", "queueTime"):
-        assert "vllm:" in kind_for(name, None, both).build(lease), name
+        query = kind_for(name, None, both).build(lease)
+        assert "vllm:" in query and "num_request_max" in query and " request_success_total" not in query, name
+        assert "(request_success_total{" in query, name  # NIM's un-prefixed names, read too
         query = kind_for(name, None, triton).build(lease)
-        assert "vllm:" not in query and "nv_inference_request_success" in query, name
+        assert "vllm:" not in query and "request_success_total" not in query, name
+        assert "num_request" not in query and "nv_inference_request_success" in query, name
     vllm = parse_policy("autoscaling: {prometheus: {servers: [vllm]}}").autoscaling
     assert "nv_inference" not in kind_for("requestStats", None, vllm).build(lease)
 

@@ -64,8 +64,8 @@ ENABLED = ANNOTATION_PREFIX + "enabled"
 
 # The raw series each built-in kind reads (to tell "absent" from "labelled differently").
 EXPORTERS = {
-    "queueTime": "Triton's metrics endpoint (port 8002, /metrics) or vLLM's (/metrics; NIM's /v1/metrics)",
-    "requestStats": "Triton's metrics endpoint (port 8002, /metrics) or vLLM's (/metrics; NIM's /v1/metrics)",
+    "queueTime": "Triton's metrics endpoint (port 8002, /metrics), vLLM's (/metrics) or NIM's (/v1/metrics)",
+    "requestStats": "Triton's metrics endpoint (port 8002, /metrics), vLLM's (/metrics) or NIM's (/v1/metrics)",
     "gpuUtilization": "NVIDIA dcgm-exporter (GPU Operator)",
     "kvCacheUsage": "the vLLM / NIM metrics endpoint (/metrics or NIM's /v1/metrics)",
     "cpuUtilization": "the kubelet's cAdvisor endpoint (/metrics/cadvisor)",
@@ -483,7 +483,7 @@ async def _saturated_batch(client: PrometheusClient, kind: RequestStats, ns: str
 
 
 async def check_predictive(ctx: Context, leases: Sequence[Lease]) -> list[Finding]:
-    """Per predictive lease: whether its pods' request counters (Triton's or vLLM's) are there to size it, and the
+    """Per predictive lease: whether its pods' request counters (Triton's, vLLM's or NIM's) are there to size it, and the
     slots per replica it is sized with and where they come from; a vLLM lease whose slots nobody states is left to the
     HPA rule by the controller."""
     if not ctx.prometheus_ok:
@@ -515,8 +515,8 @@ async def check_predictive(ctx: Context, leases: Sequence[Lease]) -> list[Findin
                     continue
                 detail, fix = await _diagnose(client, ctx.policy, kind, ns, ready)
                 out.append(Finding(
-                    "predictive", WARN, f"no request counters for {len(ready)} Ready pod(s), neither Triton's nor "
-                    f"vLLM's, so the HPA rule decides this lease on its metrics ({metrics}): {detail}",
+                    "predictive", WARN, f"no request counters for {len(ready)} Ready pod(s), none of Triton's, "
+                    f"vLLM's or NIM's, so the HPA rule decides this lease on its metrics ({metrics}): {detail}",
                     f"{fix}; or state it: kubectl -n {ns} annotate deployment {name} --overwrite "
                     f"{ANNOTATION_PREFIX}algorithm=hpa", lease.key))
                 continue

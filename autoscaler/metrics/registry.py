@@ -70,7 +70,8 @@ def kind_for(name: str, query: str | None, autoscaling: Autoscaling, registry: M
     if name == "queueTime":
         return reg.create(name, {"source": "recorded" if prom.queue_time_rule else "raw", "window_s": prom.rate_window_s,
                                  "max_sample_age_s": prom.max_sample_age_s,
-                                 **({} if "vllm" in prom.servers else {"vllm_histogram": ""})})
+                                 **({} if "vllm" in prom.servers else {"vllm_histogram": ""}),
+                                 **({} if "nim" in prom.servers else {"nim_waiting": ""})})
     if name == "requestStats":
         pred = autoscaling.predictive
         # service and queue time over twice the rate window (60 s with the shipped 30 s)

@@ -12,7 +12,7 @@ pod lifecycle events with full Kubernetes pod objects; the data plane does the r
 
 A pod belongs to the deployment named by its ``ownerReferences`` (a ``Deployment`` owner, or a
 ``ReplicaSet`` owner ``<deployment>-<hash>``) or else by its ``app`` label. Pod annotations
-``sandbox.inference-autoscaler.io/kind`` (``triton`` | ``nim`` | ``vllm``) and
+``sandbox.inference-autoscaler.io/kind`` (``triton`` | ``nim`` | ``vllm`` | ``nim-legacy``) and
 ``sandbox.inference-autoscaler.io/serving`` (JSON, see :class:`~autoscaler.serving.ServingConfig`)
 configure it; the container name and CPU request come from ``spec.containers[0]``. With
 ``sandbox.inference-autoscaler.io/scrape: "false"`` its own endpoint is not a scrape target (a pod no PodMonitor
@@ -33,6 +33,8 @@ from autoscaler.sandbox.controllers import ANN_KIND, ANN_SCRAPE, ANN_SERVING, is
 from autoscaler.sandbox.load import LoadDriver, LoadSpec, LoadStats
 from autoscaler.sandbox.pods import (
     DEFAULT_NODE,
+    NIM_KINDS,
+    SERVING_KINDS,
     MetricsServer,
     NodeExporters,
     SimPod,
@@ -146,7 +148,7 @@ class DataPlane:
         containers = spec.get("containers") or [{}]
         c0 = containers[0]
         kind = str(ann.get(ANN_KIND, "triton")).lower()
-        if kind not in ("triton", "nim", "vllm"):
+        if kind not in SERVING_KINDS:
             log.warning("pod %s/%s: unknown %s %r, using triton", *key, ANN_KIND, kind)
             kind = "triton"
         try:
@@ -180,7 +182,7 @@ class DataPlane:
         labels.update({
             "namespace": sim.namespace, "pod": sim.name, "container": sim.container, "endpoint": "metrics",
             "job": f"{sim.namespace}/{sim.deployment}",
-            "__metrics_path__": "/v1/metrics" if sim.kind == "nim" else "/metrics",
+            "__metrics_path__": "/v1/metrics" if sim.kind in NIM_KINDS else "/metrics",
         })
         return labels
 

@@ -11,6 +11,8 @@ format Prometheus scrapes, with the names, types, units and labels of the real e
   un-prefixed NIM names, on ``/v1/metrics`` (NIM's path; ``/metrics`` answers too). Its histograms (queue and
   inference time per request) are observed when a request finishes, as vLLM does.
 * kind ``vllm``: a plain ``vllm serve``: the same ``vllm:*`` metrics, without the NIM names, on ``/metrics``.
+* kind ``nim-legacy``: an older NIM: the un-prefixed NIM names only (no ``vllm:*``, so no time histograms), on
+  ``/v1/metrics``.
 
 Node-level exporters are separate targets, one of each per node (``spec.nodeName``, default
 ``sandbox-node``), as a DaemonSet would be:
@@ -48,6 +50,8 @@ Clock = Callable[[], float]
 GPU_MODEL_NAME = "NVIDIA H100 80GB HBM3"
 GPU_MEMORY_TOTAL_BYTES = 85520809984
 DEFAULT_NODE = "sandbox-node"
+SERVING_KINDS = ("triton", "nim", "vllm", "nim-legacy")
+NIM_KINDS = ("nim", "nim-legacy")  # serve on NIM's /v1/metrics
 
 
 def gpu_uuid_for(key: str) -> str:
@@ -240,7 +244,14 @@ class SimPod:
 
     def render(self) -> str:
         t = self.sync()
-        return self._render_triton(t) if self.kind == "triton" else self._render_vllm(t)
+        if self.kind == "triton":
+            return self._render_triton(t)
+        if self.kind == "nim-legacy":
+            e = _Exposition()
+            self._render_nim_names(e)
+            self._gpu_util(self._util_triton, t)
+            return e.text()
+        return self._render_vllm(t)
 
     def _render_triton(self, t: float) -> str:
         r = self.replica
@@ -506,7 +517,7 @@ class MetricsServer:
 
 def pod_page(pod: SimPod) -> Callable[[str], str | None]:
     def render(path: str) -> str | None:
-        if path == "/metrics" or (pod.kind == "nim" and path == "/v1/metrics"):
+        if path == "/metrics" or (pod.kind in NIM_KINDS and path == "/v1/metrics"):
             return pod.render()
         return None
 

@@ -58,7 +58,8 @@ class ScenarioDeployment(BaseModel):
     name: str
     namespace: str = "default"
     replicas: int = Field(1, ge=0)
-    kind: Literal["triton", "nim", "vllm"] = Field("triton", description="serving kind: triton, nim, vllm")
+    kind: Literal["triton", "nim", "vllm", "nim-legacy"] = Field(
+        "triton", description="serving kind: triton, nim, vllm, nim-legacy (NIM's un-prefixed names only)")
     scrape: bool = Field(True, description="Prometheus scrapes its pods' own metrics (false: as without a "
                                            "PodMonitor; their GPUs are still on the node's dcgm-exporter)")
     startupSeconds: float | None = Field(None, ge=0, description="Running -> Ready delay of its pods")

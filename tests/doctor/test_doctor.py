@@ -276,7 +276,7 @@ async def test_predictive_leases_have_request_counters_and_known_slots(env: Env)
     (near,) = pick(await findings(), "predictive", f"{ns}/vllm")
     assert near.status == OK and "5 slot(s) per replica from the slots-per-replica annotation" in near.detail, near
     (f,) = pick(fs, "predictive", f"{ns}/dark")
-    assert f.status == WARN and "no request counters for 1 Ready pod(s), neither Triton's nor vLLM's" in f.detail, f
+    assert f.status == WARN and "no request counters for 1 Ready pod(s), none of Triton's, vLLM's or NIM's" in f.detail, f
     assert "no series is labelled with these pods" in f.detail and f"{P}algorithm=hpa" in f.fix, f
 
 

@@ -31,6 +31,7 @@ T0 = 1_700_003_600.0
 STEP = 15.0
 START = T0 - 600.0
 VLLM_POD, TRITON_POD = "chat-5d8c7-aaaaa", "chat-6b9d4-bbbbb"
+OLD_NIM_POD, WEB_POD = "nim-7d9f8-ccccc", "web-5c5c5-ddddd"
 RULES = Path(__file__).resolve().parents[2] / "config" / "rules" / "queue-time.rules.yaml"
 
 
@@ -127,6 +128,16 @@ def dataset() -> OpenMetricsWriter:
     w.add("vllm:num_requests_running", {"namespace": "team-a", "pod": "llm-a-0", **vllm}, gauge(3))
     w.add("vllm:num_requests_waiting", {"namespace": "team-a", "pod": "llm-a-0", **vllm},
           [(t, 1.0 if t == T0 else 0.0) for t in times()])
+    # NIM's un-prefixed names only (an older NIM): 4 req/s (+1 failed), 8 running and 2 waiting throughout
+    old_nim = {"namespace": "team-d", "pod": OLD_NIM_POD, "model_name": "llama"}
+    w.add("request_success_total", old_nim, counter(4.0))
+    w.add("request_failure_total", old_nim, counter(1.0))
+    w.add("num_requests_running", old_nim, gauge(8))
+    w.add("num_requests_waiting", old_nim, gauge(2))
+    w.add("num_request_max", old_nim, gauge(16))
+    # another application with names like NIM's, but no num_request_max: not read as NIM
+    w.add("request_success_total", {"namespace": "team-d", "pod": WEB_POD}, counter(50.0))
+    w.add("num_requests_waiting", {"namespace": "team-d", "pod": WEB_POD}, gauge(1))
     tri = {"namespace": "team-c", "pod": TRITON_POD, "model": "m", "version": "1"}
     w.add("nv_inference_request_success", tri, counter(2.0))
     w.add("nv_inference_request_failure", {**tri, "reason": "REJECTED"}, counter(0.5))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 
 import pytest
-from metrics_testdata import T0, TRITON_POD, VLLM_POD
+from metrics_testdata import OLD_NIM_POD, T0, TRITON_POD, VLLM_POD, WEB_POD
 
 from autoscaler.metrics import (
     CpuUtilization,
@@ -134,6 +134,28 @@ async def test_request_stats_of_triton_and_vllm_pods_in_one_query(client: Promet
     assert vllm.parts["compute_us"] / vllm.parts["success_long"] / 1e6 == pytest.approx(2.0)
 
 
+async def test_request_stats_of_an_older_nim_by_littles_law(client: PrometheusClient) -> None:
+    """A pod with only NIM's un-prefixed names (an older NIM image): its finished and failed requests, and, without
+    time counters, its service and queue time by Little's law from the running and waiting gauges (8 running at
+    4 req/s: 2 s a request; 2 waiting: 0.5 s); its slots from num_request_max. Another application's pod with a
+    request_success_total but no num_request_max is not read as NIM; queueTime reads the NIM pod the same way."""
+    from autoscaler.metrics.kinds.request_stats import TRITON, VLLM, RequestStats
+
+    lease = LeaseTarget.of("team-d", [OLD_NIM_POD, WEB_POD])
+    result = await fetch(client, RequestStats(), [lease], at=T0)
+    nim, web = result.outcomes[PodTarget("team-d", OLD_NIM_POD)], result.outcomes[PodTarget("team-d", WEB_POD)]
+    assert isinstance(nim, Ok) and isinstance(web, Empty), result.outcomes
+    assert nim.value == pytest.approx(5.0)
+    assert nim.parts == pytest.approx({"success": 4.0, "failure": 1.0, "success_long": 4.0, "compute_us": 8e6,
+                                       "queue_us": 2e6, "pending": 2.0, "slots": 16.0, "batch": 8.0, "vllm": 1.0})
+    assert nim.parts["compute_us"] / nim.parts["success_long"] / 1e6 == pytest.approx(2.0)
+    queue = await fetch(client, QueueTime(source="raw"), [lease], at=T0)
+    assert queue.outcomes[PodTarget("team-d", OLD_NIM_POD)] == Ok(pytest.approx(5e5))
+    assert isinstance(queue.outcomes[PodTarget("team-d", WEB_POD)], Empty), queue.outcomes
+    without = await fetch(client, RequestStats(servers=(TRITON, VLLM)), [lease], at=T0)
+    assert isinstance(without.outcomes[PodTarget("team-d", OLD_NIM_POD)], Empty)
+
+
 async def test_a_batch_is_read_only_while_requests_keep_waiting(client: PrometheusClient) -> None:
     """requestStats' ``batch`` part (what the controller learns a vLLM lease's slots from) is a pod's running
     requests only while some waited at every scrape of the window: a pod whose requests waited at the last scrape
@@ -249,8 +271,9 @@ def test_request_stats_interpretation() -> None:
     assert isinstance(out, Ok) and out.value == 10.0 and out.parts is not None and out.parts["compute_us"] == 5e5
     assert isinstance(k.interpret(PodSeries((), {"pending": s(3.0)}), 0.0), Empty)
     query = k.build([LeaseTarget.of("ns", ["p"])])
-    # eight parts, each Triton's or else vLLM's (vLLM has no failure counter, Triton no slot or running gauge)
-    assert query.count(" or ") == 7 + 5 and 'autoscaler_part", "pending"' in query
+    # eight parts, each Triton's or else vLLM's or else NIM's: vLLM has no failure counter, Triton no slot or running
+    # gauge, and vLLM's and NIM's slot gauge is one (num_request_max)
+    assert query.count(" or ") == 7 + 5 + 7 and 'autoscaler_part", "pending"' in query
 
 
 def test_a_value_too_large_for_a_quantity_is_not_finite() -> None:

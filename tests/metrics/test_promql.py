@@ -120,9 +120,12 @@ def test_registry_creates_known_kinds_and_names_bad_options() -> None:
     """The registry builds kinds from options and rejects unknown names or options precisely."""
     registry = default_registry()
     assert sorted(registry) == ["cpuUtilization", "gpuUtilization", "kvCacheUsage", "queueTime", "requestStats"]
-    # raw: queue time, its denominator and the request rate, each from Triton's counters or vLLM's histogram
-    assert registry.create("queueTime", {"source": "raw"}).build([LeaseTarget.of("n", ["p"])]).count("rate(") == 6
+    # raw: queue time, its denominator and the request rate, each from Triton's counters or vLLM's histogram or
+    # NIM's finished requests (its queue time from a gauge: no rate)
+    assert registry.create("queueTime", {"source": "raw"}).build([LeaseTarget.of("n", ["p"])]).count("rate(") == 8
     assert "vllm" not in registry.create("queueTime", {"source": "raw", "vllm_histogram": ""}).build(
+        [LeaseTarget.of("n", ["p"])])
+    assert "num_requests_waiting" not in registry.create("queueTime", {"source": "raw", "nim_waiting": ""}).build(
         [LeaseTarget.of("n", ["p"])])
     with pytest.raises(ValueError, match="unknown metric kind 'nope'"):
         registry.create("nope")

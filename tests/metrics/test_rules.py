@@ -7,7 +7,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from metrics_testdata import RULES, T0, TRITON_POD, VLLM_POD
+from metrics_testdata import OLD_NIM_POD, RULES, T0, TRITON_POD, VLLM_POD, WEB_POD
 
 from autoscaler.metrics import InstantVector, LeaseTarget, Ok, PodTarget, PrometheusClient, QueueTime, fetch
 from autoscaler.metrics.kinds.queue_time import RECORDED_QUEUE_TIME, RECORDED_REQUEST_RATE, recording_exprs
@@ -59,8 +59,11 @@ async def test_rule_expression_equals_raw_builder_at_pinned_time(client: Prometh
     assert by_pod[PodTarget("team-b", "llm-b-0")] == pytest.approx(2000.0)
     assert math.isnan(by_pod[PodTarget("team-a", "llm-a-1")])  # no traffic: NaN, not a silent 0
     assert by_pod[PodTarget("team-c", VLLM_POD)] == pytest.approx(50_000.0)  # vLLM's histogram
+    assert by_pod[PodTarget("team-d", OLD_NIM_POD)] == pytest.approx(500_000.0)  # NIM's gauge, Little's law
+    assert PodTarget("team-d", WEB_POD) not in by_pod  # not NIM (no num_request_max)
     raw = await fetch(client, QueueTime(source="raw"), [LeaseTarget.of("team-a", ["llm-a-0"]),
                                                         LeaseTarget.of("team-b", ["llm-b-0"]),
-                                                        LeaseTarget.of("team-c", [VLLM_POD, TRITON_POD])], at=T0)
+                                                        LeaseTarget.of("team-c", [VLLM_POD, TRITON_POD]),
+                                                        LeaseTarget.of("team-d", [OLD_NIM_POD])], at=T0)
     for pod, outcome in raw.outcomes.items():
         assert outcome == Ok(pytest.approx(by_pod[pod]))

@@ -17,8 +17,8 @@ docs/predictive.md), each tagged with ``autoscaler_part``:
   Triton: vLLM batches many requests at once and does not say how many, so a vLLM lease needs its slots stated,
   reported or learnt (``batch``).
 
-Two servers' series are read (:data:`SERVERS`), each part as ``triton or vllm`` per pod, so one query serves a
-lease whatever it runs, and a Deployment that moves from one server to the other:
+Three servers' series are read (:data:`SERVERS`), each part as ``triton or vllm or nim`` per pod, so one query
+serves a lease whatever it runs, and a Deployment that moves from one server to another:
 
 * **Triton**: ``nv_inference_request_success`` / ``_failure``, ``nv_inference_compute_infer_duration_us``,
   ``nv_inference_queue_duration_us`` and ``nv_inference_pending_request_count``;
@@ -28,7 +28,12 @@ lease whatever it runs, and a Deployment that moves from one server to the other
   own count (``success_long``: aborted requests are finished requests too, but a client that gave up while
   waiting held no slot, so counting it would shorten the service time just when clients time out), and
   ``vllm:num_requests_waiting``. Inference time is the time a request held a slot of the running batch, as
-  Triton's compute time is.
+  Triton's compute time is;
+* **NIM** (:data:`NIM`: NIM for LLMs' documented names without the ``vllm:`` prefix, all that older NIM images
+  export): ``request_success_total`` / ``request_failure_total``, and, with no time counters, the mean of the
+  ``num_requests_running`` / ``num_requests_waiting`` gauges over the long window as the slot-seconds held /
+  waited per second (Little's law: service time = mean running / throughput); only for pods with
+  ``num_request_max``.
 
 Per pod the outcome is ``Ok(value=request rate, parts={...})``; a pod without a finished-request counter is
 `Empty` (neither server, or not scraped). Sums are taken ``by (namespace, pod)`` first, so several models,
@@ -44,7 +49,14 @@ from dataclasses import dataclass
 import numpy as np
 
 from autoscaler.metrics.kinds.base import PodSeries, join_matchers
-from autoscaler.metrics.kinds.queue_time import QUEUE_COUNTER, SUCCESS_COUNTER, VLLM_QUEUE_HISTOGRAM
+from autoscaler.metrics.kinds.queue_time import (
+    NIM_MAX,
+    NIM_SUCCESS,
+    NIM_WAITING,
+    QUEUE_COUNTER,
+    SUCCESS_COUNTER,
+    VLLM_QUEUE_HISTOGRAM,
+)
 from autoscaler.metrics.promql import LeaseTarget, deployment_pods, duration, selector, tag
 from autoscaler.metrics.results import Empty, MultiSeries, Ok, Outcome, Sample
 
@@ -52,6 +64,7 @@ PARTS = ("success", "failure", "success_long", "compute_us", "queue_us", "pendin
 SERVER_LABEL = "autoscaler_server"
 VLLM_WAITING = "vllm:num_requests_waiting"
 VLLM_RUNNING = "vllm:num_requests_running"
+NIM_RUNNING = "num_requests_running"
 
 
 @dataclass(frozen=True)
@@ -77,11 +90,31 @@ class ServerSeries:
     """Counter of the requests whose time is in ``compute`` ("": ``success``)."""
     running: str = ""
     """Gauge of the requests in the running batch ("": the server does not export it)."""
+    gauges: bool = False
+    """``compute`` and ``queue`` are gauges of the requests running and waiting, not time counters: their mean
+    over the window is the slot-seconds held (waited) per second, by Little's law, for a server that exports no
+    time counters (in seconds: ``us_per_unit`` 1e6)."""
+    marker: str = ""
+    """A gauge only this server exports: a pod is read as this server only if it has it ("": any pod), for names
+    that other software could export too."""
+    batches: bool = False
+    """The server runs many requests at once without saying how many (vLLM): the ``vllm`` part marks its pods."""
 
     @property
     def names(self) -> tuple[str, ...]:
-        return tuple(n for n in (self.success, self.failure, self.compute, self.queue, self.pending, self.slots,
-                                 self.computed, self.running) if n)
+        return tuple(dict.fromkeys(n for n in (self.success, self.failure, self.compute, self.queue, self.pending,
+                                               self.slots, self.computed, self.running, self.marker) if n))
+
+    def busy(self, series: str, matchers: str, window: str) -> str:
+        """Per pod, ``series`` (``compute`` or ``queue``) per second over ``window``, in ``us_per_unit`` units."""
+        if self.gauges:
+            return f"sum by (namespace, pod) (avg_over_time({series}{{{matchers}}}[{window}]))"
+        return f"sum by (namespace, pod) (rate({series}{{{matchers}}}[{window}]))"
+
+    def marked(self, expr: str, matchers: str) -> str:
+        """``expr`` for the pods with this server's ``marker`` only."""
+        return f"({expr} and on (namespace, pod) max by (namespace, pod) ({self.marker}{{{matchers}}}))" \
+            if self.marker else expr
 
 
 TRITON = ServerSeries("triton", success=SUCCESS_COUNTER, compute="nv_inference_compute_infer_duration_us",
@@ -89,9 +122,15 @@ TRITON = ServerSeries("triton", success=SUCCESS_COUNTER, compute="nv_inference_c
                       failure="nv_inference_request_failure")
 VLLM = ServerSeries("vllm", success="vllm:request_success_total", compute="vllm:request_inference_time_seconds_sum",
                     queue=VLLM_QUEUE_HISTOGRAM + "_sum", pending=VLLM_WAITING, us_per_unit=1e6,
-                    slots="num_request_max", computed="vllm:request_inference_time_seconds_count",
-                    running=VLLM_RUNNING)
-SERVERS = (TRITON, VLLM)
+                    slots=NIM_MAX, computed="vllm:request_inference_time_seconds_count",
+                    running=VLLM_RUNNING, batches=True)
+NIM = ServerSeries("nim", success=NIM_SUCCESS, failure="request_failure_total", compute=NIM_RUNNING, queue=NIM_WAITING,
+                   pending=NIM_WAITING, us_per_unit=1e6, slots=NIM_MAX, running=NIM_RUNNING, gauges=True,
+                   marker=NIM_MAX, batches=True)
+"""NIM for LLMs' documented names (no ``vllm:`` prefix; older images export only these): no time counters, so the
+service and queue times are by Little's law from the running and waiting gauges, and only pods with NIM's
+``num_request_max`` are read as NIM (other software may export ``request_success_total``)."""
+SERVERS = (TRITON, VLLM, NIM)
 
 
 def _scaled(factor: float, expr: str) -> str:
@@ -137,7 +176,7 @@ class RequestStats:
 
         def part(s: ServerSeries, name: str) -> str | None:
             if name == "success":
-                return f'label_replace({rate(s.success, short)}, "{SERVER_LABEL}", "{s.server}", "", "")'
+                return f'label_replace({s.marked(rate(s.success, short), m)}, "{SERVER_LABEL}", "{s.server}", "", "")'
             if name == "slots":
                 return f"max by (namespace, pod) ({s.slots}{{{m}}})" if s.slots else None
             if name == "batch":
@@ -147,12 +186,12 @@ class RequestStats:
             if name == "success_long":
                 return rate(s.computed or s.success, long)
             if name in ("compute_us", "queue_us"):
-                return _scaled(s.us_per_unit, rate(s.compute if name == "compute_us" else s.queue, long))
+                return _scaled(s.us_per_unit, s.busy(s.compute if name == "compute_us" else s.queue, m, long))
             return f"sum by (namespace, pod) ({s.pending}{{{m}}})"
 
         tagged = []
-        for name in PARTS:
-            exprs = [e for s in self.servers if (e := part(s, name)) is not None]
+        for name in PARTS:  # the same expression from two servers once (NIM's slot gauge)
+            exprs = list(dict.fromkeys(e for s in self.servers if (e := part(s, name)) is not None))
             if exprs:  # each pod from the first server that has the series (the server's label aside)
                 tagged.append(tag(" or on (namespace, pod) ".join(exprs), name))
         return " or ".join(tagged)
@@ -175,9 +214,7 @@ class RequestStats:
         :meth:`build`, so a Deployment moving from one server to the other is counted whole."""
         m = join_matchers(self.extra_matchers, deployment_pods(namespace, name))
         window = duration(self.window_s)
-        per_pod = " or ".join(
-            _scaled(s.us_per_unit / 1e6, f"sum by (namespace, pod) (rate({s.compute}{{{m}}}[{window}]))")
-            for s in self.servers)
+        per_pod = " or ".join(_scaled(s.us_per_unit / 1e6, s.busy(s.compute, m, window)) for s in self.servers)
         return (f"max_over_time(sum({per_pod})[{duration(bucket_s)}:{duration(bucket_s / 4)}])"
                 f"[{duration(span_s)}:{duration(bucket_s)}]")
 
@@ -197,8 +234,8 @@ class RequestStats:
 
         def total(s: ServerSeries) -> str:
             if failures and s.failure:
-                return f"({counted(s.success)} + {counted(s.failure)}) or {counted(s.success)}"
-            return counted(s.success)
+                return s.marked(f"(({counted(s.success)} + {counted(s.failure)}) or {counted(s.success)})", matchers)
+            return s.marked(counted(s.success), matchers)
 
         return " or ".join(total(s) for s in self.servers)
 
@@ -219,6 +256,7 @@ class RequestStats:
                 values[part] = got[0].value
         if "success" not in values:
             return Empty("no request counter for this pod")
-        if series.parts["success"][0].labels.get(SERVER_LABEL) == "vllm":
+        server = series.parts["success"][0].labels.get(SERVER_LABEL)
+        if any(s.batches and s.server == server for s in self.servers):
             values["vllm"] = 1.0
         return Ok(values["success"] + values.get("failure", 0.0), parts=values)
