@@ -230,13 +230,12 @@ async def _explain_data(args: argparse.Namespace, ns: str,
         await api.close()
 
 
-def _unsized_line(events: list[dict[str, Any]]) -> str | None:
-    """The newest ``PredictiveUnavailable`` Event's message, as a line: why the HPA rule decides a predictive lease."""
-    found = [e for e in events if e.get("reason") == "PredictiveUnavailable"]
+def _newest_message(events: list[dict[str, Any]], reason: str) -> str | None:
+    """The message of the newest Event with ``reason``, if any."""
+    found = [e for e in events if e.get("reason") == reason]
     if not found:
         return None
-    newest = max(found, key=lambda e: str(e.get("lastTimestamp") or e.get("eventTime") or ""))
-    return f"  the HPA rule decides, not the predictive algorithm: {newest.get('message', '')}"
+    return str(max(found, key=lambda e: str(e.get("lastTimestamp") or e.get("eventTime") or "")).get("message", ""))
 
 
 def explain_lines(dep: dict[str, Any], policy: ClusterPolicy, source: str,
@@ -273,10 +272,12 @@ def explain_lines(dep: dict[str, Any], policy: ClusterPolicy, source: str,
     out.append(f"  last decision ({st.get('updated', '?')}): replicas {st.get('current')} "
                f"(ready {st.get('ready')}) -> desired {st.get('desired')}  [{st.get('reason')}]")
     out.append(f"    {st.get('message', '')}")
-    if (res.lease is not None and res.lease.algorithm == "predictive"
-            and not str(st.get("message", "")).startswith("predictive:")
-            and (unsized := _unsized_line(events or [])) is not None):
-        out.append(unsized)
+    if res.lease is not None and res.lease.algorithm == "predictive":
+        sized = str(st.get("message", "")).startswith("predictive:")
+        if not sized and (why := _newest_message(events or [], "PredictiveUnavailable")) is not None:
+            out.append(f"  the HPA rule decides, not the predictive algorithm: {why}")
+        if sized and (learnt := _newest_message(events or [], "SlotsLearned")) is not None:
+            out.append(f"  slots learnt: {learnt}")
     for m in st.get("metrics") or []:
         line = (f"    {m['name']}: value {_fmt(m.get('value'))} vs target {_fmt(m.get('target'))}{m.get('unit', '')}"
                 f" -> proposes {_fmt(m.get('proposed'))} replicas")

@@ -365,6 +365,10 @@ async def test_predictive_leases_on_vllm_and_nim_pods_are_sized_from_their_metri
         await env.dataplane.stop_load("default", "vllm-unsized")
     (e,) = [e for e in env.events("vllm-unsized") if e["reason"] == "SlotsLearned"]
     assert e["type"] == "Normal" and e["message"].startswith("sized on 2 slots a replica: the requests its pods ran")
+    rc = await asyncio.to_thread(main, ["explain", "--kubeconfig", str(env.kubeconfig), "--policy-file", str(pfile),
+                                        "default/vllm-unsized"])
+    out = capsys.readouterr().out
+    assert rc == 0 and "  slots learnt: sized on 2 slots a replica" in out and "the HPA rule decides" not in out, out
     # A controller started afresh (a restart, a failover) reads those batches back from Prometheus: the lease, no
     # longer saturated, is sized by the predictive algorithm again, on the same 2 slots.
     async with env.controller(policy_file=str(pfile)) as ctl:
