@@ -86,6 +86,7 @@ from autoscaler.metrics.registry import MetricRegistry, default_registry, kind_f
 from autoscaler.observe import (
     LEARNED_SOURCE,
     MetricObservation,
+    PodBatch,
     learned_batch,
     lease_parts,
     measured_startup_s,
@@ -190,7 +191,7 @@ class LeaseRuntime:
     cycle_seed: np.ndarray | None = None  # (bucket start, largest load) rows read, for the next decision
     season_seed: np.ndarray | None = None  # (bucket start, mean request rate) rows read, for the next decision
     rates: tuple[float, float] | None = None  # predictive: the rate seen and the rate sized for (on /metrics)
-    batch_peaks: dict[str, tuple[float, float]] = field(default_factory=dict)  # pod: (largest batch saturated, when)
+    batches: dict[str, PodBatch] = field(default_factory=dict)  # pod: what it ran while saturated
     batch_history: bool = False  # the pods' saturated batches of the last hour were asked of Prometheus
     learned_slots: int | None = None  # the learnt slots last announced in a SlotsLearned Event
     outside_changes: list[float] = field(default_factory=list)  # when replicas changed outside us, last FIGHT_WINDOW_S
@@ -315,7 +316,7 @@ def learned_slots_message(learned: int | None, before: int | None, pods: int, re
     why = (f"fewer than the {reported} its pods report (num_request_max): their KV cache fills first"
            if reported and reported > (learned or 0) else "vLLM does not report the batch it runs")
     return (f"sized on {learned} slots a replica{was}: the requests its pods ran at once while others kept waiting "
-            f"for a slot (the median of {pods} pod(s)' largest batch); {why}; annotate "
+            f"for a slot (the median of {pods} pod(s)' mean batch); {why}; annotate "
             f"{ANNOTATION_PREFIX}slots-per-replica to state it instead")
 
 
@@ -837,16 +838,16 @@ class Controller:
         params = self._predictive_params(target_us)
         stats = results.get("requestStats")
         parts = lease_parts(lease.namespace, pods, stats)
-        p.rt.batch_peaks = note_batches(p.rt.batch_peaks, saturated_batches(parts), now,
-                                        (q.name for q in pods if not q.deleting))
-        learned = learned_batch(p.rt.batch_peaks)
+        p.rt.batches = note_batches(p.rt.batches, saturated_batches(parts), now,
+                                    (q.name for q in pods if not q.deleting))
+        learned = learned_batch(p.rt.batches)
         reported, vllm = reported_slots(parts.values())
         slots, source = resolve_slots(lease.slots_per_replica, reported, vllm, settings, learned)
         announced = p.rt.learned_slots
         if source == LEARNED_SOURCE and learned and (not announced or abs(learned - announced) > LEARNED_CHANGE
                                                      * announced):
             self._pending_events.append(self.events.record(p.obj, "Normal", "SlotsLearned", learned_slots_message(
-                learned, announced, len(p.rt.batch_peaks), reported), now))
+                learned, announced, len(p.rt.batches), reported), now))
             p.rt.learned_slots = learned
         if learned is None and not lease.slots_per_replica and (vllm or reported) and not p.rt.batch_history:
             p.rt.batch_history = True  # once a runtime: what a previous controller saw saturated, if anything
@@ -961,7 +962,7 @@ class Controller:
                 return
             seen = {pod: s.value for s in res.samples
                     if (pod := s.labels.get("pod")) and math.isfinite(s.value) and s.value >= 1}
-            rt.batch_peaks = note_batches(rt.batch_peaks, seen, time.time())
+            rt.batches = note_batches(rt.batches, seen, time.time())
             log.debug("saturated batches of %s: %d pod(s) from Prometheus", key, len(seen))
 
         task = asyncio.ensure_future(read())

@@ -15,7 +15,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import lru_cache
-from typing import Any
+from typing import Any, NamedTuple
 
 from autoscaler.config import EffectiveMetric, PredictiveSettings
 from autoscaler.metrics import BatchResult, Empty, MultiSeries, NotFinite, NoTraffic, Ok, PodTarget, QueryError, Stale
@@ -199,23 +199,38 @@ def median_int(values: Iterable[float]) -> int | None:
 
 
 BATCH_PODS = 16  # the most recently saturated pods whose batch the learnt slots are the median of
+BATCH_SAMPLES = 60  # a pod's batch is the mean of about this many of its latest saturated readings
 
 
-def note_batches(peaks: Mapping[str, tuple[float, float]], seen: Mapping[str, float], now: float,
-                 live: Iterable[str] = ()) -> dict[str, tuple[float, float]]:
-    """Each pod's largest batch seen while saturated (:func:`saturated_batches`), with when it was last saturated:
-    ``peaks`` updated with ``seen`` at ``now``, keeping the ``BATCH_PODS`` most recently saturated pods. With the
-    ``live`` pods' names, the pods of a ReplicaSet none of them belongs to are forgotten: after a rollout the new
-    template (another model, GPU or ``--max-num-seqs``) is learnt afresh, and a figure too small for it cannot keep
-    the lease too large for ever (it would never be saturated again to correct it)."""
-    out = dict(peaks)
+class PodBatch(NamedTuple):
+    """What a pod ran while saturated (:func:`note_batches`)."""
+
+    mean: float
+    """The mean of its latest saturated readings (at most ``BATCH_SAMPLES``)."""
+    n: int
+    """How many readings that mean is over."""
+    last: float
+    """When it was last saturated."""
+
+
+def note_batches(batches: Mapping[str, PodBatch], seen: Mapping[str, float], now: float,
+                 live: Iterable[str] = ()) -> dict[str, PodBatch]:
+    """Each pod's batch while saturated (:func:`saturated_batches`): ``batches`` updated with the readings ``seen``
+    at ``now``, keeping the ``BATCH_PODS`` most recently saturated pods. The mean, not the largest: a KV-bound
+    batch varies with the requests' lengths, and what a replica serves is its mean batch over the service time.
+    With the ``live`` pods' names, the pods of a ReplicaSet none of them belongs to are forgotten: after a rollout
+    the new template (another model, GPU or ``--max-num-seqs``) is learnt afresh, and a figure too small for it
+    cannot keep the lease too large for ever (it would never be saturated again to correct it)."""
+    out = dict(batches)
     for pod, batch in seen.items():
-        out[pod] = (max(batch, out.get(pod, (0.0, now))[0]), now)
+        old = out.get(pod)
+        n = min((old.n if old else 0) + 1, BATCH_SAMPLES)
+        out[pod] = PodBatch(batch if old is None else old.mean + (batch - old.mean) / n, n, now)
     templates = {replica_set(name) for name in live}
     if templates:
-        out = {pod: v for pod, v in out.items() if replica_set(pod) in templates}
+        out = {pod: b for pod, b in out.items() if replica_set(pod) in templates}
     if len(out) > BATCH_PODS:
-        out = dict(sorted(out.items(), key=lambda kv: kv[1][1])[-BATCH_PODS:])
+        out = dict(sorted(out.items(), key=lambda kv: kv[1].last)[-BATCH_PODS:])
     return out
 
 
@@ -224,10 +239,10 @@ def replica_set(pod: str) -> str:
     return pod.rsplit("-", 1)[0]
 
 
-def learned_batch(peaks: Mapping[str, tuple[float, float]]) -> int | None:
-    """The slots a lease's pods showed they run (:func:`note_batches`): the median of their peaks; None before any
-    pod was saturated."""
-    return median_int(peak for peak, _ in peaks.values())
+def learned_batch(batches: Mapping[str, PodBatch]) -> int | None:
+    """The slots a lease's pods showed they run (:func:`note_batches`): the median of their mean batches; None
+    before any pod was saturated."""
+    return median_int(b.mean for b in batches.values())
 
 
 def reported_slots(parts: Iterable[Mapping[str, float]]) -> tuple[int | None, bool]:

@@ -2,7 +2,8 @@
 
 Four leases take sine-shaped load (periods of a minute or two: hours of daily cycles compressed ~60x): three
 Triton leases on the HPA rule, and a NIM lease on the predictive algorithm, sized from vLLM's request counters
-(its slots from NIM's ``num_request_max``). Recovery is timed on the Triton leases: their status annotations are
+(its KV cache holds two requests, fewer than the four of its ``num_request_max``: its slots are learnt from the
+batch its pods run while requests wait). Recovery is timed on the Triton leases: their status annotations are
 rewritten every second as their values move, while the predictive lease's stays as it is while its decision and
 values do (held by its burst envelope), so a write cannot time its recovery; the invariants hold for all four. The controller runs as a real ``autoscaler run`` process whose API traffic goes through a
 FaultProxy; Prometheus sits behind another. Every few seconds one random fault is injected for a few
@@ -58,6 +59,7 @@ LEASES = {"soak-a": {"mean": 60, "amplitude": 50, "periodS": 60},
           "soak-c": {"mean": 25, "amplitude": 20, "periodS": 120},
           "soak-nim": {"mean": 30, "amplitude": 25, "periodS": 75}}
 SERVING = {"concurrency": 2, "serviceTimeMs": 50}
+SERVINGS = {"soak-nim": {**SERVING, "concurrency": 4, "kvCacheTokens": 1280}}  # two 640-token requests at once
 KINDS = {"soak-nim": ("nim", {P + "algorithm": "predictive"})}  # the others: Triton on the HPA rule
 TIMED = [name for name in LEASES if name not in KINDS]  # the leases recovery is timed on (module docstring)
 
@@ -153,7 +155,7 @@ class Soak:
                 FaultProxy(c.url) as api, FaultProxy(dp.prometheus_url) as prom:
             for name in LEASES:
                 kind, extra = KINDS.get(name, ("triton", {}))
-                c.create_deployment(name, replicas=1, kind=kind, serving=SERVING, annotations={
+                c.create_deployment(name, replicas=1, kind=kind, serving=SERVINGS.get(name, SERVING), annotations={
                     P + "enabled": "true", P + "max-replicas": "6", "owner": "soak", **extra})
             checker = InvariantChecker(c, POLICY, blind_grace_s=1.5)
             checker.attach("soak", api)

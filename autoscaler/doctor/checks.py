@@ -474,9 +474,9 @@ SLOTS_TOLERANCE = 1.25  # stated slots within this factor of the batch seen pass
 
 
 async def _saturated_batch(client: PrometheusClient, kind: RequestStats, ns: str, name: str) -> int | None:
-    """The requests the Deployment's pods ran at once while others kept waiting, in the last SATURATION_WINDOW_S (each
-    pod's peak, their median: what the controller learns a vLLM lease's slots from): the batch a pod really runs,
-    fewer than ``--max-num-seqs`` when its KV cache fills first. None if no pod was saturated."""
+    """The requests the Deployment's pods ran at once while others kept waiting, in the last SATURATION_WINDOW_S
+    (each pod's mean, their median: what the controller learns a vLLM lease's slots from): the batch a pod really
+    runs, fewer than ``--max-num-seqs`` when its KV cache fills first. None if no pod was saturated."""
     promql = kind.batch_history(ns, name, SATURATION_WINDOW_S)
     ans = await client.query(promql) if promql else None
     return median_int(s.value for s in getattr(ans, "samples", ()) if s.value >= 1)
@@ -525,8 +525,8 @@ async def check_predictive(ctx: Context, leases: Sequence[Lease]) -> list[Findin
             seen = (await _saturated_batch(client, kind, ns, name)  # also Triton's vLLM backend, which reports them
                     if isinstance(kind, RequestStats) else None)
             slots, source = resolve_slots(lease.policy.slots_per_replica, reported, vllm, a.predictive, seen)
-            seen_text = (f"; in the last {SATURATION_WINDOW_S / 3600:g}h its pods ran up to {seen} requests at once "
-                         "while others kept waiting (the median of their peaks): that is the batch they run"
+            seen_text = (f"; in the last {SATURATION_WINDOW_S / 3600:g}h its pods ran {seen} requests at once "
+                         "while others kept waiting (the median of their means): that is the batch they run"
                          if seen and source != LEARNED_SOURCE else "")
             annotate = f"kubectl -n {ns} annotate deployment {name} --overwrite {ANNOTATION_PREFIX}slots-per-replica="
             if slots is None:

@@ -898,28 +898,40 @@ def test_without_request_data_the_replay_falls_back_to_the_hpa_core_as_the_contr
 
 
 def test_slots_are_learnt_from_saturated_pods_and_yield_to_what_is_stated() -> None:
-    """A vLLM lease's slots: the median of its pods' largest batch while saturated (a pod's largest, not its last:
-    a batch varies with the requests' lengths), the most recent BATCH_PODS pods only, of the ReplicaSets that still
-    have live pods (a rollout's new template is learnt afresh). The annotation comes first; learnt slots come before NIM's reported ones (its
+    """A vLLM lease's slots: the median of its pods' mean batch while saturated (the mean, not the largest: a
+    KV-bound batch varies with the requests' lengths, and a replica serves its mean), over the latest BATCH_SAMPLES
+    readings of the most recent BATCH_PODS pods, of the ReplicaSets that still have live pods (a rollout's new
+    template is learnt afresh). The annotation comes first; learnt slots come before NIM's reported ones (its
     --max-num-seqs, more than it runs when its KV cache fills first) and the policy's stated value, and a vLLM
     lease with none of them is not sized at all."""
     from autoscaler.config import PredictiveSettings
-    from autoscaler.observe import BATCH_PODS, LEARNED_SOURCE, learned_batch, note_batches, resolve_slots
+    from autoscaler.observe import (
+        BATCH_PODS,
+        BATCH_SAMPLES,
+        LEARNED_SOURCE,
+        PodBatch,
+        learned_batch,
+        note_batches,
+        resolve_slots,
+    )
 
-    peaks = note_batches({}, {"a": 30.0, "b": 24.0}, now=10.0)
-    peaks = note_batches(peaks, {"a": 20.0, "c": 28.0}, now=20.0)  # a smaller batch later does not lower a's
-    assert peaks["a"] == (30.0, 20.0) and learned_batch(peaks) == 28
+    batches = note_batches({}, {"a": 30.0, "b": 24.0}, now=10.0)
+    batches = note_batches(batches, {"a": 20.0, "c": 29.0}, now=20.0)
+    assert batches["a"] == PodBatch(25.0, 2, 20.0) and learned_batch(batches) == 25  # of 25, 24 and 29
     assert learned_batch({}) is None
+    for _ in range(3 * BATCH_SAMPLES):  # a long run at 10: the old readings fade
+        batches = note_batches(batches, {"a": 10.0}, now=30.0)
+    assert batches["a"].n == BATCH_SAMPLES and batches["a"].mean < 10.2
     for i in range(BATCH_PODS):  # a new version's pods, saturated at 8
-        peaks = note_batches(peaks, {f"new-{i}": 8.0}, now=100.0 + i)
-    assert len(peaks) == BATCH_PODS and learned_batch(peaks) == 8
+        batches = note_batches(batches, {f"new-{i}": 8.0}, now=100.0 + i)
+    assert len(batches) == BATCH_PODS and learned_batch(batches) == 8
     # a rollout: once no live pod is of the old ReplicaSet, its pods' batches are forgotten
-    peaks = note_batches({"m-old-a": (30.0, 1.0), "m-old-b": (30.0, 2.0), "m-new-c": (12.0, 3.0)}, {}, 4.0,
-                         live=["m-old-a", "m-new-d"])
-    assert learned_batch(peaks) == 30 and len(peaks) == 3  # the old template still runs: both kept
-    peaks = note_batches(peaks, {}, 5.0, live=["m-new-c", "m-new-d"])
-    assert learned_batch(peaks) == 12 and list(peaks) == ["m-new-c"]
-    assert note_batches(peaks, {}, 6.0, live=["m-newer-e"]) == {}
+    batches = note_batches({"m-old-a": PodBatch(30.0, 5, 1.0), "m-old-b": PodBatch(30.0, 5, 2.0),
+                            "m-new-c": PodBatch(12.0, 5, 3.0)}, {}, 4.0, live=["m-old-a", "m-new-d"])
+    assert learned_batch(batches) == 30 and len(batches) == 3  # the old template still runs: both kept
+    batches = note_batches(batches, {}, 5.0, live=["m-new-c", "m-new-d"])
+    assert learned_batch(batches) == 12 and list(batches) == ["m-new-c"]
+    assert note_batches(batches, {}, 6.0, live=["m-newer-e"]) == {}
     default, stated = PredictiveSettings(), PredictiveSettings(slots_per_replica=4)
     assert resolve_slots(None, None, True, default, 28) == (28, LEARNED_SOURCE)
     assert resolve_slots(None, None, True, stated, 28) == (28, LEARNED_SOURCE)

@@ -197,14 +197,14 @@ class RequestStats:
         return " or ".join(tagged)
 
     def batch_history(self, namespace: str, name: str, span_s: float, step_s: float = 5.0) -> str:
-        """Each pod's largest ``batch`` part (the requests it ran while others kept waiting) over the last
-        ``span_s``, sampled every ``step_s``, for every pod the Deployment has had: one sample per pod that was
-        saturated, none for the others ("" when no server exports a running batch). For the slots a vLLM lease is
-        learnt with after a (re)start, and for ``autoscaler doctor``."""
+        """Each pod's mean ``batch`` part (the requests it ran while others kept waiting) over the last ``span_s``,
+        sampled every ``step_s`` while it was saturated, for every pod the Deployment has had: one sample per pod
+        that was saturated, none for the others ("" when no server exports a running batch). For the slots a vLLM
+        lease is learnt with after a (re)start, and for ``autoscaler doctor``."""
         m = join_matchers(self.extra_matchers, deployment_pods(namespace, name))
         short = duration(self.window_s)
         batch = " or on (namespace, pod) ".join(_saturated_batch(s, m, short) for s in self.servers if s.running)
-        return f"max_over_time(({batch})[{duration(span_s)}:{duration(step_s)}])" if batch else ""
+        return f"avg_over_time(({batch})[{duration(span_s)}:{duration(step_s)}])" if batch else ""
 
     def load_history(self, namespace: str, name: str, span_s: float, bucket_s: float) -> str:
         """The Deployment's largest offered load in busy slots (compute seconds per second, summed over every pod it
