@@ -12,7 +12,8 @@ seconds: Prometheus down / slow / 5xx / empty / NaN / multi-series / stale answe
 only in the first half, so the second half measures the memory of one long-lived process).
 
 Prints load held (requests served and within the queue-time target), faults injected by kind,
-invariant violations (must be 0) and the controller's RSS growth over the second half (must be flat).
+invariant violations (must be 0), the controller's RSS growth over the second half (must be flat) and the slots
+learnt (``SlotsLearned`` Events).
 
     python benchmarks/soak.py --minutes 30          # the long run (docs/reliability.md)
     python benchmarks/soak.py --minutes 0.5 --json  # what CI runs (tests/faults/test_soak.py)
@@ -40,6 +41,7 @@ from autoscaler.sandbox.cluster import SandboxCluster
 from autoscaler.sandbox.dataplane import DataPlane
 from autoscaler.sandbox.faultproxy import FaultProxy
 from autoscaler.sandbox.invariants import InvariantChecker
+from autoscaler.sandbox.resources import EVENTS
 
 P = "inference-autoscaler.io/"
 POLICY = """
@@ -176,6 +178,7 @@ class Soak:
                 for name in LEASES:
                     await dp.stop_load("default", name)
                 await self.stop_controller(kill=False)
+            learnt = [e for e in c.store.list_objects(EVENTS.storage_key, "default") if e.get("reason") == "SlotsLearned"]
             for line in self.lines:
                 checker.log_line(line)
             violations = checker.finish()
@@ -195,6 +198,7 @@ class Soak:
             "controllerRssMB": {"secondHalfStart": round(half[0] / 1024, 1) if half else None,
                                 "end": round(half[-1] / 1024, 1) if half else None},
             "controllerRssGrowthMB": round(growth, 1),
+            "slotsLearned": {e["involvedObject"]["name"]: e["message"].split(":")[0] for e in learnt},
         }
 
     async def _inject(self, c: SandboxCluster, api: FaultProxy, prom: FaultProxy, checker: InvariantChecker,
@@ -284,6 +288,8 @@ def main(argv: list[str] | None = None) -> int:
         for v in out["violations"]:
             print("  " + v)
         print(f"controller RSS over the second half: {out['controllerRssMB']} (growth {out['controllerRssGrowthMB']} MB)")
+        for lease, learnt in out["slotsLearned"].items():
+            print(f"slots learnt: {lease}: {learnt}")
     return 1 if out["violations"] else 0
 
 
