@@ -84,7 +84,6 @@ from autoscaler.metrics import (
 from autoscaler.metrics.kinds.request_stats import RequestStats
 from autoscaler.metrics.registry import MetricRegistry, default_registry, kind_for
 from autoscaler.observe import (
-    LEARNED_SOURCE,
     MetricObservation,
     PodBatch,
     learned_batch,
@@ -194,6 +193,7 @@ class LeaseRuntime:
     batches: dict[str, PodBatch] = field(default_factory=dict)  # pod: what it ran while saturated
     batch_history: bool = False  # the pods' saturated batches of the last hour were asked of Prometheus
     learned_slots: int | None = None  # the learnt slots last announced in a SlotsLearned Event
+    slots: tuple[int, str] | None = None  # predictive: the slots per replica sized with, and their source (/metrics)
     outside_changes: list[float] = field(default_factory=list)  # when replicas changed outside us, last FIGHT_WINDOW_S
 
     def leave_predictive(self) -> None:
@@ -723,7 +723,7 @@ class Controller:
                 out.append(LeaseSeries(ns, name, e["mode"], e["current"], e["desired"],
                                        tuple((m["name"], m["value"], m["target"]) for m in e["metrics"]),
                                        None if rt.predictive is None else rt.predictive.cycle_period_s or 0.0,
-                                       rt.rates))
+                                       rt.rates, rt.slots))
         return out
 
     def _lease_failed(self, report: TickReport, lease: LeasePolicy, what: str, exc: Exception) -> None:
@@ -844,7 +844,8 @@ class Controller:
         reported, vllm = reported_slots(parts.values())
         slots, source = resolve_slots(lease.slots_per_replica, reported, vllm, settings, learned)
         announced = p.rt.learned_slots
-        if source == LEARNED_SOURCE and learned and (not announced or abs(learned - announced) > LEARNED_CHANGE
+        p.rt.slots = None if slots is None else (slots, source)
+        if source == "learnt" and learned and (not announced or abs(learned - announced) > LEARNED_CHANGE
                                                      * announced):
             self._pending_events.append(self.events.record(p.obj, "Normal", "SlotsLearned", learned_slots_message(
                 learned, announced, len(p.rt.batches), reported), now))

@@ -258,27 +258,36 @@ def reported_slots(parts: Iterable[Mapping[str, float]]) -> tuple[int | None, bo
     return median_int(reported), vllm
 
 
-LEARNED_SOURCE = "the batch its pods ran while requests waited"
+SLOT_SOURCES = {
+    "annotation": "the slots-per-replica annotation",
+    "learnt": "the batch its pods ran while requests waited",
+    "reported": "the pods' num_request_max",
+    "policy": "the policy's predictive.slotsPerReplica",
+    "default": "the policy's default predictive.slotsPerReplica (Triton's default model configuration)",
+    "unknown": "vLLM does not report its batch size, nothing states it, and no pod has been saturated yet",
+}
+"""Where a lease's slots per replica come from (:func:`resolve_slots`), as said to people."""
 
 
 def resolve_slots(annotated: int | None, reported: int | None, vllm: bool,
                   policy: PredictiveSettings, learned: int | None = None) -> tuple[int | None, str]:
-    """The slots per replica the predictive algorithm sizes a lease with, and where they come from: the lease's
-    annotation, else what its pods showed they run when saturated (``learned``, :func:`learned_batch`), else what
-    they report (:func:`reported_slots`: NIM's ``num_request_max`` is ``--max-num-seqs``, more than a pod runs when
-    its KV cache fills first), else the policy's ``predictive.slotsPerReplica``. Its default (1, Triton's default
-    model configuration) is not applied to a lease read from vLLM's series: (None, why)."""
+    """The slots per replica the predictive algorithm sizes a lease with, and where they come from (a key of
+    :data:`SLOT_SOURCES`): the lease's annotation, else what its pods showed they run when saturated (``learned``,
+    :func:`learned_batch`), else what they report (:func:`reported_slots`: NIM's ``num_request_max`` is
+    ``--max-num-seqs``, more than a pod runs when its KV cache fills first), else the policy's
+    ``predictive.slotsPerReplica``. Its default (1, Triton's default model configuration) is not applied to a lease
+    read from vLLM's series: (None, "unknown")."""
     if annotated:
-        return annotated, "the slots-per-replica annotation"
+        return annotated, "annotation"
     if learned:
-        return learned, LEARNED_SOURCE
+        return learned, "learnt"
     if reported:
-        return reported, "the pods' num_request_max"
+        return reported, "reported"
     if policy.stated_slots is not None:
-        return policy.stated_slots, "the policy's predictive.slotsPerReplica"
+        return policy.stated_slots, "policy"
     if vllm:
-        return None, "vLLM does not report its batch size, nothing states it, and no pod has been saturated yet"
-    return policy.slots_per_replica, "the policy's default predictive.slotsPerReplica (Triton's default model configuration)"
+        return None, "unknown"
+    return policy.slots_per_replica, "default"
 
 
 def predictive_observation(namespace: str, pods: list[Pod], result: BatchResult | None, now: float,

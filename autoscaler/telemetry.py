@@ -51,6 +51,8 @@ class LeaseSeries:
     """Predictive leases: the period found in the load (0: none); None: not predictive."""
     rates: tuple[float, float] | None = None
     """Predictive leases: the request rate seen and the rate sized for (NaN without request data)."""
+    slots: tuple[int, str] | None = None
+    """Predictive leases: the slots per replica sized with, and where they come from (``observe.SLOT_SOURCES``)."""
 
 
 _CURRENT = ("autoscaler_lease_current_replicas", "Current replicas per lease")
@@ -61,7 +63,10 @@ _CYCLE = ("autoscaler_lease_cycle_period_seconds", "Period the predictive policy
 _RATES = ("autoscaler_lease_request_rate_rps",
           "Predictive leases: the request rate seen (kind=demand: served + backlog growth) and the rate the replicas "
           "were sized for (kind=sized: after the burst envelope, forecasts and backlog); NaN without request data")
-_FAMILIES = (_CURRENT, _DESIRED, _VALUE, _TARGET, _CYCLE, _RATES)
+_SLOTS = ("autoscaler_lease_slots_per_replica",
+          "Predictive leases: the requests a replica runs at once, as sized with; source: annotation, learnt (the "
+          "batch its pods ran while requests waited), reported (num_request_max), policy or default")
+_FAMILIES = (_CURRENT, _DESIRED, _VALUE, _TARGET, _CYCLE, _RATES, _SLOTS)
 """The leases' families, in the order a scrape writes them."""
 
 
@@ -92,7 +97,7 @@ def _lease_text(series: Iterable[LeaseSeries]) -> str:
     instead of 0.6 s a scrape) and ~25 MB less at the peak (``benchmarks/scrape_cost.py``)."""
     g = _go_float
     lines: tuple[list[str], ...] = tuple([] for _ in _FAMILIES)
-    cur, des, val, tgt, cyc, rat = lines
+    cur, des, val, tgt, cyc, rat, slo = lines
     for s in series:
         lease, ns = _esc(s.lease), _esc(s.namespace)
         ids = f'lease="{lease}",namespace="{ns}"}} '
@@ -108,6 +113,8 @@ def _lease_text(series: Iterable[LeaseSeries]) -> str:
         if s.rates is not None:
             rat.append(f'{_RATES[0]}{{kind="demand",{ids}{g(s.rates[0])}\n')
             rat.append(f'{_RATES[0]}{{kind="sized",{ids}{g(s.rates[1])}\n')
+        if s.slots is not None:
+            slo.append(f'{_SLOTS[0]}{{lease="{lease}",namespace="{ns}",source="{_esc(s.slots[1])}"}} {g(s.slots[0])}\n')
     out: list[str] = []
     for (name, doc), family in zip(_FAMILIES, lines, strict=True):
         out.append(f"# HELP {name} {doc}\n# TYPE {name} gauge\n")

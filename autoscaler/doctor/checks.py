@@ -56,7 +56,7 @@ from autoscaler.metrics.kinds.queue_time import RECORDED_QUEUE_TIME
 from autoscaler.metrics.kinds.request_stats import RequestStats
 from autoscaler.metrics.promql import parse_duration
 from autoscaler.metrics.registry import kind_for
-from autoscaler.observe import LEARNED_SOURCE, median_int, pod_from_k8s, reported_slots, resolve_slots
+from autoscaler.observe import SLOT_SOURCES, median_int, pod_from_k8s, reported_slots, resolve_slots
 from autoscaler.policy.types import Pod
 
 OK, WARN, FAIL, SKIP = "ok", "warn", "fail", "skip"
@@ -524,10 +524,11 @@ async def check_predictive(ctx: Context, leases: Sequence[Lease]) -> list[Findin
             server = "vLLM" if vllm else "Triton"
             seen = (await _saturated_batch(client, kind, ns, name)  # also Triton's vLLM backend, which reports them
                     if isinstance(kind, RequestStats) else None)
-            slots, source = resolve_slots(lease.policy.slots_per_replica, reported, vllm, a.predictive, seen)
+            slots, key = resolve_slots(lease.policy.slots_per_replica, reported, vllm, a.predictive, seen)
+            source = SLOT_SOURCES[key]
             seen_text = (f"; in the last {SATURATION_WINDOW_S / 3600:g}h its pods ran {seen} requests at once "
                          "while others kept waiting (the median of their means): that is the batch they run"
-                         if seen and source != LEARNED_SOURCE else "")
+                         if seen and key != "learnt" else "")
             annotate = f"kubectl -n {ns} annotate deployment {name} --overwrite {ANNOTATION_PREFIX}slots-per-replica="
             if slots is None:
                 out.append(Finding(
@@ -548,7 +549,7 @@ async def check_predictive(ctx: Context, leases: Sequence[Lease]) -> list[Findin
                     lease.key))
             else:
                 kv = (f"; fewer than the {reported} its pods report (num_request_max): their KV cache fills first"
-                      if source == LEARNED_SOURCE and reported and reported > SLOTS_TOLERANCE * slots else "")
+                      if key == "learnt" and reported and reported > SLOTS_TOLERANCE * slots else "")
                 out.append(Finding("predictive", OK, f"sized from {server}'s request counters of {len(parts)} pod(s), "
                                    f"{slots} slot(s) per replica from {source}{seen_text}{kv}", subject=lease.key))
     return out

@@ -362,6 +362,8 @@ async def test_predictive_leases_on_vllm_and_nim_pods_are_sized_from_their_metri
         await wait_for(lambda: sized("vllm-unsized") and env.replicas("vllm-unsized") >= 3, 40,
                        "predictive scale-up of the unsized lease on the slots it showed")
         assert "on 2 slots a replica" in ctl.runtime[("default", "vllm-unsized")].last["message"]
+        assert ctl.telemetry.registry.get_sample_value("autoscaler_lease_slots_per_replica", {
+            "namespace": "default", "lease": "vllm-unsized", "source": "learnt"}) == 2
         await env.dataplane.stop_load("default", "vllm-unsized")
     (e,) = [e for e in env.events("vllm-unsized") if e["reason"] == "SlotsLearned"]
     assert e["type"] == "Normal" and e["message"].startswith("sized on 2 slots a replica: the requests its pods ran")

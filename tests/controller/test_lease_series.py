@@ -15,10 +15,10 @@ B = {"namespace": "ml", "lease": "b"}
 
 
 def test_lease_series_follow_the_leases_at_each_scrape() -> None:
-    """Replicas, metric values and targets, the predictive period and rates per lease; a metric without a value has
+    """Replicas, metric values and targets, the predictive period, rates and slots per lease; a metric without a value has
     no value series; a lease gone, or a mode left, has no series at the next scrape."""
     a = LeaseSeries("ml", "a", "enforce", 2, 3, (("queueTime", 12000.0, 10000.0), ("gpuUtilization", None, 70.0)),
-                    cycle_period_s=1200.0, rates=(10.0, 14.5))
+                    cycle_period_s=1200.0, rates=(10.0, 14.5), slots=(8, "learnt"))
     b = LeaseSeries("ml", "b", "shadow", 1, 4, (("queueTime", 500.0, 10000.0),), rates=(math.nan, math.nan))
     rows = [a, b]
     t = Telemetry()
@@ -36,6 +36,8 @@ def test_lease_series_follow_the_leases_at_each_scrape() -> None:
     assert get("autoscaler_lease_request_rate_rps", {**A, "kind": "sized"}) == 14.5
     assert math.isnan(get("autoscaler_lease_request_rate_rps", {**B, "kind": "sized"}) or 0.0)
     assert b'autoscaler_lease_request_rate_rps{kind="sized",lease="b",namespace="ml"} NaN' in generate_latest(t.registry)
+    assert get("autoscaler_lease_slots_per_replica", {**A, "source": "learnt"}) == 8
+    assert get("autoscaler_lease_slots_per_replica", {**B, "source": "learnt"}) is None
 
     rows = [replace(a, mode="shadow", metrics=a.metrics[:1])]  # b deleted; a in shadow mode, reading one metric
     assert get("autoscaler_lease_current_replicas", B) is None

@@ -908,7 +908,6 @@ def test_slots_are_learnt_from_saturated_pods_and_yield_to_what_is_stated() -> N
     from autoscaler.observe import (
         BATCH_PODS,
         BATCH_SAMPLES,
-        LEARNED_SOURCE,
         PodBatch,
         learned_batch,
         note_batches,
@@ -933,10 +932,10 @@ def test_slots_are_learnt_from_saturated_pods_and_yield_to_what_is_stated() -> N
     assert learned_batch(batches) == 12 and list(batches) == ["m-new-c"]
     assert note_batches(batches, {}, 6.0, live=["m-newer-e"]) == {}
     default, stated = PredictiveSettings(), PredictiveSettings(slots_per_replica=4)
-    assert resolve_slots(None, None, True, default, 28) == (28, LEARNED_SOURCE)
-    assert resolve_slots(None, None, True, stated, 28) == (28, LEARNED_SOURCE)
+    assert resolve_slots(None, None, True, default, 28) == (28, "learnt")
+    assert resolve_slots(None, None, True, stated, 28) == (28, "learnt")
     assert resolve_slots(None, None, True, stated, None)[0] == 4
     assert resolve_slots(16, 8, True, default, 28)[0] == 16 and resolve_slots(None, 32, True, default, 28)[0] == 28
-    assert resolve_slots(None, 32, True, stated, None) == (32, "the pods' num_request_max")
-    assert resolve_slots(None, None, True, default, None)[0] is None
-    assert resolve_slots(None, None, False, default, None)[0] == default.slots_per_replica
+    assert resolve_slots(None, 32, True, stated, None) == (32, "reported")
+    assert resolve_slots(None, None, True, default, None) == (None, "unknown")
+    assert resolve_slots(None, None, False, default, None) == (default.slots_per_replica, "default")

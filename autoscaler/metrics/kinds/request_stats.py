@@ -10,11 +10,11 @@ docs/predictive.md), each tagged with ``autoscaler_part``:
 * ``pending``: the number of requests waiting for a slot;
 * ``slots``: the requests a replica runs at once, where the server reports it (NIM's ``num_request_max``);
 * ``batch``: the requests the pod runs now, present only while requests have waited for a slot throughout the short
-  window (vLLM's ``num_requests_running`` while ``num_requests_waiting`` stayed above zero): the batch the pod
-  really runs when saturated, which the controller learns a vLLM lease's slots from (a request that waits for one
-  scheduler step does not count);
-* ``vllm``: 1 for a pod read from vLLM's series (the success series carries ``autoscaler_server``), absent for
-  Triton: vLLM batches many requests at once and does not say how many, so a vLLM lease needs its slots stated,
+  window (vLLM's or NIM's ``num_requests_running`` while ``num_requests_waiting`` stayed above zero): the batch the
+  pod really runs when saturated, which the controller learns a vLLM lease's slots from (a request that waits for
+  one scheduler step does not count);
+* ``vllm``: 1 for a pod read from vLLM's or NIM's series (the success series carries ``autoscaler_server``), absent
+  for Triton: vLLM batches many requests at once and does not say how many, so a vLLM lease needs its slots stated,
   reported or learnt (``batch``).
 
 Three servers' series are read (:data:`SERVERS`), each part as ``triton or vllm or nim`` per pod, so one query
@@ -36,7 +36,7 @@ serves a lease whatever it runs, and a Deployment that moves from one server to 
   ``num_request_max``.
 
 Per pod the outcome is ``Ok(value=request rate, parts={...})``; a pod without a finished-request counter is
-`Empty` (neither server, or not scraped). Sums are taken ``by (namespace, pod)`` first, so several models,
+`Empty` (no server's, or not scraped). Sums are taken ``by (namespace, pod)`` first, so several models,
 engines or GPUs per pod are added up, and the ``gpu_uuid`` split of Triton's counters does not matter.
 """
 
