@@ -14,6 +14,7 @@ import pytest
 
 from autoscaler.cli import main
 from autoscaler.config import PREDICTIVE_STATE_ANNOTATION, STATE_ANNOTATION, STATUS_ANNOTATION
+from autoscaler.metrics import ClientSettings, InstantVector, PrometheusClient
 from autoscaler.policy.predictive import PredictiveState
 from autoscaler.sandbox.faultproxy import FaultProxy
 from autoscaler.sandbox.resources import LEASES
@@ -318,6 +319,17 @@ async def test_predictive_leases_on_vllm_and_nim_pods_are_sized_from_their_metri
                                       annotations={P + "enabled": "true", P + "max-replicas": "4", **slots})
     for name in serving:
         await env.cluster.wait_for_ready("default", name)
+    # every pod's request rate in Prometheus first: a pod Ready for two rate windows without one gets an Event of its
+    # own (PredictiveUnavailable, no request data), which a loaded machine's slow first scrapes would otherwise earn
+    async with PrometheusClient(ClientSettings(url=env.dataplane.prometheus_url)) as prom:
+        async def rated() -> int:  # pods with a rate of vLLM's or NIM's finished requests
+            ans = await prom.query('count(count by (pod) (rate({__name__=~"vllm:request_success_total|'
+                                   'request_success_total", namespace="default"}[3s])))')
+            return int(ans.samples[0].value) if isinstance(ans, InstantVector) and ans.samples else 0
+        for _ in range(150):
+            if await rated() >= len(serving):
+                break
+            await asyncio.sleep(0.2)
     async with env.controller(policy_file=str(pfile)) as ctl:
         for name in (*sized_leases, "nim-kv"):
             await env.load(name, {"profile": {"type": "constant", "rate": 100}})
@@ -434,4 +446,5 @@ async def test_predictive_season_survives_a_controller_restart(env: Env) -> None
     written = parse_predictive(env.get("fresh")["metadata"]["annotations"][PREDICTIVE_STATE_ANNOTATION])
     assert written is not None and written.season_bucket_s == bucket and written.service_time_s
     kept = parse_predictive(env.get("seasoned")["metadata"]["annotations"][PREDICTIVE_STATE_ANNOTATION])
-    assert kept is not None and kept.season_buckets == 144  # not overwritten with a shorter history
+    # not overwritten with a shorter history (145 when the run crossed a bucket's end: the day goes on)
+    assert kept is not None and kept.season_buckets in (144, 145), kept.season_buckets
