@@ -215,16 +215,17 @@ def add_explain_arguments(p: argparse.ArgumentParser) -> None:
 
 
 async def _explain_data(args: argparse.Namespace, ns: str,
-                        name: str) -> tuple[dict[str, Any], ClusterPolicy, str, list[dict[str, Any]]]:
+                        name: str) -> tuple[dict[str, Any], ClusterPolicy, str, list[dict[str, Any]] | None]:
     api = await KubeApi.connect(args.kubeconfig, args.context)
     try:
         dep = await api.get(deployment_path(ns, name))
         policy, src = await _policy(api, args)
-        try:  # the Deployment's Events, for why the predictive algorithm does not size it (optional: RBAC may refuse)
+        events: list[dict[str, Any]] | None
+        try:  # the Deployment's Events, for how the predictive algorithm sizes it (optional: RBAC may refuse: None)
             events = (await api.get(f"/api/v1/namespaces/{ns}/events", fieldSelector=(
                 f"involvedObject.kind=Deployment,involvedObject.name={name}")))["items"]
         except KubeError:
-            events = []
+            events = None
         return dep, policy, src, events
     finally:
         await api.close()
@@ -239,7 +240,8 @@ def _newest_message(events: list[dict[str, Any]], reason: str) -> str | None:
 
 
 def explain_lines(dep: dict[str, Any], policy: ClusterPolicy, source: str,
-                  events: list[dict[str, Any]] | None = None) -> list[str]:
+                  events: list[dict[str, Any]] | None) -> list[str]:
+    """What ``autoscaler explain`` prints; ``events`` are the Deployment's Events, None if they could not be read."""
     md = dep["metadata"]
     ns, name = md.get("namespace", ""), md["name"]
     ann = annotations_of(dep)
@@ -274,6 +276,9 @@ def explain_lines(dep: dict[str, Any], policy: ClusterPolicy, source: str,
     out.append(f"    {st.get('message', '')}")
     if res.lease is not None and res.lease.algorithm == "predictive":
         sized = str(st.get("message", "")).startswith("predictive:")
+        if events is None:
+            out.append("  (the Deployment's Events could not be read, so where its slots come from and why the HPA "
+                       "rule may decide are not shown: grant list on events, or kubectl describe deployment)")
         if not sized and (why := _newest_message(events or [], "PredictiveUnavailable")) is not None:
             out.append(f"  the HPA rule decides, not the predictive algorithm: {why}")
         if sized and (learnt := _newest_message(events or [], "SlotsLearned")) is not None:

@@ -1,0 +1,40 @@
+"""``autoscaler explain``'s lines for a predictive lease from its Deployment's Events, and when they cannot be read."""
+
+from __future__ import annotations
+
+import json
+
+from autoscaler.commands.leases import explain_lines
+from autoscaler.config import ANNOTATION_PREFIX as P
+from autoscaler.config import STATUS_ANNOTATION, parse_policy
+
+POLICY = parse_policy("autoscaling: {enable: true, metrics: {queueTime: {allowed: true, enabled: true, "
+                      "threshold: {default: 10000, minimum: 1000, maximum: 0}}}}")
+
+
+def deployment(message: str) -> dict:
+    status = {"updated": "2026-11-24T20:00:00Z", "current": 2, "ready": 2, "desired": 3, "reason": "Capacity",
+              "message": message, "metrics": []}
+    return {"metadata": {"namespace": "ml", "name": "chat", "annotations": {
+        P + "enabled": "true", P + "algorithm": "predictive", STATUS_ANNOTATION: json.dumps(status)}}}
+
+
+def event(reason: str, message: str, when: str) -> dict:
+    return {"reason": reason, "message": message, "lastTimestamp": when}
+
+
+def test_explain_names_the_learnt_slots_or_why_the_hpa_rule_decides_or_that_events_are_unreadable() -> None:
+    """Sized by the predictive algorithm: the newest SlotsLearned message; decided by the HPA rule: the newest
+    PredictiveUnavailable message; Events the caller may not list: one line saying what is left out."""
+    events = [event("SlotsLearned", "sized on 4 slots a replica: old", "2026-11-24T19:00:00Z"),
+              event("SlotsLearned", "sized on 6 slots a replica: new", "2026-11-24T19:30:00Z"),
+              event("PredictiveUnavailable", "the pods serve with vLLM ...", "2026-11-24T18:00:00Z")]
+    sized = "\n".join(explain_lines(deployment("predictive: 3.1 req/s now ..."), POLICY, "test", events))
+    assert "  slots learnt: sized on 6 slots a replica: new" in sized and "the HPA rule decides" not in sized
+    assert "could not be read" not in sized
+    hpa = "\n".join(explain_lines(deployment("queueTime above target"), POLICY, "test", events))
+    assert "  the HPA rule decides, not the predictive algorithm: the pods serve with vLLM" in hpa
+    assert "slots learnt" not in hpa
+    blind = "\n".join(explain_lines(deployment("predictive: 3.1 req/s now ..."), POLICY, "test", None))
+    assert "the Deployment's Events could not be read" in blind and "grant list on events" in blind
+    assert "could not be read" not in "\n".join(explain_lines(deployment("x"), POLICY, "test", []))
