@@ -26,7 +26,7 @@ import os
 import time
 import zlib
 from collections import Counter, deque
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from functools import partial
 from typing import Any, TypeVar
@@ -75,6 +75,7 @@ from autoscaler.logs import RELOG_S
 from autoscaler.metrics import (
     BatchResult,
     ClientSettings,
+    InstantVector,
     LeaseTarget,
     MetricKind,
     PrometheusClient,
@@ -224,6 +225,7 @@ _YIELD_EVERY = 250  # leases prepared between two yields to the event loop while
 _LIMIT_REASONS = frozenset({PredictiveReason.TOO_MANY_REPLICAS, PredictiveReason.TOO_FEW_REPLICAS,
                            PredictiveReason.SCALE_DOWN_LIMIT})  # the predictive reasons that name a limit
 FIGHT_WINDOW_S, FIGHT_CHANGES = 600.0, 3  # this many outside changes of replicas in this window: another writer
+_SeedRead = tuple[str, str, bool, Callable[[InstantVector], None]]  # what, PromQL, matrix answer, what to do with it
 SEED_CONCURRENCY = 2  # recurring-load histories read from Prometheus at once (a restart reads one per lease)
 BATCH_HISTORY_S = 3600.0  # how far back a vLLM lease's saturated batches are read after a (re)start
 LEARNED_CHANGE = 0.25  # a SlotsLearned Event when the learnt slots move by more than this fraction (a KV-bound batch varies)
@@ -310,11 +312,11 @@ def unknown_slots_message(metrics: Sequence[EffectiveMetric]) -> str:
             "fills first; autoscaler doctor reads it from the pods> to size it by its request rate")
 
 
-def learned_slots_message(learned: int | None, before: int | None, pods: int, reported: int | None) -> str:
+def learned_slots_message(learned: int, before: int | None, pods: int, reported: int | None) -> str:
     """The ``SlotsLearned`` Event's message: the slots a vLLM lease is sized with, from its saturated pods."""
     was = f" (was {before})" if before else ""
     why = (f"fewer than the {reported} its pods report (num_request_max): their KV cache fills first"
-           if reported and reported > (learned or 0) else "vLLM does not report the batch it runs")
+           if reported and reported > learned else "vLLM does not report the batch it runs")
     return (f"sized on {learned} slots a replica{was}: the requests its pods ran at once while others kept waiting "
             f"for a slot (the median of {pods} pod(s)' mean batch); {why}; annotate "
             f"{ANNOTATION_PREFIX}slots-per-replica to state it instead")
@@ -838,21 +840,7 @@ class Controller:
         params = self._predictive_params(target_us)
         stats = results.get("requestStats")
         parts = lease_parts(lease.namespace, pods, stats)
-        p.rt.batches = note_batches(p.rt.batches, saturated_batches(parts), now,
-                                    (q.name for q in pods if not q.deleting))
-        learned = learned_batch(p.rt.batches)
-        reported, vllm = reported_slots(parts.values())
-        slots, source = resolve_slots(lease.slots_per_replica, reported, vllm, settings, learned)
-        announced = p.rt.learned_slots
-        p.rt.slots = None if slots is None else (slots, source)
-        if source == "learnt" and learned and (not announced or abs(learned - announced) > LEARNED_CHANGE
-                                                     * announced):
-            self._pending_events.append(self.events.record(p.obj, "Normal", "SlotsLearned", learned_slots_message(
-                learned, announced, len(p.rt.batches), reported), now))
-            p.rt.learned_slots = learned
-        if learned is None and not lease.slots_per_replica and (vllm or reported) and not p.rt.batch_history:
-            p.rt.batch_history = True  # once a runtime: what a previous controller saw saturated, if anything
-            self._read_batches(lease, p.rt)
+        slots = self._slots(p, parts, now)
         if slots is None:  # vLLM runs many at once and does not say how many: one would be far off
             self._pending_events.append(self.events.record(p.obj, "Normal", "PredictiveUnavailable",
                                                            unknown_slots_message(lease.metrics), now))
@@ -861,7 +849,7 @@ class Controller:
             lease.namespace, pods, stats, now, snap.current_replicas, lease.min_replicas,
             lease.max_replicas, slots,
             measured_startup_s(pods, settings.startup_s), params.drain_s, rate_window_s=params.rate_window_s,
-            stagger=lease_stagger(lease.namespace, lease.name))
+            stagger=lease_stagger(lease.namespace, lease.name), pod_parts=parts)
         state = self._predictive_state(p, params)
         period = state.cycle_period_s
         if p.rt.cycle_seed is not None and state.cycle_end is not None:
@@ -890,6 +878,29 @@ class Controller:
                                                            partial_data_message(d, params), now))
         return d.desired_replicas, str(d.reason), message
 
+    def _slots(self, p: _Prepared, parts: dict[str, Mapping[str, float]], now: float) -> int | None:
+        """The slots per replica a predictive lease is sized with (None: unknown, a vLLM lease nobody sized), from its
+        pods' request statistics (``parts``, :func:`lease_parts`): learning the batches its saturated pods run, with a
+        SlotsLearned Event when the learnt figure is new or moves, and, once a runtime, reading back what a previous
+        controller saw."""
+        lease, rt = p.lease, p.rt
+        rt.batches = note_batches(rt.batches, saturated_batches(parts), now,
+                                  (q.name for q in p.snap.pods if not q.deleting))
+        learned = learned_batch(rt.batches)
+        reported, vllm = reported_slots(parts.values())
+        slots, source = resolve_slots(lease.slots_per_replica, reported, vllm,
+                                      self.policy.policy.autoscaling.predictive, learned)
+        rt.slots = None if slots is None else (slots, source)
+        announced = rt.learned_slots
+        if learned and source == "learnt" and (not announced or abs(learned - announced) > LEARNED_CHANGE * announced):
+            self._pending_events.append(self.events.record(p.obj, "Normal", "SlotsLearned", learned_slots_message(
+                learned, announced, len(rt.batches), reported), now))
+            rt.learned_slots = learned
+        if learned is None and not lease.slots_per_replica and (vllm or reported) and not rt.batch_history:
+            rt.batch_history = True  # once a runtime: what a previous controller saw saturated, if anything
+            self._read_batches(lease, rt)
+        return slots
+
     def _predictive_state(self, p: _Prepared, params: PredictiveParams) -> PredictiveState:
         """The lease's predictive state: in memory, else its season restored from its annotation (after a
         restart), else empty. Either way a fresh state holds scale-downs until it has a burst window."""
@@ -908,63 +919,60 @@ class Controller:
         is known at once after a restart, a failover or when the lease is first seen, instead of two periods later;
         and, with ``season`` (no daily shape of its own, none persisted), its mean request rate per season bucket
         over ``seasonHistoryPeriods`` periods, so that a lease the controller has not seen before has its daily shape
-        at once instead of after a day. At most ``SEED_CONCURRENCY`` leases at a time; a failure only means learning
-        from now on."""
+        at once instead of after a day."""
         kind = self._kind("requestStats", None)
         if not isinstance(kind, RequestStats):
             return
-        at, key = self._query_at, f"{lease.namespace}/{lease.name}"
-        queries: list[tuple[str, str, float]] = []  # what, PromQL, bucket
+        reads: list[_SeedRead] = []
         if params.cycle_correlation > 0:
             b = params.cycle_bucket_s
-            queries.append(("cycle", kind.load_history(lease.namespace, lease.name, params.cycle_history_s, b), b))
+
+            def take_cycle(res: InstantVector, b: float = b) -> None:
+                rt.cycle_seed = kind.bucket_rows(res.samples, b)
+            reads.append(("cycle history", kind.load_history(lease.namespace, lease.name, params.cycle_history_s, b),
+                          True, take_cycle))
         if season and params.seasonal:
             b = params.season_bucket_s
             span = params.season_period_s * params.season_history_periods
-            queries.append(("season", kind.rate_history(lease.namespace, lease.name, span, b), b))
 
-        async def read() -> None:
-            for what, promql, b in queries:
-                async with self._seed_slots:
-                    res = await self.prometheus.query(promql, at=at, matrix=True)
-                if isinstance(res, QueryError):
-                    log.info("%s history of %s not read from Prometheus (%s): learnt from now on", what, key,
-                             res.message)
-                    continue
-                rows = kind.bucket_rows(res.samples, b)
-                if what == "cycle":
-                    rt.cycle_seed = rows
-                else:
-                    rt.season_seed = rows
-                log.debug("%s history of %s: %d buckets from Prometheus", what, key, len(rows))
-
-        if queries:
-            task = asyncio.ensure_future(read())
-            self._seeds.add(task)
-            task.add_done_callback(self._seeds.discard)
+            def take_season(res: InstantVector, b: float = b) -> None:
+                rt.season_seed = kind.bucket_rows(res.samples, b)
+            reads.append(("season history", kind.rate_history(lease.namespace, lease.name, span, b), True,
+                          take_season))
+        self._seed(lease, reads)
 
     def _read_batches(self, lease: LeasePolicy, rt: LeaseRuntime) -> None:
         """Read in the background the batches the lease's pods ran while requests waited over the last
         ``BATCH_HISTORY_S`` (:meth:`RequestStats.batch_history`), so that a vLLM lease saturated before a restart
-        or a failover has its slots at once, not at its next saturation. A failure only means learning from now on."""
+        or a failover has its slots at once, not at its next saturation."""
         kind = self._kind("requestStats", None)
-        if not isinstance(kind, RequestStats):
-            return
-        promql = kind.batch_history(lease.namespace, lease.name, BATCH_HISTORY_S)
-        if not promql:
+        promql = kind.batch_history(lease.namespace, lease.name, BATCH_HISTORY_S) if isinstance(kind, RequestStats) \
+            else ""
+
+        def take(res: InstantVector) -> None:
+            seen = {pod: s.value for s in res.samples
+                    if (pod := s.labels.get("pod")) and math.isfinite(s.value) and s.value >= 1}
+            rt.batches = note_batches(rt.batches, seen, time.time())
+        if promql:
+            self._seed(lease, [("saturated batches", promql, False, take)])
+
+    def _seed(self, lease: LeasePolicy, reads: list[_SeedRead]) -> None:
+        """Run a lease's history ``reads`` (what, PromQL, matrix answer, what to do with it) one after the other in
+        the background, at most ``SEED_CONCURRENCY`` queries at a time over all leases; a failed one is logged and
+        only means learning from now on."""
+        if not reads:
             return
         at, key = self._query_at, f"{lease.namespace}/{lease.name}"
 
         async def read() -> None:
-            async with self._seed_slots:
-                res = await self.prometheus.query(promql, at=at)
-            if isinstance(res, QueryError):
-                log.info("saturated batches of %s not read from Prometheus (%s): learnt from now on", key, res.message)
-                return
-            seen = {pod: s.value for s in res.samples
-                    if (pod := s.labels.get("pod")) and math.isfinite(s.value) and s.value >= 1}
-            rt.batches = note_batches(rt.batches, seen, time.time())
-            log.debug("saturated batches of %s: %d pod(s) from Prometheus", key, len(seen))
+            for what, promql, matrix, take in reads:
+                async with self._seed_slots:
+                    res = await self.prometheus.query(promql, at=at, matrix=matrix)
+                if isinstance(res, QueryError):
+                    log.info("%s of %s not read from Prometheus (%s): learnt from now on", what, key, res.message)
+                    continue
+                take(res)
+                log.debug("%s of %s: %d series points from Prometheus", what, key, len(res.samples))
 
         task = asyncio.ensure_future(read())
         self._seeds.add(task)

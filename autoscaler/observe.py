@@ -293,20 +293,22 @@ def resolve_slots(annotated: int | None, reported: int | None, vllm: bool,
 def predictive_observation(namespace: str, pods: list[Pod], result: BatchResult | None, now: float,
                            current: int, min_replicas: int, max_replicas: int, slots: int,
                            startup_s: float, drain_s: float = 0.0,
-                           rate_window_s: float | None = None, stagger: float = 0.0) -> PredictiveObservation:
+                           rate_window_s: float | None = None, stagger: float = 0.0,
+                           pod_parts: Mapping[str, Mapping[str, float]] | None = None) -> PredictiveObservation:
     """The predictive policy's view of a lease: summed request statistics of its pods, ready/starting counts, and
     (with ``rate_window_s``, the request rate's window) how many settled Ready pods the statistics leave out
     (:func:`unmeasured_ready`).
     With ``drain_s``, a pod whose own backlog takes it longer than that to serve (:func:`stuck_backlog`) counts only
-    what it can drain, and its queue time is left out of the lease's while other pods have traffic."""
+    what it can drain, and its queue time is left out of the lease's while other pods have traffic. ``pod_parts``:
+    the statistics by pod (:func:`lease_parts`) when the caller has read them already."""
     live = [p for p in pods if not p.deleting and p.phase in (PodPhase.PENDING, PodPhase.RUNNING)]
     ready = sum(1 for p in live if p.ready and p.phase == PodPhase.RUNNING)
-    by_pod = lease_parts(namespace, live, result)
+    by_pod = lease_parts(namespace, live, result) if pod_parts is None else pod_parts
     parts, measured = list(by_pod.values()), set(by_pod)
     unmeasured = 0 if rate_window_s is None else unmeasured_ready(live, measured, now, rate_window_s)
     sums: dict[str, float] = {}
-    for pod_parts in parts:
-        for k, v in pod_parts.items():
+    for pp in parts:
+        for k, v in pp.items():
             sums[k] = sums.get(k, 0.0) + v
     seen = len(parts)
     rate = None if not seen else sums.get("success", 0.0) + sums.get("failure", 0.0)
