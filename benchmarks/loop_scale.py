@@ -381,6 +381,8 @@ def _query_seconds(ctl: Any) -> dict[str, tuple[float, int]]:
 
 
 def main() -> int:
+    from autoscaler.config import SERVER_NAMES
+
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--leases", type=int, default=10000)
     ap.add_argument("--pods", type=int, default=1, help="pods per lease")
@@ -394,8 +396,9 @@ def main() -> int:
                     help="the policy's algorithm (predictive: the shipped default; backfills Triton's raw counters)")
     ap.add_argument("--real-objects", action="store_true",
                     help="Deployments and Pods as large as a real API server returns them (managedFields, ...)")
-    ap.add_argument("--servers", default="triton, vllm",
-                    help="the policy's prometheus.servers, e.g. 'triton' (whose request series the queries read)")
+    ap.add_argument("--servers", default=", ".join(SERVER_NAMES),
+                    help="the policy's prometheus.servers (default: the policy's default), e.g. 'triton' (whose "
+                         "request series the queries read)")
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--profile", action="store_true", help="cProfile one extra loop (to stderr)")
     args = ap.parse_args()
