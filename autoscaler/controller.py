@@ -87,6 +87,7 @@ from autoscaler.metrics.registry import MetricRegistry, default_registry, kind_f
 from autoscaler.observe import (
     MetricObservation,
     PodBatch,
+    kv_fits,
     learned_batch,
     lease_parts,
     measured_startup_s,
@@ -194,6 +195,8 @@ class LeaseRuntime:
     batches: dict[str, PodBatch] = field(default_factory=dict)  # pod: what it ran while saturated
     batch_history: bool = False  # the pods' saturated batches of the last hour were asked of Prometheus
     learned_slots: int | None = None  # the learnt slots last announced in a SlotsLearned Event
+    fits: dict[str, PodBatch] = field(default_factory=dict)  # pod: what its KV cache holds at its requests' sizes
+    estimated_slots: int | None = None  # the KV-cache slots last announced in a SlotsEstimated Event
     slots: tuple[int, str] | None = None  # predictive: the slots per replica sized with, and their source (/metrics)
     outside_changes: list[float] = field(default_factory=list)  # when replicas changed outside us, last FIGHT_WINDOW_S
 
@@ -228,7 +231,8 @@ FIGHT_WINDOW_S, FIGHT_CHANGES = 600.0, 3  # this many outside changes of replica
 _SeedRead = tuple[str, str, bool, Callable[[InstantVector], None]]  # what, PromQL, matrix answer, what to do with it
 SEED_CONCURRENCY = 2  # recurring-load histories read from Prometheus at once (a restart reads one per lease)
 BATCH_HISTORY_S = 3600.0  # how far back a vLLM lease's saturated batches are read after a (re)start
-LEARNED_CHANGE = 0.25  # a SlotsLearned Event when the learnt slots move by more than this fraction (a KV-bound batch varies)
+LEARNED_CHANGE = 0.25  # a SlotsLearned (SlotsEstimated) Event when the learnt (KV-cache) slots move by more than this
+# fraction (a KV-bound batch varies)
 
 
 @dataclass
@@ -304,8 +308,9 @@ def unknown_slots_message(metrics: Sequence[EffectiveMetric]) -> str:
     """The ``PredictiveUnavailable`` Event's message for a predictive lease on vLLM pods whose slots nobody states."""
     return ("the pods serve with vLLM, which runs many requests at once but does not report how many (NIM reports "
             "num_request_max), neither the lease's slots-per-replica annotation nor the policy's "
-            "predictive.slotsPerReplica says it, and no pod has yet had requests waiting for a slot long enough to "
-            "show the batch it runs (the controller learns it then), so the predictive algorithm cannot size this "
+            "predictive.slotsPerReplica says it, and no pod has yet had a tenth of its KV cache in use (the "
+            "controller estimates it then from the requests the cache holds) or requests waiting for a slot long "
+            "enough to show the batch it runs (it learns it then), so the predictive algorithm cannot size this "
             f"lease; the HPA rule decides on its metrics ({', '.join(m.name for m in metrics) or 'none'}) until then. "
             "Annotate "
             f"{ANNOTATION_PREFIX}slots-per-replica=<the batch it runs: --max-num-seqs, or fewer when its KV cache "
@@ -320,6 +325,24 @@ def learned_slots_message(learned: int, before: int | None, pods: int, reported:
     return (f"sized on {learned} slots a replica{was}: the requests its pods ran at once while others kept waiting "
             f"for a slot (the median of {pods} pod(s)' mean batch); {why}; annotate "
             f"{ANNOTATION_PREFIX}slots-per-replica to state it instead")
+
+
+def estimated_slots_message(fitted: int, before: int | None, pods: int, reported: int | None) -> str:
+    """The ``SlotsEstimated`` Event's message: the slots a vLLM lease is sized with before any pod was saturated, from
+    what its pods' KV cache holds."""
+    was = f" (was {before})" if before else ""
+    why = (f"fewer than the {reported} its pods report (num_request_max), so their KV cache fills first"
+           if reported else "vLLM does not report the batch it runs")
+    return (f"sized on {fitted} slots a replica{was}: the requests its pods' KV cache holds at their present "
+            f"requests' sizes (their running requests over the KV cache's use, the median of {pods} pod(s)); {why}; "
+            "more than a pod runs if --max-num-seqs binds first: the first time requests keep waiting for a slot, "
+            f"the batch the pods run then replaces it (SlotsLearned); annotate {ANNOTATION_PREFIX}slots-per-replica "
+            "to state it instead")
+
+
+def _moved(slots: int, announced: int | None) -> bool:
+    """Whether ``slots`` are new or moved by more than ``LEARNED_CHANGE`` from those ``announced`` in an Event."""
+    return not announced or abs(slots - announced) > LEARNED_CHANGE * announced
 
 
 def recurring_load_message(found: float | None, before: float | None, params: PredictiveParams) -> str:
@@ -884,18 +907,22 @@ class Controller:
         SlotsLearned Event when the learnt figure is new or moves, and, once a runtime, reading back what a previous
         controller saw."""
         lease, rt = p.lease, p.rt
-        rt.batches = note_batches(rt.batches, saturated_batches(parts), now,
-                                  (q.name for q in p.snap.pods if not q.deleting))
-        learned = learned_batch(rt.batches)
+        live = [q.name for q in p.snap.pods if not q.deleting]
+        rt.batches = note_batches(rt.batches, saturated_batches(parts), now, live)
+        rt.fits = note_batches(rt.fits, kv_fits(parts), now, live)
+        learned, fitted = learned_batch(rt.batches), learned_batch(rt.fits)
         reported, vllm = reported_slots(parts.values())
         slots, source = resolve_slots(lease.slots_per_replica, reported, vllm,
-                                      self.policy.policy.autoscaling.predictive, learned)
+                                      self.policy.policy.autoscaling.predictive, learned, fitted)
         rt.slots = None if slots is None else (slots, source)
-        announced = rt.learned_slots
-        if learned and source == "learnt" and (not announced or abs(learned - announced) > LEARNED_CHANGE * announced):
+        if slots is not None and source == "learnt" and _moved(slots, rt.learned_slots):
             self._pending_events.append(self.events.record(p.obj, "Normal", "SlotsLearned", learned_slots_message(
-                learned, announced, len(rt.batches), reported), now))
-            rt.learned_slots = learned
+                slots, rt.learned_slots, len(rt.batches), reported), now))
+            rt.learned_slots = slots
+        elif slots is not None and source == "kv-cache" and _moved(slots, rt.estimated_slots):
+            self._pending_events.append(self.events.record(p.obj, "Normal", "SlotsEstimated", estimated_slots_message(
+                slots, rt.estimated_slots, len(rt.fits), reported), now))
+            rt.estimated_slots = slots
         if learned is None and not lease.slots_per_replica and (vllm or reported) and not rt.batch_history:
             rt.batch_history = True  # once a runtime: what a previous controller saw saturated, if anything
             self._read_batches(lease, rt)

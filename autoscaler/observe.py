@@ -192,6 +192,12 @@ def saturated_batches(parts: Mapping[str, Mapping[str, float]]) -> dict[str, flo
     return {name: pp["batch"] for name, pp in parts.items() if pp.get("batch", 0.0) >= 1}
 
 
+def kv_fits(parts: Mapping[str, Mapping[str, float]]) -> dict[str, float]:
+    """The requests each pod's KV cache holds at its present requests' sizes (its ``kv_fit`` part), by pod name, from
+    :func:`lease_parts`: only the pods with a tenth or more of their cache in use now."""
+    return {name: pp["kv_fit"] for name, pp in parts.items() if pp.get("kv_fit", 0.0) >= 1}
+
+
 def median_int(values: Iterable[float]) -> int | None:
     """The median (the upper one of an even count) of ``values``, rounded; None for none."""
     ordered = sorted(values)
@@ -261,26 +267,34 @@ def reported_slots(parts: Iterable[Mapping[str, float]]) -> tuple[int | None, bo
 SLOT_SOURCES = {
     "annotation": "the slots-per-replica annotation",
     "learnt": "the batch its pods ran while requests waited",
+    "kv-cache": "the requests its pods' KV cache holds at their present sizes (running requests over KV-cache use)",
     "reported": "the pods' num_request_max",
     "policy": "the policy's predictive.slotsPerReplica",
     "default": "the policy's default predictive.slotsPerReplica (Triton's default model configuration)",
-    "unknown": "vLLM does not report its batch size, nothing states it, and no pod has been saturated yet",
+    "unknown": "vLLM does not report its batch size, nothing states it, and no pod has yet had a tenth of its KV "
+               "cache in use or been saturated",
 }
 """Where a lease's slots per replica come from (:func:`resolve_slots`), as said to people."""
 
 
 def resolve_slots(annotated: int | None, reported: int | None, vllm: bool,
-                  policy: PredictiveSettings, learned: int | None = None) -> tuple[int | None, str]:
+                  policy: PredictiveSettings, learned: int | None = None,
+                  fitted: int | None = None) -> tuple[int | None, str]:
     """The slots per replica the predictive algorithm sizes a lease with, and where they come from (a key of
     :data:`SLOT_SOURCES`): the lease's annotation, else what its pods showed they run when saturated (``learned``,
-    :func:`learned_batch`), else what they report (:func:`reported_slots`: NIM's ``num_request_max`` is
-    ``--max-num-seqs``, more than a pod runs when its KV cache fills first), else the policy's
+    :func:`learned_batch`), else what their KV cache holds at their requests' sizes (``fitted``, the same over
+    :func:`kv_fits`) when that is fewer than they report, else what they report (:func:`reported_slots`: NIM's
+    ``num_request_max`` is ``--max-num-seqs``, more than a pod runs when its KV cache fills first), else the policy's
     ``predictive.slotsPerReplica``. Its default (1, Triton's default model configuration) is not applied to a lease
-    read from vLLM's series: (None, "unknown")."""
+    read from vLLM's series: (None, "unknown").
+    The saturated batch comes before the KV fit: the fit is more than a pod runs when ``--max-num-seqs`` binds first
+    and vLLM does not report it, and a lease sized on too many slots is saturated, so it then learns the batch."""
     if annotated:
         return annotated, "annotation"
     if learned:
         return learned, "learnt"
+    if fitted and (not reported or fitted < reported):
+        return fitted, "kv-cache"
     if reported:
         return reported, "reported"
     if policy.stated_slots is not None:

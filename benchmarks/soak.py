@@ -13,7 +13,7 @@ only in the first half, so the second half measures the memory of one long-lived
 
 Prints load held (requests served and within the queue-time target), faults injected by kind,
 invariant violations (must be 0), the controller's RSS growth over the second half (must be flat) and the slots
-learnt (``SlotsLearned`` Events).
+learnt and estimated (``SlotsLearned`` and ``SlotsEstimated`` Events).
 
     python benchmarks/soak.py --minutes 30          # the long run (docs/reliability.md)
     python benchmarks/soak.py --minutes 0.5 --json  # what CI runs (tests/faults/test_soak.py)
@@ -178,7 +178,8 @@ class Soak:
                 for name in LEASES:
                     await dp.stop_load("default", name)
                 await self.stop_controller(kill=False)
-            learnt = [e for e in c.store.list_objects(EVENTS.storage_key, "default") if e.get("reason") == "SlotsLearned"]
+            slots = [e for e in c.store.list_objects(EVENTS.storage_key, "default")
+                     if e.get("reason") in ("SlotsLearned", "SlotsEstimated")]
             for line in self.lines:
                 checker.log_line(line)
             violations = checker.finish()
@@ -198,7 +199,8 @@ class Soak:
             "controllerRssMB": {"secondHalfStart": round(half[0] / 1024, 1) if half else None,
                                 "end": round(half[-1] / 1024, 1) if half else None},
             "controllerRssGrowthMB": round(growth, 1),
-            "slotsLearned": {e["involvedObject"]["name"]: e["message"].split(":")[0] for e in learnt},
+            **{key: {e["involvedObject"]["name"]: e["message"].split(":")[0] for e in slots if e["reason"] == reason}
+               for key, reason in (("slotsLearned", "SlotsLearned"), ("slotsEstimated", "SlotsEstimated"))},
         }
 
     async def _inject(self, c: SandboxCluster, api: FaultProxy, prom: FaultProxy, checker: InvariantChecker,
@@ -288,8 +290,9 @@ def main(argv: list[str] | None = None) -> int:
         for v in out["violations"]:
             print("  " + v)
         print(f"controller RSS over the second half: {out['controllerRssMB']} (growth {out['controllerRssGrowthMB']} MB)")
-        for lease, learnt in out["slotsLearned"].items():
-            print(f"slots learnt: {lease}: {learnt}")
+        for how in ("estimated", "learned"):
+            for lease, sized in out["slots" + how.capitalize()].items():
+                print(f"slots {how.replace('learned', 'learnt')}: {lease}: {sized}")
     return 1 if out["violations"] else 0
 
 

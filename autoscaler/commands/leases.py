@@ -231,12 +231,16 @@ async def _explain_data(args: argparse.Namespace, ns: str,
         await api.close()
 
 
+def _newest(events: list[dict[str, Any]], *reasons: str) -> dict[str, Any] | None:
+    """The newest Event with one of ``reasons``, if any."""
+    found = [e for e in events if e.get("reason") in reasons]
+    return max(found, key=lambda e: str(e.get("lastTimestamp") or e.get("eventTime") or "")) if found else None
+
+
 def _newest_message(events: list[dict[str, Any]], reason: str) -> str | None:
     """The message of the newest Event with ``reason``, if any."""
-    found = [e for e in events if e.get("reason") == reason]
-    if not found:
-        return None
-    return str(max(found, key=lambda e: str(e.get("lastTimestamp") or e.get("eventTime") or "")).get("message", ""))
+    e = _newest(events, reason)
+    return None if e is None else str(e.get("message", ""))
 
 
 def explain_lines(dep: dict[str, Any], policy: ClusterPolicy, source: str,
@@ -281,8 +285,9 @@ def explain_lines(dep: dict[str, Any], policy: ClusterPolicy, source: str,
                        "rule may decide are not shown: grant list on events, or kubectl describe deployment)")
         if not sized and (why := _newest_message(events or [], "PredictiveUnavailable")) is not None:
             out.append(f"  the HPA rule decides, not the predictive algorithm: {why}")
-        if sized and (learnt := _newest_message(events or [], "SlotsLearned")) is not None:
-            out.append(f"  slots learnt: {learnt}")
+        if sized and (slots := _newest(events or [], "SlotsLearned", "SlotsEstimated")) is not None:
+            how = "learnt" if slots.get("reason") == "SlotsLearned" else "estimated"
+            out.append(f"  slots {how}: {slots.get('message', '')}")
     for m in st.get("metrics") or []:
         line = (f"    {m['name']}: value {_fmt(m.get('value'))} vs target {_fmt(m.get('target'))}{m.get('unit', '')}"
                 f" -> proposes {_fmt(m.get('proposed'))} replicas")

@@ -524,7 +524,8 @@ async def check_predictive(ctx: Context, leases: Sequence[Lease]) -> list[Findin
             server = "vLLM" if vllm else "Triton"
             seen = (await _saturated_batch(client, kind, ns, name)  # also Triton's vLLM backend, which reports them
                     if isinstance(kind, RequestStats) else None)
-            slots, key = resolve_slots(lease.policy.slots_per_replica, reported, vllm, a.predictive, seen)
+            fitted = median_int(pp["kv_fit"] for pp in parts if pp.get("kv_fit", 0.0) >= 1)
+            slots, key = resolve_slots(lease.policy.slots_per_replica, reported, vllm, a.predictive, seen, fitted)
             source = SLOT_SOURCES[key]
             seen_text = (f"; in the last {SATURATION_WINDOW_S / 3600:g}h its pods ran {seen} requests at once "
                          "while others kept waiting (the median of their means): that is the batch they run"
@@ -533,8 +534,9 @@ async def check_predictive(ctx: Context, leases: Sequence[Lease]) -> list[Findin
             if slots is None:
                 out.append(Finding(
                     "predictive", WARN, f"sized from {server}'s request counters, but {source}, so the controller "
-                    f"leaves this lease to the HPA rule on its metrics ({metrics}) until requests wait for a slot "
-                    "long enough to show the batch a pod runs",
+                    f"leaves this lease to the HPA rule on its metrics ({metrics}) until a tenth of a pod's KV cache "
+                    "is in use (it estimates the batch from what the cache holds) or requests wait for a slot long "
+                    "enough to show the batch a pod runs",
                     annotate + "<the batch the server runs: --max-num-seqs, or fewer when its KV cache fills first>",
                     lease.key))
             elif seen and slots > SLOTS_TOLERANCE * seen:

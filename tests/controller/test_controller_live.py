@@ -301,8 +301,9 @@ async def test_predictive_leases_on_vllm_and_nim_pods_are_sized_from_their_metri
     with no slots stated is left to the HPA rule, with a PredictiveUnavailable Event saying what to annotate (vLLM
     runs many requests at once, so the policy's default of one would size it far too large), until its pods are
     saturated: then it is sized on the batch they ran while requests kept waiting (a SlotsLearned Event), also after
-    a restart (read back from Prometheus). A NIM lease whose KV cache fills before its num_request_max is sized on
-    the batch it runs, not on what it reports."""
+    a restart (read back from Prometheus). Leases whose KV cache fills first are sized on what it holds before any
+    pod is saturated (a SlotsEstimated Event): a vLLM lease whose slots nobody states, and a NIM lease, on fewer
+    than its num_request_max."""
     pfile = env.policy_file.with_name("policy-predictive-vllm.yaml")
     pfile.write_text(env.policy_file.read_text() + """
   algorithm: predictive
@@ -310,10 +311,12 @@ async def test_predictive_leases_on_vllm_and_nim_pods_are_sized_from_their_metri
                scaleDownWindowSeconds: 4, startupSeconds: 1, violationTarget: 0.05, panicQueueFactor: 0}
 """)
     sized_leases = {"vllm-pred": "vllm", "nim-sized": "nim", "nim-old": "nim-legacy"}
-    # nim-kv: NIM says 4 (its num_request_max), but its KV cache holds two requests' tokens (640 each)
-    serving = {**{n: SERVING for n in (*sized_leases, "vllm-unsized")}, "nim-kv": {**SERVING, "concurrency": 4,
-                                                                                  "kvCacheTokens": 1280}}
-    for name, kind in {**sized_leases, "vllm-unsized": "vllm", "nim-kv": "nim"}.items():
+    # nim-kv: NIM says 4 (its num_request_max), but its KV cache holds two requests' tokens (640 each); vllm-kv
+    # runs up to 8 (--max-num-seqs), which vLLM does not say, but its KV cache holds two
+    kv = {**SERVING, "kvCacheTokens": 1280}
+    serving = {**{n: SERVING for n in (*sized_leases, "vllm-unsized")}, "nim-kv": {**kv, "concurrency": 4},
+               "vllm-kv": {**kv, "concurrency": 8}}
+    for name, kind in {**sized_leases, "vllm-unsized": "vllm", "nim-kv": "nim", "vllm-kv": "vllm"}.items():
         slots = {P + "slots-per-replica": "2"} if name == "vllm-pred" else {}  # NIM says 2 (its num_request_max)
         env.cluster.create_deployment(name, namespace="default", replicas=1, kind=kind, serving=serving[name],
                                       annotations={P + "enabled": "true", P + "max-replicas": "4", **slots})
@@ -333,6 +336,7 @@ async def test_predictive_leases_on_vllm_and_nim_pods_are_sized_from_their_metri
     async with env.controller(policy_file=str(pfile)) as ctl:
         for name in (*sized_leases, "nim-kv"):
             await env.load(name, {"profile": {"type": "constant", "rate": 100}})
+        await env.load("vllm-kv", {"profile": {"type": "constant", "rate": 16}})  # 0.8 running: not saturated
 
         def sized(name: str, replicas: int = 3) -> bool:
             last = ctl.runtime[("default", name)].last if ("default", name) in ctl.runtime else {}
@@ -346,12 +350,21 @@ async def test_predictive_leases_on_vllm_and_nim_pods_are_sized_from_their_metri
                        "an Event saying the unsized vLLM lease needs its slots")
         last = ctl.runtime[("default", "vllm-unsized")].last
         assert not last["message"].startswith("predictive:") and env.replicas("vllm-unsized") == 1, last
-        # the NIM lease whose KV cache fills first is sized on the two requests it runs, not the four it reports
+        # the leases whose KV cache fills first are sized on the two requests it holds: not the four NIM reports,
+        # and without a saturation for the vLLM lease, which does not report any
         await wait_for(lambda: sized("nim-kv") and "on 2 slots a replica" in ctl.runtime[("default", "nim-kv")]
                        .last["message"], 30, "the KV-bound NIM lease sized on the batch it runs")
-        await env.dataplane.stop_load("default", "nim-kv")
-    (e,) = [e for e in env.events("nim-kv") if e["reason"] == "SlotsLearned"]
+        await wait_for(lambda: sized("vllm-kv", replicas=1) and ctl.runtime[("default", "vllm-kv")].slots == (
+            2, "kv-cache"), 30, "the unsized, unsaturated vLLM lease sized on what its KV cache holds")
+        assert ctl.telemetry.registry.get_sample_value("autoscaler_lease_slots_per_replica", {
+            "namespace": "default", "lease": "vllm-kv", "source": "kv-cache"}) == 2
+        for name in ("nim-kv", "vllm-kv"):
+            await env.dataplane.stop_load("default", name)
+    (e,) = [e for e in env.events("nim-kv") if e["reason"] == "SlotsEstimated"]
     assert "sized on 2 slots a replica" in e["message"] and "fewer than the 4 its pods report" in e["message"], e
+    (e,) = [e for e in env.events("vllm-kv") if e["reason"] == "SlotsEstimated"]
+    assert e["message"].startswith("sized on 2 slots a replica: the requests its pods' KV cache holds"), e
+    assert not [e for e in env.events("vllm-kv") if e["reason"] == "SlotsLearned"], env.events("vllm-kv")
     for name in sized_leases:
         await env.dataplane.stop_load("default", name)
         history = ctl.runtime[("default", name)].history
@@ -371,7 +384,9 @@ async def test_predictive_leases_on_vllm_and_nim_pods_are_sized_from_their_metri
     # (a SlotsLearned Event) and sizes the lease by its request rate from then on.
     async with env.controller(policy_file=str(pfile)) as ctl:
         await env.load("vllm-unsized", {"profile": {"type": "constant", "rate": 100}})  # 2.5 pods' worth
-        await wait_for(lambda: sized("vllm-unsized") and env.replicas("vllm-unsized") >= 3, 40,
+        # (its KV cache holds 2.5 requests: an estimate first, then what the saturated pods ran)
+        await wait_for(lambda: sized("vllm-unsized") and env.replicas("vllm-unsized") >= 3 and ctl.runtime[
+            ("default", "vllm-unsized")].slots == (2, "learnt"), 40,
                        "predictive scale-up of the unsized lease on the slots it showed")
         assert "on 2 slots a replica" in ctl.runtime[("default", "vllm-unsized")].last["message"]
         assert ctl.telemetry.registry.get_sample_value("autoscaler_lease_slots_per_replica", {

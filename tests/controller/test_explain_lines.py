@@ -24,8 +24,8 @@ def event(reason: str, message: str, when: str) -> dict:
 
 
 def test_explain_names_the_learnt_slots_or_why_the_hpa_rule_decides_or_that_events_are_unreadable() -> None:
-    """Sized by the predictive algorithm: the newest SlotsLearned message; decided by the HPA rule: the newest
-    PredictiveUnavailable message; Events the caller may not list: one line saying what is left out."""
+    """Sized by the predictive algorithm: the newest SlotsLearned or SlotsEstimated message; decided by the HPA rule:
+    the newest PredictiveUnavailable message; Events the caller may not list: one line saying what is left out."""
     events = [event("SlotsLearned", "sized on 4 slots a replica: old", "2026-11-24T19:00:00Z"),
               event("SlotsLearned", "sized on 6 slots a replica: new", "2026-11-24T19:30:00Z"),
               event("PredictiveUnavailable", "the pods serve with vLLM ...", "2026-11-24T18:00:00Z")]
@@ -38,3 +38,9 @@ def test_explain_names_the_learnt_slots_or_why_the_hpa_rule_decides_or_that_even
     blind = "\n".join(explain_lines(deployment("predictive: 3.1 req/s now ..."), POLICY, "test", None))
     assert "the Deployment's Events could not be read" in blind and "grant list on events" in blind
     assert "could not be read" not in "\n".join(explain_lines(deployment("x"), POLICY, "test", []))
+    # slots estimated from the KV cache before any saturation, then learnt: the newer of the two is named
+    estimated = [event("SlotsEstimated", "sized on 9 slots a replica: kv", "2026-11-24T17:00:00Z")]
+    sized = "\n".join(explain_lines(deployment("predictive: 3.1 req/s now ..."), POLICY, "test", estimated))
+    assert "  slots estimated: sized on 9 slots a replica: kv" in sized and "slots learnt" not in sized
+    sized = "\n".join(explain_lines(deployment("predictive: 3.1 req/s now ..."), POLICY, "test", estimated + events))
+    assert "  slots learnt: sized on 6 slots a replica: new" in sized and "slots estimated" not in sized

@@ -256,7 +256,8 @@ async def test_predictive_leases_have_request_counters_and_known_slots(env: Env)
     (f,) = pick(fs, "predictive", f"{ns}/vllm")
     assert f.status == OK and "4 slot(s) per replica from the batch its pods ran while requests waited" in f.detail, f
     (f,) = pick(fs, "predictive", f"{ns}/idle")
-    assert f.status == WARN and "no pod has been saturated yet" in f.detail and "HPA rule" in f.detail, f
+    assert f.status == WARN and "no pod has yet had a tenth of its KV cache in use or been saturated" in f.detail \
+        and "HPA rule" in f.detail, f
     assert f.fix.startswith(f"kubectl -n {ns} annotate deployment idle --overwrite {P}slots-per-replica=<"), f
     fix = f"kubectl -n {ns} annotate deployment vllm --overwrite {P}slots-per-replica=4"
     dep = env.cluster.store.get(DEPLOYMENTS.storage_key, ns, "vllm")

@@ -123,6 +123,7 @@ def dataset() -> OpenMetricsWriter:
         w.add("vllm:request_queue_time_seconds_sum", lab, counter(0.2 * share))
         w.add("vllm:request_queue_time_seconds_count", lab, counter(4.0 * share))
         w.add("vllm:num_requests_waiting", lab, gauge(waiting))
+        w.add("vllm:kv_cache_usage_perc", lab, gauge(0.05))  # under a tenth in use: no KV fit extrapolated
     w.add("num_request_max", {"namespace": "team-c", "pod": VLLM_POD, "model_name": "llama"}, gauge(16))  # NIM's name
     # A pod whose requests wait only at the last scrape (one scheduler step), with 3 running: not saturated.
     w.add("vllm:num_requests_running", {"namespace": "team-a", "pod": "llm-a-0", **vllm}, gauge(3))
@@ -135,6 +136,9 @@ def dataset() -> OpenMetricsWriter:
     w.add("num_requests_running", old_nim, gauge(8))
     w.add("num_requests_waiting", old_nim, gauge(2))
     w.add("num_request_max", old_nim, gauge(16))
+    w.add("gpu_cache_usage_perc", old_nim, gauge(0.5))  # 8 running in half its KV cache: 16 would fit
+    # a pod reading vLLM's old KV name: 1 running in a quarter of its cache, so 4 would fit
+    w.add("vllm:num_requests_running", {"namespace": "team-a", "pod": "llm-a-1", **vllm}, gauge(1))
     # another application with names like NIM's, but no num_request_max: not read as NIM
     w.add("request_success_total", {"namespace": "team-d", "pod": WEB_POD}, counter(50.0))
     w.add("num_requests_waiting", {"namespace": "team-d", "pod": WEB_POD}, gauge(1))

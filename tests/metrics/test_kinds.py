@@ -147,7 +147,8 @@ async def test_request_stats_of_an_older_nim_by_littles_law(client: PrometheusCl
     assert isinstance(nim, Ok) and isinstance(web, Empty), result.outcomes
     assert nim.value == pytest.approx(5.0)
     assert nim.parts == pytest.approx({"success": 4.0, "failure": 1.0, "success_long": 4.0, "compute_us": 8e6,
-                                       "queue_us": 2e6, "pending": 2.0, "slots": 16.0, "batch": 8.0, "vllm": 1.0})
+                                       "queue_us": 2e6, "pending": 2.0, "slots": 16.0, "batch": 8.0, "vllm": 1.0,
+                                       "kv_fit": 16.0})  # 8 running in half its KV cache
     assert nim.parts["compute_us"] / nim.parts["success_long"] / 1e6 == pytest.approx(2.0)
     queue = await fetch(client, QueueTime(source="raw"), [lease], at=T0)
     assert queue.outcomes[PodTarget("team-d", OLD_NIM_POD)] == Ok(pytest.approx(5e5))
@@ -172,6 +173,19 @@ async def test_a_batch_is_read_only_while_requests_keep_waiting(client: Promethe
     assert isinstance(history, InstantVector), history
     assert [(s.labels["pod"], s.value) for s in history.samples] == [(VLLM_POD, 16.0)]
     assert RequestStats(servers=(TRITON,)).batch_history("team-c", "chat", 300.0) == ""  # Triton runs no batch gauge
+
+
+async def test_a_kv_fit_is_what_a_pods_kv_cache_holds_at_its_requests_sizes(client: PrometheusClient) -> None:
+    """requestStats' ``kv_fit`` part (the slots a vLLM lease is sized on before any pod is saturated) is a pod's mean
+    running requests over its mean KV-cache usage (vLLM's current or old name, NIM's un-prefixed one: the older NIM
+    test above), only while a tenth or more of the cache is in use: 1 running in a quarter of the cache fits 4; a pod
+    with a twentieth in use extrapolates nothing; a pod without a running gauge (Triton) has none."""
+    from autoscaler.metrics.kinds.request_stats import RequestStats
+
+    result = await fetch(client, RequestStats(), [*LEASES, LEASE_C], at=T0)
+    fits = {t.pod: o.parts.get("kv_fit") for t, o in result.outcomes.items() if isinstance(o, Ok) and o.parts}
+    assert fits["llm-a-1"] == pytest.approx(4.0) and fits["llm-a-0"] == pytest.approx(6.0), fits  # 3 in a half
+    assert fits[VLLM_POD] is None and fits[TRITON_POD] is None and fits["llm-b-0"] is None, fits
 
 
 async def test_request_histories_count_every_pod_of_a_deployment_whatever_its_server(
@@ -271,9 +285,9 @@ def test_request_stats_interpretation() -> None:
     assert isinstance(out, Ok) and out.value == 10.0 and out.parts is not None and out.parts["compute_us"] == 5e5
     assert isinstance(k.interpret(PodSeries((), {"pending": s(3.0)}), 0.0), Empty)
     query = k.build([LeaseTarget.of("ns", ["p"])])
-    # eight parts, each Triton's or else vLLM's or else NIM's: vLLM has no failure counter, Triton no slot or running
-    # gauge, and vLLM's and NIM's slot gauge is one (num_request_max)
-    assert query.count(" or ") == 7 + 5 + 7 and 'autoscaler_part", "pending"' in query
+    # nine parts, each Triton's or else vLLM's or else NIM's: vLLM has no failure counter, Triton no slot, running or
+    # KV gauge, and vLLM's and NIM's slot gauge is one (num_request_max); vLLM's KV gauge has two names
+    assert query.count(" or ") == 8 + 6 + 7 + 1 and 'autoscaler_part", "pending"' in query
 
 
 def test_a_value_too_large_for_a_quantity_is_not_finite() -> None:

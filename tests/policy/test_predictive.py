@@ -903,7 +903,8 @@ def test_slots_are_learnt_from_saturated_pods_and_yield_to_what_is_stated() -> N
     readings of the most recent BATCH_PODS pods, of the ReplicaSets that still have live pods (a rollout's new
     template is learnt afresh). The annotation comes first; learnt slots come before NIM's reported ones (its
     --max-num-seqs, more than it runs when its KV cache fills first) and the policy's stated value, and a vLLM
-    lease with none of them is not sized at all."""
+    lease with none of them is not sized at all. Until a pod is saturated, what its KV cache holds at its requests'
+    sizes stands in for the batch, when it is fewer than the pods report."""
     from autoscaler.config import PredictiveSettings
     from autoscaler.observe import (
         BATCH_PODS,
@@ -939,3 +940,11 @@ def test_slots_are_learnt_from_saturated_pods_and_yield_to_what_is_stated() -> N
     assert resolve_slots(None, 32, True, stated, None) == (32, "reported")
     assert resolve_slots(None, None, True, default, None) == (None, "unknown")
     assert resolve_slots(None, None, False, default, None) == (default.slots_per_replica, "default")
+    # what the KV cache holds at the requests' sizes: before the saturated batch is known, and only when it is fewer
+    # than the pods report (more, num_request_max binds first); before the policy's stated value
+    assert resolve_slots(None, None, True, default, None, 12) == (12, "kv-cache")
+    assert resolve_slots(None, None, True, stated, None, 12) == (12, "kv-cache")
+    assert resolve_slots(None, 32, True, default, None, 12) == (12, "kv-cache")
+    assert resolve_slots(None, 8, True, default, None, 12) == (8, "reported")
+    assert resolve_slots(None, 32, True, default, 10, 12) == (10, "learnt")
+    assert resolve_slots(16, None, True, default, None, 12) == (16, "annotation")

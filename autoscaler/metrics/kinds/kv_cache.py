@@ -15,6 +15,11 @@ from autoscaler.metrics.kinds.base import SAMPLE_AGE_S, PodSeries, join_matchers
 from autoscaler.metrics.promql import LeaseTarget, selector, tag
 from autoscaler.metrics.results import Outcome
 
+VLLM_KV = ("vllm:kv_cache_usage_perc", "vllm:gpu_cache_usage_perc")
+"""vLLM's KV-cache usage gauge (fraction 0-1), current name first (the old one before vLLM 0.12)."""
+NIM_KV = "gpu_cache_usage_perc"
+"""NIM for LLMs' un-prefixed KV-cache usage gauge (fraction 0-1)."""
+
 
 @dataclass(frozen=True)
 class KvCacheUsage:
@@ -22,8 +27,7 @@ class KvCacheUsage:
 
     name: str = "kvCacheUsage"
     unit: str = "percent"
-    metrics: tuple[str, ...] = ("vllm:kv_cache_usage_perc", "vllm:gpu_cache_usage_perc",
-                                "gpu_cache_usage_perc")
+    metrics: tuple[str, ...] = (*VLLM_KV, NIM_KV)
     scale: float = 100.0
     """Multiplier from the exported value to the unit (fraction -> percent)."""
     extra_matchers: str = ""

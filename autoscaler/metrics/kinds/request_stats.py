@@ -13,6 +13,10 @@ docs/predictive.md), each tagged with ``autoscaler_part``:
   window (vLLM's or NIM's ``num_requests_running`` while ``num_requests_waiting`` stayed above zero): the batch the
   pod really runs when saturated, which the controller learns a vLLM lease's slots from (a request that waits for
   one scheduler step does not count);
+* ``kv_fit``: the requests the pod's KV cache holds at the present requests' sizes: its mean running requests over
+  its mean KV-cache usage in the long window, present only while a tenth or more of the cache is in use (vLLM's or
+  NIM's running gauge over ``vllm:kv_cache_usage_perc`` / ``gpu_cache_usage_perc``). The batch a KV-bound pod runs
+  when saturated, known before it is; more than it runs when ``--max-num-seqs`` binds first;
 * ``vllm``: 1 for a pod read from vLLM's or NIM's series (the success series carries ``autoscaler_server``), absent
   for Triton: vLLM batches many requests at once and does not say how many, so a vLLM lease needs its slots stated,
   reported or learnt (``batch``).
@@ -49,6 +53,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from autoscaler.metrics.kinds.base import PodSeries, join_matchers
+from autoscaler.metrics.kinds.kv_cache import NIM_KV, VLLM_KV
 from autoscaler.metrics.kinds.queue_time import (
     NIM_MAX,
     NIM_SUCCESS,
@@ -60,7 +65,8 @@ from autoscaler.metrics.kinds.queue_time import (
 from autoscaler.metrics.promql import LeaseTarget, deployment_pods, duration, selector, tag
 from autoscaler.metrics.results import Empty, MultiSeries, Ok, Outcome, Sample
 
-PARTS = ("success", "failure", "success_long", "compute_us", "queue_us", "pending", "slots", "batch")
+PARTS = ("success", "failure", "success_long", "compute_us", "queue_us", "pending", "slots", "batch", "kv_fit")
+KV_FIT_MIN_USAGE = 0.1  # the mean KV-cache usage (0-1) below which a pod's kv_fit is not extrapolated
 SERVER_LABEL = "autoscaler_server"
 VLLM_WAITING = "vllm:num_requests_waiting"
 VLLM_RUNNING = "vllm:num_requests_running"
@@ -99,11 +105,14 @@ class ServerSeries:
     that other software could export too."""
     batches: bool = False
     """The server runs many requests at once without saying how many (vLLM): the ``vllm`` part marks its pods."""
+    kv: tuple[str, ...] = ()
+    """Gauges of the KV-cache usage (fraction 0-1), the first a pod has read (none: the server has no KV cache)."""
 
     @property
     def names(self) -> tuple[str, ...]:
         return tuple(dict.fromkeys(n for n in (self.success, self.failure, self.compute, self.queue, self.pending,
-                                               self.slots, self.computed, self.running, self.marker) if n))
+                                               self.slots, self.computed, self.running, self.marker, *self.kv)
+                                     if n))
 
     def busy(self, series: str, matchers: str, window: str) -> str:
         """Per pod, ``series`` (``compute`` or ``queue``) per second over ``window``, in ``us_per_unit`` units."""
@@ -123,10 +132,10 @@ TRITON = ServerSeries("triton", success=SUCCESS_COUNTER, compute="nv_inference_c
 VLLM = ServerSeries("vllm", success="vllm:request_success_total", compute="vllm:request_inference_time_seconds_sum",
                     queue=VLLM_QUEUE_HISTOGRAM + "_sum", pending=VLLM_WAITING, us_per_unit=1e6,
                     slots=NIM_MAX, computed="vllm:request_inference_time_seconds_count",
-                    running=VLLM_RUNNING, batches=True)
+                    running=VLLM_RUNNING, batches=True, kv=VLLM_KV)
 NIM = ServerSeries("nim", success=NIM_SUCCESS, failure="request_failure_total", compute=NIM_RUNNING, queue=NIM_WAITING,
                    pending=NIM_WAITING, us_per_unit=1e6, slots=NIM_MAX, running=NIM_RUNNING, gauges=True,
-                   marker=NIM_MAX, batches=True)
+                   marker=NIM_MAX, batches=True, kv=(NIM_KV,))
 """NIM for LLMs' documented names (no ``vllm:`` prefix; older images export only these): no time counters, so the
 service and queue times are by Little's law from the running and waiting gauges, and only pods with NIM's
 ``num_request_max`` are read as NIM (other software may export ``request_success_total``)."""
@@ -141,6 +150,14 @@ def _saturated_batch(s: ServerSeries, m: str, window: str) -> str:
     """A pod's running requests, only while some waited for a slot at every sample of ``window``."""
     return (f"sum by (namespace, pod) ({s.running}{{{m}}}) and on (namespace, pod) "
             f"(sum by (namespace, pod) (min_over_time({s.pending}{{{m}}}[{window}])) > 0)")
+
+
+def _kv_fit(s: ServerSeries, m: str, window: str) -> str:
+    """A pod's mean running requests over its mean KV-cache usage in ``window``, while that usage is
+    ``KV_FIT_MIN_USAGE`` or more: the requests its KV cache holds at their present sizes."""
+    usage = " or ".join(f"avg by (namespace, pod) (avg_over_time({k}{{{m}}}[{window}]))" for k in s.kv)
+    return (f"sum by (namespace, pod) (avg_over_time({s.running}{{{m}}}[{window}])) / "
+            f"(({usage}) >= {KV_FIT_MIN_USAGE:g})")
 
 
 @dataclass(frozen=True)
@@ -181,6 +198,8 @@ class RequestStats:
                 return f"max by (namespace, pod) ({s.slots}{{{m}}})" if s.slots else None
             if name == "batch":
                 return _saturated_batch(s, m, short) if s.running else None
+            if name == "kv_fit":
+                return s.marked(_kv_fit(s, m, long), m) if s.running and s.kv else None
             if name == "failure":
                 return rate(s.failure, short) if s.failure else None
             if name == "success_long":
