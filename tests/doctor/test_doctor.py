@@ -211,8 +211,9 @@ async def test_predictive_leases_have_request_counters_and_known_slots(env: Env)
     a NIM lease whose KV cache fills first, sized on the 5 requests it runs, not the 8 it reports (num_request_max);
     a plain vLLM lease with no slots stated, sized with
     the batch its pod ran while requests kept waiting (4 slots, overloaded), as the controller learns it, and
-    warned when an annotation states other slots; a vLLM lease never saturated, which the controller leaves to the
-    HPA rule; pods not scraped, whose lease has no request counters at all, with the diagnosis of the series check."""
+    warned when an annotation states other slots; a vLLM lease under a light load, never saturated, sized on what its
+    KV cache holds (2 of the 8 it runs); an idle vLLM lease, which the controller leaves to the HPA rule; pods not
+    scraped, whose lease has no request counters at all, with the diagnosis of the series check."""
     ns = "doc-pred"
     env.cluster.ensure_namespace(ns)
     env.cluster.create({"apiVersion": "v1", "kind": "ConfigMap",  # a 3-s window: saturated for 3 s is enough
@@ -220,15 +221,17 @@ async def test_predictive_leases_have_request_counters_and_known_slots(env: Env)
                         "data": {"policy.yaml": POLICY + "  predictive: {rateWindowSeconds: 3}\n"}})
     pred = {P + "enabled": "true", P + "algorithm": "predictive"}
     kv = {"concurrency": 8, "kvCacheTokens": 5 * 640}  # NIM says 8; its KV cache holds five 640-token requests
+    light = {"concurrency": 8, "serviceTimeMs": 50, "kvCacheTokens": 2 * 640}  # its KV cache holds two requests
     leases = (("triton", "triton", {}), ("nim", "nim", {"serving": kv}), ("vllm", "vllm", {}),
-              ("idle", "vllm", {}), ("dark", "triton", {"scrape": False}))
+              ("idle", "vllm", {}), ("light", "vllm", {"serving": light}), ("dark", "triton", {"scrape": False}))
     for name, kind, extra in leases:
         env.cluster.create_deployment(name, namespace=ns, replicas=1, kind=kind, annotations=pred, **extra)
     for name, _, _ in leases:
         await env.cluster.wait_for_ready(ns, name)
     url = env.dataplane.prometheus_url
     await _until(url, f'rate(nv_inference_request_success{{namespace="{ns}"}}[30s])', True)
-    await _until(url, f'count(count by (pod) (rate(vllm:request_success_total{{namespace="{ns}"}}[30s]))) == 3', True)
+    await _until(url, f'count(count by (pod) (rate(vllm:request_success_total{{namespace="{ns}"}}[30s]))) == 4', True)
+    await env.dataplane.start_load(ns, "light", {"profile": {"type": "constant", "rate": 16}})  # 0.8 running
     for name in ("vllm", "nim"):  # 200 req/s: more than either runs (100 and 125 req/s)
         await env.dataplane.start_load(ns, name, {"profile": {"type": "constant", "rate": 200}})
     try:  # running requests while some waited at every sample of 3 s
@@ -246,7 +249,9 @@ async def test_predictive_leases_have_request_counters_and_known_slots(env: Env)
 
     async def findings() -> list[Finding]:
         return await env.findings(lease_namespace=ns, configmap="predictive-3s")
+    await _until(url, f'avg_over_time(vllm:kv_cache_usage_perc{{namespace="{ns}", pod=~"light-.*"}}[10s]) > 0.2', True)
     fs = await findings()
+    await env.dataplane.stop_load(ns, "light")
     (f,) = pick(fs, "predictive", f"{ns}/triton")
     assert f.status == OK and "sized from Triton's request counters of 1 pod(s), 1 slot(s) per replica from the " \
         "policy's default" in f.detail, f
@@ -255,6 +260,8 @@ async def test_predictive_leases_have_request_counters_and_known_slots(env: Env)
         "pods ran while requests waited; fewer than the 8 its pods report (num_request_max)" in f.detail, f
     (f,) = pick(fs, "predictive", f"{ns}/vllm")
     assert f.status == OK and "4 slot(s) per replica from the batch its pods ran while requests waited" in f.detail, f
+    (f,) = pick(fs, "predictive", f"{ns}/light")
+    assert f.status == OK and "2 slot(s) per replica from the requests its pods' KV cache holds" in f.detail, f
     (f,) = pick(fs, "predictive", f"{ns}/idle")
     assert f.status == WARN and "no pod has yet had a tenth of its KV cache in use or been saturated" in f.detail \
         and "HPA rule" in f.detail, f
