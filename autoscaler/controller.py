@@ -204,7 +204,7 @@ class LeaseRuntime:
         """The lease is decided by another algorithm now: its predictive state goes (with its /metrics series, and
         the annotation is removed), so that coming back starts afresh, as after a restart, not from a stale state."""
         self.predictive = self.predictive_params = self.predictive_persisted = None
-        self.history_due, self.cycle_seed, self.season_seed, self.rates = False, None, None, None
+        self.history_due, self.cycle_seed, self.season_seed, self.rates, self.slots = False, None, None, None, None
 
 
 @dataclass(slots=True)
@@ -1136,6 +1136,8 @@ class Controller:
             "message": message, "mode": lease.mode.value, "applied": applied, "metrics": metrics,
             "metricReplicas": decision.metric_replicas, "stabilizedReplicas": decision.stabilized_replicas,
             "limitedBy": limited_by or None, "min": lease.min_replicas, "max": lease.max_replicas,
+            "slots": {"perReplica": rt.slots[0], "source": rt.slots[1]}
+            if rt.slots is not None and lease.algorithm == "predictive" else None,
         }
         prev = rt.last
         rt.last = entry
@@ -1165,6 +1167,7 @@ class Controller:
                                  "unit": m["unit"], "proposed": m["proposed"],
                                  **({"error": m["error"]} if m["error"] else {})} for m in e["metrics"]],
                     "limitedBy": e["limitedBy"],
+                    **({"slots": e["slots"]} if e["slots"] else {}),
                     "lastScaleTime": rfc3339(rt.last_scale_time) if rt.last_scale_time else None,
                     "recent": list(rt.history)[-5:],
                     "updated": rfc3339(now),
@@ -1376,9 +1379,12 @@ def _spec_replicas(obj: dict[str, Any]) -> int:
 
 def _status_key(e: dict[str, Any]) -> tuple[Any, ...]:
     """What a status annotation is rewritten for: (counts, reason, mode) and each metric's visible value and
-    proposal; from a lease's last decision record or from a written status (its values are already rounded)."""
+    proposal, and a predictive lease's slots; from a lease's last decision record or from a written status (its
+    values are already rounded)."""
     head = (e["current"], e["desired"], e["reason"], e["mode"])
-    return head, tuple((m["name"], _sig(m["value"]), m["proposed"]) for m in e["metrics"])
+    slots = e.get("slots") or {}
+    return (head, tuple((m["name"], _sig(m["value"]), m["proposed"]) for m in e["metrics"]),
+            (slots.get("perReplica"), slots.get("source")))
 
 
 def _written_status(text: str) -> tuple[tuple[Any, ...], float]:

@@ -32,7 +32,7 @@ from autoscaler.config import (
 from autoscaler.kube.api import KubeApi, KubeError
 from autoscaler.kube.leader import LeaseView, read_lease
 from autoscaler.kube.workloads import annotations_of, deployment_path, deployments_path
-from autoscaler.observe import parse_time
+from autoscaler.observe import SLOT_SOURCES, parse_time
 from autoscaler.statestore import parse_predictive
 
 
@@ -285,6 +285,10 @@ def explain_lines(dep: dict[str, Any], policy: ClusterPolicy, source: str,
                        "rule may decide are not shown: grant list on events, or kubectl describe deployment)")
         if not sized and (why := _newest_message(events or [], "PredictiveUnavailable")) is not None:
             out.append(f"  the HPA rule decides, not the predictive algorithm: {why}")
+        stated = st.get("slots") or {}
+        if sized and stated.get("perReplica"):
+            source = SLOT_SOURCES.get(str(stated.get("source")), str(stated.get("source")))
+            out.append(f"  slots: {stated['perReplica']} a replica, from {source}")
         if sized and (slots := _newest(events or [], "SlotsLearned", "SlotsEstimated")) is not None:
             how = "learnt" if slots.get("reason") == "SlotsLearned" else "estimated"
             out.append(f"  slots {how}: {slots.get('message', '')}")

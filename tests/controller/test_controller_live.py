@@ -358,6 +358,8 @@ async def test_predictive_leases_on_vllm_and_nim_pods_are_sized_from_their_metri
             2, "kv-cache"), 30, "the unsized, unsaturated vLLM lease sized on what its KV cache holds")
         assert ctl.telemetry.registry.get_sample_value("autoscaler_lease_slots_per_replica", {
             "namespace": "default", "lease": "vllm-kv", "source": "kv-cache"}) == 2
+        await wait_for(lambda: status(env, "vllm-kv").get("slots") == {"perReplica": 2, "source": "kv-cache"}, 10,
+                       "the slots and their source in the lease's status annotation")
         for name in ("nim-kv", "vllm-kv"):
             await env.dataplane.stop_load("default", name)
     (e,) = [e for e in env.events("nim-kv") if e["reason"] == "SlotsEstimated"]

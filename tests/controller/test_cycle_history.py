@@ -159,12 +159,14 @@ async def test_a_lease_leaving_the_predictive_algorithm_drops_its_state(cluster:
         assert ctl.runtime[key].predictive is not None
         assert get("autoscaler_lease_cycle_period_seconds", lease) == PERIOD
         assert get("autoscaler_lease_request_rate_rps", {**lease, "kind": "sized"}) is not None
+        assert get("autoscaler_lease_slots_per_replica", {**lease, "source": "policy"}) == 4
         await ctl.api.patch(deployment_path("ml", "batch"),
                             {"metadata": {"annotations": {"inference-autoscaler.io/algorithm": "hpa"}}})
         await ctl.deployments.relist()
         await ctl.tick(now=end + 10, query_at=end)
         rt = ctl.runtime[key]
-        assert rt.predictive is None and rt.rates is None
+        assert rt.predictive is None and rt.rates is None and rt.slots is None
         assert get("autoscaler_lease_cycle_period_seconds", lease) is None
+        assert get("autoscaler_lease_slots_per_replica", {**lease, "source": "policy"}) is None
         assert get("autoscaler_lease_request_rate_rps", {**lease, "kind": "sized"}) is None
         assert get("autoscaler_lease_desired_replicas", {**lease, "mode": "enforce"}) is not None

@@ -12,9 +12,9 @@ POLICY = parse_policy("autoscaling: {enable: true, metrics: {queueTime: {allowed
                       "threshold: {default: 10000, minimum: 1000, maximum: 0}}}}")
 
 
-def deployment(message: str) -> dict:
+def deployment(message: str, slots: dict | None = None) -> dict:
     status = {"updated": "2026-11-24T20:00:00Z", "current": 2, "ready": 2, "desired": 3, "reason": "Capacity",
-              "message": message, "metrics": []}
+              "message": message, "metrics": [], **({"slots": slots} if slots else {})}
     return {"metadata": {"namespace": "ml", "name": "chat", "annotations": {
         P + "enabled": "true", P + "algorithm": "predictive", STATUS_ANNOTATION: json.dumps(status)}}}
 
@@ -44,3 +44,13 @@ def test_explain_names_the_learnt_slots_or_why_the_hpa_rule_decides_or_that_even
     assert "  slots estimated: sized on 9 slots a replica: kv" in sized and "slots learnt" not in sized
     sized = "\n".join(explain_lines(deployment("predictive: 3.1 req/s now ..."), POLICY, "test", estimated + events))
     assert "  slots learnt: sized on 6 slots a replica: new" in sized and "slots estimated" not in sized
+
+
+def test_explain_names_where_the_slots_of_a_sized_lease_come_from() -> None:
+    """The status annotation's slots (per replica, and their source) are said in words while the predictive
+    algorithm sizes the lease; not while the HPA rule decides it."""
+    slots = {"perReplica": 8, "source": "reported"}
+    sized = "\n".join(explain_lines(deployment("predictive: 3.1 req/s now ...", slots), POLICY, "test", []))
+    assert "  slots: 8 a replica, from the pods' num_request_max" in sized, sized
+    hpa = "\n".join(explain_lines(deployment("queueTime above target", slots), POLICY, "test", []))
+    assert "slots:" not in hpa
