@@ -549,6 +549,12 @@ async def check_predictive(ctx: Context, leases: Sequence[Lease]) -> list[Findin
                     "predictive", WARN, f"sized for {slots} slot(s) per replica from {source}{seen_text}, more: the "
                     "algorithm then takes a replica for less than it serves, and keeps too many", annotate + str(seen),
                     lease.key))
+            elif not seen and fitted and key == "annotation" and slots > SLOTS_TOLERANCE * fitted:
+                out.append(Finding(
+                    "predictive", WARN, f"sized for {slots} slot(s) per replica from {source}; its pods' KV cache "
+                    f"holds {fitted} requests at their present sizes (their running requests over the cache's use "
+                    "now), so a pod runs at most that many: the algorithm then takes a replica for more than it "
+                    "serves, and scales late", annotate + str(fitted), lease.key))
             else:
                 kv = (f"; fewer than the {reported} its pods report (num_request_max): their KV cache fills first"
                       if key == "learnt" and reported and reported > SLOTS_TOLERANCE * slots else "")
