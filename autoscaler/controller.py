@@ -332,12 +332,12 @@ def estimated_slots_message(fitted: int, before: int | None, pods: int, reported
     what its pods' KV cache holds."""
     was = f" (was {before})" if before else ""
     why = (f"fewer than the {reported} its pods report (num_request_max), so their KV cache fills first"
-           if reported else "vLLM does not report the batch it runs")
+           if reported else "vLLM does not report the batch it runs; this is more than a pod runs if --max-num-seqs "
+           "binds first")
     return (f"sized on {fitted} slots a replica{was}: the requests its pods' KV cache holds at their present "
             f"requests' sizes (their running requests over the KV cache's use, the median of {pods} pod(s)); {why}; "
-            "more than a pod runs if --max-num-seqs binds first: the first time requests keep waiting for a slot, "
-            f"the batch the pods run then replaces it (SlotsLearned); annotate {ANNOTATION_PREFIX}slots-per-replica "
-            "to state it instead")
+            "the first time requests keep waiting for a slot, the batch the pods run then replaces it "
+            f"(SlotsLearned); annotate {ANNOTATION_PREFIX}slots-per-replica to state it instead")
 
 
 def _moved(slots: int, announced: int | None) -> bool:
@@ -905,7 +905,8 @@ class Controller:
         """The slots per replica a predictive lease is sized with (None: unknown, a vLLM lease nobody sized), from its
         pods' request statistics (``parts``, :func:`lease_parts`): learning the batches its saturated pods run, with a
         SlotsLearned Event when the learnt figure is new or moves, and, once a runtime, reading back what a previous
-        controller saw."""
+        controller saw; and, until then, what their KV cache holds at their requests' sizes, with a SlotsEstimated
+        Event likewise."""
         lease, rt = p.lease, p.rt
         live = [q.name for q in p.snap.pods if not q.deleting]
         rt.batches = note_batches(rt.batches, saturated_batches(parts), now, live)

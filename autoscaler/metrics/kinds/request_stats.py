@@ -19,7 +19,7 @@ docs/predictive.md), each tagged with ``autoscaler_part``:
   when saturated, known before it is; more than it runs when ``--max-num-seqs`` binds first;
 * ``vllm``: 1 for a pod read from vLLM's or NIM's series (the success series carries ``autoscaler_server``), absent
   for Triton: vLLM batches many requests at once and does not say how many, so a vLLM lease needs its slots stated,
-  reported or learnt (``batch``).
+  reported, learnt (``batch``) or estimated (``kv_fit``).
 
 Three servers' series are read (:data:`SERVERS`), each part as ``triton or vllm or nim`` per pod, so one query
 serves a lease whatever it runs, and a Deployment that moves from one server to another:
