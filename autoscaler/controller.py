@@ -200,6 +200,21 @@ class LeaseRuntime:
     slots: tuple[int, str] | None = None  # predictive: the slots per replica sized with, and their source (/metrics)
     outside_changes: list[float] = field(default_factory=list)  # when replicas changed outside us, last FIGHT_WINDOW_S
 
+    def slots_news(self, slots: int, source: str, learned: int | None) -> str | None:
+        """The Event to post for the slots the lease is sized with now (``SlotsLearned``, ``SlotsEstimated``; None:
+        nothing new), noting them as announced: learnt or estimated slots that are new or moved by more than
+        ``LEARNED_CHANGE``. Once learnt, a later estimate is new again (a rollout's pods, whose batches are not
+        known); once the learnt batches are forgotten (``learned`` None), so is a later learnt figure."""
+        if learned is None:
+            self.learned_slots = None
+        if source == "learnt" and _moved(slots, self.learned_slots):
+            self.learned_slots, self.estimated_slots = slots, None
+            return "SlotsLearned"
+        if source == "kv-cache" and _moved(slots, self.estimated_slots):
+            self.estimated_slots = slots
+            return "SlotsEstimated"
+        return None
+
     def leave_predictive(self) -> None:
         """The lease is decided by another algorithm now: its predictive state goes (with its /metrics series, and
         the annotation is removed), so that coming back starts afresh, as after a restart, not from a stale state."""
@@ -916,14 +931,14 @@ class Controller:
         slots, source = resolve_slots(lease.slots_per_replica, reported, vllm,
                                       self.policy.policy.autoscaling.predictive, learned, fitted)
         rt.slots = None if slots is None else (slots, source)
-        if slots is not None and source == "learnt" and _moved(slots, rt.learned_slots):
-            self._pending_events.append(self.events.record(p.obj, "Normal", "SlotsLearned", learned_slots_message(
-                slots, rt.learned_slots, len(rt.batches), reported), now))
-            rt.learned_slots = slots
-        elif slots is not None and source == "kv-cache" and _moved(slots, rt.estimated_slots):
-            self._pending_events.append(self.events.record(p.obj, "Normal", "SlotsEstimated", estimated_slots_message(
-                slots, rt.estimated_slots, len(rt.fits), reported), now))
-            rt.estimated_slots = slots
+        before = rt.learned_slots if source == "learnt" else rt.estimated_slots
+        news = None if slots is None else rt.slots_news(slots, source, learned)
+        if news == "SlotsLearned" and slots is not None:
+            self._pending_events.append(self.events.record(p.obj, "Normal", news, learned_slots_message(
+                slots, before, len(rt.batches), reported), now))
+        elif news == "SlotsEstimated" and slots is not None:
+            self._pending_events.append(self.events.record(p.obj, "Normal", news, estimated_slots_message(
+                slots, before, len(rt.fits), reported), now))
         if learned is None and not lease.slots_per_replica and (vllm or reported) and not rt.batch_history:
             rt.batch_history = True  # once a runtime: what a previous controller saw saturated, if anything
             self._read_batches(lease, rt)
