@@ -349,8 +349,9 @@ def estimated_slots_message(fitted: int, before: int | None, pods: int, reported
     why = (f"fewer than the {reported} its pods report (num_request_max), so their KV cache fills first"
            if reported else "vLLM does not report the batch it runs; this is more than a pod runs if --max-num-seqs "
            "binds first")
-    return (f"sized on {fitted} slots a replica{was}: the requests its pods' KV cache holds at their present "
-            f"requests' sizes (their running requests over the KV cache's use, the median of {pods} pod(s)); {why}; "
+    return (f"sized on {fitted} slots a replica{was}: the requests its pods' KV cache holds at the sizes of the "
+            f"requests they run now (their running requests over the KV cache's use, the median of {pods} pod(s)); "
+            f"{why}; "
             "the first time requests keep waiting for a slot, the batch the pods run then replaces it "
             f"(SlotsLearned); annotate {ANNOTATION_PREFIX}slots-per-replica to state it instead")
 
