@@ -557,7 +557,7 @@ async def check_predictive(ctx: Context, leases: Sequence[Lease]) -> list[Findin
                     "serves, and scales late", annotate + str(fitted), lease.key))
             else:
                 kv = (f"; fewer than the {reported} its pods report (num_request_max): their KV cache fills first"
-                      if key == "learnt" and reported and reported > SLOTS_TOLERANCE * slots else "")
+                      if key in ("learnt", "kv-cache") and reported and reported > SLOTS_TOLERANCE * slots else "")
                 out.append(Finding("predictive", OK, f"sized from {server}'s request counters of {len(parts)} pod(s), "
                                    f"{slots} slot(s) per replica from {source}{seen_text}{kv}", subject=lease.key))
     return out
