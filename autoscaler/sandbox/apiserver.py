@@ -239,7 +239,7 @@ class ApiServer:
         if verb == "patch":
             ctype = request.headers.get("Content-Type", "").split(";")[0].strip().lower()
             obj, warnings = self.registry.patch(rt, ns_value, name, ctype, raw, subresource=sub, dry_run=dry_run,
-                                                field_validation=validation)
+                                                field_validation=validation, field_manager=q.get("fieldManager", ""))
             return json_response(obj, 200, warnings)
         ctype = request.headers.get("Content-Type", "application/json").split(";")[0].strip().lower()
         if ctype not in ("application/json", "application/yaml", "application/x-yaml", "text/yaml", "*/*",

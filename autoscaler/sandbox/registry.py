@@ -164,7 +164,8 @@ class Registry:
 
     # ------------------------------------------------------------------ create
     def create(self, rt: ResourceType, ns: str, body: Any, *, dry_run: bool = False,
-               field_validation: str = "Warn") -> tuple[Obj, list[str]]:
+               field_validation: str = "Warn", managed: list[Obj] | None = None) -> tuple[Obj, list[str]]:
+        """Create; ``managed``: the ``managedFields`` the server records (server-side apply's), not the client's."""
         obj, warnings = decode(rt, body, field_validation)
         self._place(rt, ns, obj)
         meta = obj["metadata"]
@@ -185,6 +186,8 @@ class Registry:
         if rt.has_status:
             obj.pop("status", None)
         stored = self._prepare_new(rt, obj)
+        if managed:
+            stored["metadata"]["managedFields"] = managed
         if dry_run:
             return self.external(rt, stored), warnings
         return self.external(rt, self.store.add(rt.storage_key, stored)), warnings
@@ -313,9 +316,16 @@ class Registry:
 
     # ------------------------------------------------------------------ patch
     def patch(self, rt: ResourceType, ns: str, name: str, content_type: str, raw: bytes, *,
-              subresource: str = "", dry_run: bool = False, field_validation: str = "Warn") -> tuple[Obj, list[str]]:
+              subresource: str = "", dry_run: bool = False, field_validation: str = "Warn",
+              field_manager: str = "") -> tuple[Obj, list[str]]:
+        """Patch. Server-side apply (``application/apply-patch+yaml``) merges the configuration like a merge patch
+        (no field ownership, no conflicts), but needs a ``field_manager`` and records the fields it applied as that
+        manager's ``Apply`` entry in ``managedFields``, as a real API server does."""
         if content_type not in PATCH_TYPES:
             raise errors.unsupported_media_type(content_type, PATCH_TYPES)
+        if content_type == APPLY_PATCH and not field_manager:
+            raise errors.bad_request("PATCH, application/apply-patch+yaml requests must include the fieldManager "
+                                     "query parameter")
         if content_type == STRATEGIC_PATCH and not rt.builtin:
             raise errors.unsupported_media_type(content_type, [JSON_PATCH, MERGE_PATCH, APPLY_PATCH])
         try:
@@ -323,9 +333,14 @@ class Registry:
         except (ValueError, yaml.YAMLError) as exc:
             raise errors.bad_request(f"error decoding patch: {exc}") from exc
         stored = self.store.get(rt.storage_key, ns if rt.namespaced else "", name)
+        applied = None
+        if content_type == APPLY_PATCH and isinstance(doc, dict):
+            applied = {"manager": field_manager, "operation": "Apply", "apiVersion": rt.api_version,
+                       "time": now_time(), "fieldsType": "FieldsV1", "fieldsV1": fields_v1(doc)}
         if stored is None:
             if content_type == APPLY_PATCH and not subresource:  # server-side apply creates
-                return self.create(rt, ns, doc, dry_run=dry_run, field_validation=field_validation)
+                return self.create(rt, ns, doc, dry_run=dry_run, field_validation=field_validation,
+                                   managed=[applied] if applied else None)
             raise errors.not_found(rt.group, rt.plural, name)
         base = self.get(rt, ns, name, subresource)
         try:
@@ -338,6 +353,11 @@ class Registry:
                 if not isinstance(doc, dict):
                     raise MalformedPatch("merge patch must be a JSON object")
                 patched = merge_patch(base, doc)
+                if applied is not None and not subresource:
+                    others = [m for m in (base.get("metadata") or {}).get("managedFields") or []
+                              if isinstance(m, dict) and (m.get("manager"), m.get("operation"))
+                              != (field_manager, "Apply")]
+                    patched.setdefault("metadata", {})["managedFields"] = [*others, applied]
         except MalformedPatch as exc:
             raise errors.bad_request(str(exc)) from exc
         except PatchError as exc:
@@ -484,3 +504,25 @@ def parse_body(raw: bytes, content_type: str) -> Any:
         return parse_json(raw)
     except (ValueError, yaml.YAMLError) as exc:
         raise errors.bad_request(f"couldn't get version/kind; json parse error: {exc}") from exc
+
+
+def fields_v1(config: Obj) -> Obj:
+    """The field set (``FieldsV1``) of an applied configuration, as ``managedFields`` records it: ``f:<name>`` for
+    each field it sets, nested; an item of a list keyed by ``name`` is ``k:{"name":...}``; other lists and scalars
+    are leaves. The object's identity (apiVersion, kind, name, namespace) is not a managed field."""
+    def walk(value: Any, top: bool = False) -> Obj:
+        out: Obj = {}
+        if isinstance(value, dict):
+            for key, v in value.items():
+                if top and key in ("apiVersion", "kind"):
+                    continue
+                if top and key == "metadata" and isinstance(v, dict):
+                    v = {k: x for k, x in v.items() if k not in ("name", "namespace")}
+                    if not v:
+                        continue
+                out[f"f:{key}"] = walk(v)
+        elif isinstance(value, list) and value and all(isinstance(i, dict) and "name" in i for i in value):
+            for item in value:
+                out["k:" + json.dumps({"name": item["name"]}, separators=(",", ":"))] = walk(item)
+        return out
+    return walk(config, top=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from apihelpers import Kubectl
+from apihelpers import Http, Kubectl
 
 from autoscaler.sandbox.cluster import SandboxCluster
 
@@ -123,6 +123,29 @@ async def test_apply_describe_rollout(cluster: SandboxCluster, kubectl: Kubectl)
         "rollout", "status", "deployment/bar", "--timeout=10s")
     described = await kubectl.ok("describe", "deployment", "bar")
     assert "MinimumReplicasAvailable" in described and "NewReplicaSet:" in described
+
+
+async def test_server_side_apply_records_the_managers_fields(cluster: SandboxCluster, kubectl: Kubectl,
+                                                             http: Http) -> None:
+    """apply --server-side creates and updates, and records what each field manager applied in managedFields (its
+    Apply entry replaced at its next apply); a server-side apply without a field manager is a 400."""
+    out = await kubectl.ok("apply", "--server-side", "--field-manager=gitops", "-f", "-", stdin=MANIFEST)
+    assert "serverside-applied" in out, out
+    obj = json.loads(await kubectl.ok("get", "deployment", "bar", "-o", "json", "--show-managed-fields"))
+    (entry,) = obj["metadata"]["managedFields"]
+    assert entry["manager"] == "gitops" and entry["operation"] == "Apply" and entry["fieldsType"] == "FieldsV1"
+    fields = entry["fieldsV1"]
+    assert "f:replicas" in fields["f:spec"] and "f:labels" in fields["f:metadata"] and "f:name" not in fields[
+        "f:metadata"], fields
+    assert 'k:{"name":"triton"}' in fields["f:spec"]["f:template"]["f:spec"]["f:containers"], fields
+    await kubectl.ok("apply", "--server-side", "--field-manager=gitops", "-f", "-",
+                     stdin=MANIFEST.replace("  replicas: 2\n", ""))
+    (entry,) = json.loads(await kubectl.ok("get", "deployment", "bar", "-o", "json", "--show-managed-fields"))[
+        "metadata"]["managedFields"]
+    assert "f:replicas" not in entry["fieldsV1"]["f:spec"], entry
+    no_manager = await http.request("PATCH", "/apis/apps/v1/namespaces/default/deployments/bar",
+                                    raw=b"spec: {replicas: 3}", content_type="application/apply-patch+yaml")
+    assert no_manager.status == 400 and "fieldManager" in no_manager.body["message"], no_manager
 
 
 async def test_auth_logs_api_resources(cluster: SandboxCluster, kubectl: Kubectl) -> None:
