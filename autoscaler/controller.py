@@ -865,7 +865,8 @@ class Controller:
                         f"replicas changed outside the autoscaler {len(rt.outside_changes)} times in "
                         f"{FIGHT_WINDOW_S / 60:.0f} minutes: another writer (a HorizontalPodAutoscaler, KEDA, a GitOps "
                         "sync of spec.replicas) seems to scale this Deployment too; remove it or set "
-                        f"{ANNOTATION_PREFIX}paused=true (`autoscaler doctor` lists HPAs on leases)", now))
+                        f"{ANNOTATION_PREFIX}paused=true (`autoscaler doctor` lists HPAs on leases and manifests "
+                        "applied with spec.replicas)", now))
         rt.last_seen_replicas = current
         return rt, state
 

@@ -23,6 +23,7 @@ Every check yields :class:`Finding` values: ``ok``, ``warn``, ``fail`` or ``skip
 from __future__ import annotations
 
 import asyncio
+import json
 import shlex
 import time
 from collections.abc import Sequence
@@ -681,17 +682,51 @@ async def check_rbac(ctx: Context, leases: Sequence[Lease]) -> list[Finding]:
 
 # ------------------------------------------------------------------------------------------ 8. conflicts
 
+LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
+
+
+def replicas_appliers(obj: dict[str, Any]) -> list[str]:
+    """Who applies ``spec.replicas`` to a Deployment from a manifest, so that each apply sets back what an autoscaler
+    set: ``kubectl apply`` (client-side: the last-applied-configuration annotation has it) and each field manager
+    whose server-side apply owns it (an ``Apply`` entry of ``managedFields`` with ``f:spec`` / ``f:replicas``:
+    Argo CD with server-side apply, Flux, ``kubectl apply --server-side``)."""
+    md = obj.get("metadata") or {}
+    out: list[str] = []
+    try:
+        applied = json.loads((md.get("annotations") or {}).get(LAST_APPLIED) or "null")
+    except ValueError:
+        applied = None
+    if isinstance(applied, dict) and "replicas" in (applied.get("spec") or {}):
+        out.append(f"kubectl apply (its last-applied-configuration sets spec.replicas: {applied['spec']['replicas']})")
+    for entry in md.get("managedFields") or []:
+        fields = entry.get("fieldsV1") if isinstance(entry, dict) else None
+        if entry.get("operation") == "Apply" and isinstance(fields, dict) \
+                and "f:replicas" in (fields.get("f:spec") or {}):
+            out.append(f"{entry.get('manager') or 'a field manager'} (server-side apply owns spec.replicas)")
+    return out
+
+
 async def check_conflicts(ctx: Context, leases: Sequence[Lease]) -> list[Finding]:
     """A HorizontalPodAutoscaler that scales a lease's Deployment too: both write ``spec.replicas`` and undo each
     other (the controller takes each of the HPA's changes for a human's and holds; the HPA then moves it again).
     KEDA refuses a second scaler for a workload; here the doctor says so. A lease in shadow mode next to its HPA is
-    the migration's comparison (docs/migration.md), not a conflict."""
+    the migration's comparison (docs/migration.md), not a conflict. Likewise a manifest applied with
+    ``spec.replicas`` (:func:`replicas_appliers`): each apply sets the replicas back, a warning for an enforcing
+    lease."""
     findings: list[Finding] = []
     by_ns: dict[str, list[dict[str, Any]]] = {}
     for lease in leases:
         if lease.policy is None or lease.policy.paused:
             continue
         ns, name = lease.policy.namespace, lease.policy.name
+        appliers = replicas_appliers(lease.obj) if lease.policy.mode != Mode.SHADOW else []
+        if appliers:
+            findings.append(Finding(
+                "conflicts", WARN, f"{'; '.join(appliers)}: each apply of the manifest sets spec.replicas back and "
+                "undoes the controller's scaling (a server-side apply without --force-conflicts fails on it instead)",
+                "leave spec.replicas out of the applied manifest (Helm: out of the template; Argo CD: or "
+                "ignoreDifferences on /spec/replicas with RespectIgnoreDifferences=true); the Deployment keeps the "
+                "replicas it has", lease.key))
         if ns not in by_ns:
             try:
                 doc = await ctx.api.get(f"/apis/autoscaling/v2/namespaces/{ns}/horizontalpodautoscalers")

@@ -317,6 +317,45 @@ async def test_an_hpa_on_an_enforcing_lease_is_a_conflict_and_on_a_shadow_one_th
     assert not pick(fs, "conflicts", f"{ns}/alone")
 
 
+async def test_a_manifest_applied_with_replicas_undoes_the_scaling(env: Env, tmp_path: Path) -> None:
+    """Deployments applied with the real kubectl: client-side with spec.replicas (the last-applied-configuration
+    annotation), and server-side by another field manager (an Apply entry of managedFields owning spec.replicas),
+    each warn that every apply sets the replicas back, naming who applies; applied without spec.replicas, or in
+    shadow mode (the controller writes nothing), no warning."""
+    ns = "doc-apply"
+    env.cluster.ensure_namespace(ns)
+    home = tmp_path / "home"
+    home.mkdir()
+
+    async def kubectl(*args: str, manifest: str) -> None:
+        proc = await asyncio.create_subprocess_exec(
+            "kubectl", "--request-timeout=20s", *args, "-f", "-", stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+            env={"HOME": str(home), "KUBECONFIG": str(env.kubeconfig), "PATH": os.environ["PATH"]})
+        _, err = await asyncio.wait_for(proc.communicate(manifest.encode()), 60)
+        assert proc.returncode == 0, err.decode()
+
+    def manifest(name: str, replicas: bool = True, mode: str = "enforce") -> str:
+        return (f"apiVersion: apps/v1\nkind: Deployment\nmetadata: {{name: {name}, namespace: {ns}, annotations: "
+                f"{{{P}enabled: 'true', {P}mode: {mode}}}}}\nspec:\n" + ("  replicas: 2\n" if replicas else "")
+                + f"  selector: {{matchLabels: {{app: {name}}}}}\n  template:\n    metadata: {{labels: {{app: {name}}}}}\n"
+                "    spec: {containers: [{name: triton, image: 'nvcr.io/nvidia/tritonserver:24.05-py3'}]}\n")
+    await kubectl("apply", manifest=manifest("client"))
+    await kubectl("apply", "--server-side", "--field-manager=argocd-controller", manifest=manifest("gitops"))
+    await kubectl("apply", "--server-side", "--field-manager=flux", manifest=manifest("clean", replicas=False))
+    await kubectl("apply", manifest=manifest("compared", mode="shadow"))
+    fs = await env.findings(lease_namespace=ns)
+    (client,) = pick(fs, "conflicts", f"{ns}/client")
+    assert client.status == WARN and client.detail.startswith(
+        "kubectl apply (its last-applied-configuration sets spec.replicas: 2): each apply of the manifest sets "
+        "spec.replicas back"), client
+    assert "leave spec.replicas out of the applied manifest" in client.fix, client
+    (gitops,) = pick(fs, "conflicts", f"{ns}/gitops")
+    assert gitops.status == WARN and gitops.detail.startswith(
+        "argocd-controller (server-side apply owns spec.replicas)"), gitops
+    assert not pick(fs, "conflicts", f"{ns}/clean") and not pick(fs, "conflicts", f"{ns}/compared")
+
+
 async def test_the_controller_check_reads_its_leader_lease(env: Env) -> None:
     """A Lease renewed a moment ago: the controller runs; renewed ten minutes ago: none runs (fail); released or
     absent: a warning saying so. Each names the Lease and where to look."""
