@@ -19,13 +19,16 @@ from typing import Any
 from kubernetes_asyncio import client, config
 from kubernetes_asyncio.client.api_client import ApiClient
 
-from autoscaler import CommandError
+from autoscaler import CommandError, __version__
 
 log = logging.getLogger(__name__)
 
 MERGE_PATCH = "application/merge-patch+json"
 STRATEGIC_PATCH = "application/strategic-merge-patch+json"
 WRITE_VERBS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+FIELD_MANAGER = "inference-autoscaler"
+"""The ``fieldManager`` of every write (``managedFields`` name the controller as the owner of what it wrote, e.g.
+``spec.replicas`` through ``/scale``); its User-Agent says the same, with the version."""
 
 
 class KubeError(Exception):
@@ -65,7 +68,7 @@ async def load_api_client(kubeconfig: str | None = None, context: str | None = N
     if kubeconfig is None:
         try:
             config.load_incluster_config(client_configuration=cfg)  # type: ignore[no-untyped-call]
-            return ApiClient(configuration=cfg)
+            return _named(ApiClient(configuration=cfg))
         except config.ConfigException:
             pass
     paths = [kubeconfig] if kubeconfig else [p for p in os.environ.get("KUBECONFIG", "").split(os.pathsep) if p]
@@ -78,7 +81,12 @@ async def load_api_client(kubeconfig: str | None = None, context: str | None = N
         await config.load_kube_config(config_file=kubeconfig, context=context, client_configuration=cfg)
     except (config.ConfigException, OSError, ValueError, TypeError, AttributeError) as exc:
         raise KubeconfigError(f"kubeconfig {where}: {exc}") from None
-    return ApiClient(configuration=cfg)
+    return _named(ApiClient(configuration=cfg))
+
+
+def _named(api: ApiClient) -> ApiClient:
+    api.user_agent = f"{FIELD_MANAGER}/{__version__}"
+    return api
 
 
 class KubeApi:
@@ -108,6 +116,8 @@ class KubeApi:
         headers = {"Accept": "application/json", "Content-Type": content_type}
         params = [(k, str(v).lower() if isinstance(v, bool) else str(v)) for k, v in (query or {}).items()
                   if v is not None]
+        if method in ("POST", "PUT", "PATCH") and not any(k == "fieldManager" for k, _ in params):
+            params.append(("fieldManager", FIELD_MANAGER))
         try:
             return await self.api_client.call_api(
                 path, method, query_params=params, header_params=headers, body=body,

@@ -30,7 +30,7 @@ from kubernetes_asyncio.leaderelection import electionconfig, leaderelection
 from kubernetes_asyncio.leaderelection.leaderelectionrecord import LeaderElectionRecord
 from kubernetes_asyncio.leaderelection.resourcelock.leaselock import LeaseLock
 
-from autoscaler.kube.api import KubeApi, KubeError
+from autoscaler.kube.api import FIELD_MANAGER, KubeApi, KubeError
 from autoscaler.logs import RELOG_S
 
 log = logging.getLogger(__name__)
@@ -116,7 +116,7 @@ class _ReportingLeaseLock(LeaseLock):
     async def create(self, name: str, namespace: str, election_record: LeaderElectionRecord) -> bool:
         body = k8s.V1Lease(metadata=k8s.V1ObjectMeta(name=name), spec=self.update_lease(election_record))
         try:
-            await self.api_instance.create_namespaced_lease(namespace, body)
+            await self.api_instance.create_namespaced_lease(namespace, body, field_manager=FIELD_MANAGER)
         except ApiException as exc:
             self._report("create", exc)
             return False
@@ -127,7 +127,8 @@ class _ReportingLeaseLock(LeaseLock):
             return False
         self.lease_reference.spec = self.update_lease(updated_record, self.lease_reference.spec)
         try:
-            await self.api_instance.replace_namespaced_lease(name=name, namespace=namespace, body=self.lease_reference)
+            await self.api_instance.replace_namespaced_lease(name=name, namespace=namespace, body=self.lease_reference,
+                                                             field_manager=FIELD_MANAGER)
         except ApiException as exc:
             if exc.status != 409:  # another candidate renewed first: the election's ordinary race, not a problem
                 self._report("update", exc)
@@ -212,7 +213,8 @@ class LeaderElector:
                  {"op": "remove", "path": "/spec/holderIdentity"}]
         try:
             async with asyncio.timeout(timeout_s):
-                await CoordinationV1Api(self._api).patch_namespaced_lease(self.name, self.namespace, patch)
+                await CoordinationV1Api(self._api).patch_namespaced_lease(self.name, self.namespace, patch,
+                                                                          field_manager=FIELD_MANAGER)
         except Exception as exc:  # the lease simply runs out instead
             log.warning("leader election: could not release %s/%s: %s", self.namespace, self.name, exc)
             return False

@@ -73,7 +73,8 @@ def compare(docs: list[dict[str, Any]], used: set[Attrs]) -> None:
 
 async def exercise(cluster: SandboxCluster, tmp_path: Path, create_objects: bool) -> set[Attrs]:
     """Drive every write path once: scale (with a 409 and re-read), annotations, events (create, then patch),
-    leader election, and with createObjects the per-lease objects' list, create, update and delete."""
+    leader election, and with createObjects the per-lease objects' list, create, update and delete; each write
+    with the controller's fieldManager."""
     cluster.ensure_namespace(NS)
     cluster.create({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "inference-autoscaler-policy",
                     "namespace": NS}, "data": {"policy.yaml": POLICY % (str(create_objects).lower(), "a", "a")}})
@@ -113,6 +114,9 @@ async def exercise(cluster: SandboxCluster, tmp_path: Path, create_objects: bool
                 cluster.registry.update(DEPLOYMENTS, "default", "good", dep)
                 await wait_for(lambda: not store.list_objects(f"monitoring.coreos.com/{PROMETHEUS_RULE.plural}",
                                                               "default"), "the objects deleted")
+        # every write names the controller as its field manager (managedFields then say who owns spec.replicas)
+        writes = [p for m, p in proxy.seen if m in ("POST", "PUT", "PATCH")]
+        assert writes and not [p for p in writes if "fieldManager=inference-autoscaler" not in p], writes
         return proxy.attributes()
 
 
