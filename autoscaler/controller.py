@@ -866,7 +866,9 @@ class Controller:
                         f"{FIGHT_WINDOW_S / 60:.0f} minutes: another writer (a HorizontalPodAutoscaler, KEDA, a GitOps "
                         "sync of spec.replicas) seems to scale this Deployment too; remove it or set "
                         f"{ANNOTATION_PREFIX}paused=true (`autoscaler doctor` lists HPAs on leases and manifests "
-                        "applied with spec.replicas)", now))
+                        "applied with spec.replicas; `kubectl get deployment "
+                        f"{(obj.get('metadata') or {}).get('name', '')} --show-managed-fields -o yaml` shows which "
+                        "manager owns spec.replicas)", now))
         rt.last_seen_replicas = current
         return rt, state
 

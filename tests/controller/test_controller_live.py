@@ -180,7 +180,8 @@ async def test_replicas_changed_again_and_again_outside_are_another_writer(env: 
                        "a ReplicasFought Event")
     (fought,) = [e for e in env.events("fought") if e["reason"] == "ReplicasFought"]
     assert fought["type"] == "Warning" and "changed outside the autoscaler 3 times in 10 minutes" in fought["message"]
-    assert "autoscaler doctor" in fought["message"]
+    assert "autoscaler doctor" in fought["message"] and "kubectl get deployment fought --show-managed-fields" in \
+        fought["message"], fought
 
 
 def _scale(env: Env, name: str, replicas: int) -> None:
