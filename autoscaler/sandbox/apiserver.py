@@ -239,7 +239,8 @@ class ApiServer:
         if verb == "patch":
             ctype = request.headers.get("Content-Type", "").split(";")[0].strip().lower()
             obj, warnings = self.registry.patch(rt, ns_value, name, ctype, raw, subresource=sub, dry_run=dry_run,
-                                                field_validation=validation, field_manager=q.get("fieldManager", ""))
+                                                field_validation=validation, field_manager=q.get("fieldManager", ""),
+                                                default_manager=_default_manager(request))
             return json_response(obj, 200, warnings)
         ctype = request.headers.get("Content-Type", "application/json").split(";")[0].strip().lower()
         if ctype not in ("application/json", "application/yaml", "application/x-yaml", "text/yaml", "*/*",
@@ -256,10 +257,12 @@ class ApiServer:
         else:
             body = parse_body(raw, ctype)
         if verb == "create":
-            obj, warnings = self.registry.create(rt, ns_value, body, dry_run=dry_run, field_validation=validation)
+            obj, warnings = self.registry.create(rt, ns_value, body, dry_run=dry_run, field_validation=validation,
+                                                 field_manager=q.get("fieldManager") or _default_manager(request))
             return json_response(obj, 201, warnings)
         obj, warnings = self.registry.update(rt, ns_value, name, body, subresource=sub, dry_run=dry_run,
-                                             field_validation=validation)
+                                             field_validation=validation,
+                                             field_manager=q.get("fieldManager") or _default_manager(request))
         return json_response(obj, 200, warnings)
 
     async def _delete_options(self, request: web.Request) -> Obj:
@@ -464,3 +467,8 @@ def pod_log(pod: Obj) -> str:
     if meta.get("deletionTimestamp"):
         lines.append(f"{meta['deletionTimestamp']} sandbox: terminating")
     return "\n".join(lines) + "\n"
+
+
+def _default_manager(request: web.Request) -> str:
+    """The field manager of a write that names none: its User-Agent up to the first "/", as kube-apiserver does."""
+    return request.headers.get("User-Agent", "").split("/", 1)[0][:128]

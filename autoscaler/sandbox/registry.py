@@ -164,8 +164,10 @@ class Registry:
 
     # ------------------------------------------------------------------ create
     def create(self, rt: ResourceType, ns: str, body: Any, *, dry_run: bool = False,
-               field_validation: str = "Warn", managed: list[Obj] | None = None) -> tuple[Obj, list[str]]:
-        """Create; ``managed``: the ``managedFields`` the server records (server-side apply's), not the client's."""
+               field_validation: str = "Warn", managed: list[Obj] | None = None,
+               field_manager: str = "") -> tuple[Obj, list[str]]:
+        """Create; ``managed``: the ``managedFields`` the server records (server-side apply's), not the client's;
+        else, with a ``field_manager``, its ``Update`` entry of the fields the object sets."""
         obj, warnings = decode(rt, body, field_validation)
         self._place(rt, ns, obj)
         meta = obj["metadata"]
@@ -185,6 +187,9 @@ class Registry:
             raise errors.already_exists(rt.group, rt.plural, meta["name"])
         if rt.has_status:
             obj.pop("status", None)
+        if not managed and field_manager:  # what the request sets, not the defaults
+            fields = fields_v1(_owned_content(obj))
+            managed = [_entry(field_manager, "Update", rt.api_version, fields)] if fields else None
         stored = self._prepare_new(rt, obj)
         if managed:
             stored["metadata"]["managedFields"] = managed
@@ -218,12 +223,18 @@ class Registry:
 
     # ------------------------------------------------------------------ update
     def update(self, rt: ResourceType, ns: str, name: str, body: Any, *, subresource: str = "",
-               dry_run: bool = False, field_validation: str = "Warn") -> tuple[Obj, list[str]]:
+               dry_run: bool = False, field_validation: str = "Warn", field_manager: str = "",
+               applied: Obj | None = None) -> tuple[Obj, list[str]]:
+        """Update (PUT, and every patch once merged). ``managedFields`` are the server's: with a ``field_manager``,
+        the fields this write changes move to its ``Update`` entry (``subresource`` ``scale`` for ``/scale``), or,
+        for a server-side apply, its ``applied`` entry holds what it applied; either way other managers' entries
+        lose those fields, as ownership moves on a real API server (which would first refuse an apply that changes
+        another manager's field without ``force``: not modelled)."""
         current = self.get_stored(rt, ns, name)
         if subresource == "scale":
             scale, warnings = decode(rt, body, field_validation, SCALE_SCHEMA,
                                      "Scale", "autoscaling/v1")
-            return self._update_scale(rt, current, scale, name, dry_run), warnings
+            return self._update_scale(rt, current, scale, name, dry_run, field_manager), warnings
         obj, warnings = decode(rt, body, field_validation)
         meta = obj["metadata"]
         if meta.get("name") not in (None, "", name):
@@ -243,6 +254,13 @@ class Registry:
                     new["status"] = current["status"]
                 else:
                     new.pop("status", None)
+        managed = (current.get("metadata") or {}).get("managedFields")
+        if subresource != "status":
+            managed = _owned(managed, applied, field_manager, rt.api_version, "",
+                             _changed(_owned_content(current), _owned_content(new)))
+        new["metadata"].pop("managedFields", None)
+        if managed:
+            new["metadata"]["managedFields"] = managed
         return self.external(rt, self._write_update(rt, current, new, dry_run)), warnings
 
     def _check_rv(self, rt: ResourceType, current: Obj, rv: Any) -> None:
@@ -301,7 +319,8 @@ class Registry:
             "status": {"replicas": (stored.get("status") or {}).get("replicas", 0), "selector": str(selector)},
         }
 
-    def _update_scale(self, rt: ResourceType, current: Obj, scale: Obj, name: str, dry_run: bool) -> Obj:
+    def _update_scale(self, rt: ResourceType, current: Obj, scale: Obj, name: str, dry_run: bool,
+                      field_manager: str = "") -> Obj:
         meta = scale["metadata"]
         if meta.get("name") not in (None, "", name):
             raise errors.bad_request(f"the name of the object ({meta.get('name')}) does not match the name on "
@@ -312,12 +331,18 @@ class Registry:
             raise errors.invalid("autoscaling", "Scale", name, causes)
         new = clone(current)
         new.setdefault("spec", {})["replicas"] = int((scale.get("spec") or {}).get("replicas", 0))
+        if new["spec"]["replicas"] != (current.get("spec") or {}).get("replicas"):
+            managed = _owned(current["metadata"].get("managedFields"), None, field_manager, rt.api_version, "scale",
+                             {"f:spec": {"f:replicas": {}}})
+            new["metadata"].pop("managedFields", None)
+            if managed:
+                new["metadata"]["managedFields"] = managed
         return self.scale_of(self._write_update(rt, current, new, dry_run))
 
     # ------------------------------------------------------------------ patch
     def patch(self, rt: ResourceType, ns: str, name: str, content_type: str, raw: bytes, *,
               subresource: str = "", dry_run: bool = False, field_validation: str = "Warn",
-              field_manager: str = "") -> tuple[Obj, list[str]]:
+              field_manager: str = "", default_manager: str = "") -> tuple[Obj, list[str]]:
         """Patch. Server-side apply (``application/apply-patch+yaml``) merges the configuration like a merge patch
         (no field ownership, no conflicts), but needs a ``field_manager`` and records the fields it applied as that
         manager's ``Apply`` entry in ``managedFields``, as a real API server does."""
@@ -326,6 +351,7 @@ class Registry:
         if content_type == APPLY_PATCH and not field_manager:
             raise errors.bad_request("PATCH, application/apply-patch+yaml requests must include the fieldManager "
                                      "query parameter")
+        field_manager = field_manager or default_manager
         if content_type == STRATEGIC_PATCH and not rt.builtin:
             raise errors.unsupported_media_type(content_type, [JSON_PATCH, MERGE_PATCH, APPLY_PATCH])
         try:
@@ -335,8 +361,7 @@ class Registry:
         stored = self.store.get(rt.storage_key, ns if rt.namespaced else "", name)
         applied = None
         if content_type == APPLY_PATCH and isinstance(doc, dict):
-            applied = {"manager": field_manager, "operation": "Apply", "apiVersion": rt.api_version,
-                       "time": now_time(), "fieldsType": "FieldsV1", "fieldsV1": fields_v1(doc)}
+            applied = _entry(field_manager, "Apply", rt.api_version, fields_v1(doc))
         if stored is None:
             if content_type == APPLY_PATCH and not subresource:  # server-side apply creates
                 return self.create(rt, ns, doc, dry_run=dry_run, field_validation=field_validation,
@@ -353,18 +378,13 @@ class Registry:
                 if not isinstance(doc, dict):
                     raise MalformedPatch("merge patch must be a JSON object")
                 patched = merge_patch(base, doc)
-                if applied is not None and not subresource:
-                    others = [m for m in (base.get("metadata") or {}).get("managedFields") or []
-                              if isinstance(m, dict) and (m.get("manager"), m.get("operation"))
-                              != (field_manager, "Apply")]
-                    patched.setdefault("metadata", {})["managedFields"] = [*others, applied]
         except MalformedPatch as exc:
             raise errors.bad_request(str(exc)) from exc
         except PatchError as exc:
             raise ApiError(422, "Invalid", str(exc)) from exc
         # ``base`` carries the current resourceVersion, so only a patch that sets another one conflicts
         return self.update(rt, ns, name, patched, subresource=subresource, dry_run=dry_run,
-                           field_validation=field_validation)
+                           field_validation=field_validation, field_manager=field_manager, applied=applied)
 
     # ------------------------------------------------------------------ delete
     def delete(self, rt: ResourceType, ns: str, name: str, options: Obj | None = None, *,
@@ -526,3 +546,82 @@ def fields_v1(config: Obj) -> Obj:
                 out["k:" + json.dumps({"name": item["name"]}, separators=(",", ":"))] = walk(item)
         return out
     return walk(config, top=True)
+
+
+_UNOWNED_META = ("name", "namespace", "uid", "resourceVersion", "generation", "creationTimestamp", "managedFields",
+                 "selfLink", "deletionTimestamp", "deletionGracePeriodSeconds")
+
+
+def _owned_content(obj: Obj) -> Obj:
+    """What of an object fields can be owned of: all but its status and the server's metadata."""
+    out = {k: v for k, v in obj.items() if k not in ("status", "apiVersion", "kind")}
+    meta = {k: v for k, v in (obj.get("metadata") or {}).items() if k not in _UNOWNED_META}
+    if meta:
+        out["metadata"] = meta
+    else:
+        out.pop("metadata", None)
+    return out
+
+
+def _changed(old: Any, new: Any) -> Obj:
+    """The field set (as :func:`fields_v1`) of what ``new`` sets differently from ``old`` (removals aside)."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        out: Obj = {}
+        for key, v in new.items():
+            if key not in old:
+                out[f"f:{key}"] = fields_v1(v) if isinstance(v, dict) else {}
+            elif old[key] != v:
+                out[f"f:{key}"] = _changed(old[key], v)
+        return out
+    return {}
+
+
+def _entry(manager: str, operation: str, api_version: str, fields: Obj, subresource: str = "") -> Obj:
+    return {"manager": manager, "operation": operation, "apiVersion": api_version, "time": now_time(),
+            "fieldsType": "FieldsV1", "fieldsV1": fields, **({"subresource": subresource} if subresource else {})}
+
+
+def _without(fields: Obj, taken: Obj) -> Obj:
+    """``fields`` less the leaves in ``taken`` (a field taken whole takes what is under it)."""
+    out: Obj = {}
+    for key, sub in fields.items():
+        if key not in taken:
+            out[key] = sub
+        elif taken[key] and sub:
+            rest = _without(sub, taken[key])
+            if rest:
+                out[key] = rest
+    return out
+
+
+def _union(a: Obj, b: Obj) -> Obj:
+    out = dict(a)
+    for key, sub in b.items():
+        out[key] = _union(out[key], sub) if key in out and out[key] and sub else (out.get(key) or sub)
+    return out
+
+
+def _owned(managed: list[Obj] | None, applied: Obj | None, manager: str, api_version: str, subresource: str,
+           changed: Obj) -> list[Obj] | None:
+    """``managedFields`` after a write: ``applied`` (a server-side apply's entry) replaces its manager's Apply
+    entry; else the ``changed`` fields join ``manager``'s Update entry. Others lose the fields taken; entries left
+    with none go. Unchanged without a manager or without changes."""
+    taken = applied["fieldsV1"] if applied is not None else changed
+    if not manager or not taken:
+        return managed
+    key = (manager, "Apply" if applied is not None else "Update", subresource)
+    out: list[Obj] = []
+    mine: Obj | None = None
+    for m in managed or []:
+        if (m.get("manager"), m.get("operation"), m.get("subresource", "")) == key:
+            mine = m
+            continue
+        rest = _without(m.get("fieldsV1") or {}, taken)
+        if rest:
+            out.append({**m, "fieldsV1": rest})
+    if applied is not None:
+        out.append(applied)
+    else:
+        fields = _union(mine.get("fieldsV1") or {}, changed) if mine else changed
+        out.append(_entry(manager, "Update", api_version, fields, subresource))
+    return out

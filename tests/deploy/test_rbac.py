@@ -98,6 +98,10 @@ async def exercise(cluster: SandboxCluster, tmp_path: Path, create_objects: bool
             await wait_for(lambda: cluster.registry.get(DEPLOYMENTS, "default", "good")["spec"]["replicas"] == 3,
                            "fallback scale to 3 after a conflict")
             assert ctl.conflicts == 1
+            managed = cluster.registry.get(DEPLOYMENTS, "default", "good")["metadata"]["managedFields"]
+            assert [(m["manager"], m["operation"], m.get("subresource")) for m in managed
+                    if "f:replicas" in m["fieldsV1"].get("f:spec", {})] == [
+                ("inference-autoscaler", "Update", "scale")], managed  # who owns spec.replicas: the controller
             await wait_for(lambda: any(m == "PATCH" and "/events/" in p for m, p in proxy.seen), "an Event patch")
             await wait_for(lambda: sum(m == "PUT" and "/leases/" in p for m, p in proxy.seen) >= 1, "a lease renewal")
             if create_objects:

@@ -143,6 +143,17 @@ async def test_server_side_apply_records_the_managers_fields(cluster: SandboxClu
     (entry,) = json.loads(await kubectl.ok("get", "deployment", "bar", "-o", "json", "--show-managed-fields"))[
         "metadata"]["managedFields"]
     assert "f:replicas" not in entry["fieldsV1"]["f:spec"], entry
+    # another writer takes the fields it changes: applied with spec.replicas again, then scaled by kubectl, which
+    # owns spec.replicas through /scale from then on
+    await kubectl.ok("apply", "--server-side", "--field-manager=gitops", "-f", "-", stdin=MANIFEST)
+    await kubectl.ok("scale", "deployment", "bar", "--replicas=3")
+    managed = json.loads(await kubectl.ok("get", "deployment", "bar", "-o", "json", "--show-managed-fields"))[
+        "metadata"]["managedFields"]
+    owners = {(m["manager"], m["operation"], m.get("subresource", "")) for m in managed
+              if "f:replicas" in m["fieldsV1"].get("f:spec", {})}
+    assert owners == {("kubectl", "Update", "scale")}, managed
+    (gitops,) = [m for m in managed if m["manager"] == "gitops"]
+    assert "f:template" in gitops["fieldsV1"]["f:spec"], gitops  # what nobody else changed stays its own
     no_manager = await http.request("PATCH", "/apis/apps/v1/namespaces/default/deployments/bar",
                                     raw=b"spec: {replicas: 3}", content_type="application/apply-patch+yaml")
     assert no_manager.status == 400 and "fieldManager" in no_manager.body["message"], no_manager
