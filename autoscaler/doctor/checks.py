@@ -689,7 +689,8 @@ def replicas_appliers(obj: dict[str, Any]) -> list[str]:
     """Who applies ``spec.replicas`` to a Deployment from a manifest, so that each apply sets back what an autoscaler
     set: ``kubectl apply`` (client-side: the last-applied-configuration annotation has it) and each field manager
     whose server-side apply owns it (an ``Apply`` entry of ``managedFields`` with ``f:spec`` / ``f:replicas``:
-    Argo CD with server-side apply, Flux, ``kubectl apply --server-side``)."""
+    Argo CD with server-side apply, Flux, ``kubectl apply --server-side``). A scale after the apply takes the field
+    from its entry until the next apply, so a server-side applier is seen only when it applied last."""
     md = obj.get("metadata") or {}
     out: list[str] = []
     try:
