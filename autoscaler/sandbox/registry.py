@@ -344,8 +344,9 @@ class Registry:
               subresource: str = "", dry_run: bool = False, field_validation: str = "Warn",
               field_manager: str = "", default_manager: str = "") -> tuple[Obj, list[str]]:
         """Patch. Server-side apply (``application/apply-patch+yaml``) merges the configuration like a merge patch
-        (no field ownership, no conflicts), but needs a ``field_manager`` and records the fields it applied as that
-        manager's ``Apply`` entry in ``managedFields``, as a real API server does."""
+        and needs a ``field_manager``; it records the fields it applied as that manager's ``Apply`` entry in
+        ``managedFields`` and takes them from the other managers, as a real API server does when forced (no
+        conflicts). Other patches name ``field_manager``, else ``default_manager`` (the User-Agent's)."""
         if content_type not in PATCH_TYPES:
             raise errors.unsupported_media_type(content_type, PATCH_TYPES)
         if content_type == APPLY_PATCH and not field_manager:
