@@ -251,12 +251,6 @@ async def test_predictive_leases_have_request_counters_and_known_slots(env: Env)
         return await env.findings(lease_namespace=ns, configmap="predictive-3s")
     await _until(url, f'avg_over_time(vllm:kv_cache_usage_perc{{namespace="{ns}", pod=~"light-.*"}}[10s]) > 0.2', True)
     fs = await findings()
-    light_dep = env.cluster.store.get(DEPLOYMENTS.storage_key, ns, "light")
-    assert light_dep is not None
-    light_dep["metadata"]["annotations"][P + "slots-per-replica"] = "8"  # its --max-num-seqs: more than fit
-    env.cluster.store.replace(DEPLOYMENTS.storage_key, light_dep)
-    (stated,) = pick(await findings(), "predictive", f"{ns}/light")
-    await env.dataplane.stop_load(ns, "light")
     (f,) = pick(fs, "predictive", f"{ns}/triton")
     assert f.status == OK and "sized from Triton's request counters of 1 pod(s), 1 slot(s) per replica from the " \
         "policy's default" in f.detail, f
@@ -267,8 +261,6 @@ async def test_predictive_leases_have_request_counters_and_known_slots(env: Env)
     assert f.status == OK and "4 slot(s) per replica from the batch its pods ran while requests waited" in f.detail, f
     (f,) = pick(fs, "predictive", f"{ns}/light")
     assert f.status == OK and "2 slot(s) per replica from the requests its pods' KV cache holds" in f.detail, f
-    assert stated.status == WARN and "its pods' KV cache holds 2 requests at their present sizes" in stated.detail \
-        and stated.fix == f"kubectl -n {ns} annotate deployment light --overwrite {P}slots-per-replica=2", stated
     (f,) = pick(fs, "predictive", f"{ns}/idle")
     assert f.status == WARN and "no pod has yet had a tenth of its KV cache in use or been saturated" in f.detail \
         and "HPA rule" in f.detail, f
@@ -278,7 +270,16 @@ async def test_predictive_leases_have_request_counters_and_known_slots(env: Env)
     assert dep is not None
     dep["metadata"]["annotations"][P + "slots-per-replica"] = "16"  # more than it runs: its KV cache fills first
     env.cluster.store.replace(DEPLOYMENTS.storage_key, dep)
-    (over,) = pick(await findings(), "predictive", f"{ns}/vllm")
+    light_dep = env.cluster.store.get(DEPLOYMENTS.storage_key, ns, "light")
+    assert light_dep is not None
+    light_dep["metadata"]["annotations"][P + "slots-per-replica"] = "8"  # its --max-num-seqs: more than fits
+    env.cluster.store.replace(DEPLOYMENTS.storage_key, light_dep)
+    fs = await findings()
+    await env.dataplane.stop_load(ns, "light")
+    (over,) = pick(fs, "predictive", f"{ns}/vllm")
+    (stated,) = pick(fs, "predictive", f"{ns}/light")
+    assert stated.status == WARN and "its pods' KV cache holds 2 requests at their present sizes" in stated.detail \
+        and stated.fix == f"kubectl -n {ns} annotate deployment light --overwrite {P}slots-per-replica=2", stated
     assert over.status == WARN and "sized for 16 slot(s) per replica from the slots-per-replica annotation" in \
         over.detail and over.fix == fix, over
     assert "its pods ran 4 requests at once while others kept waiting" in over.detail, over
