@@ -87,18 +87,17 @@ from autoscaler.metrics.registry import MetricRegistry, default_registry, kind_f
 from autoscaler.observe import (
     MetricObservation,
     PodBatch,
-    kv_fits,
     learned_batch,
     lease_parts,
     measured_startup_s,
     metric_input,
     note_batches,
     parse_time,
+    part_by_pod,
     pod_from_k8s,
     predictive_observation,
     reported_slots,
     resolve_slots,
-    saturated_batches,
     slim_pod,
 )
 from autoscaler.policy import (
@@ -866,9 +865,8 @@ class Controller:
                         f"{FIGHT_WINDOW_S / 60:.0f} minutes: another writer (a HorizontalPodAutoscaler, KEDA, a GitOps "
                         "sync of spec.replicas) seems to scale this Deployment too; remove it or set "
                         f"{ANNOTATION_PREFIX}paused=true (`autoscaler doctor` lists HPAs on leases and manifests "
-                        "applied with spec.replicas; `kubectl get deployment "
-                        f"{(obj.get('metadata') or {}).get('name', '')} --show-managed-fields -o yaml` shows which "
-                        "manager owns spec.replicas)", now))
+                        f"applied with spec.replicas; `kubectl get deployment {lease.name} --show-managed-fields "
+                        "-o yaml` shows which manager owns spec.replicas)", now))
         rt.last_seen_replicas = current
         return rt, state
 
@@ -928,21 +926,20 @@ class Controller:
         Event likewise."""
         lease, rt = p.lease, p.rt
         live = [q.name for q in p.snap.pods if not q.deleting]
-        rt.batches = note_batches(rt.batches, saturated_batches(parts), now, live)
-        rt.fits = note_batches(rt.fits, kv_fits(parts), now, live)
+        rt.batches = note_batches(rt.batches, part_by_pod(parts, "batch"), now, live)
+        rt.fits = note_batches(rt.fits, part_by_pod(parts, "kv_fit"), now, live)
         learned, fitted = learned_batch(rt.batches), learned_batch(rt.fits)
         reported, vllm = reported_slots(parts.values())
         slots, source = resolve_slots(lease.slots_per_replica, reported, vllm,
                                       self.policy.policy.autoscaling.predictive, learned, fitted)
         rt.slots = None if slots is None else (slots, source)
-        before = rt.learned_slots if source == "learnt" else rt.estimated_slots
-        news = None if slots is None else rt.slots_news(slots, source, learned)
-        if news == "SlotsLearned" and slots is not None:
-            self._pending_events.append(self.events.record(p.obj, "Normal", news, learned_slots_message(
-                slots, before, len(rt.batches), reported), now))
-        elif news == "SlotsEstimated" and slots is not None:
-            self._pending_events.append(self.events.record(p.obj, "Normal", news, estimated_slots_message(
-                slots, before, len(rt.fits), reported), now))
+        if slots is not None:
+            before = rt.learned_slots if source == "learnt" else rt.estimated_slots
+            news = rt.slots_news(slots, source, learned)
+            if news is not None:
+                message = (learned_slots_message(slots, before, len(rt.batches), reported) if news == "SlotsLearned"
+                           else estimated_slots_message(slots, before, len(rt.fits), reported))
+                self._pending_events.append(self.events.record(p.obj, "Normal", news, message, now))
         if learned is None and not lease.slots_per_replica and (vllm or reported) and not rt.batch_history:
             rt.batch_history = True  # once a runtime: what a previous controller saw saturated, if anything
             self._read_batches(lease, rt)

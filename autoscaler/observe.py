@@ -186,16 +186,11 @@ def lease_parts(namespace: str, pods: list[Pod], result: BatchResult | None) -> 
             if isinstance(o := outcomes.get(PodTarget(namespace, p.name)), Ok) and o.parts is not None}
 
 
-def saturated_batches(parts: Mapping[str, Mapping[str, float]]) -> dict[str, float]:
-    """The requests each pod runs while others keep waiting for a slot (its ``batch`` part), by pod name, from
-    :func:`lease_parts`: only the pods saturated now."""
-    return {name: pp["batch"] for name, pp in parts.items() if pp.get("batch", 0.0) >= 1}
-
-
-def kv_fits(parts: Mapping[str, Mapping[str, float]]) -> dict[str, float]:
-    """The requests each pod's KV cache holds at its present requests' sizes (its ``kv_fit`` part), by pod name, from
-    :func:`lease_parts`: only the pods with a tenth or more of their cache in use now."""
-    return {name: pp["kv_fit"] for name, pp in parts.items() if pp.get("kv_fit", 0.0) >= 1}
+def part_by_pod(parts: Mapping[str, Mapping[str, float]], part: str) -> dict[str, float]:
+    """One ``requestStats`` part of each pod that has it at 1 or more, by pod name, from :func:`lease_parts`: its
+    ``batch`` (what it runs while others keep waiting for a slot: only the pods saturated now) or its ``kv_fit``
+    (what its KV cache holds at its requests' sizes: only the pods with a tenth or more of it in use now)."""
+    return {name: pp[part] for name, pp in parts.items() if pp.get(part, 0.0) >= 1}
 
 
 def median_int(values: Iterable[float]) -> int | None:
@@ -221,7 +216,7 @@ class PodBatch(NamedTuple):
 
 def note_batches(batches: Mapping[str, PodBatch], seen: Mapping[str, float], now: float,
                  live: Iterable[str] = ()) -> dict[str, PodBatch]:
-    """Each pod's batch while saturated (:func:`saturated_batches`): ``batches`` updated with the readings ``seen``
+    """Each pod's batch while saturated (:func:`part_by_pod` ``batch``; or its KV fit): ``batches`` updated with the readings ``seen``
     at ``now``, keeping the ``BATCH_PODS`` most recently saturated pods. The mean, not the largest: a KV-bound
     batch varies with the requests' lengths, and what a replica serves is its mean batch over the service time.
     With the ``live`` pods' names, the pods of a ReplicaSet none of them belongs to are forgotten: after a rollout
@@ -283,7 +278,7 @@ def resolve_slots(annotated: int | None, reported: int | None, vllm: bool,
     """The slots per replica the predictive algorithm sizes a lease with, and where they come from (a key of
     :data:`SLOT_SOURCES`): the lease's annotation, else what its pods showed they run when saturated (``learned``,
     :func:`learned_batch`), else what their KV cache holds at their requests' sizes (``fitted``, the same over
-    :func:`kv_fits`) when that is fewer than they report, else what they report (:func:`reported_slots`: NIM's
+    :func:`part_by_pod` ``kv_fit``) when that is fewer than they report, else what they report (:func:`reported_slots`: NIM's
     ``num_request_max`` is ``--max-num-seqs``, more than a pod runs when its KV cache fills first), else the policy's
     ``predictive.slotsPerReplica``. Its default (1, Triton's default model configuration) is not applied to a lease
     read from vLLM's series: (None, "unknown").

@@ -65,7 +65,8 @@ _RATES = ("autoscaler_lease_request_rate_rps",
           "were sized for (kind=sized: after the burst envelope, forecasts and backlog); NaN without request data")
 _SLOTS = ("autoscaler_lease_slots_per_replica",
           "Predictive leases: the requests a replica runs at once, as sized with; source: annotation, learnt (the "
-          "batch its pods ran while requests waited), reported (num_request_max), policy or default")
+          "batch its pods ran while requests waited), kv-cache (what their KV cache holds), reported (num_request_max), "
+          "policy or default")
 _FAMILIES = (_CURRENT, _DESIRED, _VALUE, _TARGET, _CYCLE, _RATES, _SLOTS)
 """The leases' families, in the order a scrape writes them."""
 

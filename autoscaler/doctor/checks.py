@@ -57,7 +57,7 @@ from autoscaler.metrics.kinds.queue_time import RECORDED_QUEUE_TIME
 from autoscaler.metrics.kinds.request_stats import RequestStats
 from autoscaler.metrics.promql import parse_duration
 from autoscaler.metrics.registry import kind_for
-from autoscaler.observe import SLOT_SOURCES, median_int, pod_from_k8s, reported_slots, resolve_slots
+from autoscaler.observe import SLOT_SOURCES, median_int, part_by_pod, pod_from_k8s, reported_slots, resolve_slots
 from autoscaler.policy.types import Pod
 
 OK, WARN, FAIL, SKIP = "ok", "warn", "fail", "skip"
@@ -506,7 +506,8 @@ async def check_predictive(ctx: Context, leases: Sequence[Lease]) -> list[Findin
                 out.append(Finding("predictive", FAIL, f"request counters: query failed: {result.error}",
                                    "check Prometheus", lease.key))
                 continue
-            parts = [o.parts for o in result.outcomes.values() if isinstance(o, Ok) and o.parts is not None]
+            by_pod = {t.pod: o.parts for t, o in result.outcomes.items() if isinstance(o, Ok) and o.parts is not None}
+            parts = list(by_pod.values())
             metrics = ", ".join(m.name for m in lease.policy.metrics) or "none"
             if not parts:
                 if set(ready) <= lease.new:
@@ -525,7 +526,7 @@ async def check_predictive(ctx: Context, leases: Sequence[Lease]) -> list[Findin
             server = "vLLM" if vllm else "Triton"
             seen = (await _saturated_batch(client, kind, ns, name)  # also Triton's vLLM backend, which reports them
                     if isinstance(kind, RequestStats) else None)
-            fitted = median_int(pp["kv_fit"] for pp in parts if pp.get("kv_fit", 0.0) >= 1)
+            fitted = median_int(part_by_pod(by_pod, "kv_fit").values())
             slots, key = resolve_slots(lease.policy.slots_per_replica, reported, vllm, a.predictive, seen, fitted)
             source = SLOT_SOURCES[key]
             seen_text = (f"; in the last {SATURATION_WINDOW_S / 3600:g}h its pods ran {seen} requests at once "
@@ -701,8 +702,8 @@ def replicas_appliers(obj: dict[str, Any]) -> list[str]:
         out.append(f"kubectl apply (its last-applied-configuration sets spec.replicas: {applied['spec']['replicas']})")
     for entry in md.get("managedFields") or []:
         fields = entry.get("fieldsV1") if isinstance(entry, dict) else None
-        if entry.get("operation") == "Apply" and isinstance(fields, dict) \
-                and "f:replicas" in (fields.get("f:spec") or {}):
+        if isinstance(fields, dict) and entry.get("operation") == "Apply" and "f:replicas" in (fields.get("f:spec")
+                                                                                              or {}):
             out.append(f"{entry.get('manager') or 'a field manager'} (server-side apply owns spec.replicas)")
     return out
 

@@ -255,7 +255,7 @@ class Registry:
                 else:
                     new.pop("status", None)
         managed = (current.get("metadata") or {}).get("managedFields")
-        if subresource != "status":
+        if subresource != "status" and field_manager:
             managed = _owned(managed, applied, field_manager, rt.api_version, "",
                              _changed(_owned_content(current), _owned_content(new)))
         new["metadata"].pop("managedFields", None)
@@ -598,7 +598,7 @@ def _without(fields: Obj, taken: Obj) -> Obj:
 def _union(a: Obj, b: Obj) -> Obj:
     out = dict(a)
     for key, sub in b.items():
-        out[key] = _union(out[key], sub) if key in out and out[key] and sub else (out.get(key) or sub)
+        out[key] = _union(out[key], sub) if key in out else sub
     return out
 
 
