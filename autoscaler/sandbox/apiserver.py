@@ -240,7 +240,8 @@ class ApiServer:
             ctype = request.headers.get("Content-Type", "").split(";")[0].strip().lower()
             obj, warnings = self.registry.patch(rt, ns_value, name, ctype, raw, subresource=sub, dry_run=dry_run,
                                                 field_validation=validation, field_manager=q.get("fieldManager", ""),
-                                                default_manager=_default_manager(request))
+                                                default_manager=_default_manager(request),
+                                                force=q.get("force", "").lower() == "true")
             return json_response(obj, 200, warnings)
         ctype = request.headers.get("Content-Type", "application/json").split(";")[0].strip().lower()
         if ctype not in ("application/json", "application/yaml", "application/x-yaml", "text/yaml", "*/*",

@@ -65,6 +65,23 @@ def conflict(group: str, plural: str, name: str, why: str) -> ApiError:
                     _details(name, group, plural))
 
 
+def apply_conflict(conflicts: list[tuple[str, str]]) -> ApiError:
+    """409 Conflict of a server-side apply that would change fields other managers own, as kube-apiserver words it:
+    ``conflicts`` are (manager, field path) pairs, e.g. (``"kubectl" with subresource "scale" using apps/v1``,
+    ``.spec.replicas``)."""
+    causes = [{"reason": "FieldManagerConflict", "message": f"conflict with {m}", "field": p} for m, p in conflicts]
+    if len(conflicts) == 1:
+        ((manager, path),) = conflicts
+        return ApiError(409, "Conflict", f"Apply failed with 1 conflict: conflict with {manager}: {path}",
+                        {"causes": causes})
+    lines: list[str] = []
+    for manager in sorted({m for m, _ in conflicts}):
+        lines.append(f"conflicts with {manager}:")
+        lines.extend(f"- {p}" for m, p in conflicts if m == manager)
+    return ApiError(409, "Conflict", f"Apply failed with {len(conflicts)} conflicts: " + "\n".join(lines),
+                    {"causes": causes})
+
+
 STALE = "the object has been modified; please apply your changes to the latest version and try again"
 
 

@@ -16,6 +16,7 @@ import binascii
 import json
 import secrets
 import uuid
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -224,12 +225,12 @@ class Registry:
     # ------------------------------------------------------------------ update
     def update(self, rt: ResourceType, ns: str, name: str, body: Any, *, subresource: str = "",
                dry_run: bool = False, field_validation: str = "Warn", field_manager: str = "",
-               applied: Obj | None = None) -> tuple[Obj, list[str]]:
+               applied: Obj | None = None, force: bool = False) -> tuple[Obj, list[str]]:
         """Update (PUT, and every patch once merged). ``managedFields`` are the server's: with a ``field_manager``,
         the fields this write changes move to its ``Update`` entry (``subresource`` ``scale`` for ``/scale``), or,
         for a server-side apply, its ``applied`` entry holds what it applied; either way other managers' entries
-        lose those fields, as ownership moves on a real API server (which would first refuse an apply that changes
-        another manager's field without ``force``: not modelled)."""
+        lose the fields changed (an apply that sets a field to the value it has shares it). An apply that changes
+        a field another manager owns is a 409 Conflict naming them, unless ``force``d; an update never conflicts."""
         current = self.get_stored(rt, ns, name)
         if subresource == "scale":
             scale, warnings = decode(rt, body, field_validation, SCALE_SCHEMA,
@@ -256,8 +257,12 @@ class Registry:
                     new.pop("status", None)
         managed = (current.get("metadata") or {}).get("managedFields")
         if subresource != "status" and field_manager:
-            managed = _owned(managed, applied, field_manager, rt.api_version, "",
-                             _changed(_owned_content(current), _owned_content(new)))
+            changed = _changed(_owned_content(current), _owned_content(new))
+            if applied is not None and not force:
+                conflicts = _conflicts(managed, (field_manager, "Apply", ""), changed)
+                if conflicts:
+                    raise errors.apply_conflict(conflicts)
+            managed = _owned(managed, applied, field_manager, rt.api_version, "", changed)
         new["metadata"].pop("managedFields", None)
         if managed:
             new["metadata"]["managedFields"] = managed
@@ -342,11 +347,13 @@ class Registry:
     # ------------------------------------------------------------------ patch
     def patch(self, rt: ResourceType, ns: str, name: str, content_type: str, raw: bytes, *,
               subresource: str = "", dry_run: bool = False, field_validation: str = "Warn",
-              field_manager: str = "", default_manager: str = "") -> tuple[Obj, list[str]]:
+              field_manager: str = "", default_manager: str = "", force: bool = False) -> tuple[Obj, list[str]]:
         """Patch. Server-side apply (``application/apply-patch+yaml``) merges the configuration like a merge patch
         and needs a ``field_manager``; it records the fields it applied as that manager's ``Apply`` entry in
-        ``managedFields`` and takes them from the other managers, as a real API server does when forced (no
-        conflicts). Other patches name ``field_manager``, else ``default_manager`` (the User-Agent's)."""
+        ``managedFields``, takes those it changes from the other managers (a 409 Conflict unless ``force``: see
+        :meth:`update`), and removes the fields it applied before and no longer does that no other manager owns
+        (defaults then apply: ``spec.replicas`` dropped from a manifest goes back to 1). Other patches name
+        ``field_manager``, else ``default_manager`` (the User-Agent's)."""
         if content_type not in PATCH_TYPES:
             raise errors.unsupported_media_type(content_type, PATCH_TYPES)
         if content_type == APPLY_PATCH and not field_manager:
@@ -379,13 +386,16 @@ class Registry:
                 if not isinstance(doc, dict):
                     raise MalformedPatch("merge patch must be a JSON object")
                 patched = merge_patch(base, doc)
+                if applied is not None and not subresource:
+                    _drop_unapplied(patched, (stored.get("metadata") or {}).get("managedFields"), applied)
         except MalformedPatch as exc:
             raise errors.bad_request(str(exc)) from exc
         except PatchError as exc:
             raise ApiError(422, "Invalid", str(exc)) from exc
         # ``base`` carries the current resourceVersion, so only a patch that sets another one conflicts
         return self.update(rt, ns, name, patched, subresource=subresource, dry_run=dry_run,
-                           field_validation=field_validation, field_manager=field_manager, applied=applied)
+                           field_validation=field_validation, field_manager=field_manager, applied=applied,
+                           force=force)
 
     # ------------------------------------------------------------------ delete
     def delete(self, rt: ResourceType, ns: str, name: str, options: Obj | None = None, *,
@@ -527,6 +537,9 @@ def parse_body(raw: bytes, content_type: str) -> Any:
         raise errors.bad_request(f"couldn't get version/kind; json parse error: {exc}") from exc
 
 
+_MISSING = object()
+
+
 def fields_v1(config: Obj) -> Obj:
     """The field set (``FieldsV1``) of an applied configuration, as ``managedFields`` records it: ``f:<name>`` for
     each field it sets, nested; an item of a list keyed by ``name`` is ``k:{"name":...}``; other lists and scalars
@@ -542,9 +555,9 @@ def fields_v1(config: Obj) -> Obj:
                     if not v:
                         continue
                 out[f"f:{key}"] = walk(v)
-        elif isinstance(value, list) and value and all(isinstance(i, dict) and "name" in i for i in value):
-            for item in value:
-                out["k:" + json.dumps({"name": item["name"]}, separators=(",", ":"))] = walk(item)
+        elif (named := _named(value)) is not None:
+            for key, item in named.items():
+                out[key] = walk(item)
         return out
     return walk(config, top=True)
 
@@ -564,17 +577,30 @@ def _owned_content(obj: Obj) -> Obj:
     return out
 
 
+def _named(value: Any) -> dict[str, Any] | None:
+    """A list keyed by ``name`` (containers, env, ports) as ``k:`` field keys to its items; None for other values."""
+    if isinstance(value, list) and value and all(isinstance(i, dict) and "name" in i for i in value):
+        return {"k:" + json.dumps({"name": i["name"]}, separators=(",", ":")): i for i in value}
+    return None
+
+
 def _changed(old: Any, new: Any) -> Obj:
-    """The field set (as :func:`fields_v1`) of what ``new`` sets differently from ``old`` (removals aside)."""
+    """The field set (as :func:`fields_v1`) of what ``new`` sets differently from ``old`` (removals aside); a list
+    keyed by ``name`` is compared item by item."""
     if isinstance(old, dict) and isinstance(new, dict):
-        out: Obj = {}
-        for key, v in new.items():
-            if key not in old:
-                out[f"f:{key}"] = fields_v1(v) if isinstance(v, dict) else {}
-            elif old[key] != v:
-                out[f"f:{key}"] = _changed(old[key], v)
-        return out
-    return {}
+        pairs = [(f"f:{key}", old.get(key, _MISSING), v) for key, v in new.items()]
+    else:
+        olds, news = _named(old), _named(new)
+        if olds is None or news is None:
+            return {}
+        pairs = [(key, olds.get(key, _MISSING), v) for key, v in news.items()]
+    out: Obj = {}
+    for key, before, after in pairs:
+        if before is _MISSING:
+            out[key] = fields_v1(after) if isinstance(after, dict) else {}
+        elif before != after:
+            out[key] = _changed(before, after)
+    return out
 
 
 def _entry(manager: str, operation: str, api_version: str, fields: Obj, subresource: str = "") -> Obj:
@@ -602,22 +628,110 @@ def _union(a: Obj, b: Obj) -> Obj:
     return out
 
 
+def _identity(entry: Obj) -> tuple[Any, Any, Any]:
+    """Who a ``managedFields`` entry is: its manager, operation and subresource."""
+    return entry.get("manager"), entry.get("operation"), entry.get("subresource", "")
+
+
+def _leaves(fields: Obj, prefix: tuple[str, ...] = ()) -> Iterator[tuple[str, ...]]:
+    for key, sub in fields.items():
+        if sub:
+            yield from _leaves(sub, (*prefix, key))
+        else:
+            yield (*prefix, key)
+
+
+def _holds(fields: Obj, path: tuple[str, ...]) -> bool:
+    """``fields`` own ``path``: the field itself, a leaf above it (owned whole) or something under it."""
+    node = fields
+    for key in path:
+        if key not in node:
+            return False
+        node = node[key]
+        if not node:
+            return True
+    return True
+
+
+def _path_text(path: tuple[str, ...]) -> str:
+    """A field path as kube-apiserver prints it: ``.spec.template.spec.containers[name="triton"].image``."""
+    out = ""
+    for key in path:
+        if key.startswith("k:"):
+            out += "[" + ",".join(f"{k}={json.dumps(v)}" for k, v in json.loads(key[2:]).items()) + "]"
+        else:
+            out += "." + key.removeprefix("f:")
+    return out
+
+
+def _manager_text(entry: Obj) -> str:
+    """A manager as a conflict names it: ``"kubectl" with subresource "scale" using apps/v1`` (Update entries say
+    their API version, Apply entries only the name)."""
+    text = json.dumps(entry.get("manager", ""))
+    if entry.get("subresource"):
+        text += f" with subresource {json.dumps(entry['subresource'])}"
+    if entry.get("operation") == "Update":
+        text += f" using {entry.get('apiVersion', '')}"
+    return text
+
+
+def _conflicts(managed: list[Obj] | None, applier: tuple[str, str, str], changed: Obj) -> list[tuple[str, str]]:
+    """(manager, field path) of each changed field that a manager other than the ``applier`` owns."""
+    paths = list(_leaves(changed))
+    return [(_manager_text(m), _path_text(path)) for m in managed or [] if _identity(m) != applier
+            for path in paths if _holds(m.get("fieldsV1") or {}, path)]
+
+
+def _drop_unapplied(obj: Obj, managed: list[Obj] | None, applied: Obj) -> None:
+    """Remove from ``obj`` the fields the applier's previous apply set and this one does not, where no other manager
+    owns them (a server-side apply's configuration is the whole of what its manager wants)."""
+    key = _identity(applied)
+    before = next((m.get("fieldsV1") or {} for m in managed or [] if _identity(m) == key), {})
+    others = [m.get("fieldsV1") or {} for m in managed or [] if _identity(m) != key]
+    for path in _leaves(_without(before, applied["fieldsV1"])):
+        if not any(_holds(o, path) for o in others):
+            _remove_path(obj, path)
+
+
+def _remove_path(obj: Any, path: tuple[str, ...]) -> None:
+    *parents, last = path
+    node = obj
+    for key in parents:
+        node = _child(node, key)
+        if node is None:
+            return
+    if last.startswith("k:") and isinstance(node, list):
+        item = _child(node, last)
+        if item is not None:
+            node.remove(item)
+    elif isinstance(node, dict):
+        node.pop(last.removeprefix("f:"), None)
+
+
+def _child(node: Any, key: str) -> Any:
+    if key.startswith("k:"):
+        want = json.loads(key[2:])
+        return next((i for i in node if isinstance(i, dict) and all(i.get(k) == v for k, v in want.items())),
+                    None) if isinstance(node, list) else None
+    return node.get(key.removeprefix("f:")) if isinstance(node, dict) else None
+
+
 def _owned(managed: list[Obj] | None, applied: Obj | None, manager: str, api_version: str, subresource: str,
            changed: Obj) -> list[Obj] | None:
     """``managedFields`` after a write: ``applied`` (a server-side apply's entry) replaces its manager's Apply
-    entry; else the ``changed`` fields join ``manager``'s Update entry. Others lose the fields taken; entries left
-    with none go. Unchanged without a manager or without changes."""
-    taken = applied["fieldsV1"] if applied is not None else changed
-    if not manager or not taken:
+    entry; else the ``changed`` fields join ``manager``'s Update entry. Others lose the fields changed (an apply of
+    a field's current value shares it); entries left with none go. Unchanged without a manager, or for an update
+    that changes nothing."""
+    if not manager or (applied is None and not changed):
         return managed
     key = (manager, "Apply" if applied is not None else "Update", subresource)
     out: list[Obj] = []
     mine: Obj | None = None
     for m in managed or []:
-        if (m.get("manager"), m.get("operation"), m.get("subresource", "")) == key:
+        if _identity(m) == key:
             mine = m
             continue
-        rest = _without(m.get("fieldsV1") or {}, taken)
+        rest = _without(m.get("fieldsV1") or {}, changed)
         if rest:
             out.append({**m, "fieldsV1": rest})
     if applied is not None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any, cast
 
 import pytest
 from apihelpers import Http, Kubectl
@@ -157,6 +158,56 @@ async def test_server_side_apply_records_the_managers_fields(cluster: SandboxClu
     no_manager = await http.request("PATCH", "/apis/apps/v1/namespaces/default/deployments/bar",
                                     raw=b"spec: {replicas: 3}", content_type="application/apply-patch+yaml")
     assert no_manager.status == 400 and "fieldManager" in no_manager.body["message"], no_manager
+
+
+def _replicas_owners(obj: dict[str, Any]) -> set[tuple[str, str, str]]:
+    return {(m["manager"], m["operation"], m.get("subresource", "")) for m in obj["metadata"]["managedFields"]
+            if "f:replicas" in m["fieldsV1"].get("f:spec", {})}
+
+
+async def test_server_side_apply_conflicts(kubectl: Kubectl, http: Http) -> None:
+    """A server-side apply that changes a field another manager owns fails with kube-apiserver's 409 (kubectl prints
+    its advice), unless --force-conflicts; applying the current value shares the field; a field dropped from the
+    configuration keeps its value while another manager owns it and goes back to its default when none does (the
+    documented hand-over of spec.replicas to an autoscaler)."""
+    async def get() -> dict[str, Any]:
+        return cast(dict[str, Any], json.loads(await kubectl.ok(
+            "get", "deployment", "bar", "-o", "json", "--show-managed-fields")))
+
+    def apply(manifest: str, *flags: str) -> Any:
+        return kubectl("apply", "--server-side", "--field-manager=gitops", *flags, "-f", "-", stdin=manifest)
+
+    assert (await apply(MANIFEST)).rc == 0
+    await kubectl.ok("scale", "deployment", "bar", "--replicas=3")
+    refused = await apply(MANIFEST)
+    assert refused.rc != 0 and ('Apply failed with 1 conflict: conflict with "kubectl" with subresource "scale" '
+                                'using apps/v1: .spec.replicas') in refused.err, refused
+    assert "--force-conflicts" in refused.err, refused.err  # kubectl recognised the conflict
+    assert (await get())["spec"]["replicas"] == 3
+    # the same value: no conflict, the field is shared; dropped from the configuration, it stays with the other
+    assert (await apply(MANIFEST.replace("replicas: 2", "replicas: 3"))).rc == 0
+    assert _replicas_owners(await get()) == {("kubectl", "Update", "scale"), ("gitops", "Apply", "")}
+    assert (await apply(MANIFEST.replace("  replicas: 2\n", ""))).rc == 0
+    obj = await get()
+    assert obj["spec"]["replicas"] == 3 and _replicas_owners(obj) == {("kubectl", "Update", "scale")}, obj
+    # forced, the applier takes it; dropped when nobody else owns it, it is reset to the default
+    assert (await apply(MANIFEST, "--force-conflicts")).rc == 0
+    obj = await get()
+    assert obj["spec"]["replicas"] == 2 and _replicas_owners(obj) == {("gitops", "Apply", "")}, obj
+    assert (await apply(MANIFEST.replace("  replicas: 2\n", ""))).rc == 0
+    assert (await get())["spec"]["replicas"] == 1
+    # two managers' fields at once: the Status lists each field as a cause, grouped by manager in the message
+    await kubectl.ok("scale", "deployment", "bar", "--replicas=4")
+    reply = await http.patch("/apis/apps/v1/namespaces/default/deployments/bar", None,
+                             content_type="application/apply-patch+yaml", params={"fieldManager": "other"},
+                             raw=MANIFEST.replace("24.05", "25.01").encode())
+    image = '.spec.template.spec.containers[name="triton"].image'
+    assert reply.status == 409 and reply.body["reason"] == "Conflict", reply
+    assert reply.body["message"] == ('Apply failed with 2 conflicts: conflicts with "gitops":\n- ' + image + '\n'
+                                     'conflicts with "kubectl" with subresource "scale" using apps/v1:\n'
+                                     '- .spec.replicas'), reply.body["message"]
+    assert sorted((c["reason"], c["field"]) for c in reply.body["details"]["causes"]) == [
+        ("FieldManagerConflict", ".spec.replicas"), ("FieldManagerConflict", image)]
 
 
 async def test_auth_logs_api_resources(cluster: SandboxCluster, kubectl: Kubectl) -> None:
