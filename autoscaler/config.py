@@ -391,6 +391,28 @@ class PredictiveSettings(_Strict):
         return self.model_validate({**self.model_dump(by_alias=True), **overrides})
 
 
+class ScaleToZero(_Strict):
+    """Scale to zero (extension): what wakes a lease whose minimum is 0, and how long it idles first."""
+
+    wake_query: str | None = Field(
+        None, alias="wakeQuery",
+        description="PromQL template of a lease's demand seen in front of its pods (its gateway's or ingress's "
+                    "request rate), one value, with {{namespace}} and {{name}} (the Deployment's) placeholders; over "
+                    "wakeThreshold it wakes a lease at zero replicas and keeps one with replicas from idling. A "
+                    "lease may have a minimum of 0 only when this is set")
+    idle_s: float = Field(900.0, alias="idleSeconds", gt=0, le=7 * 86400,
+                          description="a lease whose minimum is 0 goes to zero replicas once its wake value has "
+                                      "stayed at or under wakeThreshold this long, seconds")
+    wake_threshold: float = Field(0.0, alias="wakeThreshold", ge=0,
+                                  description="wake values at or under this are no demand")
+
+    def render(self, namespace: str, name: str) -> str | None:
+        """The lease's wake query (None when scale to zero is not configured)."""
+        if not self.wake_query:
+            return None
+        return self.wake_query.replace("{{namespace}}", namespace).replace("{{name}}", name)
+
+
 class Autoscaling(_Strict):
     enable: bool = Field(False, validation_alias=AliasChoices("enable", "enabled"),
                          description="autoscaling on for the cluster (TMS: off unless the administrator turns it on)")
@@ -404,6 +426,8 @@ class Autoscaling(_Strict):
         "hpa", description="default decision algorithm for leases: the HPA-exact core or the predictive policy")
     predictive: PredictiveSettings = Field(default_factory=PredictiveSettings,
                                            description="parameters of the predictive algorithm (extension)")
+    scale_to_zero: ScaleToZero = Field(default_factory=ScaleToZero, alias="scaleToZero",
+                                       description="what wakes a lease whose minimum is 0 (extension)")
 
     @field_validator("metrics", mode="before")
     @classmethod
@@ -430,6 +454,13 @@ class Autoscaling(_Strict):
             else:
                 merged[name] = block
         return merged
+
+    @model_validator(mode="after")
+    def _zero_needs_a_wake_query(self) -> Autoscaling:
+        if self.replicas.default.minimum == 0 and not self.scale_to_zero.wake_query:
+            raise ValueError("replicas.default.minimum is 0, but nothing could wake a lease at zero replicas: set "
+                             "scaleToZero.wakeQuery (its gateway's request rate), or a minimum of 1")
+        return self
 
     @model_validator(mode="after")
     def _custom_need_queries(self) -> Autoscaling:
@@ -540,10 +571,17 @@ class LeasePolicy:
     algorithm: str = "hpa"
     slots_per_replica: int | None = None  # requests a replica executes at once (predictive algorithm)
     issues: tuple[LeaseIssue, ...] = ()
+    wake_query: str | None = None  # scale to zero: the lease's rendered wake query (set when min_replicas is 0)
 
     @property
     def key(self) -> str:
         return f"{self.namespace}/{self.name}"
+
+    @property
+    def floor(self) -> int:
+        """The fewest replicas the algorithm may ask for: the minimum, but at least one (only the scale-to-zero
+        layer, :mod:`autoscaler.policy.idle`, goes to zero)."""
+        return max(1, self.min_replicas)
 
 
 @dataclass(frozen=True, slots=True)
@@ -666,6 +704,11 @@ def resolve_lease(namespace: str, name: str, annotations: dict[str, str] | None,
             min_r = lim.minimum.upper_bound
         else:
             min_r = v
+    wake = a.scale_to_zero.render(namespace, name)
+    if min_r == 0 and wake is None:
+        issue("min-replicas", ann.get("min-replicas", "0"), "0 (scale to zero) needs the policy's "
+              "scaleToZero.wakeQuery: nothing could wake the lease at zero replicas; using 1", Severity.ADJUSTED)
+        min_r = 1
     if min_r > max_r:
         issue("min-replicas", str(min_r), f"greater than the effective maximum {max_r}; using {max_r}",
               Severity.ADJUSTED)
@@ -763,5 +806,5 @@ def resolve_lease(namespace: str, name: str, annotations: dict[str, str] | None,
         return Resolution(None, True, res_issues)
     lease = LeasePolicy(namespace=namespace, name=name, min_replicas=min_r, max_replicas=max_r, metrics=metrics,
                         behavior=a.behavior.to_behavior(), mode=mode, paused=paused, algorithm=algorithm,
-                        slots_per_replica=slots, issues=res_issues)
+                        slots_per_replica=slots, issues=res_issues, wake_query=wake if min_r == 0 else None)
     return Resolution(lease, True, res_issues)

@@ -112,6 +112,7 @@ from autoscaler.policy import (
 )
 from autoscaler.policy.batch import decide_many
 from autoscaler.policy.behavior import compact_state
+from autoscaler.policy.idle import IdleState, decide_idle, idle_message
 from autoscaler.policy.predictive import (
     SETTLE_RATE_WINDOWS,
     PredictiveDecision,
@@ -198,6 +199,8 @@ class LeaseRuntime:
     estimated_slots: int | None = None  # the KV-cache slots last announced in a SlotsEstimated Event
     slots: tuple[int, str] | None = None  # predictive: the slots per replica sized with, and their source (/metrics)
     outside_changes: list[float] = field(default_factory=list)  # when replicas changed outside us, last FIGHT_WINDOW_S
+    idle: IdleState = field(default_factory=IdleState)  # scale to zero: when demand was last seen
+    wake: float | None = None  # scale to zero: the last wake value (None: none yet, or the query found none)
 
     def slots_news(self, slots: int, source: str, learned: int | None) -> str | None:
         """The Event to post for the slots the lease is sized with now (``SlotsLearned``, ``SlotsEstimated``; None:
@@ -652,6 +655,8 @@ class Controller:
         report.queries = len(batches)
         fetching = (asyncio.ensure_future(fetch_all(self.prometheus, [(kinds[k], v) for k, v in batches.items()],
                                                     at=query_at)) if batches else None)
+        to_wake = [lease for _obj, lease, _spec in leases if lease.wake_query]
+        waking = asyncio.ensure_future(self._wake_values(to_wake, query_at)) if to_wake else None
         try:
             if leader:
                 await self._report_issues(issues, now)
@@ -661,9 +666,11 @@ class Controller:
                                              policy.autoscaling.prometheus)
             begun = await self._begin_all(leases, now, leader, report)
             by_name = await fetching if fetching is not None else {}
+            wakes = await waking if waking is not None else {}
         except BaseException:
-            if fetching is not None:
-                fetching.cancel()  # a failed or cancelled tick must not leave its query behind
+            for task in (fetching, waking):
+                if task is not None:
+                    task.cancel()  # a failed or cancelled tick must not leave its queries behind
             raise
         results: dict[str, BatchResult] = {}
         for (name, _), kind in kinds.items():
@@ -706,6 +713,9 @@ class Controller:
                 elif p.rt.predictive is not None:
                     p.rt.leave_predictive()
                 desired, reason, message = self._safety(p, d, override)
+                if p.lease.wake_query:
+                    desired, reason, message = self._idle(p, desired, reason, message,
+                                                          wakes.get((p.lease.namespace, p.lease.name)), now, leader)
                 if desired != p.snap.current_replicas and leader:
                     scales.append((p, partial(self._act_io, p, d, desired, reason, message, now, leader, report)))
                     continue
@@ -796,7 +806,7 @@ class Controller:
             observations.append(ob)
         snap = Snapshot(now=now, current_replicas=_spec_replicas(obj),
                         status_replicas=int((obj.get("status") or {}).get("replicas") or 0),
-                        min_replicas=lease.min_replicas, max_replicas=lease.max_replicas, behavior=lease.behavior,
+                        min_replicas=lease.floor, max_replicas=lease.max_replicas, behavior=lease.behavior,
                         pods=tuple(pods), metrics=tuple(inputs))
         return snap, observations
 
@@ -886,7 +896,7 @@ class Controller:
                                                            unknown_slots_message(lease.metrics), now))
             return None
         obs = predictive_observation(
-            lease.namespace, pods, stats, now, snap.current_replicas, lease.min_replicas,
+            lease.namespace, pods, stats, now, snap.current_replicas, lease.floor,
             lease.max_replicas, slots,
             measured_startup_s(pods, settings.startup_s), params.drain_s, rate_window_s=params.rate_window_s,
             stagger=lease_stagger(lease.namespace, lease.name), pod_parts=parts)
@@ -1037,7 +1047,7 @@ class Controller:
         rt.failures = rt.failures + 1 if all_failed else 0
         fb = self.policy.policy.autoscaling.fallback
         if all_failed and rt.failures >= fb.failure_threshold and fb.action == "replicas" and fb.replicas is not None:
-            target = min(max(fb.replicas, lease.min_replicas), lease.max_replicas)
+            target = min(max(fb.replicas, lease.floor), lease.max_replicas)
             if target > current:  # a fallback may raise capacity, never cut it while blind
                 desired, reason = target, "FallbackReplicas"
                 message = f"{rt.failures} consecutive loops without metrics; fallback to {target} replicas"
@@ -1050,6 +1060,42 @@ class Controller:
         if not pods and desired < current:
             desired, reason, message = current, "NoPods", "no pods match the Deployment's selector"
         return desired, reason, message
+
+    async def _wake_values(self, leases: list[LeasePolicy],
+                           at: float | None) -> dict[tuple[str, str], tuple[float | None, str]]:
+        """Each scale-to-zero lease's wake value (None with why, when there is none), queried concurrently."""
+        async def one(lease: LeasePolicy) -> tuple[float | None, str]:
+            assert lease.wake_query is not None
+            res = await self.prometheus.query(lease.wake_query, at=at)
+            if isinstance(res, QueryError):
+                self.telemetry.errors.labels("prometheus").inc()
+                return None, f"the query failed: {res.message}"
+            if len(res.samples) != 1:
+                return None, (f"the query returned {len(res.samples)} series, not one (aggregate it, e.g. with "
+                              f"sum(...))" if res.samples else "the query found no series")
+            value = res.samples[0].value
+            if not math.isfinite(value):
+                return None, f"the query returned {value}"
+            return value, ""
+        values = await asyncio.gather(*(one(lease) for lease in leases))
+        return {(lease.namespace, lease.name): v for lease, v in zip(leases, values, strict=True)}
+
+    def _idle(self, p: _Prepared, desired: int, reason: str, message: str, wake: tuple[float | None, str] | None,
+              now: float, leader: bool) -> tuple[int, str, str]:
+        """Scale to zero and back on top of the algorithm's decision (:mod:`autoscaler.policy.idle`)."""
+        stz = self.policy.policy.autoscaling.scale_to_zero
+        value, why = wake or (None, "not queried")
+        d = decide_idle(p.snap.current_replicas, desired, value, now, p.rt.idle, idle_s=stz.idle_s,
+                        threshold=stz.wake_threshold)
+        p.rt.idle, p.rt.wake = d.state, value
+        if value is None and leader:
+            self._pending_events.append(self.events.record(
+                p.obj, "Warning", "WakeSignalMissing",
+                f"scale to zero: no wake value ({why}); {'staying at zero' if d.desired == 0 else 'not idling'} "
+                f"until there is one. Query: {p.lease.wake_query}", now))
+        if d.reason is None:
+            return d.desired, reason, message
+        return d.desired, d.reason.value, idle_message(d, value, stz.idle_s, stz.wake_threshold)
 
     def _finish(self, p: _Prepared, decision: Decision, new_state: DecisionState, desired: int, reason: str,
                 message: str, applied: bool, now: float, leader: bool, report: TickReport) -> dict[str, str | None]:

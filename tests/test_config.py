@@ -152,6 +152,26 @@ def test_replica_bounds(tms: ClusterPolicy, annotations: dict[str, str], min_r: 
         assert not r.issues
 
 
+def test_min_replicas_zero_needs_a_wake_query(tms: ClusterPolicy) -> None:
+    """min-replicas 0 (allowed by lowerBound 0) is scale to zero only with the policy's wake query, rendered for the
+    lease; without one the lease keeps a replica (an Event says why), and a default minimum of 0 is refused."""
+    zero_ok = TMS_VALUES.replace("lowerBound: 1", "lowerBound: 0")
+    blind = resolve_lease("ns", "d", ann(min_replicas="0"), parse_policy(zero_ok))
+    assert blind.lease is not None and blind.lease.min_replicas == 1 and blind.lease.wake_query is None
+    assert any("scaleToZero.wakeQuery" in i.rule and i.severity == Severity.ADJUSTED for i in blind.issues)
+    policy = parse_policy(zero_ok + """    scaleToZero:
+      wakeQuery: 'sum(rate(gw_requests_total{namespace="{{namespace}}",service="{{name}}"}[1m])) or vector(0)'
+      idleSeconds: 600
+""")
+    r = resolve_lease("ns", "d", ann(min_replicas="0"), policy)
+    assert r.lease is not None and (r.lease.min_replicas, r.lease.floor) == (0, 1) and not r.issues
+    assert r.lease.wake_query == 'sum(rate(gw_requests_total{namespace="ns",service="d"}[1m])) or vector(0)'
+    one = resolve_lease("ns", "d", ann(min_replicas="1"), policy)
+    assert one.lease is not None and one.lease.wake_query is None  # only a lease that may reach zero is woken
+    with pytest.raises(PolicyError, match=r"scaleToZero\.wakeQuery"):
+        parse_policy(zero_ok.replace("minimum: 1, maximum: 5", "minimum: 0, maximum: 5"))
+
+
 @pytest.mark.parametrize(("annotations", "key", "suggestion"), [
     ({P + "min-replica": "2"}, "min-replica", "did you mean 'min-replicas'?"),
     ({P + "maxReplicas": "2"}, "maxReplicas", "did you mean 'max-replicas'?"),

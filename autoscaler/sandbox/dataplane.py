@@ -10,6 +10,11 @@ pod lifecycle events with full Kubernetes pod objects; the data plane does the r
 * ``pod_terminating``: no new traffic; what it holds drains (``pod_drained`` tells when it is empty).
 * ``pod_deleted``: its endpoint closes and its targets go (Prometheus writes stale markers).
 
+In front of the pods, a gateway endpoint (job ``gateway``) counts what the load sends each Deployment, Ready pods
+or not: ``sandbox_gateway_requests_total{namespace, service}`` (``service``: the Deployment's name) and
+``sandbox_gateway_unrouted_requests_total`` (no Ready pod took it: a real gateway's 503). It is what wakes a lease
+scaled to zero, as an ingress's or a gateway's request counter does on a real cluster.
+
 A pod belongs to the deployment named by its ``ownerReferences`` (a ``Deployment`` owner, or a
 ``ReplicaSet`` owner ``<deployment>-<hash>``) or else by its ``app`` label. Pod annotations
 ``sandbox.inference-autoscaler.io/kind`` (``triton`` | ``nim`` | ``vllm`` | ``nim-legacy``) and
@@ -42,7 +47,7 @@ from autoscaler.sandbox.pods import (
     node_kubelet_page,
     pod_page,
 )
-from autoscaler.sandbox.prometheus import JOB_DCGM, JOB_KUBELET, JOB_PODS, PrometheusServer
+from autoscaler.sandbox.prometheus import JOB_DCGM, JOB_GATEWAY, JOB_KUBELET, JOB_PODS, PrometheusServer
 from autoscaler.serving import ServingConfig
 
 log = logging.getLogger(__name__)
@@ -104,6 +109,7 @@ class DataPlane:
         self.nodes: dict[str, NodeExporters] = {}
         self.loads: dict[PodKey, LoadDriver] = {}
         self.stats: dict[PodKey, LoadStats] = {}
+        self.gateway_port = 0
         self._seed = 0
 
     @property
@@ -112,6 +118,8 @@ class DataPlane:
 
     async def start(self) -> None:
         await self.metrics.start()
+        self.gateway_port = await self.metrics.open(self._gateway_page)
+        self.prometheus.set_target(JOB_GATEWAY, f"127.0.0.1:{self.gateway_port}", {"job": JOB_GATEWAY})
         if self.start_prometheus:
             await self.prometheus.start()
         else:
@@ -253,6 +261,19 @@ class DataPlane:
         driver = self.loads.pop((namespace, deployment), None)
         if driver is not None:
             await driver.stop()
+
+    def _gateway_page(self, path: str) -> str | None:
+        if path != "/metrics":
+            return None
+        lines = []
+        for name, attr, help_text in (
+                ("sandbox_gateway_requests_total", "sent", "Requests the gateway received for the service."),
+                ("sandbox_gateway_unrouted_requests_total", "unrouted",
+                 "Requests no Ready pod took (answered 503).")):
+            lines += [f"# HELP {name} {help_text}", f"# TYPE {name} counter"]
+            lines += [f'{name}{{namespace="{ns}",service="{dep}"}} {getattr(st, attr)}'
+                      for (ns, dep), st in sorted(self.stats.items())]
+        return "\n".join(lines) + "\n"
 
     def load_stats(self, namespace: str, deployment: str) -> LoadStats:
         """What the load generator did for a deployment (arrivals, queue times, SLO counts)."""

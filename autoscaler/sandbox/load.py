@@ -540,8 +540,14 @@ class LoadStats:
 
     max_records: int = 4_000_000
     """The record is a rolling window: past this many requests the oldest half is dropped."""
+    sent: int = 0
+    """Every request sent, ever (the gateway's counter; the record above is a window)."""
+    unrouted: int = 0
+    """Every request no pod took, ever (no Ready pod: a gateway's 503)."""
 
     def record(self, t: float, queue_s: float, latency_s: float) -> None:
+        self.sent += 1
+        self.unrouted += math.isnan(queue_s)
         if len(self.arrival_times) >= self.max_records:
             half = self.max_records // 2
             del self.arrival_times[:half], self.queue_times[:half], self.latencies[:half]

@@ -51,6 +51,7 @@ MISSING_HELP = ("Prometheus is not installed ({path} not found): run scripts/set
 JOB_PODS = "pods"
 JOB_DCGM = "dcgm-exporter"
 JOB_KUBELET = "kubelet"
+JOB_GATEWAY = "gateway"
 
 
 class PrometheusError(RuntimeError):
@@ -119,7 +120,7 @@ class PrometheusServer:
         self.workdir = Path(workdir) if workdir is not None else Path(tempfile.mkdtemp(prefix="sandbox-prometheus-"))
         self.rule_files = list(default_rule_files() if rule_files is None else rule_files)
         self.proc: subprocess.Popen[bytes] | None = None
-        self._targets: dict[str, dict[str, dict[str, Any]]] = {JOB_PODS: {}, JOB_DCGM: {}, JOB_KUBELET: {}}
+        self._targets: dict[str, dict[str, dict[str, Any]]] = {JOB_PODS: {}, JOB_DCGM: {}, JOB_KUBELET: {}, JOB_GATEWAY: {}}
         self._extra_rules: dict[str, list[dict[str, Any]]] = {}
         self._log: Any = None
 
@@ -160,7 +161,7 @@ class PrometheusServer:
                        "evaluation_interval": _duration(self.evaluation_interval_s)},
             "rule_files": [str(self.rules_dir / "*.yaml")],
             "scrape_configs": [job(JOB_PODS, False), job(JOB_DCGM, False),
-                               job(JOB_KUBELET, True, "/metrics/cadvisor")],
+                               job(JOB_KUBELET, True, "/metrics/cadvisor"), job(JOB_GATEWAY, True)],
         }
 
     def _write_atomic(self, path: Path, text: str) -> None:

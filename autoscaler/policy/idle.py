@@ -1,0 +1,79 @@
+"""Scale to zero and back: the decision for a lease whose minimum is 0 replicas (pure: time passed in).
+
+With no pods there is nothing to measure on the pods, so a lease at zero is woken by a signal from in front of
+them: its *wake value*, the demand its gateway or ingress sees (the policy's ``scaleToZero.wakeQuery``). This layer
+sits on top of the lease's algorithm (HPA rule or predictive), which never proposes fewer than one replica itself:
+
+* at zero replicas, a wake value over the threshold asks for one replica (``Wake``); the algorithm takes over once
+  the pod reports; else the lease stays at zero (``Idle``);
+* with replicas, the lease goes to zero once its wake value has stayed at or under the threshold for the idle
+  period (``ScaleToZero``); until then the algorithm decides, floored at one replica;
+* a missing wake value (the query failed, or found no series) is never taken for idleness: at zero the lease
+  stays (``WakeSignalMissing``), with replicas it keeps the algorithm's decision and the idle period starts again.
+
+The first observation starts the idle period (a restarted controller waits a whole period before scaling a
+lease to zero).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+
+class IdleReason(StrEnum):
+    WAKE = "Wake"
+    IDLE = "Idle"
+    SCALE_TO_ZERO = "ScaleToZero"
+    WAKE_SIGNAL_MISSING = "WakeSignalMissing"
+
+
+@dataclass(frozen=True)
+class IdleState:
+    active_at: float | None = None
+    """When demand was last seen (or the lease first observed, or its wake value last missing)."""
+
+
+@dataclass(frozen=True)
+class IdleDecision:
+    desired: int
+    reason: IdleReason | None
+    """None: the algorithm's decision stands (floored at one replica)."""
+    state: IdleState
+    idle_for_s: float
+
+
+def decide_idle(current: int, desired: int, wake: float | None, now: float, state: IdleState, *,
+                idle_s: float, threshold: float = 0.0) -> IdleDecision:
+    """The replicas of a lease whose minimum is 0, given the algorithm's ``desired`` and the ``wake`` value."""
+    active = wake is None or wake > threshold or state.active_at is None
+    active_at = now if active else state.active_at
+    assert active_at is not None
+    new = IdleState(active_at)
+    idle_for = now - active_at
+    if current <= 0:
+        if wake is None:
+            return IdleDecision(0, IdleReason.WAKE_SIGNAL_MISSING, new, idle_for)
+        if wake > threshold:
+            return IdleDecision(1, IdleReason.WAKE, new, idle_for)
+        return IdleDecision(0, IdleReason.IDLE, new, idle_for)
+    if idle_for >= idle_s:
+        return IdleDecision(0, IdleReason.SCALE_TO_ZERO, new, idle_for)
+    return IdleDecision(max(1, desired), None, new, idle_for)
+
+
+def idle_message(d: IdleDecision, wake: float | None, idle_s: float, threshold: float) -> str:
+    """What a person reads in the Event or the status: why the lease is at, leaves or goes to zero."""
+    if d.reason == IdleReason.WAKE:
+        return f"wake value {wake:.3g} above {threshold:g}: scaling from zero to one replica"
+    if d.reason == IdleReason.IDLE:
+        return f"idle: wake value {wake:.3g} at or under {threshold:g}; staying at zero replicas"
+    if d.reason == IdleReason.SCALE_TO_ZERO:
+        return (f"no demand for {d.idle_for_s:.0f} s (wake value at or under {threshold:g} for idleSeconds="
+                f"{idle_s:g}): scaling to zero replicas")
+    if d.reason == IdleReason.WAKE_SIGNAL_MISSING:
+        return "the scale-to-zero wake query returned no value: staying at zero replicas until it does"
+    return ""
+
+
+__all__ = ["IdleDecision", "IdleReason", "IdleState", "decide_idle", "idle_message"]

@@ -1,0 +1,39 @@
+"""Scale to zero and back (autoscaler.policy.idle): pure decisions, time passed in."""
+
+from __future__ import annotations
+
+from autoscaler.policy.idle import IdleReason, IdleState, decide_idle
+
+IDLE_S = 60.0
+
+
+def run(steps: list[tuple[float, int, int, float | None]]) -> list[tuple[int, IdleReason | None]]:
+    """(now, current, algorithm's desired, wake) per loop -> (desired, reason) per loop, state carried."""
+    state, out = IdleState(), []
+    for now, current, desired, wake in steps:
+        d = decide_idle(current, desired, wake, now, state, idle_s=IDLE_S, threshold=0.5)
+        state = d.state
+        out.append((d.desired, d.reason))
+    return out
+
+
+def test_at_zero_only_demand_over_the_threshold_wakes_and_a_missing_signal_never_does() -> None:
+    assert run([(0, 0, 1, 0.0)]) == [(0, IdleReason.IDLE)]
+    assert run([(0, 0, 1, 0.5)]) == [(0, IdleReason.IDLE)]  # at the threshold: no demand
+    assert run([(0, 0, 3, 2.0)]) == [(1, IdleReason.WAKE)]  # one replica; the algorithm sizes it once it reports
+    assert run([(0, 0, 1, None)]) == [(0, IdleReason.WAKE_SIGNAL_MISSING)]
+
+
+def test_replicas_go_to_zero_after_a_whole_idle_period_counted_from_the_last_demand() -> None:
+    out = run([(0, 2, 2, 0.0),  # first observation: the period starts here, not at some unknown past
+               (30, 2, 0, 0.0),  # the algorithm's 0 is floored at one replica inside the period
+               (59, 1, 1, 0.0),
+               (60, 1, 1, 0.0)])
+    assert out == [(2, None), (1, None), (1, None), (0, IdleReason.SCALE_TO_ZERO)]
+    out = run([(0, 1, 1, 0.0), (50, 1, 1, 3.0), (100, 1, 1, 0.0), (110, 1, 1, 0.0)])
+    assert out[-1] == (0, IdleReason.SCALE_TO_ZERO) and out[-2] == (1, None)  # 60 s after the demand at 50
+
+
+def test_a_missing_wake_value_is_never_taken_for_idleness() -> None:
+    out = run([(0, 1, 1, 0.0), (55, 1, 1, None), (100, 1, 1, 0.0), (115, 1, 1, 0.0)])
+    assert out == [(1, None), (1, None), (1, None), (0, IdleReason.SCALE_TO_ZERO)]  # restarted at 55
