@@ -99,6 +99,7 @@ from autoscaler.observe import (
     reported_slots,
     resolve_slots,
     slim_pod,
+    wake_value,
 )
 from autoscaler.policy import (
     Behavior,
@@ -1069,14 +1070,7 @@ class Controller:
             res = await self.prometheus.query(lease.wake_query, at=at)
             if isinstance(res, QueryError):
                 self.telemetry.errors.labels("prometheus").inc()
-                return None, f"the query failed: {res.message}"
-            if len(res.samples) != 1:
-                return None, (f"the query returned {len(res.samples)} series, not one (aggregate it, e.g. with "
-                              f"sum(...))" if res.samples else "the query found no series")
-            value = res.samples[0].value
-            if not math.isfinite(value):
-                return None, f"the query returned {value}"
-            return value, ""
+            return wake_value(res)
         values = await asyncio.gather(*(one(lease) for lease in leases))
         return {(lease.namespace, lease.name): v for lease, v in zip(leases, values, strict=True)}
 

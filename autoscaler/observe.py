@@ -18,7 +18,18 @@ from functools import lru_cache
 from typing import Any, NamedTuple
 
 from autoscaler.config import EffectiveMetric, PredictiveSettings
-from autoscaler.metrics import BatchResult, Empty, MultiSeries, NotFinite, NoTraffic, Ok, PodTarget, QueryError, Stale
+from autoscaler.metrics import (
+    BatchResult,
+    Empty,
+    InstantVector,
+    MultiSeries,
+    NotFinite,
+    NoTraffic,
+    Ok,
+    PodTarget,
+    QueryError,
+    Stale,
+)
 from autoscaler.policy.predictive import (
     PredictiveObservation,
     pod_queue_times_matter,
@@ -169,6 +180,21 @@ def metric_input(metric: EffectiveMetric, namespace: str, pods: Sequence[Pod], r
     if obs.pods_ok:
         obs.value = total / obs.pods_ok
     return MetricInput(mtype, target, name=metric.name, resource=resource, samples=tuple(samples)), obs
+
+
+def wake_value(answer: InstantVector | QueryError) -> tuple[float | None, str]:
+    """A scale-to-zero lease's wake value from its query's answer, or None with why (the query failed, found no
+    series, several, or a value that is not a number): one finite value, as the policy's ``wakeQuery`` asks."""
+    if isinstance(answer, QueryError):
+        return None, f"the query failed: {answer.message}"
+    if len(answer.samples) != 1:
+        return None, (f"the query returned {len(answer.samples)} series, not one: aggregate them (sum(...))"
+                      if answer.samples else "the query found no series (`or vector(0)` answers 0 for a service "
+                                             "that has had no requests)")
+    value = answer.samples[0].value
+    if not math.isfinite(value):
+        return None, f"the query returned {value}"
+    return value, ""
 
 
 def measured_startup_s(pods: list[Pod], default_s: float) -> float:

@@ -157,9 +157,13 @@ class _Converter:
         lim = self.policy.autoscaling.replicas.limits
         raw_min = spec.get("minReplicas", 1)
         min_r = int(raw_min)
-        if min_r == 0:
-            self.warn("minReplicas 0 (scale to zero) has no equivalent: leases keep at least "
-                      f"replicas.limits.minimum.lowerBound ({lim.minimum.lower_bound}) replicas")
+        if min_r == 0 and lim.minimum.lower_bound == 0 and self.policy.autoscaling.scale_to_zero.wake_query:
+            self.warn("minReplicas 0: the lease scales to zero and is woken by the policy's scaleToZero.wakeQuery, "
+                      "not by the HPA's metrics")
+        elif min_r == 0:
+            self.warn("minReplicas 0 (scale to zero) needs the policy's scaleToZero.wakeQuery and "
+                      "replicas.limits.minimum.lowerBound 0: until then leases keep at least "
+                      f"{max(1, lim.minimum.lower_bound)} replica(s)")
             min_r = max(1, lim.minimum.lower_bound)
         elif not lim.minimum.lower_bound <= min_r <= lim.minimum.upper_bound:
             self.warn(f"minReplicas {min_r} is outside the policy's replicas.limits.minimum "

@@ -57,7 +57,15 @@ from autoscaler.metrics.kinds.queue_time import RECORDED_QUEUE_TIME
 from autoscaler.metrics.kinds.request_stats import RequestStats
 from autoscaler.metrics.promql import parse_duration
 from autoscaler.metrics.registry import kind_for
-from autoscaler.observe import SLOT_SOURCES, median_int, part_by_pod, pod_from_k8s, reported_slots, resolve_slots
+from autoscaler.observe import (
+    SLOT_SOURCES,
+    median_int,
+    part_by_pod,
+    pod_from_k8s,
+    reported_slots,
+    resolve_slots,
+    wake_value,
+)
 from autoscaler.policy.types import Pod
 
 OK, WARN, FAIL, SKIP = "ok", "warn", "fail", "skip"
@@ -755,6 +763,33 @@ async def check_conflicts(ctx: Context, leases: Sequence[Lease]) -> list[Finding
     return findings
 
 
+async def check_zero(ctx: Context, leases: Sequence[Lease]) -> list[Finding]:
+    """Each lease that may scale to zero (min-replicas 0): its wake query answers one value, as the controller
+    needs to wake it; else the controller never idles it (and never wakes it once at zero)."""
+    zero = [lease for lease in leases if lease.policy is not None and lease.policy.wake_query]
+    if not zero:
+        return []
+    if not ctx.prometheus_ok:
+        return [Finding("zero", SKIP, "Prometheus is not reachable", "fix the prometheus check first")]
+    assert ctx.policy is not None
+    stz = ctx.policy.autoscaling.scale_to_zero
+    out: list[Finding] = []
+    async with PrometheusClient(ClientSettings(url=str(ctx.prometheus_url), timeout_s=10)) as client:
+        for lease in zero:
+            assert lease.policy is not None and lease.policy.wake_query is not None
+            value, why = wake_value(await client.query(lease.policy.wake_query))
+            if value is None:
+                out.append(Finding("zero", FAIL, f"wake query: {why}; the lease is never scaled to zero (and, at "
+                                   f"zero, not woken): {lease.policy.wake_query}",
+                                   "fix scaleToZero.wakeQuery in the policy: one value per lease, its gateway's or "
+                                   "ingress's request rate for the Deployment", lease.key))
+            else:
+                state = "demand" if value > stz.wake_threshold else "no demand"
+                out.append(Finding("zero", OK, f"wake query answers {value:.3g} ({state}); scaled to zero after "
+                                   f"{stz.idle_s:g} s with none", subject=lease.key))
+    return out
+
+
 async def run_checks(ctx: Context) -> list[Finding]:
     """Every check, in order; later checks use what the earlier ones found."""
     findings = await check_policy(ctx)
@@ -768,6 +803,7 @@ async def run_checks(ctx: Context) -> list[Finding]:
     findings += await check_rules(ctx, leases)
     findings += await check_windows(ctx, leases)
     findings += await check_predictive(ctx, leases)
+    findings += await check_zero(ctx, leases)
     findings += await check_operator(ctx, leases)
     findings += await check_rbac(ctx, leases)
     findings += await check_conflicts(ctx, leases)

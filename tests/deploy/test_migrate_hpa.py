@@ -83,6 +83,19 @@ def test_conversion_table(hpa_obj: dict[str, Any], thresholds: dict[str, str], w
     resolves(c.annotations)
 
 
+def test_min_replicas_zero_is_kept_where_the_policy_can_wake_a_lease() -> None:
+    """minReplicas 0 becomes min-replicas 0 only under a policy with a wake query (and lowerBound 0), else 1."""
+    obj = hpa([pods("DCGM_FI_DEV_GPU_UTIL", "80")], minReplicas=0)
+    assert convert(obj, POLICY).annotations[P + "min-replicas"] == "1"
+    doc = yaml.safe_load((REPO / "config" / "policy.yaml").read_text())
+    doc["autoscaling"]["replicas"]["limits"]["minimum"]["lowerBound"] = 0
+    doc["autoscaling"]["scaleToZero"] = {"wakeQuery": 'sum(rate(gw_total{service="{{name}}"}[1m])) or vector(0)'}
+    policy = parse_policy(yaml.safe_dump(doc))
+    c = convert(obj, policy)
+    assert c.annotations[P + "min-replicas"] == "0" and any("scaleToZero.wakeQuery" in w for w in c.warnings)
+    resolves(c.annotations, policy)
+
+
 def test_custom_pods_metric_becomes_a_policy_metric() -> None:
     """An unknown Pods metric becomes a custom PromQL metric; with the snippet merged the lease is valid."""
     m = pods("triton_pending", "5")

@@ -135,6 +135,36 @@ async def test_rate_windows_against_the_pods_scrape_interval(env: Env) -> None:
     assert "set prometheus.rateWindowSeconds to at least 2 (two scrapes; 4 survives a missed one)" in bad.fix
 
 
+async def test_scale_to_zero_wake_query_must_answer_one_value(env: Env) -> None:
+    """A lease that may scale to zero passes when its wake query answers (the gateway saw its requests) and fails,
+    naming why and the query, when it finds no series (then the controller would never idle it)."""
+    ns = "doc-zero"
+    env.cluster.ensure_namespace(ns)
+    zero = POLICY.replace("  enable: true\n", """  enable: true
+  replicas: {limits: {minimum: {lowerBound: 0, upperBound: 2}}}
+  scaleToZero:
+    wakeQuery: 'sum(rate(sandbox_gateway_requests_total{namespace="{{namespace}}",service="{{name}}"}[3s]))'
+""")
+    env.cluster.create({"apiVersion": "v1", "kind": "ConfigMap",
+                        "metadata": {"name": "zero", "namespace": "inference-autoscaler"},
+                        "data": {"policy.yaml": zero}})
+    for name in ("served", "silent"):
+        env.cluster.create_deployment(name, namespace=ns, replicas=0, kind="triton",
+                                      annotations={P + "enabled": "true", P + "min-replicas": "0"})
+    await env.dataplane.start_load(ns, "served", {"profile": {"type": "constant", "rate": 5}})
+    try:
+        await _until(env.dataplane.prometheus_url, f'rate(sandbox_gateway_requests_total{{namespace="{ns}"}}[3s])',
+                     True)
+        fs = await env.findings(lease_namespace=ns, configmap="zero")
+    finally:
+        await env.dataplane.stop_load(ns, "served")
+    (ok,) = pick(fs, "zero", f"{ns}/served")
+    assert ok.status == OK and "wake query answers" in ok.detail and "scaled to zero after 900 s" in ok.detail, ok
+    (bad,) = pick(fs, "zero", f"{ns}/silent")
+    assert bad.status == FAIL and "found no series" in bad.detail and 'service="silent"' in bad.detail, bad
+    assert "scaleToZero.wakeQuery" in bad.fix
+
+
 async def test_bad_annotation_is_reported_with_the_annotate_fix(env: Env) -> None:
     """max-replicas=ten fails, names key and rule, and the fix is the kubectl annotate command."""
     (f,) = pick(await env.findings(lease_namespace=NS), "annotations", f"{NS}/typo")
