@@ -201,7 +201,7 @@ class LeaseRuntime:
     slots: tuple[int, str] | None = None  # predictive: the slots per replica sized with, and their source (/metrics)
     outside_changes: list[float] = field(default_factory=list)  # when replicas changed outside us, last FIGHT_WINDOW_S
     idle: IdleState = field(default_factory=IdleState)  # scale to zero: when demand was last seen
-    wake: float | None = None  # scale to zero: the last wake value (None: none yet, or the query found none)
+    zero: tuple[float, float] | None = None  # scale to zero: the last wake value (NaN: none) and seconds idle
 
     def slots_news(self, slots: int, source: str, learned: int | None) -> str | None:
         """The Event to post for the slots the lease is sized with now (``SlotsLearned``, ``SlotsEstimated``; None:
@@ -774,7 +774,7 @@ class Controller:
                 out.append(LeaseSeries(ns, name, e["mode"], e["current"], e["desired"],
                                        tuple((m["name"], m["value"], m["target"]) for m in e["metrics"]),
                                        None if rt.predictive is None else rt.predictive.cycle_period_s or 0.0,
-                                       rt.rates, rt.slots))
+                                       rt.rates, rt.slots, rt.zero))
         return out
 
     def _lease_failed(self, report: TickReport, lease: LeasePolicy, what: str, exc: Exception) -> None:
@@ -1081,7 +1081,7 @@ class Controller:
         value, why = wake or (None, "not queried")
         d = decide_idle(p.snap.current_replicas, desired, value, now, p.rt.idle, idle_s=stz.idle_s,
                         threshold=stz.wake_threshold)
-        p.rt.idle, p.rt.wake = d.state, value
+        p.rt.idle, p.rt.zero = d.state, (math.nan if value is None else value, d.idle_for_s)
         if value is None and leader:
             self._pending_events.append(self.events.record(
                 p.obj, "Warning", "WakeSignalMissing",

@@ -53,6 +53,8 @@ class LeaseSeries:
     """Predictive leases: the request rate seen and the rate sized for (NaN without request data)."""
     slots: tuple[int, str] | None = None
     """Predictive leases: the slots per replica sized with, and where they come from (``observe.SLOT_SOURCES``)."""
+    zero: tuple[float, float] | None = None
+    """Scale-to-zero leases: the wake value (NaN without one) and the seconds without demand."""
 
 
 _CURRENT = ("autoscaler_lease_current_replicas", "Current replicas per lease")
@@ -67,7 +69,11 @@ _SLOTS = ("autoscaler_lease_slots_per_replica",
           "Predictive leases: the requests a replica runs at once, as sized with; source: annotation, learnt (the "
           "batch its pods ran while requests waited), kv-cache (what their KV cache holds), reported (num_request_max), "
           "policy or default")
-_FAMILIES = (_CURRENT, _DESIRED, _VALUE, _TARGET, _CYCLE, _RATES, _SLOTS)
+_WAKE = ("autoscaler_lease_wake_value",
+         "Scale-to-zero leases: the demand their wake query reads in front of the pods (NaN: no value)")
+_IDLE = ("autoscaler_lease_idle_seconds",
+         "Scale-to-zero leases: seconds since demand was last seen (zero replicas at scaleToZero.idleSeconds)")
+_FAMILIES = (_CURRENT, _DESIRED, _VALUE, _TARGET, _CYCLE, _RATES, _SLOTS, _WAKE, _IDLE)
 """The leases' families, in the order a scrape writes them."""
 
 
@@ -98,7 +104,7 @@ def _lease_text(series: Iterable[LeaseSeries]) -> str:
     instead of 0.6 s a scrape) and ~25 MB less at the peak (``benchmarks/scrape_cost.py``)."""
     g = _go_float
     lines: tuple[list[str], ...] = tuple([] for _ in _FAMILIES)
-    cur, des, val, tgt, cyc, rat, slo = lines
+    cur, des, val, tgt, cyc, rat, slo, wak, idl = lines
     for s in series:
         lease, ns = _esc(s.lease), _esc(s.namespace)
         ids = f'lease="{lease}",namespace="{ns}"}} '
@@ -116,6 +122,9 @@ def _lease_text(series: Iterable[LeaseSeries]) -> str:
             rat.append(f'{_RATES[0]}{{kind="sized",{ids}{g(s.rates[1])}\n')
         if s.slots is not None:
             slo.append(f'{_SLOTS[0]}{{lease="{lease}",namespace="{ns}",source="{_esc(s.slots[1])}"}} {g(s.slots[0])}\n')
+        if s.zero is not None:
+            wak.append(f"{_WAKE[0]}{{{ids}{g(s.zero[0])}\n")
+            idl.append(f"{_IDLE[0]}{{{ids}{g(s.zero[1])}\n")
     out: list[str] = []
     for (name, doc), family in zip(_FAMILIES, lines, strict=True):
         out.append(f"# HELP {name} {doc}\n# TYPE {name} gauge\n")

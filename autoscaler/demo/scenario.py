@@ -1,4 +1,4 @@
-"""What the demo runs: six leases that each show one side of the controller, the policy, and their load.
+"""What the demo runs: eight leases that each show one side of the controller, the policy, and their load.
 
 The load of every lease is planned up front, one value per wall-clock second, and written as a trace
 CSV (1 s buckets) that the sandbox's load driver replays as is. Two scenarios:
@@ -43,7 +43,7 @@ autoscaling:
   enable: true
   replicas:
     default: {minimum: 1, maximum: 5}
-    limits: {maximum: 8, minimum: {lowerBound: 1, upperBound: 2}}
+    limits: {maximum: 8, minimum: {lowerBound: 0, upperBound: 2}}
   metrics:
     queueTime:      {allowed: true, enabled: true,  threshold: {default: 50000, minimum: 1000, maximum: 0}}
     gpuUtilization: {allowed: true, enabled: true,  threshold: {default: 70, minimum: 50, maximum: 100}}
@@ -54,6 +54,12 @@ autoscaling:
     scaleDown: {stabilizationWindowSeconds: 6}
   loopIntervalSeconds: 1
   fallback: {failureThreshold: 3, action: hold}
+  # Scale to zero (a lease with min-replicas 0): woken by the requests the sandbox's gateway counts in front of
+  # the pods, zero replicas after 8 s without any.
+  scaleToZero:
+    wakeQuery: >-
+      sum(rate(sandbox_gateway_requests_total{namespace="{{namespace}}",service="{{name}}"}[3s])) or vector(0)
+    idleSeconds: 8
   # The predictive algorithm (shipped default) for leases that ask for it, its windows compressed like the
   # load (10x) and as short as the HPA's here: 3 s rate and backlog-growth windows (30 s of traffic), 10 s
   # burst envelope, 6 s scale-down window.
@@ -107,6 +113,10 @@ LEASES: tuple[DemoLease, ...] = (
               "the same NIM traffic, sized by the predictive algorithm from vLLM's request counters",
               {P + "metrics": "queueTime,kvCacheUsage", P + "algorithm": "predictive", P + "max-replicas": "5"}, NIM,
               5.0, 45.0, "enforce", seed=3),
+    DemoLease("triton-zero", "triton",
+              "scale to zero: no GPU while no request comes, woken by the requests its gateway sees",
+              {P + "metrics": "queueTime,gpuUtilization", P + "min-replicas": "0", P + "max-replicas": "6"}, TRITON,
+              0.0, 30.0, "enforce", seed=6),
     DemoLease("triton-shadow", "triton", "shadow mode: decides and reports, never patches",
               {P + "metrics": "queueTime,gpuUtilization", P + "mode": "shadow", P + "max-replicas": "6"}, TRITON,
               8.0, 60.0, "shadow", seed=4),

@@ -72,7 +72,9 @@ async def test_scale_to_zero_when_idle_and_woken_by_the_gateway(env: Env) -> Non
         assert stats.unrouted > 0  # requests that came while at zero: the gateway's 503s
         await asyncio.sleep(4)  # longer than the idle period: requests keep it up
         assert env.replicas("zero") >= 1
-        assert ctl.runtime[("default", "zero")].wake is not None
+        labels = {"namespace": "default", "lease": "zero"}
+        assert ctl.telemetry.registry.get_sample_value("autoscaler_lease_wake_value", labels) > 0
+        assert ctl.telemetry.registry.get_sample_value("autoscaler_lease_idle_seconds", labels) < 3
         await env.dataplane.stop_load("default", "zero")
     messages = [e["message"] for e in env.events("zero") if e["reason"] == "SuccessfulRescale"]
     assert any("New size: 0" in m and "scaling to zero" in m for m in messages), messages

@@ -38,6 +38,7 @@ def test_lease_series_follow_the_leases_at_each_scrape() -> None:
     assert b'autoscaler_lease_request_rate_rps{kind="sized",lease="b",namespace="ml"} NaN' in generate_latest(t.registry)
     assert get("autoscaler_lease_slots_per_replica", {**A, "source": "learnt"}) == 8
     assert get("autoscaler_lease_slots_per_replica", {**B, "source": "learnt"}) is None
+    assert get("autoscaler_lease_idle_seconds", A) is None  # not a scale-to-zero lease
 
     rows = [replace(a, mode="shadow", metrics=a.metrics[:1])]  # b deleted; a in shadow mode, reading one metric
     assert get("autoscaler_lease_current_replicas", B) is None
@@ -69,6 +70,7 @@ async def test_a_scrape_writes_every_series_as_generate_latest_would() -> None:
                     rates=(math.nan, math.inf)),
         LeaseSeries('we"ird\\ns', "c\nd", "paused", 0, 0, (('custom"x', -math.inf, 2.5e-7),)),
         LeaseSeries("ml", "idle", "enforce", 1, 1, ()),
+        LeaseSeries("ml", "zero", "enforce", 0, 0, (), zero=(math.nan, 1234.5)),
     ]
     t = Telemetry()
     t.watch_api_calls(lambda: {"GET": 3, "PATCH": 1})

@@ -35,6 +35,8 @@ def test_demo_scales_up_under_load_then_down_and_writes_the_report(tmp_path: Pat
         assert s["mode"] == "enforce" and s["scaleUps"] >= 1 and s["scaleDowns"] >= 1, (key, s)
         assert s["peakReplicas"] >= 3 and s["lowestReplicas"] == 1, (key, s)
         assert s["reactionSeconds"] is not None and 0 <= s["reactionSeconds"] <= 15, (key, s)
+    zero = leases["demo/triton-zero"]  # no request after the step: zero replicas 8 s after the last one
+    assert zero["minReplicas"] == 0 and zero["lowestReplicas"] == 0 and zero["peakReplicas"] >= 2, zero
     shadow = leases["demo/triton-shadow"]
     assert shadow["mode"] == "shadow" and shadow["peakReplicas"] >= 3  # recommended, never applied
     typo = leases["demo/triton-typo"]
