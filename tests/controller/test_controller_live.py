@@ -292,7 +292,7 @@ async def test_predictive_lease_scales_on_capacity_and_back(env: Env) -> None:
     """A lease on the predictive algorithm sizes itself from request rate and service time, then shrinks."""
     pfile = env.policy_file.with_name("policy-predictive.yaml")
     pfile.write_text(env.policy_file.read_text() + """
-  predictive: {rateWindowSeconds: 15, burstWindowSeconds: 0, trendWindowSeconds: 0, lagSeconds: 0,
+  predictive: {rateWindowSeconds: 6, burstWindowSeconds: 0, trendWindowSeconds: 0, lagSeconds: 0,
                scaleDownWindowSeconds: 4, startupSeconds: 1, violationTarget: 0.05, reactiveQueueFactor: 0,
                panicQueueFactor: 0}
 """)
