@@ -405,6 +405,9 @@ class ScaleToZero(_Strict):
                                       "stayed at or under wakeThreshold this long, seconds")
     wake_threshold: float = Field(0.0, alias="wakeThreshold", ge=0,
                                   description="wake values at or under this are no demand")
+    wake_replicas: int = Field(1, alias="wakeReplicas", ge=1,
+                               description="replicas a lease is woken to (a lease's wake-replicas annotation "
+                                           "overrides it; at most its maximum), as Knative's activation-scale")
 
     def render(self, namespace: str, name: str) -> str | None:
         """The lease's wake query (None when scale to zero is not configured)."""
@@ -572,6 +575,7 @@ class LeasePolicy:
     slots_per_replica: int | None = None  # requests a replica executes at once (predictive algorithm)
     issues: tuple[LeaseIssue, ...] = ()
     wake_query: str | None = None  # scale to zero: the lease's rendered wake query (set when min_replicas is 0)
+    wake_replicas: int = 1  # scale to zero: the replicas a lease at zero is woken to
 
     @property
     def key(self) -> str:
@@ -600,7 +604,7 @@ class Resolution:
 _TRUE = {"true", "yes", "1", "on"}
 _FALSE = {"false", "no", "0", "off", ""}
 KNOWN_KEYS = {"enabled", "min-replicas", "max-replicas", "metrics", "paused", "mode", "algorithm", "slots-per-replica",
-              "metrics-port", "metrics-path", "status", "state", "predictive-state"}
+              "metrics-port", "metrics-path", "wake-replicas", "status", "state", "predictive-state"}
 _PORT_NAME = re.compile(r"[a-z0-9]([a-z0-9-]{0,13}[a-z0-9])?")
 
 
@@ -798,6 +802,22 @@ def resolve_lease(namespace: str, name: str, annotations: dict[str, str] | None,
         else:
             slots = v
 
+    wake_replicas = a.scale_to_zero.wake_replicas
+    if "wake-replicas" in ann:
+        v = _int(ann["wake-replicas"])
+        if v is None or v < 1:
+            issue("wake-replicas", ann["wake-replicas"], "must be a whole number >= 1", Severity.INVALID)
+        else:
+            wake_replicas = v
+            if min_r != 0:
+                issue("wake-replicas", ann["wake-replicas"], "the lease never scales to zero (min-replicas is "
+                      f"{min_r}): ignored", Severity.ADJUSTED)
+    if wake_replicas > max_r:
+        if "wake-replicas" in ann and min_r == 0:
+            issue("wake-replicas", ann["wake-replicas"], f"above the effective maximum {max_r}; using {max_r}",
+                  Severity.ADJUSTED)
+        wake_replicas = max_r
+
     for key, rule in metrics_endpoint(annotations)[2]:
         issue(key, ann[key], rule + "; the PodMonitor uses the policy's", Severity.ADJUSTED)
 
@@ -806,5 +826,6 @@ def resolve_lease(namespace: str, name: str, annotations: dict[str, str] | None,
         return Resolution(None, True, res_issues)
     lease = LeasePolicy(namespace=namespace, name=name, min_replicas=min_r, max_replicas=max_r, metrics=metrics,
                         behavior=a.behavior.to_behavior(), mode=mode, paused=paused, algorithm=algorithm,
-                        slots_per_replica=slots, issues=res_issues, wake_query=wake if min_r == 0 else None)
+                        slots_per_replica=slots, issues=res_issues, wake_query=wake if min_r == 0 else None,
+                        wake_replicas=wake_replicas)
     return Resolution(lease, True, res_issues)

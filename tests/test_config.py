@@ -166,8 +166,14 @@ def test_min_replicas_zero_needs_a_wake_query(tms: ClusterPolicy) -> None:
     r = resolve_lease("ns", "d", ann(min_replicas="0"), policy)
     assert r.lease is not None and (r.lease.min_replicas, r.lease.floor) == (0, 1) and not r.issues
     assert r.lease.wake_query == 'sum(rate(gw_requests_total{namespace="ns",service="d"}[1m])) or vector(0)'
-    one = resolve_lease("ns", "d", ann(min_replicas="1"), policy)
+    one = resolve_lease("ns", "d", ann(min_replicas="1", wake_replicas="2"), policy)
     assert one.lease is not None and one.lease.wake_query is None  # only a lease that may reach zero is woken
+    assert any(i.key.endswith("wake-replicas") and "never scales to zero" in i.rule for i in one.issues)
+    woken = resolve_lease("ns", "d", ann(min_replicas="0", wake_replicas="3"), policy)
+    assert woken.lease is not None and woken.lease.wake_replicas == 3 and not woken.issues
+    capped = resolve_lease("ns", "d", ann(min_replicas="0", max_replicas="2", wake_replicas="3"), policy)
+    assert capped.lease is not None and capped.lease.wake_replicas == 2 and capped.issues
+    assert resolve_lease("ns", "d", ann(min_replicas="0", wake_replicas="none"), policy).lease is None
     with pytest.raises(PolicyError, match=r"scaleToZero\.wakeQuery"):
         parse_policy(zero_ok.replace("minimum: 1, maximum: 5", "minimum: 0, maximum: 5"))
 

@@ -4,8 +4,9 @@ With no pods there is nothing to measure on the pods, so a lease at zero is woke
 them: its *wake value*, the demand its gateway or ingress sees (the policy's ``scaleToZero.wakeQuery``). This layer
 sits on top of the lease's algorithm (HPA rule or predictive), which never proposes fewer than one replica itself:
 
-* at zero replicas, a wake value over the threshold asks for one replica (``Wake``); the algorithm takes over once
-  the pod reports; else the lease stays at zero (``Idle``);
+* at zero replicas, a wake value over the threshold asks for ``wake_replicas`` (``Wake``; one unless the lease
+  says more, as Knative's activation scale); the algorithm takes over once the pods report; else the lease stays
+  at zero (``Idle``);
 * with replicas, the lease goes to zero once its wake value has stayed at or under the threshold for the idle
   period (``ScaleToZero``); until then the algorithm decides, floored at one replica;
 * a missing wake value (the query failed, or found no series) is never taken for idleness: at zero the lease
@@ -44,7 +45,7 @@ class IdleDecision:
 
 
 def decide_idle(current: int, desired: int, wake: float | None, now: float, state: IdleState, *,
-                idle_s: float, threshold: float = 0.0) -> IdleDecision:
+                idle_s: float, threshold: float = 0.0, wake_replicas: int = 1) -> IdleDecision:
     """The replicas of a lease whose minimum is 0, given the algorithm's ``desired`` and the ``wake`` value."""
     active = wake is None or wake > threshold or state.active_at is None
     active_at = now if active else state.active_at
@@ -55,7 +56,7 @@ def decide_idle(current: int, desired: int, wake: float | None, now: float, stat
         if wake is None:
             return IdleDecision(0, IdleReason.WAKE_SIGNAL_MISSING, new, idle_for)
         if wake > threshold:
-            return IdleDecision(1, IdleReason.WAKE, new, idle_for)
+            return IdleDecision(max(1, wake_replicas), IdleReason.WAKE, new, idle_for)
         return IdleDecision(0, IdleReason.IDLE, new, idle_for)
     if idle_for >= idle_s:
         return IdleDecision(0, IdleReason.SCALE_TO_ZERO, new, idle_for)
@@ -65,7 +66,8 @@ def decide_idle(current: int, desired: int, wake: float | None, now: float, stat
 def idle_message(d: IdleDecision, wake: float | None, idle_s: float, threshold: float) -> str:
     """What a person reads in the Event or the status: why the lease is at, leaves or goes to zero."""
     if d.reason == IdleReason.WAKE:
-        return f"wake value {wake:.3g} above {threshold:g}: scaling from zero to one replica"
+        n = d.desired
+        return f"wake value {wake:.3g} above {threshold:g}: scaling from zero to {n} replica{'s' if n > 1 else ''}"
     if d.reason == IdleReason.IDLE:
         return f"idle: wake value {wake:.3g} at or under {threshold:g}; staying at zero replicas"
     if d.reason == IdleReason.SCALE_TO_ZERO:

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from autoscaler.policy.idle import IdleReason, IdleState, decide_idle
+import math
+
+from autoscaler.metrics import InstantVector, QueryError, Sample
+from autoscaler.observe import wake_value
+from autoscaler.policy.idle import IdleReason, IdleState, decide_idle, idle_message
 
 IDLE_S = 60.0
 
@@ -24,6 +28,12 @@ def test_at_zero_only_demand_over_the_threshold_wakes_and_a_missing_signal_never
     assert run([(0, 0, 1, None)]) == [(0, IdleReason.WAKE_SIGNAL_MISSING)]
 
 
+def test_a_lease_is_woken_to_its_wake_replicas() -> None:
+    d = decide_idle(0, 1, 4.0, 0.0, IdleState(), idle_s=IDLE_S, wake_replicas=3)
+    assert (d.desired, d.reason) == (3, IdleReason.WAKE)
+    assert "scaling from zero to 3 replicas" in idle_message(d, 4.0, IDLE_S, 0.0)
+
+
 def test_replicas_go_to_zero_after_a_whole_idle_period_counted_from_the_last_demand() -> None:
     out = run([(0, 2, 2, 0.0),  # first observation: the period starts here, not at some unknown past
                (30, 2, 0, 0.0),  # the algorithm's 0 is floored at one replica inside the period
@@ -37,3 +47,15 @@ def test_replicas_go_to_zero_after_a_whole_idle_period_counted_from_the_last_dem
 def test_a_missing_wake_value_is_never_taken_for_idleness() -> None:
     out = run([(0, 1, 1, 0.0), (55, 1, 1, None), (100, 1, 1, 0.0), (115, 1, 1, 0.0)])
     assert out == [(1, None), (1, None), (1, None), (0, IdleReason.SCALE_TO_ZERO)]  # restarted at 55
+
+
+def test_wake_value_is_one_finite_number_or_none_with_why() -> None:
+    """The wake query's answer: one finite value, else None and the reason an Event and the doctor give."""
+    def vec(*values: float) -> InstantVector:
+        return InstantVector(tuple(Sample({"service": f"s{i}"}, 0.0, v) for i, v in enumerate(values)), 0.0, 0.01)
+    assert wake_value(vec(2.5)) == (2.5, "")
+    assert wake_value(vec())[0] is None and "no series" in wake_value(vec())[1]
+    assert wake_value(vec(1.0, 2.0))[0] is None and "2 series" in wake_value(vec(1.0, 2.0))[1]
+    assert wake_value(vec(math.nan))[0] is None and "nan" in wake_value(vec(math.nan))[1]
+    failed = wake_value(QueryError("parse error at char 5", "prometheus", 400))
+    assert failed[0] is None and "parse error" in failed[1]
