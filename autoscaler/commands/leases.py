@@ -261,6 +261,10 @@ def explain_lines(dep: dict[str, Any], policy: ClusterPolicy, source: str,
                    f"{', PAUSED' if lp.paused else ''}, algorithm {lp.algorithm}")
         for m in lp.metrics:
             out.append(f"    metric {m.name}: target {m.target:g}{m.unit}")
+        if lp.wake_query:
+            stz = policy.autoscaling.scale_to_zero
+            out.append(f"  scale to zero: after {stz.idle_s:g}s without demand (wake value at or under "
+                       f"{stz.wake_threshold:g}); woken to {lp.wake_replicas} replica(s) by: {lp.wake_query}")
         b = lp.behavior
         if b.scale_up and b.scale_down:
             out.append(f"  behaviour: scale-up window {b.scale_up.stabilization_window_s}s, scale-down window "

@@ -54,3 +54,16 @@ def test_explain_names_where_the_slots_of_a_sized_lease_come_from() -> None:
     assert "  slots: 8 a replica, from the pods' num_request_max" in sized, sized
     hpa = "\n".join(explain_lines(deployment("queueTime above target", slots), POLICY, "test", []))
     assert "slots:" not in hpa
+
+
+def test_explain_says_how_a_lease_scales_to_zero() -> None:
+    """A lease that may scale to zero: its idle period, wake threshold, wake replicas and rendered wake query."""
+    policy = parse_policy("autoscaling: {enable: true, replicas: {limits: {minimum: {lowerBound: 0, upperBound: 2}}}, "
+                          "metrics: {queueTime: {allowed: true, enabled: true, threshold: {default: 10000}}}, "
+                          "scaleToZero: {wakeQuery: 'sum(rate(gw{service=\"{{name}}\"}[1m]))', idleSeconds: 600}}")
+    dep = deployment("idle: ...")
+    dep["metadata"]["annotations"].update({P + "min-replicas": "0", P + "wake-replicas": "2"})
+    out = "\n".join(explain_lines(dep, policy, "test", []))
+    assert ('scale to zero: after 600s without demand (wake value at or under 0); woken to 2 replica(s) by: '
+            'sum(rate(gw{service="chat"}[1m]))') in out, out
+    assert "scale to zero" not in "\n".join(explain_lines(deployment("x"), policy, "test", []))
