@@ -709,8 +709,10 @@ class Controller:
         for p, d in zip(prepared, decisions, strict=True):
             try:
                 override = None
+                at_zero = bool(p.lease.wake_query) and p.snap.current_replicas == 0  # the idle layer decides alone
                 if p.lease.algorithm == "predictive":
-                    override = self._predictive(p, results, now)
+                    if not at_zero:  # no pods, nothing to size: its state (season, service time) is kept
+                        override = self._predictive(p, results, now)
                 elif p.rt.predictive is not None:
                     p.rt.leave_predictive()
                 desired, reason, message = self._safety(p, d, override)
