@@ -866,6 +866,8 @@ class Controller:
         if rt.last_seen_replicas is not None and current != rt.last_seen_replicas and current != rt.last_written_replicas:
             state = DecisionState((*(state.recommendations or ()), Recommendation(now, current)), state.scale_events)
             rt.outside_changes = [t for t in rt.outside_changes if t > now - FIGHT_WINDOW_S] + [now]
+            if lease.wake_query:  # a human's scale counts as demand: a model warmed by hand gets a whole idle period
+                rt.idle = IdleState(now)
             if leader:
                 self._pending_events.append(self.events.record(
                     obj, "Normal", "ManualScaleDetected",

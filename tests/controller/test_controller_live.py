@@ -53,28 +53,33 @@ async def test_scale_up_under_load_then_down_only_after_window(env: Env) -> None
 
 async def test_scale_to_zero_when_idle_and_woken_by_the_gateway(env: Env) -> None:
     """A lease with min-replicas 0 goes to zero replicas once its wake query (the sandbox gateway's request rate) has
-    been 0 for the idle period, and back to serving when requests arrive at the gateway."""
+    been 0 for the idle period, and back to serving when requests arrive at the gateway; a human's scale from zero
+    gets a whole idle period."""
     pfile = env.policy_file.with_name("policy-zero.yaml")
     pfile.write_text(env.policy_file.read_text().replace("lowerBound: 1", "lowerBound: 0") + """
   scaleToZero:
     wakeQuery: 'sum(rate(sandbox_gateway_requests_total{namespace="{{namespace}}",service="{{name}}"}[3s])) or vector(0)'
-    idleSeconds: 3
+    idleSeconds: 2
 """)
     env.deployment("zero", {P + "min-replicas": "0", P + "max-replicas": "2"})
     await env.cluster.wait_for_ready("default", "zero")
     async with env.controller(policy_file=str(pfile)) as ctl:
         await wait_for(lambda: env.replicas("zero") == 0, 20, "scale to zero after the idle period")
         await wait_for(lambda: status(env, "zero").get("reason") in ("ScaleToZero", "Idle"), 5, "status at zero")
+        env.scale("zero", 1)  # warmed by hand: not taken back at once
+        await asyncio.sleep(1.2)
+        assert env.replicas("zero") == 1
+        await wait_for(lambda: env.replicas("zero") == 0, 10, "back to zero a whole idle period later")
         stats = env.dataplane.load_stats("default", "zero")
         await env.load("zero", {"profile": {"type": "constant", "rate": 10}})
         await wait_for(lambda: env.replicas("zero") >= 1, 15, "woken by the gateway's requests")
         await wait_for(lambda: stats.sent - stats.unrouted > 20, 20, "served once the pod is Ready")
         assert stats.unrouted > 0  # requests that came while at zero: the gateway's 503s
-        await asyncio.sleep(4)  # longer than the idle period: requests keep it up
+        await asyncio.sleep(2.5)  # longer than the idle period: requests keep it up
         assert env.replicas("zero") >= 1
         labels = {"namespace": "default", "lease": "zero"}
         assert ctl.telemetry.registry.get_sample_value("autoscaler_lease_wake_value", labels) > 0
-        assert ctl.telemetry.registry.get_sample_value("autoscaler_lease_idle_seconds", labels) < 3
+        assert ctl.telemetry.registry.get_sample_value("autoscaler_lease_idle_seconds", labels) < 2
         await env.dataplane.stop_load("default", "zero")
     messages = [e["message"] for e in env.events("zero") if e["reason"] == "SuccessfulRescale"]
     assert any("New size: 0" in m and "scaling to zero" in m for m in messages), messages
