@@ -1084,7 +1084,8 @@ class Controller:
         stz = self.policy.policy.autoscaling.scale_to_zero
         value, why = wake or (None, "not queried")
         d = decide_idle(p.snap.current_replicas, desired, value, now, p.rt.idle, idle_s=stz.idle_s,
-                        threshold=stz.wake_threshold, wake_replicas=p.lease.wake_replicas)
+                        threshold=stz.wake_threshold, wake_replicas=p.lease.wake_replicas,
+                        blind=p.rt.failures > 0 or any(o.imputed or o.error for o in p.observations))
         p.rt.idle, p.rt.zero = d.state, (math.nan if value is None else value, d.idle_for_s)
         if value is None and leader:
             self._pending_events.append(self.events.record(

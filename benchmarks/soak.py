@@ -5,15 +5,21 @@ Triton leases on the HPA rule, and a NIM lease on the predictive algorithm, size
 (its KV cache holds two requests, fewer than the four of its ``num_request_max``: its slots are learnt from the
 batch its pods run while requests wait). Recovery is timed on the Triton leases: their status annotations are
 rewritten every second as their values move, while the predictive lease's stays as it is while its decision and
-values do (held by its burst envelope), so a write cannot time its recovery; the invariants hold for all four. The controller runs as a real ``autoscaler run`` process whose API traffic goes through a
+values do (held by its burst envelope), so a write cannot time its recovery; the invariants hold for all four. A
+fifth lease, ``soak-zero`` (``min-replicas: 0``, created at zero replicas), takes 8-s bursts 18 s apart: it is woken by
+the sandbox gateway's requests at each burst and goes back to zero replicas in the silence, through the same faults (a
+missing wake value, or missing pod metrics, must never take it to zero: the invariant checker's blind scale-down).
+Its requests that come while it is at zero find no pod (by design), so it is counted apart from the others' load.
+The controller runs as a real ``autoscaler run`` process whose API traffic goes through a
 FaultProxy; Prometheus sits behind another. Every few seconds one random fault is injected for a few
 seconds: Prometheus down / slow / 5xx / empty / NaN / multi-series / stale answers, API 409 storms,
 5xx, slow writes, cut watch streams, 410 Gone, or a SIGKILL of the controller (restarted at once; kills
 only in the first half, so the second half measures the memory of one long-lived process).
 
 Prints load held (requests served and within the queue-time target), faults injected by kind,
-invariant violations (must be 0), the controller's RSS growth over the second half (must be flat) and the slots
-learnt and estimated (``SlotsLearned`` and ``SlotsEstimated`` Events).
+invariant violations (must be 0), the controller's RSS growth over the second half (must be flat), the slots
+learnt and estimated (``SlotsLearned`` and ``SlotsEstimated`` Events) and how often ``soak-zero`` went to zero and
+was woken.
 
     python benchmarks/soak.py --minutes 30          # the long run (docs/reliability.md)
     python benchmarks/soak.py --minutes 0.5 --json  # what CI runs (tests/faults/test_soak.py)
@@ -47,7 +53,7 @@ P = "inference-autoscaler.io/"
 POLICY = """
 autoscaling:
   enable: true
-  replicas: {default: {minimum: 1, maximum: 4}, limits: {maximum: 6, minimum: {lowerBound: 1, upperBound: 2}}}
+  replicas: {default: {minimum: 1, maximum: 4}, limits: {maximum: 6, minimum: {lowerBound: 0, upperBound: 2}}}
   metrics:
     queueTime: {allowed: true, enabled: true, threshold: {default: 20000, minimum: 1000, maximum: 0}}
   prometheus: {queueTimeRecordingRule: false, rateWindowSeconds: 3, maxSampleAgeSeconds: 20, timeoutSeconds: 1}
@@ -55,14 +61,22 @@ autoscaling:
     scaleDown: {stabilizationWindowSeconds: 5}
   loopIntervalSeconds: 0.5
   fallback: {failureThreshold: 3, action: hold}
+  scaleToZero:
+    wakeQuery: 'sum(rate(sandbox_gateway_requests_total{namespace="{{namespace}}",service="{{name}}"}[3s])) or vector(0)'
+    idleSeconds: 2
 """
-LEASES = {"soak-a": {"mean": 60, "amplitude": 50, "periodS": 60},
-          "soak-b": {"mean": 40, "amplitude": 35, "periodS": 90},
-          "soak-c": {"mean": 25, "amplitude": 20, "periodS": 120},
-          "soak-nim": {"mean": 30, "amplitude": 25, "periodS": 75}}
+LEASES: dict[str, dict[str, Any]] = {
+    "soak-a": {"mean": 60, "amplitude": 50, "periodS": 60},
+    "soak-b": {"mean": 40, "amplitude": 35, "periodS": 90},
+    "soak-c": {"mean": 25, "amplitude": 20, "periodS": 120},
+    "soak-nim": {"mean": 30, "amplitude": 25, "periodS": 75},
+    "soak-zero": {"type": "bursts", "base": 0, "burstRate": 12, "everyS": 18, "burstS": 8, "offsetS": 1},
+}
 SERVING = {"concurrency": 2, "serviceTimeMs": 50}
 SERVINGS = {"soak-nim": {**SERVING, "concurrency": 4, "kvCacheTokens": 1280}}  # two 640-token requests at once
-KINDS = {"soak-nim": ("nim", {P + "algorithm": "predictive"})}  # the others: Triton on the HPA rule
+KINDS = {"soak-nim": ("nim", {P + "algorithm": "predictive"}),  # the others: Triton on the HPA rule
+         "soak-zero": ("triton", {P + "min-replicas": "0"})}
+ZERO = "soak-zero"
 TIMED = [name for name in LEASES if name not in KINDS]  # the leases recovery is timed on (module docstring)
 
 
@@ -157,7 +171,7 @@ class Soak:
                 FaultProxy(c.url) as api, FaultProxy(dp.prometheus_url) as prom:
             for name in LEASES:
                 kind, extra = KINDS.get(name, ("triton", {}))
-                c.create_deployment(name, replicas=1, kind=kind, serving=SERVINGS.get(name, SERVING), annotations={
+                c.create_deployment(name, replicas=0 if name == ZERO else 1, kind=kind, serving=SERVINGS.get(name, SERVING), annotations={
                     P + "enabled": "true", P + "max-replicas": "6", "owner": "soak", **extra})
             checker = InvariantChecker(c, POLICY, blind_grace_s=1.5)
             checker.attach("soak", api)
@@ -170,19 +184,22 @@ class Soak:
                 for name in LEASES:
                     await c.wait_for_ready("default", name)
                 await self.start_controller(kubeconfig, policy, prom.url)
-                for name, sine in LEASES.items():
-                    await dp.start_load("default", name, {"profile": {"type": "sine", **sine}})
+                for name, profile in LEASES.items():
+                    await dp.start_load("default", name, {"profile": {"type": "sine", **profile}})
                 t0 = time.monotonic()
                 recoveries = await self._inject(c, api, prom, checker, kubeconfig, policy, t0)
                 summary = dp.load_summary(target_queue_time_us=20000)
                 for name in LEASES:
                     await dp.stop_load("default", name)
                 await self.stop_controller(kill=False)
-            slots = [e for e in c.store.list_objects(EVENTS.storage_key, "default")
-                     if e.get("reason") in ("SlotsLearned", "SlotsEstimated")]
+            events = c.store.list_objects(EVENTS.storage_key, "default")
+            slots = [e for e in events if e.get("reason") in ("SlotsLearned", "SlotsEstimated")]
+            rescales = [e["message"] for e in events if e.get("reason") == "SuccessfulRescale"
+                        and e["involvedObject"]["name"] == ZERO]
             for line in self.lines:
                 checker.log_line(line)
             violations = checker.finish()
+        zero = summary.pop(f"default/{ZERO}", {})
         served = sum(s["served"] for s in summary.values())
         requests = sum(s["requests"] for s in summary.values())
         within = sum(s["requests"] - s["violations"] for s in summary.values())
@@ -201,6 +218,12 @@ class Soak:
             "controllerRssGrowthMB": round(growth, 1),
             **{key: {e["involvedObject"]["name"]: e["message"].split(":")[0] for e in slots if e["reason"] == reason}
                for key, reason in (("slotsLearned", "SlotsLearned"), ("slotsEstimated", "SlotsEstimated"))},
+            # Event messages are deduplicated (a repeat bumps its count): distinct transitions, not every one
+            "scaleToZero": {"toZeroMessages": sum(m.startswith("New size: 0;") for m in rescales),
+                            "wokenMessages": sum("scaling from zero" in m for m in rescales),
+                            "requests": zero.get("requests", 0),
+                            "servedFraction": round(zero["served"] / zero["requests"], 4) if zero.get("requests")
+                            else 0.0},
         }
 
     async def _inject(self, c: SandboxCluster, api: FaultProxy, prom: FaultProxy, checker: InvariantChecker,
@@ -293,6 +316,10 @@ def main(argv: list[str] | None = None) -> int:
         for how in ("estimated", "learned"):
             for lease, sized in out["slots" + how.capitalize()].items():
                 print(f"slots {how.replace('learned', 'learnt')}: {lease}: {sized}")
+        z = out["scaleToZero"]
+        print(f"scale to zero ({ZERO}): went to zero / was woken (distinct Event messages): {z['toZeroMessages']} / "
+              f"{z['wokenMessages']}; {z['requests']} requests, served {z['servedFraction']:.2%} (the rest came "
+              "while it was at zero)")
     return 1 if out["violations"] else 0
 
 

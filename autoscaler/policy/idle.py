@@ -8,7 +8,8 @@ sits on top of the lease's algorithm (HPA rule or predictive), which never propo
   says more, as Knative's activation scale); the algorithm takes over once the pods report; else the lease stays
   at zero (``Idle``);
 * with replicas, the lease goes to zero once its wake value has stayed at or under the threshold for the idle
-  period (``ScaleToZero``); until then the algorithm decides, floored at one replica;
+  period (``ScaleToZero``), unless its pods' own metrics are missing then (``ScaleToZeroHeld``: the controller
+  never scales down blind); until then the algorithm decides, floored at one replica;
 * a missing wake value (the query failed, or found no series) is never taken for idleness: at zero the lease
   stays (``WakeSignalMissing``), with replicas it keeps the algorithm's decision and the idle period starts again.
 
@@ -27,6 +28,7 @@ class IdleReason(StrEnum):
     IDLE = "Idle"
     SCALE_TO_ZERO = "ScaleToZero"
     WAKE_SIGNAL_MISSING = "WakeSignalMissing"
+    HELD = "ScaleToZeroHeld"
 
 
 @dataclass(frozen=True)
@@ -45,8 +47,9 @@ class IdleDecision:
 
 
 def decide_idle(current: int, desired: int, wake: float | None, now: float, state: IdleState, *,
-                idle_s: float, threshold: float = 0.0, wake_replicas: int = 1) -> IdleDecision:
-    """The replicas of a lease whose minimum is 0, given the algorithm's ``desired`` and the ``wake`` value."""
+                idle_s: float, threshold: float = 0.0, wake_replicas: int = 1, blind: bool = False) -> IdleDecision:
+    """The replicas of a lease whose minimum is 0, given the algorithm's ``desired`` and the ``wake`` value;
+    ``blind``: the pods' own metrics are missing or failing."""
     active = wake is None or wake > threshold or state.active_at is None
     active_at = now if active else state.active_at
     assert active_at is not None
@@ -59,6 +62,8 @@ def decide_idle(current: int, desired: int, wake: float | None, now: float, stat
             return IdleDecision(max(1, wake_replicas), IdleReason.WAKE, new, idle_for)
         return IdleDecision(0, IdleReason.IDLE, new, idle_for)
     if idle_for >= idle_s:
+        if blind:
+            return IdleDecision(max(1, desired, current), IdleReason.HELD, new, idle_for)
         return IdleDecision(0, IdleReason.SCALE_TO_ZERO, new, idle_for)
     return IdleDecision(max(1, desired), None, new, idle_for)
 
@@ -73,6 +78,9 @@ def idle_message(d: IdleDecision, wake: float | None, idle_s: float, threshold: 
     if d.reason == IdleReason.SCALE_TO_ZERO:
         return (f"no demand for {d.idle_for_s:.0f} s (wake value at or under {threshold:g} for idleSeconds="
                 f"{idle_s:g}): scaling to zero replicas")
+    if d.reason == IdleReason.HELD:
+        return (f"no demand for {d.idle_for_s:.0f} s, but the pods' metrics are missing: not scaling to zero until "
+                "they are back")
     if d.reason == IdleReason.WAKE_SIGNAL_MISSING:
         return "the scale-to-zero wake query returned no value: staying at zero replicas until it does"
     return ""

@@ -59,3 +59,12 @@ def test_wake_value_is_one_finite_number_or_none_with_why() -> None:
     assert wake_value(vec(math.nan))[0] is None and "nan" in wake_value(vec(math.nan))[1]
     failed = wake_value(QueryError("parse error at char 5", "prometheus", 400))
     assert failed[0] is None and "parse error" in failed[1]
+
+
+def test_no_scale_to_zero_while_the_pods_metrics_are_missing() -> None:
+    """Idle long enough, but blind on the pods: held (never a scale-down blind), and zero once they are back."""
+    d = decide_idle(2, 1, 0.0, 100.0, IdleState(0.0), idle_s=IDLE_S, blind=True)
+    assert (d.desired, d.reason) == (2, IdleReason.HELD)
+    assert "not scaling to zero" in idle_message(d, 0.0, IDLE_S, 0.0)
+    d = decide_idle(2, 1, 0.0, 105.0, d.state, idle_s=IDLE_S)
+    assert (d.desired, d.reason) == (0, IdleReason.SCALE_TO_ZERO)
