@@ -78,18 +78,22 @@ async def test_partitioned_leader_steps_down_and_standby_takes_over(env: Env) ->
                 "namespace": "default"}
     async with env.controller("a", checker, api_timeout_s=2.0, **election) as (a, proxy_a, _):
         await wait_for(lambda: a.is_leader, 10, "a leads")
-        async with env.controller("b", checker, api_timeout_s=2.0, **election) as (b, _, _):
+        async with env.controller("b", checker, api_timeout_s=2.0, **election) as (b, proxy_b, _):
             await asyncio.sleep(2 * INTERVAL_S)
-            assert not b.is_leader
-            proxy_a.set("down")
-            took = await wait_for(lambda: b.is_leader, 15, "b takes over")
-            await wait_for(lambda: not a.is_leader, 10, "a steps down")
+            # Still, a stall past the renew deadline makes the leader step down (and release the Lease) and the
+            # standby lead before any partition (seen once more in a full run of the 26th session): the test
+            # partitions whichever leads then.
+            await wait_for(lambda: a.is_leader != b.is_leader, 10, "one leader")
+            leader, standby, proxy, name = (a, b, proxy_a, "a") if a.is_leader else (b, a, proxy_b, "b")
+            proxy.set("down")
+            took = await wait_for(lambda: standby.is_leader, 15, "the standby takes over")
+            await wait_for(lambda: not leader.is_leader, 10, "the partitioned leader steps down")
             await env.dataplane.start_load("default", "ha", HEAVY)
-            await wait_for(lambda: env.replicas("ha") >= 2, 20, "b scales")
-            proxy_a.set("pass")
-            writes = checker.counts.writes["a"]
+            await wait_for(lambda: env.replicas("ha") >= 2, 20, "the new leader scales")
+            proxy.set("pass")
+            writes = checker.counts.writes[name]
             await asyncio.sleep(4 * INTERVAL_S)
-            assert not a.is_leader and checker.counts.writes["a"] == writes
+            assert not leader.is_leader and checker.counts.writes[name] == writes
             await env.dataplane.stop_load("default", "ha")
     assert took <= 6.0 + 2 * 1.0 + 1.0, f"takeover took {took:.1f}s"
     assert_clean(checker)
