@@ -33,6 +33,7 @@ import contextlib
 import json
 import os
 import random
+import re
 import sys
 import tempfile
 import time
@@ -77,6 +78,7 @@ SERVINGS = {"soak-nim": {**SERVING, "concurrency": 4, "kvCacheTokens": 1280}}  #
 KINDS = {"soak-nim": ("nim", {P + "algorithm": "predictive"}),  # the others: Triton on the HPA rule
          "soak-zero": ("triton", {P + "min-replicas": "0"})}
 ZERO = "soak-zero"
+ZERO_RESCALED = re.compile(rf"rescaled default/{ZERO} from (\d+) to (\d+)")  # the controller's log line
 TIMED = [name for name in LEASES if name not in KINDS]  # the leases recovery is timed on (module docstring)
 
 
@@ -139,6 +141,7 @@ class Soak:
         self.proc: asyncio.subprocess.Process | None = None
         self.pump: asyncio.Task[None] | None = None
         self.rss: list[tuple[float, int]] = []
+        self.zero: Counter[str] = Counter()  # soak-zero's scales to zero and wakes, from the controller's log
 
     async def start_controller(self, kubeconfig: Path, policy: Path, prom_url: str) -> None:
         argv = [sys.executable, "-c", "import sys; from autoscaler.cli import main; sys.exit(main())", "run",
@@ -151,7 +154,10 @@ class Soak:
 
     async def _pump(self, stream: asyncio.StreamReader | None) -> None:
         while stream is not None and (line := await stream.readline()):
-            self.lines.append(line.decode("utf-8", "replace"))
+            text = line.decode("utf-8", "replace")
+            self.lines.append(text)
+            if m := ZERO_RESCALED.search(text):
+                self.zero["toZero" if m[2] == "0" else "woken" if m[1] == "0" else "other"] += 1
 
     async def stop_controller(self, kill: bool) -> None:
         if self.proc is None:
@@ -194,8 +200,6 @@ class Soak:
                 await self.stop_controller(kill=False)
             events = c.store.list_objects(EVENTS.storage_key, "default")
             slots = [e for e in events if e.get("reason") in ("SlotsLearned", "SlotsEstimated")]
-            rescales = [e["message"] for e in events if e.get("reason") == "SuccessfulRescale"
-                        and e["involvedObject"]["name"] == ZERO]
             for line in self.lines:
                 checker.log_line(line)
             violations = checker.finish()
@@ -218,9 +222,7 @@ class Soak:
             "controllerRssGrowthMB": round(growth, 1),
             **{key: {e["involvedObject"]["name"]: e["message"].split(":")[0] for e in slots if e["reason"] == reason}
                for key, reason in (("slotsLearned", "SlotsLearned"), ("slotsEstimated", "SlotsEstimated"))},
-            # Event messages are deduplicated (a repeat bumps its count): distinct transitions, not every one
-            "scaleToZero": {"toZeroMessages": sum(m.startswith("New size: 0;") for m in rescales),
-                            "wokenMessages": sum("scaling from zero" in m for m in rescales),
+            "scaleToZero": {"toZero": self.zero["toZero"], "woken": self.zero["woken"],
                             "requests": zero.get("requests", 0),
                             "servedFraction": round(zero["served"] / zero["requests"], 4) if zero.get("requests")
                             else 0.0},
@@ -317,9 +319,8 @@ def main(argv: list[str] | None = None) -> int:
             for lease, sized in out["slots" + how.capitalize()].items():
                 print(f"slots {how.replace('learned', 'learnt')}: {lease}: {sized}")
         z = out["scaleToZero"]
-        print(f"scale to zero ({ZERO}): went to zero / was woken (distinct Event messages): {z['toZeroMessages']} / "
-              f"{z['wokenMessages']}; {z['requests']} requests, served {z['servedFraction']:.2%} (the rest came "
-              "while it was at zero)")
+        print(f"scale to zero ({ZERO}): went to zero {z['toZero']} times, woken {z['woken']} times; {z['requests']} "
+              f"requests, served {z['servedFraction']:.2%} (the rest came while it was at zero)")
     return 1 if out["violations"] else 0
 
 

@@ -19,4 +19,4 @@ async def test_short_soak_has_no_violations_and_flat_memory() -> None:
     assert out["faultsTotal"] >= 2 and out["servedFraction"] > 0.95
     assert out["controllerRssGrowthMB"] < 20
     zero = out["scaleToZero"]  # the min-replicas 0 lease went to zero in a silence and was woken by a burst
-    assert zero["toZeroMessages"] >= 1 and zero["wokenMessages"] >= 1 and zero["servedFraction"] > 0, zero
+    assert zero["toZero"] >= 1 and zero["woken"] >= 1 and zero["servedFraction"] > 0, zero
