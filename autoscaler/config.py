@@ -794,29 +794,25 @@ def resolve_lease(namespace: str, name: str, annotations: dict[str, str] | None,
         else:
             issue("algorithm", ann["algorithm"], "must be 'hpa' or 'predictive'", Severity.INVALID)
 
-    slots: int | None = None
-    if "slots-per-replica" in ann:
-        v = _int(ann["slots-per-replica"])
+    def whole(key: str) -> int | None:
+        """An annotation that must be a whole number >= 1: its value, None when absent or not one (invalid)."""
+        if key not in ann:
+            return None
+        v = _int(ann[key])
         if v is None or v < 1:
-            issue("slots-per-replica", ann["slots-per-replica"], "must be a whole number >= 1", Severity.INVALID)
-        else:
-            slots = v
+            issue(key, ann[key], "must be a whole number >= 1", Severity.INVALID)
+            return None
+        return v
 
-    wake_replicas = a.scale_to_zero.wake_replicas
-    if "wake-replicas" in ann:
-        v = _int(ann["wake-replicas"])
-        if v is None or v < 1:
-            issue("wake-replicas", ann["wake-replicas"], "must be a whole number >= 1", Severity.INVALID)
-        else:
-            wake_replicas = v
-            if min_r != 0:
-                issue("wake-replicas", ann["wake-replicas"], "the lease never scales to zero (min-replicas is "
-                      f"{min_r}): ignored", Severity.ADJUSTED)
-    if wake_replicas > max_r:
-        if "wake-replicas" in ann and min_r == 0:
-            issue("wake-replicas", ann["wake-replicas"], f"above the effective maximum {max_r}; using {max_r}",
-                  Severity.ADJUSTED)
-        wake_replicas = max_r
+    slots = whole("slots-per-replica")
+    asked = whole("wake-replicas")
+    if asked is not None and min_r != 0:
+        issue("wake-replicas", ann["wake-replicas"], f"the lease never scales to zero (min-replicas is {min_r}): "
+              "ignored", Severity.ADJUSTED)
+    elif asked is not None and asked > max_r:
+        issue("wake-replicas", ann["wake-replicas"], f"above the effective maximum {max_r}; using {max_r}",
+              Severity.ADJUSTED)
+    wake_replicas = min(asked or a.scale_to_zero.wake_replicas, max_r)
 
     for key, rule in metrics_endpoint(annotations)[2]:
         issue(key, ann[key], rule + "; the PodMonitor uses the policy's", Severity.ADJUSTED)
