@@ -84,6 +84,7 @@ from autoscaler.metrics import (
 )
 from autoscaler.metrics.kinds.request_stats import RequestStats
 from autoscaler.metrics.registry import MetricRegistry, default_registry, kind_for
+from autoscaler.metrics.wake import Wake, read_wakes
 from autoscaler.observe import (
     MetricObservation,
     PodBatch,
@@ -99,7 +100,6 @@ from autoscaler.observe import (
     reported_slots,
     resolve_slots,
     slim_pod,
-    wake_value,
 )
 from autoscaler.policy import (
     Behavior,
@@ -656,8 +656,8 @@ class Controller:
         report.queries = len(batches)
         fetching = (asyncio.ensure_future(fetch_all(self.prometheus, [(kinds[k], v) for k, v in batches.items()],
                                                     at=query_at)) if batches else None)
-        to_wake = [lease for _obj, lease, _spec in leases if lease.wake_query]
-        waking = asyncio.ensure_future(self._wake_values(to_wake, query_at)) if to_wake else None
+        to_wake = {(lease.namespace, lease.name): lease.wake_query for _obj, lease, _spec in leases if lease.wake_query}
+        waking = asyncio.ensure_future(read_wakes(self.prometheus, to_wake, query_at)) if to_wake else None
         try:
             if leader:
                 await self._report_issues(issues, now)
@@ -1066,23 +1066,13 @@ class Controller:
             desired, reason, message = current, "NoPods", "no pods match the Deployment's selector"
         return desired, reason, message
 
-    async def _wake_values(self, leases: list[LeasePolicy],
-                           at: float | None) -> dict[tuple[str, str], tuple[float | None, str]]:
-        """Each scale-to-zero lease's wake value (None with why, when there is none), queried concurrently."""
-        async def one(lease: LeasePolicy) -> tuple[float | None, str]:
-            assert lease.wake_query is not None
-            res = await self.prometheus.query(lease.wake_query, at=at)
-            if isinstance(res, QueryError):
-                self.telemetry.errors.labels("prometheus").inc()
-            return wake_value(res)
-        values = await asyncio.gather(*(one(lease) for lease in leases))
-        return {(lease.namespace, lease.name): v for lease, v in zip(leases, values, strict=True)}
-
-    def _idle(self, p: _Prepared, desired: int, reason: str, message: str, wake: tuple[float | None, str] | None,
+    def _idle(self, p: _Prepared, desired: int, reason: str, message: str, wake: Wake | None,
               now: float, leader: bool) -> tuple[int, str, str]:
         """Scale to zero and back on top of the algorithm's decision (:mod:`autoscaler.policy.idle`)."""
         stz = self.policy.policy.autoscaling.scale_to_zero
-        value, why = wake or (None, "not queried")
+        value, why, failed = wake or Wake(None, "not queried")
+        if failed:
+            self.telemetry.errors.labels("prometheus").inc()
         d = decide_idle(p.snap.current_replicas, desired, value, now, p.rt.idle, idle_s=stz.idle_s,
                         threshold=stz.wake_threshold, wake_replicas=p.lease.wake_replicas,
                         blind=p.rt.failures > 0 or any(o.imputed or o.error for o in p.observations))

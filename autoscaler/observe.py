@@ -18,18 +18,7 @@ from functools import lru_cache
 from typing import Any, NamedTuple
 
 from autoscaler.config import EffectiveMetric, PredictiveSettings
-from autoscaler.metrics import (
-    BatchResult,
-    Empty,
-    InstantVector,
-    MultiSeries,
-    NotFinite,
-    NoTraffic,
-    Ok,
-    PodTarget,
-    QueryError,
-    Stale,
-)
+from autoscaler.metrics import BatchResult, Empty, MultiSeries, NotFinite, NoTraffic, Ok, PodTarget, QueryError, Stale
 from autoscaler.policy.predictive import (
     PredictiveObservation,
     pod_queue_times_matter,
@@ -182,21 +171,6 @@ def metric_input(metric: EffectiveMetric, namespace: str, pods: Sequence[Pod], r
     return MetricInput(mtype, target, name=metric.name, resource=resource, samples=tuple(samples)), obs
 
 
-def wake_value(answer: InstantVector | QueryError) -> tuple[float | None, str]:
-    """A scale-to-zero lease's wake value from its query's answer, or None with why (the query failed, found no
-    series, several, or a value that is not a number): one finite value, as the policy's ``wakeQuery`` asks."""
-    if isinstance(answer, QueryError):
-        return None, f"the query failed: {answer.message}"
-    if len(answer.samples) != 1:
-        return None, (f"the query returned {len(answer.samples)} series, not one: aggregate them (sum(...))"
-                      if answer.samples else "the query found no series (`or vector(0)` answers 0 for a service "
-                                             "that has had no requests)")
-    value = answer.samples[0].value
-    if not math.isfinite(value):
-        return None, f"the query returned {value}"
-    return value, ""
-
-
 def measured_startup_s(pods: list[Pod], default_s: float) -> float:
     """Start-to-Ready delay of the lease's ready pods (their median), else ``default_s``."""
     delays = sorted(p.ready_transition_time - p.start_time for p in pods
@@ -242,8 +216,8 @@ class PodBatch(NamedTuple):
 
 def note_batches(batches: Mapping[str, PodBatch], seen: Mapping[str, float], now: float,
                  live: Iterable[str] = ()) -> dict[str, PodBatch]:
-    """Each pod's batch while saturated (:func:`part_by_pod` ``batch``; or its KV fit): ``batches`` updated with the readings ``seen``
-    at ``now``, keeping the ``BATCH_PODS`` most recently saturated pods. The mean, not the largest: a KV-bound
+    """Each pod's batch while saturated (:func:`part_by_pod` ``batch``; or its KV fit, ``kv_fit``): ``batches``
+    updated with the readings ``seen`` at ``now``, keeping the ``BATCH_PODS`` most recently saturated pods. The mean, not the largest: a KV-bound
     batch varies with the requests' lengths, and what a replica serves is its mean batch over the service time.
     With the ``live`` pods' names, the pods of a ReplicaSet none of them belongs to are forgotten: after a rollout
     the new template (another model, GPU or ``--max-num-seqs``) is learnt afresh, and a figure too small for it
@@ -304,8 +278,8 @@ def resolve_slots(annotated: int | None, reported: int | None, vllm: bool,
     """The slots per replica the predictive algorithm sizes a lease with, and where they come from (a key of
     :data:`SLOT_SOURCES`): the lease's annotation, else what its pods showed they run when saturated (``learned``,
     :func:`learned_batch`), else what their KV cache holds at their requests' sizes (``fitted``, the same over
-    :func:`part_by_pod` ``kv_fit``) when that is fewer than they report, else what they report (:func:`reported_slots`: NIM's
-    ``num_request_max`` is ``--max-num-seqs``, more than a pod runs when its KV cache fills first), else the policy's
+    :func:`part_by_pod` ``kv_fit``) when that is fewer than they report, else what they report
+    (:func:`reported_slots`: NIM's ``num_request_max`` is ``--max-num-seqs``, more than a pod runs when its KV cache fills first), else the policy's
     ``predictive.slotsPerReplica``. Its default (1, Triton's default model configuration) is not applied to a lease
     read from vLLM's series: (None, "unknown").
     The saturated batch comes before the KV fit: the fit is more than a pod runs when ``--max-num-seqs`` binds first

@@ -57,6 +57,7 @@ from autoscaler.metrics.kinds.queue_time import RECORDED_QUEUE_TIME
 from autoscaler.metrics.kinds.request_stats import RequestStats
 from autoscaler.metrics.promql import parse_duration
 from autoscaler.metrics.registry import kind_for
+from autoscaler.metrics.wake import read_wakes
 from autoscaler.observe import (
     SLOT_SOURCES,
     median_int,
@@ -64,7 +65,6 @@ from autoscaler.observe import (
     pod_from_k8s,
     reported_slots,
     resolve_slots,
-    wake_value,
 )
 from autoscaler.policy.types import Pod
 
@@ -766,27 +766,26 @@ async def check_conflicts(ctx: Context, leases: Sequence[Lease]) -> list[Finding
 async def check_zero(ctx: Context, leases: Sequence[Lease]) -> list[Finding]:
     """Each lease that may scale to zero (min-replicas 0): its wake query answers one value, as the controller
     needs to wake it; else the controller never idles it (and never wakes it once at zero)."""
-    zero = [lease for lease in leases if lease.policy is not None and lease.policy.wake_query]
-    if not zero:
+    queries = {lease.key: lease.policy.wake_query for lease in leases if lease.policy and lease.policy.wake_query}
+    if not queries:
         return []
     if not ctx.prometheus_ok:
         return [Finding("zero", SKIP, "Prometheus is not reachable", "fix the prometheus check first")]
     assert ctx.policy is not None
     stz = ctx.policy.autoscaling.scale_to_zero
-    out: list[Finding] = []
     async with PrometheusClient(ClientSettings(url=str(ctx.prometheus_url), timeout_s=10)) as client:
-        for lease in zero:
-            assert lease.policy is not None and lease.policy.wake_query is not None
-            value, why = wake_value(await client.query(lease.policy.wake_query))
-            if value is None:
-                out.append(Finding("zero", FAIL, f"wake query: {why}; the lease is never scaled to zero (and, at "
-                                   f"zero, not woken): {lease.policy.wake_query}",
-                                   "fix scaleToZero.wakeQuery in the policy: one value per lease, its gateway's or "
-                                   "ingress's request rate for the Deployment", lease.key))
-            else:
-                state = "demand" if value > stz.wake_threshold else "no demand"
-                out.append(Finding("zero", OK, f"wake query answers {value:.3g} ({state}); scaled to zero after "
-                                   f"{stz.idle_s:g} s with none", subject=lease.key))
+        wakes = await read_wakes(client, queries)
+    out: list[Finding] = []
+    for key, (value, why, _failed) in wakes.items():
+        if value is None:
+            out.append(Finding("zero", FAIL, f"wake query: {why}; the lease is never scaled to zero (and, at zero, "
+                               f"not woken): {queries[key]}",
+                               "fix scaleToZero.wakeQuery in the policy: one value per lease, its gateway's or "
+                               "ingress's request rate for the Deployment", key))
+        else:
+            state = "demand" if value > stz.wake_threshold else "no demand"
+            out.append(Finding("zero", OK, f"wake query answers {value:.3g} ({state}); scaled to zero after "
+                               f"{stz.idle_s:g} s with none", subject=key))
     return out
 
 

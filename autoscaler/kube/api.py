@@ -68,7 +68,7 @@ async def load_api_client(kubeconfig: str | None = None, context: str | None = N
     if kubeconfig is None:
         try:
             config.load_incluster_config(client_configuration=cfg)  # type: ignore[no-untyped-call]
-            return _named(ApiClient(configuration=cfg))
+            return _with_user_agent(ApiClient(configuration=cfg))
         except config.ConfigException:
             pass
     paths = [kubeconfig] if kubeconfig else [p for p in os.environ.get("KUBECONFIG", "").split(os.pathsep) if p]
@@ -81,10 +81,10 @@ async def load_api_client(kubeconfig: str | None = None, context: str | None = N
         await config.load_kube_config(config_file=kubeconfig, context=context, client_configuration=cfg)
     except (config.ConfigException, OSError, ValueError, TypeError, AttributeError) as exc:
         raise KubeconfigError(f"kubeconfig {where}: {exc}") from None
-    return _named(ApiClient(configuration=cfg))
+    return _with_user_agent(ApiClient(configuration=cfg))
 
 
-def _named(api: ApiClient) -> ApiClient:
+def _with_user_agent(api: ApiClient) -> ApiClient:
     api.user_agent = f"{FIELD_MANAGER}/{__version__}"
     return api
 

@@ -192,8 +192,7 @@ class Registry:
             fields = fields_v1(_owned_content(obj))
             managed = [_entry(field_manager, "Update", rt.api_version, fields)] if fields else None
         stored = self._prepare_new(rt, obj)
-        if managed:
-            stored["metadata"]["managedFields"] = managed
+        _set_managed(stored, managed)
         if dry_run:
             return self.external(rt, stored), warnings
         return self.external(rt, self.store.add(rt.storage_key, stored)), warnings
@@ -263,9 +262,7 @@ class Registry:
                 if conflicts:
                     raise errors.apply_conflict(conflicts)
             managed = _owned(managed, applied, field_manager, rt.api_version, "", changed)
-        new["metadata"].pop("managedFields", None)
-        if managed:
-            new["metadata"]["managedFields"] = managed
+        _set_managed(new, managed)
         return self.external(rt, self._write_update(rt, current, new, dry_run)), warnings
 
     def _check_rv(self, rt: ResourceType, current: Obj, rv: Any) -> None:
@@ -337,11 +334,8 @@ class Registry:
         new = clone(current)
         new.setdefault("spec", {})["replicas"] = int((scale.get("spec") or {}).get("replicas", 0))
         if new["spec"]["replicas"] != (current.get("spec") or {}).get("replicas"):
-            managed = _owned(current["metadata"].get("managedFields"), None, field_manager, rt.api_version, "scale",
-                             {"f:spec": {"f:replicas": {}}})
-            new["metadata"].pop("managedFields", None)
-            if managed:
-                new["metadata"]["managedFields"] = managed
+            _set_managed(new, _owned(current["metadata"].get("managedFields"), None, field_manager, rt.api_version,
+                                     "scale", {"f:spec": {"f:replicas": {}}}))
         return self.scale_of(self._write_update(rt, current, new, dry_run))
 
     # ------------------------------------------------------------------ patch
@@ -710,10 +704,15 @@ def _remove_path(obj: Any, path: tuple[str, ...]) -> None:
 
 def _child(node: Any, key: str) -> Any:
     if key.startswith("k:"):
-        want = json.loads(key[2:])
-        return next((i for i in node if isinstance(i, dict) and all(i.get(k) == v for k, v in want.items())),
-                    None) if isinstance(node, list) else None
+        return (_named(node) or {}).get(key)
     return node.get(key.removeprefix("f:")) if isinstance(node, dict) else None
+
+
+def _set_managed(obj: Obj, managed: list[Obj] | None) -> None:
+    """Record ``managed`` as the object's ``managedFields`` (none: the key goes)."""
+    obj["metadata"].pop("managedFields", None)
+    if managed:
+        obj["metadata"]["managedFields"] = managed
 
 
 def _owned(managed: list[Obj] | None, applied: Obj | None, manager: str, api_version: str, subresource: str,
