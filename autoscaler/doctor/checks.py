@@ -710,8 +710,8 @@ def replicas_appliers(obj: dict[str, Any]) -> list[str]:
         out.append(f"kubectl apply (its last-applied-configuration sets spec.replicas: {applied['spec']['replicas']})")
     for entry in md.get("managedFields") or []:
         fields = entry.get("fieldsV1") if isinstance(entry, dict) else None
-        if isinstance(fields, dict) and entry.get("operation") == "Apply" and "f:replicas" in (fields.get("f:spec")
-                                                                                              or {}):
+        spec = fields.get("f:spec") if isinstance(fields, dict) else None
+        if isinstance(spec, dict) and "f:replicas" in spec and entry.get("operation") == "Apply":
             out.append(f"{entry.get('manager') or 'a field manager'} (server-side apply owns spec.replicas)")
     return out
 
