@@ -5,9 +5,9 @@ PromQL query per metric kind in use, whatever the number of leases. Decide: the 
 (``autoscaler.policy``) per lease, isolated (one bad lease never stalls the others), plus the
 controller's safety rules on top: no scale-down on imputed or absent data, a fallback after N
 consecutive failed loops, a human's ``kubectl scale`` taken as the new current count. Act: only the
-leader writes; a merge patch of ``/scale`` carrying the resourceVersion the decision saw (409 -> re-read,
-re-decide, retry once); Events with HPA reasons, deduplicated; the status and state annotations written
-only when they change.
+leader writes; a merge patch of ``/scale`` carrying the resourceVersion the decision saw (409 -> re-read;
+if the count changed, the next loop decides from it, else retry once); Events with HPA reasons,
+deduplicated; the status and state annotations written only when they change.
 
 Concurrency: everything runs on one event loop. Caches are mutated only by their watch tasks between
 awaits; a tick snapshots what it needs at its start, so a watch event landing mid-tick is seen next tick.
@@ -1136,7 +1136,7 @@ class Controller:
                 if exc.conflict and attempt == 0:
                     self.conflicts += 1
                     self.telemetry.errors.labels("conflict").inc()
-                    # Someone changed the Deployment since we looked: re-read and re-decide, never overwrite.
+                    # Someone changed the Deployment since we looked: re-read, never overwrite.
                     try:
                         fresh = await self.api.get(deployment_path(ns, name))
                     except KubeError as exc2:
@@ -1144,16 +1144,14 @@ class Controller:
                     else:
                         self.deployments.apply("MODIFIED", fresh)
                         rv = str((fresh.get("metadata") or {}).get("resourceVersion") or "")
-                        new_current = int((fresh.get("spec") or {}).get("replicas") or 0)
+                        new_current = _spec_replicas(fresh)
                         if new_current != current:
-                            snap = replace(snap, current_replicas=new_current)
-                            d = decide(snap, state, now)
-                            current, desired, reason, message = new_current, d.desired_replicas, d.reason, d.message
-                            new_state = d.state
-                            self.runtime[(ns, name)].last_seen_replicas = new_current
-                            if desired == current:
-                                return False, desired, reason, message, new_state
-                        continue
+                            # The count itself changed: the next loop decides from it with every layer (the
+                            # algorithm, the safety rules, scale to zero) and takes it as a human's change.
+                            return False, new_current, "ScaleConflict", (
+                                f"replicas changed from {current} to {new_current} while deciding (409 Conflict); "
+                                f"not writing {desired}, deciding again next loop"), new_state
+                        continue  # only the resourceVersion moved (annotations, status): same decision, fresh rv
                 self.telemetry.errors.labels("rescale").inc()
                 await self.events.record(obj, "Warning", "FailedRescale",
                                          f"New size: {desired}; reason: {reason}; error: {exc}", now)

@@ -229,7 +229,8 @@ def _scale(env: Env, name: str, replicas: int) -> None:
 
 
 async def test_conflict_rereads_and_redecides(env: Env) -> None:
-    """A scale patch based on a stale view gets 409; the controller re-reads and decides on fresh data."""
+    """A scale patch based on a stale view gets 409; the controller re-reads, writes nothing, and the next loop
+    decides from the fresh count, taken as a human's change (held, not fought back to the minimum)."""
     env.deployment("conflict", {P + "min-replicas": "2", P + "max-replicas": "4"})
     await env.cluster.wait_for_ready("default", "conflict")
     from autoscaler.controller import Controller
@@ -243,8 +244,12 @@ async def test_conflict_rereads_and_redecides(env: Env) -> None:
         await ctl.tick()
         assert ctl.conflicts == 1
         rt = ctl.runtime[("default", "conflict")]
-        assert rt.last_seen_replicas == 3 and rt.last["current"] in (1, 3)
+        assert rt.last["reason"] == "ScaleConflict" and not rt.last["applied"], rt.last
         assert env.replicas("conflict") == 3  # not blindly overwritten to 2 from the stale view
+        await ctl.tick()
+        assert rt.last["current"] == 3 and rt.last["desired"] == 3, rt.last  # held for the scale-down window
+        assert any(e["reason"] == "ManualScaleDetected" for e in env.events("conflict"))
+        assert env.replicas("conflict") == 3 and ctl.conflicts == 1
     finally:
         await ctl.aclose()
         await api.close()
