@@ -408,6 +408,12 @@ class ScaleToZero(_Strict):
     wake_replicas: int = Field(1, alias="wakeReplicas", ge=1,
                                description="replicas a lease is woken to (a lease's wake-replicas annotation "
                                            "overrides it; at most its maximum), as Knative's activation-scale")
+    wake_target: float | None = Field(
+        None, alias="wakeTargetPerReplica", gt=0,
+        description="the wake value one replica serves (e.g. requests/s per replica when the wake query is a "
+                    "request rate): a lease at zero is then woken to as many replicas as the demand waiting needs, "
+                    "at least wakeReplicas, at most its maximum (a lease's wake-target annotation overrides it); "
+                    "unset: woken to wakeReplicas whatever the demand")
 
     def render(self, namespace: str, name: str) -> str | None:
         """The lease's wake query (None when scale to zero is not configured)."""
@@ -576,6 +582,7 @@ class LeasePolicy:
     issues: tuple[LeaseIssue, ...] = ()
     wake_query: str | None = None  # scale to zero: the lease's rendered wake query (set when min_replicas is 0)
     wake_replicas: int = 1  # scale to zero: the replicas a lease at zero is woken to
+    wake_target: float | None = None  # scale to zero: the wake value one replica serves (sizes the wake-up)
 
     @property
     def key(self) -> str:
@@ -604,7 +611,7 @@ class Resolution:
 _TRUE = {"true", "yes", "1", "on"}
 _FALSE = {"false", "no", "0", "off", ""}
 KNOWN_KEYS = {"enabled", "min-replicas", "max-replicas", "metrics", "paused", "mode", "algorithm", "slots-per-replica",
-              "metrics-port", "metrics-path", "wake-replicas", "status", "state", "predictive-state"}
+              "metrics-port", "metrics-path", "wake-replicas", "wake-target", "status", "state", "predictive-state"}
 _PORT_NAME = re.compile(r"[a-z0-9]([a-z0-9-]{0,13}[a-z0-9])?")
 
 
@@ -813,6 +820,20 @@ def resolve_lease(namespace: str, name: str, annotations: dict[str, str] | None,
         issue("wake-replicas", ann["wake-replicas"], f"above the effective maximum {max_r}; using {max_r}",
               Severity.ADJUSTED)
     wake_replicas = min(asked or a.scale_to_zero.wake_replicas, max_r)
+    wake_target = a.scale_to_zero.wake_target
+    if "wake-target" in ann:
+        raw = ann["wake-target"]
+        try:
+            per = float(raw.strip())
+        except ValueError:
+            per = math.nan
+        if not (math.isfinite(per) and per > 0):
+            issue("wake-target", raw, "must be a number > 0 (the wake value one replica serves)", Severity.INVALID)
+        elif min_r != 0:
+            issue("wake-target", raw, f"the lease never scales to zero (min-replicas is {min_r}): ignored",
+                  Severity.ADJUSTED)
+        else:
+            wake_target = per
 
     for key, rule in metrics_endpoint(annotations)[2]:
         issue(key, ann[key], rule + "; the PodMonitor uses the policy's", Severity.ADJUSTED)
@@ -823,5 +844,5 @@ def resolve_lease(namespace: str, name: str, annotations: dict[str, str] | None,
     lease = LeasePolicy(namespace=namespace, name=name, min_replicas=min_r, max_replicas=max_r, metrics=metrics,
                         behavior=a.behavior.to_behavior(), mode=mode, paused=paused, algorithm=algorithm,
                         slots_per_replica=slots, issues=res_issues, wake_query=wake if min_r == 0 else None,
-                        wake_replicas=wake_replicas)
+                        wake_replicas=wake_replicas, wake_target=wake_target if min_r == 0 else None)
     return Resolution(lease, True, res_issues)

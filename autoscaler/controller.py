@@ -1075,6 +1075,8 @@ class Controller:
             self.telemetry.errors.labels("prometheus").inc()
         d = decide_idle(p.snap.current_replicas, desired, value, now, p.rt.idle, idle_s=stz.idle_s,
                         threshold=stz.wake_threshold, wake_replicas=p.lease.wake_replicas,
+                        wake_target=p.lease.wake_target, max_replicas=p.lease.max_replicas,
+                        ready=sum(1 for pod in p.snap.pods if pod.ready and not pod.deleting),
                         blind=p.rt.failures > 0 or any(o.imputed or o.error for o in p.observations))
         p.rt.idle, p.rt.zero = d.state, (math.nan if value is None else value, d.idle_for_s)
         if value is None and leader:
@@ -1084,7 +1086,7 @@ class Controller:
                 f"until there is one. Query: {p.lease.wake_query}", now))
         if d.reason is None:
             return d.desired, reason, message
-        return d.desired, d.reason.value, idle_message(d, value, stz.idle_s, stz.wake_threshold)
+        return d.desired, d.reason.value, idle_message(d, value, stz.idle_s, stz.wake_threshold, p.lease.wake_target)
 
     def _finish(self, p: _Prepared, decision: Decision, new_state: DecisionState, desired: int, reason: str,
                 message: str, applied: bool, now: float, leader: bool, report: TickReport) -> dict[str, str | None]:

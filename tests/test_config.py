@@ -174,6 +174,23 @@ def test_min_replicas_zero_needs_a_wake_query(tms: ClusterPolicy) -> None:
     capped = resolve_lease("ns", "d", ann(min_replicas="0", max_replicas="2", wake_replicas="3"), policy)
     assert capped.lease is not None and capped.lease.wake_replicas == 2 and capped.issues
     assert resolve_lease("ns", "d", ann(min_replicas="0", wake_replicas="none"), policy).lease is None
+    sized = resolve_lease("ns", "d", ann(min_replicas="0", wake_target="7.5"), policy)
+    assert sized.lease is not None and sized.lease.wake_target == 7.5 and not sized.issues
+    assert woken.lease.wake_target is None  # unset in the policy: woken to the wake replicas whatever the demand
+    for bad in ("0", "-1", "nan", "fast"):
+        assert resolve_lease("ns", "d", ann(min_replicas="0", wake_target=bad), policy).lease is None, bad
+    ignored = resolve_lease("ns", "d", ann(min_replicas="1", wake_target="5"), policy)
+    assert ignored.lease is not None and ignored.lease.wake_target is None
+    assert any(i.key.endswith("wake-target") and "never scales to zero" in i.rule for i in ignored.issues)
+    default = parse_policy(zero_ok + """    scaleToZero:
+      wakeQuery: 'sum(rate(gw_requests_total{service="{{name}}"}[1m]))'
+      wakeTargetPerReplica: 12
+""")
+    r = resolve_lease("ns", "d", ann(min_replicas="0"), default)
+    assert r.lease is not None and r.lease.wake_target == 12
+    assert resolve_lease("ns", "d", ann(min_replicas="1"), default).lease.wake_target is None  # type: ignore[union-attr]
+    with pytest.raises(PolicyError, match="wakeTargetPerReplica"):
+        parse_policy(zero_ok + "    scaleToZero: {wakeQuery: 'x', wakeTargetPerReplica: 0}\n")
     with pytest.raises(PolicyError, match=r"scaleToZero\.wakeQuery"):
         parse_policy(zero_ok.replace("minimum: 1, maximum: 5", "minimum: 0, maximum: 5"))
 

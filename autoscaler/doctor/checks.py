@@ -66,6 +66,7 @@ from autoscaler.observe import (
     reported_slots,
     resolve_slots,
 )
+from autoscaler.policy.idle import woken_replicas
 from autoscaler.policy.types import Pod
 
 OK, WARN, FAIL, SKIP = "ok", "warn", "fail", "skip"
@@ -766,7 +767,8 @@ async def check_conflicts(ctx: Context, leases: Sequence[Lease]) -> list[Finding
 async def check_zero(ctx: Context, leases: Sequence[Lease]) -> list[Finding]:
     """Each lease that may scale to zero (min-replicas 0): its wake query answers one value, as the controller
     needs to wake it; else the controller never idles it (and never wakes it once at zero)."""
-    queries = {lease.key: lease.policy.wake_query for lease in leases if lease.policy and lease.policy.wake_query}
+    zeroable = {lease.key: lease.policy for lease in leases if lease.policy and lease.policy.wake_query}
+    queries = {key: lp.wake_query for key, lp in zeroable.items() if lp.wake_query}
     if not queries:
         return []
     if not ctx.prometheus_ok:
@@ -783,7 +785,12 @@ async def check_zero(ctx: Context, leases: Sequence[Lease]) -> list[Finding]:
                                "fix scaleToZero.wakeQuery in the policy: one value per lease, its gateway's or "
                                "ingress's request rate for the Deployment", key))
         else:
-            state = "demand" if value > stz.wake_threshold else "no demand"
+            lp = zeroable[key]
+            if value > stz.wake_threshold:
+                n = woken_replicas(value, lp.wake_replicas, lp.wake_target, lp.max_replicas)
+                state = f"demand: at zero it would be woken to {n} replica{'s' if n > 1 else ''}"
+            else:
+                state = "no demand"
             out.append(Finding("zero", OK, f"wake query answers {value:.3g} ({state}); scaled to zero after "
                                f"{stz.idle_s:g} s with none", subject=key))
     return out

@@ -5,8 +5,11 @@ them: its *wake value*, the demand its gateway or ingress sees (the policy's ``s
 sits on top of the lease's algorithm (HPA rule or predictive), which never proposes fewer than one replica itself:
 
 * at zero replicas, a wake value over the threshold asks for ``wake_replicas`` (``Wake``; one unless the lease
-  says more, as Knative's activation scale); the algorithm takes over once the pods report; else the lease stays
-  at zero (``Idle``);
+  says more, as Knative's activation scale), or, given the wake value one replica serves (``wake_target``), for
+  as many replicas as the demand waiting needs, up to the lease's maximum: a model woken by a burst gets its
+  fleet in one start-up instead of two; until its first pod is Ready, the wake value (its rate window still
+  filling) keeps sizing it (``Waking``); the algorithm takes over once the pods report; else the lease stays at
+  zero (``Idle``);
 * with replicas, the lease goes to zero once its wake value has stayed at or under the threshold for the idle
   period (``ScaleToZero``), unless its pods' own metrics are missing then (``ScaleToZeroHeld``: the controller
   never scales down blind); until then the algorithm decides, floored at one replica;
@@ -19,6 +22,7 @@ lease to zero).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -29,12 +33,15 @@ class IdleReason(StrEnum):
     SCALE_TO_ZERO = "ScaleToZero"
     WAKE_SIGNAL_MISSING = "WakeSignalMissing"
     HELD = "ScaleToZeroHeld"
+    WAKING = "Waking"
 
 
 @dataclass(frozen=True)
 class IdleState:
     active_at: float | None = None
     """When demand was last seen (or the lease first observed, or its wake value last missing)."""
+    waking: bool = False
+    """Woken from zero and no pod Ready yet: the pods cannot report, so the wake value sizes the lease."""
 
 
 @dataclass(frozen=True)
@@ -47,32 +54,54 @@ class IdleDecision:
 
 
 def decide_idle(current: int, desired: int, wake: float | None, now: float, state: IdleState, *,
-                idle_s: float, threshold: float = 0.0, wake_replicas: int = 1, blind: bool = False) -> IdleDecision:
+                idle_s: float, threshold: float = 0.0, wake_replicas: int = 1, wake_target: float | None = None,
+                max_replicas: int | None = None, ready: int = 0, blind: bool = False) -> IdleDecision:
     """The replicas of a lease whose minimum is 0, given the algorithm's ``desired`` and the ``wake`` value;
-    ``blind``: the pods' own metrics are missing or failing."""
+    ``wake_target``: the wake value one replica serves (None: woken to ``wake_replicas`` whatever the demand);
+    ``ready``: the lease's Ready pods; ``blind``: the pods' own metrics are missing or failing."""
     active = wake is None or wake > threshold or state.active_at is None
     active_at = now if active else state.active_at
     assert active_at is not None
-    new = IdleState(active_at)
     idle_for = now - active_at
     if current <= 0:
         if wake is None:
-            return IdleDecision(0, IdleReason.WAKE_SIGNAL_MISSING, new, idle_for)
+            return IdleDecision(0, IdleReason.WAKE_SIGNAL_MISSING, IdleState(active_at), idle_for)
         if wake > threshold:
-            return IdleDecision(max(1, wake_replicas), IdleReason.WAKE, new, idle_for)
-        return IdleDecision(0, IdleReason.IDLE, new, idle_for)
+            return IdleDecision(woken_replicas(wake, wake_replicas, wake_target, max_replicas), IdleReason.WAKE,
+                                IdleState(active_at, waking=True), idle_for)
+        return IdleDecision(0, IdleReason.IDLE, IdleState(active_at), idle_for)
+    new = IdleState(active_at, waking=state.waking and ready <= 0)
     if idle_for >= idle_s:
         if blind:
             return IdleDecision(max(1, desired, current), IdleReason.HELD, new, idle_for)
         return IdleDecision(0, IdleReason.SCALE_TO_ZERO, new, idle_for)
+    if new.waking and wake_target is not None and wake is not None and wake > threshold:
+        n = woken_replicas(wake, wake_replicas, wake_target, max_replicas)
+        if n > max(1, desired):
+            return IdleDecision(n, IdleReason.WAKING, new, idle_for)
     return IdleDecision(max(1, desired), None, new, idle_for)
 
 
-def idle_message(d: IdleDecision, wake: float | None, idle_s: float, threshold: float) -> str:
+def woken_replicas(wake: float, wake_replicas: int, wake_target: float | None, max_replicas: int | None) -> int:
+    """The replicas a lease at zero is woken to by demand ``wake``: ``wake_replicas``, or with ``wake_target``
+    (the wake value one replica serves) as many as the demand needs if more, at most ``max_replicas``."""
+    n = max(1, wake_replicas)
+    if wake_target is not None and wake_target > 0 and math.isfinite(wake):
+        n = max(n, math.ceil(wake / wake_target - 1e-9))
+    return n if max_replicas is None else max(1, min(n, max_replicas))
+
+
+def idle_message(d: IdleDecision, wake: float | None, idle_s: float, threshold: float,
+                 wake_target: float | None = None) -> str:
     """What a person reads in the Event or the status: why the lease is at, leaves or goes to zero."""
     if d.reason == IdleReason.WAKE:
         n = d.desired
-        return f"wake value {wake:.3g} above {threshold:g}: scaling from zero to {n} replica{'s' if n > 1 else ''}"
+        sized = f" ({wake:.3g} / {wake_target:g} per replica)" if wake_target else ""
+        return (f"wake value {wake:.3g} above {threshold:g}: scaling from zero to {n} replica{'s' if n > 1 else ''}"
+                f"{sized}")
+    if d.reason == IdleReason.WAKING:
+        return (f"woken, no pod Ready yet: wake value {wake:.3g} / {wake_target:g} per replica needs {d.desired} "
+                "replicas")
     if d.reason == IdleReason.IDLE:
         return f"idle: wake value {wake:.3g} at or under {threshold:g}; staying at zero replicas"
     if d.reason == IdleReason.SCALE_TO_ZERO:
@@ -86,4 +115,4 @@ def idle_message(d: IdleDecision, wake: float | None, idle_s: float, threshold: 
     return ""
 
 
-__all__ = ["IdleDecision", "IdleReason", "IdleState", "decide_idle", "idle_message"]
+__all__ = ["IdleDecision", "IdleReason", "IdleState", "decide_idle", "idle_message", "woken_replicas"]

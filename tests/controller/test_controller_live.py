@@ -16,8 +16,9 @@ from autoscaler.cli import main
 from autoscaler.config import PREDICTIVE_STATE_ANNOTATION, STATE_ANNOTATION, STATUS_ANNOTATION
 from autoscaler.metrics import ClientSettings, InstantVector, PrometheusClient
 from autoscaler.policy.predictive import PredictiveState
+from autoscaler.sandbox.controllers import ANN_STARTUP
 from autoscaler.sandbox.faultproxy import FaultProxy
-from autoscaler.sandbox.resources import LEASES
+from autoscaler.sandbox.resources import DEPLOYMENTS, LEASES
 from autoscaler.statestore import PredictivePersisted, parse_predictive
 from tests.controller.conftest import HEAVY, Env, wait_for
 from tests.support import SERVING
@@ -53,15 +54,15 @@ async def test_scale_up_under_load_then_down_only_after_window(env: Env) -> None
 
 async def test_scale_to_zero_when_idle_and_woken_by_the_gateway(env: Env) -> None:
     """A lease with min-replicas 0 goes to zero replicas once its wake query (the sandbox gateway's request rate) has
-    been 0 for the idle period, and back to serving when requests arrive at the gateway; a human's scale from zero
-    gets a whole idle period."""
+    been 0 for the idle period, and back to serving when requests arrive at the gateway, sized from them while its
+    pods start (wake-target: 4 req/s per replica); a human's scale from zero gets a whole idle period."""
     pfile = env.policy_file.with_name("policy-zero.yaml")
     pfile.write_text(env.policy_file.read_text().replace("lowerBound: 1", "lowerBound: 0") + """
   scaleToZero:
     wakeQuery: 'sum(rate(sandbox_gateway_requests_total{namespace="{{namespace}}",service="{{name}}"}[3s])) or vector(0)'
     idleSeconds: 2
 """)
-    env.deployment("zero", {P + "min-replicas": "0", P + "max-replicas": "2"})
+    env.deployment("zero", {P + "min-replicas": "0", P + "max-replicas": "3", P + "wake-target": "4"})
     await env.cluster.wait_for_ready("default", "zero")
     async with env.controller(policy_file=str(pfile)) as ctl:
         await wait_for(lambda: env.replicas("zero") == 0, 20, "scale to zero after the idle period")
@@ -72,6 +73,9 @@ async def test_scale_to_zero_when_idle_and_woken_by_the_gateway(env: Env) -> Non
         env.scale("zero", 0)  # and parked by hand: no demand, so it stays there
         await asyncio.sleep(1.0)
         assert env.replicas("zero") == 0
+        dep = env.cluster.registry.get(DEPLOYMENTS, "default", "zero")
+        dep["metadata"]["annotations"][ANN_STARTUP] = "3"  # woken pods load their model for 3 s, as GPU pods do
+        env.cluster.registry.update(DEPLOYMENTS, "default", "zero", dep)
         stats = env.dataplane.load_stats("default", "zero")
         await env.load("zero", {"profile": {"type": "constant", "rate": 10}})
         await wait_for(lambda: env.replicas("zero") >= 1, 15, "woken by the gateway's requests")
@@ -85,7 +89,10 @@ async def test_scale_to_zero_when_idle_and_woken_by_the_gateway(env: Env) -> Non
         await env.dataplane.stop_load("default", "zero")
     messages = [e["message"] for e in env.events("zero") if e["reason"] == "SuccessfulRescale"]
     assert any("New size: 0" in m and "scaling to zero" in m for m in messages), messages
-    assert any("New size: 1" in m and "scaling from zero" in m for m in messages), messages
+    assert any("scaling from zero" in m for m in messages), messages
+    # 10 req/s at 4 per replica: three replicas asked for before the first woken pod was Ready
+    assert any("New size: 3" in m and ("scaling from zero to 3" in m or "no pod Ready yet" in m)
+               for m in messages), messages
 
 
 async def test_fleet_policy_semantics_shadow_paused_and_bad_annotations(env: Env) -> None:
@@ -222,7 +229,6 @@ async def test_replicas_changed_again_and_again_outside_are_another_writer(env: 
 
 
 def _scale(env: Env, name: str, replicas: int) -> None:
-    from autoscaler.sandbox.resources import DEPLOYMENTS
     obj = env.get(name)
     obj["spec"]["replicas"] = replicas
     env.cluster.registry.update(DEPLOYMENTS, "default", name, obj)

@@ -67,3 +67,6 @@ def test_explain_says_how_a_lease_scales_to_zero() -> None:
     assert ('scale to zero: after 600s without demand (wake value at or under 0); woken to 2 replica(s) by: '
             'sum(rate(gw{service="chat"}[1m]))') in out, out
     assert "scale to zero" not in "\n".join(explain_lines(deployment("x"), policy, "test", []))
+    dep["metadata"]["annotations"][P + "wake-target"] = "12.5"
+    out = "\n".join(explain_lines(dep, policy, "test", []))
+    assert "woken to 2 replica(s), or one per 12.5 of the wake value by: " in out, out

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import os
 import re
 import shlex
@@ -150,7 +151,8 @@ async def test_scale_to_zero_wake_query_must_answer_one_value(env: Env) -> None:
                         "data": {"policy.yaml": zero}})
     for name in ("served", "silent"):
         env.cluster.create_deployment(name, namespace=ns, replicas=0, kind="triton",
-                                      annotations={P + "enabled": "true", P + "min-replicas": "0"})
+                                      annotations={P + "enabled": "true", P + "min-replicas": "0",
+                                                   P + "wake-target": "2"})
     await env.dataplane.start_load(ns, "served", {"profile": {"type": "constant", "rate": 5}})
     try:
         await _until(env.dataplane.prometheus_url, f'rate(sandbox_gateway_requests_total{{namespace="{ns}"}}[3s])',
@@ -160,6 +162,8 @@ async def test_scale_to_zero_wake_query_must_answer_one_value(env: Env) -> None:
         await env.dataplane.stop_load(ns, "served")
     (ok,) = pick(fs, "zero", f"{ns}/served")
     assert ok.status == OK and "wake query answers" in ok.detail and "scaled to zero after 900 s" in ok.detail, ok
+    woken = re.search(r"answers ([0-9.e+-]+) \(demand: at zero it would be woken to (\d+) replica", ok.detail)
+    assert woken and int(woken[2]) == min(math.ceil(float(woken[1]) / 2), 5), ok  # 2 req/s per replica, max 5
     (bad,) = pick(fs, "zero", f"{ns}/silent")
     assert bad.status == FAIL and "found no series" in bad.detail and 'service="silent"' in bad.detail, bad
     assert "scaleToZero.wakeQuery" in bad.fix

@@ -34,6 +34,37 @@ def test_a_lease_is_woken_to_its_wake_replicas() -> None:
     assert "scaling from zero to 3 replicas" in idle_message(d, 4.0, IDLE_S, 0.0)
 
 
+def test_given_what_one_replica_serves_a_lease_is_woken_to_what_the_demand_needs() -> None:
+    """A burst that wakes a lease gets its fleet in one start-up: ceil(demand / per-replica target), at least the
+    wake replicas, at most the maximum; without a target the demand does not size the wake-up."""
+    def woken(wake: float, **kw: float | int | None) -> int:
+        return decide_idle(0, 1, wake, 0.0, IdleState(), idle_s=IDLE_S, **kw).desired  # type: ignore[arg-type]
+    assert woken(30.0, wake_target=8.0, max_replicas=10) == 4
+    assert woken(32.0, wake_target=8.0, max_replicas=10) == 4  # exactly four replicas' worth
+    assert woken(0.5, wake_target=8.0, wake_replicas=2, max_replicas=10) == 2  # never fewer than the wake replicas
+    assert woken(500.0, wake_target=8.0, max_replicas=6) == 6  # never more than the maximum
+    assert woken(30.0, max_replicas=10) == 1
+    d = decide_idle(0, 1, 30.0, 0.0, IdleState(), idle_s=IDLE_S, wake_target=8.0, max_replicas=10)
+    assert "scaling from zero to 4 replicas (30 / 8 per replica)" in idle_message(d, 30.0, IDLE_S, 0.0, 8.0)
+    # with replicas, the wake value sizes nothing: the algorithm decides, floored at one
+    assert decide_idle(1, 1, 30.0, 0.0, IdleState(), idle_s=IDLE_S, wake_target=8.0).desired == 1
+
+
+def test_until_a_woken_pod_is_ready_the_wake_value_keeps_sizing_the_lease() -> None:
+    """The first reading after a burst is low (its rate window is still filling): while no woken pod is Ready, the
+    wake value sizes the lease as it grows; once one is Ready the algorithm decides, as before the wake."""
+    kw = {"idle_s": IDLE_S, "wake_target": 8.0, "max_replicas": 10}
+    d = decide_idle(0, 1, 5.0, 0.0, IdleState(), **kw)  # type: ignore[arg-type]
+    assert (d.desired, d.reason, d.state.waking) == (1, IdleReason.WAKE, True)
+    d = decide_idle(1, 1, 30.0, 1.0, d.state, ready=0, **kw)  # type: ignore[arg-type]
+    assert (d.desired, d.reason) == (4, IdleReason.WAKING)
+    assert "no pod Ready yet: wake value 30 / 8 per replica needs 4 replicas" in idle_message(d, 30.0, IDLE_S, 0.0, 8.0)
+    assert decide_idle(4, 6, 30.0, 2.0, d.state, ready=0, **kw).desired == 6  # the algorithm may ask for more
+    d = decide_idle(4, 1, 30.0, 3.0, d.state, ready=1, **kw)  # type: ignore[arg-type]
+    assert (d.desired, d.reason, d.state.waking) == (1, None, False)  # a pod reports: the algorithm's again
+    assert decide_idle(1, 1, 30.0, 4.0, d.state, ready=0, **kw).desired == 1  # type: ignore[arg-type]
+
+
 def test_replicas_go_to_zero_after_a_whole_idle_period_counted_from_the_last_demand() -> None:
     out = run([(0, 2, 2, 0.0),  # first observation: the period starts here, not at some unknown past
                (30, 2, 0, 0.0),  # the algorithm's 0 is floored at one replica inside the period
