@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from autoscaler.config import ClusterPolicy, PolicyError, load_policy
-from autoscaler.replay.policies import ReplaySettings, policy_names
+from autoscaler.replay.policies import ReplaySettings, is_policy_name, policy_names
 from autoscaler.replay.report import criteria, criteria_table, frontier_sentence, markdown_table, plot
 from autoscaler.replay.run import DEFAULT_POLICIES, replay
 from autoscaler.replay.workload import DEFAULT_SERVING
@@ -50,7 +50,8 @@ def add_settings_arguments(p: argparse.ArgumentParser) -> None:
 def add_arguments(p: argparse.ArgumentParser) -> None:
     add_settings_arguments(p)
     p.add_argument("--policies", default=",".join(DEFAULT_POLICIES),
-                   help="comma-separated: hpa, hpa-gpu, keda, kpa, default, oracle (default: %(default)s)")
+                   help="comma-separated: hpa, hpa-gpu, keda, kpa, default, oracle; NAME+zero: NAME under the "
+                        "scale-to-zero layer (default: %(default)s)")
     p.add_argument("--plot", type=Path, default=None, help="write a PNG (load, replicas, queue time) here")
     p.add_argument("--json", action="store_true", help="print JSON instead of the Markdown table")
 
@@ -112,7 +113,7 @@ def setup_from_args(args: argparse.Namespace) -> Setup:
     except (PolicyError, OSError) as exc:
         raise ValueError(str(exc)) from None
     options = parse_options(args.policy_option)
-    known = policy_names()
+    known = [*policy_names(), "zero"]
     unknown = sorted({k.split(".", 1)[0] for k in options} - set(known))
     if unknown:
         raise ValueError(f"--policy-option: unknown policies {unknown} (known: {', '.join(known)})")
@@ -127,10 +128,10 @@ def setup_from_args(args: argparse.Namespace) -> Setup:
 
 def run(args: argparse.Namespace) -> int:
     names = [n.strip() for n in args.policies.split(",") if n.strip()]
-    known = policy_names()
-    bad = [n for n in names if n not in known]
+    bad = [n for n in names if not is_policy_name(n)]
     if bad:
-        print(f"autoscaler replay: unknown policies {bad} (known: {', '.join(known)})", file=sys.stderr)
+        print(f"autoscaler replay: unknown policies {bad} (known: {', '.join(policy_names())}; NAME+zero: NAME "
+              "under the scale-to-zero layer)", file=sys.stderr)
         return 2
     try:
         setup = setup_from_args(args)

@@ -253,6 +253,17 @@ class ClusterView:
             out[c] = float(v.sum()) if v.size else None
         return out
 
+    def gateway_rate(self, window_s: float | None = None) -> float:
+        """The lease's arrival rate in front of its pods, as a gateway's request counter reads in Prometheus:
+        scraped every ``scrape_interval_s``, ``rate()`` over ``window_s`` (default ``rate_window_s``) at the last
+        scrape (arrivals, whether or not a pod took them: the wake value of scale to zero)."""
+        s = self.settings
+        window = s.rate_window_s if window_s is None else window_s
+        last = min(int(math.floor(self.now / s.scrape_interval_s) * s.scrape_interval_s), self._sim.T)
+        lo = max(0, int(last - window))
+        cum = self._sim.arrived_cum
+        return float(cum[last] - cum[lo]) / window if last > lo else 0.0
+
     def inflight_history(self, seconds: int) -> FloatArray:
         """Total in-flight requests (queued + executing) over Ready pods, per second, for the last
         ``seconds`` seconds up to now (Knative's queue-proxy scrape, 1 s buckets)."""
@@ -287,6 +298,9 @@ class Simulation:
         self._grow_slots(max(8, 2 * s.max_replicas + 8))
         T = self.T
         self.arrived = workload.counts.astype(np.float64)
+        self.arrived_cum = np.concatenate([[0.0], np.cumsum(self.arrived)])
+        self.floor = 0 if getattr(policy, "scales_to_zero", False) else s.min_replicas
+        """The fewest replicas: the replay's minimum, or 0 for a policy under the scale-to-zero layer."""
         self.served = np.zeros(T)
         self.dropped = np.zeros(T)
         self.violations = np.zeros(T)
@@ -333,7 +347,7 @@ class Simulation:
     def apply(self, t: float, desired: int) -> float:
         """Scale to ``desired`` at ``t``; returns when traffic routing first changes (inf: never)."""
         s = self.settings
-        desired = max(s.min_replicas, min(s.max_replicas, int(desired)))
+        desired = max(self.floor, min(s.max_replicas, int(desired)))
         if desired == self.spec:
             return math.inf
         self.scale_events += 1
@@ -449,7 +463,7 @@ class Simulation:
         if n0 is None:
             first = float(w.counts[:60].mean()) if w.steps else 0.0
             n0 = math.ceil(first / w.replica_capacity_rps)
-        n0 = max(s.min_replicas, min(s.max_replicas, n0))
+        n0 = max(self.floor, min(s.max_replicas, n0))
         for _ in range(n0):
             self._new_pod(0.0, 0.0)
         self._set_spec(0.0, n0)

@@ -39,7 +39,7 @@ def poisson(rates: np.ndarray, seed: int = 1) -> np.ndarray:
     return out
 
 
-@pytest.mark.parametrize("policy", ["hpa", "hpa-gpu", "keda", "kpa", "default"])
+@pytest.mark.parametrize("policy", ["hpa", "hpa-gpu", "keda", "kpa", "default", "default+zero"])
 def test_requests_are_conserved(policy: str) -> None:
     """Every arrival is served, still queued at the end, or dropped: nothing appears or vanishes."""
     rates = np.concatenate([np.full(300, 20.0), np.full(300, 150.0), np.full(300, 5.0), np.full(300, 90.0)])
@@ -247,6 +247,49 @@ def test_cli_rejects_unknown_policy(capsys: pytest.CaptureFixture[str]) -> None:
     """An unknown policy name exits 2 with the list of known ones."""
     assert main(["replay", "--trace", "azure_conv_2023_1s", "--policies", "nope"]) == 2
     assert "known" in capsys.readouterr().err
+
+
+def test_scale_to_zero_trades_idle_gpu_seconds_for_the_requests_that_wake_it() -> None:
+    """`NAME+zero` runs the controller's scale-to-zero core over the gateway's request rate: zero replicas only
+    after a whole idle period without arrivals, GPU-seconds saved in the gap, the requests that come while at zero
+    or while the woken pod starts dropped (violations); sized from the demand with a wake target, fewer of them."""
+    rates = np.zeros(3600)
+    rates[300:900] = rates[2700:3300] = 100.0
+    w = workload(poisson(rates))
+    settings = SETTINGS  # 60-s start-up, 15-s scrapes, 60-s rate window
+
+    def run(name: str, **opts: float) -> tuple[dict[str, float], np.ndarray, float]:
+        r = simulate(w, make_policy(name, PolicyContext(settings, SHIPPED, {f"zero.{k}": v for k, v in opts.items()})),
+                     settings)
+        return summarize(r), r.spec_replicas, float(r.dropped.sum())
+
+    floor, floor_spec, floor_dropped = run("default")
+    zero, spec, dropped = run("default+zero", idleSeconds=300)
+    sized, _, _ = run("default+zero", idleSeconds=300, wakeTargetPerReplica=w.replica_capacity_rps)
+    assert floor_spec.min() == 1 and floor_dropped == 0
+    assert spec[:300].max() == 0  # idle from the start: zero at once (the first minute needs no replica)
+    at_zero = np.flatnonzero(spec[900:2700] == 0)
+    assert at_zero.size and at_zero[0] >= 300, "zero replicas before a whole idle period after the last arrival"
+    assert spec[2700 + 120:3300].min() >= 1  # woken by the second burst
+    idle = int((spec == 0).sum())  # seconds at zero, where the floored policy pays for one replica
+    assert idle > 1000 and zero["gpuSeconds"] < floor["gpuSeconds"] - 0.5 * idle
+    assert dropped > 0 and zero["sloViolationFraction"] > floor["sloViolationFraction"]  # the cold starts' price
+    assert sized["sloViolationFraction"] < zero["sloViolationFraction"]  # woken to the burst's fleet at once
+
+
+def test_cli_replays_scale_to_zero_beside_the_policy(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    """`--policies default,default+zero` with `zero.*` options; a bad option or `oracle+zero` exits 2."""
+    trace = _trace(tmp_path, np.concatenate([np.full(200, 10.0), np.zeros(900), np.full(200, 10.0)]))
+    rc = main(["replay", "--trace", str(trace), "--policies", "default,default+zero", "--peak-replicas", "4",
+               "--startup-seconds", "30", "--policy-option", "zero.idleSeconds=120", "--json"])
+    out = json.loads(capsys.readouterr().out)
+    assert rc == 0 and set(out["policies"]) == {"default", "default+zero"}
+    assert out["policies"]["default+zero"]["gpuSeconds"] < out["policies"]["default"]["gpuSeconds"]
+    assert main(["replay", "--trace", str(trace), "--policies", "default+zero", "--policy-option",
+                 "zero.idle=1"]) == 2
+    assert "zero.idleSeconds" in capsys.readouterr().err
+    assert main(["replay", "--trace", str(trace), "--policies", "oracle+zero"]) == 2
+    assert "NAME+zero" in capsys.readouterr().err
 
 
 def test_criteria_name_each_failed_check() -> None:

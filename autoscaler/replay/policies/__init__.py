@@ -18,7 +18,9 @@ Adding an algorithm is one module in this package::
 
 Modules here are imported on first use, so nothing else needs editing. ``default`` resolves to the
 algorithm the cluster policy (``--config``, default the shipped ``config/policy.yaml``) names;
-:func:`register_policy` adds a named baseline (``hpa``, ``keda``, ``kpa``...) instead.
+:func:`register_policy` adds a named baseline (``hpa``, ``keda``, ``kpa``...) instead. Any simulated policy's
+name with ``+zero`` (``default+zero``) replays it under the controller's scale-to-zero layer
+(:mod:`autoscaler.replay.policies.zero`).
 """
 
 from __future__ import annotations
@@ -119,9 +121,20 @@ def policy_names() -> list[str]:
     return sorted({*_POLICIES, "default", "oracle"})
 
 
+def is_policy_name(name: str) -> bool:
+    """Whether ``--policies`` accepts ``name``: a policy's name, or a simulated policy's with ``+zero`` (the
+    scale-to-zero layer on top, :mod:`autoscaler.replay.policies.zero`)."""
+    base = name.removesuffix("+zero")
+    return base in policy_names() and (base == name or base != "oracle")
+
+
 def make_policy(name: str, ctx: PolicyContext) -> ReplayPolicy:
-    """Build a policy by name; ``default`` is the cluster policy's algorithm."""
+    """Build a policy by name; ``default`` is the cluster policy's algorithm; ``NAME+zero`` is NAME under the
+    scale-to-zero layer."""
     _load()
+    if name.endswith("+zero") and name != "oracle+zero":
+        from autoscaler.replay.policies.zero import with_zero
+        return with_zero(make_policy(name.removesuffix("+zero"), ctx), name, ctx)
     if name == "default":
         algo = ctx.cluster_policy.autoscaling.algorithm
         factory = _ALGORITHMS.get(algo)
@@ -138,6 +151,6 @@ def make_policy(name: str, ctx: PolicyContext) -> ReplayPolicy:
 
 
 __all__ = [
-    "PolicyContext", "PolicyFactory", "ReplayPolicy", "ReplaySettings", "make_policy",
+    "PolicyContext", "PolicyFactory", "ReplayPolicy", "ReplaySettings", "is_policy_name", "make_policy",
     "policy_names", "register_algorithm", "register_policy",
 ]

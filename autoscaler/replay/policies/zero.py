@@ -1,0 +1,78 @@
+"""``NAME+zero``: any replay policy with the controller's scale-to-zero layer on top (``default+zero``, ``hpa+zero``).
+
+Why: scale to zero trades GPU-seconds in idle stretches for the requests that arrive while a lease is at zero or
+its woken pod starts (a model server's whole start-up; the replay counts them as dropped, i.e. SLO violations).
+Whether that pays depends on how idle the traffic is, so the replay shows it on a team's own trace, side by side
+with the same policy floored at one replica.
+
+The layer is the controller's own pure core, :func:`autoscaler.policy.idle.decide_idle`, fed as the controller
+feeds it:
+
+* the wake value is the lease's request rate in front of its pods, as a gateway's counter scraped every
+  ``scrape_interval_s`` and read with ``rate()`` over ``rate_window_s`` (:meth:`ClusterView.gateway_rate`);
+* at zero the wrapped policy is not asked (it has no pods to size, as the controller skips a predictive lease at
+  zero); with replicas its decision is floored at one and the layer decides when to go to zero;
+* parameters from the cluster policy's ``scaleToZero`` (``idleSeconds``, ``wakeThreshold``, ``wakeReplicas``,
+  ``wakeTargetPerReplica``), each overridable with ``--policy-option zero.idleSeconds=300`` and so on. The replay is
+  never blind (every Ready pod is scraped), so ``ScaleToZeroHeld`` does not occur.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from autoscaler.policy.idle import IdleState, decide_idle
+from autoscaler.replay.policies import PolicyContext, ReplayPolicy
+from autoscaler.replay.sim import ClusterView
+
+SUFFIX = "+zero"
+OPTIONS = ("idleSeconds", "wakeThreshold", "wakeReplicas", "wakeTargetPerReplica")
+
+
+@dataclass
+class ZeroPolicy:
+    """The wrapped policy under the scale-to-zero layer."""
+
+    inner: ReplayPolicy
+    name: str
+    idle_s: float
+    threshold: float = 0.0
+    wake_replicas: int = 1
+    wake_target: float | None = None
+    max_replicas: int | None = None
+    state: IdleState = field(default_factory=IdleState)
+    scales_to_zero: bool = True
+    """Tells the simulator this policy's floor is 0 replicas."""
+    interval_s: float = 0.0
+    """The wrapped policy's (set at construction)."""
+
+    def __post_init__(self) -> None:
+        self.interval_s = self.inner.interval_s
+
+    def decide(self, view: ClusterView) -> int:
+        current = view.spec_replicas
+        desired = self.inner.decide(view) if current > 0 else 0
+        d = decide_idle(current, desired, view.gateway_rate(), view.now, self.state, idle_s=self.idle_s,
+                        threshold=self.threshold, wake_replicas=self.wake_replicas, wake_target=self.wake_target,
+                        max_replicas=self.max_replicas, ready=view.ready_replicas)
+        self.state = d.state
+        return d.desired
+
+
+def with_zero(inner: ReplayPolicy, name: str, ctx: PolicyContext) -> ZeroPolicy:
+    """``inner`` under the scale-to-zero layer, with the cluster policy's ``scaleToZero`` and ``zero.*`` options."""
+    stz = ctx.cluster_policy.autoscaling.scale_to_zero
+    opts = {k.removeprefix("zero."): v for k, v in ctx.options.items() if k.startswith("zero.")}
+    unknown = sorted(set(opts) - set(OPTIONS))
+    if unknown:
+        raise ValueError(f"unknown option zero.{unknown[0]} (known: {', '.join('zero.' + o for o in OPTIONS)})")
+    idle_s = float(opts.get("idleSeconds", stz.idle_s))
+    if idle_s <= 0:
+        raise ValueError("zero.idleSeconds must be > 0")
+    target = opts.get("wakeTargetPerReplica", stz.wake_target)
+    return ZeroPolicy(inner, name, idle_s=idle_s, threshold=float(opts.get("wakeThreshold", stz.wake_threshold)),
+                      wake_replicas=max(1, int(opts.get("wakeReplicas", stz.wake_replicas))),
+                      wake_target=float(target) if target else None, max_replicas=ctx.settings.max_replicas)
+
+
+__all__ = ["OPTIONS", "SUFFIX", "ZeroPolicy", "with_zero"]
