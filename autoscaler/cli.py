@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from collections.abc import Sequence
 
@@ -54,8 +55,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(args_list)
     try:
         rc: int = args._module.run(args)
+        sys.stdout.flush()  # here, so that a reader who left is handled below and not at interpreter exit
     except CommandError as exc:
         print(f"autoscaler {args.command}: {exc}", file=sys.stderr)
+        return 1
+    except BrokenPipeError:  # `autoscaler replay ... | head`: the reader left; no traceback, and no second error
+        devnull = os.open(os.devnull, os.O_WRONLY)  # when Python flushes stdout at exit
+        os.dup2(devnull, sys.stdout.fileno())
         return 1
     return rc
 
