@@ -80,6 +80,9 @@ class ReplayPolicy(Protocol):
 
 PolicyFactory = Callable[[PolicyContext], ReplayPolicy]
 
+ZERO = "+zero"
+"""A simulated policy's name with this suffix replays it under the scale-to-zero layer."""
+
 _POLICIES: dict[str, PolicyFactory] = {}
 _ALGORITHMS: dict[str, PolicyFactory] = {}
 _loaded = False
@@ -124,7 +127,7 @@ def policy_names() -> list[str]:
 def is_policy_name(name: str) -> bool:
     """Whether ``--policies`` accepts ``name``: a policy's name, or a simulated policy's with ``+zero`` (the
     scale-to-zero layer on top, :mod:`autoscaler.replay.policies.zero`)."""
-    base = name.removesuffix("+zero")
+    base = name.removesuffix(ZERO)
     return base in policy_names() and (base == name or base != "oracle")
 
 
@@ -132,9 +135,9 @@ def make_policy(name: str, ctx: PolicyContext) -> ReplayPolicy:
     """Build a policy by name; ``default`` is the cluster policy's algorithm; ``NAME+zero`` is NAME under the
     scale-to-zero layer."""
     _load()
-    if name.endswith("+zero") and name != "oracle+zero":
-        from autoscaler.replay.policies.zero import with_zero
-        return with_zero(make_policy(name.removesuffix("+zero"), ctx), name, ctx)
+    if name.endswith(ZERO) and is_policy_name(name):
+        from autoscaler.replay.policies.zero import with_zero  # imports the simulator, which imports this module
+        return with_zero(make_policy(name.removesuffix(ZERO), ctx), name, ctx)
     if name == "default":
         algo = ctx.cluster_policy.autoscaling.algorithm
         factory = _ALGORITHMS.get(algo)
@@ -151,6 +154,6 @@ def make_policy(name: str, ctx: PolicyContext) -> ReplayPolicy:
 
 
 __all__ = [
-    "PolicyContext", "PolicyFactory", "ReplayPolicy", "ReplaySettings", "is_policy_name", "make_policy",
+    "ZERO", "PolicyContext", "PolicyFactory", "ReplayPolicy", "ReplaySettings", "is_policy_name", "make_policy",
     "policy_names", "register_algorithm", "register_policy",
 ]

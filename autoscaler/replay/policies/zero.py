@@ -25,7 +25,6 @@ from autoscaler.policy.idle import IdleState, decide_idle
 from autoscaler.replay.policies import PolicyContext, ReplayPolicy
 from autoscaler.replay.sim import ClusterView
 
-SUFFIX = "+zero"
 OPTIONS = ("idleSeconds", "wakeThreshold", "wakeReplicas", "wakeTargetPerReplica")
 
 
@@ -75,4 +74,4 @@ def with_zero(inner: ReplayPolicy, name: str, ctx: PolicyContext) -> ZeroPolicy:
                       wake_target=float(target) if target else None, max_replicas=ctx.settings.max_replicas)
 
 
-__all__ = ["OPTIONS", "SUFFIX", "ZeroPolicy", "with_zero"]
+__all__ = ["OPTIONS", "ZeroPolicy", "with_zero"]
