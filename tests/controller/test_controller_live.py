@@ -74,7 +74,7 @@ async def test_scale_to_zero_when_idle_and_woken_by_the_gateway(env: Env) -> Non
         await asyncio.sleep(1.0)
         assert env.replicas("zero") == 0
         dep = env.cluster.registry.get(DEPLOYMENTS, "default", "zero")
-        dep["metadata"]["annotations"][ANN_STARTUP] = "3"  # woken pods load their model for 3 s, as GPU pods do
+        dep["metadata"]["annotations"][ANN_STARTUP] = "4"  # woken pods load their model for 4 s, as GPU pods do
         env.cluster.registry.update(DEPLOYMENTS, "default", "zero", dep)
         stats = env.dataplane.load_stats("default", "zero")
         await env.load("zero", {"profile": {"type": "constant", "rate": 10}})
