@@ -719,8 +719,10 @@ def _sustained_queue(state: PredictiveState, obs: PredictiveObservation,
     if params.reactive_floor_window_s <= 0:
         return {}, obs.queue_time_us, obs.ready_replicas
     now, w = obs.now, params.reactive_floor_window_s
-    samples = state.queue_times if obs.queue_time_us is None else (
-        *state.queue_times, (now, obs.queue_time_us, float(obs.ready_replicas)))
+    qt = obs.queue_time_us
+    if qt is None and obs.request_rate_rps == 0 and (obs.pending_requests or 0.0) < 0.5:
+        qt = 0.0  # nothing arrives and nothing waits: nobody queues (not a missing reading), so no sustained excess
+    samples = state.queue_times if qt is None else (*state.queue_times, (now, qt, float(obs.ready_replicas)))
     samples = samples[bisect_left(samples, now - w, key=_TIME):]
     changes = {"queue_times": samples}
     if not samples or now - samples[0][0] < 0.75 * w:

@@ -187,6 +187,28 @@ def test_reactive_floor_needs_a_sustained_queue_and_sizes_on_the_fleet_that_prod
     assert _feed(replace(p, reactive_floor_factor=0.0), calm + chronic, base).reason == PredictiveReason.CAPACITY
 
 
+def test_a_drained_backlog_raises_no_reactive_floor_once_nothing_arrives() -> None:
+    """When the load stops, the 1-m queue time still shows the last requests, which waited long (a backlog worked
+    off); then it has no value, for lack of requests. Those empty readings are a queue of zero, not missing ones:
+    one reading over the target is no sustained queue, and adding replicas when nothing arrives and nothing waits
+    helps nobody."""
+    p = replace(PredictiveParams(), seasonal=False)
+    base = need(100.0)
+    state = PredictiveState()
+    for t in range(0, 900, 5):
+        state = decide_predictive(obs(float(t), 100.0, current=base), state, p).state
+    d = decide_predictive(obs(900.0, 0.0, current=base, queue_us=14e6, pending=0.0), state, p)
+    assert d.desired_replicas == base  # held while the last requests' queue time shows
+    for t in range(905, 1100, 5):
+        d = decide_predictive(obs(float(t), 0.0, current=base, queue_us=None, pending=0.0), d.state, p)
+        assert d.reason != PredictiveReason.REACTIVE_FLOOR and d.desired_replicas <= base, (t, d.reason)
+    # requests still waiting keep a missing reading missing: a sustained queue there still raises the floor
+    waiting = decide_predictive(obs(900.0, 0.0, current=base, queue_us=14e6, pending=50.0), state, p)
+    for t in range(905, 965, 5):
+        waiting = decide_predictive(obs(float(t), 0.0, current=base, queue_us=None, pending=50.0), waiting.state, p)
+    assert waiting.reason == PredictiveReason.REACTIVE_FLOOR
+
+
 def test_a_growing_backlog_is_demand_the_pods_did_not_serve() -> None:
     """Saturated pods cap the served rate; the backlog's growth over the growth window is demand too."""
     for window, expect in ((30.0, 200.0), (0.0, 100.0)):
