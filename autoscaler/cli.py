@@ -32,7 +32,12 @@ COMMANDS: dict[str, tuple[str, str]] = {
 
 
 def build_parser(argv: Sequence[str]) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="autoscaler", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="autoscaler", description="Autoscaler for GPU inference Deployments (Triton, NIM, vLLM): one controller "
+        "that reads Prometheus itself and scales each opted-in Deployment's /scale, in place of the "
+        "HorizontalPodAutoscaler and the Prometheus Adapter.",
+        epilog="Start with `autoscaler demo` (a sandbox cluster, no set-up); `autoscaler COMMAND --help` for one "
+        "command; docs/ in the repository for the rest.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     wanted = argv[0] if argv else None
