@@ -1015,6 +1015,33 @@ class Controller:
         if promql:
             self._seed(lease, [("saturated batches", promql, False, take)])
 
+    def _read_idle(self, lease: LeasePolicy, rt: LeaseRuntime, first_seen: float) -> None:
+        """Read in the background how long a lease first seen with replicas and no demand has been idle: its wake
+        query over the last idle period, at its scrape-like steps, as the controller would have read it (a
+        restarted controller otherwise waits a whole idle period again). Kept only when the query answered at
+        nearly every step of the period (else Prometheus lacks the history: the period starts now), and only while
+        no demand has been seen since (``rt.idle`` still starts at ``first_seen``)."""
+        stz = self.policy.policy.autoscaling.scale_to_zero
+        if not lease.wake_query:
+            return
+        period = max(1, math.ceil(stz.idle_s))
+        step = max(1, min(15, period // 60))
+        q, window = f"({lease.wake_query})", f"[{period}s:{step}s]"
+        covered = [False]
+
+        def take_count(res: InstantVector) -> None:
+            covered[0] = any(s.value >= 0.9 * (period // step) for s in res.samples)
+
+        def take_since(res: InstantVector) -> None:
+            if not covered[0] or rt.idle.active_at != first_seen:
+                return
+            since = [s.value for s in res.samples if math.isfinite(s.value)]
+            idle_for = max(0.0, min(since)) if since else float(period)  # no demand at any step: the whole period
+            rt.idle = replace(rt.idle, active_at=first_seen - idle_for)
+        self._seed(lease, [("idle history (coverage)", f"count_over_time({q}{window})", False, take_count),
+                           ("idle history", f"time() - max_over_time(timestamp({q} > {stz.wake_threshold!r}){window})",
+                            False, take_since)])
+
     def _seed(self, lease: LeasePolicy, reads: list[_SeedRead]) -> None:
         """Run a lease's history ``reads`` (what, PromQL, matrix answer, what to do with it) one after the other in
         the background, at most ``SEED_CONCURRENCY`` queries at a time over all leases; a failed one is logged and
@@ -1073,6 +1100,9 @@ class Controller:
         value, why, failed = wake or Wake(None, "not queried")
         if failed:
             self.telemetry.errors.labels("prometheus").inc()
+        first = p.rt.idle.active_at is None
+        if first and p.snap.current_replicas > 0 and value is not None and value <= stz.wake_threshold:
+            self._read_idle(p.lease, p.rt, now)  # a restart: how long it has been idle already
         d = decide_idle(p.snap.current_replicas, desired, value, now, p.rt.idle, idle_s=stz.idle_s,
                         threshold=stz.wake_threshold, wake_replicas=p.lease.wake_replicas,
                         wake_target=p.lease.wake_target, max_replicas=p.lease.max_replicas,

@@ -16,8 +16,8 @@ sits on top of the lease's algorithm (HPA rule or predictive), which never propo
 * a missing wake value (the query failed, or found no series) is never taken for idleness: at zero the lease
   stays (``WakeSignalMissing``), with replicas it keeps the algorithm's decision and the idle period starts again.
 
-The first observation starts the idle period (a restarted controller waits a whole period before scaling a
-lease to zero).
+The first observation starts the idle period; the controller may then move its start back (``IdleState.active_at``)
+to when its wake query last showed demand in Prometheus's history, so that a restart does not cost a whole period.
 """
 
 from __future__ import annotations
