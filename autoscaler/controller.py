@@ -246,6 +246,8 @@ _YIELD_EVERY = 250  # leases prepared between two yields to the event loop while
 _LIMIT_REASONS = frozenset({PredictiveReason.TOO_MANY_REPLICAS, PredictiveReason.TOO_FEW_REPLICAS,
                            PredictiveReason.SCALE_DOWN_LIMIT})  # the predictive reasons that name a limit
 FIGHT_WINDOW_S, FIGHT_CHANGES = 600.0, 3  # this many outside changes of replicas in this window: another writer
+IDLE_HISTORY_STEPS = 2000
+"""The most steps of a wake query's history read back (:meth:`Controller._read_idle`): 15-s steps up to ~8 h."""
 _SeedRead = tuple[str, str, bool, Callable[[InstantVector], None]]  # what, PromQL, matrix answer, what to do with it
 SEED_CONCURRENCY = 2  # recurring-load histories read from Prometheus at once (a restart reads one per lease)
 BATCH_HISTORY_S = 3600.0  # how far back a vLLM lease's saturated batches are read after a (re)start
@@ -1026,6 +1028,8 @@ class Controller:
             return
         period = max(1, math.ceil(stz.idle_s))
         step = max(1, min(15, period // 60))
+        if period // step > IDLE_HISTORY_STEPS:  # over ~8 h: too many evaluations of the query for one read
+            return
         q, window = f"({lease.wake_query})", f"[{period}s:{step}s]"
         covered = [False]
 
