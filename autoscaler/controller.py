@@ -1145,7 +1145,7 @@ class Controller:
         applied = False
         if lease.mode == Mode.ENFORCE and not self.settings.dry_run:
             applied, desired, reason, message, new_state = await self._rescale(
-                obj, lease, snap, state, desired, reason, message, new_state, now)
+                obj, lease, current, desired, reason, message, new_state, now)
             if not applied:  # a failed patch scaled nothing: its scale event must not rate-limit later ones
                 new_state = DecisionState(new_state.recommendations, state.scale_events)
             report.rescales += int(applied)
@@ -1159,11 +1159,9 @@ class Controller:
         if changes:
             await self._patch_annotations(lease, p.rt, changes)
 
-    async def _rescale(self, obj: dict[str, Any], lease: LeasePolicy, snap: Snapshot, state: DecisionState,
-                       desired: int, reason: str, message: str, new_state: DecisionState,
-                       now: float) -> tuple[bool, int, str, str, DecisionState]:
+    async def _rescale(self, obj: dict[str, Any], lease: LeasePolicy, current: int, desired: int, reason: str,
+                       message: str, new_state: DecisionState, now: float) -> tuple[bool, int, str, str, DecisionState]:
         ns, name = lease.namespace, lease.name
-        current = snap.current_replicas
         rv = str((obj.get("metadata") or {}).get("resourceVersion") or "")
         for attempt in range(2):
             try:
