@@ -1017,12 +1017,13 @@ class Controller:
         if promql:
             self._seed(lease, [("saturated batches", promql, False, take)])
 
-    def _read_idle(self, lease: LeasePolicy, rt: LeaseRuntime, first_seen: float) -> None:
+    def _read_idle(self, lease: LeasePolicy, rt: LeaseRuntime, first_seen: float, created: float) -> None:
         """Read in the background how long a lease first seen with replicas and no demand has been idle: its wake
         query over the last idle period, at its scrape-like steps, as the controller would have read it (a
         restarted controller otherwise waits a whole idle period again). Kept only when the query answered at
         nearly every step of the period (else Prometheus lacks the history: the period starts now), and only while
-        no demand has been seen since (``rt.idle`` still starts at ``first_seen``)."""
+        no demand has been seen since (``rt.idle`` still starts at ``first_seen``); never from before the
+        Deployment was ``created`` (a new model gets a whole idle period, whatever its query said before)."""
         stz = self.policy.policy.autoscaling.scale_to_zero
         if not lease.wake_query:
             return
@@ -1041,7 +1042,7 @@ class Controller:
                 return
             since = [s.value for s in res.samples if math.isfinite(s.value)]
             idle_for = max(0.0, min(since)) if since else float(period)  # no demand at any step: the whole period
-            rt.idle = replace(rt.idle, active_at=first_seen - idle_for)
+            rt.idle = replace(rt.idle, active_at=first_seen - min(idle_for, max(0.0, first_seen - created)))
         self._seed(lease, [("idle history (coverage)", f"count_over_time({q}{window})", False, take_count),
                            ("idle history", f"time() - max_over_time(timestamp({q} > {stz.wake_threshold!r}){window})",
                             False, take_since)])
@@ -1106,7 +1107,8 @@ class Controller:
             self.telemetry.errors.labels("prometheus").inc()
         first = p.rt.idle.active_at is None
         if first and p.snap.current_replicas > 0 and value is not None and value <= stz.wake_threshold:
-            self._read_idle(p.lease, p.rt, now)  # a restart: how long it has been idle already
+            created = parse_time((p.obj.get("metadata") or {}).get("creationTimestamp"))
+            self._read_idle(p.lease, p.rt, now, now if created is None else created)  # a restart: idle since when?
         d = decide_idle(p.snap.current_replicas, desired, value, now, p.rt.idle, idle_s=stz.idle_s,
                         threshold=stz.wake_threshold, wake_replicas=p.lease.wake_replicas,
                         wake_target=p.lease.wake_target, max_replicas=p.lease.max_replicas,

@@ -29,7 +29,7 @@ autoscaling:
     wakeQuery: 'sum(rate(gw_requests_total{namespace="{{namespace}}",service="{{name}}"}[1m]))'
     idleSeconds: 300
 """
-LAST_REQUEST = {"quiet": 600.0, "recent": 100.0, "new": 1800.0}  # seconds before the data's end
+LAST_REQUEST = {"quiet": 600.0, "recent": 100.0, "new": 1800.0, "fresh": 1800.0}  # seconds before the data's end
 SERIES_FROM = {"new": 120.0}  # a gateway series Prometheus has for the last two minutes only
 
 
@@ -37,7 +37,8 @@ SERIES_FROM = {"new": 120.0}  # a gateway series Prometheus has for the last two
 async def cluster(tmp_path: Path) -> AsyncIterator[tuple[SandboxCluster, str, float]]:
     """Three leases with one Ready pod each, idle (Triton counters flat) for the last half hour; their gateway saw
     requests until 600 s ("quiet") and 100 s ("recent") before the end of the data, a whole minute before now, and
-    none in the two minutes Prometheus has of the third ("new")."""
+    none in the two minutes Prometheus has of the third ("new") or in the half hour of the fourth ("fresh"), a
+    Deployment created a minute before the end."""
     end = float(math.floor(time.time() / 60) * 60)
     times = end - 1800 + 15.0 * np.arange(121)
     w = OpenMetricsWriter()
@@ -50,8 +51,13 @@ async def cluster(tmp_path: Path) -> AsyncIterator[tuple[SandboxCluster, str, fl
     backfill(tmp_path / "data.om", tmp_path / "tsdb")
     async with SandboxCluster(startup_seconds=0.0, pending_seconds=0.0) as c:
         await c.controllers.stop()
-        for name in LAST_REQUEST:
-            c.create_ready_deployment(name, namespace="ml", kind="triton", started=end - 3600, annotations={
+        created = {"quiet": end - 3600, "recent": end - 3600, "new": end - 3600, "fresh": end - 60}
+
+        for name, at in created.items():
+            def born(obj: dict[str, object], at: float = at) -> None:
+                obj["metadata"]["creationTimestamp"] = time.strftime(  # type: ignore[index]
+                    "%Y-%m-%dT%H:%M:%SZ", time.gmtime(at))
+            c.create_ready_deployment(name, namespace="ml", kind="triton", started=at, grow=born, annotations={
                 "inference-autoscaler.io/enabled": "true", "inference-autoscaler.io/min-replicas": "0"})
         c.write_kubeconfig(str(tmp_path / "kubeconfig"))
         with LocalPrometheus(tmp_path / "tsdb") as prom:
@@ -63,19 +69,21 @@ async def test_a_restarted_controller_reads_how_long_a_lease_has_been_idle(
         cluster: tuple[SandboxCluster, str, float], tmp_path: Path) -> None:
     """Idle for 600 s by the history, over the 300-s idle period: zero replicas at the second loop. Idle for 100 s:
     the rest of the period to go (200 s), not a whole one. A history shorter than the period proves nothing: the
-    period starts at the first loop."""
+    period starts at the first loop. Nor does the history from before the Deployment was created: a new model gets
+    a whole idle period from its creation."""
     c, url, end = cluster
     (tmp_path / "policy.yaml").write_text(POLICY)
     async with tick_driven(tmp_path, url) as (ctl, _):
         await ctl.tick(now=end, query_at=end)
         await ctl.histories_read()
-        quiet, recent, new = (ctl.runtime[("ml", n)] for n in LAST_REQUEST)
+        quiet, recent, new, fresh = (ctl.runtime[("ml", n)] for n in LAST_REQUEST)
         # no demand at any step of the last idle period: idle for (at least) all of it
         assert quiet.idle.active_at == end - 300
         # the last step with demand: at most a step (5 s) and the rate window (60 s) after the last request
         assert recent.idle.active_at is not None and end - 100 <= recent.idle.active_at <= end - 100 + 65
         assert new.idle.active_at == end
+        assert fresh.idle.active_at == end - 60
         await ctl.tick(now=end + 5, query_at=end)
         replicas = {n: c.store.get(DEPLOYMENTS.storage_key, "ml", n)["spec"]["replicas"] for n in LAST_REQUEST}
-        assert replicas == {"quiet": 0, "recent": 1, "new": 1}, (replicas, quiet.last, recent.last)
+        assert replicas == {"quiet": 0, "recent": 1, "new": 1, "fresh": 1}, (replicas, quiet.last, recent.last)
         assert quiet.last is not None and quiet.last["reason"] == "ScaleToZero"
