@@ -648,6 +648,13 @@ def _int(raw: str) -> int | None:
     return v
 
 
+def _float(raw: str) -> float | None:
+    try:
+        return float(raw.strip())
+    except ValueError:
+        return None
+
+
 def is_opted_in(annotations: dict[str, str] | None) -> bool:
     raw = (annotations or {}).get(ANNOTATION_PREFIX + "enabled")
     return raw is not None and _bool(raw) is True
@@ -755,9 +762,8 @@ def resolve_lease(namespace: str, name: str, annotations: dict[str, str] | None,
             issue(key, raw, f"unknown metric {mname!r} (ignored){_did_you_mean(meant)}; the policy "
                   "defines: " + ", ".join(sorted(a.metrics)), Severity.ADJUSTED, meant and "threshold." + meant)
             continue
-        try:
-            val = float(raw.strip())
-        except ValueError:
+        val = _float(raw)
+        if val is None:
             issue(key, raw, "must be a number", Severity.INVALID)
             continue
         if not math.isfinite(val) or val <= 0:
@@ -811,28 +817,26 @@ def resolve_lease(namespace: str, name: str, annotations: dict[str, str] | None,
             return None
         return v
 
+    def zero_only(key: str) -> bool:
+        """A scale-to-zero annotation: whether the lease may reach zero (else it is ignored, with a Warning)."""
+        if min_r != 0:
+            issue(key, ann[key], f"the lease never scales to zero (min-replicas is {min_r}): ignored",
+                  Severity.ADJUSTED)
+        return min_r == 0
+
     slots = whole("slots-per-replica")
     asked = whole("wake-replicas")
-    if asked is not None and min_r != 0:
-        issue("wake-replicas", ann["wake-replicas"], f"the lease never scales to zero (min-replicas is {min_r}): "
-              "ignored", Severity.ADJUSTED)
-    elif asked is not None and asked > max_r:
+    if asked is not None and zero_only("wake-replicas") and asked > max_r:
         issue("wake-replicas", ann["wake-replicas"], f"above the effective maximum {max_r}; using {max_r}",
               Severity.ADJUSTED)
     wake_replicas = min(asked or a.scale_to_zero.wake_replicas, max_r)
     wake_target = a.scale_to_zero.wake_target
     if "wake-target" in ann:
-        raw = ann["wake-target"]
-        try:
-            per = float(raw.strip())
-        except ValueError:
-            per = math.nan
-        if not (math.isfinite(per) and per > 0):
-            issue("wake-target", raw, "must be a number > 0 (the wake value one replica serves)", Severity.INVALID)
-        elif min_r != 0:
-            issue("wake-target", raw, f"the lease never scales to zero (min-replicas is {min_r}): ignored",
-                  Severity.ADJUSTED)
-        else:
+        per = _float(ann["wake-target"])
+        if per is None or not math.isfinite(per) or per <= 0:
+            issue("wake-target", ann["wake-target"], "must be a number > 0 (the wake value one replica serves)",
+                  Severity.INVALID)
+        elif zero_only("wake-target"):
             wake_target = per
 
     for key, rule in metrics_endpoint(annotations)[2]:

@@ -84,7 +84,7 @@ from autoscaler.metrics import (
 )
 from autoscaler.metrics.kinds.request_stats import RequestStats
 from autoscaler.metrics.registry import MetricRegistry, default_registry, kind_for
-from autoscaler.metrics.wake import Wake, read_wakes
+from autoscaler.metrics.wake import Wake, idle_history, read_wakes
 from autoscaler.observe import (
     MetricObservation,
     PodBatch,
@@ -246,8 +246,6 @@ _YIELD_EVERY = 250  # leases prepared between two yields to the event loop while
 _LIMIT_REASONS = frozenset({PredictiveReason.TOO_MANY_REPLICAS, PredictiveReason.TOO_FEW_REPLICAS,
                            PredictiveReason.SCALE_DOWN_LIMIT})  # the predictive reasons that name a limit
 FIGHT_WINDOW_S, FIGHT_CHANGES = 600.0, 3  # this many outside changes of replicas in this window: another writer
-IDLE_HISTORY_STEPS = 2000
-"""The most steps of a wake query's history read back (:meth:`Controller._read_idle`): 15-s steps up to ~8 h."""
 _SeedRead = tuple[str, str, bool, Callable[[InstantVector], None]]  # what, PromQL, matrix answer, what to do with it
 SEED_CONCURRENCY = 2  # recurring-load histories read from Prometheus at once (a restart reads one per lease)
 BATCH_HISTORY_S = 3600.0  # how far back a vLLM lease's saturated batches are read after a (re)start
@@ -1025,27 +1023,20 @@ class Controller:
         no demand has been seen since (``rt.idle`` still starts at ``first_seen``); never from before the
         Deployment was ``created`` (a new model gets a whole idle period, whatever its query said before)."""
         stz = self.policy.policy.autoscaling.scale_to_zero
-        if not lease.wake_query:
+        history = idle_history(lease.wake_query, stz.idle_s, stz.wake_threshold) if lease.wake_query else None
+        if history is None:
             return
-        period = max(1, math.ceil(stz.idle_s))
-        step = max(1, min(15, period // 60))
-        if period // step > IDLE_HISTORY_STEPS:  # over ~8 h: too many evaluations of the query for one read
-            return
-        q, window = f"({lease.wake_query})", f"[{period}s:{step}s]"
         covered = [False]
 
-        def take_count(res: InstantVector) -> None:
-            covered[0] = any(s.value >= 0.9 * (period // step) for s in res.samples)
+        def take_coverage(res: InstantVector) -> None:
+            covered[0] = history.covered(res)
 
         def take_since(res: InstantVector) -> None:
-            if not covered[0] or rt.idle.active_at != first_seen:
-                return
-            since = [s.value for s in res.samples if math.isfinite(s.value)]
-            idle_for = max(0.0, min(since)) if since else float(period)  # no demand at any step: the whole period
-            rt.idle = replace(rt.idle, active_at=first_seen - min(idle_for, max(0.0, first_seen - created)))
-        self._seed(lease, [("idle history (coverage)", f"count_over_time({q}{window})", False, take_count),
-                           ("idle history", f"time() - max_over_time(timestamp({q} > {stz.wake_threshold!r}){window})",
-                            False, take_since)])
+            if covered[0] and rt.idle.active_at == first_seen:
+                idle_for = min(history.idle_for(res), max(0.0, first_seen - created))
+                rt.idle = replace(rt.idle, active_at=first_seen - idle_for)
+        self._seed(lease, [("idle history (coverage)", history.coverage, False, take_coverage),
+                           ("idle history", history.since, False, take_since)])
 
     def _seed(self, lease: LeasePolicy, reads: list[_SeedRead]) -> None:
         """Run a lease's history ``reads`` (what, PromQL, matrix answer, what to do with it) one after the other in

@@ -217,8 +217,9 @@ class PodBatch(NamedTuple):
 def note_batches(batches: Mapping[str, PodBatch], seen: Mapping[str, float], now: float,
                  live: Iterable[str] = ()) -> dict[str, PodBatch]:
     """Each pod's batch while saturated (:func:`part_by_pod` ``batch``; or its KV fit, ``kv_fit``): ``batches``
-    updated with the readings ``seen`` at ``now``, keeping the ``BATCH_PODS`` most recently saturated pods. The mean, not the largest: a KV-bound
-    batch varies with the requests' lengths, and what a replica serves is its mean batch over the service time.
+    updated with the readings ``seen`` at ``now``, keeping the ``BATCH_PODS`` most recently saturated pods. The
+    mean, not the largest: a KV-bound batch varies with the requests' lengths, and what a replica serves is its
+    mean batch over the service time.
     With the ``live`` pods' names, the pods of a ReplicaSet none of them belongs to are forgotten: after a rollout
     the new template (another model, GPU or ``--max-num-seqs``) is learnt afresh, and a figure too small for it
     cannot keep the lease too large for ever (it would never be saturated again to correct it)."""
@@ -279,8 +280,8 @@ def resolve_slots(annotated: int | None, reported: int | None, vllm: bool,
     :data:`SLOT_SOURCES`): the lease's annotation, else what its pods showed they run when saturated (``learned``,
     :func:`learned_batch`), else what their KV cache holds at their requests' sizes (``fitted``, the same over
     :func:`part_by_pod` ``kv_fit``) when that is fewer than they report, else what they report
-    (:func:`reported_slots`: NIM's ``num_request_max`` is ``--max-num-seqs``, more than a pod runs when its KV cache fills first), else the policy's
-    ``predictive.slotsPerReplica``. Its default (1, Triton's default model configuration) is not applied to a lease
+    (:func:`reported_slots`: NIM's ``num_request_max`` is ``--max-num-seqs``, more than a pod runs when its KV cache
+    fills first), else the policy's ``predictive.slotsPerReplica``. Its default (1, Triton's default model configuration) is not applied to a lease
     read from vLLM's series: (None, "unknown").
     The saturated batch comes before the KV fit: the fit is more than a pod runs when ``--max-num-seqs`` binds first
     and vLLM does not report it, and a lease sized on too many slots is saturated, so it then learns the batch."""

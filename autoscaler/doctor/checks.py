@@ -768,7 +768,7 @@ async def check_zero(ctx: Context, leases: Sequence[Lease]) -> list[Finding]:
     """Each lease that may scale to zero (min-replicas 0): its wake query answers one value, as the controller
     needs to wake it; else the controller never idles it (and never wakes it once at zero)."""
     zeroable = {lease.key: lease.policy for lease in leases if lease.policy and lease.policy.wake_query}
-    queries = {key: lp.wake_query for key, lp in zeroable.items() if lp.wake_query}
+    queries = {key: str(lp.wake_query) for key, lp in zeroable.items()}
     if not queries:
         return []
     if not ctx.prometheus_ok:

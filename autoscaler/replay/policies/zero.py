@@ -40,13 +40,10 @@ class ZeroPolicy:
     wake_target: float | None = None
     max_replicas: int | None = None
     state: IdleState = field(default_factory=IdleState)
+    interval_s: float = 5.0
+    """The wrapped policy's."""
     scales_to_zero: bool = True
     """Tells the simulator this policy's floor is 0 replicas."""
-    interval_s: float = 0.0
-    """The wrapped policy's (set at construction)."""
-
-    def __post_init__(self) -> None:
-        self.interval_s = self.inner.interval_s
 
     def decide(self, view: ClusterView) -> int:
         current = view.spec_replicas
@@ -71,7 +68,8 @@ def with_zero(inner: ReplayPolicy, name: str, ctx: PolicyContext) -> ZeroPolicy:
     target = opts.get("wakeTargetPerReplica", stz.wake_target)
     return ZeroPolicy(inner, name, idle_s=idle_s, threshold=float(opts.get("wakeThreshold", stz.wake_threshold)),
                       wake_replicas=max(1, int(opts.get("wakeReplicas", stz.wake_replicas))),
-                      wake_target=float(target) if target else None, max_replicas=ctx.settings.max_replicas)
+                      wake_target=float(target) if target else None, max_replicas=ctx.settings.max_replicas,
+                      interval_s=inner.interval_s)
 
 
 __all__ = ["OPTIONS", "ZeroPolicy", "with_zero"]
