@@ -1023,9 +1023,9 @@ class Controller:
         no demand has been seen since (``rt.idle`` still starts at ``first_seen``); never from before the
         Deployment was ``created`` (a new model gets a whole idle period, whatever its query said before)."""
         stz = self.policy.policy.autoscaling.scale_to_zero
-        history = idle_history(lease.wake_query, stz.idle_s, stz.wake_threshold) if lease.wake_query else None
-        if history is None:
+        if not lease.wake_query:
             return
+        history = idle_history(lease.wake_query, stz.idle_s, stz.wake_threshold)
         covered = [False]
 
         def take_coverage(res: InstantVector) -> None:

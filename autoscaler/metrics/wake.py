@@ -50,40 +50,41 @@ async def read_wakes(client: PrometheusClient, queries: Mapping[K, str], at: flo
 
 
 IDLE_HISTORY_STEPS = 2000
-"""The most steps of a wake query's history read back (:func:`idle_history`): 15-s steps up to ~8 h."""
+"""The most steps of a wake query's history read back (:func:`idle_history`): 15-s steps over the last ~8 h."""
 
 
 class IdleHistory(NamedTuple):
-    """How long a lease has been idle, from its wake query's history over the last idle period (a restarted
-    controller's read): two PromQL queries and how to read their answers."""
+    """How long a lease has been idle, from its wake query's history over the last idle period, or its last
+    :data:`IDLE_HISTORY_STEPS` steps (a restarted controller's read): two PromQL queries and how to read them."""
 
     coverage: str
-    """``count_over_time`` of the query at the period's steps: how many of them it answered."""
+    """``count_over_time`` of the query at the read span's steps: how many of them it answered."""
     since: str
-    """Seconds since the last step whose value was over the threshold (no series: none in the period)."""
+    """Seconds since the last step whose value was over the threshold (no series: none in the span)."""
     steps: int
-    period_s: int
+    span_s: int
+    """Seconds read back: the idle period, or its last :data:`IDLE_HISTORY_STEPS` steps when longer."""
 
     def covered(self, answer: InstantVector) -> bool:
         """The query answered at nine steps in ten or more: the history is there to be read."""
         return any(s.value >= 0.9 * self.steps for s in answer.samples)
 
     def idle_for(self, answer: InstantVector) -> float:
-        """Seconds without demand by :attr:`since`'s answer: the whole period when no step had demand."""
+        """Seconds without demand by :attr:`since`'s answer: the whole span when no step had demand (a lease idle
+        through the last ~8 h of a longer period waits the rest of it)."""
         since = [s.value for s in answer.samples if math.isfinite(s.value)]
-        return max(0.0, min(since)) if since else float(self.period_s)
+        return max(0.0, min(since)) if since else float(self.span_s)
 
 
-def idle_history(wake_query: str, idle_s: float, threshold: float) -> IdleHistory | None:
-    """The queries of a lease's idle history: its wake query over the last ``idle_s`` at a step of ``idle_s / 60``
-    (1-15 s), as a controller would have read it; None over :data:`IDLE_HISTORY_STEPS` steps."""
+def idle_history(wake_query: str, idle_s: float, threshold: float) -> IdleHistory:
+    """The queries of a lease's idle history: its wake query at a step of ``idle_s / 60`` (1-15 s), as a controller
+    would have read it, over the last ``idle_s`` or, when longer, the last :data:`IDLE_HISTORY_STEPS` steps."""
     period = max(1, math.ceil(idle_s))
     step = max(1, min(15, period // 60))
-    if period // step > IDLE_HISTORY_STEPS:
-        return None
-    q, window = f"({wake_query})", f"[{period}s:{step}s]"
+    span = min(period, IDLE_HISTORY_STEPS * step)
+    q, window = f"({wake_query})", f"[{span}s:{step}s]"
     return IdleHistory(f"count_over_time({q}{window})",
-                       f"time() - max_over_time(timestamp({q} > {threshold!r}){window})", period // step, period)
+                       f"time() - max_over_time(timestamp({q} > {threshold!r}){window})", span // step, span)
 
 
 __all__ = ["IDLE_HISTORY_STEPS", "IdleHistory", "Wake", "idle_history", "read_wakes", "wake_value"]
