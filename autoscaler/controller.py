@@ -66,6 +66,7 @@ from autoscaler.kube.workloads import (
     compact_json,
     deployment_path,
     deployments_path,
+    max_num_seqs,
     patch_annotations,
     patch_scale,
     pods_path,
@@ -86,6 +87,7 @@ from autoscaler.metrics.kinds.request_stats import RequestStats
 from autoscaler.metrics.registry import MetricRegistry, default_registry, kind_for
 from autoscaler.metrics.wake import Wake, idle_history, read_wakes
 from autoscaler.observe import (
+    LIMIT_WORDS,
     MetricObservation,
     PodBatch,
     learned_batch,
@@ -100,6 +102,7 @@ from autoscaler.observe import (
     reported_slots,
     resolve_slots,
     slim_pod,
+    slot_limit,
 )
 from autoscaler.policy import (
     Behavior,
@@ -332,26 +335,31 @@ def unknown_slots_message(metrics: Sequence[EffectiveMetric]) -> str:
             f"lease; the HPA rule decides on its metrics ({', '.join(m.name for m in metrics) or 'none'}) until then. "
             "Annotate "
             f"{ANNOTATION_PREFIX}slots-per-replica=<the batch it runs: --max-num-seqs, or fewer when its KV cache "
-            "fills first; autoscaler doctor reads it from the pods> to size it by its request rate")
+            "fills first; autoscaler doctor reads it from the pods>, or pass --max-num-seqs in the container's args "
+            "(the controller reads it), to size it by its request rate")
 
 
-def learned_slots_message(learned: int, before: int | None, pods: int, reported: int | None) -> str:
+def learned_slots_message(learned: int, before: int | None, pods: int, reported: int | None,
+                          limit: int | None = None) -> str:
     """The ``SlotsLearned`` Event's message: the slots a vLLM lease is sized with, from its saturated pods."""
     was = f" (was {before})" if before else ""
-    why = (f"fewer than the {reported} its pods report (num_request_max): their KV cache fills first"
-           if reported and reported > learned else "vLLM does not report the batch it runs")
+    most = slot_limit(reported, limit)
+    why = (f"fewer than the {most[0]} {LIMIT_WORDS[most[1]]}: their KV cache fills first"
+           if most and most[0] > learned else "vLLM does not report the batch it runs")
     return (f"sized on {learned} slots a replica{was}: the requests its pods ran at once while others kept waiting "
             f"for a slot (the median of {pods} pod(s)' mean batch); {why}; annotate "
             f"{ANNOTATION_PREFIX}slots-per-replica to state it instead")
 
 
-def estimated_slots_message(fitted: int, before: int | None, pods: int, reported: int | None) -> str:
+def estimated_slots_message(fitted: int, before: int | None, pods: int, reported: int | None,
+                            limit: int | None = None) -> str:
     """The ``SlotsEstimated`` Event's message: the slots a vLLM lease is sized with before any pod was saturated, from
     what its pods' KV cache holds."""
     was = f" (was {before})" if before else ""
-    why = (f"fewer than the {reported} its pods report (num_request_max), so their KV cache fills first"
-           if reported else "vLLM does not report the batch it runs; this is more than a pod runs if --max-num-seqs "
-           "binds first")
+    most = slot_limit(reported, limit)
+    why = (f"fewer than the {most[0]} {LIMIT_WORDS[most[1]]}, so their KV cache fills first" if most
+           else "vLLM does not report the batch it runs; this is more than a pod runs if --max-num-seqs binds first "
+           "(pass it in the container's args: the controller reads it)")
     return (f"sized on {fitted} slots a replica{was}: the requests its pods' KV cache holds at the sizes of the "
             f"requests they run now (their running requests over the KV cache's use, the median of {pods} pod(s)); "
             f"{why}; "
@@ -945,15 +953,17 @@ class Controller:
         rt.fits = note_batches(rt.fits, part_by_pod(parts, "kv_fit"), now, live)
         learned, fitted = learned_batch(rt.batches), learned_batch(rt.fits)
         reported, vllm = reported_slots(parts.values())
+        limit = max_num_seqs(p.obj)
         slots, source = resolve_slots(lease.slots_per_replica, reported, vllm,
-                                      self.policy.policy.autoscaling.predictive, learned, fitted)
+                                      self.policy.policy.autoscaling.predictive, learned, fitted, limit)
         rt.slots = None if slots is None else (slots, source)
         if slots is not None:
             before = rt.learned_slots if source == "learnt" else rt.estimated_slots
             news = rt.slots_news(slots, source, learned)
             if news is not None:
-                message = (learned_slots_message(slots, before, len(rt.batches), reported) if news == "SlotsLearned"
-                           else estimated_slots_message(slots, before, len(rt.fits), reported))
+                message = (learned_slots_message(slots, before, len(rt.batches), reported, limit)
+                           if news == "SlotsLearned" else estimated_slots_message(slots, before, len(rt.fits), reported,
+                                                                                   limit))
                 self._pending_events.append(self.events.record(p.obj, "Normal", news, message, now))
         if learned is None and not lease.slots_per_replica and (vllm or reported) and not rt.batch_history:
             rt.batch_history = True  # once a runtime: what a previous controller saw saturated, if anything

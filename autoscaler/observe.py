@@ -265,34 +265,50 @@ SLOT_SOURCES = {
     "learnt": "the batch its pods ran while requests waited",
     "kv-cache": "the requests its pods' KV cache holds at their present sizes (running requests over KV-cache use)",
     "reported": "the pods' num_request_max",
+    "template": "the --max-num-seqs its pod template passes to vLLM (the most requests a pod runs at once)",
     "policy": "the policy's predictive.slotsPerReplica",
     "default": "the policy's default predictive.slotsPerReplica (Triton's default model configuration)",
-    "unknown": "vLLM does not report its batch size, nothing states it, and no pod has yet had a tenth of its KV "
-               "cache in use or been saturated",
+    "unknown": "vLLM does not report its batch size, nothing states it (neither an annotation nor --max-num-seqs in "
+               "its pod template), and no pod has yet had a tenth of its KV cache in use or been saturated",
 }
 """Where a lease's slots per replica come from (:func:`resolve_slots`), as said to people."""
 
 
+LIMIT_WORDS = {"reported": "its pods report (num_request_max)", "template": "its pod template allows (--max-num-seqs)"}
+"""Who says the most requests a lease's pods run at once (:func:`slot_limit`), as said to people after the number."""
+
+
+def slot_limit(reported: int | None, limit: int | None) -> tuple[int, str] | None:
+    """The most requests a lease's pods run at once by what they say, and who says it (a key of
+    :data:`LIMIT_WORDS`): the fewer of what they report (NIM's ``num_request_max``) and their pod template's
+    ``--max-num-seqs`` (``limit``); None when neither says."""
+    if limit and (not reported or limit < reported):
+        return limit, "template"
+    return (reported, "reported") if reported else None
+
+
 def resolve_slots(annotated: int | None, reported: int | None, vllm: bool,
                   policy: PredictiveSettings, learned: int | None = None,
-                  fitted: int | None = None) -> tuple[int | None, str]:
+                  fitted: int | None = None, limit: int | None = None) -> tuple[int | None, str]:
     """The slots per replica the predictive algorithm sizes a lease with, and where they come from (a key of
     :data:`SLOT_SOURCES`): the lease's annotation, else what its pods showed they run when saturated (``learned``,
     :func:`learned_batch`), else what their KV cache holds at their requests' sizes (``fitted``, the same over
-    :func:`part_by_pod` ``kv_fit``) when that is fewer than they report, else what they report
-    (:func:`reported_slots`: NIM's ``num_request_max`` is ``--max-num-seqs``, more than a pod runs when its KV cache
-    fills first), else the policy's ``predictive.slotsPerReplica``. Its default (1, Triton's default model configuration) is not applied to a lease
-    read from vLLM's series: (None, "unknown").
+    :func:`part_by_pod` ``kv_fit``) when that is fewer than the most they run, else that most: the fewer of what
+    they report (:func:`reported_slots`: NIM's ``num_request_max``) and the ``--max-num-seqs`` of their pod
+    template (``limit``, :func:`autoscaler.kube.workloads.max_num_seqs`), else the policy's
+    ``predictive.slotsPerReplica``. Its default (1, Triton's default model configuration) is not applied to a
+    lease read from vLLM's series: (None, "unknown").
     The saturated batch comes before the KV fit: the fit is more than a pod runs when ``--max-num-seqs`` binds first
-    and vLLM does not report it, and a lease sized on too many slots is saturated, so it then learns the batch."""
+    and nothing says it, and a lease sized on too many slots is saturated, so it then learns the batch."""
     if annotated:
         return annotated, "annotation"
     if learned:
         return learned, "learnt"
-    if fitted and (not reported or fitted < reported):
+    most = slot_limit(reported, limit)
+    if fitted and (not most or fitted < most[0]):
         return fitted, "kv-cache"
-    if reported:
-        return reported, "reported"
+    if most:
+        return most
     if policy.stated_slots is not None:
         return policy.stated_slots, "policy"
     if vllm:

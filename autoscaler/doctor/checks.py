@@ -51,6 +51,7 @@ from autoscaler.config import (
 from autoscaler.kube.api import KubeApi, KubeError
 from autoscaler.kube.leader import read_lease
 from autoscaler.kube.selectors import Selector
+from autoscaler.kube.workloads import max_num_seqs
 from autoscaler.metrics import ClientSettings, LeaseTarget, NoTraffic, Ok, PrometheusClient, fetch, quote, regex_quote
 from autoscaler.metrics.kinds.base import MetricKind
 from autoscaler.metrics.kinds.queue_time import RECORDED_QUEUE_TIME
@@ -59,12 +60,14 @@ from autoscaler.metrics.promql import parse_duration
 from autoscaler.metrics.registry import kind_for
 from autoscaler.metrics.wake import read_wakes
 from autoscaler.observe import (
+    LIMIT_WORDS,
     SLOT_SOURCES,
     median_int,
     part_by_pod,
     pod_from_k8s,
     reported_slots,
     resolve_slots,
+    slot_limit,
 )
 from autoscaler.policy.idle import woken_replicas
 from autoscaler.policy.types import Pod
@@ -536,7 +539,9 @@ async def check_predictive(ctx: Context, leases: Sequence[Lease]) -> list[Findin
             seen = (await _saturated_batch(client, kind, ns, name)  # also Triton's vLLM backend, which reports them
                     if isinstance(kind, RequestStats) else None)
             fitted = median_int(part_by_pod(by_pod, "kv_fit").values())
-            slots, key = resolve_slots(lease.policy.slots_per_replica, reported, vllm, a.predictive, seen, fitted)
+            limit = max_num_seqs(lease.obj)
+            slots, key = resolve_slots(lease.policy.slots_per_replica, reported, vllm, a.predictive, seen, fitted,
+                                       limit)
             source = SLOT_SOURCES[key]
             seen_text = (f"; in the last {SATURATION_WINDOW_S / 3600:g}h its pods ran {seen} requests at once "
                          "while others kept waiting (the median of their means): that is the batch they run"
@@ -548,7 +553,13 @@ async def check_predictive(ctx: Context, leases: Sequence[Lease]) -> list[Findin
                     f"leaves this lease to the HPA rule on its metrics ({metrics}) until a tenth of a pod's KV cache "
                     "is in use (it estimates the batch from what the cache holds) or requests wait for a slot long "
                     "enough to show the batch a pod runs",
-                    annotate + "<the batch the server runs: --max-num-seqs, or fewer when its KV cache fills first>",
+                    annotate + "<the batch the server runs: --max-num-seqs, or fewer when its KV cache fills first>"
+                    " (or pass --max-num-seqs in the container's args: the controller reads it)", lease.key))
+            elif key == "annotation" and limit and slots > limit:
+                out.append(Finding(
+                    "predictive", WARN, f"sized for {slots} slot(s) per replica from {source}, more than the "
+                    f"--max-num-seqs {limit} its pod template passes to vLLM, so a pod runs at most {limit}: the "
+                    "algorithm then takes a replica for more than it serves, and scales late", annotate + str(limit),
                     lease.key))
             elif seen and slots > SLOTS_TOLERANCE * seen:
                 out.append(Finding(
@@ -567,8 +578,9 @@ async def check_predictive(ctx: Context, leases: Sequence[Lease]) -> list[Findin
                     "now), so a pod runs at most that many: the algorithm then takes a replica for more than it "
                     "serves, and scales late", annotate + str(fitted), lease.key))
             else:
-                kv = (f"; fewer than the {reported} its pods report (num_request_max): their KV cache fills first"
-                      if key in ("learnt", "kv-cache") and reported and reported > SLOTS_TOLERANCE * slots else "")
+                most = slot_limit(reported, limit)
+                kv = (f"; fewer than the {most[0]} {LIMIT_WORDS[most[1]]}: their KV cache fills first"
+                      if key in ("learnt", "kv-cache") and most and most[0] > SLOTS_TOLERANCE * slots else "")
                 out.append(Finding("predictive", OK, f"sized from {server}'s request counters of {len(parts)} pod(s), "
                                    f"{slots} slot(s) per replica from {source}{seen_text}{kv}", subject=lease.key))
     return out

@@ -30,9 +30,11 @@ import logging
 import re
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from autoscaler.kube.workloads import max_num_seqs
 from autoscaler.policy.snapshot_json import parse_quantity
 from autoscaler.sandbox.controllers import ANN_KIND, ANN_SCRAPE, ANN_SERVING, is_ready
 from autoscaler.sandbox.load import LoadDriver, LoadSpec, LoadStats
@@ -164,6 +166,9 @@ class DataPlane:
         except (ValueError, TypeError) as exc:
             log.warning("pod %s/%s: bad %s (%s); using defaults", *key, ANN_SERVING, exc)
             serving = ServingConfig()
+        seqs = max_num_seqs({"spec": {"template": {"spec": spec}}}) if kind in ("vllm", "nim", "nim-legacy") else None
+        if seqs is not None:  # vLLM runs at most --max-num-seqs requests at once, whatever the annotation says
+            serving = replace(serving, concurrency=seqs, instances=None)
         requests = (c0.get("resources") or {}).get("requests") or {}
         self._seed += 1
         node_name = str(spec.get("nodeName") or DEFAULT_NODE)

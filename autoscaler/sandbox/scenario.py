@@ -15,6 +15,7 @@ Format (YAML)::
         labels: {tier: gpu}
         annotations: {inference-autoscaler.io/enabled: "true"}
         container: {name: triton, image: nvcr.io/nvidia/tritonserver:24.05-py3, cpu: "1", gpus: 1}
+                               # also args: [...] and env: {NAME: value}; a vllm/nim pod runs --max-num-seqs at most
         serving: {concurrency: 4, serviceTimeMs: 40}   # -> annotation sandbox.inference-autoscaler.io/serving (JSON)
         load: {profile: step}  # passed as-is to the data plane's start_load
     objects: []                # any other manifests (ConfigMaps, PodMonitors, ...) created as they are
@@ -51,6 +52,9 @@ class ContainerSpec(BaseModel):
     memory: str | None = Field(None, description="memory request, a Kubernetes quantity")
     gpus: int = Field(0, ge=0, description="nvidia.com/gpu limit")
     ports: dict[str, int] = Field(default_factory=lambda: {"http": 8000, "grpc": 8001, "metrics": 8002})
+    args: list[str] = Field(default_factory=list, description="the container's args (a vLLM or NIM pod runs at most "
+                                                              "--max-num-seqs requests at once)")
+    env: dict[str, str] = Field(default_factory=dict, description="the container's env (values only)")
 
 
 class ScenarioDeployment(BaseModel):
@@ -117,6 +121,10 @@ def deployment_manifest(d: ScenarioDeployment | Obj) -> Obj:
         resources["limits"] = {"nvidia.com/gpu": str(c.gpus)}
     container: Obj = {"name": c.name, "image": c.image, "resources": resources,
                       "ports": [{"name": n, "containerPort": p} for n, p in c.ports.items()]}
+    if c.args:
+        container["args"] = list(c.args)
+    if c.env:
+        container["env"] = [{"name": k, "value": v} for k, v in c.env.items()]
     metadata: Obj = {"name": spec.name, "namespace": spec.namespace, "labels": labels}
     if spec.annotations:
         metadata["annotations"] = dict(spec.annotations)

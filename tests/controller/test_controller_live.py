@@ -352,7 +352,8 @@ async def test_predictive_leases_on_vllm_and_nim_pods_are_sized_from_their_metri
     saturated: then it is sized on the batch they ran while requests kept waiting (a SlotsLearned Event), also after
     a restart (read back from Prometheus). Leases whose KV cache fills first are sized on what it holds before any
     pod is saturated (a SlotsEstimated Event): a vLLM lease whose slots nobody states, and a NIM lease, on fewer
-    than its num_request_max."""
+    than its num_request_max. A nearly idle vLLM lease (under a tenth of its KV cache) whose container passes
+    --max-num-seqs is sized on it (its pod runs that many, whatever the sandbox's serving annotation says)."""
     pfile = env.policy_file.with_name("policy-predictive-vllm.yaml")
     pfile.write_text(env.policy_file.read_text() + """
   algorithm: predictive
@@ -364,11 +365,15 @@ async def test_predictive_leases_on_vllm_and_nim_pods_are_sized_from_their_metri
     # runs up to 8 (--max-num-seqs), which vLLM does not say, but its KV cache holds two
     kv = {**SERVING, "kvCacheTokens": 1280}
     serving = {**{n: SERVING for n in (*sized_leases, "vllm-unsized")}, "nim-kv": {**kv, "concurrency": 4},
-               "vllm-kv": {**kv, "concurrency": 8}}
-    for name, kind in {**sized_leases, "vllm-unsized": "vllm", "nim-kv": "nim", "vllm-kv": "vllm"}.items():
+               "vllm-kv": {**kv, "concurrency": 8}, "vllm-flag": {**SERVING, "concurrency": 8}}
+    kinds = {**sized_leases, "vllm-unsized": "vllm", "nim-kv": "nim", "vllm-kv": "vllm", "vllm-flag": "vllm"}
+    for name, kind in kinds.items():
         slots = {P + "slots-per-replica": "2"} if name == "vllm-pred" else {}  # NIM says 2 (its num_request_max)
+        # vllm-flag: 3 from the container's env, as a chart writes it
+        cmd = {"args": ["--model", "m", "--max-num-seqs", "$(SEQS)"], "env": {"SEQS": "3"}} if name == "vllm-flag" else {}
         env.cluster.create_deployment(name, namespace="default", replicas=1, kind=kind, serving=serving[name],
-                                      annotations={P + "enabled": "true", P + "max-replicas": "4", **slots})
+                                      annotations={P + "enabled": "true", P + "max-replicas": "4", **slots},
+                                      container=cmd)
     for name in serving:
         await env.cluster.wait_for_ready("default", name)
     # every pod's request rate in Prometheus first: a pod Ready for two rate windows without one gets an Event of its
@@ -386,6 +391,7 @@ async def test_predictive_leases_on_vllm_and_nim_pods_are_sized_from_their_metri
         for name in (*sized_leases, "nim-kv"):
             await env.load(name, {"profile": {"type": "constant", "rate": 100}})
         await env.load("vllm-kv", {"profile": {"type": "constant", "rate": 16}})  # 0.8 running: not saturated
+        await env.load("vllm-flag", {"profile": {"type": "constant", "rate": 1}})  # under a tenth of its KV cache
 
         def sized(name: str, replicas: int = 3) -> bool:
             last = ctl.runtime[("default", name)].last if ("default", name) in ctl.runtime else {}
@@ -399,6 +405,8 @@ async def test_predictive_leases_on_vllm_and_nim_pods_are_sized_from_their_metri
                        "an Event saying the unsized vLLM lease needs its slots")
         last = ctl.runtime[("default", "vllm-unsized")].last
         assert not last["message"].startswith("predictive:") and env.replicas("vllm-unsized") == 1, last
+        await wait_for(lambda: sized("vllm-flag", replicas=1) and ctl.runtime[("default", "vllm-flag")].slots == (
+            3, "template"), 20, "the nearly idle vLLM lease sized on the --max-num-seqs its container passes")
         # the leases whose KV cache fills first are sized on the two requests it holds: not the four NIM reports,
         # and without a saturation for the vLLM lease, which does not report any
         await wait_for(lambda: sized("nim-kv") and "on 2 slots a replica" in ctl.runtime[("default", "nim-kv")]
@@ -409,7 +417,7 @@ async def test_predictive_leases_on_vllm_and_nim_pods_are_sized_from_their_metri
             "namespace": "default", "lease": "vllm-kv", "source": "kv-cache"}) == 2
         await wait_for(lambda: status(env, "vllm-kv").get("slots") == {"perReplica": 2, "source": "kv-cache"}, 10,
                        "the slots and their source in the lease's status annotation")
-        for name in ("nim-kv", "vllm-kv"):
+        for name in ("nim-kv", "vllm-kv", "vllm-flag"):
             await env.dataplane.stop_load("default", name)
     (e,) = [e for e in env.events("nim-kv") if e["reason"] == "SlotsEstimated"]
     assert "sized on 2 slots a replica" in e["message"] and "fewer than the 4 its pods report" in e["message"], e
@@ -421,6 +429,9 @@ async def test_predictive_leases_on_vllm_and_nim_pods_are_sized_from_their_metri
         history = ctl.runtime[("default", name)].history
         assert any(h["message"].startswith("predictive:") for h in history), (name, history)
         assert not [e for e in env.events(name) if e["reason"] == "PredictiveUnavailable"], (name, env.events(name))
+    assert not [e for e in env.events("vllm-flag") if e["reason"] == "PredictiveUnavailable"], env.events("vllm-flag")
+    sim = env.dataplane.pods[next(k for k in env.dataplane.pods if k[1].startswith("vllm-flag-"))]
+    assert sim.serving.slots == 3  # the sandbox's vLLM runs what its command line says, not the annotation's 8
     (e,) = [e for e in env.events("vllm-unsized") if e["reason"] == "PredictiveUnavailable"]
     assert "does not report how many" in e["message"] and f"{P}slots-per-replica=" in e["message"]
     assert "the HPA rule decides on its metrics (queueTime)" in e["message"]

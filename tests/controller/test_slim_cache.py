@@ -12,7 +12,14 @@ from pathlib import Path
 
 from autoscaler.kube.api import KubeApi
 from autoscaler.kube.cache import WatchCache
-from autoscaler.kube.workloads import LAST_APPLIED, deployment_path, deployments_path, pods_path, slim_deployment
+from autoscaler.kube.workloads import (
+    LAST_APPLIED,
+    deployment_path,
+    deployments_path,
+    max_num_seqs,
+    pods_path,
+    slim_deployment,
+)
 from autoscaler.observe import pod_from_k8s, slim_pod
 from autoscaler.sandbox.cluster import SandboxCluster
 from tests.support import wait_for
@@ -88,8 +95,9 @@ def test_a_deployment_is_kept_without_its_template_and_managed_fields() -> None:
     slim = slim_deployment(dep)
     assert dep == before
     assert slim["metadata"]["annotations"] == {"inference-autoscaler.io/enabled": "true"}
-    assert "managedFields" not in slim["metadata"] and "template" not in slim["spec"]
-    assert slim["spec"] == {"replicas": 3, "selector": {"matchLabels": {"app": "llm"}}}
+    assert "managedFields" not in slim["metadata"]
+    assert slim["spec"] == {"replicas": 3, "selector": {"matchLabels": {"app": "llm"}},  # of the template, the
+                            "template": {"spec": {"containers": [{"name": "triton", "args": TRITON["args"]}]}}}  # args
     assert {k: v for k, v in slim["metadata"].items() if k != "annotations"} == {
         k: v for k, v in dep["metadata"].items() if k not in ("annotations", "managedFields")}
     assert slim["status"] == dep["status"] and slim["kind"] == "Deployment"
@@ -135,3 +143,37 @@ async def test_listed_and_watched_objects_are_kept_slim(tmp_path: Path) -> None:
                 with contextlib.suppress(asyncio.CancelledError):
                     await t
             await api.close()
+
+
+def vllm(command: list[str] | None = None, args: list[str] | None = None, **env: str) -> dict:  # type: ignore[type-arg]
+    """A Deployment of one vLLM container with this command line and env, beside a sidecar."""
+    ctr: dict = {"name": "vllm", "image": "vllm/vllm-openai:v0.9.0",  # type: ignore[type-arg]
+                 "env": [*({"name": k, "value": v} for k, v in env.items()),
+                         {"name": "HF_TOKEN", "valueFrom": {"secretKeyRef": {"name": "hf", "key": "token"}}}]}
+    if command is not None:
+        ctr["command"] = command
+    if args is not None:
+        ctr["args"] = args
+    sidecar = {"name": "proxy", "image": "envoy", "args": ["--config", "/etc/envoy.yaml"]}
+    return {"spec": {"template": {"spec": {"containers": [ctr, sidecar]}}}}
+
+
+def test_max_num_seqs_is_read_from_the_pod_templates_command_lines() -> None:
+    """vLLM's --max-num-seqs wherever a Deployment passes it: args (both spellings, = or a word of its own), a shell
+    command, a $(VAR) from the container's env, NIM's passthrough variable; and none when it is absent, 0, or said
+    twice differently. The controller's slim cache keeps what it takes (and not the rest of the env)."""
+    assert max_num_seqs(vllm(args=["--model", "m", "--max-num-seqs", "64"])) == 64
+    assert max_num_seqs(vllm(args=["--max_num_seqs=32"])) == 32
+    assert max_num_seqs(vllm(command=["sh", "-c", "vllm serve m --max-num-seqs 16 --port 8000"])) == 16
+    assert max_num_seqs(vllm(args=["--max-num-seqs", "$(SEQS)"], SEQS="48", OTHER="x")) == 48
+    assert max_num_seqs(vllm(NIM_PASSTHROUGH_ARGS="--max-num-seqs 8 --enable-prefix-caching")) == 8
+    assert max_num_seqs(vllm(args=["--max-num-seqs", "$(UNSET)"])) is None
+    assert max_num_seqs(vllm(args=["--model", "m"])) is None and max_num_seqs(vllm()) is None
+    assert max_num_seqs(vllm(args=["--max-num-seqs", "0"])) is None
+    assert max_num_seqs(vllm(args=["--max-num-seqs", "8"], NIM_PASSTHROUGH_ARGS="--max-num-seqs 16")) is None
+    assert max_num_seqs({}) is None and max_num_seqs({"spec": {"template": {"spec": {"containers": "x"}}}}) is None
+    dep = vllm(args=["--max-num-seqs", "$(SEQS)"], SEQS="48", OTHER="x" * 4000)
+    slim = slim_deployment(dep)
+    assert max_num_seqs(slim) == 48
+    assert slim["spec"]["template"]["spec"]["containers"][0] == {
+        "name": "vllm", "args": ["--max-num-seqs", "$(SEQS)"], "env": [{"name": "SEQS", "value": "48"}]}

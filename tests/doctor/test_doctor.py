@@ -247,7 +247,8 @@ async def test_predictive_leases_have_request_counters_and_known_slots(env: Env)
     the batch its pod ran while requests kept waiting (4 slots, overloaded), as the controller learns it, and
     warned when an annotation states other slots; a vLLM lease under a light load, never saturated, sized on what its
     KV cache holds (2 of the 8 it runs), and warned when annotated with its 8; an idle vLLM lease, which the controller leaves to the HPA rule; pods not
-    scraped, whose lease has no request counters at all, with the diagnosis of the series check."""
+    scraped, whose lease has no request counters at all, with the diagnosis of the series check; an idle vLLM lease
+    whose container passes --max-num-seqs, sized on it, and warned when annotated with more."""
     ns = "doc-pred"
     env.cluster.ensure_namespace(ns)
     env.cluster.create({"apiVersion": "v1", "kind": "ConfigMap",  # a 3-s window: saturated for 3 s is enough
@@ -257,14 +258,15 @@ async def test_predictive_leases_have_request_counters_and_known_slots(env: Env)
     kv = {"concurrency": 8, "kvCacheTokens": 5 * 640}  # NIM says 8; its KV cache holds five 640-token requests
     light = {"concurrency": 8, "serviceTimeMs": 50, "kvCacheTokens": 2 * 640}  # its KV cache holds two requests
     leases = (("triton", "triton", {}), ("nim", "nim", {"serving": kv}), ("vllm", "vllm", {}),
-              ("idle", "vllm", {}), ("light", "vllm", {"serving": light}), ("dark", "triton", {"scrape": False}))
+              ("idle", "vllm", {}), ("light", "vllm", {"serving": light}), ("dark", "triton", {"scrape": False}),
+              ("flag", "vllm", {"container": {"args": ["--model", "m", "--max-num-seqs=6"]}}))
     for name, kind, extra in leases:
         env.cluster.create_deployment(name, namespace=ns, replicas=1, kind=kind, annotations=pred, **extra)
     for name, _, _ in leases:
         await env.cluster.wait_for_ready(ns, name)
     url = env.dataplane.prometheus_url
     await _until(url, f'rate(nv_inference_request_success{{namespace="{ns}"}}[30s])', True)
-    await _until(url, f'count(count by (pod) (rate(vllm:request_success_total{{namespace="{ns}"}}[30s]))) == 4', True)
+    await _until(url, f'count(count by (pod) (rate(vllm:request_success_total{{namespace="{ns}"}}[30s]))) == 5', True)
     await env.dataplane.start_load(ns, "light", {"profile": {"type": "constant", "rate": 16}})  # 0.8 running
     for name in ("vllm", "nim"):  # 200 req/s: more than either runs (100 and 125 req/s)
         await env.dataplane.start_load(ns, name, {"profile": {"type": "constant", "rate": 200}})
@@ -299,6 +301,8 @@ async def test_predictive_leases_have_request_counters_and_known_slots(env: Env)
     assert f.status == WARN and "no pod has yet had a tenth of its KV cache in use or been saturated" in f.detail \
         and "HPA rule" in f.detail, f
     assert f.fix.startswith(f"kubectl -n {ns} annotate deployment idle --overwrite {P}slots-per-replica=<"), f
+    (f,) = pick(fs, "predictive", f"{ns}/flag")
+    assert f.status == OK and "6 slot(s) per replica from the --max-num-seqs its pod template passes" in f.detail, f
     fix = f"kubectl -n {ns} annotate deployment vllm --overwrite {P}slots-per-replica=4"
     dep = env.cluster.store.get(DEPLOYMENTS.storage_key, ns, "vllm")
     assert dep is not None
@@ -308,6 +312,10 @@ async def test_predictive_leases_have_request_counters_and_known_slots(env: Env)
     assert light_dep is not None
     light_dep["metadata"]["annotations"][P + "slots-per-replica"] = "8"  # its --max-num-seqs: more than fits
     env.cluster.store.replace(DEPLOYMENTS.storage_key, light_dep)
+    flag_dep = env.cluster.store.get(DEPLOYMENTS.storage_key, ns, "flag")
+    assert flag_dep is not None
+    flag_dep["metadata"]["annotations"][P + "slots-per-replica"] = "10"  # more than its --max-num-seqs
+    env.cluster.store.replace(DEPLOYMENTS.storage_key, flag_dep)
     fs = await findings()
     await env.dataplane.stop_load(ns, "light")
     (over,) = pick(fs, "predictive", f"{ns}/vllm")
@@ -316,6 +324,9 @@ async def test_predictive_leases_have_request_counters_and_known_slots(env: Env)
         and stated.fix == f"kubectl -n {ns} annotate deployment light --overwrite {P}slots-per-replica=2", stated
     assert over.status == WARN and "sized for 16 slot(s) per replica from the slots-per-replica annotation" in \
         over.detail and over.fix == fix, over
+    (flag,) = pick(fs, "predictive", f"{ns}/flag")
+    assert flag.status == WARN and "more than the --max-num-seqs 6 its pod template passes" in flag.detail \
+        and flag.fix == f"kubectl -n {ns} annotate deployment flag --overwrite {P}slots-per-replica=6", flag
     assert "its pods ran 4 requests at once while others kept waiting" in over.detail, over
     dep["metadata"]["annotations"][P + "slots-per-replica"] = "1"  # fewer than it runs: too many replicas
     env.cluster.store.replace(DEPLOYMENTS.storage_key, dep)
