@@ -21,7 +21,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, fields
 from enum import StrEnum
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -408,12 +408,15 @@ class ScaleToZero(_Strict):
     wake_replicas: int = Field(1, alias="wakeReplicas", ge=1,
                                description="replicas a lease is woken to (a lease's wake-replicas annotation "
                                            "overrides it; at most its maximum), as Knative's activation-scale")
-    wake_target: float | None = Field(
-        None, alias="wakeTargetPerReplica", gt=0,
+    wake_target: Annotated[float, Field(gt=0)] | Literal["auto"] | None = Field(
+        None, alias="wakeTargetPerReplica",
         description="the wake value one replica serves (e.g. requests/s per replica when the wake query is a "
                     "request rate): a lease at zero is then woken to as many replicas as the demand waiting needs, "
                     "at least wakeReplicas, at most its maximum (a lease's wake-target annotation overrides it); "
-                    "unset: woken to wakeReplicas whatever the demand")
+                    "`auto`: the wake query is a request rate, and a predictive lease is woken to the replicas the "
+                    "predictive algorithm sizes it with, from its last service time and its slots (a lease on the "
+                    "HPA rule, or one never measured, to wakeReplicas); unset: woken to wakeReplicas whatever the "
+                    "demand")
 
     def render(self, namespace: str, name: str) -> str | None:
         """The lease's wake query (None when scale to zero is not configured)."""
@@ -583,10 +586,17 @@ class LeasePolicy:
     wake_query: str | None = None  # scale to zero: the lease's rendered wake query (set when min_replicas is 0)
     wake_replicas: int = 1  # scale to zero: the replicas a lease at zero is woken to
     wake_target: float | None = None  # scale to zero: the wake value one replica serves (sizes the wake-up)
+    wake_auto: bool = False  # scale to zero: the wake value is a request rate the predictive algorithm sizes
 
     @property
     def key(self) -> str:
         return f"{self.namespace}/{self.name}"
+
+    def queue_target_us(self, policy: ClusterPolicy) -> float:
+        """The queue-time target the predictive algorithm sizes this lease for: its queueTime metric's, else the
+        policy's default."""
+        return next((m.target for m in self.metrics if m.name == "queueTime"),
+                    policy.autoscaling.metrics["queueTime"].threshold.default)
 
     @property
     def floor(self) -> int:
@@ -832,12 +842,17 @@ def resolve_lease(namespace: str, name: str, annotations: dict[str, str] | None,
     wake_replicas = min(asked or a.scale_to_zero.wake_replicas, max_r)
     wake_target = a.scale_to_zero.wake_target
     if "wake-target" in ann:
-        per = _float(ann["wake-target"])
-        if per is None or not math.isfinite(per) or per <= 0:
-            issue("wake-target", ann["wake-target"], "must be a number > 0 (the wake value one replica serves)",
-                  Severity.INVALID)
+        per: float | Literal["auto"] | None = ("auto" if ann["wake-target"].strip().lower() == "auto"
+                                               else _float(ann["wake-target"]))
+        if per is None or (per != "auto" and (not math.isfinite(per) or per <= 0)):
+            issue("wake-target", ann["wake-target"], "must be a number > 0 (the wake value one replica serves) or "
+                  "auto (a request rate, sized by the predictive algorithm)", Severity.INVALID)
         elif zero_only("wake-target"):
             wake_target = per
+            if per == "auto" and algorithm != "predictive":
+                issue("wake-target", ann["wake-target"], "auto sizes the wake-up from the predictive algorithm's "
+                      f"service time and slots, and this lease's algorithm is {algorithm}: woken to its "
+                      "wake-replicas", Severity.ADJUSTED)
 
     for key, rule in metrics_endpoint(annotations)[2]:
         issue(key, ann[key], rule + "; the PodMonitor uses the policy's", Severity.ADJUSTED)
@@ -848,5 +863,7 @@ def resolve_lease(namespace: str, name: str, annotations: dict[str, str] | None,
     lease = LeasePolicy(namespace=namespace, name=name, min_replicas=min_r, max_replicas=max_r, metrics=metrics,
                         behavior=a.behavior.to_behavior(), mode=mode, paused=paused, algorithm=algorithm,
                         slots_per_replica=slots, issues=res_issues, wake_query=wake if min_r == 0 else None,
-                        wake_replicas=wake_replicas, wake_target=wake_target if min_r == 0 else None)
+                        wake_replicas=wake_replicas,
+                        wake_target=wake_target if min_r == 0 and wake_target != "auto" else None,
+                        wake_auto=min_r == 0 and wake_target == "auto" and algorithm == "predictive")
     return Resolution(lease, True, res_issues)

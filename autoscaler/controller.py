@@ -101,6 +101,7 @@ from autoscaler.observe import (
     predictive_observation,
     reported_slots,
     resolve_slots,
+    sized_wake,
     slim_pod,
     slot_limit,
 )
@@ -598,6 +599,10 @@ class Controller:
         return self._per_policy(self._kinds, (name, query),
                                 lambda: kind_for(name, query, self.policy.policy.autoscaling, self.registry))
 
+    def _lease_params(self, lease: LeasePolicy) -> PredictiveParams:
+        """A predictive lease's parameters: the policy's, with its queue-time target."""
+        return self._predictive_params(lease.queue_target_us(self.policy.policy))
+
     def _predictive_params(self, target_us: float) -> PredictiveParams:
         """The predictive parameters for this policy version and queue-time target (built once, shared)."""
         return self._per_policy(self._pparams, (target_us,),
@@ -897,10 +902,8 @@ class Controller:
         """The predictive algorithm's decision, or None without request data (the HPA core decides then)."""
         settings = self.policy.policy.autoscaling.predictive
         lease, snap = p.lease, p.snap
-        target_us = next((m.target for m in lease.metrics if m.name == "queueTime"),
-                         self.policy.policy.autoscaling.metrics["queueTime"].threshold.default)
         pods = list(snap.pods)
-        params = self._predictive_params(target_us)
+        params = self._lease_params(lease)
         stats = results.get("requestStats")
         parts = lease_parts(lease.namespace, pods, stats)
         slots = self._slots(p, parts, now)
@@ -1110,11 +1113,16 @@ class Controller:
         if first and p.snap.current_replicas > 0 and value is not None and value <= stz.wake_threshold:
             created = parse_time((p.obj.get("metadata") or {}).get("creationTimestamp"))
             self._read_idle(p.lease, p.rt, now, now if created is None else created)  # a restart: idle since when?
+        need, sized_by = None, ""
+        if (p.lease.wake_auto and value is not None and value > stz.wake_threshold
+                and (p.snap.current_replicas <= 0 or p.rt.idle.waking)):
+            need, sized_by = self._wake_need(p, value)
         d = decide_idle(p.snap.current_replicas, desired, value, now, p.rt.idle, idle_s=stz.idle_s,
                         threshold=stz.wake_threshold, wake_replicas=p.lease.wake_replicas,
                         wake_target=p.lease.wake_target, max_replicas=p.lease.max_replicas,
                         ready=sum(1 for pod in p.snap.pods if pod.ready and not pod.deleting),
-                        blind=p.rt.failures > 0 or any(o.imputed or o.error for o in p.observations))
+                        blind=p.rt.failures > 0 or any(o.imputed or o.error for o in p.observations),
+                        wake_need=need)
         p.rt.idle, p.rt.zero = d.state, (math.nan if value is None else value, d.idle_for_s)
         if value is None and leader:
             self._pending_events.append(self.events.record(
@@ -1123,7 +1131,16 @@ class Controller:
                 f"until there is one. Query: {p.lease.wake_query}", now))
         if d.reason is None:
             return d.desired, reason, message
-        return d.desired, d.reason.value, idle_message(d, value, stz.idle_s, stz.wake_threshold, p.lease.wake_target)
+        return d.desired, d.reason.value, idle_message(d, value, stz.idle_s, stz.wake_threshold, p.lease.wake_target,
+                                                       sized_by)
+
+    def _wake_need(self, p: _Prepared, rate: float) -> tuple[int | None, str]:
+        """``wake-target: auto`` (:func:`sized_wake`): from the lease's last service time (in memory, else its
+        persisted state) and its slots (as last sized, else its annotation or its pod template's --max-num-seqs)."""
+        params = self._lease_params(p.lease)
+        state = p.rt.predictive if p.rt.predictive is not None else self._predictive_state(p, params)
+        slots = p.rt.slots[0] if p.rt.slots else (p.lease.slots_per_replica or max_num_seqs(p.obj))
+        return sized_wake(rate, state, slots, params, p.lease.max_replicas)
 
     def _finish(self, p: _Prepared, decision: Decision, new_state: DecisionState, desired: int, reason: str,
                 message: str, applied: bool, now: float, leader: bool, report: TickReport) -> dict[str, str | None]:

@@ -21,10 +21,13 @@ from autoscaler.config import EffectiveMetric, PredictiveSettings
 from autoscaler.metrics import BatchResult, Empty, MultiSeries, NotFinite, NoTraffic, Ok, PodTarget, QueryError, Stale
 from autoscaler.policy.predictive import (
     PredictiveObservation,
+    PredictiveParams,
+    PredictiveState,
     pod_queue_times_matter,
     queue_time_without,
     stuck_backlog,
     unmeasured_ready,
+    wake_replicas_needed,
 )
 from autoscaler.policy.snapshot_json import parse_quantity
 from autoscaler.policy.types import (
@@ -314,6 +317,19 @@ def resolve_slots(annotated: int | None, reported: int | None, vllm: bool,
     if vllm:
         return None, "unknown"
     return policy.slots_per_replica, "default"
+
+
+def sized_wake(rate_rps: float, state: PredictiveState, slots: int | None, params: PredictiveParams,
+               max_replicas: int) -> tuple[int | None, str]:
+    """``wake-target: auto``: the replicas a predictive lease at zero needs for the request rate in front of it, as
+    the algorithm sizes it from its last service time (``state``) and ``slots``
+    (:func:`autoscaler.policy.predictive.wake_replicas_needed`), with how, or why not (None: woken to its wake
+    replicas), as said to people."""
+    need = wake_replicas_needed(rate_rps, state, slots, params, max_replicas)
+    if need is None:
+        why = "its service time" if state.service_time_s is None else "its slots per replica"
+        return None, f"{why} not known yet: woken to its wake replicas"
+    return need, f"{rate_rps:.3g} req/s at its last service time {state.service_time_s:.3g}s and {slots} slots a replica"
 
 
 def predictive_observation(namespace: str, pods: list[Pod], result: BatchResult | None, now: float,

@@ -188,6 +188,19 @@ def test_min_replicas_zero_needs_a_wake_query(tms: ClusterPolicy) -> None:
 """)
     r = resolve_lease("ns", "d", ann(min_replicas="0"), default)
     assert r.lease is not None and r.lease.wake_target == 12
+    # auto: the wake value is a request rate the predictive algorithm sizes; on the HPA rule, a Warning and the
+    # wake replicas
+    auto = resolve_lease("ns", "d", ann(min_replicas="0", wake_target="auto", algorithm="predictive"), default)
+    assert auto.lease is not None and auto.lease.wake_auto and auto.lease.wake_target is None and not auto.issues
+    hpa = resolve_lease("ns", "d", ann(min_replicas="0", wake_target="Auto", algorithm="hpa"), default)
+    assert hpa.lease is not None and not hpa.lease.wake_auto and hpa.lease.wake_target is None
+    assert any("predictive algorithm" in i.rule for i in hpa.issues), hpa.issues
+    shipped_auto = parse_policy(zero_ok + """    algorithm: predictive
+    scaleToZero: {wakeQuery: 'x', wakeTargetPerReplica: auto}
+""")
+    assert resolve_lease("ns", "d", ann(min_replicas="0"), shipped_auto).lease.wake_auto  # type: ignore[union-attr]
+    with pytest.raises(PolicyError, match="wakeTargetPerReplica"):
+        parse_policy(zero_ok + "    scaleToZero: {wakeQuery: 'x', wakeTargetPerReplica: sometimes}\n")
     assert resolve_lease("ns", "d", ann(min_replicas="1"), default).lease.wake_target is None  # type: ignore[union-attr]
     with pytest.raises(PolicyError, match="wakeTargetPerReplica"):
         parse_policy(zero_ok + "    scaleToZero: {wakeQuery: 'x', wakeTargetPerReplica: 0}\n")

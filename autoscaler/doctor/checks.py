@@ -39,6 +39,7 @@ from autoscaler.config import (
     POLICY_CONFIGMAP,
     POLICY_KEY,
     POLICY_NAMESPACE,
+    PREDICTIVE_STATE_ANNOTATION,
     ClusterPolicy,
     LeaseIssue,
     LeasePolicy,
@@ -51,7 +52,7 @@ from autoscaler.config import (
 from autoscaler.kube.api import KubeApi, KubeError
 from autoscaler.kube.leader import read_lease
 from autoscaler.kube.selectors import Selector
-from autoscaler.kube.workloads import max_num_seqs
+from autoscaler.kube.workloads import annotations_of, max_num_seqs
 from autoscaler.metrics import ClientSettings, LeaseTarget, NoTraffic, Ok, PrometheusClient, fetch, quote, regex_quote
 from autoscaler.metrics.kinds.base import MetricKind
 from autoscaler.metrics.kinds.queue_time import RECORDED_QUEUE_TIME
@@ -67,10 +68,13 @@ from autoscaler.observe import (
     pod_from_k8s,
     reported_slots,
     resolve_slots,
+    sized_wake,
     slot_limit,
 )
 from autoscaler.policy.idle import woken_replicas
+from autoscaler.policy.predictive import PredictiveState
 from autoscaler.policy.types import Pod
+from autoscaler.statestore import parse_predictive, restore_predictive
 
 OK, WARN, FAIL, SKIP = "ok", "warn", "fail", "skip"
 ENABLED = ANNOTATION_PREFIX + "enabled"
@@ -780,6 +784,7 @@ async def check_zero(ctx: Context, leases: Sequence[Lease]) -> list[Finding]:
     """Each lease that may scale to zero (min-replicas 0): its wake query answers one value, as the controller
     needs to wake it; else the controller never idles it (and never wakes it once at zero)."""
     zeroable = {lease.key: lease.policy for lease in leases if lease.policy and lease.policy.wake_query}
+    objs = {lease.key: lease.obj for lease in leases}
     queries = {key: str(lp.wake_query) for key, lp in zeroable.items()}
     if not queries:
         return []
@@ -799,8 +804,17 @@ async def check_zero(ctx: Context, leases: Sequence[Lease]) -> list[Finding]:
         else:
             lp = zeroable[key]
             if value > stz.wake_threshold:
-                n = woken_replicas(value, lp.wake_replicas, lp.wake_target, lp.max_replicas)
-                state = f"demand: at zero it would be woken to {n} replica{'s' if n > 1 else ''}"
+                need, sized_by = None, ""
+                if lp.wake_auto:  # as the controller would size it, from what the lease persisted
+                    persisted = parse_predictive(annotations_of(objs[key]).get(PREDICTIVE_STATE_ANNOTATION))
+                    params = ctx.policy.autoscaling.predictive.to_params(lp.queue_target_us(ctx.policy))
+                    need, sized_by = sized_wake(value, PredictiveState() if persisted is None else
+                                                restore_predictive(persisted, params),
+                                                lp.slots_per_replica or max_num_seqs(objs[key]), params,
+                                                lp.max_replicas)
+                n = woken_replicas(value, lp.wake_replicas, lp.wake_target, lp.max_replicas, need)
+                state = (f"demand: at zero it would be woken to {n} replica{'s' if n > 1 else ''}"
+                         f"{f': {sized_by}' if sized_by else ''}")
             else:
                 state = "no demand"
             out.append(Finding("zero", OK, f"wake query answers {value:.3g} ({state}); scaled to zero after "

@@ -366,6 +366,18 @@ def replicas_needed(rate_rps: float, service_s: float, slots: int, params: Predi
     return limit
 
 
+def wake_replicas_needed(rate_rps: float, state: PredictiveState, slots: int | None, params: PredictiveParams,
+                         limit: int) -> int | None:
+    """The replicas a lease at zero needs for the request rate seen in front of it (its wake value), as this
+    algorithm sizes a lease (:func:`replicas_needed`, the rate scaled by the learnt headroom): from its last service
+    time and its ``slots``; None when either is unknown (never measured: the lease is woken to its wake replicas)."""
+    svc = state.service_time_s
+    if not slots or svc is None or not (math.isfinite(svc) and svc > 0) or not math.isfinite(rate_rps):
+        return None
+    headroom = min(state.headroom, params.calibration_max) if params.calibration_window_s > 0 else 1.0
+    return replicas_needed(rate_rps * max(1.0, headroom), svc, slots, params, limit)
+
+
 def stuck_backlog(pending_by_pod: list[float], service_s: float | None, slots: int,
                   drain_s: float) -> tuple[float, list[bool]]:
     """Which pods hold a backlog that more replicas cannot drain, and the pending requests the fleet can drain.

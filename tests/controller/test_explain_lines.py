@@ -70,3 +70,7 @@ def test_explain_says_how_a_lease_scales_to_zero() -> None:
     dep["metadata"]["annotations"][P + "wake-target"] = "12.5"
     out = "\n".join(explain_lines(dep, policy, "test", []))
     assert "woken to 2 replica(s), or one per 12.5 of the wake value by: " in out, out
+    dep["metadata"]["annotations"].update({P + "wake-target": "auto", P + "algorithm": "predictive"})
+    out = "\n".join(explain_lines(dep, policy, "test", []))
+    assert "woken to 2 replica(s), or as many as the predictive algorithm sizes the wake value with (a request " \
+        "rate, at its last service time and slots) by: " in out, out

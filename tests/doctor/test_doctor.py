@@ -19,6 +19,7 @@ import aiohttp
 import pytest
 import pytest_asyncio
 
+from autoscaler.config import PREDICTIVE_STATE_ANNOTATION
 from autoscaler.doctor.checks import FAIL, OK, SKIP, WARN, Context, Finding, run_checks
 from autoscaler.kube.api import KubeApi
 from autoscaler.sandbox.cluster import SandboxCluster
@@ -26,6 +27,7 @@ from autoscaler.sandbox.dataplane import DataPlane
 from autoscaler.sandbox.faultproxy import FaultProxy
 from autoscaler.sandbox.prometheus import JOB_PODS
 from autoscaler.sandbox.resources import DEPLOYMENTS, PODS
+from autoscaler.statestore import PredictivePersisted
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 P = "inference-autoscaler.io/"
@@ -153,17 +155,25 @@ async def test_scale_to_zero_wake_query_must_answer_one_value(env: Env) -> None:
         env.cluster.create_deployment(name, namespace=ns, replicas=0, kind="triton",
                                       annotations={P + "enabled": "true", P + "min-replicas": "0",
                                                    P + "wake-target": "2"})
-    await env.dataplane.start_load(ns, "served", {"profile": {"type": "constant", "rate": 5}})
+    svc = PredictivePersisted(b"", time.time(), 600.0, (0.0, 0), 0.1).to_annotation()  # measured before zero
+    env.cluster.create_deployment("auto", namespace=ns, replicas=0, kind="triton", annotations={
+        P + "enabled": "true", P + "min-replicas": "0", P + "wake-target": "auto", P + "algorithm": "predictive",
+        P + "slots-per-replica": "2", PREDICTIVE_STATE_ANNOTATION: svc})
+    for name in ("served", "auto"):
+        await env.dataplane.start_load(ns, name, {"profile": {"type": "constant", "rate": 5}})
     try:
-        await _until(env.dataplane.prometheus_url, f'rate(sandbox_gateway_requests_total{{namespace="{ns}"}}[3s])',
-                     True)
+        await _until(env.dataplane.prometheus_url,
+                     f'count(rate(sandbox_gateway_requests_total{{namespace="{ns}"}}[3s]) > 0) == 2', True)
         fs = await env.findings(lease_namespace=ns, configmap="zero")
     finally:
-        await env.dataplane.stop_load(ns, "served")
+        for name in ("served", "auto"):
+            await env.dataplane.stop_load(ns, name)
     (ok,) = pick(fs, "zero", f"{ns}/served")
     assert ok.status == OK and "wake query answers" in ok.detail and "scaled to zero after 900 s" in ok.detail, ok
     woken = re.search(r"answers ([0-9.e+-]+) \(demand: at zero it would be woken to (\d+) replica", ok.detail)
     assert woken and int(woken[2]) == min(math.ceil(float(woken[1]) / 2), 5), ok  # 2 req/s per replica, max 5
+    (auto,) = pick(fs, "zero", f"{ns}/auto")
+    assert auto.status == OK and "at its last service time 0.1s and 2 slots a replica)" in auto.detail, auto
     (bad,) = pick(fs, "zero", f"{ns}/silent")
     assert bad.status == FAIL and "found no series" in bad.detail and 'service="silent"' in bad.detail, bad
     assert "scaleToZero.wakeQuery" in bad.fix

@@ -7,6 +7,7 @@ import math
 from autoscaler.metrics import InstantVector, QueryError, Sample
 from autoscaler.metrics.wake import wake_value
 from autoscaler.policy.idle import IdleReason, IdleState, decide_idle, idle_message
+from autoscaler.policy.predictive import PredictiveParams, PredictiveState, replicas_needed, wake_replicas_needed
 
 IDLE_S = 60.0
 
@@ -63,6 +64,35 @@ def test_until_a_woken_pod_is_ready_the_wake_value_keeps_sizing_the_lease() -> N
     d = decide_idle(4, 1, 30.0, 3.0, d.state, ready=1, **kw)  # type: ignore[arg-type]
     assert (d.desired, d.reason, d.state.waking) == (1, None, False)  # a pod reports: the algorithm's again
     assert decide_idle(1, 1, 30.0, 4.0, d.state, ready=0, **kw).desired == 1  # type: ignore[arg-type]
+
+
+def test_the_lease_model_sizes_the_wake_instead_of_a_per_replica_target() -> None:
+    """``wake_need`` (a predictive lease's sizing of its wake value, ``wake-target: auto``): woken to it, at least
+    the wake replicas, at most the maximum, also while no woken pod is Ready; it stands for the target; the message
+    says how it was sized; with none, the wake replicas."""
+    kw = {"idle_s": IDLE_S, "max_replicas": 10}
+    d = decide_idle(0, 1, 12.0, 0.0, IdleState(), wake_need=5, wake_target=100.0, **kw)  # type: ignore[arg-type]
+    assert (d.desired, d.reason) == (5, IdleReason.WAKE)
+    assert idle_message(d, 12.0, IDLE_S, 0.0, None, "12 req/s at 0.5 s") == (
+        "wake value 12 above 0: scaling from zero to 5 replicas (12 req/s at 0.5 s)")
+    assert decide_idle(0, 1, 12.0, 0.0, IdleState(), wake_need=1, wake_replicas=2, **kw).desired == 2  # type: ignore[arg-type]
+    assert decide_idle(0, 1, 12.0, 0.0, IdleState(), wake_need=40, **kw).desired == 10  # type: ignore[arg-type]
+    assert decide_idle(0, 1, 12.0, 0.0, IdleState(), wake_need=None, **kw).desired == 1  # type: ignore[arg-type]
+    d = decide_idle(1, 1, 30.0, 1.0, d.state, ready=0, wake_need=8, **kw)  # type: ignore[arg-type]
+    assert (d.desired, d.reason) == (8, IdleReason.WAKING)
+    assert "wake value 30 (by its model) needs 8 replicas" in idle_message(d, 30.0, IDLE_S, 0.0, None, "by its model")
+
+
+def test_a_predictive_lease_sizes_its_wake_from_its_last_service_time_and_slots() -> None:
+    """As the algorithm sizes a lease (the rate scaled by the learnt headroom); None when it was never measured or
+    its slots are unknown."""
+    params = PredictiveParams(target_queue_time_us=500_000.0)
+    measured = PredictiveState(service_time_s=0.5)
+    assert wake_replicas_needed(12.0, measured, 2, params, 20) == replicas_needed(12.0, 0.5, 2, params, 20) > 3
+    learnt = PredictiveState(service_time_s=0.5, headroom=2.0)
+    assert wake_replicas_needed(12.0, learnt, 2, params, 20) == replicas_needed(24.0, 0.5, 2, params, 20)
+    assert wake_replicas_needed(12.0, PredictiveState(), 2, params, 20) is None
+    assert wake_replicas_needed(12.0, measured, None, params, 20) is None
 
 
 def test_replicas_go_to_zero_after_a_whole_idle_period_counted_from_the_last_demand() -> None:

@@ -266,6 +266,12 @@ def test_scale_to_zero_trades_idle_gpu_seconds_for_the_requests_that_wake_it() -
     floor, floor_spec, floor_dropped = run("default")
     zero, spec, dropped = run("default+zero", idleSeconds=300)
     sized, _, _ = run("default+zero", idleSeconds=300, wakeTargetPerReplica=w.replica_capacity_rps)
+    stz = SHIPPED.autoscaling.scale_to_zero.model_copy(update={"wake_target": "auto"})
+    auto_policy = SHIPPED.model_copy(update={"autoscaling": SHIPPED.autoscaling.model_copy(
+        update={"scale_to_zero": stz})})
+    r = simulate(w, make_policy("default+zero", PolicyContext(settings, auto_policy, {"zero.idleSeconds": 300})),
+                 settings)
+    auto, auto_spec = summarize(r), r.spec_replicas
     assert floor_spec.min() == 1 and floor_dropped == 0
     assert spec[:300].max() == 0  # idle from the start: zero at once (the first minute needs no replica)
     at_zero = np.flatnonzero(spec[900:2700] == 0)
@@ -275,6 +281,11 @@ def test_scale_to_zero_trades_idle_gpu_seconds_for_the_requests_that_wake_it() -
     assert idle > 1000 and zero["gpuSeconds"] < floor["gpuSeconds"] - 0.5 * idle
     assert dropped > 0 and zero["sloViolationFraction"] > floor["sloViolationFraction"]  # the cold starts' price
     assert sized["sloViolationFraction"] < zero["sloViolationFraction"]  # woken to the burst's fleet at once
+    # auto: the first wake knows no service time (one replica, as `zero`); the second is sized as the predictive
+    # policy sizes the gateway's rate, from the service time it measured in the first burst
+    woken = [t for t in range(1, auto_spec.size) if auto_spec[t - 1] == 0 < auto_spec[t]]
+    assert len(woken) == 2 and auto_spec[woken[0]] == 1 and auto_spec[woken[1]] > 1, woken
+    assert auto["sloViolationFraction"] < zero["sloViolationFraction"]
 
 
 def test_cli_replays_scale_to_zero_beside_the_policy(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
@@ -290,6 +301,12 @@ def test_cli_replays_scale_to_zero_beside_the_policy(capsys: pytest.CaptureFixtu
     assert "zero.idleSeconds" in capsys.readouterr().err
     assert main(["replay", "--trace", str(trace), "--policies", "oracle+zero"]) == 2
     assert "NAME+zero" in capsys.readouterr().err
+    assert main(["replay", "--trace", str(trace), "--policies", "default+zero", "--policy-option",
+                 "zero.wakeTargetPerReplica=auto", "--peak-replicas", "4", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["policies"]["default+zero"]["gpuSeconds"] > 0
+    assert main(["replay", "--trace", str(trace), "--policies", "hpa+zero", "--policy-option",
+                 "zero.wakeTargetPerReplica=auto"]) == 2
+    assert "predictive" in capsys.readouterr().err
 
 
 def test_criteria_name_each_failed_check() -> None:

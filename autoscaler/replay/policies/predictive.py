@@ -29,6 +29,7 @@ from autoscaler.policy.predictive import (
     queue_time_without,
     stuck_backlog,
     unmeasured_ready,
+    wake_replicas_needed,
 )
 from autoscaler.replay.policies import PolicyContext, ReplayPolicy, register_algorithm, register_policy
 from autoscaler.replay.policies.hpa import make_configured_hpa
@@ -99,6 +100,11 @@ class PredictivePolicy:
         if hpa is not None and d.reason == PredictiveReason.MISSING_DATA:
             return hpa
         return d.desired_replicas
+
+    def wake_need(self, rate_rps: float, view: ClusterView) -> int | None:
+        """The replicas the request rate in front of the lease needs, as this policy sizes it (``+zero`` with
+        ``zero.wakeTargetPerReplica=auto``): its last service time and the serving model's slots."""
+        return wake_replicas_needed(rate_rps, self.state, view.settings.serving.slots, self.params, self.max_replicas)
 
 
 @register_algorithm("predictive")

@@ -13,7 +13,8 @@ feeds it:
 * at zero the wrapped policy is not asked (it has no pods to size, as the controller skips a predictive lease at
   zero); with replicas its decision is floored at one and the layer decides when to go to zero;
 * parameters from the cluster policy's ``scaleToZero`` (``idleSeconds``, ``wakeThreshold``, ``wakeReplicas``,
-  ``wakeTargetPerReplica``), each overridable with ``--policy-option zero.idleSeconds=300`` and so on. The replay is
+  ``wakeTargetPerReplica``; ``auto``: woken to what the wrapped predictive policy sizes the gateway's rate with),
+  each overridable with ``--policy-option zero.idleSeconds=300`` and so on. The replay is
   never blind (every Ready pod is scraped), so ``ScaleToZeroHeld`` does not occur.
 """
 
@@ -38,6 +39,8 @@ class ZeroPolicy:
     threshold: float = 0.0
     wake_replicas: int = 1
     wake_target: float | None = None
+    wake_auto: bool = False
+    """``wakeTargetPerReplica: auto``: woken to what the wrapped (predictive) policy sizes the gateway's rate with."""
     max_replicas: int | None = None
     state: IdleState = field(default_factory=IdleState)
     interval_s: float = 5.0
@@ -48,9 +51,13 @@ class ZeroPolicy:
     def decide(self, view: ClusterView) -> int:
         current = view.spec_replicas
         desired = self.inner.decide(view) if current > 0 else 0
-        d = decide_idle(current, desired, view.gateway_rate(), view.now, self.state, idle_s=self.idle_s,
+        wake = view.gateway_rate()
+        need = None
+        if self.wake_auto and wake > self.threshold and (current <= 0 or self.state.waking):
+            need = self.inner.wake_need(wake, view)  # type: ignore[attr-defined]
+        d = decide_idle(current, desired, wake, view.now, self.state, idle_s=self.idle_s,
                         threshold=self.threshold, wake_replicas=self.wake_replicas, wake_target=self.wake_target,
-                        max_replicas=self.max_replicas, ready=view.ready_replicas)
+                        max_replicas=self.max_replicas, ready=view.ready_replicas, wake_need=need)
         self.state = d.state
         return d.desired
 
@@ -66,10 +73,14 @@ def with_zero(inner: ReplayPolicy, name: str, ctx: PolicyContext) -> ZeroPolicy:
     if idle_s <= 0:
         raise ValueError("zero.idleSeconds must be > 0")
     target = opts.get("wakeTargetPerReplica", stz.wake_target)
+    auto = target == "auto"
+    if auto and not hasattr(inner, "wake_need"):
+        raise ValueError(f"zero.wakeTargetPerReplica=auto sizes the wake-up as the predictive algorithm does; {name} "
+                         "is not on it (use default with algorithm: predictive, or a number)")
     return ZeroPolicy(inner, name, idle_s=idle_s, threshold=float(opts.get("wakeThreshold", stz.wake_threshold)),
                       wake_replicas=max(1, int(opts.get("wakeReplicas", stz.wake_replicas))),
-                      wake_target=float(target) if target else None, max_replicas=ctx.settings.max_replicas,
-                      interval_s=inner.interval_s)
+                      wake_target=float(target) if target and not auto else None, wake_auto=auto,
+                      max_replicas=ctx.settings.max_replicas, interval_s=inner.interval_s)
 
 
 __all__ = ["OPTIONS", "ZeroPolicy", "with_zero"]
