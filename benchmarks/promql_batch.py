@@ -3,7 +3,8 @@
 Backfills N pods across M leases (several namespaces) with cAdvisor, DCGM, Triton, recorded queue-time
 and vLLM series, starts Prometheus on it, then times, per kind, one batched query for all leases and
 the per-lease alternative (what HPA + prometheus-adapter does: one query per HPA), the latter run with
-a bounded concurrency. Prints one JSON document.
+a bounded concurrency; and scale to zero's wake queries (a gateway counter per lease), merged a hundred
+leases to a query against one query per lease. Prints one JSON document.
 
     python benchmarks/promql_batch.py [--pods 10000] [--leases 2000] [--concurrency 16]
 """
@@ -31,6 +32,7 @@ from autoscaler.metrics import (
     fetch_all,
 )
 from autoscaler.metrics.localprom import LocalPrometheus, OpenMetricsWriter, backfill
+from autoscaler.metrics.wake import WAKE_CHUNK, read_wakes
 
 T0 = 1_700_003_600.0
 STEP = 30.0
@@ -42,6 +44,14 @@ def build_leases(pods: int, leases: int, namespaces: int) -> list[LeaseTarget]:
     per = pods // leases
     return [LeaseTarget.of(f"ns-{i % namespaces:02d}",
                            [f"svc-{i:04d}-7d9f8c6b5-{j:05d}" for j in range(per)]) for i in range(leases)]
+
+
+WAKE_QUERY = 'sum(rate(gw_requests_total{namespace="{{namespace}}",service="{{name}}"}[1m])) or vector(0)'
+
+
+def lease_name(lease: LeaseTarget) -> str:
+    """The Deployment a benchmark lease's pods belong to (``svc-NNNN``)."""
+    return next(iter(lease.pods)).rsplit("-", 2)[0]
 
 
 def write_data(leases: list[LeaseTarget], path: Path) -> int:
@@ -66,6 +76,9 @@ def write_data(leases: list[LeaseTarget], path: Path) -> int:
             w.add("vllm:kv_cache_usage_perc", {**base, "model_name": "m", "engine": "0"},
                   [(t, load / 1.2) for t in times])
             series += 7
+        w.add("gw_requests_total", {"namespace": lease.namespace, "service": lease_name(lease)},
+              [(t, (n % 3) * (t - times[0])) for t in times])  # a third of the leases idle
+        series += 1
     w.write(path)
     return series
 
@@ -120,7 +133,28 @@ async def run(url: str, leases: list[LeaseTarget], concurrency: int, repeats: in
         out["allKindsConcurrent"] = {"queries": len(kinds), "seconds": round(statistics.median(together), 4)}
         raw = registry.create("queueTime", {"source": "raw"})
         out["queueTime(raw)"] = await time_kind(client, raw, leases, concurrency, repeats)
+        out["wake"] = await time_wakes(client, leases, repeats)
     return out
+
+
+async def time_wakes(client: PrometheusClient, leases: list[LeaseTarget], repeats: int) -> dict[str, object]:
+    """Scale to zero's wake queries, one per lease (every lease may scale to zero): merged ``WAKE_CHUNK`` to a
+    query (the controller's way) against one query per lease; median of ``repeats``."""
+    queries = {(lease.namespace, lease_name(lease)): WAKE_QUERY.replace("{{namespace}}", lease.namespace)
+               .replace("{{name}}", lease_name(lease)) for lease in leases}
+    timings: dict[int, list[float]] = {WAKE_CHUNK: [], 1: []}
+    answers = {}
+    for _ in range(repeats):
+        for chunk in timings:
+            start = time.perf_counter()
+            answers[chunk] = await read_wakes(client, queries, at=T0, chunk=chunk)
+            timings[chunk].append(time.perf_counter() - start)
+    if answers[WAKE_CHUNK] != answers[1]:
+        raise SystemExit("wake: merged and per-lease answers differ")
+    merged, alone = (statistics.median(timings[c]) for c in (WAKE_CHUNK, 1))
+    return {"leases": len(queries), "mergedQueries": -(-len(queries) // WAKE_CHUNK), "mergedSeconds": round(merged, 4),
+            "perLeaseQueries": len(queries), "perLeaseSeconds": round(alone, 4),
+            "valued": sum(w.value is not None for w in answers[1].values()), "speedup": round(alone / merged, 1)}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,20 +1,20 @@
-"""Scale to zero's wake values: one PromQL query per lease that may be at zero replicas, read as one number.
+"""Scale to zero's wake values: one PromQL expression per lease that may be at zero replicas, read as one number.
 
 A lease at zero has no pods to measure, so its demand is read in front of them (the policy's
 ``scaleToZero.wakeQuery``, rendered per lease: an ingress's or a gateway's request rate). Anything but one finite
 value is no value, with the reason, never a 0: the decision (``autoscaler.policy.idle``) must not take a broken
-query for idleness.
+query for idleness. A hundred leases' expressions go to Prometheus as one query (:func:`read_wakes`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import math
-from collections.abc import Hashable, Mapping
+from collections.abc import Hashable, Mapping, Sequence
 from typing import NamedTuple, TypeVar
 
 from autoscaler.metrics.client import PrometheusClient
-from autoscaler.metrics.results import InstantVector, QueryError
+from autoscaler.metrics.results import InstantVector, QueryError, Sample
 
 K = TypeVar("K", bound=Hashable)
 
@@ -42,11 +42,50 @@ def wake_value(answer: InstantVector | QueryError) -> Wake:
     return Wake(value)
 
 
-async def read_wakes(client: PrometheusClient, queries: Mapping[K, str], at: float | None = None) -> dict[K, Wake]:
-    """Every lease's wake value (keyed as ``queries``), the queries sent at once."""
+WAKE_CHUNK = 100
+"""Leases whose wake queries are merged into one PromQL query (:func:`read_wakes`)."""
+WAKE_LABEL = "autoscaler_wake"
+"""The label each lease's answer is tagged with in a merged query."""
+
+
+def merged_query(queries: Sequence[str]) -> str:
+    """One PromQL query answering all ``queries``: each answer tagged with its index (``WAKE_LABEL``), the tagged
+    answers joined with ``or`` (their label sets differ by the tag, so none hides another)."""
+    return " or ".join(f'label_replace(({q}), "{WAKE_LABEL}", "{i}", "", "")' for i, q in enumerate(queries))
+
+
+def split_answer(answer: InstantVector, n: int) -> list[InstantVector]:
+    """A merged query's answer (:func:`merged_query`) as the ``n`` answers of its queries, tags removed."""
+    parts: list[list[Sample]] = [[] for _ in range(n)]
+    for s in answer.samples:
+        i = s.labels.get(WAKE_LABEL, "")
+        if i.isdigit() and int(i) < n:
+            parts[int(i)].append(Sample({k: v for k, v in s.labels.items() if k != WAKE_LABEL}, s.timestamp, s.value))
+    return [InstantVector(tuple(p), answer.eval_time, answer.latency_s, answer.attempts, answer.warnings)
+            for p in parts]
+
+
+async def read_wakes(client: PrometheusClient, queries: Mapping[K, str], at: float | None = None,
+                     chunk: int = WAKE_CHUNK) -> dict[K, Wake]:
+    """Every lease's wake value (keyed as ``queries``): ``chunk`` leases' queries merged into one
+    (:func:`merged_query`), the merged queries sent at once. A merged query that fails (one lease's query is not
+    valid PromQL, answers a scalar, or the whole is too slow) is asked again one query per lease, so each lease
+    gets its own answer or error, as if never merged."""
     keys = list(queries)
-    answers = await asyncio.gather(*(client.query(queries[k], at=at) for k in keys))
-    return {k: wake_value(a) for k, a in zip(keys, answers, strict=True)}
+    groups = [keys[i:i + chunk] for i in range(0, len(keys), max(1, chunk))]
+    merged = [len(g) > 1 for g in groups]
+    answers = await asyncio.gather(*(client.query(merged_query([queries[k] for k in g]) if m else queries[g[0]],
+                                                  at=at) for g, m in zip(groups, merged, strict=True)))
+    out: dict[K, Wake] = {}
+    for g, m, answer in zip(groups, merged, answers, strict=True):
+        if not m:
+            out[g[0]] = wake_value(answer)
+        elif isinstance(answer, QueryError):
+            alone = await asyncio.gather(*(client.query(queries[k], at=at) for k in g))
+            out.update({k: wake_value(a) for k, a in zip(g, alone, strict=True)})
+        else:
+            out.update({k: wake_value(a) for k, a in zip(g, split_answer(answer, len(g)), strict=True)})
+    return out
 
 
 IDLE_HISTORY_STEPS = 2000
@@ -87,4 +126,5 @@ def idle_history(wake_query: str, idle_s: float, threshold: float) -> IdleHistor
                        f"time() - max_over_time(timestamp({q} > {threshold!r}){window})", span // step, span)
 
 
-__all__ = ["IDLE_HISTORY_STEPS", "IdleHistory", "Wake", "idle_history", "read_wakes", "wake_value"]
+__all__ = ["IDLE_HISTORY_STEPS", "WAKE_CHUNK", "WAKE_LABEL", "IdleHistory", "Wake", "idle_history", "merged_query",
+           "read_wakes", "split_answer", "wake_value"]
