@@ -587,6 +587,8 @@ class LeasePolicy:
     wake_replicas: int = 1  # scale to zero: the replicas a lease at zero is woken to
     wake_target: float | None = None  # scale to zero: the wake value one replica serves (sizes the wake-up)
     wake_auto: bool = False  # scale to zero: the wake value is a request rate the predictive algorithm sizes
+    max_num_seqs: int | None = None  # predictive: its pod template's --max-num-seqs (set by the controller, not read
+    # from an annotation: autoscaler.kube.workloads.max_num_seqs)
 
     @property
     def key(self) -> str:

@@ -239,6 +239,7 @@ class _LeaseSpec:
     user: tuple[tuple[str, str], ...]  # the lease annotations the resolution was made from
     resolution: Resolution
     selector: Selector
+    gen: Any = None  # the Deployment's metadata.generation the resolution was made at (its spec)
     pod_gen: int = -1  # namespace pod generation `pods` and `target` were matched at (-1: not yet)
     pods: tuple[Pod, ...] = ()
     target: LeaseTarget | None = None  # None without pods (nothing to query)
@@ -556,13 +557,17 @@ class Controller:
             ann = annotations_of(obj)
             user = tuple(sorted((k, v) for k, v in ann.items() if k.startswith(ANNOTATION_PREFIX)
                                 and k not in CONTROLLER_ANNOTATIONS))
-            # Our own status writes change the resourceVersion but not the lease annotations: keep the resolution.
-            if spec is not None and spec.user == user and spec.policy_version == version:
+            gen = (obj.get("metadata") or {}).get("generation")
+            # Our own status writes change the resourceVersion but not the lease annotations, nor the generation (the
+            # spec, its pod template's --max-num-seqs among it): keep the resolution.
+            if spec is not None and spec.user == user and spec.policy_version == version and spec.gen == gen:
                 res = spec.resolution
             else:
                 res = self._shared_behavior(resolve_lease(key[0], key[1], ann, policy))
+                if res.lease is not None and res.lease.algorithm == "predictive":
+                    res = replace(res, lease=replace(res.lease, max_num_seqs=max_num_seqs(obj)))
             selector = Selector.from_label_selector((obj.get("spec") or {}).get("selector"))
-            spec = self._specs[key] = _LeaseSpec(rv, version, user, res, selector)
+            spec = self._specs[key] = _LeaseSpec(rv, version, user, res, selector, gen)
         return spec
 
     def _shared_behavior(self, res: Resolution) -> Resolution:
@@ -956,7 +961,7 @@ class Controller:
         rt.fits = note_batches(rt.fits, part_by_pod(parts, "kv_fit"), now, live)
         learned, fitted = learned_batch(rt.batches), learned_batch(rt.fits)
         reported, vllm = reported_slots(parts.values())
-        limit = max_num_seqs(p.obj)
+        limit = lease.max_num_seqs
         slots, source = resolve_slots(lease.slots_per_replica, reported, vllm,
                                       self.policy.policy.autoscaling.predictive, learned, fitted, limit)
         rt.slots = None if slots is None else (slots, source)
@@ -1139,7 +1144,7 @@ class Controller:
         persisted state) and its slots (as last sized, else its annotation or its pod template's --max-num-seqs)."""
         params = self._lease_params(p.lease)
         state = p.rt.predictive if p.rt.predictive is not None else self._predictive_state(p, params)
-        slots = p.rt.slots[0] if p.rt.slots else (p.lease.slots_per_replica or max_num_seqs(p.obj))
+        slots = p.rt.slots[0] if p.rt.slots else (p.lease.slots_per_replica or p.lease.max_num_seqs)
         return sized_wake(rate, state, slots, params, p.lease.max_replicas)
 
     def _finish(self, p: _Prepared, decision: Decision, new_state: DecisionState, desired: int, reason: str,

@@ -75,3 +75,27 @@ async def test_a_predictive_lease_at_zero_is_woken_to_what_its_rate_needs(
     assert all(d is not None and d["reason"] == "Wake" for d in last.values()), last
     assert "at its last service time 0.5s and 2 slots a replica" in last["measured"]["message"], last["measured"]
     assert "its service time not known yet: woken to its wake replicas" in last["new"]["message"], last["new"]
+
+
+@pytest.mark.prometheus
+async def test_a_new_max_num_seqs_in_the_pod_template_sizes_the_next_wake(
+        cluster: tuple[SandboxCluster, str], tmp_path: Path) -> None:
+    """The pod template's --max-num-seqs is read again when the Deployment's spec changes (its generation), not only
+    when its annotations do: halved, the same 12 req/s wakes the lease to more replicas."""
+    c, url = cluster
+    (tmp_path / "policy.yaml").write_text(POLICY)
+    params = load_policy(tmp_path / "policy.yaml").autoscaling.predictive.to_params(500000.0)
+    async with tick_driven(tmp_path, url) as (ctl, _):
+        await ctl.tick()
+        assert c.store.get(DEPLOYMENTS.storage_key, "ml", "flagged")["spec"]["replicas"] == replicas_needed(
+            12.0, SERVICE_S, 4, params, 12)
+        dep = c.registry.get(DEPLOYMENTS, "ml", "flagged")
+        dep["spec"]["template"]["spec"]["containers"][0]["args"] = ["--max-num-seqs", "2"]
+        dep["spec"]["replicas"] = 0  # rolled out again at zero
+        c.registry.update(DEPLOYMENTS, "ml", "flagged", dep)
+        await ctl.deployments.relist()
+        await ctl.tick()
+        d = ctl.runtime[("ml", "flagged")].last
+        assert d is not None and d["reason"] == "Wake" and "and 2 slots a replica" in d["message"], d
+        assert c.store.get(DEPLOYMENTS.storage_key, "ml", "flagged")["spec"]["replicas"] == replicas_needed(
+            12.0, SERVICE_S, 2, params, 12)
