@@ -95,6 +95,41 @@ async def test_scale_to_zero_when_idle_and_woken_by_the_gateway(env: Env) -> Non
                for m in messages), messages
 
 
+async def test_a_predictive_lease_is_woken_to_what_its_gateway_rate_needs(env: Env) -> None:
+    """wake-target: auto, end to end: a predictive lease measures its service time while it serves, goes to zero once
+    idle, and is woken by a burst at its gateway to the replicas the predictive algorithm sizes that rate with (at
+    the service time it measured and its 2 slots), not to one replica."""
+    pfile = env.policy_file.with_name("policy-zero-auto.yaml")
+    pfile.write_text(env.policy_file.read_text().replace("lowerBound: 1", "lowerBound: 0") + """
+  algorithm: predictive
+  predictive: {rateWindowSeconds: 3, burstWindowSeconds: 0, trendWindowSeconds: 0, lagSeconds: 0,
+               scaleDownWindowSeconds: 4, startupSeconds: 1, violationTarget: 0.05, panicQueueFactor: 0}
+  scaleToZero:
+    wakeQuery: 'sum(rate(sandbox_gateway_requests_total{namespace="{{namespace}}",service="{{name}}"}[3s])) or vector(0)'
+    idleSeconds: 3
+    wakeTargetPerReplica: auto
+""")
+    env.deployment("auto", {P + "min-replicas": "0", P + "max-replicas": "4", P + "slots-per-replica": "2"})
+    await env.cluster.wait_for_ready("default", "auto")
+    async with env.controller(policy_file=str(pfile)) as ctl:
+        await env.load("auto", {"profile": {"type": "constant", "rate": 10}})
+        await wait_for(lambda: ctl.runtime.get(("default", "auto")) is not None and (
+            st := ctl.runtime[("default", "auto")].predictive) is not None and st.service_time_s is not None, 20,
+            "a service time measured while it serves")
+        await env.dataplane.stop_load("default", "auto")
+        await wait_for(lambda: env.replicas("auto") == 0, 20, "scale to zero after the idle period")
+        dep = env.cluster.registry.get(DEPLOYMENTS, "default", "auto")
+        dep["metadata"]["annotations"][ANN_STARTUP] = "4"  # woken pods load their model for 4 s
+        env.cluster.registry.update(DEPLOYMENTS, "default", "auto", dep)
+        await env.load("auto", {"profile": {"type": "constant", "rate": 100}})  # 2.5 pods' worth at 40 req/s each
+        await wait_for(lambda: env.replicas("auto") >= 3, 15, "woken by the burst to what its rate needs")
+        await env.dataplane.stop_load("default", "auto")
+    woken = [e["message"] for e in env.events("auto") if e["reason"] == "SuccessfulRescale"
+             and ("scaling from zero" in e["message"] or "no pod Ready yet" in e["message"])]
+    assert woken and all("at its last service time" in m and "and 2 slots a replica" in m for m in woken), woken
+    assert any("New size: 3" in m or "New size: 4" in m for m in woken), woken
+
+
 async def test_fleet_policy_semantics_shadow_paused_and_bad_annotations(env: Env) -> None:
     """One loop, many leases: TMS limits/defaults, shadow, paused and invalid leases are each handled alone."""
     env.deployment("limited", {P + "max-replicas": "9", P + "metrics": "queueTime,cpuUtilization"})
