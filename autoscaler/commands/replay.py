@@ -112,12 +112,12 @@ def setup_from_args(args: argparse.Namespace) -> Setup:
         serving = ServingConfig.from_annotation(args.serving) if args.serving else DEFAULT_SERVING
     except (PolicyError, OSError) as exc:
         raise ValueError(str(exc)) from None
-    auto = "zero.wakeTargetPerReplica=auto"  # the one option that is not a number: into the cluster policy
-    if auto in [o.replace(" ", "") for o in args.policy_option]:
+    auto = "zero.waketargetperreplica=auto"  # the one option that is not a number: into the cluster policy
+    if auto in [o.replace(" ", "").lower() for o in args.policy_option]:
         stz = cluster.autoscaling.scale_to_zero.model_copy(update={"wake_target": "auto"})
         cluster = cluster.model_copy(update={"autoscaling": cluster.autoscaling.model_copy(
             update={"scale_to_zero": stz})})
-    options = parse_options([o for o in args.policy_option if o.replace(" ", "") != auto])
+    options = parse_options([o for o in args.policy_option if o.replace(" ", "").lower() != auto])
     known = [*policy_names(), "zero"]
     unknown = sorted({k.split(".", 1)[0] for k in options} - set(known))
     if unknown:

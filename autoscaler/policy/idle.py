@@ -8,10 +8,9 @@ sits on top of the lease's algorithm (HPA rule or predictive), which never propo
   says more, as Knative's activation scale), or, given the wake value one replica serves (``wake_target``) or the
   replicas the lease's own model sizes the wake value with (``wake_need``: a predictive lease's service time and
   slots, when the wake value is a request rate), for as many replicas as the demand waiting needs, up to the
-  lease's maximum: a model woken by a burst gets its
-  fleet in one start-up instead of two; until its first pod is Ready, the wake value (its rate window still
-  filling) keeps sizing it (``Waking``); the algorithm takes over once the pods report; else the lease stays at
-  zero (``Idle``);
+  lease's maximum: a model woken by a burst gets its fleet in one start-up instead of two; until its first pod is
+  Ready, the wake value (its rate window still filling) keeps sizing it (``Waking``); the algorithm takes over once
+  the pods report; else the lease stays at zero (``Idle``);
 * with replicas, the lease goes to zero once its wake value has stayed at or under the threshold for the idle
   period (``ScaleToZero``), unless its pods' own metrics are missing then (``ScaleToZeroHeld``: the controller
   never scales down blind); until then the algorithm decides, floored at one replica;

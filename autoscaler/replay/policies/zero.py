@@ -20,6 +20,7 @@ feeds it:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from autoscaler.policy.idle import IdleState, decide_idle
@@ -39,8 +40,8 @@ class ZeroPolicy:
     threshold: float = 0.0
     wake_replicas: int = 1
     wake_target: float | None = None
-    wake_auto: bool = False
-    """``wakeTargetPerReplica: auto``: woken to what the wrapped (predictive) policy sizes the gateway's rate with."""
+    wake_sizer: Callable[[float, ClusterView], int | None] | None = None
+    """``wakeTargetPerReplica: auto``: the wrapped (predictive) policy's sizing of the gateway's rate."""
     max_replicas: int | None = None
     state: IdleState = field(default_factory=IdleState)
     interval_s: float = 5.0
@@ -53,8 +54,8 @@ class ZeroPolicy:
         desired = self.inner.decide(view) if current > 0 else 0
         wake = view.gateway_rate()
         need = None
-        if self.wake_auto and wake > self.threshold and (current <= 0 or self.state.waking):
-            need = self.inner.wake_need(wake, view)  # type: ignore[attr-defined]
+        if self.wake_sizer is not None and wake > self.threshold and (current <= 0 or self.state.waking):
+            need = self.wake_sizer(wake, view)
         d = decide_idle(current, desired, wake, view.now, self.state, idle_s=self.idle_s,
                         threshold=self.threshold, wake_replicas=self.wake_replicas, wake_target=self.wake_target,
                         max_replicas=self.max_replicas, ready=view.ready_replicas, wake_need=need)
@@ -74,12 +75,13 @@ def with_zero(inner: ReplayPolicy, name: str, ctx: PolicyContext) -> ZeroPolicy:
         raise ValueError("zero.idleSeconds must be > 0")
     target = opts.get("wakeTargetPerReplica", stz.wake_target)
     auto = target == "auto"
-    if auto and not hasattr(inner, "wake_need"):
+    sizer = getattr(inner, "wake_need", None) if auto else None
+    if auto and sizer is None:
         raise ValueError(f"zero.wakeTargetPerReplica=auto sizes the wake-up as the predictive algorithm does; {name} "
                          "is not on it (use default with algorithm: predictive, or a number)")
     return ZeroPolicy(inner, name, idle_s=idle_s, threshold=float(opts.get("wakeThreshold", stz.wake_threshold)),
                       wake_replicas=max(1, int(opts.get("wakeReplicas", stz.wake_replicas))),
-                      wake_target=float(target) if target and not auto else None, wake_auto=auto,
+                      wake_target=float(target) if target and not auto else None, wake_sizer=sizer,
                       max_replicas=ctx.settings.max_replicas, interval_s=inner.interval_s)
 
 
