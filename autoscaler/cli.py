@@ -27,7 +27,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "tune": ("autoscaler.commands.tune", "sweep one knob of the shipped policy over a trace; the value to set"),
     "record": ("autoscaler.commands.record", "pull a lease's request-rate history from Prometheus"),
     "sandbox": ("autoscaler.sandbox.cli", "local Kubernetes-API-compatible cluster with simulated Triton pods"),
-    "migrate-hpa": ("autoscaler.commands.migrate_hpa", "turn HorizontalPodAutoscalers into annotations"),
+    "migrate-hpa": ("autoscaler.commands.migrate_hpa", "turn HorizontalPodAutoscalers and KEDA ScaledObjects into "
+                                                        "annotations"),
 }
 
 

@@ -7,6 +7,12 @@ PromQL metrics). Everything that has no equivalent here is a warning, never sile
 and External metrics, memory, absolute CPU targets, scale to zero, non-Deployment targets, bounds the
 policy would clamp, and per-HPA ``behavior`` (behaviour is cluster-wide in this project).
 
+KEDA ScaledObjects (keda.sh/v1alpha1) are converted too: bounds, CPU triggers, the HPA behaviour KEDA passes on,
+and, for a ``prometheus`` trigger (a request rate over a per-replica threshold, with no per-pod equivalent), the
+predictive algorithm, which sizes a lease from its pods' own request counters instead; with ``minReplicaCount: 0``,
+scale to zero woken by the trigger's query (the policy's ``scaleToZero.wakeQuery``, its threshold the lease's
+``wake-target``).
+
 The annotations default to ``mode: shadow``: the autoscaler then decides and reports next to the HPA
 without writing ``spec.replicas``; compare, then delete the HPA and switch the lease to ``enforce``.
 The conversion itself (:func:`convert`) is pure and unit-tested; only :func:`run` does I/O.
@@ -33,6 +39,7 @@ from autoscaler.config import DEFAULT_POLICY, BehaviorSettings, ClusterPolicy, P
 from autoscaler.policy.types import Behavior
 
 HPA_KIND = "HorizontalPodAutoscaler"
+KEDA_KIND = "ScaledObject"
 
 # Pods-metric names the built-in kinds already read, and the factor from the HPA's unit to ours.
 KNOWN_POD_METRICS: dict[str, tuple[str, float, str]] = {
@@ -82,10 +89,13 @@ class Conversion:
     metrics: dict[str, dict[str, Any]] = field(default_factory=dict)  # policy snippet autoscaling.metrics
     behavior: dict[str, Any] | None = None  # the HPA's behaviour when it differs from the policy's
     warnings: list[str] = field(default_factory=list)
+    kind: str = HPA_KIND  # what was converted: an HPA or a KEDA ScaledObject
+    scale_to_zero: dict[str, Any] = field(default_factory=dict)  # policy snippet autoscaling.scaleToZero (KEDA)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"hpa": f"{self.namespace}/{self.name}", "deployment": self.target, "annotations": self.annotations,
-                "policyMetrics": self.metrics, "behavior": self.behavior, "warnings": self.warnings}
+        return {"hpa": f"{self.namespace}/{self.name}", "kind": self.kind, "deployment": self.target,
+                "annotations": self.annotations, "policyMetrics": self.metrics, "behavior": self.behavior,
+                "warnings": self.warnings}
 
 
 def _custom_name(metric: str) -> str:
@@ -152,25 +162,28 @@ class _Converter:
         self.c.target = str(name)
         return True
 
-    def replicas(self) -> None:
+    def bounds(self) -> tuple[int, int, str, str]:
+        """The minimum and maximum replicas, and their fields' names."""
         spec = self.hpa.get("spec") or {}
+        return int(spec.get("minReplicas", 1)), int(spec.get("maxReplicas", 1)), "minReplicas", "maxReplicas"
+
+    def replicas(self) -> None:
         lim = self.policy.autoscaling.replicas.limits
-        raw_min = spec.get("minReplicas", 1)
-        min_r = int(raw_min)
+        min_r, max_r, min_key, max_key = self.bounds()
+        source = "the HPA's metrics" if self.c.kind == HPA_KIND else "the ScaledObject's triggers"
         if min_r == 0 and lim.minimum.lower_bound == 0 and self.policy.autoscaling.scale_to_zero.wake_query:
-            self.warn("minReplicas 0: the lease scales to zero and is woken by the policy's scaleToZero.wakeQuery, "
-                      "not by the HPA's metrics")
+            self.warn(f"{min_key} 0: the lease scales to zero and is woken by the policy's scaleToZero.wakeQuery, "
+                      f"not by {source}")
         elif min_r == 0:
-            self.warn("minReplicas 0 (scale to zero) needs the policy's scaleToZero.wakeQuery and "
+            self.warn(f"{min_key} 0 (scale to zero) needs the policy's scaleToZero.wakeQuery and "
                       "replicas.limits.minimum.lowerBound 0: until then leases keep at least "
                       f"{max(1, lim.minimum.lower_bound)} replica(s)")
             min_r = max(1, lim.minimum.lower_bound)
         elif not lim.minimum.lower_bound <= min_r <= lim.minimum.upper_bound:
-            self.warn(f"minReplicas {min_r} is outside the policy's replicas.limits.minimum "
+            self.warn(f"{min_key} {min_r} is outside the policy's replicas.limits.minimum "
                       f"[{lim.minimum.lower_bound}, {lim.minimum.upper_bound}] and would be clamped")
-        max_r = int(spec.get("maxReplicas", 1))
         if max_r > lim.maximum:
-            self.warn(f"maxReplicas {max_r} is above the policy's replicas.limits.maximum ({lim.maximum}) and would "
+            self.warn(f"{max_key} {max_r} is above the policy's replicas.limits.maximum ({lim.maximum}) and would "
                       "be clamped; raise the limit in the policy if this lease needs it")
         self.c.annotations[ANNOTATION_PREFIX + "min-replicas"] = str(min_r)
         self.c.annotations[ANNOTATION_PREFIX + "max-replicas"] = str(max_r)
@@ -245,10 +258,12 @@ class _Converter:
         else:
             self.warn(f"{where}: unknown metric type {mtype!r}; dropped")
 
+    def hpa_behavior(self) -> dict[str, Any]:
+        """The HPA behaviour the object asks for (empty: the HPA's defaults)."""
+        return (self.hpa.get("spec") or {}).get("behavior") or {}
+
     def behavior(self) -> None:
-        hb = (self.hpa.get("spec") or {}).get("behavior")
-        if not hb:
-            hb = {}
+        hb = self.hpa_behavior()
         ours = self.policy.autoscaling.behavior
         try:
             theirs = BehaviorSettings.model_validate({
@@ -263,8 +278,12 @@ class _Converter:
         self.c.behavior = {k: v for k, v in {"scaleUp": hb.get("scaleUp"), "scaleDown": hb.get("scaleDown")}.items()
                            if v}
         what = "the HPA defaults" if not self.c.behavior else "its own spec.behavior"
-        self.warn(f"the HPA uses {what}, which differ from the cluster policy's behavior; behaviour is cluster-wide "
-                  "here (no per-lease behaviour): this lease will scale with the policy's behavior")
+        if self.c.kind != HPA_KIND:
+            what = ("the HPA defaults" if not self.c.behavior
+                    else "its own spec.advanced.horizontalPodAutoscalerConfig.behavior")
+        self.warn(f"the {'HPA' if self.c.kind == HPA_KIND else 'ScaledObject'} uses {what}, which differ from the "
+                  "cluster policy's behavior; behaviour is cluster-wide here (no per-lease behaviour): this lease will "
+                  "scale with the policy's behavior")
 
     def finish(self, mode: str) -> Conversion:
         if self.chosen:
@@ -272,6 +291,8 @@ class _Converter:
             a[ANNOTATION_PREFIX + "metrics"] = ",".join(self.chosen)
             for name in self.chosen:
                 a[ANNOTATION_PREFIX + f"threshold.{name}"] = _num(self.thresholds[name])
+        elif self.c.annotations.get(ANNOTATION_PREFIX + "algorithm") == "predictive":
+            pass  # sized from its pods' request counters, on the policy's enabled metrics
         else:
             self.warn("no metric could be converted: the lease would be invalid; not converted (keep the HPA)")
             self.c.target = None
@@ -286,8 +307,127 @@ def _same(a: Behavior, b: Behavior) -> bool:
     return (a.scale_up, a.scale_down, a.tolerances) == (b.scale_up, b.scale_down, b.tolerances)
 
 
+def wake_template(query: str, namespace: str, name: str) -> str:
+    """A KEDA trigger's query as a scale-to-zero wake query template: the quoted namespace and target name become
+    ``{{namespace}}`` and ``{{name}}``, and ``or vector(0)`` is added when absent (KEDA reads no series as 0; a
+    wake query's no series is no value, and a lease without a value never idles)."""
+    q = query.replace(f'"{namespace}"', '"{{namespace}}"').replace(f'"{name}"', '"{{name}}"').strip()
+    return q if "vector(0)" in q else f"({q}) or vector(0)"
+
+
+class _KedaConverter(_Converter):
+    """A KEDA ScaledObject: its scaleTargetRef, replica counts, triggers, fallback and the HPA behaviour it sets."""
+
+    def __init__(self, obj: dict[str, Any], policy: ClusterPolicy) -> None:
+        super().__init__(obj, policy)
+        self.c.kind = KEDA_KIND
+        self.rates: list[dict[str, Any]] = []  # the prometheus triggers' metadata
+
+    def target(self) -> bool:
+        ref = dict((self.hpa.get("spec") or {}).get("scaleTargetRef") or {})
+        ref.setdefault("kind", "Deployment")  # KEDA's defaults
+        ref.setdefault("apiVersion", "apps/v1")
+        self.hpa = {**self.hpa, "spec": {**(self.hpa.get("spec") or {}), "scaleTargetRef": ref}}
+        return super().target()
+
+    def bounds(self) -> tuple[int, int, str, str]:
+        spec = self.hpa.get("spec") or {}
+        if spec.get("idleReplicaCount") is not None:
+            self.warn(f"idleReplicaCount {spec['idleReplicaCount']}: a lease here idles at zero replicas "
+                      "(min-replicas 0), with nothing between zero and its minimum")
+        return (int(spec.get("minReplicaCount", 0)), int(spec.get("maxReplicaCount", 100)), "minReplicaCount",
+                "maxReplicaCount")
+
+    def hpa_behavior(self) -> dict[str, Any]:
+        advanced = (self.hpa.get("spec") or {}).get("advanced") or {}
+        return (advanced.get("horizontalPodAutoscalerConfig") or {}).get("behavior") or {}
+
+    def metrics(self) -> None:
+        spec = self.hpa.get("spec") or {}
+        for i, t in enumerate(spec.get("triggers") or []):
+            self.trigger(f"triggers[{i}]", t if isinstance(t, dict) else {})
+        if not self.chosen and self.rates:
+            self.c.annotations[ANNOTATION_PREFIX + "algorithm"] = "predictive"
+            self.warn("its prometheus trigger has no per-pod equivalent; the lease gets the predictive algorithm, "
+                      "which sizes it from its pods' own request counters (Triton's, vLLM's, NIM's) and the policy's "
+                      "enabled metrics: check with `autoscaler doctor` (its predictive check) that the pods export "
+                      "them")
+        if spec.get("pollingInterval") is not None:
+            self.warn(f"pollingInterval {spec['pollingInterval']}: the controller's loop interval is one for all "
+                      "leases (its --interval)")
+        fb = spec.get("fallback")
+        if isinstance(fb, dict):
+            ours = self.policy.autoscaling.fallback
+            if ours.action != "replicas" or ours.replicas != fb.get("replicas") or \
+                    ours.failure_threshold != fb.get("failureThreshold"):
+                self.warn(f"fallback {fb.get('replicas')} replicas after {fb.get('failureThreshold')} failures is "
+                          "cluster-wide here (the policy's autoscaling.fallback, which a fallback never uses to cut "
+                          "replicas); this lease gets the policy's")
+
+    def trigger(self, where: str, t: dict[str, Any]) -> None:
+        kind, md = t.get("type"), t.get("metadata") or {}
+        if kind == "cpu":
+            metric_type = t.get("metricType") or md.get("type") or "Utilization"
+            if metric_type != "Utilization":
+                self.warn(f"{where}: cpu trigger of metricType {metric_type} has no equivalent: cpuUtilization is "
+                          "percent of requests; dropped")
+                return
+            try:
+                self.use("cpuUtilization", float(str(md.get("value"))))
+            except (TypeError, ValueError):
+                self.warn(f"{where}: cpu trigger without a numeric metadata.value; dropped")
+        elif kind == "prometheus":
+            self.rates.append(md)
+            if t.get("metricType", "AverageValue") != "AverageValue":
+                self.warn(f"{where}: prometheus trigger of metricType {t.get('metricType')}: its threshold is not per "
+                          "replica")
+        else:
+            self.warn(f"{where}: {kind} trigger has no equivalent (metrics here come from Prometheus); dropped")
+
+    def zero(self) -> None:
+        """With a minimum of 0 and a prometheus trigger: the trigger's query wakes the lease (the policy's
+        scaleToZero.wakeQuery, one template for all leases), its threshold is what one replica serves."""
+        spec = self.hpa.get("spec") or {}
+        if int(spec.get("minReplicaCount", 0)) != 0 or not self.rates or self.c.target is None:
+            return
+        md = self.rates[0]
+        template = wake_template(str(md.get("query") or ""), self.c.namespace, self.c.target)
+        stz = self.policy.autoscaling.scale_to_zero
+        if "{{name}}" not in template:
+            self.warn(f"the trigger's query names the Deployment {self.c.target!r} nowhere as a label value, so as a "
+                      "wake query template it would read the same demand for every lease; and a lease at zero has no "
+                      "pods, so the demand must be counted in front of them (ingress, gateway, service mesh): write "
+                      "scaleToZero.wakeQuery by hand (docs/configuration.md, Scale to zero)")
+        if not stz.wake_query:
+            self.c.scale_to_zero = {"wakeQuery": template, "idleSeconds": int(spec.get("cooldownPeriod", 300))}
+            if md.get("activationThreshold") is not None:
+                self.c.scale_to_zero["wakeThreshold"] = float(md["activationThreshold"])
+            self.warn("to scale to zero as KEDA did, merge the scaleToZero snippet (its query as a template for every "
+                      "lease: check it) and replicas.limits.minimum.lowerBound 0, then annotate min-replicas=0")
+            return
+        if stz.wake_query.strip() != template:
+            self.warn(f"the policy's scaleToZero.wakeQuery is not this trigger's query ({template!r}): the lease is "
+                      "woken by the policy's, and wake-target is not set")
+        elif md.get("threshold") is not None:
+            self.c.annotations[ANNOTATION_PREFIX + "wake-target"] = _num(float(md["threshold"]))
+        if float(spec.get("cooldownPeriod", 300)) != stz.idle_s:
+            self.warn(f"cooldownPeriod {spec.get('cooldownPeriod', 300)} s: the policy's scaleToZero.idleSeconds "
+                      f"({_num(stz.idle_s)} s) is one for all leases")
+
+
 def convert(hpa: dict[str, Any], policy: ClusterPolicy, *, mode: str = "shadow") -> Conversion:
-    """Convert one HPA object (a dict) against a cluster policy. Pure: no I/O."""
+    """Convert one HPA or KEDA ScaledObject (a dict) against a cluster policy. Pure: no I/O."""
+    if hpa.get("kind") == KEDA_KIND:
+        keda = _KedaConverter(hpa, policy)
+        if not keda.target():
+            return keda.c
+        if not policy.autoscaling.enable:
+            keda.warn("autoscaling.enable is false in the cluster policy: no lease scales until it is true")
+        keda.replicas()
+        keda.metrics()
+        keda.behavior()
+        keda.zero()
+        return keda.finish(mode)
     conv = _Converter(hpa, policy)
     if not conv.target():
         return conv.c
@@ -314,18 +454,24 @@ def policy_snippet(conversions: list[Conversion]) -> dict[str, Any]:
                     cur["threshold"] = {**v, **th}
                 else:
                     cur.setdefault(k, v)
-    return {"autoscaling": {"metrics": metrics}} if metrics else {}
+    autoscaling: dict[str, Any] = {"metrics": metrics} if metrics else {}
+    zero = next((c.scale_to_zero for c in conversions if c.scale_to_zero), None)
+    if zero is not None:
+        autoscaling["scaleToZero"] = zero
+        autoscaling["replicas"] = {"limits": {"minimum": {"lowerBound": 0}}}
+    return {"autoscaling": autoscaling} if autoscaling else {}
 
 
 def hpas_from_documents(docs: list[Any], source: str) -> list[dict[str, Any]]:
-    """HPA objects from parsed YAML documents (single objects or ``List``/``*List`` wrappers)."""
+    """HPA and KEDA ScaledObject objects from parsed YAML documents (single objects or ``List``/``*List``
+    wrappers)."""
     out: list[dict[str, Any]] = []
     for doc in docs:
         if not isinstance(doc, dict):
             continue
         if isinstance(doc.get("items"), list):
             out.extend(hpas_from_documents(doc["items"], source))
-        elif doc.get("kind") == HPA_KIND:
+        elif doc.get("kind") in (HPA_KIND, KEDA_KIND):
             out.append(doc)
     return out
 
@@ -339,25 +485,31 @@ def read_files(paths: list[str]) -> list[dict[str, Any]]:
 
 
 async def read_cluster(kubeconfig: str | None, context: str | None, namespace: str | None) -> list[dict[str, Any]]:
-    """List HPAs through the API (autoscaling/v2). ``namespace`` None: all namespaces."""
-    from autoscaler.kube.api import KubeApi
+    """List HPAs (autoscaling/v2) and KEDA ScaledObjects (none when KEDA is not installed) through the API.
+    ``namespace`` None: all namespaces."""
+    from autoscaler.kube.api import KubeApi, KubeError
 
     api = await KubeApi.connect(kubeconfig, context)
+    scope = f"/namespaces/{namespace}" if namespace else ""
     try:
-        base = "/apis/autoscaling/v2"
-        path = f"{base}/namespaces/{namespace}/horizontalpodautoscalers" if namespace else \
-            f"{base}/horizontalpodautoscalers"
-        doc = await api.get(path)
+        doc = await api.get(f"/apis/autoscaling/v2{scope}/horizontalpodautoscalers")
+        try:
+            keda = await api.get(f"/apis/keda.sh/v1alpha1{scope}/scaledobjects")
+        except KubeError as exc:
+            if exc.status != 404:  # 404: KEDA is not installed
+                raise
+            keda = {}
     finally:
         await api.close()
-    items = [dict(i, apiVersion="autoscaling/v2", kind=HPA_KIND) for i in doc.get("items") or []]
-    return items
+    return ([dict(i, apiVersion="autoscaling/v2", kind=HPA_KIND) for i in doc.get("items") or []]
+            + [dict(i, apiVersion="keda.sh/v1alpha1", kind=KEDA_KIND) for i in keda.get("items") or []])
 
 
 def render_text(conversions: list[Conversion], snippet: dict[str, Any], mode: str) -> str:
     lines: list[str] = []
     for c in conversions:
-        lines.append(f"# HPA {c.namespace}/{c.name}" + (f" -> Deployment {c.namespace}/{c.target}" if c.target else ""))
+        what = "HPA" if c.kind == HPA_KIND else c.kind
+        lines.append(f"# {what} {c.namespace}/{c.name}" + (f" -> Deployment {c.namespace}/{c.target}" if c.target else ""))
         for w in c.warnings:
             lines.append(f"#   WARNING: {w}")
         if c.target:
@@ -376,14 +528,18 @@ def render_text(conversions: list[Conversion], snippet: dict[str, Any], mode: st
         lines.append("# Next: annotate in mode shadow, keep the HPA, and compare `autoscaler status` (desired) with")
         lines.append("# `kubectl get hpa` for a few days. Then delete the HPA and set inference-autoscaler.io/mode=enforce.")
         lines.append("# Never run the HPA and an enforcing lease on the same Deployment: both write spec.replicas.")
+        if any(c.kind == KEDA_KIND for c in conversions):
+            lines.append("# A ScaledObject owns an HPA (keda-hpa-<name>): delete the ScaledObject, not that HPA.")
     else:
-        lines.append("# mode enforce: delete each HPA BEFORE annotating, or both will write spec.replicas.")
+        lines.append("# mode enforce: delete each HPA (or ScaledObject) BEFORE annotating, or both will write "
+                     "spec.replicas.")
     return "\n".join(lines) + "\n"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("-f", "--filename", action="append", default=[], metavar="FILE",
-                   help="HPA YAML/JSON file ('-' for stdin); repeatable. Without -f, read from the cluster")
+                   help="HPA or KEDA ScaledObject YAML/JSON file ('-' for stdin); repeatable. Without -f, read from "
+                        "the cluster")
     p.add_argument("--kubeconfig", help="kubeconfig path (default: in-cluster, else $KUBECONFIG)")
     p.add_argument("--context", help="kubeconfig context")
     p.add_argument("-n", "--namespace", default="default", help="namespace to read HPAs from (cluster)")
@@ -413,7 +569,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"migrate-hpa: reading HPAs from the cluster failed: {exc}{hint}", file=sys.stderr)
         return 2
     if not hpas:
-        print("migrate-hpa: no HorizontalPodAutoscaler found", file=sys.stderr)
+        print("migrate-hpa: no HorizontalPodAutoscaler found (nor a KEDA ScaledObject)", file=sys.stderr)
         return 1
     mode = "enforce" if args.enforce else "shadow"
     conversions = [convert(h, policy, mode=mode) for h in hpas]

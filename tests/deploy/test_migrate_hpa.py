@@ -131,6 +131,67 @@ def test_not_a_deployment_and_nothing_convertible_are_skipped() -> None:
     assert mem.target is None and any("keep the HPA" in w for w in mem.warnings)
 
 
+def scaled_object(triggers: list[dict[str, Any]], **spec: Any) -> dict[str, Any]:
+    return {"apiVersion": "keda.sh/v1alpha1", "kind": "ScaledObject",
+            "metadata": {"name": "web-so", "namespace": "shop"},
+            "spec": {"scaleTargetRef": {"name": "web"}, "triggers": triggers, **spec}}
+
+
+RATE = {"type": "prometheus", "metadata": {
+    "serverAddress": "http://prometheus.monitoring:9090", "threshold": "8", "activationThreshold": "0.5",
+    "query": 'sum(rate(istio_requests_total{destination_workload_namespace="shop",destination_workload="web"}[1m]))'}}
+
+
+def test_keda_scaled_objects_become_leases() -> None:
+    """KEDA's defaults (Deployment target, 0..100 replicas), a CPU trigger, the HPA behaviour KEDA passes on; a
+    prometheus trigger, which has no per-pod equivalent, becomes the predictive algorithm; other triggers and a
+    non-Deployment target are said, never silently dropped."""
+    cpu = convert(scaled_object([{"type": "cpu", "metricType": "Utilization", "metadata": {"value": "60"}}],
+                                minReplicaCount=1, maxReplicaCount=4), POLICY)
+    assert cpu.kind == "ScaledObject" and cpu.target == "web" and cpu.warnings == [], cpu.warnings
+    assert cpu.annotations[P + "metrics"] == "cpuUtilization" and cpu.annotations[P + "threshold.cpuUtilization"] == "60"
+    assert (cpu.annotations[P + "min-replicas"], cpu.annotations[P + "max-replicas"]) == ("1", "4")
+    resolves(cpu.annotations)
+    rate = convert(scaled_object([RATE, {"type": "kafka", "metadata": {"topic": "jobs"}}], maxReplicaCount=4,
+                                 advanced={"horizontalPodAutoscalerConfig": {"behavior": {
+                                     "scaleDown": {"stabilizationWindowSeconds": 60}}}}), POLICY)
+    assert rate.annotations[P + "algorithm"] == "predictive" and P + "metrics" not in rate.annotations
+    assert rate.annotations[P + "min-replicas"] == "1"  # KEDA's 0, but this policy cannot wake a lease
+    for w in ("predictive algorithm", "kafka trigger has no equivalent", "cluster-wide",
+              "merge the scaleToZero snippet"):
+        assert any(w in x for x in rate.warnings), (w, rate.warnings)
+    resolves(rate.annotations)
+    snippet = policy_snippet([rate])["autoscaling"]
+    assert snippet["scaleToZero"] == {"wakeQuery": '(sum(rate(istio_requests_total{destination_workload_namespace='
+                                                   '"{{namespace}}",destination_workload="{{name}}"}[1m]))) or '
+                                                   'vector(0)', "idleSeconds": 300, "wakeThreshold": 0.5}
+    assert not any("names the Deployment" in w for w in rate.warnings)
+    pods_query = {"type": "prometheus", "metadata": {"threshold": "6", "query": 'sum(rate(vllm:request_success_total'
+                                                     '{namespace="shop",pod=~"web-.*"}[1m]))'}}
+    assert any("names the Deployment 'web' nowhere" in w for w in convert(scaled_object([pods_query]), POLICY).warnings)
+    assert snippet["replicas"] == {"limits": {"minimum": {"lowerBound": 0}}}
+    sts = scaled_object([RATE])
+    sts["spec"]["scaleTargetRef"] = {"name": "db", "kind": "StatefulSet"}
+    assert convert(sts, POLICY).target is None
+    assert convert(scaled_object([{"type": "memory", "metadata": {"value": "70"}}]), POLICY).target is None
+
+
+def test_a_keda_rate_trigger_wakes_from_zero_under_a_policy_with_its_query() -> None:
+    """With the snippet merged (the trigger's query as the policy's wake query), minReplicaCount 0 stays 0 and the
+    trigger's threshold, the request rate one replica serves, is the lease's wake-target."""
+    doc = yaml.safe_load((REPO / "config" / "policy.yaml").read_text())
+    doc["autoscaling"]["replicas"]["limits"]["minimum"]["lowerBound"] = 0
+    doc["autoscaling"]["scaleToZero"] = policy_snippet([convert(scaled_object([RATE]), POLICY)])[
+        "autoscaling"]["scaleToZero"]
+    policy = parse_policy(yaml.safe_dump(doc))
+    c = convert(scaled_object([RATE], maxReplicaCount=4, cooldownPeriod=600), policy)
+    assert c.annotations[P + "min-replicas"] == "0" and c.annotations[P + "wake-target"] == "8"
+    assert any("cooldownPeriod 600" in w for w in c.warnings), c.warnings
+    resolves(c.annotations, policy)
+    res = resolve_lease("shop", "web", c.annotations, policy)
+    assert res.lease is not None and res.lease.wake_target == 8.0 and res.lease.algorithm == "predictive"
+
+
 def test_quantities() -> None:
     """Kubernetes quantities parse like the API server reads them."""
     assert [parse_quantity(q) for q in ("500m", "2", "1.5k", "1Ki", 3, "2e3")] == [0.5, 2, 1500, 1024, 3, 2000]
@@ -151,6 +212,11 @@ def test_cli_from_files(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> N
     assert main(["migrate-hpa", "-f", str(f), "-o", "json", "--enforce"]) == 0
     doc = json.loads(capsys.readouterr().out)
     assert doc["mode"] == "enforce" and doc["leases"][0]["annotations"][P + "threshold.kvCacheUsage"] == "70"
+    f.write_text(yaml.safe_dump_all([hpa([pods("gpu_cache_usage_perc", "0.7")]), scaled_object([RATE])]))
+    assert main(["migrate-hpa", "-f", str(f)]) == 0
+    out = capsys.readouterr().out
+    assert "# ScaledObject shop/web-so -> Deployment shop/web" in out and "scaleToZero:" in out
+    assert "delete the ScaledObject, not that HPA" in out
 
 
 async def test_cli_from_a_cluster(cluster: SandboxCluster, kubectl: Kubectl,
