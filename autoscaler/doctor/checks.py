@@ -768,15 +768,20 @@ async def check_conflicts(ctx: Context, leases: Sequence[Lease]) -> list[Finding
             if ref.get("kind") != "Deployment" or ref.get("name") != name:
                 continue
             hpa_name = (hpa.get("metadata") or {}).get("name")
+            keda = next((o.get("name") for o in (hpa.get("metadata") or {}).get("ownerReferences") or []
+                         if o.get("kind") == "ScaledObject"), None)  # KEDA's own HPA: it recreates one deleted
+            what = (f"HorizontalPodAutoscaler {hpa_name} (KEDA's, for ScaledObject {keda})" if keda
+                    else f"HorizontalPodAutoscaler {hpa_name}")
             if lease.policy.mode == Mode.SHADOW:
-                findings.append(Finding("conflicts", OK, f"HorizontalPodAutoscaler {hpa_name} scales this Deployment "
-                                        "and the lease is in shadow mode: compare `autoscaler status` with `kubectl get "
-                                        "hpa` before switching", subject=lease.key))
+                findings.append(Finding("conflicts", OK, f"{what} scales this Deployment and the lease is in shadow "
+                                        "mode: compare `autoscaler status` with `kubectl get hpa` before switching",
+                                        subject=lease.key))
                 continue
+            delete = f"kubectl -n {ns} delete scaledobject {keda}" if keda else f"kubectl -n {ns} delete hpa {hpa_name}"
             findings.append(Finding(
-                "conflicts", FAIL, f"HorizontalPodAutoscaler {hpa_name} also scales this Deployment: both write "
-                "spec.replicas and undo each other", f"kubectl -n {ns} delete hpa {hpa_name}  (or, to compare first: "
-                f"kubectl -n {ns} annotate deployment {name} --overwrite {ANNOTATION_PREFIX}mode=shadow)", lease.key))
+                "conflicts", FAIL, f"{what} also scales this Deployment: both write spec.replicas and undo each other",
+                f"{delete}  (or, to compare first: kubectl -n {ns} annotate deployment {name} --overwrite "
+                f"{ANNOTATION_PREFIX}mode=shadow)", lease.key))
     return findings
 
 

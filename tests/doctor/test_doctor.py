@@ -353,15 +353,18 @@ async def test_predictive_leases_have_request_counters_and_known_slots(env: Env)
 
 async def test_an_hpa_on_an_enforcing_lease_is_a_conflict_and_on_a_shadow_one_the_migration(env: Env) -> None:
     """A HorizontalPodAutoscaler scaling an enforcing lease's Deployment fails the conflicts check, with the fix; next
-    to a lease in shadow mode it is the migration's comparison and passes; one on another Deployment is ignored."""
+    to a lease in shadow mode it is the migration's comparison and passes; one on another Deployment is ignored.
+    KEDA's own HPA (owned by a ScaledObject) is fixed by deleting the ScaledObject: KEDA recreates its HPA."""
     ns = "doc-hpa"
     env.cluster.ensure_namespace(ns)
-    for name, mode in (("fought", "enforce"), ("compared", "shadow"), ("alone", "enforce")):
+    for name, mode in (("fought", "enforce"), ("compared", "shadow"), ("alone", "enforce"), ("keda", "enforce")):
         env.cluster.create_deployment(name, namespace=ns, replicas=1, kind="triton",
                                       annotations={P + "enabled": "true", P + "mode": mode})
-    for name in ("fought", "compared", "other"):
+    for name in ("fought", "compared", "other", "keda"):
+        owner = [{"apiVersion": "keda.sh/v1alpha1", "kind": "ScaledObject", "name": "keda-so", "uid": "1",
+                  "controller": True}] if name == "keda" else []
         env.cluster.create({"apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler",
-                            "metadata": {"name": f"{name}-hpa", "namespace": ns},
+                            "metadata": {"name": f"{name}-hpa", "namespace": ns, "ownerReferences": owner},
                             "spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": name},
                                      "minReplicas": 1, "maxReplicas": 4}})
     fs = await env.findings(lease_namespace=ns)
@@ -371,6 +374,9 @@ async def test_an_hpa_on_an_enforcing_lease_is_a_conflict_and_on_a_shadow_one_th
     (compared,) = pick(fs, "conflicts", f"{ns}/compared")
     assert compared.status == OK and "shadow mode" in compared.detail
     assert not pick(fs, "conflicts", f"{ns}/alone")
+    (keda,) = pick(fs, "conflicts", f"{ns}/keda")
+    assert keda.status == FAIL and "(KEDA's, for ScaledObject keda-so)" in keda.detail, keda
+    assert keda.fix.startswith(f"kubectl -n {ns} delete scaledobject keda-so"), keda
 
 
 async def test_a_manifest_applied_with_replicas_undoes_the_scaling(env: Env, tmp_path: Path) -> None:
