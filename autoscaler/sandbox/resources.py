@@ -108,6 +108,10 @@ RESOURCES: tuple[ResourceType, ...] = (
     ResourceType("monitoring.coreos.com", "v1", "servicemonitors", "ServiceMonitor", True,
                  "com.coreos.monitoring.v1.ServiceMonitor", short_names=("smon",),
                  categories=("prometheus-operator",), generation=True, builtin=False, return_deleted=True),
+    # Stored only: no KEDA operator acts on them (`autoscaler migrate-hpa` reads them).
+    ResourceType("keda.sh", "v1alpha1", "scaledobjects", "ScaledObject", True, "sh.keda.v1alpha1.ScaledObject",
+                 short_names=("so",), categories=("keda",), subresources=("status",), generation=True, builtin=False,
+                 return_deleted=True),
     # RBAC is stored, not enforced: every request is allowed whatever these say.
     ResourceType("rbac.authorization.k8s.io", "v1", "clusterrolebindings", "ClusterRoleBinding", False,
                  "io.k8s.api.rbac.v1.ClusterRoleBinding"),

@@ -310,6 +310,8 @@ SCHEMAS: dict[str, Obj] = {
         "spec": OPEN, "status": OPEN}),
     "com.coreos.monitoring.v1.PrometheusRule": kind_schema("monitoring.coreos.com", "v1", "PrometheusRule", {
         "spec": OPEN, "status": OPEN}),
+    "sh.keda.v1alpha1.ScaledObject": kind_schema("keda.sh", "v1alpha1", "ScaledObject", {
+        "spec": OPEN, "status": OPEN}),
     **HPA_SCHEMAS,
     **RBAC_SCHEMAS,
 }

@@ -219,10 +219,11 @@ def test_cli_from_files(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> N
     assert "delete the ScaledObject, not that HPA" in out
 
 
-async def test_cli_from_a_cluster(cluster: SandboxCluster, kubectl: Kubectl,
+async def test_cli_from_a_cluster(cluster: SandboxCluster, kubectl: Kubectl, tmp_path: Path,
                                   capsys: pytest.CaptureFixture[str]) -> None:
     """From a cluster (the sandbox over HTTP): none yet is exit 1; then one HPA made by `kubectl autoscale`
-    (autoscaling/v1, CPU) and one created through the API (v2, a Pods metric) are both converted, -A."""
+    (autoscaling/v1, CPU) and one created through the API (v2, a Pods metric) are both converted, -A; and a KEDA
+    ScaledObject applied with kubectl beside them."""
     kc = str(kubectl.kubeconfig)
     assert await asyncio.to_thread(main, ["migrate-hpa", "--kubeconfig", kc, "-A"]) == 1
     assert "no HorizontalPodAutoscaler found" in capsys.readouterr().err
@@ -268,6 +269,15 @@ async def test_cli_from_a_cluster(cluster: SandboxCluster, kubectl: Kubectl,
     # -n reads one namespace only
     assert await asyncio.to_thread(main, ["migrate-hpa", "--kubeconfig", kc, "-n", "shop", "-o", "json"]) == 0
     assert [lease["hpa"] for lease in json.loads(capsys.readouterr().out)["leases"]] == ["shop/web"]
+
+    so = tmp_path / "scaledobject.yaml"
+    so.write_text(yaml.safe_dump(scaled_object([RATE], minReplicaCount=1, maxReplicaCount=4)))
+    rc, out, err = await kubectl("apply", "-f", str(so))
+    assert rc == 0 and "scaledobject.keda.sh/web-so created" in out, err
+    assert await asyncio.to_thread(main, ["migrate-hpa", "--kubeconfig", kc, "-n", "shop", "-o", "json"]) == 0
+    leases = {lease["hpa"]: lease for lease in json.loads(capsys.readouterr().out)["leases"]}
+    assert set(leases) == {"shop/web", "shop/web-so"} and leases["shop/web-so"]["kind"] == "ScaledObject"
+    assert leases["shop/web-so"]["annotations"][P + "algorithm"] == "predictive"
 
 
 async def test_cli_from_an_unreachable_cluster(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
