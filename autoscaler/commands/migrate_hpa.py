@@ -307,6 +307,21 @@ def _same(a: Behavior, b: Behavior) -> bool:
     return (a.scale_up, a.scale_down, a.tolerances) == (b.scale_up, b.scale_down, b.tolerances)
 
 
+def _number(value: Any) -> float | None:
+    """A KEDA metadata value (a string, usually) as a finite number; None if it is not one."""
+    try:
+        out = float(str(value))
+    except ValueError:
+        return None
+    return out if value is not None and math.isfinite(out) else None
+
+
+def _count(spec: dict[str, Any], key: str, default: int) -> int:
+    """A whole-number field of a ScaledObject's spec, KEDA's default when absent or not a number."""
+    n = _number(spec.get(key))
+    return default if n is None else int(n)
+
+
 def wake_template(query: str, namespace: str, name: str) -> str:
     """A KEDA trigger's query as a scale-to-zero wake query template: the quoted namespace and target name become
     ``{{namespace}}`` and ``{{name}}``, and ``or vector(0)`` is added when absent (KEDA reads no series as 0; a
@@ -335,7 +350,7 @@ class _KedaConverter(_Converter):
         if spec.get("idleReplicaCount") is not None:
             self.warn(f"idleReplicaCount {spec['idleReplicaCount']}: a lease here idles at zero replicas "
                       "(min-replicas 0), with nothing between zero and its minimum")
-        return (int(spec.get("minReplicaCount", 0)), int(spec.get("maxReplicaCount", 100)), "minReplicaCount",
+        return (_count(spec, "minReplicaCount", 0), _count(spec, "maxReplicaCount", 100), "minReplicaCount",
                 "maxReplicaCount")
 
     def hpa_behavior(self) -> dict[str, Any]:
@@ -372,10 +387,11 @@ class _KedaConverter(_Converter):
                 self.warn(f"{where}: cpu trigger of metricType {metric_type} has no equivalent: cpuUtilization is "
                           "percent of requests; dropped")
                 return
-            try:
-                self.use("cpuUtilization", float(str(md.get("value"))))
-            except (TypeError, ValueError):
+            value = _number(md.get("value"))
+            if value is None:
                 self.warn(f"{where}: cpu trigger without a numeric metadata.value; dropped")
+                return
+            self.use("cpuUtilization", value)
         elif kind == "prometheus":
             self.rates.append(md)
             if t.get("metricType", "AverageValue") != "AverageValue":
@@ -388,7 +404,7 @@ class _KedaConverter(_Converter):
         """With a minimum of 0 and a prometheus trigger: the trigger's query wakes the lease (the policy's
         scaleToZero.wakeQuery, one template for all leases), its threshold is what one replica serves."""
         spec = self.hpa.get("spec") or {}
-        if int(spec.get("minReplicaCount", 0)) != 0 or not self.rates or self.c.target is None:
+        if _count(spec, "minReplicaCount", 0) != 0 or not self.rates or self.c.target is None:
             return
         md = self.rates[0]
         template = wake_template(str(md.get("query") or ""), self.c.namespace, self.c.target)
@@ -399,20 +415,23 @@ class _KedaConverter(_Converter):
                       "pods, so the demand must be counted in front of them (ingress, gateway, service mesh): write "
                       "scaleToZero.wakeQuery by hand (docs/configuration.md, Scale to zero)")
         if not stz.wake_query:
-            self.c.scale_to_zero = {"wakeQuery": template, "idleSeconds": int(spec.get("cooldownPeriod", 300))}
-            if md.get("activationThreshold") is not None:
-                self.c.scale_to_zero["wakeThreshold"] = float(md["activationThreshold"])
+            self.c.scale_to_zero = {"wakeQuery": template, "idleSeconds": _count(spec, "cooldownPeriod", 300)}
+            activation = _number(md.get("activationThreshold"))
+            if activation is not None:
+                self.c.scale_to_zero["wakeThreshold"] = activation
             self.warn("to scale to zero as KEDA did, merge the scaleToZero snippet (its query as a template for every "
                       "lease: check it) and replicas.limits.minimum.lowerBound 0, then annotate min-replicas=0")
             return
         if stz.wake_query.strip() != template:
             self.warn(f"the policy's scaleToZero.wakeQuery is not this trigger's query ({template!r}): the lease is "
                       "woken by the policy's, and wake-target is not set")
-        elif md.get("threshold") is not None:
-            self.c.annotations[ANNOTATION_PREFIX + "wake-target"] = _num(float(md["threshold"]))
-        if float(spec.get("cooldownPeriod", 300)) != stz.idle_s:
-            self.warn(f"cooldownPeriod {spec.get('cooldownPeriod', 300)} s: the policy's scaleToZero.idleSeconds "
-                      f"({_num(stz.idle_s)} s) is one for all leases")
+        elif (threshold := _number(md.get("threshold"))) is not None and threshold > 0:
+            self.c.annotations[ANNOTATION_PREFIX + "wake-target"] = _num(threshold)
+        else:
+            self.warn(f"the trigger's threshold {md.get('threshold')!r} is not a number > 0: wake-target not set")
+        if _count(spec, "cooldownPeriod", 300) != stz.idle_s:
+            self.warn(f"cooldownPeriod {_count(spec, 'cooldownPeriod', 300)} s: the policy's "
+                      f"scaleToZero.idleSeconds ({_num(stz.idle_s)} s) is one for all leases")
 
 
 def convert(hpa: dict[str, Any], policy: ClusterPolicy, *, mode: str = "shadow") -> Conversion:
