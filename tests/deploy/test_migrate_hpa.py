@@ -174,6 +174,10 @@ def test_keda_scaled_objects_become_leases() -> None:
     sts["spec"]["scaleTargetRef"] = {"name": "db", "kind": "StatefulSet"}
     assert convert(sts, POLICY).target is None
     assert convert(scaled_object([{"type": "memory", "metadata": {"value": "70"}}]), POLICY).target is None
+    odd = convert(scaled_object([{"type": "prometheus", "metadata": {"query": "q", "threshold": "x"}},
+                                 {"type": "cpu", "metadata": {"value": None}}, "junk"],  # type: ignore[list-item]
+                                minReplicaCount=None, maxReplicaCount="many", cooldownPeriod=None), POLICY)
+    assert odd.annotations[P + "max-replicas"] == "100" and any("numeric metadata.value" in w for w in odd.warnings)
 
 
 def test_a_keda_rate_trigger_wakes_from_zero_under_a_policy_with_its_query() -> None:
