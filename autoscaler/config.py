@@ -391,6 +391,9 @@ class PredictiveSettings(_Strict):
         return self.model_validate({**self.model_dump(by_alias=True), **overrides})
 
 
+MAX_IDLE_S = 7 * 86400.0  # the longest idle period before zero, policy or annotation
+
+
 class ScaleToZero(_Strict):
     """Scale to zero (extension): what wakes a lease whose minimum is 0, and how long it idles first."""
 
@@ -400,9 +403,10 @@ class ScaleToZero(_Strict):
                     "request rate), one value, with {{namespace}} and {{name}} (the Deployment's) placeholders; over "
                     "wakeThreshold it wakes a lease at zero replicas and keeps one with replicas from idling. A "
                     "lease may have a minimum of 0 only when this is set")
-    idle_s: float = Field(900.0, alias="idleSeconds", gt=0, le=7 * 86400,
+    idle_s: float = Field(900.0, alias="idleSeconds", gt=0, le=MAX_IDLE_S,
                           description="a lease whose minimum is 0 goes to zero replicas once its wake value has "
-                                      "stayed at or under wakeThreshold this long, seconds")
+                                      "stayed at or under wakeThreshold this long, seconds (a lease's idle-seconds "
+                                      "annotation overrides it)")
     wake_threshold: float = Field(0.0, alias="wakeThreshold", ge=0,
                                   description="wake values at or under this are no demand")
     wake_replicas: int = Field(1, alias="wakeReplicas", ge=1,
@@ -587,6 +591,7 @@ class LeasePolicy:
     wake_replicas: int = 1  # scale to zero: the replicas a lease at zero is woken to
     wake_target: float | None = None  # scale to zero: the wake value one replica serves (sizes the wake-up)
     wake_auto: bool = False  # scale to zero: the wake value is a request rate the predictive algorithm sizes
+    idle_s: float = 900.0  # scale to zero: how long without demand before zero (idle-seconds, else the policy's)
     max_num_seqs: int | None = None  # predictive: its pod template's --max-num-seqs (set by the controller, not read
     # from an annotation: autoscaler.kube.workloads.max_num_seqs)
 
@@ -623,7 +628,8 @@ class Resolution:
 _TRUE = {"true", "yes", "1", "on"}
 _FALSE = {"false", "no", "0", "off", ""}
 KNOWN_KEYS = {"enabled", "min-replicas", "max-replicas", "metrics", "paused", "mode", "algorithm", "slots-per-replica",
-              "metrics-port", "metrics-path", "wake-replicas", "wake-target", "status", "state", "predictive-state"}
+              "metrics-port", "metrics-path", "wake-replicas", "wake-target", "idle-seconds", "status", "state",
+              "predictive-state"}
 _PORT_NAME = re.compile(r"[a-z0-9]([a-z0-9-]{0,13}[a-z0-9])?")
 
 
@@ -856,6 +862,15 @@ def resolve_lease(namespace: str, name: str, annotations: dict[str, str] | None,
                       f"service time and slots, and this lease's algorithm is {algorithm}: woken to its "
                       "wake-replicas", Severity.ADJUSTED)
 
+    idle_s = a.scale_to_zero.idle_s
+    if "idle-seconds" in ann:
+        idle = _float(ann["idle-seconds"])
+        if idle is None or not math.isfinite(idle) or not 0 < idle <= MAX_IDLE_S:
+            issue("idle-seconds", ann["idle-seconds"], f"must be a number of seconds > 0, at most {MAX_IDLE_S:g} "
+                  "(7 days)", Severity.INVALID)
+        elif zero_only("idle-seconds"):
+            idle_s = idle
+
     for key, rule in metrics_endpoint(annotations)[2]:
         issue(key, ann[key], rule + "; the PodMonitor uses the policy's", Severity.ADJUSTED)
 
@@ -867,5 +882,5 @@ def resolve_lease(namespace: str, name: str, annotations: dict[str, str] | None,
                         slots_per_replica=slots, issues=res_issues, wake_query=wake if min_r == 0 else None,
                         wake_replicas=wake_replicas,
                         wake_target=wake_target if min_r == 0 and wake_target != "auto" else None,
-                        wake_auto=min_r == 0 and wake_target == "auto" and algorithm == "predictive")
+                        wake_auto=min_r == 0 and wake_target == "auto" and algorithm == "predictive", idle_s=idle_s)
     return Resolution(lease, True, res_issues)

@@ -1043,7 +1043,7 @@ class Controller:
         stz = self.policy.policy.autoscaling.scale_to_zero
         if not lease.wake_query:
             return
-        history = idle_history(lease.wake_query, stz.idle_s, stz.wake_threshold)
+        history = idle_history(lease.wake_query, lease.idle_s, stz.wake_threshold)
         covered = [False]
 
         def take_coverage(res: InstantVector) -> None:
@@ -1122,7 +1122,7 @@ class Controller:
         if (p.lease.wake_auto and value is not None and value > stz.wake_threshold
                 and (p.snap.current_replicas <= 0 or p.rt.idle.waking)):
             need, sized_by = self._wake_need(p, value)
-        d = decide_idle(p.snap.current_replicas, desired, value, now, p.rt.idle, idle_s=stz.idle_s,
+        d = decide_idle(p.snap.current_replicas, desired, value, now, p.rt.idle, idle_s=p.lease.idle_s,
                         threshold=stz.wake_threshold, wake_replicas=p.lease.wake_replicas,
                         wake_target=p.lease.wake_target, max_replicas=p.lease.max_replicas,
                         ready=sum(1 for pod in p.snap.pods if pod.ready and not pod.deleting),
@@ -1136,8 +1136,8 @@ class Controller:
                 f"until there is one. Query: {p.lease.wake_query}", now))
         if d.reason is None:
             return d.desired, reason, message
-        return d.desired, d.reason.value, idle_message(d, value, stz.idle_s, stz.wake_threshold, p.lease.wake_target,
-                                                       sized_by)
+        return d.desired, d.reason.value, idle_message(d, value, p.lease.idle_s, stz.wake_threshold,
+                                                       p.lease.wake_target, sized_by)
 
     def _wake_need(self, p: _Prepared, rate: float) -> tuple[int | None, str]:
         """``wake-target: auto`` (:func:`sized_wake`): from the lease's last service time (in memory, else its

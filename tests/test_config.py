@@ -201,6 +201,16 @@ def test_min_replicas_zero_needs_a_wake_query(tms: ClusterPolicy) -> None:
     assert resolve_lease("ns", "d", ann(min_replicas="0"), shipped_auto).lease.wake_auto  # type: ignore[union-attr]
     with pytest.raises(PolicyError, match="wakeTargetPerReplica"):
         parse_policy(zero_ok + "    scaleToZero: {wakeQuery: 'x', wakeTargetPerReplica: sometimes}\n")
+    # idle-seconds: the lease's own idle period (else the policy's); a bad one is invalid, on a lease that never
+    # scales to zero ignored with a Warning
+    assert resolve_lease("ns", "d", ann(min_replicas="0"), default).lease.idle_s == 900.0  # type: ignore[union-attr]
+    short = resolve_lease("ns", "d", ann(min_replicas="0", idle_seconds="120"), default)
+    assert short.lease is not None and short.lease.idle_s == 120.0 and not short.issues
+    for bad in ("0", "-5", "soon", "nan", str(8 * 86400)):
+        assert resolve_lease("ns", "d", ann(min_replicas="0", idle_seconds=bad), default).lease is None, bad
+    kept = resolve_lease("ns", "d", ann(min_replicas="1", idle_seconds="120"), default)
+    assert kept.lease is not None and kept.lease.idle_s == 900.0
+    assert any(i.key.endswith("idle-seconds") and "never scales to zero" in i.rule for i in kept.issues)
     assert resolve_lease("ns", "d", ann(min_replicas="1"), default).lease.wake_target is None  # type: ignore[union-attr]
     with pytest.raises(PolicyError, match="wakeTargetPerReplica"):
         parse_policy(zero_ok + "    scaleToZero: {wakeQuery: 'x', wakeTargetPerReplica: 0}\n")

@@ -266,7 +266,7 @@ def explain_lines(dep: dict[str, Any], policy: ClusterPolicy, source: str,
             how = (f", or one per {lp.wake_target:g} of the wake value" if lp.wake_target else
                    ", or as many as the predictive algorithm sizes the wake value with (a request rate, at its "
                    "last service time and slots)" if lp.wake_auto else "")
-            out.append(f"  scale to zero: after {stz.idle_s:g}s without demand (wake value at or under "
+            out.append(f"  scale to zero: after {lp.idle_s:g}s without demand (wake value at or under "
                        f"{stz.wake_threshold:g}); woken to {lp.wake_replicas} replica(s){how} by: {lp.wake_query}")
         b = lp.behavior
         if b.scale_up and b.scale_down:

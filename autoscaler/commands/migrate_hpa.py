@@ -429,9 +429,8 @@ class _KedaConverter(_Converter):
             self.c.annotations[ANNOTATION_PREFIX + "wake-target"] = _num(threshold)
         else:
             self.warn(f"the trigger's threshold {md.get('threshold')!r} is not a number > 0: wake-target not set")
-        if _count(spec, "cooldownPeriod", 300) != stz.idle_s:
-            self.warn(f"cooldownPeriod {_count(spec, 'cooldownPeriod', 300)} s: the policy's "
-                      f"scaleToZero.idleSeconds ({_num(stz.idle_s)} s) is one for all leases")
+        if _count(spec, "cooldownPeriod", 300) != stz.idle_s:  # KEDA's cooldown, this lease's idle period
+            self.c.annotations[ANNOTATION_PREFIX + "idle-seconds"] = str(_count(spec, "cooldownPeriod", 300))
 
 
 def convert(hpa: dict[str, Any], policy: ClusterPolicy, *, mode: str = "shadow") -> Conversion:

@@ -823,7 +823,7 @@ async def check_zero(ctx: Context, leases: Sequence[Lease]) -> list[Finding]:
             else:
                 state = "no demand"
             out.append(Finding("zero", OK, f"wake query answers {value:.3g} ({state}); scaled to zero after "
-                               f"{stz.idle_s:g} s with none", subject=key))
+                               f"{zeroable[key].idle_s:g} s with none", subject=key))
     return out
 
 

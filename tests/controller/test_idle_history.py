@@ -32,7 +32,8 @@ autoscaling:
 """
 HOURS = 9
 LAST_REQUEST = {"quiet": 600.0, "recent": 100.0, "new": 1800.0, "fresh": 1800.0,  # seconds before the data's end
-                "dormant": HOURS * 3600.0}
+                "dormant": HOURS * 3600.0, "short": 200.0}
+IDLE_SECONDS = {"short": "60"}  # its own idle period (the annotation), shorter than the policy's 300 s
 SERIES_FROM = {"new": 120.0}  # a gateway series Prometheus has for the last two minutes only
 
 
@@ -56,14 +57,15 @@ async def cluster(tmp_path: Path) -> AsyncIterator[tuple[SandboxCluster, str, fl
     async with SandboxCluster(startup_seconds=0.0, pending_seconds=0.0) as c:
         await c.controllers.stop()
         created = {"quiet": end - 3600, "recent": end - 3600, "new": end - 3600, "fresh": end - 60,
-                   "dormant": end - 86400}
+                   "dormant": end - 86400, "short": end - 3600}
 
         for name, at in created.items():
             def born(obj: dict[str, object], at: float = at) -> None:
                 obj["metadata"]["creationTimestamp"] = time.strftime(  # type: ignore[index]
                     "%Y-%m-%dT%H:%M:%SZ", time.gmtime(at))
+            idle = {"inference-autoscaler.io/idle-seconds": IDLE_SECONDS[name]} if name in IDLE_SECONDS else {}
             c.create_ready_deployment(name, namespace="ml", kind="triton", started=at, grow=born, annotations={
-                "inference-autoscaler.io/enabled": "true", "inference-autoscaler.io/min-replicas": "0"})
+                "inference-autoscaler.io/enabled": "true", "inference-autoscaler.io/min-replicas": "0", **idle})
         c.write_kubeconfig(str(tmp_path / "kubeconfig"))
         with LocalPrometheus(tmp_path / "tsdb") as prom:
             yield c, prom.url, end
@@ -76,7 +78,7 @@ async def test_a_restarted_controller_reads_how_long_a_lease_has_been_idle(
     the rest of the period to go (200 s), not a whole one. A history shorter than the period proves nothing: the
     period starts at the first loop. Nor does the history from before the Deployment was created: a new model gets
     a whole idle period from its creation. A period longer than the ~8 h read back (12 h): idle through all of it,
-    the rest of the period to go."""
+    the rest of the period to go. A lease's own idle period (idle-seconds: 60) is read back and kept instead."""
     c, url, end = cluster
     (tmp_path / "policy.yaml").write_text(POLICY.replace("idleSeconds: 300", "idleSeconds: 43200"))
     async with tick_driven(tmp_path, url) as (ctl, _):
@@ -88,7 +90,7 @@ async def test_a_restarted_controller_reads_how_long_a_lease_has_been_idle(
     async with tick_driven(tmp_path, url) as (ctl, _):
         await ctl.tick(now=end, query_at=end)
         await ctl.histories_read()
-        quiet, recent, new, fresh, dormant = (ctl.runtime[("ml", n)] for n in LAST_REQUEST)
+        quiet, recent, new, fresh, dormant, short = (ctl.runtime[("ml", n)] for n in LAST_REQUEST)
         # no demand at any step of the last idle period: idle for (at least) all of it
         assert quiet.idle.active_at == end - 300
         # the last step with demand: at most a step (5 s) and the rate window (60 s) after the last request
@@ -96,7 +98,11 @@ async def test_a_restarted_controller_reads_how_long_a_lease_has_been_idle(
         assert new.idle.active_at == end
         assert fresh.idle.active_at == end - 60
         assert dormant.idle.active_at == end - 300
+        # its own 60-s period, read back over 60 s at 1-s steps: no demand in them (its last request 200 s ago, well
+        # inside the policy's 300 s)
+        assert short.idle.active_at == end - 60
         await ctl.tick(now=end + 5, query_at=end)
         replicas = {n: c.store.get(DEPLOYMENTS.storage_key, "ml", n)["spec"]["replicas"] for n in LAST_REQUEST}
-        assert replicas == {"quiet": 0, "recent": 1, "new": 1, "fresh": 1, "dormant": 0}, (replicas, quiet.last)
+        assert replicas == {"quiet": 0, "recent": 1, "new": 1, "fresh": 1, "dormant": 0, "short": 0}, (
+            replicas, quiet.last)
         assert quiet.last is not None and quiet.last["reason"] == "ScaleToZero"

@@ -190,10 +190,12 @@ def test_a_keda_rate_trigger_wakes_from_zero_under_a_policy_with_its_query() -> 
     policy = parse_policy(yaml.safe_dump(doc))
     c = convert(scaled_object([RATE], maxReplicaCount=4, cooldownPeriod=600), policy)
     assert c.annotations[P + "min-replicas"] == "0" and c.annotations[P + "wake-target"] == "8"
-    assert any("cooldownPeriod 600" in w for w in c.warnings), c.warnings
+    assert c.annotations[P + "idle-seconds"] == "600"  # its cooldownPeriod; the policy's (300) is KEDA's default
     resolves(c.annotations, policy)
     res = resolve_lease("shop", "web", c.annotations, policy)
     assert res.lease is not None and res.lease.wake_target == 8.0 and res.lease.algorithm == "predictive"
+    assert res.lease.idle_s == 600.0
+    assert P + "idle-seconds" not in convert(scaled_object([RATE]), policy).annotations
 
 
 def test_quantities() -> None:
