@@ -35,7 +35,7 @@ import yaml
 from pydantic import ValidationError
 
 from autoscaler import ANNOTATION_PREFIX
-from autoscaler.config import DEFAULT_POLICY, BehaviorSettings, ClusterPolicy, PolicyError, load_policy
+from autoscaler.config import DEFAULT_POLICY, MAX_IDLE_S, BehaviorSettings, ClusterPolicy, PolicyError, load_policy
 from autoscaler.policy.types import Behavior
 
 HPA_KIND = "HorizontalPodAutoscaler"
@@ -285,6 +285,9 @@ class _Converter:
                   "cluster policy's behavior; behaviour is cluster-wide here (no per-lease behaviour): this lease will "
                   "scale with the policy's behavior")
 
+    def zero(self) -> None:
+        """Scale to zero beyond ``min-replicas: "0"``: nothing for an HPA (its alpha scale to zero has no wake)."""
+
     def finish(self, mode: str) -> Conversion:
         if self.chosen:
             a = self.c.annotations
@@ -369,7 +372,7 @@ class _KedaConverter(_Converter):
                       "them")
         if spec.get("pollingInterval") is not None:
             self.warn(f"pollingInterval {spec['pollingInterval']}: the controller's loop interval is one for all "
-                      "leases (its --interval)")
+                      f"leases (the policy's loopIntervalSeconds, {_num(self.policy.autoscaling.loop_interval_s)} s)")
         fb = spec.get("fallback")
         if isinstance(fb, dict):
             ours = self.policy.autoscaling.fallback
@@ -422,6 +425,8 @@ class _KedaConverter(_Converter):
             self.warn("to scale to zero as KEDA did, merge the scaleToZero snippet (its query as a template for every "
                       "lease: check it) and replicas.limits.minimum.lowerBound 0, then annotate min-replicas=0")
             return
+        if self.c.annotations.get(ANNOTATION_PREFIX + "min-replicas") != "0":
+            return  # the policy cannot take this lease to zero (replicas() said why)
         if stz.wake_query.strip() != template:
             self.warn(f"the policy's scaleToZero.wakeQuery is not this trigger's query ({template!r}): the lease is "
                       "woken by the policy's, and wake-target is not set")
@@ -429,24 +434,14 @@ class _KedaConverter(_Converter):
             self.c.annotations[ANNOTATION_PREFIX + "wake-target"] = _num(threshold)
         else:
             self.warn(f"the trigger's threshold {md.get('threshold')!r} is not a number > 0: wake-target not set")
-        if _count(spec, "cooldownPeriod", 300) != stz.idle_s:  # KEDA's cooldown, this lease's idle period
-            self.c.annotations[ANNOTATION_PREFIX + "idle-seconds"] = str(_count(spec, "cooldownPeriod", 300))
+        cooldown = _count(spec, "cooldownPeriod", 300)
+        if cooldown != stz.idle_s and 0 < cooldown <= MAX_IDLE_S:  # KEDA's cooldown, this lease's idle period
+            self.c.annotations[ANNOTATION_PREFIX + "idle-seconds"] = str(cooldown)
 
 
 def convert(hpa: dict[str, Any], policy: ClusterPolicy, *, mode: str = "shadow") -> Conversion:
     """Convert one HPA or KEDA ScaledObject (a dict) against a cluster policy. Pure: no I/O."""
-    if hpa.get("kind") == KEDA_KIND:
-        keda = _KedaConverter(hpa, policy)
-        if not keda.target():
-            return keda.c
-        if not policy.autoscaling.enable:
-            keda.warn("autoscaling.enable is false in the cluster policy: no lease scales until it is true")
-        keda.replicas()
-        keda.metrics()
-        keda.behavior()
-        keda.zero()
-        return keda.finish(mode)
-    conv = _Converter(hpa, policy)
+    conv = _KedaConverter(hpa, policy) if hpa.get("kind") == KEDA_KIND else _Converter(hpa, policy)
     if not conv.target():
         return conv.c
     if not policy.autoscaling.enable:
@@ -454,6 +449,7 @@ def convert(hpa: dict[str, Any], policy: ClusterPolicy, *, mode: str = "shadow")
     conv.replicas()
     conv.metrics()
     conv.behavior()
+    conv.zero()
     return conv.finish(mode)
 
 

@@ -196,6 +196,11 @@ def test_a_keda_rate_trigger_wakes_from_zero_under_a_policy_with_its_query() -> 
     assert res.lease is not None and res.lease.wake_target == 8.0 and res.lease.algorithm == "predictive"
     assert res.lease.idle_s == 600.0
     assert P + "idle-seconds" not in convert(scaled_object([RATE]), policy).annotations
+    # a policy with the wake query but no zero minimum: min-replicas 1, and no scale-to-zero annotation to ignore
+    doc["autoscaling"]["replicas"]["limits"]["minimum"]["lowerBound"] = 1
+    one = convert(scaled_object([RATE], cooldownPeriod=600), parse_policy(yaml.safe_dump(doc)))
+    assert one.annotations[P + "min-replicas"] == "1"
+    assert P + "wake-target" not in one.annotations and P + "idle-seconds" not in one.annotations
 
 
 def test_quantities() -> None:
