@@ -442,6 +442,12 @@ class _KedaConverter(_Converter):
 def convert(hpa: dict[str, Any], policy: ClusterPolicy, *, mode: str = "shadow") -> Conversion:
     """Convert one HPA or KEDA ScaledObject (a dict) against a cluster policy. Pure: no I/O."""
     conv = _KedaConverter(hpa, policy) if hpa.get("kind") == KEDA_KIND else _Converter(hpa, policy)
+    owner = next((o.get("name") for o in (hpa.get("metadata") or {}).get("ownerReferences") or []
+                  if isinstance(o, dict) and o.get("kind") == KEDA_KIND), None)
+    if owner is not None and conv.c.kind == HPA_KIND:  # an HPA KEDA made: its ScaledObject says what was meant
+        conv.warn(f"KEDA's own HPA for ScaledObject {owner}: not converted; convert the ScaledObject (read from the "
+                  f"cluster beside the HPAs, or kubectl get scaledobject {owner} -o yaml)")
+        return conv.c
     if not conv.target():
         return conv.c
     if not policy.autoscaling.enable:

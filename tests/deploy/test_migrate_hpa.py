@@ -174,6 +174,12 @@ def test_keda_scaled_objects_become_leases() -> None:
     sts["spec"]["scaleTargetRef"] = {"name": "db", "kind": "StatefulSet"}
     assert convert(sts, POLICY).target is None
     assert convert(scaled_object([{"type": "memory", "metadata": {"value": "70"}}]), POLICY).target is None
+    keda_hpa = hpa([{"type": "External", "external": {"metric": {"name": "s0-prometheus"}, "target": {
+        "type": "AverageValue", "averageValue": "8"}}}])
+    keda_hpa["metadata"]["ownerReferences"] = [{"apiVersion": "keda.sh/v1alpha1", "kind": "ScaledObject",
+                                                "name": "web-so", "uid": "1"}]
+    made = convert(keda_hpa, POLICY)  # the HPA KEDA made for it: the ScaledObject is converted instead
+    assert made.target is None and made.annotations == {} and "convert the ScaledObject" in made.warnings[0]
     odd = convert(scaled_object([{"type": "prometheus", "metadata": {"query": "q", "threshold": "x"}},
                                  {"type": "cpu", "metadata": {"value": None}}, "junk"],  # type: ignore[list-item]
                                 minReplicaCount=None, maxReplicaCount="many", cooldownPeriod=None), POLICY)
