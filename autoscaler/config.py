@@ -592,8 +592,8 @@ class LeasePolicy:
     wake_target: float | None = None  # scale to zero: the wake value one replica serves (sizes the wake-up)
     wake_auto: bool = False  # scale to zero: the wake value is a request rate the predictive algorithm sizes
     idle_s: float = 900.0  # scale to zero: how long without demand before zero (idle-seconds, else the policy's)
-    max_num_seqs: int | None = None  # predictive: its pod template's --max-num-seqs (set by the controller, not read
-    # from an annotation: autoscaler.kube.workloads.max_num_seqs)
+    max_num_seqs: int | None = None  # predictive: its pod template's --max-num-seqs (from the Deployment's spec, not
+    # an annotation: resolve_lease's max_num_seqs)
 
     @property
     def key(self) -> str:
@@ -679,8 +679,10 @@ def is_opted_in(annotations: dict[str, str] | None) -> bool:
 
 
 def resolve_lease(namespace: str, name: str, annotations: dict[str, str] | None,
-                  policy: ClusterPolicy) -> Resolution:
-    """Resolve a Deployment's annotations against the cluster policy (TMS semantics)."""
+                  policy: ClusterPolicy, max_num_seqs: int | None = None) -> Resolution:
+    """Resolve a Deployment's annotations against the cluster policy (TMS semantics); ``max_num_seqs``: the
+    ``--max-num-seqs`` its pod template passes (``autoscaler.kube.workloads.max_num_seqs``), kept for a predictive
+    lease."""
     ann = {k[len(ANNOTATION_PREFIX):]: v for k, v in (annotations or {}).items() if k.startswith(ANNOTATION_PREFIX)}
     issues: list[LeaseIssue] = []
 
@@ -882,5 +884,6 @@ def resolve_lease(namespace: str, name: str, annotations: dict[str, str] | None,
                         slots_per_replica=slots, issues=res_issues, wake_query=wake if min_r == 0 else None,
                         wake_replicas=wake_replicas,
                         wake_target=wake_target if min_r == 0 and wake_target != "auto" else None,
-                        wake_auto=min_r == 0 and wake_target == "auto" and algorithm == "predictive", idle_s=idle_s)
+                        wake_auto=min_r == 0 and wake_target == "auto" and algorithm == "predictive", idle_s=idle_s,
+                        max_num_seqs=max_num_seqs if algorithm == "predictive" else None)
     return Resolution(lease, True, res_issues)

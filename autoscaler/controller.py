@@ -563,9 +563,7 @@ class Controller:
             if spec is not None and spec.user == user and spec.policy_version == version and spec.gen == gen:
                 res = spec.resolution
             else:
-                res = self._shared_behavior(resolve_lease(key[0], key[1], ann, policy))
-                if res.lease is not None and res.lease.algorithm == "predictive":
-                    res = replace(res, lease=replace(res.lease, max_num_seqs=max_num_seqs(obj)))
+                res = self._shared_behavior(resolve_lease(key[0], key[1], ann, policy, max_num_seqs(obj)))
             selector = Selector.from_label_selector((obj.get("spec") or {}).get("selector"))
             spec = self._specs[key] = _LeaseSpec(rv, version, user, res, selector, gen)
         return spec
@@ -1040,10 +1038,10 @@ class Controller:
         nearly every step of the period (else Prometheus lacks the history: the period starts now), and only while
         no demand has been seen since (``rt.idle`` still starts at ``first_seen``); never from before the
         Deployment was ``created`` (a new model gets a whole idle period, whatever its query said before)."""
-        stz = self.policy.policy.autoscaling.scale_to_zero
         if not lease.wake_query:
             return
-        history = idle_history(lease.wake_query, lease.idle_s, stz.wake_threshold)
+        history = idle_history(lease.wake_query, lease.idle_s,
+                               self.policy.policy.autoscaling.scale_to_zero.wake_threshold)
         covered = [False]
 
         def take_coverage(res: InstantVector) -> None:

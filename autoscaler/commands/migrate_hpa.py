@@ -152,8 +152,16 @@ class _Converter:
         if snippet:
             self.c.metrics[metric] = snippet
 
+    NOUN = "HPA"  # what it is, in its warnings
+    SCALES_ON = "the HPA's metrics"
+    BEHAVIOR_FIELD = "spec.behavior"
+
+    def scale_target_ref(self) -> dict[str, Any]:
+        """The object's scaleTargetRef."""
+        return (self.hpa.get("spec") or {}).get("scaleTargetRef") or {}
+
     def target(self) -> bool:
-        ref = (self.hpa.get("spec") or {}).get("scaleTargetRef") or {}
+        ref = self.scale_target_ref()
         kind, name = ref.get("kind"), ref.get("name")
         if kind != "Deployment" or not ref.get("apiVersion", "apps/v1").startswith("apps/"):
             self.warn(f"scaleTargetRef is {ref.get('apiVersion', '?')} {kind}/{name}: only Deployments are leases; "
@@ -170,10 +178,9 @@ class _Converter:
     def replicas(self) -> None:
         lim = self.policy.autoscaling.replicas.limits
         min_r, max_r, min_key, max_key = self.bounds()
-        source = "the HPA's metrics" if self.c.kind == HPA_KIND else "the ScaledObject's triggers"
         if min_r == 0 and lim.minimum.lower_bound == 0 and self.policy.autoscaling.scale_to_zero.wake_query:
             self.warn(f"{min_key} 0: the lease scales to zero and is woken by the policy's scaleToZero.wakeQuery, "
-                      f"not by {source}")
+                      f"not by {self.SCALES_ON}")
         elif min_r == 0:
             self.warn(f"{min_key} 0 (scale to zero) needs the policy's scaleToZero.wakeQuery and "
                       "replicas.limits.minimum.lowerBound 0: until then leases keep at least "
@@ -277,13 +284,9 @@ class _Converter:
             return
         self.c.behavior = {k: v for k, v in {"scaleUp": hb.get("scaleUp"), "scaleDown": hb.get("scaleDown")}.items()
                            if v}
-        what = "the HPA defaults" if not self.c.behavior else "its own spec.behavior"
-        if self.c.kind != HPA_KIND:
-            what = ("the HPA defaults" if not self.c.behavior
-                    else "its own spec.advanced.horizontalPodAutoscalerConfig.behavior")
-        self.warn(f"the {'HPA' if self.c.kind == HPA_KIND else 'ScaledObject'} uses {what}, which differ from the "
-                  "cluster policy's behavior; behaviour is cluster-wide here (no per-lease behaviour): this lease will "
-                  "scale with the policy's behavior")
+        what = "the HPA defaults" if not self.c.behavior else f"its own {self.BEHAVIOR_FIELD}"
+        self.warn(f"the {self.NOUN} uses {what}, which differ from the cluster policy's behavior; behaviour is "
+                  "cluster-wide here (no per-lease behaviour): this lease will scale with the policy's behavior")
 
     def zero(self) -> None:
         """Scale to zero beyond ``min-replicas: "0"``: nothing for an HPA (its alpha scale to zero has no wake)."""
@@ -336,17 +339,17 @@ def wake_template(query: str, namespace: str, name: str) -> str:
 class _KedaConverter(_Converter):
     """A KEDA ScaledObject: its scaleTargetRef, replica counts, triggers, fallback and the HPA behaviour it sets."""
 
+    NOUN = "ScaledObject"
+    SCALES_ON = "the ScaledObject's triggers"
+    BEHAVIOR_FIELD = "spec.advanced.horizontalPodAutoscalerConfig.behavior"
+
     def __init__(self, obj: dict[str, Any], policy: ClusterPolicy) -> None:
         super().__init__(obj, policy)
         self.c.kind = KEDA_KIND
         self.rates: list[dict[str, Any]] = []  # the prometheus triggers' metadata
 
-    def target(self) -> bool:
-        ref = dict((self.hpa.get("spec") or {}).get("scaleTargetRef") or {})
-        ref.setdefault("kind", "Deployment")  # KEDA's defaults
-        ref.setdefault("apiVersion", "apps/v1")
-        self.hpa = {**self.hpa, "spec": {**(self.hpa.get("spec") or {}), "scaleTargetRef": ref}}
-        return super().target()
+    def scale_target_ref(self) -> dict[str, Any]:
+        return {"kind": "Deployment", "apiVersion": "apps/v1", **super().scale_target_ref()}  # KEDA's defaults
 
     def bounds(self) -> tuple[int, int, str, str]:
         spec = self.hpa.get("spec") or {}

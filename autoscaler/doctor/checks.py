@@ -248,7 +248,7 @@ async def find_leases(ctx: Context) -> tuple[list[Lease], list[Finding]]:
         if ENABLED not in ann:
             continue
         ns, name = str(md.get("namespace")), str(md.get("name"))
-        res = resolve_lease(ns, name, ann, ctx.policy)
+        res = resolve_lease(ns, name, ann, ctx.policy, max_num_seqs(obj))
         subject = f"{ns}/{name}"
         if not res.opted_in:
             continue
@@ -543,7 +543,7 @@ async def check_predictive(ctx: Context, leases: Sequence[Lease]) -> list[Findin
             seen = (await _saturated_batch(client, kind, ns, name)  # also Triton's vLLM backend, which reports them
                     if isinstance(kind, RequestStats) else None)
             fitted = median_int(part_by_pod(by_pod, "kv_fit").values())
-            limit = max_num_seqs(lease.obj)
+            limit = lease.policy.max_num_seqs
             slots, key = resolve_slots(lease.policy.slots_per_replica, reported, vllm, a.predictive, seen, fitted,
                                        limit)
             source = SLOT_SOURCES[key]
@@ -815,7 +815,7 @@ async def check_zero(ctx: Context, leases: Sequence[Lease]) -> list[Finding]:
                     params = ctx.policy.autoscaling.predictive.to_params(lp.queue_target_us(ctx.policy))
                     need, sized_by = sized_wake(value, PredictiveState() if persisted is None else
                                                 restore_predictive(persisted, params),
-                                                lp.slots_per_replica or max_num_seqs(objs[key]), params,
+                                                lp.slots_per_replica or lp.max_num_seqs, params,
                                                 lp.max_replicas)
                 n = woken_replicas(value, lp.wake_replicas, lp.wake_target, lp.max_replicas, need)
                 state = (f"demand: at zero it would be woken to {n} replica{'s' if n > 1 else ''}"
