@@ -26,6 +26,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "replay": ("autoscaler.commands.replay", "replay a trace through policies side by side"),
     "tune": ("autoscaler.commands.tune", "sweep one knob of the shipped policy over a trace; the value to set"),
     "record": ("autoscaler.commands.record", "pull a lease's request-rate history from Prometheus"),
+    "activator": ("autoscaler.commands.activator", "hold requests for leases at zero replicas until one is Ready"),
     "sandbox": ("autoscaler.sandbox.cli", "local Kubernetes-API-compatible cluster with simulated Triton pods"),
     "migrate-hpa": ("autoscaler.commands.migrate_hpa", "turn HorizontalPodAutoscalers and KEDA ScaledObjects into "
                                                         "annotations"),

@@ -213,8 +213,10 @@ def make_app(telemetry: Telemetry, *, healthy: Callable[[], tuple[bool, str]],
     return app
 
 
-async def serve(app: web.Application, host: str, port: int) -> tuple[web.AppRunner, int]:
-    runner = web.AppRunner(app, access_log=None)
+async def serve(app: web.Application, host: str, port: int, *,
+                shutdown_timeout: float = 60.0) -> tuple[web.AppRunner, int]:
+    """Listen; ``shutdown_timeout``: how long ``runner.cleanup()`` lets requests in flight finish."""
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=shutdown_timeout)
     await runner.setup()
     site = web.TCPSite(runner, host, port)
     await site.start()

@@ -13,7 +13,11 @@ pod lifecycle events with full Kubernetes pod objects; the data plane does the r
 In front of the pods, a gateway endpoint (job ``gateway``) counts what the load sends each Deployment, Ready pods
 or not: ``sandbox_gateway_requests_total{namespace, service}`` (``service``: the Deployment's name) and
 ``sandbox_gateway_unrouted_requests_total`` (no Ready pod took it: a real gateway's 503). It is what wakes a lease
-scaled to zero, as an ingress's or a gateway's request counter does on a real cluster.
+scaled to zero, as an ingress's or a gateway's request counter does on a real cluster. The gateway also takes real
+HTTP requests, as a Service would: any method on ``/{namespace}/{deployment}/...`` is one request routed to a Ready
+pod (least outstanding work), answered when the simulated pod finishes it (JSON: the pod, its queue and total
+seconds), or 503 at once when no Ready pod takes it. Those requests count in the same counters and SLO figures as
+the load's.
 
 A pod belongs to the deployment named by its ``ownerReferences`` (a ``Deployment`` owner, or a
 ``ReplicaSet`` owner ``<deployment>-<hash>``) or else by its ``app`` label. Pod annotations
@@ -26,7 +30,9 @@ selects); its GPU is still on the node's dcgm-exporter.
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import math
 import re
 import time
 from collections.abc import Callable, Sequence
@@ -34,10 +40,12 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from aiohttp import web
+
 from autoscaler.kube.workloads import max_num_seqs
 from autoscaler.policy.snapshot_json import parse_quantity
 from autoscaler.sandbox.controllers import ANN_KIND, ANN_SCRAPE, ANN_SERVING, is_ready
-from autoscaler.sandbox.load import LoadDriver, LoadSpec, LoadStats
+from autoscaler.sandbox.load import LoadDriver, LoadSpec, LoadStats, Router
 from autoscaler.sandbox.pods import (
     DEFAULT_NODE,
     NIM_KINDS,
@@ -112,6 +120,7 @@ class DataPlane:
         self.loads: dict[PodKey, LoadDriver] = {}
         self.stats: dict[PodKey, LoadStats] = {}
         self.gateway_port = 0
+        self.routers: dict[PodKey, Router] = {}
         self._seed = 0
 
     @property
@@ -120,7 +129,7 @@ class DataPlane:
 
     async def start(self) -> None:
         await self.metrics.start()
-        self.gateway_port = await self.metrics.open(self._gateway_page)
+        self.gateway_port = await self.metrics.open(self._gateway_page, self._gateway_request)
         self.prometheus.set_target(JOB_GATEWAY, f"127.0.0.1:{self.gateway_port}", {"job": JOB_GATEWAY})
         if self.start_prometheus:
             await self.prometheus.start()
@@ -279,6 +288,29 @@ class DataPlane:
             lines += [f'{name}{{namespace="{ns}",service="{dep}"}} {getattr(st, attr)}'
                       for (ns, dep), st in sorted(self.stats.items())]
         return "\n".join(lines) + "\n"
+
+    async def _gateway_request(self, request: web.Request) -> web.Response:
+        """One request sent through the gateway to ``/{namespace}/{deployment}/...`` (see the module's text)."""
+        parts = request.path.strip("/").split("/")
+        if len(parts) < 2 or not all(parts[:2]):
+            return web.json_response({"message": "the gateway routes /{namespace}/{deployment}/..."}, status=404)
+        ns, dep = parts[0], parts[1]
+        await request.read()
+        router = self.routers.get((ns, dep))
+        if router is None:
+            router = self.routers[(ns, dep)] = Router(lambda: self.deployment_pods(ns, dep))
+        stats = self.load_stats(ns, dep)
+        now = self.clock()
+        pod = router.pick(now)
+        adm = pod.submit(now) if pod is not None else None
+        if pod is None or adm is None or not adm.accepted:
+            stats.record(now, math.nan, math.nan)
+            why = "no Ready pod" if pod is None else f"pod {pod.name} refused it (queue full)"
+            return web.json_response({"message": f"{ns}/{dep}: {why}"}, status=503)
+        stats.record(now, adm.queue_seconds, adm.latency_seconds)
+        await asyncio.sleep(max(0.0, pod.to_wall(adm.finish) - self.clock()))
+        return web.json_response({"pod": pod.name, "queueSeconds": adm.queue_seconds,
+                                  "latencySeconds": adm.latency_seconds})
 
     def load_stats(self, namespace: str, deployment: str) -> LoadStats:
         """What the load generator did for a deployment (arrivals, queue times, SLO counts)."""

@@ -37,7 +37,7 @@ import heapq
 import socket
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -461,10 +461,11 @@ class MetricsServer:
 
     def __init__(self) -> None:
         self._app = web.Application()
-        self._app.router.add_get("/{tail:.*}", self._handle)
+        self._app.router.add_route("*", "/{tail:.*}", self._handle)
         self._runner = web.AppRunner(self._app, access_log=None, handle_signals=False, shutdown_timeout=0.5)
         self._sites: dict[int, web.SockSite] = {}
         self._routes: dict[int, Callable[[str], str | None]] = {}
+        self._serve: dict[int, Callable[[web.Request], Awaitable[web.StreamResponse]]] = {}
         self._started = False
 
     async def start(self) -> None:
@@ -477,15 +478,20 @@ class MetricsServer:
             await self._runner.cleanup()
             self._sites.clear()
             self._routes.clear()
+            self._serve.clear()
             self._started = False
 
-    async def open(self, render: Callable[[str], str | None]) -> int:
-        """Listen on a new loopback port; ``render(path)`` returns the page or None for 404."""
+    async def open(self, render: Callable[[str], str | None],
+                   serve: Callable[[web.Request], Awaitable[web.StreamResponse]] | None = None) -> int:
+        """Listen on a new loopback port; ``render(path)`` returns the page for a GET, or None; ``serve`` answers
+        every other request (none: 404 for a GET ``render`` has no page for, 405 for another method)."""
         await self.start()
         sock = _bind_loopback()
         port: int = sock.getsockname()[1]
         site = web.SockSite(self._runner, sock)
         self._routes[port] = render
+        if serve is not None:
+            self._serve[port] = serve
         await site.start()
         self._sites[port] = site
         return port
@@ -493,6 +499,7 @@ class MetricsServer:
     async def close(self, port: int) -> None:
         """Stop listening on ``port`` and drop its open (keep-alive) connections, as a deleted pod would."""
         self._routes.pop(port, None)
+        self._serve.pop(port, None)
         site = self._sites.pop(port, None)
         if site is not None:
             await site.stop()
@@ -508,8 +515,13 @@ class MetricsServer:
         sockname: Any = request.transport.get_extra_info("sockname") if request.transport else None
         port = sockname[1] if sockname else -1
         render = self._routes.get(port)
-        page = render(request.path) if render is not None else None
+        page = render(request.path) if render is not None and request.method in ("GET", "HEAD") else None
         if page is None:
+            serve = self._serve.get(port)
+            if serve is not None:
+                return await serve(request)
+            if request.method not in ("GET", "HEAD"):
+                raise web.HTTPMethodNotAllowed(request.method, ["GET"])
             raise web.HTTPNotFound()
         return web.Response(text=page, content_type="text/plain", charset="utf-8",
                             headers={"X-Content-Type-Options": "nosniff"})

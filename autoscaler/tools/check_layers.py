@@ -19,7 +19,7 @@ FORBIDDEN = (
     "autoscaler.kube", "autoscaler.metrics", "autoscaler.controller", "autoscaler.sandbox",
     "autoscaler.commands", "autoscaler.cli",
 )
-PRODUCT = ("autoscaler.controller", "autoscaler.kube", "autoscaler.metrics", "autoscaler.observe",
+PRODUCT = ("autoscaler.controller", "autoscaler.activator", "autoscaler.kube", "autoscaler.metrics", "autoscaler.observe",
            "autoscaler.statestore", "autoscaler.telemetry", "autoscaler.config")
 TEST_RIGS = ("autoscaler.sandbox", "autoscaler.demo", "autoscaler.replay")
 RULES = ((PURE, FORBIDDEN), (PRODUCT, TEST_RIGS))

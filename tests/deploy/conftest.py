@@ -34,15 +34,24 @@ def rendered() -> list[dict[str, Any]]:
     return kustomize(MANIFESTS)
 
 
-@pytest.fixture(scope="session")
-def rendered_with_prometheus_objects(tmp_path_factory: pytest.TempPathFactory) -> list[dict[str, Any]]:
-    """The base plus the prometheus-objects component, through an overlay as a user would write it."""
+def with_component(tmp_path_factory: pytest.TempPathFactory, component: str) -> list[dict[str, Any]]:
+    """The base plus one of its components, through an overlay as a user would write it."""
     overlay = tmp_path_factory.mktemp("overlay")
     rel = os.path.relpath(MANIFESTS, overlay)
     (overlay / "kustomization.yaml").write_text(yaml.safe_dump({
         "apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization",
-        "resources": [rel], "components": [f"{rel}/components/prometheus-objects"]}))
+        "resources": [rel], "components": [f"{rel}/components/{component}"]}))
     return kustomize(overlay)
+
+
+@pytest.fixture(scope="session")
+def rendered_with_prometheus_objects(tmp_path_factory: pytest.TempPathFactory) -> list[dict[str, Any]]:
+    return with_component(tmp_path_factory, "prometheus-objects")
+
+
+@pytest.fixture(scope="session")
+def rendered_with_activator(tmp_path_factory: pytest.TempPathFactory) -> list[dict[str, Any]]:
+    return with_component(tmp_path_factory, "activator")
 
 
 def by_kind(docs: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:

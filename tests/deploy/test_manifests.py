@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import re
 from pathlib import Path
@@ -13,6 +14,8 @@ import pytest
 import yaml
 from crd_schemas import SCHEMAS
 
+from autoscaler.activator import ActivatorSettings
+from autoscaler.commands.activator import add_arguments as add_activator_arguments
 from autoscaler.config import parse_policy
 from autoscaler.controller import Settings
 from autoscaler.kube.promobjects import desired_objects
@@ -177,3 +180,47 @@ def test_example_lease_resolves_against_the_policy() -> None:
                         parse_policy((MANIFESTS / "policy.yaml").read_text()))
     assert res.lease is not None and not res.issues
     assert res.lease.mode == Mode.SHADOW and res.lease.max_replicas == 8
+
+
+def activator_args(argv: list[str]) -> argparse.Namespace:
+    p = argparse.ArgumentParser()
+    add_activator_arguments(p)
+    return p.parse_args(argv)
+
+
+def test_the_activator_component_validates_and_is_hardened(rendered: list[dict[str, Any]],
+                                                           rendered_with_activator: list[dict[str, Any]],
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """The opt-in activator: its objects validate (1.32, strict), in the controller's namespace, hardened as the
+    controller is; its Service and ServiceMonitor reach its port; every variable it sets is a flag of the command."""
+    added = [d for d in rendered_with_activator if d not in rendered]
+    assert sorted(f"{d['kind']}/{d['metadata']['name']}" for d in added) == sorted(
+        f"{k}/inference-activator" for k in ("ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Deployment",
+                                             "Service", "PodDisruptionBudget", "ServiceMonitor"))
+    for d in added:
+        validate(d)
+        if d["kind"] not in ("ClusterRole", "ClusterRoleBinding"):
+            assert d["metadata"]["namespace"] == "inference-autoscaler", d["kind"]
+    dep = one(added, "Deployment")
+    pod = dep["spec"]["template"]["spec"]
+    (c,) = pod["containers"]
+    assert dep["spec"]["replicas"] == 2 and pod["serviceAccountName"] == "inference-activator"
+    assert pod["securityContext"]["runAsNonRoot"] is True and c["securityContext"]["readOnlyRootFilesystem"] is True
+    assert c["securityContext"]["capabilities"]["drop"] == ["ALL"]
+    assert c["command"] == ["autoscaler", "activator"]
+    args = activator_args(c["args"])
+    assert args.listen.endswith(f":{c['ports'][0]['containerPort']}")
+    assert pod["terminationGracePeriodSeconds"] > args.drain_seconds
+    base = vars(activator_args([]))
+    for e in c["env"]:  # every variable is one the command reads, and its value one it takes
+        assert e["name"].startswith("AUTOSCALER_ACTIVATOR_"), e
+        monkeypatch.setenv(e["name"], e["value"] + "1")
+        assert vars(activator_args([])) != base, e
+        monkeypatch.setenv(e["name"], e["value"])
+    ActivatorSettings(upstream=activator_args([]).upstream)
+    svc, sm = one(added, "Service"), one(added, "ServiceMonitor")
+    assert svc["spec"]["selector"].items() <= dep["spec"]["template"]["metadata"]["labels"].items()
+    assert sm["spec"]["selector"]["matchLabels"].items() <= svc["metadata"]["labels"].items()
+    assert sm["spec"]["endpoints"][0]["port"] == svc["spec"]["ports"][0]["name"]
+    assert one(added, "PodDisruptionBudget")["spec"]["selector"]["matchLabels"].items() <= \
+        dep["spec"]["template"]["metadata"]["labels"].items()

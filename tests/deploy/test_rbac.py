@@ -9,10 +9,12 @@ import pytest
 import yaml
 from recording import Attrs, RecordingProxy, running_controller, wait_for
 
+from autoscaler.activator import Activator, ActivatorSettings
+from autoscaler.kube.api import KubeApi
 from autoscaler.kube.promobjects import POD_MONITOR, PROMETHEUS_RULE
 from autoscaler.sandbox.cluster import SandboxCluster
 from autoscaler.sandbox.resources import CONFIGMAPS, DEPLOYMENTS
-from tests.deploy.conftest import by_kind, one
+from tests.deploy.conftest import by_kind
 
 NS = "inference-autoscaler"
 POLICY = """
@@ -32,9 +34,10 @@ autoscaling:
 LEASE = {"inference-autoscaler.io/enabled": "true"}
 
 
-def grants(docs: list[dict[str, Any]]) -> set[tuple[str, str, str, str, str]]:
-    """(scope, group, resource, verb, resourceName) for the controller's ServiceAccount; scope '' = cluster."""
-    dep = one(docs, "Deployment")
+def grants(docs: list[dict[str, Any]], deployment: str = "inference-autoscaler") -> set[tuple[str, str, str, str, str]]:
+    """(scope, group, resource, verb, resourceName) for the ServiceAccount of the Deployment ``deployment`` (the
+    controller's); scope '' = cluster."""
+    (dep,) = [d for d in by_kind(docs, "Deployment") if d["metadata"]["name"] == deployment]
     sa = (dep["spec"]["template"]["spec"]["serviceAccountName"], dep["metadata"]["namespace"])
     out: set[tuple[str, str, str, str, str]] = set()
     for binding_kind, role_kind in (("ClusterRoleBinding", "ClusterRole"), ("RoleBinding", "Role")):
@@ -63,12 +66,12 @@ def allows(grant: tuple[str, str, str, str, str], a: Attrs) -> bool:
             and rn in ("", a.name))
 
 
-def compare(docs: list[dict[str, Any]], used: set[Attrs]) -> None:
-    g = grants(docs)
+def compare(docs: list[dict[str, Any]], used: set[Attrs], deployment: str = "inference-autoscaler") -> None:
+    g = grants(docs, deployment)
     missing = sorted(a for a in used if not any(allows(x, a) for x in g))
-    assert not missing, f"the controller needs grants the manifests lack: {missing}"
+    assert not missing, f"{deployment} needs grants the manifests lack: {missing}"
     unused = sorted(x for x in g if not any(allows(x, a) for a in used))
-    assert not unused, f"the manifests grant more than the controller uses: {unused}"
+    assert not unused, f"the manifests grant {deployment} more than it uses: {unused}"
 
 
 async def exercise(cluster: SandboxCluster, tmp_path: Path, create_objects: bool) -> set[Attrs]:
@@ -135,3 +138,26 @@ async def test_rbac_matches_recorded_requests(cluster: SandboxCluster, tmp_path:
     if create_objects:  # the base alone must then be too little: the component is what grants these
         with pytest.raises(AssertionError, match="lack"):
             compare(rendered, used)
+
+
+async def test_the_activator_is_granted_exactly_what_it_uses(cluster: SandboxCluster, tmp_path: Path,
+                                                             rendered: list[dict[str, Any]],
+                                                             rendered_with_activator: list[dict[str, Any]]) -> None:
+    """The activator component's own ServiceAccount: list and watch Deployments, recorded from a real run; the
+    controller's grants are unchanged by the component."""
+    cluster.create_deployment("good", replicas=0, annotations=LEASE)
+    async with RecordingProxy(upstream=cluster.url) as proxy:
+        kc = tmp_path / "kubeconfig"
+        kc.write_text(yaml.safe_dump({**cluster.kubeconfig(), "clusters": [
+            {"name": "sandbox", "cluster": {"server": proxy.url}}]}))
+        api = await KubeApi.connect(str(kc))
+        act = Activator(api, ActivatorSettings())
+        await act.start()
+        try:
+            await wait_for(lambda: any("watch=true" in p for _, p in proxy.seen), "a watch of Deployments")
+            assert ("default", "good") in act.gates
+        finally:
+            await act.stop()
+            await api.close()
+    compare(rendered_with_activator, proxy.attributes(), "inference-activator")
+    assert grants(rendered_with_activator) == grants(rendered)
