@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import importlib
 import logging
 import signal
@@ -41,6 +42,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     up.add_argument("--rolling-updates", action="store_true",
                     help="roll template changes out as each Deployment's strategy says (maxSurge / maxUnavailable, "
                          "Recreate), as a real cluster does; default: replace all pods at once")
+    up.add_argument("--activator", action="store_true",
+                    help="also run an activator (autoscaler activator) in front of the gateway, scraped by Prometheus: "
+                         "requests to it for a lease at zero are held until a pod is Ready")
     up.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
 
 
@@ -95,10 +99,18 @@ async def _up(args: argparse.Namespace, scenario: Scenario) -> int:
         if plane is not None:
             await _stop_quietly(plane)
         return 1
+    closers = contextlib.AsyncExitStack()
     try:
         path = cluster.write_kubeconfig(args.kubeconfig)
         print(f"api:        {cluster.url}", flush=True)
         print(f"prometheus: {prometheus_url}", flush=True)
+        if plane is not None:
+            print(f"gateway:    http://127.0.0.1:{plane.gateway_port}/<namespace>/<deployment>/... (a request to a "
+                  "Ready pod, 503 with none)", flush=True)
+            if args.activator:
+                activator = await _start_activator(plane, path, closers)
+                print(f"activator:  {activator}/<namespace>/<deployment>/... (held while no pod is Ready; wake "
+                      "query: autoscaler_activator_requests_total)", flush=True)
         print(f"kubeconfig: {path}", flush=True)
         print(f"            export KUBECONFIG={path}", flush=True)
         if plane is not None:
@@ -111,10 +123,30 @@ async def _up(args: argparse.Namespace, scenario: Scenario) -> int:
         await stop.wait()
         print("stopping", flush=True)
     finally:
+        await closers.aclose()
         await cluster.stop()
         if plane is not None:
             await _stop_quietly(plane)
     return 0
+
+
+async def _start_activator(plane: Any, kubeconfig: Path, closers: contextlib.AsyncExitStack) -> str:
+    """An activator on this sandbox: its API server for readiness, the gateway as every lease's upstream, a
+    Prometheus target (job ``activator``) for the wake query."""
+    from autoscaler.activator import Activator, ActivatorSettings
+    from autoscaler.kube.api import KubeApi
+    from autoscaler.sandbox.prometheus import JOB_GATEWAY
+    from autoscaler.telemetry import serve
+
+    api = await KubeApi.connect(str(kubeconfig))
+    closers.push_async_callback(api.close)
+    act = Activator(api, ActivatorSettings(upstream=f"http://127.0.0.1:{plane.gateway_port}/{{namespace}}/{{name}}"))
+    await act.start()
+    closers.push_async_callback(act.stop)
+    runner, port = await serve(act.app(), "127.0.0.1", 0, shutdown_timeout=1.0)
+    closers.push_async_callback(runner.cleanup)
+    plane.prometheus.set_target(JOB_GATEWAY, f"127.0.0.1:{port}", {"job": "activator"})
+    return f"http://127.0.0.1:{port}"
 
 
 async def _stop_quietly(plane: Any) -> None:
