@@ -9,7 +9,8 @@ activator counts (``autoscaler_activator_requests_total``, scraped by Prometheus
 ``scaleToZero.wakeQuery``. One decision maker, one signal path.
 
 Routing: ``/{namespace}/{deployment}/{path}`` is forwarded to the upstream URL template (default
-``http://{name}.{namespace}.svc:8000``, the lease's Service) + ``/{path}``, with the method, the query, the body and
+``http://{name}.{namespace}.svc:8000``, the lease's Service; a lease's ``inference-autoscaler.io/upstream`` annotation
+overrides it) + ``/{path}``, with the method, the query, the body and
 the end-to-end headers. The answer is streamed back (a token stream passes through as it comes).
 
 What it does with a request:
@@ -40,7 +41,7 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 from autoscaler import ANNOTATION_PREFIX
-from autoscaler.config import is_opted_in
+from autoscaler.config import is_opted_in, lease_upstream
 from autoscaler.kube.api import KubeApi
 from autoscaler.kube.cache import Key, WatchCache
 from autoscaler.kube.workloads import deployments_path
@@ -80,9 +81,10 @@ def slim(obj: dict[str, Any]) -> dict[str, Any]:
     """What the activator keeps of a Deployment: its name, whether it is a lease, and its Ready replicas."""
     md = obj.get("metadata") or {}
     ann = md.get("annotations") or {}
+    keep = (ANNOTATION_PREFIX + "enabled", ANNOTATION_PREFIX + "upstream")
     return {"metadata": {"name": md.get("name"), "namespace": md.get("namespace"),
                          "resourceVersion": md.get("resourceVersion"),
-                         "annotations": {k: v for k, v in ann.items() if k == ANNOTATION_PREFIX + "enabled"}},
+                         "annotations": {k: v for k, v in ann.items() if k in keep}},
             "status": {"readyReplicas": int((obj.get("status") or {}).get("readyReplicas") or 0)}}
 
 
@@ -91,6 +93,9 @@ class Gate:
 
     def __init__(self) -> None:
         self.ready = 0
+        self.upstream: str | None = None
+        """The lease's own ``upstream`` annotation (None: the activator's template)."""
+        self.upstream_issue: str | None = None
         self.lease = False
         self.gone = False
         self.held = 0
@@ -163,8 +168,10 @@ class Activator:
                 self.gates.pop(key, None)
             self.metrics.forget(*key)
             return
-        lease = is_opted_in(md.get("annotations"))
+        ann = md.get("annotations")
+        lease = is_opted_in(ann)
         ready = int((obj.get("status") or {}).get("readyReplicas") or 0)
+        upstream, bad = lease_upstream(ann)
         if gate is None:
             if not lease:
                 return
@@ -173,6 +180,9 @@ class Activator:
             log.info("lease %s/%s: %d Ready", *key, ready)
         elif gate.ready != ready:
             log.info("lease %s/%s: %d Ready (%d requests held)", *key, ready, gate.held)
+        if bad is not None and bad != gate.upstream_issue:
+            log.warning("lease %s/%s: %supstream %s; using %s", *key, ANNOTATION_PREFIX, bad, self.settings.upstream)
+        gate.upstream, gate.upstream_issue = upstream, bad
         gate.update(ready, lease)
 
     def set_ready(self, namespace: str, name: str, ready: int, *, lease: bool = True) -> None:
@@ -259,7 +269,7 @@ class Activator:
                 return self._answer(ns, name, 504, f"{ns}/{name} had no Ready replica within "
                                     f"{self.settings.hold_timeout_s:g} s")
         self.metrics.hold_seconds.labels(ns, name).observe(self.clock() - start)
-        return await self._forward(request, ns, name, body, deadline)
+        return await self._forward(request, ns, name, gate, body, deadline)
 
     async def _wait_open(self, ns: str, name: str, gate: Gate, deadline: float) -> Gate:
         while not gate.opened.is_set() and not gate.gone and gate.lease:
@@ -272,11 +282,11 @@ class Activator:
             gate = self.gates.get((ns, name), gate)
         return gate
 
-    async def _forward(self, request: web.Request, ns: str, name: str, body: bytes,
+    async def _forward(self, request: web.Request, ns: str, name: str, gate: Gate, body: bytes,
                        deadline: float) -> web.StreamResponse:
         assert self._session is not None, "start() the activator first"
         tail = request.match_info.get("tail", "")
-        url = self.settings.upstream.format(namespace=ns, name=name).rstrip("/") + "/" + tail
+        url = (gate.upstream or self.settings.upstream).format(namespace=ns, name=name).rstrip("/") + "/" + tail
         if request.query_string:
             url += "?" + request.query_string
         headers = {k: v for k, v in request.headers.items() if k.lower() not in HOP_BY_HOP}

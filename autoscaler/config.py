@@ -629,7 +629,7 @@ _TRUE = {"true", "yes", "1", "on"}
 _FALSE = {"false", "no", "0", "off", ""}
 KNOWN_KEYS = {"enabled", "min-replicas", "max-replicas", "metrics", "paused", "mode", "algorithm", "slots-per-replica",
               "metrics-port", "metrics-path", "wake-replicas", "wake-target", "idle-seconds", "status", "state",
-              "predictive-state"}
+              "predictive-state", "upstream"}
 _PORT_NAME = re.compile(r"[a-z0-9]([a-z0-9-]{0,13}[a-z0-9])?")
 
 
@@ -647,6 +647,23 @@ def metrics_endpoint(annotations: Mapping[str, str] | None) -> tuple[str | None,
         bad.append(("metrics-path", "must be an HTTP path starting with '/'"))
         path = None
     return (port.strip() if port else None), (path.strip() if path else None), bad
+
+
+def lease_upstream(annotations: Mapping[str, str] | None) -> tuple[str | None, str | None]:
+    """Where the activator sends a lease's requests (``upstream``: an http(s) URL, ``{namespace}`` and ``{name}`` may
+    be filled in; None: the activator's ``--upstream``), and why the value is not usable (then ignored)."""
+    raw = (annotations or {}).get(ANNOTATION_PREFIX + "upstream")
+    if raw is None:
+        return None, None
+    url = raw.strip()
+    rule = "must be an http:// or https:// URL of the lease's Service, e.g. http://{name}.{namespace}.svc:8000"
+    if not re.fullmatch(r"https?://[^\s/?#]+(/[^\s?#]*)?", url):
+        return None, rule
+    try:
+        url.format(namespace="ns", name="name")
+    except (KeyError, IndexError, ValueError):
+        return None, rule + " (only {namespace} and {name} are filled in)"
+    return url, None
 
 
 def _bool(raw: str) -> bool | None:
@@ -875,6 +892,8 @@ def resolve_lease(namespace: str, name: str, annotations: dict[str, str] | None,
 
     for key, rule in metrics_endpoint(annotations)[2]:
         issue(key, ann[key], rule + "; the PodMonitor uses the policy's", Severity.ADJUSTED)
+    if (why := lease_upstream(annotations)[1]) is not None:
+        issue("upstream", ann["upstream"], why + "; the activator uses its --upstream", Severity.ADJUSTED)
 
     res_issues = tuple(issues)
     if any(i.severity == Severity.INVALID for i in res_issues):

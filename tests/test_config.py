@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from unittest.mock import ANY
 
 import pytest
 
@@ -10,6 +11,7 @@ from autoscaler.config import (
     ClusterPolicy,
     PolicyError,
     Severity,
+    lease_upstream,
     load_policy,
     metrics_endpoint,
     parse_policy,
@@ -257,6 +259,26 @@ def test_the_podmonitors_port_and_path_annotations(tms: ClusterPolicy, port: str
     got_port, got_path, _ = metrics_endpoint(annotations)
     assert got_port == (None if "metrics-port" in bad else port)
     assert got_path == (None if "metrics-path" in bad else path)
+
+
+@pytest.mark.parametrize(("value", "ok"), [
+    ("http://{name}.{namespace}.svc:9000", True),
+    ("https://gw.example.com/llm/v1", True),
+    ("gw.example.com:9000", False),
+    ("http://{service}.svc", False),
+    ("http://a b", False),
+], ids=["template", "https with a path", "no scheme", "unknown placeholder", "a space"])
+def test_the_activators_upstream_annotation(tms: ClusterPolicy, value: str, ok: bool) -> None:
+    """upstream (where the activator sends the lease's requests) is a known key; a value the activator cannot use is a
+    Warning naming what it must be, and the lease goes on."""
+    r = resolve_lease("ns", "d", {P + "enabled": "true", P + "upstream": value}, tms)
+    assert r.lease is not None
+    assert lease_upstream({P + "upstream": value}) == ((value, None) if ok else (None, ANY))
+    if ok:
+        assert not r.issues
+    else:
+        (i,) = r.issues
+        assert i.key == P + "upstream" and i.severity == Severity.ADJUSTED and "http:// or https:// URL" in i.rule
 
 
 def test_metrics_enabled_by_default_and_allowed_on_request(tms: ClusterPolicy) -> None:

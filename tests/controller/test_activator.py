@@ -217,3 +217,18 @@ async def test_the_command_serves_until_sigterm_and_rejects_a_bad_template(
             _, err = await proc.communicate()
     assert proc.returncode == 0, err.decode()
     assert b"stopping" in err
+
+
+async def test_a_lease_names_its_own_upstream(cluster: SandboxCluster, tmp_path: Path) -> None:
+    """``inference-autoscaler.io/upstream`` sends one lease elsewhere (its server on another port); a bad value is
+    ignored for the activator's template."""
+    async with upstream() as default_port, upstream() as own_port:
+        cluster.create_ready_deployment("own", namespace="ml", replicas=1, annotations={
+            P + "enabled": "true", P + "upstream": f"http://127.0.0.1:{own_port}/v2/{{name}}"})
+        cluster.create_ready_deployment("typo", namespace="ml", replicas=1, annotations={
+            P + "enabled": "true", P + "upstream": "127.0.0.1:9/x"})
+        async with activator(tmp_path, default_port) as (_, url), aiohttp.ClientSession() as s:
+            async with s.get(f"{url}/ml/own/infer") as r:
+                assert (await r.json())["path"] == "/v2/own/infer"
+            async with s.get(f"{url}/ml/typo/infer") as r:
+                assert (await r.json())["path"] == "/ml/typo/infer"
