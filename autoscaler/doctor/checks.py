@@ -785,6 +785,9 @@ async def check_conflicts(ctx: Context, leases: Sequence[Lease]) -> list[Finding
     return findings
 
 
+ACTIVATOR_COUNTER = "autoscaler_activator_requests_total"
+
+
 async def check_zero(ctx: Context, leases: Sequence[Lease]) -> list[Finding]:
     """Each lease that may scale to zero (min-replicas 0): its wake query answers one value, as the controller
     needs to wake it; else the controller never idles it (and never wakes it once at zero)."""
@@ -799,8 +802,18 @@ async def check_zero(ctx: Context, leases: Sequence[Lease]) -> list[Finding]:
     stz = ctx.policy.autoscaling.scale_to_zero
     async with PrometheusClient(ClientSettings(url=str(ctx.prometheus_url), timeout_s=10)) as client:
         wakes = await read_wakes(client, queries)
+        counted = None
+        if any(ACTIVATOR_COUNTER in q for q in queries.values()):
+            counted = {f"{d.get('namespace', '')}/{d.get('deployment', '')}" for d in await _count(
+                client, f"count by (namespace, deployment) ({ACTIVATOR_COUNTER})")}
     out: list[Finding] = []
     for key, (value, why, _failed) in wakes.items():
+        if counted is not None and ACTIVATOR_COUNTER in queries[key] and key not in counted:
+            out.append(Finding("zero", WARN, f"the wake query reads the activator's {ACTIVATOR_COUNTER}, but "
+                               "Prometheus has no series of it for this lease: its requests would not wake it",
+                               "run the activator (manifests/components/activator) and have Prometheus scrape it "
+                               "(the component's ServiceMonitor); it counts every lease it sees, at 0 until a "
+                               f"request comes: check its log for the Deployment and {ANNOTATION_PREFIX}enabled", key))
         if value is None:
             out.append(Finding("zero", FAIL, f"wake query: {why}; the lease is never scaled to zero (and, at zero, "
                                f"not woken): {queries[key]}",

@@ -19,15 +19,17 @@ import aiohttp
 import pytest
 import pytest_asyncio
 
+from autoscaler.activator import Activator
 from autoscaler.config import PREDICTIVE_STATE_ANNOTATION
 from autoscaler.doctor.checks import FAIL, OK, SKIP, WARN, Context, Finding, run_checks
 from autoscaler.kube.api import KubeApi
 from autoscaler.sandbox.cluster import SandboxCluster
 from autoscaler.sandbox.dataplane import DataPlane
 from autoscaler.sandbox.faultproxy import FaultProxy
-from autoscaler.sandbox.prometheus import JOB_PODS
+from autoscaler.sandbox.prometheus import JOB_GATEWAY, JOB_PODS
 from autoscaler.sandbox.resources import DEPLOYMENTS, PODS
 from autoscaler.statestore import PredictivePersisted
+from autoscaler.telemetry import serve
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 P = "inference-autoscaler.io/"
@@ -177,6 +179,41 @@ async def test_scale_to_zero_wake_query_must_answer_one_value(env: Env) -> None:
     (bad,) = pick(fs, "zero", f"{ns}/silent")
     assert bad.status == FAIL and "found no series" in bad.detail and 'service="silent"' in bad.detail, bad
     assert "scaleToZero.wakeQuery" in bad.fix
+
+
+async def test_a_wake_query_on_the_activators_counter_needs_the_activator_to_count_the_lease(env: Env) -> None:
+    """A wake query reading the activator's counter answers 0 through `or vector(0)` whether or not the activator
+    counts the lease: the doctor warns for a lease Prometheus has no counter of (its requests would not wake it)."""
+    ns = "doc-act"
+    env.cluster.ensure_namespace(ns)
+    policy = POLICY.replace("  enable: true\n", """  enable: true
+  replicas: {limits: {minimum: {lowerBound: 0, upperBound: 2}}}
+  scaleToZero:
+    wakeQuery: 'sum(rate(autoscaler_activator_requests_total{namespace="{{namespace}}",deployment="{{name}}"}[3s])) or vector(0)'
+""")
+    env.cluster.create({"apiVersion": "v1", "kind": "ConfigMap",
+                        "metadata": {"name": "activator", "namespace": "inference-autoscaler"},
+                        "data": {"policy.yaml": policy}})
+    for name in ("counted", "uncounted"):
+        env.cluster.create_deployment(name, namespace=ns, replicas=0, kind="triton",
+                                      annotations={P + "enabled": "true", P + "min-replicas": "0"})
+    act = Activator(None)  # an activator that has seen only "counted" (one watching another cluster, say)
+    act.set_ready(ns, "counted", 0)
+    await act.start()
+    runner, port = await serve(act.app(), "127.0.0.1", 0, shutdown_timeout=0.5)
+    env.dataplane.prometheus.set_target(JOB_GATEWAY, f"127.0.0.1:{port}", {"job": "activator"})
+    try:
+        await _until(env.dataplane.prometheus_url, f'autoscaler_activator_requests_total{{namespace="{ns}"}}', True)
+        fs = await env.findings(lease_namespace=ns, configmap="activator")
+    finally:
+        env.dataplane.prometheus.remove_target(JOB_GATEWAY, f"127.0.0.1:{port}")
+        await runner.cleanup()
+        await act.stop()
+    assert [f.status for f in pick(fs, "zero", f"{ns}/counted")] == [OK]
+    warn, ok = sorted(pick(fs, "zero", f"{ns}/uncounted"), key=lambda f: f.status != WARN)
+    assert warn.status == WARN and "no series of it for this lease" in warn.detail, warn
+    assert "manifests/components/activator" in warn.fix
+    assert ok.status == OK and "answers 0 (no demand)" in ok.detail, ok
 
 
 async def test_bad_annotation_is_reported_with_the_annotate_fix(env: Env) -> None:
