@@ -71,6 +71,20 @@ def lease_summary(result: RunResult, name: str) -> dict[str, Any]:
     }
 
 
+def activator_line(result: RunResult, name: str) -> str | None:
+    """What the activator did for a lease sent through it, in one sentence (None: not sent through it)."""
+    c = result.activator.get(name)
+    if c is None or not c["requests"]:
+        return None
+    held = round(c["held"])
+    waited = f" ({c['heldSeconds'] / held:.1f} s on average, the woken pod's start-up included)" if held else ""
+    lost = round(c["requests"] - c["answered"])
+    answered = "every one answered by a pod" if not lost else \
+        f"{c['answered']:,.0f} answered by a pod, {lost:,} not (in flight at the end of the run, or an error)"
+    return (f"Through the activator: {c['requests']:,.0f} requests, {held:,} of them held while no pod was "
+            f"Ready{waited}; {answered}.")
+
+
 def summarize(result: RunResult, report_dir: Path) -> dict[str, Any]:
     """The exact ``--json`` document."""
     leases = {}
@@ -250,6 +264,8 @@ def write_summary(result: RunResult, report_dir: Path, summary: dict[str, Any], 
             details.append("No scale events.")
         for w in result.warnings.get(lease.name, []):
             details.append(f"- Warning Event: `{w}`")
+        if (line := activator_line(result, lease.name)) is not None:
+            details += ["", line]
     notes = ["", "## Files", "",
              "- `samples.csv`: every 0.5 s per lease: replicas, ready, pods, desired, reason, metric values "
              "and targets as the controller saw them, GPU utilisation from Prometheus;",
@@ -283,6 +299,8 @@ def _html(result: RunResult, summary: dict[str, Any], slo_us: float) -> str:
         evs = "".join(f"<li>t = {ev['t']:g} s: {ev['from']} &rarr; {ev['to']} ({e(ev['reason'])})</li>"
                       for ev in full["_events"]) or "<li>no scale events</li>"
         warns = "".join(f"<li>Warning Event: <code>{e(w)}</code></li>" for w in result.warnings.get(lease.name, []))
+        if (line := activator_line(result, lease.name)) is not None:
+            warns += f"<li>{e(line)}</li>"
         sections.append(f"<h2>{e(key)}: {e(lease.story)}</h2><img src='{e(lease.name)}.png' alt='{e(key)}' "
                         f"style='max-width:100%'><ul>{evs}{warns}</ul>")
     cols = ["lease", "mode", "bounds", "scale-ups", "scale-downs", "peak", "lowest", "SLO violations", "GPU-seconds",

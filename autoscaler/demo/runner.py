@@ -10,6 +10,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
+import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -19,6 +21,7 @@ from typing import Any
 
 import aiohttp
 import numpy as np
+from prometheus_client.parser import text_string_to_metric_families
 
 from autoscaler.config import parse_policy, resolve_lease
 from autoscaler.controller import Controller, Settings
@@ -26,6 +29,7 @@ from autoscaler.demo.scenario import DEMO_POLICY, NAMESPACE, Plan, write_load
 from autoscaler.kube.api import KubeApi
 from autoscaler.sandbox.cluster import SandboxCluster
 from autoscaler.sandbox.dataplane import DataPlane
+from autoscaler.sandbox.prometheus import JOB_GATEWAY
 from autoscaler.sandbox.resources import DEPLOYMENTS, EVENTS
 
 log = logging.getLogger("autoscaler.demo")
@@ -65,6 +69,9 @@ class RunResult:
     elapsed_s: float
     interrupted: bool
     policy_text: str
+    activator: dict[str, dict[str, float]] = field(default_factory=dict)
+    """Per lease sent through the activator: what it counted (``requests``, ``held``: waited for a Ready pod,
+    ``heldSeconds``: their total wait, ``answered``: 200s from a pod)."""
 
 
 def metric_value(m: dict[str, Any]) -> float | None:
@@ -161,6 +168,7 @@ async def run_demo(plan: Plan, workdir: Path, *, stop: asyncio.Event, view: View
     per_second: dict[str, dict[str, np.ndarray]] = {}
     interrupted = False
     elapsed = 0.0
+    activated: dict[str, dict[str, float]] = {}
     view.start(plan)
     with tempfile.TemporaryDirectory(prefix="autoscaler-demo-") as tmp:
         view.note("starting Prometheus and the sandbox API server")
@@ -175,7 +183,7 @@ async def run_demo(plan: Plan, workdir: Path, *, stop: asyncio.Event, view: View
             proc = getattr(dp.prometheus, "proc", None)
             view.note(f"Prometheus (pid {getattr(proc, 'pid', '?')}) at {dp.prometheus_url}; {len(plan.leases)} "
                       "deployments ready; waiting for Prometheus to scrape their pods")
-            async with aiohttp.ClientSession() as session:
+            async with aiohttp.ClientSession() as session, contextlib.AsyncExitStack() as closers:
                 await _wait_for_targets(session, dp.prometheus_url, len(plan.leases), stop)
                 api = await KubeApi.connect(str(kubeconfig))
                 settings = Settings(policy_file=str(policy_file), prometheus_url=dp.prometheus_url,
@@ -183,10 +191,13 @@ async def run_demo(plan: Plan, workdir: Path, *, stop: asyncio.Event, view: View
                                     status_min_interval_s=1.0, identity="demo")
                 ctl = Controller(api, settings)
                 ctl_task = asyncio.create_task(ctl.run(api_client=api.api_client, serve_http=False))
+                activator = await _start_activator(kubeconfig, dp, closers)
                 t0 = clock()
                 try:
                     for lease in plan.leases:
-                        await dp.start_load(NAMESPACE, lease.name, loads[lease.name])
+                        via = f"{activator}/{NAMESPACE}/{lease.name}/v2/models/{lease.name}/infer" \
+                            if lease.via_activator else None
+                        await dp.start_load(NAMESPACE, lease.name, loads[lease.name], via=via)
                     view.note(f"load started: scenario {plan.scenario}, trace {plan.trace} at {plan.speed:g}x; "
                               "controller running")
                     next_at = t0
@@ -209,12 +220,15 @@ async def run_demo(plan: Plan, workdir: Path, *, stop: asyncio.Event, view: View
                 finally:
                     for lease in plan.leases:
                         await dp.stop_load(NAMESPACE, lease.name)
+                    with contextlib.suppress(aiohttp.ClientError, TimeoutError, ValueError):
+                        activated = await _activator_counts(session, activator)
                     ctl.stop.set()
                     try:
                         async with asyncio.timeout(15):
                             await ctl_task
                     except Exception as exc:  # the report matters more than a controller shutdown error
                         log.warning("controller shutdown: %s", exc)
+                    await closers.aclose()
                     await api.close()
                 n = max(1, int(np.ceil(elapsed)))
                 for lease in plan.leases:
@@ -224,7 +238,67 @@ async def run_demo(plan: Plan, workdir: Path, *, stop: asyncio.Event, view: View
                     per_second[lease.name] = _per_second(arr, q, t0, n, slo_us)
         view.note("stopped the controller, the sandbox and Prometheus")
     view.stop()
-    return RunResult(plan, samples, per_second, states, warnings, elapsed, interrupted, policy_text)
+    return RunResult(plan, samples, per_second, states, warnings, elapsed, interrupted, policy_text, activated)
+
+
+async def _start_activator(kubeconfig: Path, dp: DataPlane, closers: contextlib.AsyncExitStack) -> str:
+    """``autoscaler activator`` (its own process, as in a cluster) in front of the gateway, scraped by Prometheus (job
+    ``activator``): its URL once it is ready."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = int(sock.getsockname()[1])
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "autoscaler.cli", "activator", "--kubeconfig", str(kubeconfig),
+        "--listen", f"127.0.0.1:{port}", "--upstream", f"http://127.0.0.1:{dp.gateway_port}/{{namespace}}/{{name}}",
+        "--hold-timeout", "60", "--drain-seconds", "1", "--log-level", "warning",
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
+
+    async def stop() -> None:
+        if proc.returncode is None:
+            proc.terminate()
+        try:
+            async with asyncio.timeout(10):
+                await proc.wait()
+        except TimeoutError:
+            proc.kill()
+            await proc.wait()
+    closers.push_async_callback(stop)
+    url = f"http://127.0.0.1:{port}"
+    async with aiohttp.ClientSession() as s, asyncio.timeout(30):
+        while True:
+            with contextlib.suppress(aiohttp.ClientError):
+                async with s.get(f"{url}/readyz") as r:
+                    if r.status == 200:
+                        break
+            if proc.returncode is not None:
+                raise RuntimeError(f"the activator exited with {proc.returncode}")
+            await asyncio.sleep(0.1)
+    dp.prometheus.set_target(JOB_GATEWAY, f"127.0.0.1:{port}", {"job": "activator"})
+    return url
+
+
+async def _activator_counts(session: aiohttp.ClientSession, url: str) -> dict[str, dict[str, float]]:
+    """What the activator counted per lease (from its /metrics)."""
+    async with session.get(f"{url}/metrics", timeout=aiohttp.ClientTimeout(total=5)) as r:
+        text = await r.text()
+    out: dict[str, dict[str, float]] = {}
+    for family in text_string_to_metric_families(text):
+        for smp in family.samples:
+            dep = smp.labels.get("deployment")
+            if dep is None or smp.labels.get("namespace") != NAMESPACE:
+                continue
+            c = out.setdefault(dep, {"requests": 0.0, "held": 0.0, "heldSeconds": 0.0, "answered": 0.0})
+            if smp.name == "autoscaler_activator_requests_total":
+                c["requests"] = smp.value
+            elif smp.name == "autoscaler_activator_hold_seconds_count":
+                c["held"] += smp.value
+            elif smp.name == "autoscaler_activator_hold_seconds_bucket" and smp.labels.get("le") == "0.01":
+                c["held"] -= smp.value  # forwarded at once: not held
+            elif smp.name == "autoscaler_activator_hold_seconds_sum":
+                c["heldSeconds"] = smp.value
+            elif smp.name == "autoscaler_activator_responses_total" and smp.labels.get("code") == "200":
+                c["answered"] = smp.value
+    return out
 
 
 def _sample(c: SandboxCluster, ctl: Controller, dp: DataPlane, plan: Plan, states: dict[str, LeaseState],

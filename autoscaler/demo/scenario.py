@@ -54,11 +54,12 @@ autoscaling:
     scaleDown: {stabilizationWindowSeconds: 6}
   loopIntervalSeconds: 1
   fallback: {failureThreshold: 3, action: hold}
-  # Scale to zero (a lease with min-replicas 0): woken by the requests the sandbox's gateway counts in front of
-  # the pods, zero replicas after 8 s without any.
+  # Scale to zero (a lease with min-replicas 0): its requests go through the activator, which holds them while
+  # no pod is Ready and counts them; woken by that count, zero replicas after 8 s without any.
   scaleToZero:
     wakeQuery: >-
-      sum(rate(sandbox_gateway_requests_total{namespace="{{namespace}}",service="{{name}}"}[3s])) or vector(0)
+      sum(rate(autoscaler_activator_requests_total{namespace="{{namespace}}",deployment="{{name}}"}[3s]))
+      or vector(0)
     idleSeconds: 8
   # The predictive algorithm (shipped default) for leases that ask for it, its windows compressed like the
   # load (10x) and as short as the HPA's here: 3 s rate and backlog-growth windows (30 s of traffic), 10 s
@@ -87,6 +88,11 @@ class DemoLease:
     def key(self) -> str:
         return f"{NAMESPACE}/{self.name}"
 
+    @property
+    def via_activator(self) -> bool:
+        """A lease that scales to zero gets its requests through the activator (held while it has no Ready pod)."""
+        return self.annotations.get(P + "min-replicas") == "0"
+
     def deployment(self) -> dict[str, Any]:
         """Scenario fields for :meth:`SandboxCluster.create_deployment`."""
         return {"namespace": NAMESPACE, "replicas": 1, "kind": self.kind, "serving": self.serving,
@@ -114,7 +120,7 @@ LEASES: tuple[DemoLease, ...] = (
               {P + "metrics": "queueTime,kvCacheUsage", P + "algorithm": "predictive", P + "max-replicas": "5"}, NIM,
               5.0, 45.0, "enforce", seed=3),
     DemoLease("triton-zero", "triton",
-              "scale to zero: no GPU while no request comes, woken by the requests its gateway sees",
+              "scale to zero: no GPU while no request comes; the activator holds what comes at zero and wakes it",
               {P + "metrics": "queueTime,gpuUtilization", P + "min-replicas": "0", P + "max-replicas": "6",
                P + "wake-target": "10"}, TRITON,
               0.0, 30.0, "enforce", seed=6),

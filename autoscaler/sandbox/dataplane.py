@@ -17,7 +17,8 @@ scaled to zero, as an ingress's or a gateway's request counter does on a real cl
 HTTP requests, as a Service would: any method on ``/{namespace}/{deployment}/...`` is one request routed to a Ready
 pod (least outstanding work), answered when the simulated pod finishes it (JSON: the pod, its queue and total
 seconds), or 503 at once when no Ready pod takes it. Those requests count in the same counters and SLO figures as
-the load's.
+the load's; one the load sent over HTTP (``start_load(..., via=URL)``, e.g. through an activator) is recorded from
+when it was sent, so that what it waited on the way is queue time.
 
 A pod belongs to the deployment named by its ``ownerReferences`` (a ``Deployment`` owner, or a
 ``ReplicaSet`` owner ``<deployment>-<hash>``) or else by its ``app`` label. Pod annotations
@@ -31,6 +32,7 @@ selects); its GPU is still on the node's dcgm-exporter.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import math
 import re
@@ -45,7 +47,7 @@ from aiohttp import web
 from autoscaler.kube.workloads import max_num_seqs
 from autoscaler.policy.snapshot_json import parse_quantity
 from autoscaler.sandbox.controllers import ANN_KIND, ANN_SCRAPE, ANN_SERVING, is_ready
-from autoscaler.sandbox.load import LoadDriver, LoadSpec, LoadStats, Router
+from autoscaler.sandbox.load import RECORDED_HEADER, SENT_AT_HEADER, LoadDriver, LoadSpec, LoadStats, Router
 from autoscaler.sandbox.pods import (
     DEFAULT_NODE,
     NIM_KINDS,
@@ -97,6 +99,21 @@ def deployment_of(pod: dict[str, Any]) -> str:
         return str(labels["app"])
     parts = str(meta.get("name", "")).rsplit("-", 2)
     return parts[0]
+
+
+def _tokens(body: bytes) -> tuple[float | None, float | None]:
+    """A request's prompt and output tokens, from its JSON body's ``promptTokens`` / ``outputTokens`` if any."""
+    try:
+        doc = json.loads(body) if body else {}
+    except ValueError:
+        return None, None
+    if not isinstance(doc, dict):
+        return None, None
+    out: list[float | None] = []
+    for key in ("promptTokens", "outputTokens"):
+        v = doc.get(key)
+        out.append(float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0 else None)
+    return out[0], out[1]
 
 
 def pod_key(pod: dict[str, Any]) -> PodKey:
@@ -259,15 +276,17 @@ class DataPlane:
     def deployment_pods(self, namespace: str, deployment: str) -> list[SimPod]:
         return [p for (ns, _), p in self.pods.items() if ns == namespace and p.deployment == deployment]
 
-    async def start_load(self, namespace: str, deployment: str, load: dict[str, Any]) -> None:
-        """Start (or replace) the load on a deployment, from a scenario ``load`` block."""
+    async def start_load(self, namespace: str, deployment: str, load: dict[str, Any], *, via: str | None = None) -> None:
+        """Start (or replace) the load on a deployment, from a scenario ``load`` block; ``via``: send it as HTTP
+        requests to this URL (an activator in front of the gateway) instead of to the pods directly."""
         spec = LoadSpec.from_dict(load)
         key = (namespace, deployment)
         old = self.loads.pop(key, None)
         if old is not None:
             await old.stop()
         stats = self.stats.setdefault(key, LoadStats())
-        driver = LoadDriver(spec, lambda: self.deployment_pods(namespace, deployment), stats=stats, clock=self.clock)
+        driver = LoadDriver(spec, lambda: self.deployment_pods(namespace, deployment), stats=stats, clock=self.clock,
+                            via=via)
         self.loads[key] = driver
         driver.start()
 
@@ -295,22 +314,29 @@ class DataPlane:
         if len(parts) < 2 or not all(parts[:2]):
             return web.json_response({"message": "the gateway routes /{namespace}/{deployment}/..."}, status=404)
         ns, dep = parts[0], parts[1]
-        await request.read()
+        tokens = _tokens(await request.read())
         router = self.routers.get((ns, dep))
         if router is None:
             router = self.routers[(ns, dep)] = Router(lambda: self.deployment_pods(ns, dep))
         stats = self.load_stats(ns, dep)
         now = self.clock()
+        try:  # sent by the sandbox's load (through an activator, say): recorded from when it was sent
+            sent = min(now, float(request.headers.get(SENT_AT_HEADER, now)))
+        except ValueError:
+            sent = now
+        sent = sent if math.isfinite(sent) else now
+        before = now - sent
+        recorded = {RECORDED_HEADER: "1"}
         pod = router.pick(now)
-        adm = pod.submit(now) if pod is not None else None
+        adm = pod.submit(now, *tokens) if pod is not None else None
         if pod is None or adm is None or not adm.accepted:
-            stats.record(now, math.nan, math.nan)
+            stats.record(sent, math.nan, math.nan)
             why = "no Ready pod" if pod is None else f"pod {pod.name} refused it (queue full)"
-            return web.json_response({"message": f"{ns}/{dep}: {why}"}, status=503)
-        stats.record(now, adm.queue_seconds, adm.latency_seconds)
+            return web.json_response({"message": f"{ns}/{dep}: {why}"}, status=503, headers=recorded)
+        stats.record(sent, before + adm.queue_seconds, before + adm.latency_seconds)
         await asyncio.sleep(max(0.0, pod.to_wall(adm.finish) - self.clock()))
         return web.json_response({"pod": pod.name, "queueSeconds": adm.queue_seconds,
-                                  "latencySeconds": adm.latency_seconds})
+                                  "latencySeconds": adm.latency_seconds}, headers=recorded)
 
     def load_stats(self, namespace: str, deployment: str) -> LoadStats:
         """What the load generator did for a deployment (arrivals, queue times, SLO counts)."""

@@ -52,6 +52,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Protocol
 
+import aiohttp
 import numpy as np
 import numpy.typing as npt
 
@@ -654,11 +655,21 @@ class Router:
         return best
 
 
+SENT_AT_HEADER = "X-Sandbox-Sent-At"
+"""A request the load sends over HTTP carries when it was sent (the data plane's clock): the gateway records it
+from then, so that its queue time includes what it waited in front of the gateway (an activator's hold)."""
+RECORDED_HEADER = "X-Sandbox-Recorded"
+"""On the gateway's answers: the request is in the load's record already (the driver records only the others)."""
+
+
 class LoadDriver:
-    """Plays a :class:`LoadSpec` against the pods a callable returns, on the running event loop."""
+    """Plays a :class:`LoadSpec` against the pods a callable returns, on the running event loop; with ``via``, an
+    open-loop load is sent as HTTP POSTs to that URL instead (an activator in front of the gateway): a request the
+    gateway answers is recorded there, one answered by anything else (a 504 after a hold, a refused connection) is
+    recorded here as not served."""
 
     def __init__(self, spec: LoadSpec, pods: Callable[[], Sequence[Any]], *, stats: LoadStats | None = None,
-                 clock: Callable[[], float] = time.monotonic, tick_s: float = 0.02) -> None:
+                 clock: Callable[[], float] = time.monotonic, tick_s: float = 0.02, via: str | None = None) -> None:
         self.spec = spec
         self.router = Router(pods, spec.routing)
         self.clock = clock
@@ -666,9 +677,17 @@ class LoadDriver:
         self.stats = stats or LoadStats()
         self._task: asyncio.Task[None] | None = None
         self.schedule = spec.schedule()
+        self.via = via
+        if via is not None and self.schedule is None:
+            raise ValueError("a closed-loop load cannot be sent over HTTP (via)")
+        self._http: aiohttp.ClientSession | None = None
+        self._inflight: set[asyncio.Task[None]] = set()
 
     def start(self) -> None:
         self.stats.started_at = self.clock()
+        if self.via is not None:
+            self._http = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0),
+                                               timeout=aiohttp.ClientTimeout(total=None))
         self._task = asyncio.get_running_loop().create_task(self._run(), name="load-driver")
 
     async def stop(self) -> None:
@@ -679,6 +698,14 @@ class LoadDriver:
         # wait without awaiting the task itself: its CancelledError is expected, but a CancelledError aimed at the
         # caller must reach the caller (suppressing it around `await task` swallowed both)
         await asyncio.wait({task})
+        inflight, self._inflight = self._inflight, set()
+        for t in inflight:
+            t.cancel()
+        if inflight:
+            await asyncio.wait(inflight)
+        if self._http is not None:
+            await self._http.close()
+            self._http = None
         if not task.cancelled() and (exc := task.exception()) is not None:
             raise exc
 
@@ -687,8 +714,11 @@ class LoadDriver:
         return self._task is None or self._task.done()
 
     async def wait(self) -> None:
+        """Until the schedule is played and every request sent over HTTP is answered."""
         if self._task is not None:
             await asyncio.shield(self._task)
+        while self._inflight:
+            await asyncio.wait(set(self._inflight))
 
     def _send(self, at: float, prompt: float | None, output: float | None) -> float | None:
         """Route and submit one request; returns its finish time (wall) or None if nobody took it."""
@@ -711,13 +741,36 @@ class LoadDriver:
         t0 = self.stats.started_at
         done = 0.0
         end = sched.finished_at
+        # over HTTP a request leaves at its own time, so the next tick's arrivals are taken now (each waits for its
+        # time): a request sent at the tick after its time would carry up to a tick of delay the pods never caused
+        ahead = self.tick_s if self.via is not None else 0.0
         while end is None or done < end:
             await asyncio.sleep(self.tick_s)
-            now = self.clock() - t0
+            now = self.clock() - t0 + ahead
             arr = sched.window(done, now)
             for t, p, o in zip(arr.times.tolist(), arr.prompt_tokens.tolist(), arr.output_tokens.tolist(), strict=True):
-                self._send(t0 + t, None if math.isnan(p) else p, None if math.isnan(o) else o)
+                prompt, output = None if math.isnan(p) else p, None if math.isnan(o) else o
+                if self.via is None:
+                    self._send(t0 + t, prompt, output)
+                else:
+                    task = asyncio.create_task(self._post(t0 + t, prompt, output))
+                    self._inflight.add(task)
+                    task.add_done_callback(self._inflight.discard)
             done = now
+
+    async def _post(self, at: float, prompt: float | None, output: float | None) -> None:
+        """One request over HTTP to ``via``, sent at ``at``."""
+        assert self._http is not None and self.via is not None
+        await asyncio.sleep(max(0.0, at - self.clock()))
+        body = {k: v for k, v in (("promptTokens", prompt), ("outputTokens", output)) if v is not None}
+        try:
+            async with self._http.post(self.via, json=body, headers={SENT_AT_HEADER: f"{at:.6f}"}) as r:
+                await r.read()
+                if RECORDED_HEADER in r.headers:
+                    return
+        except aiohttp.ClientError:
+            pass
+        self.stats.record(at, math.nan, math.nan)
 
     async def _closed_loop(self) -> None:
         spec = self.spec
