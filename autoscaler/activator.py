@@ -18,7 +18,7 @@ What it does with a request:
 * the Deployment is not a lease (no ``inference-autoscaler.io/enabled: "true"``) or does not exist: 404 saying so;
 * the lease has a Ready replica: forwarded at once;
 * it has none: held until it has (504 after ``hold_timeout_s``; 503 with ``Retry-After`` when the lease already
-  holds ``max_held`` requests);
+  holds ``max_held`` requests, or all leases ``max_held_bytes`` of request bodies);
 * the upstream refuses the connection (its Service's endpoints lag the Deployment's status by a moment): tried again
   every ``retry_s`` until the same deadline. Only a connection that failed is tried again: a request that reached a
   server is never sent twice.
@@ -62,6 +62,8 @@ class ActivatorSettings:
     """How long a request may wait for a Ready replica (GPU pods take minutes to start)."""
     max_held: int = 1000
     """Requests one lease may hold at once; more are answered 503 with Retry-After."""
+    max_held_bytes: int = 256 << 20
+    """Request bodies all leases may hold at once (they wait in memory); more are answered 503 with Retry-After."""
     retry_s: float = 0.5
     """Wait between two attempts to connect to an upstream that refused."""
     connect_timeout_s: float = 5.0
@@ -73,8 +75,9 @@ class ActivatorSettings:
         except (KeyError, IndexError, ValueError) as exc:
             raise ValueError(f"upstream template {self.upstream!r}: only {{namespace}} and {{name}} can be filled "
                              f"in ({exc!r})") from None
-        if self.hold_timeout_s <= 0 or self.max_held < 1 or self.retry_s <= 0:
-            raise ValueError("hold timeout and retry interval must be positive, max held at least 1")
+        if self.hold_timeout_s <= 0 or self.max_held < 1 or self.retry_s <= 0 or self.max_held_bytes < 1:
+            raise ValueError("hold timeout and retry interval must be positive, max held (requests and bytes) at "
+                             "least 1")
 
 
 def slim(obj: dict[str, Any]) -> dict[str, Any]:
@@ -153,6 +156,8 @@ class Activator:
             if api is not None else None
         if self.cache is not None:
             self.cache.add_handler(self._on_event)
+        self.held_bytes = 0
+        """Bytes of the request bodies held now (all leases)."""
         self._session: aiohttp.ClientSession | None = None
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -252,15 +257,23 @@ class Activator:
         start = self.clock()
         deadline = start + self.settings.hold_timeout_s
         if not gate.opened.is_set():
+            full = None
             if gate.held >= self.settings.max_held:
-                return self._answer(ns, name, 503, f"{ns}/{name} already holds {gate.held} requests waiting for a "
-                                    "Ready replica", retry_after=max(1, round(self.settings.retry_s * 10)))
-            gate.held += 1
+                full = f"{ns}/{name} already holds {gate.held} requests waiting for a Ready replica"
+            elif self.held_bytes + len(body) > self.settings.max_held_bytes:
+                full = (f"the activator already holds {self.held_bytes / 2**20:.0f} MiB of request bodies "
+                        f"(--max-held-mib {self.settings.max_held_bytes / 2**20:g})")
+            if full is not None:
+                return self._answer(ns, name, 503, full, retry_after=max(1, round(self.settings.retry_s * 10)))
+            holder = gate
+            holder.held += 1
+            self.held_bytes += len(body)
             self.metrics.held.labels(ns, name).inc()
             try:
                 gate = await self._wait_open(ns, name, gate, deadline)
             finally:
-                gate.held -= 1
+                holder.held -= 1
+                self.held_bytes -= len(body)
                 self.metrics.held.labels(ns, name).dec()
             if gate.gone or not gate.lease:
                 return self._answer(ns, name, 404, f"{ns}/{name} was deleted or opted out while the request waited")

@@ -37,6 +37,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="seconds a request may wait for a Ready replica before a 504 (default 300)")
     p.add_argument("--max-held", type=int, default=int(_env("max-held", "1000")),
                    help="requests one lease may hold at once; more get 503 with Retry-After (default 1000)")
+    p.add_argument("--max-held-mib", type=float, default=float(_env("max-held-mib", "256")),
+                   help="MiB of request bodies all leases may hold at once (they wait in memory); more get 503 with "
+                   "Retry-After (default 256)")
     p.add_argument("--drain-seconds", type=float, default=float(_env("drain-seconds", "30")),
                    help="on SIGTERM, how long requests in flight may take to finish (default 30)")
     p.add_argument("--log-level", default="info")
@@ -47,7 +50,7 @@ async def _main(args: argparse.Namespace) -> int:
     host, _, port = args.listen.rpartition(":")
     try:
         settings = ActivatorSettings(upstream=args.upstream, hold_timeout_s=args.hold_timeout_s,
-                                     max_held=args.max_held)
+                                     max_held=args.max_held, max_held_bytes=int(args.max_held_mib * 2**20))
         listen_port = int(port)
     except ValueError as exc:
         raise CommandError(str(exc)) from None

@@ -232,3 +232,21 @@ async def test_a_lease_names_its_own_upstream(cluster: SandboxCluster, tmp_path:
                 assert (await r.json())["path"] == "/v2/own/infer"
             async with s.get(f"{url}/ml/typo/infer") as r:
                 assert (await r.json())["path"] == "/ml/typo/infer"
+
+
+async def test_held_bodies_are_bounded_in_memory(cluster: SandboxCluster, tmp_path: Path) -> None:
+    """Held requests wait in memory: past ``max_held_bytes`` of bodies (all leases), a request at zero gets 503 with
+    Retry-After; the bytes are given back when a held request leaves."""
+    async with upstream() as port, activator(tmp_path, port, max_held_bytes=100, hold_timeout_s=0.5) as (act, url), \
+            aiohttp.ClientSession() as s:
+        held = asyncio.create_task(s.post(f"{url}/ml/cold/x", data=b"a" * 60))
+        await wait_for(lambda: act.held_bytes == 60, 5, "60 bytes held")
+        async with s.post(f"{url}/ml/cold/x", data=b"b" * 60) as r:
+            assert r.status == 503 and "MiB of request bodies" in (await r.json())["message"]
+            assert int(r.headers["Retry-After"]) >= 1
+        async with s.post(f"{url}/ml/warm/x", data=b"c" * 600) as r:  # a Ready lease: forwarded, never held
+            assert r.status == 200
+        r = await held
+        assert r.status == 504
+        r.release()
+        assert act.held_bytes == 0
