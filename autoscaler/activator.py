@@ -38,6 +38,7 @@ from typing import Any
 
 import aiohttp
 from aiohttp import web
+from multidict import CIMultiDict
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 from autoscaler import ANNOTATION_PREFIX
@@ -302,7 +303,8 @@ class Activator:
         url = (gate.upstream or self.settings.upstream).format(namespace=ns, name=name).rstrip("/") + "/" + tail
         if request.query_string:
             url += "?" + request.query_string
-        headers = {k: v for k, v in request.headers.items() if k.lower() not in HOP_BY_HOP}
+        headers = CIMultiDict((k, v) for k, v in request.headers.items()
+                              if k.lower() not in HOP_BY_HOP and k.lower() != "x-forwarded-for")
         headers["X-Forwarded-For"] = ", ".join(filter(None, (request.headers.get("X-Forwarded-For"),
                                                              request.remote)))
         while True:
@@ -316,6 +318,9 @@ class Activator:
                                         f"({exc.os_error or exc})")
                 self.metrics.retries.labels(ns, name).inc()
                 await asyncio.sleep(self.settings.retry_s)
+            except (aiohttp.ClientError, TimeoutError) as exc:  # sent, then failed: never sent twice
+                return self._answer(ns, name, 502, f"{ns}/{name}: upstream {url} failed: "
+                                    f"{exc or type(exc).__name__}")
         async with upstream:
             out = web.StreamResponse(status=upstream.status, reason=upstream.reason)
             for k, v in upstream.headers.items():

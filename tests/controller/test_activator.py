@@ -16,6 +16,7 @@ from typing import Any
 import aiohttp
 import pytest
 from aiohttp import web
+from multidict import CIMultiDict
 
 from autoscaler.activator import Activator, ActivatorSettings
 from autoscaler.kube.api import KubeApi
@@ -54,9 +55,18 @@ async def echo(request: web.Request) -> web.StreamResponse:
             await asyncio.sleep(0.3)
         await out.write_eof()
         return out
+    if request.path.endswith("/hangup"):  # takes the request, then closes the connection without an answer
+        HANGUPS.append(request.path)
+        assert request.transport is not None
+        request.transport.close()
+        await asyncio.sleep(1)
     return web.json_response({"method": request.method, "path": request.path, "query": request.query_string,
-                              "body": (await request.read()).decode(), "headers": dict(request.headers)},
+                              "body": (await request.read()).decode(), "headers": dict(request.headers),
+                              "tags": request.headers.getall("X-Tag", [])},
                              headers={"X-Model": "echo"})
+
+
+HANGUPS: list[str] = []
 
 
 def free_port() -> int:
@@ -101,14 +111,16 @@ def sample(act: Activator, name: str, lease: str, **labels: str) -> float:
 async def test_a_ready_lease_is_forwarded_at_once_with_its_request_intact(
         cluster: SandboxCluster, tmp_path: Path) -> None:
     async with upstream() as port, activator(tmp_path, port) as (act, url), aiohttp.ClientSession() as s:
+        headers = [("Authorization", "Bearer t"), ("Connection", "keep-alive"), ("X-Trace", "7"), ("X-Tag", "a"),
+                   ("X-Tag", "b")]
         async with s.post(f"{url}/ml/warm/v2/models/m/infer?x=1&y=2", data=b'{"inputs": []}',
-                          headers={"Authorization": "Bearer t", "Connection": "keep-alive", "X-Trace": "7"}) as r:
+                          headers=CIMultiDict(headers)) as r:
             assert r.status == 200 and r.headers["X-Model"] == "echo"
             got = await r.json()
     assert got["method"] == "POST" and got["path"] == "/ml/warm/v2/models/m/infer" and got["query"] == "x=1&y=2"
     assert got["body"] == '{"inputs": []}'
     assert got["headers"]["Authorization"] == "Bearer t" and got["headers"]["X-Trace"] == "7"
-    assert got["headers"]["X-Forwarded-For"] == "127.0.0.1"
+    assert got["headers"]["X-Forwarded-For"] == "127.0.0.1" and got["tags"] == ["a", "b"]
     assert sample(act, "autoscaler_activator_requests_total", "warm") == 1
     assert sample(act, "autoscaler_activator_responses_total", "warm", code="200") == 1
     assert sample(act, "autoscaler_activator_hold_seconds_bucket", "warm", le="0.1") == 1
@@ -171,6 +183,15 @@ async def test_a_refused_connection_is_tried_again_until_the_upstream_listens(
             r = await pending
             assert r.status == 200 and (await r.json())["body"] == "once"
             r.release()
+
+
+async def test_an_upstream_that_fails_after_taking_the_request_is_a_502_not_a_second_send(
+        cluster: SandboxCluster, tmp_path: Path) -> None:
+    HANGUPS.clear()
+    async with upstream() as port, activator(tmp_path, port, retry_s=0.05) as (_, url), aiohttp.ClientSession() as s:
+        async with s.post(f"{url}/ml/warm/hangup", data=b"x") as r:
+            assert r.status == 502 and "failed" in (await r.json())["message"]
+    assert HANGUPS == ["/ml/warm/hangup"]
 
 
 async def test_a_streamed_answer_passes_through_as_it_comes(cluster: SandboxCluster, tmp_path: Path) -> None:
