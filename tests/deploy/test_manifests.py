@@ -15,6 +15,7 @@ import yaml
 from crd_schemas import SCHEMAS
 
 from autoscaler.activator import ActivatorSettings
+from autoscaler.activator import Metrics as ActivatorMetrics
 from autoscaler.commands.activator import add_arguments as add_activator_arguments
 from autoscaler.config import parse_policy
 from autoscaler.controller import Settings
@@ -133,14 +134,19 @@ def test_service_and_servicemonitor_reach_metrics(rendered: list[dict[str, Any]]
 
 
 def test_dashboard_uses_real_metric_names(rendered: list[dict[str, Any]]) -> None:
-    """Every metric the Grafana dashboard queries is one the controller exports (names from Telemetry)."""
+    """Every metric the Grafana dashboard queries is one the controller or the activator exports (names from their
+    registries)."""
     cm = next(d for d in by_kind(rendered, "ConfigMap") if d["metadata"]["name"] == "inference-autoscaler-dashboard")
     assert cm["metadata"]["labels"]["grafana_dashboard"] == "1"
     dash = json.loads(cm["data"]["inference-autoscaler.json"])
     t = Telemetry()
     t.watch_api_calls(lambda: {"GET": 1})
     exported = set()
-    for fam in t.registry.collect():
+    act = ActivatorMetrics()
+    act.known("ns", "name")
+    act.hold_seconds.labels("ns", "name").observe(1)
+    act.responses.labels("ns", "name", "200").inc()
+    for fam in [*t.registry.collect(), *act.registry.collect()]:
         for s in fam.samples:
             exported.add(s.name)
         exported.update({fam.name, fam.name + "_total", fam.name + "_bucket"})
@@ -149,7 +155,7 @@ def test_dashboard_uses_real_metric_names(rendered: list[dict[str, Any]]) -> Non
     used = {m for e in exprs for m in re.findall(r"\b(autoscaler_[a-z_]+)\b", e)}
     assert used and used <= exported, sorted(used - exported)
     titles = " ".join(p["title"] for p in dash["panels"]).lower()
-    for want in ("replicas", "target", "reason", "loop"):
+    for want in ("replicas", "target", "reason", "loop", "activator"):
         assert want in titles
 
 
