@@ -140,19 +140,25 @@ async def test_rate_windows_against_the_pods_scrape_interval(env: Env) -> None:
     assert "set prometheus.rateWindowSeconds to at least 2 (two scrapes; 4 survives a missed one)" in bad.fix
 
 
+def zero_policy(env: Env, ns: str, configmap: str, wake_query: str) -> None:
+    """Namespace ``ns``, and a policy ConfigMap ``configmap`` that lets leases scale to zero, woken by ``wake_query``."""
+    env.cluster.ensure_namespace(ns)
+    policy = POLICY.replace("  enable: true\n", f"""  enable: true
+  replicas: {{limits: {{minimum: {{lowerBound: 0, upperBound: 2}}}}}}
+  scaleToZero:
+    wakeQuery: '{wake_query}'
+""")
+    env.cluster.create({"apiVersion": "v1", "kind": "ConfigMap",
+                        "metadata": {"name": configmap, "namespace": "inference-autoscaler"},
+                        "data": {"policy.yaml": policy}})
+
+
 async def test_scale_to_zero_wake_query_must_answer_one_value(env: Env) -> None:
     """A lease that may scale to zero passes when its wake query answers (the gateway saw its requests) and fails,
     naming why and the query, when it finds no series (then the controller would never idle it)."""
     ns = "doc-zero"
-    env.cluster.ensure_namespace(ns)
-    zero = POLICY.replace("  enable: true\n", """  enable: true
-  replicas: {limits: {minimum: {lowerBound: 0, upperBound: 2}}}
-  scaleToZero:
-    wakeQuery: 'sum(rate(sandbox_gateway_requests_total{namespace="{{namespace}}",service="{{name}}"}[3s]))'
-""")
-    env.cluster.create({"apiVersion": "v1", "kind": "ConfigMap",
-                        "metadata": {"name": "zero", "namespace": "inference-autoscaler"},
-                        "data": {"policy.yaml": zero}})
+    zero_policy(env, ns, "zero",
+                'sum(rate(sandbox_gateway_requests_total{namespace="{{namespace}}",service="{{name}}"}[3s]))')
     for name in ("served", "silent"):
         env.cluster.create_deployment(name, namespace=ns, replicas=0, kind="triton",
                                       annotations={P + "enabled": "true", P + "min-replicas": "0",
@@ -185,15 +191,8 @@ async def test_a_wake_query_on_the_activators_counter_needs_the_activator_to_cou
     """A wake query reading the activator's counter answers 0 through `or vector(0)` whether or not the activator
     counts the lease: the doctor warns for a lease Prometheus has no counter of (its requests would not wake it)."""
     ns = "doc-act"
-    env.cluster.ensure_namespace(ns)
-    policy = POLICY.replace("  enable: true\n", """  enable: true
-  replicas: {limits: {minimum: {lowerBound: 0, upperBound: 2}}}
-  scaleToZero:
-    wakeQuery: 'sum(rate(autoscaler_activator_requests_total{namespace="{{namespace}}",deployment="{{name}}"}[3s])) or vector(0)'
-""")
-    env.cluster.create({"apiVersion": "v1", "kind": "ConfigMap",
-                        "metadata": {"name": "activator", "namespace": "inference-autoscaler"},
-                        "data": {"policy.yaml": policy}})
+    zero_policy(env, ns, "activator", 'sum(rate(autoscaler_activator_requests_total{namespace="{{namespace}}",'
+                'deployment="{{name}}"}[3s])) or vector(0)')
     for name in ("counted", "uncounted"):
         env.cluster.create_deployment(name, namespace=ns, replicas=0, kind="triton",
                                       annotations={P + "enabled": "true", P + "min-replicas": "0"})
