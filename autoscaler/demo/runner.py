@@ -29,7 +29,6 @@ from autoscaler.demo.scenario import DEMO_POLICY, NAMESPACE, Plan, write_load
 from autoscaler.kube.api import KubeApi
 from autoscaler.sandbox.cluster import SandboxCluster
 from autoscaler.sandbox.dataplane import DataPlane
-from autoscaler.sandbox.prometheus import JOB_GATEWAY
 from autoscaler.sandbox.resources import DEPLOYMENTS, EVENTS
 
 log = logging.getLogger("autoscaler.demo")
@@ -185,13 +184,13 @@ async def run_demo(plan: Plan, workdir: Path, *, stop: asyncio.Event, view: View
                       "deployments ready; waiting for Prometheus to scrape their pods")
             async with aiohttp.ClientSession() as session, contextlib.AsyncExitStack() as closers:
                 await _wait_for_targets(session, dp.prometheus_url, len(plan.leases), stop)
+                activator = await _start_activator(kubeconfig, dp, closers)
                 api = await KubeApi.connect(str(kubeconfig))
                 settings = Settings(policy_file=str(policy_file), prometheus_url=dp.prometheus_url,
                                     leader_election=False, listen_port=0, state_granularity_s=2.0,
                                     status_min_interval_s=1.0, identity="demo")
                 ctl = Controller(api, settings)
                 ctl_task = asyncio.create_task(ctl.run(api_client=api.api_client, serve_http=False))
-                activator = await _start_activator(kubeconfig, dp, closers)
                 t0 = clock()
                 try:
                     for lease in plan.leases:
@@ -273,7 +272,7 @@ async def _start_activator(kubeconfig: Path, dp: DataPlane, closers: contextlib.
             if proc.returncode is not None:
                 raise RuntimeError(f"the activator exited with {proc.returncode}")
             await asyncio.sleep(0.1)
-    dp.prometheus.set_target(JOB_GATEWAY, f"127.0.0.1:{port}", {"job": "activator"})
+    dp.scrape_activator(port)
     return url
 
 

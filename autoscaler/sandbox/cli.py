@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import importlib
 import logging
 import signal
@@ -99,7 +98,6 @@ async def _up(args: argparse.Namespace, scenario: Scenario) -> int:
         if plane is not None:
             await _stop_quietly(plane)
         return 1
-    closers = contextlib.AsyncExitStack()
     try:
         path = cluster.write_kubeconfig(args.kubeconfig)
         print(f"api:        {cluster.url}", flush=True)
@@ -108,7 +106,7 @@ async def _up(args: argparse.Namespace, scenario: Scenario) -> int:
             print(f"gateway:    http://127.0.0.1:{plane.gateway_port}/<namespace>/<deployment>/... (a request to a "
                   "Ready pod, 503 with none)", flush=True)
             if args.activator:
-                activator = await _start_activator(plane, path, closers)
+                activator = await plane.start_activator(path)
                 print(f"activator:  {activator}/<namespace>/<deployment>/... (held while no pod is Ready; wake "
                       "query: autoscaler_activator_requests_total)", flush=True)
         print(f"kubeconfig: {path}", flush=True)
@@ -123,30 +121,10 @@ async def _up(args: argparse.Namespace, scenario: Scenario) -> int:
         await stop.wait()
         print("stopping", flush=True)
     finally:
-        await closers.aclose()
         await cluster.stop()
         if plane is not None:
             await _stop_quietly(plane)
     return 0
-
-
-async def _start_activator(plane: Any, kubeconfig: Path, closers: contextlib.AsyncExitStack) -> str:
-    """An activator on this sandbox: its API server for readiness, the gateway as every lease's upstream, a
-    Prometheus target (job ``activator``) for the wake query."""
-    from autoscaler.activator import Activator, ActivatorSettings
-    from autoscaler.kube.api import KubeApi
-    from autoscaler.sandbox.prometheus import JOB_GATEWAY
-    from autoscaler.telemetry import serve
-
-    api = await KubeApi.connect(str(kubeconfig))
-    closers.push_async_callback(api.close)
-    act = Activator(api, ActivatorSettings(upstream=f"http://127.0.0.1:{plane.gateway_port}/{{namespace}}/{{name}}"))
-    await act.start()
-    closers.push_async_callback(act.stop)
-    runner, port = await serve(act.app(), "127.0.0.1", 0, shutdown_timeout=1.0)
-    closers.push_async_callback(runner.cleanup)
-    plane.prometheus.set_target(JOB_GATEWAY, f"127.0.0.1:{port}", {"job": "activator"})
-    return f"http://127.0.0.1:{port}"
 
 
 async def _stop_quietly(plane: Any) -> None:

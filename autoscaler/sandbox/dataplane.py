@@ -32,6 +32,7 @@ selects); its GPU is still on the node's dcgm-exporter.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import math
@@ -138,6 +139,7 @@ class DataPlane:
         self.stats: dict[PodKey, LoadStats] = {}
         self.gateway_port = 0
         self.routers: dict[PodKey, Router] = {}
+        self._activators = contextlib.AsyncExitStack()
         self._seed = 0
 
     @property
@@ -158,6 +160,7 @@ class DataPlane:
         for driver in list(self.loads.values()):
             await driver.stop()
         self.loads.clear()
+        await self._activators.aclose()
         try:
             await self.prometheus.stop()
         finally:
@@ -270,6 +273,31 @@ class DataPlane:
         node = self.nodes.get(sim.node)
         if node is not None:
             node.pods.pop(key, None)
+
+    # -- the activator -----------------------------------------------------------------------------
+
+    def scrape_activator(self, port: int) -> None:
+        """Have Prometheus scrape an activator listening on ``port`` (job ``activator``, its own labels kept)."""
+        self.prometheus.set_target(JOB_GATEWAY, f"127.0.0.1:{port}", {"job": "activator"})
+
+    async def start_activator(self, kubeconfig: Path, **settings: Any) -> str:
+        """An activator in this process, in front of the gateway (every lease's upstream), readiness from the API
+        server of ``kubeconfig``, scraped by Prometheus; stopped with the data plane. Returns its URL."""
+        from autoscaler.activator import Activator, ActivatorSettings
+        from autoscaler.kube.api import KubeApi
+        from autoscaler.telemetry import serve
+
+        stack = self._activators
+        api = await KubeApi.connect(str(kubeconfig))
+        stack.push_async_callback(api.close)
+        act = Activator(api, ActivatorSettings(
+            upstream=f"http://127.0.0.1:{self.gateway_port}/{{namespace}}/{{name}}", **settings))
+        await act.start()
+        stack.push_async_callback(act.stop)
+        runner, port = await serve(act.app(), "127.0.0.1", 0, shutdown_timeout=1.0)
+        stack.push_async_callback(runner.cleanup)
+        self.scrape_activator(port)
+        return f"http://127.0.0.1:{port}"
 
     # -- load --------------------------------------------------------------------------------------
 
