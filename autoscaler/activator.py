@@ -9,9 +9,9 @@ activator counts (``autoscaler_activator_requests_total``, scraped by Prometheus
 ``scaleToZero.wakeQuery``. One decision maker, one signal path.
 
 Routing: ``/{namespace}/{deployment}/{path}`` is forwarded to the upstream URL template (default
-``http://{name}.{namespace}.svc:8000``, the lease's Service; a lease's ``inference-autoscaler.io/upstream`` annotation
-overrides it) + ``/{path}``, with the method, the query, the body and
-the end-to-end headers. The answer is streamed back (a token stream passes through as it comes).
+``http://{name}.{namespace}.svc:8000``, the lease's Service; a lease's ``inference-autoscaler.io/upstream``
+annotation overrides it) + ``/{path}``, with the method, the query, the body and the end-to-end headers. The answer
+is streamed back (a token stream passes through as it comes).
 
 What it does with a request:
 
@@ -23,7 +23,8 @@ What it does with a request:
   every ``retry_s`` until the same deadline. Only a connection that failed is tried again: a request that reached a
   server is never sent twice.
 
-Readiness comes from a watch of Deployments (``status.readyReplicas``): RBAC get/list/watch on deployments only.
+Readiness comes from a watch of Deployments (``status.readyReplicas``): RBAC list and watch on deployments, nothing
+else.
 """
 
 from __future__ import annotations

@@ -61,14 +61,20 @@ async def _main(args: argparse.Namespace) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     await activator.start()
-    runner, bound = await serve(activator.app(), host or "0.0.0.0", listen_port, shutdown_timeout=args.drain_seconds)
-    log.info("activator listening on %s:%d, upstream %s, hold up to %g s", host or "0.0.0.0", bound,
-             settings.upstream, settings.hold_timeout_s)
+    runner = None
     try:
+        try:
+            runner, bound = await serve(activator.app(), host or "0.0.0.0", listen_port,
+                                        shutdown_timeout=args.drain_seconds)
+        except OSError as exc:
+            raise CommandError(f"cannot listen on {args.listen}: {exc.strerror or exc}") from None
+        log.info("activator listening on %s:%d, upstream %s, hold up to %g s", host or "0.0.0.0", bound,
+                 settings.upstream, settings.hold_timeout_s)
         await stop.wait()
         log.info("stopping: %d requests held", sum(g.held for g in activator.gates.values()))
     finally:
-        await runner.cleanup()
+        if runner is not None:
+            await runner.cleanup()
         await activator.stop()
         await api.close()
     return 0

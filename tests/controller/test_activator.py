@@ -213,6 +213,14 @@ async def test_the_command_serves_until_sigterm_and_rejects_a_bad_template(
         "--upstream", "http://{service}.svc", stderr=asyncio.subprocess.PIPE)
     _, err = await bad.communicate()
     assert bad.returncode == 1 and b"only {namespace} and {name} can be filled in" in err
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        busy = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "autoscaler.cli", "activator", "--kubeconfig", str(tmp_path / "kubeconfig"),
+            "--listen", f"127.0.0.1:{taken.getsockname()[1]}", stderr=asyncio.subprocess.PIPE)
+        _, err = await busy.communicate()
+    assert busy.returncode == 1 and b"cannot listen on 127.0.0.1:" in err, err
     listen = free_port()
     async with upstream() as port:
         proc = await asyncio.create_subprocess_exec(
