@@ -53,6 +53,10 @@ log = logging.getLogger(__name__)
 DEFAULT_UPSTREAM = "http://{name}.{namespace}.svc:8000"
 HOP_BY_HOP = frozenset({"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer",
                         "trailers", "transfer-encoding", "upgrade", "host", "content-length"})
+HELD_HEADER = "Inference-Autoscaler-Held-Seconds"
+"""On every request the activator forwards: the seconds it waited here (for a Ready replica, or for the Service to
+take the connection; ~0 for a lease that had one), so that the server's logs and queue-time accounting can include
+them."""
 HOLD_BUCKETS = (0.01, 0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600)
 
 
@@ -284,7 +288,7 @@ class Activator:
                 return self._answer(ns, name, 504, f"{ns}/{name} had no Ready replica within "
                                     f"{self.settings.hold_timeout_s:g} s")
         self.metrics.hold_seconds.labels(ns, name).observe(self.clock() - start)
-        return await self._forward(request, ns, name, gate, body, deadline)
+        return await self._forward(request, ns, name, gate, body, start)
 
     async def _wait_open(self, ns: str, name: str, gate: Gate, deadline: float) -> Gate:
         while not gate.opened.is_set() and not gate.gone and gate.lease:
@@ -298,17 +302,22 @@ class Activator:
         return gate
 
     async def _forward(self, request: web.Request, ns: str, name: str, gate: Gate, body: bytes,
-                       deadline: float) -> web.StreamResponse:
+                       arrived: float) -> web.StreamResponse:
+        """Send the request (here since ``arrived``) upstream, telling it how long it waited here
+        (:data:`HELD_HEADER`), and stream the answer back."""
         assert self._session is not None, "start() the activator first"
+        deadline = arrived + self.settings.hold_timeout_s
         tail = request.match_info.get("tail", "")
         url = (gate.upstream or self.settings.upstream).format(namespace=ns, name=name).rstrip("/") + "/" + tail
         if request.query_string:
             url += "?" + request.query_string
+        ours = ("x-forwarded-for", HELD_HEADER.lower())
         headers = CIMultiDict((k, v) for k, v in request.headers.items()
-                              if k.lower() not in HOP_BY_HOP and k.lower() != "x-forwarded-for")
+                              if k.lower() not in HOP_BY_HOP and k.lower() not in ours)
         headers["X-Forwarded-For"] = ", ".join(filter(None, (request.headers.get("X-Forwarded-For"),
                                                              request.remote)))
         while True:
+            headers[HELD_HEADER] = f"{self.clock() - arrived:.3f}"
             try:
                 upstream = await self._session.request(request.method, url, headers=headers, data=body,
                                                        allow_redirects=False)

@@ -18,7 +18,9 @@ HTTP requests, as a Service would: any method on ``/{namespace}/{deployment}/...
 pod (least outstanding work), answered when the simulated pod finishes it (JSON: the pod, its queue and total
 seconds), or 503 at once when no Ready pod takes it. Those requests count in the same counters and SLO figures as
 the load's; one the load sent over HTTP (``start_load(..., via=URL)``, e.g. through an activator) is recorded from
-when it was sent, so that what it waited on the way is queue time.
+when it was sent, what it waited on the way counted as queue time: what an activator says it held it
+(``Inference-Autoscaler-Held-Seconds``; the HTTP hops themselves take no time, as the load's in-process requests'
+do not), else the whole time since it was sent.
 
 A pod belongs to the deployment named by its ``ownerReferences`` (a ``Deployment`` owner, or a
 ``ReplicaSet`` owner ``<deployment>-<hash>``) or else by its ``app`` label. Pod annotations
@@ -45,6 +47,7 @@ from typing import Any
 
 from aiohttp import web
 
+from autoscaler.activator import HELD_HEADER
 from autoscaler.kube.workloads import max_num_seqs
 from autoscaler.policy.snapshot_json import parse_quantity
 from autoscaler.sandbox.controllers import ANN_KIND, ANN_SCRAPE, ANN_SERVING, is_ready
@@ -348,12 +351,15 @@ class DataPlane:
             router = self.routers[(ns, dep)] = Router(lambda: self.deployment_pods(ns, dep))
         stats = self.load_stats(ns, dep)
         now = self.clock()
-        try:  # sent by the sandbox's load (through an activator, say): recorded from when it was sent
+        sent, before = now, 0.0
+        with contextlib.suppress(ValueError):  # sent by the sandbox's load: recorded from when it was sent
             sent = min(now, float(request.headers.get(SENT_AT_HEADER, now)))
-        except ValueError:
-            sent = now
-        sent = sent if math.isfinite(sent) else now
-        before = now - sent
+            sent = sent if math.isfinite(sent) else now
+            # what it waited on the way: through an activator, what the activator says it held it (the way itself
+            # takes no time, as for the load's in-process requests), else all the time since it was sent
+            held = float(request.headers.get(HELD_HEADER, "nan"))
+            before = held if 0 <= held <= now - sent else now - sent
+        before = before if math.isfinite(before) else 0.0
         recorded = {RECORDED_HEADER: "1"}
         pod = router.pick(now)
         adm = pod.submit(now, *tokens) if pod is not None else None

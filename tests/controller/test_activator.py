@@ -18,7 +18,7 @@ import pytest
 from aiohttp import web
 from multidict import CIMultiDict
 
-from autoscaler.activator import Activator, ActivatorSettings
+from autoscaler.activator import HELD_HEADER, Activator, ActivatorSettings
 from autoscaler.kube.api import KubeApi
 from autoscaler.sandbox.cluster import SandboxCluster
 from autoscaler.sandbox.resources import DEPLOYMENTS
@@ -113,6 +113,7 @@ async def test_a_ready_lease_is_forwarded_at_once_with_its_request_intact(
     async with upstream() as port, activator(tmp_path, port) as (act, url), aiohttp.ClientSession() as s:
         headers = [("Authorization", "Bearer t"), ("Connection", "keep-alive"), ("X-Trace", "7"), ("X-Tag", "a"),
                    ("X-Tag", "b")]
+        headers.append((HELD_HEADER, "99"))  # the activator's to say, not the client's
         async with s.post(f"{url}/ml/warm/v2/models/m/infer?x=1&y=2", data=b'{"inputs": []}',
                           headers=CIMultiDict(headers)) as r:
             assert r.status == 200 and r.headers["X-Model"] == "echo"
@@ -121,6 +122,7 @@ async def test_a_ready_lease_is_forwarded_at_once_with_its_request_intact(
     assert got["body"] == '{"inputs": []}'
     assert got["headers"]["Authorization"] == "Bearer t" and got["headers"]["X-Trace"] == "7"
     assert got["headers"]["X-Forwarded-For"] == "127.0.0.1" and got["tags"] == ["a", "b"]
+    assert float(got["headers"][HELD_HEADER]) < 0.1  # forwarded at once (the client's value is not passed on)
     assert sample(act, "autoscaler_activator_requests_total", "warm") == 1
     assert sample(act, "autoscaler_activator_responses_total", "warm", code="200") == 1
     assert sample(act, "autoscaler_activator_hold_seconds_bucket", "warm", le="0.1") == 1
@@ -139,10 +141,12 @@ async def test_a_request_waits_for_the_first_ready_replica_then_is_answered(
         set_ready(cluster, "cold", 1)
         answers = await asyncio.gather(*pending)
         waited = time.monotonic() - t0
-        bodies = sorted([(await r.json())["body"] for r in answers])
+        got = [await r.json() for r in answers]
+        bodies = sorted(g["body"] for g in got)
         for r in answers:
             r.release()
     assert [r.status for r in answers] == [200] * 3 and bodies == ["0", "1", "2"]
+    assert all(0.5 <= float(g["headers"][HELD_HEADER]) <= waited for g in got), got  # the server is told the wait
     assert waited >= 0.5
     assert sample(act, "autoscaler_activator_held_requests", "cold") == 0
     assert sample(act, "autoscaler_activator_hold_seconds_count", "cold") == 3

@@ -10,6 +10,7 @@ import numpy as np
 from aiohttp import web
 from apihelpers import FAST, eventually
 
+from autoscaler.activator import HELD_HEADER
 from autoscaler.sandbox.cluster import SandboxCluster
 from autoscaler.sandbox.dataplane import DataPlane
 from autoscaler.sandbox.load import LoadSpec
@@ -36,8 +37,8 @@ async def test_pods_get_metrics_endpoints_and_lose_them(tmp_path: Path) -> None:
 
 async def test_a_load_sent_over_http_is_recorded_once_from_when_it_was_sent(tmp_path: Path) -> None:
     """``start_load(via=URL)``: requests go over HTTP; the gateway records those it gets from when they were sent (a
-    delay on the way is queue time), and the driver records only what the gateway never answered (a 504) as not
-    served: every request once."""
+    delay on the way is queue time, or what an activator says it held them), and the driver records only what the
+    gateway never answered (a 504) as not served: every request once."""
     delayed = web.Application()
 
     async def slow_then_gateway(request: web.Request) -> web.StreamResponse:
@@ -45,29 +46,36 @@ async def test_a_load_sent_over_http_is_recorded_once_from_when_it_was_sent(tmp_
         if request.path.startswith("/timeout"):
             return web.Response(status=504)
         await asyncio.sleep(0.3)
-        async with aiohttp.ClientSession() as s, s.post(f"http://127.0.0.1:{plane.gateway_port}{request.path}",
-                                                        headers=request.headers, data=await request.read()) as r:
+        path, headers = request.path, dict(request.headers)
+        if path.startswith("/told"):  # as an activator that says it held the request 0.1 s of the 0.3
+            path, headers[HELD_HEADER] = path.removeprefix("/told"), "0.1"
+        async with aiohttp.ClientSession() as s, s.post(f"http://127.0.0.1:{plane.gateway_port}{path}",
+                                                        headers=headers, data=await request.read()) as r:
             return web.Response(status=r.status, body=await r.read(), headers=r.headers)
 
     delayed.router.add_route("*", "/{tail:.*}", slow_then_gateway)
     async with DataPlane(workdir=tmp_path, start_prometheus=False) as plane, SandboxCluster(hooks=plane, **FAST) as c:
         runner, port = await serve(delayed, "127.0.0.1", 0, shutdown_timeout=0.5)
         try:
-            c.create_deployment("served", replicas=1, serving={"concurrency": 8, "serviceTimeMs": 20})
-            await c.wait_for_ready("default", "served")
-            await eventually(lambda: [p for p in plane.deployment_pods("default", "served") if p.ready])
+            for name in ("served", "told"):
+                c.create_deployment(name, replicas=1, serving={"concurrency": 8, "serviceTimeMs": 20})
+                await c.wait_for_ready("default", name)
+                await eventually(lambda n=name: [p for p in plane.deployment_pods("default", n) if p.ready])
             load = {"profile": {"type": "constant", "rate": 20}, "durationS": 1}
-            await plane.start_load("default", "served", load, via=f"http://127.0.0.1:{port}/default/served/infer")
-            await plane.start_load("default", "lost", load, via=f"http://127.0.0.1:{port}/timeout/default/lost")
-            for name in ("served", "lost"):
+            for name, via in (("served", "/default/served/infer"), ("told", "/told/default/told/infer"),
+                              ("lost", "/timeout/default/lost")):
+                await plane.start_load("default", name, load, via=f"http://127.0.0.1:{port}{via}")
+            for name in ("served", "told", "lost"):
                 await plane.loads[("default", name)].wait()
         finally:
-            for name in ("served", "lost"):
+            for name in ("served", "told", "lost"):
                 await plane.stop_load("default", name)
             await runner.cleanup()
         n = len(LoadSpec.from_dict(load).schedule().window(0.0, 10.0))  # type: ignore[union-attr]
-        served, lost = plane.load_stats("default", "served"), plane.load_stats("default", "lost")
+        served, told, lost = (plane.load_stats("default", name) for name in ("served", "told", "lost"))
+        assert n > 5 and served.sent == told.sent == n and served.unrouted == told.unrouted == 0
         q = np.frombuffer(served.queue_times, dtype=np.float64)
-        assert n > 5 and served.sent == n and served.unrouted == 0
         assert (q >= 0.29).all() and (q < 0.5).all(), q  # the 0.3 s on the way is queue time
+        q = np.frombuffer(told.queue_times, dtype=np.float64)
+        assert (q >= 0.099).all() and (q < 0.25).all(), q  # what the activator says it held, not the whole way
         assert lost.sent == n and lost.unrouted == n
