@@ -243,6 +243,15 @@ def _newest_message(events: list[dict[str, Any]], reason: str) -> str | None:
     return None if e is None else str(e.get("message", ""))
 
 
+def _decided_message(st: dict[str, Any]) -> str:
+    """The message of the algorithm's last decision: the status's, unless that is a write that failed
+    (``FailedRescale``, whose message is the API's error): then the newest other of its recent decisions."""
+    if st.get("reason") != "FailedRescale":
+        return str(st.get("message", ""))
+    decided = [r for r in st.get("recent") or [] if r.get("reason") != "FailedRescale"]
+    return str(decided[-1].get("message", "")) if decided else ""
+
+
 def explain_lines(dep: dict[str, Any], policy: ClusterPolicy, source: str,
                   events: list[dict[str, Any]] | None) -> list[str]:
     """What ``autoscaler explain`` prints; ``events`` are the Deployment's Events, None if they could not be read."""
@@ -286,7 +295,7 @@ def explain_lines(dep: dict[str, Any], policy: ClusterPolicy, source: str,
                f"(ready {st.get('ready')}) -> desired {st.get('desired')}  [{st.get('reason')}]")
     out.append(f"    {st.get('message', '')}")
     if res.lease is not None and res.lease.algorithm == "predictive":
-        sized = str(st.get("message", "")).startswith("predictive:")
+        sized = _decided_message(st).startswith("predictive:")
         if events is None:
             out.append("  (the Deployment's Events could not be read, so where its slots come from and why the HPA "
                        "rule may decide are not shown: grant list on events, or kubectl describe deployment)")

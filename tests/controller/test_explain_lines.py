@@ -46,6 +46,26 @@ def test_explain_names_the_learnt_slots_or_why_the_hpa_rule_decides_or_that_even
     assert "  slots learnt: sized on 6 slots a replica: new" in sized and "slots estimated" not in sized
 
 
+def test_a_failed_write_does_not_hide_what_the_algorithm_decided() -> None:
+    """The last decision a failed scale (a 409, its message the API's error): whether the predictive algorithm sized
+    the lease is read from its newest other recent decision, not from the error."""
+    events = [event("SlotsLearned", "sized on 2 slots a replica: saturated", "2026-11-24T19:30:00Z"),
+              event("PredictiveUnavailable", "the pods serve with vLLM ...", "2026-11-24T18:00:00Z")]
+    dep = deployment("409 Conflict: Operation cannot be fulfilled on deployments.apps \"chat\"")
+    st = json.loads(dep["metadata"]["annotations"][STATUS_ANNOTATION])
+    st["reason"] = "FailedRescale"
+    st["recent"] = [{"time": 1, "current": 1, "desired": 1, "reason": "Capacity", "message": "queueTime above target"},
+                    {"time": 2, "current": 1, "desired": 3, "reason": "Backlog", "message": "predictive: 25 req/s"},
+                    {"time": 3, "current": 3, "desired": 3, "reason": "FailedRescale", "message": "409 Conflict"}]
+    dep["metadata"]["annotations"][STATUS_ANNOTATION] = json.dumps(st)
+    out = "\n".join(explain_lines(dep, POLICY, "test", events))
+    assert "  slots learnt: sized on 2 slots a replica: saturated" in out and "the HPA rule decides" not in out, out
+    st["recent"] = st["recent"][:1] + st["recent"][2:]  # the newest decision before the failed write: the HPA rule's
+    dep["metadata"]["annotations"][STATUS_ANNOTATION] = json.dumps(st)
+    out = "\n".join(explain_lines(dep, POLICY, "test", events))
+    assert "the HPA rule decides, not the predictive algorithm" in out and "slots learnt" not in out, out
+
+
 def test_explain_names_where_the_slots_of_a_sized_lease_come_from() -> None:
     """The status annotation's slots (per replica, and their source) are said in words while the predictive
     algorithm sizes the lease; not while the HPA rule decides it."""
