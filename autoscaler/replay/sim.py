@@ -309,6 +309,8 @@ class Simulation:
         self.spec_events: list[tuple[float, int]] = []
         self._rng = np.random.default_rng(s.seed)
         self._emptied_at: dict[int, float] = {}
+        self._unrouted: FloatArray | None = None
+        """The arrivals of the block last run, when no pod was Ready to take them (None: there was one)."""
 
     # -- pods --------------------------------------------------------------------------------------
 
@@ -403,8 +405,9 @@ class Simulation:
         a = np.zeros((L, R))
         if routed:
             a[:, routed] = split_evenly(counts, len(routed))
-        else:
-            self.dropped[t0:t1] += counts
+        # no Ready pod: dropped, counted when the block is finished (a block cut short is run again up to the cut,
+        # and its arrivals must be counted once)
+        self._unrouted = None if routed else counts.copy()
         w = self.workload
         p = o = None
         if w.prompt_per_request is not None:
@@ -443,8 +446,11 @@ class Simulation:
         f.queue, f.rate, f.svc, f.tokens, f.counters = saved
 
     def _finish_block(self, t0: int, t1: int, res: StepResult) -> None:
+        """Count the block last run, ``[t0, t1)``."""
         self.served[t0:t1] = res.served.sum(axis=1)
         self.dropped[t0:t1] += res.dropped.sum(axis=1)
+        if self._unrouted is not None:
+            self.dropped[t0:t1] += self._unrouted
         self.violations[t0:t1] = res.slo_violations.sum(axis=1)
         self.wait_sum[t0:t1] = (res.arrived * res.mean_queue_time_us).sum(axis=1)
         self._emptied_at = {}

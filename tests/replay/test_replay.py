@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -47,6 +48,19 @@ def test_requests_are_conserved(policy: str) -> None:
     run = simulate(w, make_policy(policy, PolicyContext(SETTINGS, SHIPPED)), SETTINGS)
     assert run.arrived.sum() == pytest.approx(run.served.sum() + run.queued_end + run.dropped.sum(), rel=1e-9)
     assert run.gpu_seconds >= run.ready_replicas.sum() - 1e-6
+
+
+def test_requests_that_find_no_pod_are_dropped_once_when_a_woken_pod_starts_inside_a_block() -> None:
+    """Scale to zero with a 5-s start-up: a woken pod becomes Ready inside the simulator's 64-s block, which is cut
+    there and run again; the arrivals before the cut, with no pod to take them, are dropped once, not twice."""
+    rates = np.zeros(3600)
+    rates[300:900] = rates[2700:3300] = 100.0
+    w = workload(poisson(rates))
+    s = replace(SETTINGS, startup_s=5.0)
+    run = simulate(w, make_policy("default+zero", PolicyContext(s, SHIPPED, {"zero.idleSeconds": 300})), s)
+    assert run.dropped.sum() > 0
+    assert run.arrived.sum() == pytest.approx(run.served.sum() + run.queued_end + run.dropped.sum(), rel=1e-9)
+    assert (run.dropped <= run.arrived + 1e-9).all()
 
 
 def test_constant_load_with_enough_replicas_keeps_the_queue_empty() -> None:
