@@ -19,7 +19,9 @@ The cluster
   most recently Ready. A Ready victim stops getting traffic at once, finishes its backlog and is gone
   when idle, or after ``termination_grace_s`` with the rest counted as dropped.
 * Conservation: ``arrived = served + queued + dropped`` at every step (requests that arrive with no
-  Ready pod are dropped, as a Service with no endpoints refuses them).
+  Ready pod are dropped, as a Service with no endpoints refuses them; with an activator in front, ``hold_s`` of a
+  policy under scale to zero, they are held, counted as violations, and join the Ready pods' queues when there are
+  some, or are dropped after ``hold_s``).
 
 The metrics pipeline (what a policy can see)
 --------------------------------------------
@@ -311,6 +313,10 @@ class Simulation:
         self._emptied_at: dict[int, float] = {}
         self._unrouted: FloatArray | None = None
         """The arrivals of the block last run, when no pod was Ready to take them (None: there was one)."""
+        self.hold_s = float(getattr(policy, "hold_s", 0.0))
+        """An activator in front of the pods holds requests that find no Ready pod this long (0: none, dropped)."""
+        self.held: list[tuple[int, float]] = []
+        """Requests held now: (arrival step, count)."""
 
     # -- pods --------------------------------------------------------------------------------------
 
@@ -436,6 +442,22 @@ class Simulation:
             self.inflight_total[t0:t1] = 0.0
         return res
 
+    def _release_held(self, t: int) -> None:
+        """At a block start: held requests past the hold timeout are dropped (the activator's 504); the rest go to the
+        Ready pods' queues at once, if there are any, and their wait so far is queue time."""
+        expired = [(ta, c) for ta, c in self.held if t - ta > self.hold_s]
+        for ta, c in expired:
+            self.violations[ta] -= c
+            self.dropped[ta] += c
+        self.held = [(ta, c) for ta, c in self.held if t - ta <= self.hold_s]
+        routed = [p.row for p in self.row_pods if p.drain_at > t]
+        if not self.held or not routed:
+            return
+        for ta, c in self.held:
+            self.wait_sum[ta] += c * (t - ta) * 1e6
+        self.fleet.queue[routed] += sum(c for _, c in self.held) / len(routed)
+        self.held = []
+
     def _save(self) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray, dict[str, FloatArray]]:
         f = self.fleet
         return (f.queue.copy(), f.rate.copy(), f.svc.copy(), f.tokens.copy(),
@@ -449,7 +471,10 @@ class Simulation:
         """Count the block last run, ``[t0, t1)``."""
         self.served[t0:t1] = res.served.sum(axis=1)
         self.dropped[t0:t1] += res.dropped.sum(axis=1)
-        if self._unrouted is not None:
+        if self._unrouted is not None and self.hold_s > 0:  # an activator holds them: late, so violations
+            self.violations[t0:t1] += self._unrouted
+            self.held += [(t0 + int(i), float(self._unrouted[i])) for i in np.flatnonzero(self._unrouted > 0)]
+        elif self._unrouted is not None:
             self.dropped[t0:t1] += self._unrouted
         self.violations[t0:t1] = res.slo_violations.sum(axis=1)
         self.wait_sum[t0:t1] = (res.arrived * res.mean_queue_time_us).sum(axis=1)
@@ -480,6 +505,8 @@ class Simulation:
         T = self.T
         while t < T:
             self._sync_rows(float(t))
+            if self.held:
+                self._release_held(t)
             end = min(T, t + BLOCK_S)
             for p in self.live:
                 if p.gone_at > t:  # _sync_rows may have released some just now
@@ -530,7 +557,8 @@ class Simulation:
         return PolicyRun(
             policy=self.policy.name, arrived=self.arrived, served=self.served, dropped=self.dropped,
             violations=self.violations, queue_wait_sum_us=self.wait_sum, spec_replicas=spec, ready_replicas=ready,
-            gpu_seconds=float(sum(min(p.gone_at, T) - p.created for p in self.pods)), scale_events=self.scale_events, queued_end=float(self.fleet.queue.sum()), end_s=float(T))
+            gpu_seconds=float(sum(min(p.gone_at, T) - p.created for p in self.pods)), scale_events=self.scale_events,
+            queued_end=float(self.fleet.queue.sum()) + sum(c for _, c in self.held), end_s=float(T))
 
 
 

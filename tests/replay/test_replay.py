@@ -21,7 +21,7 @@ from autoscaler.replay.policies.hpa import HpaPolicy, snapshot_to_json
 from autoscaler.replay.promql import extrapolated_rate
 from autoscaler.replay.report import criteria, criteria_table, frontier_sentence, summarize
 from autoscaler.replay.run import replay
-from autoscaler.replay.sim import simulate
+from autoscaler.replay.sim import PolicyRun, simulate
 from autoscaler.replay.workload import DEFAULT_SERVING, Workload, build_workload, replica_capacity_rps
 
 REPO = Path(__file__).resolve().parents[2]
@@ -302,6 +302,26 @@ def test_scale_to_zero_trades_idle_gpu_seconds_for_the_requests_that_wake_it() -
     assert auto["sloViolationFraction"] < zero["sloViolationFraction"]
 
 
+def test_an_activator_in_front_holds_what_comes_at_zero_for_the_woken_pods() -> None:
+    """`zero.holdSeconds`: the requests that find no Ready pod are held (late, so violations) and the woken pods
+    serve them, none dropped while they wait less than the hold; past it they are dropped (the activator's 504)."""
+    rates = np.zeros(3600)
+    rates[300:900] = rates[2700:3300] = 100.0
+    w = workload(poisson(rates))  # a 60-s start-up: ~6,000 requests come while the lease wakes each time
+
+    def run(hold: float, startup: float = 60.0) -> PolicyRun:
+        s = replace(SETTINGS, startup_s=startup)
+        return simulate(w, make_policy("default+zero", PolicyContext(
+            s, SHIPPED, {"zero.idleSeconds": 300, "zero.holdSeconds": hold})), s)
+
+    for r in (dropping := run(0), held := run(300), short := run(30, startup=120)):
+        assert r.arrived.sum() == pytest.approx(r.served.sum() + r.queued_end + r.dropped.sum(), rel=1e-9)
+    assert dropping.dropped.sum() > 5000 and held.dropped.sum() == 0  # every one served, none lost
+    assert summarize(held)["sloViolationFraction"] >= held.arrived[2700:2760].sum() / held.arrived.sum()
+    assert summarize(held)["p99QueueTimeUs"] > summarize(dropping)["p99QueueTimeUs"]  # the wait is their queue time
+    assert 0 < short.dropped.sum() < run(0, startup=120).dropped.sum()  # held 30 s of a 120-s start-up: most lost
+
+
 def test_cli_replays_scale_to_zero_beside_the_policy(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     """`--policies default,default+zero` with `zero.*` options; a bad option or `oracle+zero` exits 2."""
     trace = _trace(tmp_path, np.concatenate([np.full(200, 10.0), np.zeros(900), np.full(200, 10.0)]))
@@ -313,6 +333,9 @@ def test_cli_replays_scale_to_zero_beside_the_policy(capsys: pytest.CaptureFixtu
     assert main(["replay", "--trace", str(trace), "--policies", "default+zero", "--policy-option",
                  "zero.idle=1"]) == 2
     assert "zero.idleSeconds" in capsys.readouterr().err
+    assert main(["replay", "--trace", str(trace), "--policies", "default+zero", "--policy-option",
+                 "zero.holdSeconds=-1"]) == 2
+    assert "zero.holdSeconds must be >= 0" in capsys.readouterr().err
     assert main(["replay", "--trace", str(trace), "--policies", "oracle+zero"]) == 2
     assert "NAME+zero" in capsys.readouterr().err
     assert main(["replay", "--trace", str(trace), "--policies", "default+zero", "--policy-option",

@@ -15,7 +15,10 @@ feeds it:
 * parameters from the cluster policy's ``scaleToZero`` (``idleSeconds``, ``wakeThreshold``, ``wakeReplicas``,
   ``wakeTargetPerReplica``; ``auto``: woken to what the wrapped predictive policy sizes the gateway's rate with),
   each overridable with ``--policy-option zero.idleSeconds=300`` and so on. The replay is
-  never blind (every Ready pod is scraped), so ``ScaleToZeroHeld`` does not occur.
+  never blind (every Ready pod is scraped), so ``ScaleToZeroHeld`` does not occur;
+* ``zero.holdSeconds=S`` puts the activator in front: the requests that find no Ready pod are held up to S seconds
+  (late, so still violations, but not lost) and join the woken pods' queues at once, which then start with that
+  backlog.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ from autoscaler.policy.idle import IdleState, decide_idle
 from autoscaler.replay.policies import PolicyContext, ReplayPolicy
 from autoscaler.replay.sim import ClusterView
 
-OPTIONS = ("idleSeconds", "wakeThreshold", "wakeReplicas", "wakeTargetPerReplica")
+OPTIONS = ("idleSeconds", "wakeThreshold", "wakeReplicas", "wakeTargetPerReplica", "holdSeconds")
 
 
 @dataclass
@@ -48,6 +51,9 @@ class ZeroPolicy:
     """The wrapped policy's."""
     scales_to_zero: bool = True
     """Tells the simulator this policy's floor is 0 replicas."""
+    hold_s: float = 0.0
+    """``zero.holdSeconds``: an activator in front holds the requests that find no Ready pod this long (its
+    ``--hold-timeout``), and the woken pods serve them; 0: none, they are dropped."""
 
     def decide(self, view: ClusterView) -> int:
         current = view.spec_replicas
@@ -73,6 +79,9 @@ def with_zero(inner: ReplayPolicy, name: str, ctx: PolicyContext) -> ZeroPolicy:
     idle_s = float(opts.get("idleSeconds", stz.idle_s))
     if idle_s <= 0:
         raise ValueError("zero.idleSeconds must be > 0")
+    hold_s = float(opts.get("holdSeconds", 0.0))
+    if hold_s < 0:
+        raise ValueError("zero.holdSeconds must be >= 0 (0: no activator)")
     target = opts.get("wakeTargetPerReplica", stz.wake_target)
     auto = target == "auto"
     sizer = getattr(inner, "wake_need", None) if auto else None
@@ -82,7 +91,7 @@ def with_zero(inner: ReplayPolicy, name: str, ctx: PolicyContext) -> ZeroPolicy:
     return ZeroPolicy(inner, name, idle_s=idle_s, threshold=float(opts.get("wakeThreshold", stz.wake_threshold)),
                       wake_replicas=max(1, int(opts.get("wakeReplicas", stz.wake_replicas))),
                       wake_target=float(target) if target and not auto else None, wake_sizer=sizer,
-                      max_replicas=ctx.settings.max_replicas, interval_s=inner.interval_s)
+                      max_replicas=ctx.settings.max_replicas, interval_s=inner.interval_s, hold_s=hold_s)
 
 
 __all__ = ["OPTIONS", "ZeroPolicy", "with_zero"]
