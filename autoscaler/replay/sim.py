@@ -471,13 +471,13 @@ class Simulation:
         """Count the block last run, ``[t0, t1)``."""
         self.served[t0:t1] = res.served.sum(axis=1)
         self.dropped[t0:t1] += res.dropped.sum(axis=1)
+        self.violations[t0:t1] = res.slo_violations.sum(axis=1)
+        self.wait_sum[t0:t1] = (res.arrived * res.mean_queue_time_us).sum(axis=1)
         if self._unrouted is not None and self.hold_s > 0:  # an activator holds them: late, so violations
             self.violations[t0:t1] += self._unrouted
             self.held += [(t0 + int(i), float(self._unrouted[i])) for i in np.flatnonzero(self._unrouted > 0)]
         elif self._unrouted is not None:
             self.dropped[t0:t1] += self._unrouted
-        self.violations[t0:t1] = res.slo_violations.sum(axis=1)
-        self.wait_sum[t0:t1] = (res.arrived * res.mean_queue_time_us).sum(axis=1)
         self._emptied_at = {}
         for p in self.row_pods:
             if p.drain_at <= t0:
