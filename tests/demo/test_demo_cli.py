@@ -51,7 +51,8 @@ def test_demo_scales_up_under_load_then_down_and_writes_the_report(tmp_path: Pat
     through = re.search(r"Through the activator: ([0-9,]+) requests, ([0-9,]+) of them held while no pod was Ready "
                         r"\(([0-9.]+) s on average.*?; every one answered by a pod", md)
     assert through, md[md.index("## demo/triton-zero"):]
-    assert int(through[2].replace(",", "")) > 0 and float(through[3]) >= 1.0  # the wake and a 1-s start-up
+    # they waited for the wake and a 1-s start-up; the later ones only for part of it, so the mean is under that
+    assert int(through[2].replace(",", "")) > 0 and float(through[3]) > 0.1
     shadow_rows = [r for r in (report / "samples.csv").read_text().splitlines() if ",triton-shadow," in r]
     assert shadow_rows and all(",shadow,1," in r for r in shadow_rows)  # its Deployment was never scaled
     pid = int(re.search(r"Prometheus \(pid (\d+)\)", proc.stderr).group(1))  # type: ignore[union-attr]
