@@ -17,7 +17,6 @@ import argparse
 import asyncio
 import contextlib
 import json
-import socket
 import sys
 import tempfile
 import time
@@ -41,12 +40,6 @@ app = web.Application(client_max_size=1 << 26)
 app.router.add_route("*", "/{tail:.*}", infer)
 web.run_app(app, host="127.0.0.1", port=int(sys.argv[1]), print=None, access_log=None)
 """
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 async def wait_http(url: str, timeout_s: float = 30.0) -> None:
@@ -96,9 +89,11 @@ async def load(url: str, n: int, concurrency: int, body: bytes) -> dict[str, flo
 
 
 async def main_async(args: argparse.Namespace) -> dict[str, Any]:
+    from autoscaler.metrics.localprom import free_port
     from autoscaler.sandbox.cluster import SandboxCluster
+    from autoscaler.sandbox.dataplane import activator_process
 
-    up, act = free_port(), free_port()
+    up = free_port()
     body = b"x" * (args.body_kb * 1024)
     with tempfile.TemporaryDirectory() as tmp:
         async with SandboxCluster(startup_seconds=0.0, pending_seconds=0.0) as c:
@@ -107,13 +102,10 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
                                       annotations={"inference-autoscaler.io/enabled": "true"})
             kc = c.write_kubeconfig(Path(tmp) / "kubeconfig")
             async with process(sys.executable, "-c", UPSTREAM, str(up), str(args.service_ms)), \
-                    process(sys.executable, "-m", "autoscaler.cli", "activator", "--kubeconfig", str(kc),
-                            "--listen", f"127.0.0.1:{act}", "--upstream", f"http://127.0.0.1:{up}",
-                            "--log-level", "warning"):
+                    activator_process(kc, f"http://127.0.0.1:{up}", "--log-level", "warning") as act:
                 await wait_http(f"http://127.0.0.1:{up}/ready")
-                await wait_http(f"http://127.0.0.1:{act}/readyz")
                 direct_url = f"http://127.0.0.1:{up}/v2/models/m/infer"
-                via_url = f"http://127.0.0.1:{act}/ml/m/v2/models/m/infer"
+                via_url = f"{act}/ml/m/v2/models/m/infer"
                 await load(via_url, 200, args.concurrency, body)  # warm both paths
                 await load(direct_url, 200, args.concurrency, body)
                 runs = {"direct": await load(direct_url, args.requests, args.concurrency, body),

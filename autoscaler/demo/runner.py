@@ -10,8 +10,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import socket
-import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -28,7 +26,7 @@ from autoscaler.controller import Controller, Settings
 from autoscaler.demo.scenario import DEMO_POLICY, NAMESPACE, Plan, write_load
 from autoscaler.kube.api import KubeApi
 from autoscaler.sandbox.cluster import SandboxCluster
-from autoscaler.sandbox.dataplane import DataPlane
+from autoscaler.sandbox.dataplane import DataPlane, activator_process
 from autoscaler.sandbox.resources import DEPLOYMENTS, EVENTS
 
 log = logging.getLogger("autoscaler.demo")
@@ -184,7 +182,10 @@ async def run_demo(plan: Plan, workdir: Path, *, stop: asyncio.Event, view: View
                       "deployments ready; waiting for Prometheus to scrape their pods")
             async with aiohttp.ClientSession() as session, contextlib.AsyncExitStack() as closers:
                 await _wait_for_targets(session, dp.prometheus_url, len(plan.leases), stop)
-                activator = await _start_activator(kubeconfig, dp, closers)
+                # the activator in its own process, as in a cluster, in front of the gateway, scraped by Prometheus
+                activator = await closers.enter_async_context(activator_process(
+                    kubeconfig, dp.upstream, "--hold-timeout", "60", "--drain-seconds", "1", "--log-level", "warning"))
+                dp.scrape_activator(activator)
                 api = await KubeApi.connect(str(kubeconfig))
                 settings = Settings(policy_file=str(policy_file), prometheus_url=dp.prometheus_url,
                                     leader_election=False, listen_port=0, state_granularity_s=2.0,
@@ -238,42 +239,6 @@ async def run_demo(plan: Plan, workdir: Path, *, stop: asyncio.Event, view: View
         view.note("stopped the controller, the sandbox and Prometheus")
     view.stop()
     return RunResult(plan, samples, per_second, states, warnings, elapsed, interrupted, policy_text, activated)
-
-
-async def _start_activator(kubeconfig: Path, dp: DataPlane, closers: contextlib.AsyncExitStack) -> str:
-    """``autoscaler activator`` (its own process, as in a cluster) in front of the gateway, scraped by Prometheus (job
-    ``activator``): its URL once it is ready."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = int(sock.getsockname()[1])
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "autoscaler.cli", "activator", "--kubeconfig", str(kubeconfig),
-        "--listen", f"127.0.0.1:{port}", "--upstream", f"http://127.0.0.1:{dp.gateway_port}/{{namespace}}/{{name}}",
-        "--hold-timeout", "60", "--drain-seconds", "1", "--log-level", "warning",
-        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
-
-    async def stop() -> None:
-        if proc.returncode is None:
-            proc.terminate()
-        try:
-            async with asyncio.timeout(10):
-                await proc.wait()
-        except TimeoutError:
-            proc.kill()
-            await proc.wait()
-    closers.push_async_callback(stop)
-    url = f"http://127.0.0.1:{port}"
-    async with aiohttp.ClientSession() as s, asyncio.timeout(30):
-        while True:
-            with contextlib.suppress(aiohttp.ClientError):
-                async with s.get(f"{url}/readyz") as r:
-                    if r.status == 200:
-                        break
-            if proc.returncode is not None:
-                raise RuntimeError(f"the activator exited with {proc.returncode}")
-            await asyncio.sleep(0.1)
-    dp.scrape_activator(port)
-    return url
 
 
 async def _activator_counts(session: aiohttp.ClientSession, url: str) -> dict[str, dict[str, float]]:

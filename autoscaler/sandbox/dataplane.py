@@ -39,16 +39,20 @@ import json
 import logging
 import math
 import re
+import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 from aiohttp import web
 
-from autoscaler.activator import HELD_HEADER
+from autoscaler.activator import HELD_HEADER, Activator, ActivatorSettings
+from autoscaler.kube.api import KubeApi
 from autoscaler.kube.workloads import max_num_seqs
+from autoscaler.metrics.localprom import free_port
 from autoscaler.policy.snapshot_json import parse_quantity
 from autoscaler.sandbox.controllers import ANN_KIND, ANN_SCRAPE, ANN_SERVING, is_ready
 from autoscaler.sandbox.load import RECORDED_HEADER, SENT_AT_HEADER, LoadDriver, LoadSpec, LoadStats, Router
@@ -65,6 +69,7 @@ from autoscaler.sandbox.pods import (
 )
 from autoscaler.sandbox.prometheus import JOB_DCGM, JOB_GATEWAY, JOB_KUBELET, JOB_PODS, PrometheusServer
 from autoscaler.serving import ServingConfig
+from autoscaler.telemetry import serve
 
 log = logging.getLogger(__name__)
 
@@ -103,6 +108,38 @@ def deployment_of(pod: dict[str, Any]) -> str:
         return str(labels["app"])
     parts = str(meta.get("name", "")).rsplit("-", 2)
     return parts[0]
+
+
+@contextlib.asynccontextmanager
+async def activator_process(kubeconfig: Path, upstream: str, *args: str,
+                            timeout_s: float = 30.0) -> AsyncIterator[str]:
+    """``autoscaler activator`` in its own process, as in a cluster, on a free loopback port (``args``: more flags):
+    its URL once ``/readyz`` answers; terminated (killed after 10 s) on exit."""
+    url = f"http://127.0.0.1:{free_port()}"
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "autoscaler.cli", "activator", "--kubeconfig", str(kubeconfig),
+        "--listen", url.removeprefix("http://"), "--upstream", upstream, *args,
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
+    try:
+        async with aiohttp.ClientSession() as s, asyncio.timeout(timeout_s):
+            while proc.returncode is None:
+                with contextlib.suppress(aiohttp.ClientError):
+                    async with s.get(f"{url}/readyz") as r:
+                        if r.status == 200:
+                            break
+                await asyncio.sleep(0.1)
+        if proc.returncode is not None:
+            raise RuntimeError(f"the activator exited with {proc.returncode}")
+        yield url
+    finally:
+        if proc.returncode is None:
+            proc.terminate()
+        try:
+            async with asyncio.timeout(10):
+                await proc.wait()
+        except TimeoutError:
+            proc.kill()
+            await proc.wait()
 
 
 def _tokens(body: bytes) -> tuple[float | None, float | None]:
@@ -279,28 +316,29 @@ class DataPlane:
 
     # -- the activator -----------------------------------------------------------------------------
 
-    def scrape_activator(self, port: int) -> None:
-        """Have Prometheus scrape an activator listening on ``port`` (job ``activator``, its own labels kept)."""
-        self.prometheus.set_target(JOB_GATEWAY, f"127.0.0.1:{port}", {"job": "activator"})
+    def scrape_activator(self, url: str) -> None:
+        """Have Prometheus scrape the activator at ``url`` (job ``activator``, its own labels kept)."""
+        self.prometheus.set_target(JOB_GATEWAY, url.removeprefix("http://"), {"job": "activator"})
+
+    @property
+    def upstream(self) -> str:
+        """Every lease's upstream for an activator in front of the gateway (an ``--upstream`` template)."""
+        return f"http://127.0.0.1:{self.gateway_port}/{{namespace}}/{{name}}"
 
     async def start_activator(self, kubeconfig: Path, **settings: Any) -> str:
-        """An activator in this process, in front of the gateway (every lease's upstream), readiness from the API
-        server of ``kubeconfig``, scraped by Prometheus; stopped with the data plane. Returns its URL."""
-        from autoscaler.activator import Activator, ActivatorSettings
-        from autoscaler.kube.api import KubeApi
-        from autoscaler.telemetry import serve
-
+        """An activator in this process, in front of the gateway, readiness from the API server of ``kubeconfig``,
+        scraped by Prometheus; stopped with the data plane. Returns its URL."""
         stack = self._activators
         api = await KubeApi.connect(str(kubeconfig))
         stack.push_async_callback(api.close)
-        act = Activator(api, ActivatorSettings(
-            upstream=f"http://127.0.0.1:{self.gateway_port}/{{namespace}}/{{name}}", **settings))
+        act = Activator(api, ActivatorSettings(upstream=self.upstream, **settings))
         await act.start()
         stack.push_async_callback(act.stop)
         runner, port = await serve(act.app(), "127.0.0.1", 0, shutdown_timeout=1.0)
         stack.push_async_callback(runner.cleanup)
-        self.scrape_activator(port)
-        return f"http://127.0.0.1:{port}"
+        url = f"http://127.0.0.1:{port}"
+        self.scrape_activator(url)
+        return url
 
     # -- load --------------------------------------------------------------------------------------
 

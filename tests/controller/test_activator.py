@@ -20,6 +20,7 @@ from multidict import CIMultiDict
 
 from autoscaler.activator import HELD_HEADER, Activator, ActivatorSettings
 from autoscaler.kube.api import KubeApi
+from autoscaler.metrics.localprom import free_port
 from autoscaler.sandbox.cluster import SandboxCluster
 from autoscaler.sandbox.resources import DEPLOYMENTS
 from autoscaler.telemetry import serve
@@ -67,12 +68,6 @@ async def echo(request: web.Request) -> web.StreamResponse:
 
 
 HANGUPS: list[str] = []
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @contextlib.asynccontextmanager

@@ -18,8 +18,8 @@ from autoscaler.sandbox.cluster import SandboxCluster
 from autoscaler.sandbox.resources import DEPLOYMENTS
 from autoscaler.statestore import PredictivePersisted
 from tests.controller.conftest import tick_driven
+from tests.support import P
 
-P = "inference-autoscaler.io/"
 POLICY = """
 autoscaling:
   enable: true

@@ -200,7 +200,7 @@ async def test_a_wake_query_on_the_activators_counter_needs_the_activator_to_cou
     act.set_ready(ns, "counted", 0)
     await act.start()
     runner, port = await serve(act.app(), "127.0.0.1", 0, shutdown_timeout=0.5)
-    env.dataplane.scrape_activator(port)
+    env.dataplane.scrape_activator(f"http://127.0.0.1:{port}")
     try:
         await _until(env.dataplane.prometheus_url, f'autoscaler_activator_requests_total{{namespace="{ns}"}}', True)
         fs = await env.findings(lease_namespace=ns, configmap="activator")
